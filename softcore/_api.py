@@ -1,0 +1,983 @@
+"""The public operations: validate, normalise, pick a backend, call one row kernel."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from softcore import _registry as _reg
+from softcore._validate import (
+    as_array,
+    check_axis,
+    check_out,
+    check_same_shape,
+    float_dtypes,
+    may_alias,
+    plan_cross_entropy,
+    rows,
+)
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_grad",
+    "cross_entropy_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
+    "log_softmax",
+    "log_softmax_backward",
+    "log_softmax_jacobian",
+    "logsumexp",
+    "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def _prepare(x: Any, axis: Any, backend: Any, what: str = "x") -> tuple:
+    """Backend, array, normalised axis, compute and result dtypes for one input."""
+    be = _reg.resolve(x, backend)
+    xp = be.xp
+    arr = as_array(x, xp, what)
+    compute, result = float_dtypes(arr.dtype, what)
+    ax = check_axis(axis, arr.ndim, what)
+    return be, xp, arr, ax, compute, result
+
+
+def _restore(y2: Any, shape_last: tuple[int, ...], ax: int, ndim: int, xp: Any) -> Any:
+    """Undo :func:`rows`: reshape to the axis-last shape, move the axis back."""
+    y = y2.reshape(shape_last)
+    if ax != ndim - 1:
+        y = xp.moveaxis(y, -1, ax)
+    return y
+
+
+def _last_shape(shape: tuple[int, ...], ax: int) -> tuple[int, ...]:
+    return shape[:ax] + shape[ax + 1 :] + (shape[ax],)
+
+
+def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
+    """One code path for the row-preserving ops (softmax, log_softmax)."""
+    be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
+    if out is not None:
+        check_out(out, arr.shape, result, xp)
+    if arr.size == 0:
+        return xp.empty(arr.shape, dtype=result) if out is None else out
+    x2 = rows(arr, ax, compute, xp)
+    last = _last_shape(arr.shape, ax)
+    o2 = None
+    if out is not None and result == compute:
+        o_last = out if ax == arr.ndim - 1 else xp.moveaxis(out, ax, -1)
+        if o_last.flags.c_contiguous:
+            cand = o_last.reshape(x2.shape)
+            if not may_alias(x2, cand, xp):
+                o2 = cand
+    if o2 is None:
+        y2 = xp.empty(x2.shape, dtype=compute)
+        getattr(be, kernel)(x2, y2)
+        if out is None:
+            if result != compute:
+                y2 = y2.astype(result)
+            return _restore(y2, last, ax, arr.ndim, xp)
+        xp.copyto(out, _restore(y2, last, ax, arr.ndim, xp), casting="same_kind")
+        return out
+    getattr(be, kernel)(x2, o2)
+    return out
+
+
+def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> Any:
+    r"""Softmax along ``axis``: ``exp(x - logsumexp(x, axis, keepdims=True))``.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits; any number of batch dimensions. float16 is computed in float32 and
+        returned as float16; integers and bool are promoted to float64.
+    axis : int, default -1
+        The class axis.
+    out : ndarray, optional
+        Where to write the result: same shape as ``x``, the result's dtype. It may be
+        ``x`` itself.
+    backend : str, optional
+        A registered backend's name (see :func:`list_backends`).
+
+    Returns
+    -------
+    ndarray
+        Probabilities, same shape as ``x``; each slice along ``axis`` sums to 1.
+
+    Raises
+    ------
+    TypeError
+        Complex, object or string input; ``out`` of the wrong dtype or type.
+    ValueError
+        ``axis`` out of range; ``out`` of the wrong shape or read-only.
+
+    Notes
+    -----
+    :math:`\sigma(x)_i = e^{x_i - m} / \sum_j e^{x_j - m}` with :math:`m = \max_j x_j`,
+    so any finite input is stable. A slice with a NaN, a ``+inf`` or only ``-inf``
+    values gives NaN in that slice only.
+
+    See Also
+    --------
+    log_softmax, logsumexp, softmax_backward
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.softmax(np.array([0.0, np.log(3.0)]), backend="numpy")
+    array([0.25, 0.75])
+    """
+    return _rowwise("softmax_rows", x, axis, out, backend)
+
+
+def log_softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> Any:
+    r"""Log-softmax along ``axis``: ``x - logsumexp(x, axis, keepdims=True)``.
+
+    Parameters and errors as for :func:`softmax`.
+
+    Returns
+    -------
+    ndarray
+        Log-probabilities, same shape as ``x``.
+
+    Notes
+    -----
+    Computed as :math:`x_i - m - \log\sum_j e^{x_j - m}`, never as ``log(softmax)``,
+    so tiny probabilities keep their full relative accuracy.
+
+    See Also
+    --------
+    softmax, logsumexp, log_softmax_backward
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.log_softmax(np.array([1000.0, 1000.0]), backend="numpy")
+    array([-0.69314718, -0.69314718])
+    """
+    return _rowwise("log_softmax_rows", x, axis, out, backend)
+
+
+def logsumexp(
+    x: Any, axis: int = -1, *, keepdims: bool = False, backend: Any = None
+) -> Any:
+    r"""``log(sum(exp(x), axis))`` without overflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; dtypes as for :func:`softmax`.
+    axis : int, default -1
+        The axis to reduce.
+    keepdims : bool, default False
+        Keep ``axis`` with length 1.
+    backend : str, optional
+        A registered backend's name.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``x``'s shape without ``axis`` (with it, length 1, if ``keepdims``); a scalar
+        for 1-D input. An empty ``axis`` gives ``-inf``.
+
+    Notes
+    -----
+    :math:`m + \log\sum_j e^{x_j - m}`, :math:`m = \max_j x_j`. Following the
+    softcore numerical contract, a slice with a NaN, a ``+inf`` or only ``-inf``
+    values gives NaN (SciPy gives ``+inf`` / ``-inf`` for the last two).
+
+    See Also
+    --------
+    softmax, log_softmax
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> float(sc.logsumexp(np.array([1e4, 1e4]), backend="numpy"))
+    10000.69314718056
+    """
+    be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
+    batch = arr.shape[:ax] + arr.shape[ax + 1 :]
+    if arr.size == 0:
+        res = xp.full(batch, -np.inf, dtype=result)
+    else:
+        x2 = rows(arr, ax, compute, xp)
+        lse = xp.empty(x2.shape[0], dtype=compute)
+        be.logsumexp_rows(x2, lse)
+        res = lse.reshape(batch)
+        if result != compute:
+            res = res.astype(result)
+    if keepdims:
+        return xp.expand_dims(res, ax)
+    return res[()] if res.ndim == 0 else res
+
+
+def _jacobian(kernel: str, x: Any, axis: Any, backend: Any) -> Any:
+    be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
+    c = arr.shape[ax]
+    batch = arr.shape[:ax] + arr.shape[ax + 1 :]
+    if arr.size == 0:
+        return xp.empty(batch + (c, c), dtype=result)
+    x2 = rows(arr, ax, compute, xp)
+    jac = xp.empty((x2.shape[0], c, c), dtype=compute)
+    getattr(be, kernel)(x2, jac)
+    if result != compute:
+        jac = jac.astype(result)
+    return jac.reshape(batch + (c, c))
+
+
+def softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
+    r"""The softmax Jacobian ``J[..., i, j] = ∂s_i/∂x_j = s_i (δ_ij − s_j)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits, shape ``batch + (C,)`` once ``axis`` is moved last.
+    axis : int, default -1
+        The class axis.
+    backend : str, optional
+        A registered backend's name.
+
+    Returns
+    -------
+    ndarray
+        Shape ``batch + (C, C)``; symmetric, each row and column sums to 0.
+
+    Notes
+    -----
+    Writes the ``C × C`` matrix once per batch element from the probabilities. To
+    multiply a vector by it, :func:`softmax_backward` is ``O(C)`` instead of
+    ``O(C²)``.
+
+    See Also
+    --------
+    log_softmax_jacobian, softmax_backward
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.softmax_jacobian(np.zeros(2), backend="numpy")
+    array([[ 0.25, -0.25],
+           [-0.25,  0.25]])
+    """
+    return _jacobian("softmax_jacobian_rows", x, axis, backend)
+
+
+def log_softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
+    r"""The log-softmax Jacobian ``J[..., i, j] = δ_ij − s_j``.
+
+    Parameters, returns and errors as for :func:`softmax_jacobian`.
+
+    See Also
+    --------
+    softmax_jacobian, log_softmax_backward
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.log_softmax_jacobian(np.zeros(2), backend="numpy")
+    array([[ 0.5, -0.5],
+           [-0.5,  0.5]])
+    """
+    return _jacobian("log_softmax_jacobian_rows", x, axis, backend)
+
+
+def _backward(
+    kernel: str, grad: Any, saved: Any, axis: Any, out: Any, backend: Any, name: str
+) -> Any:
+    be, xp, g, ax, cg, rg = _prepare(grad, axis, backend, "grad")
+    s = as_array(saved, xp, name)
+    cs, rs = float_dtypes(s.dtype, name)
+    check_same_shape(g, s, "grad", name)
+    compute = np.promote_types(cg, cs)
+    result = np.promote_types(rg, rs)
+    if out is not None:
+        check_out(out, g.shape, result, xp)
+    if g.size == 0:
+        return xp.empty(g.shape, dtype=result) if out is None else out
+    g2 = rows(g, ax, compute, xp)
+    s2 = rows(s, ax, compute, xp)
+    last = _last_shape(g.shape, ax)
+    o2 = None
+    if out is not None and result == compute:
+        o_last = out if ax == g.ndim - 1 else xp.moveaxis(out, ax, -1)
+        if o_last.flags.c_contiguous:
+            cand = o_last.reshape(g2.shape)
+            if not may_alias(g2, cand, xp) and not may_alias(s2, cand, xp):
+                o2 = cand
+    if o2 is None:
+        y2 = xp.empty(g2.shape, dtype=compute)
+        getattr(be, kernel)(g2, s2, y2)
+        y = _restore(y2, last, ax, g.ndim, xp)
+        if out is None:
+            return y.astype(result) if result != compute else y
+        xp.copyto(out, y, casting="same_kind")
+        return out
+    getattr(be, kernel)(g2, s2, o2)
+    return out
+
+
+def softmax_backward(
+    grad: Any, probs: Any, axis: int = -1, *, out: Any = None, backend: Any = None
+) -> Any:
+    r"""Vector–Jacobian product of softmax: ``probs * (grad − Σ grad·probs)``.
+
+    Parameters
+    ----------
+    grad : array_like
+        The upstream gradient ``∂L/∂s``.
+    probs : array_like
+        The softmax output ``s`` the gradient belongs to; same shape as ``grad``.
+    axis : int, default -1
+        The class axis.
+    out : ndarray, optional
+        Where to write ``∂L/∂x``; may be ``grad`` or ``probs``.
+    backend : str, optional
+        A registered backend's name.
+
+    Returns
+    -------
+    ndarray
+        ``∂L/∂x = Jᵀ grad``, same shape as ``grad``, computed in ``O(C)`` per row
+        without building ``J``.
+
+    Raises
+    ------
+    ValueError
+        ``grad`` and ``probs`` differ in shape.
+
+    See Also
+    --------
+    softmax, softmax_jacobian
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.softmax_backward(np.array([1.0, 0.0]), np.array([0.5, 0.5]), backend="numpy")
+    array([ 0.25, -0.25])
+    """
+    return _backward("softmax_backward_rows", grad, probs, axis, out, backend, "probs")
+
+
+def log_softmax_backward(
+    grad: Any, log_probs: Any, axis: int = -1, *, out: Any = None, backend: Any = None
+) -> Any:
+    r"""Vector–Jacobian product of log-softmax: ``grad − exp(log_probs) · Σ grad``.
+
+    Parameters as for :func:`softmax_backward`, with ``log_probs`` the log-softmax
+    output.
+
+    See Also
+    --------
+    log_softmax, log_softmax_jacobian
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> lp = np.log(np.array([0.5, 0.5]))
+    >>> sc.log_softmax_backward(np.array([1.0, 0.0]), lp, backend="numpy")
+    array([ 0.5, -0.5])
+    """
+    return _backward(
+        "log_softmax_backward_rows", grad, log_probs, axis, out, backend, "log_probs"
+    )
+
+
+# --------------------------------------------------------------------------- CE
+
+
+def _ce(
+    logits: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    axis: Any,
+    backend: Any,
+    want_grad: bool,
+) -> tuple[Any, Any]:
+    be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
+    plan = plan_cross_entropy(
+        target,
+        tuple(arr.shape),
+        ax,
+        compute,
+        xp,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    batch = arr.shape[:ax] + arr.shape[ax + 1 :]
+    n = int(np.prod(batch, dtype=np.int64))
+    loss_rows = xp.empty(n, dtype=np.float64)
+    grad = None
+    if n:
+        x2 = rows(arr, ax, compute, xp)
+        if want_grad:
+            g2 = xp.empty(x2.shape, dtype=compute)
+            if plan.probs:
+                be.cross_entropy_prob_grad_rows(
+                    x2,
+                    plan.target,
+                    plan.smoothing,
+                    plan.class_weight,
+                    plan.grad_scale,
+                    loss_rows,
+                    g2,
+                )
+            else:
+                be.cross_entropy_grad_rows(
+                    x2,
+                    plan.target,
+                    plan.alpha,
+                    plan.beta,
+                    plan.class_weight,
+                    plan.grad_scale,
+                    loss_rows,
+                    g2,
+                )
+            if result != compute:
+                g2 = g2.astype(result)
+            grad = _restore(g2, _last_shape(arr.shape, ax), ax, arr.ndim, xp)
+        elif plan.probs:
+            be.cross_entropy_prob_rows(
+                x2, plan.target, plan.smoothing, plan.class_weight, loss_rows
+            )
+        else:
+            be.cross_entropy_rows(
+                x2, plan.target, plan.alpha, plan.beta, plan.class_weight, loss_rows
+            )
+    elif want_grad:
+        grad = xp.zeros(arr.shape, dtype=result)
+    return _reduce(loss_rows, plan, batch, result, xp), grad
+
+
+def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
+    if plan.reduction == "none":
+        return loss_rows.reshape(batch).astype(result)
+    total = loss_rows.sum()
+    if plan.reduction == "mean":
+        # 0/0 is NaN, as PyTorch's mean over no (or only zero-weight) targets
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = total / xp.float64(plan.normaliser)
+    return xp.asarray(total, dtype=result)[()]
+
+
+_CE_DOC_PARAMS = """
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores; the class axis is ``axis``, all other axes are batch.
+    target : array_like
+        Either class indices (an integer array with ``logits``' shape without the
+        class axis; values in ``[0, C)`` or ``ignore_index``) or class probabilities
+        (a floating array with ``logits``' shape).
+    weight : array_like, optional
+        A weight per class, shape ``(C,)``.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing, also to the mean's
+        denominator. Unused with probability targets.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` divides the summed loss by the summed weight of the kept targets
+        (by the number of rows for probability targets); ``"none"`` returns the
+        per-element loss with the batch shape.
+    label_smoothing : float in [0, 1], default 0
+        Mixes the target with the uniform distribution: ``(1 - ε) y + ε / C``.
+    axis : int, default -1
+        The class axis.
+    backend : str, optional
+        A registered backend's name.
+"""
+
+_CE_DOC_RAISES = """
+    Raises
+    ------
+    ValueError
+        A target outside ``[0, C)`` that is not ``ignore_index`` (the message names
+        the first one and its position), a target of the wrong shape, an unknown
+        ``reduction``, ``label_smoothing`` outside ``[0, 1]``, a ``weight`` of the
+        wrong length, or no classes.
+    TypeError
+        Non-real logits, or a target that is neither integer nor floating.
+"""
+
+
+def cross_entropy(
+    logits: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    backend: Any = None,
+) -> Any:
+    return _ce(
+        logits,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        axis,
+        backend,
+        False,
+    )[0]
+
+
+def cross_entropy_grad(
+    logits: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    backend: Any = None,
+) -> Any:
+    return _ce(
+        logits,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        axis,
+        backend,
+        True,
+    )[1]
+
+
+def cross_entropy_with_grad(
+    logits: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    backend: Any = None,
+) -> tuple[Any, Any]:
+    return _ce(
+        logits,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        axis,
+        backend,
+        True,
+    )
+
+
+cross_entropy.__doc__ = (
+    r"""Softmax cross-entropy, with the semantics of PyTorch's ``F.cross_entropy``.
+"""
+    + _CE_DOC_PARAMS
+    + """
+    Returns
+    -------
+    scalar or ndarray
+        The loss in the logits' dtype: a scalar for ``"mean"`` and ``"sum"``, the
+        batch shape for ``"none"``.
+"""
+    + _CE_DOC_RAISES
+    + r"""
+    Notes
+    -----
+    Per element, with :math:`\ell_c = \mathrm{logsumexp}(x) - x_c`, class weights
+    :math:`w` and smoothing :math:`\varepsilon`: class index :math:`y` gives
+    :math:`(1-\varepsilon) w_y \ell_y + \frac{\varepsilon}{C}\sum_c w_c \ell_c`;
+    probabilities :math:`t` give
+    :math:`\sum_c w_c ((1-\varepsilon) t_c + \varepsilon / C) \ell_c`.
+    ``"mean"`` over no kept targets is NaN, as in PyTorch.
+
+    See Also
+    --------
+    cross_entropy_grad, cross_entropy_with_grad, linear_cross_entropy
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> # (log(1 + 2 e^-2) + log 3) / 2
+    >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    >>> round(float(sc.cross_entropy(logits, np.array([0, 2]), backend="numpy")), 6)
+    0.669079
+    """
+)
+cross_entropy_grad.__doc__ = (
+    r"""Gradient of :func:`cross_entropy` with respect to the logits.
+"""
+    + _CE_DOC_PARAMS
+    + """
+    Returns
+    -------
+    ndarray
+        ``∂loss/∂logits``, the logits' shape and dtype. For ``reduction="none"`` it is
+        the gradient of the summed per-element loss.
+"""
+    + _CE_DOC_RAISES
+    + r"""
+    Notes
+    -----
+    Per element, :math:`\partial/\partial x_j = p_j \sum_c a_c - a_j` with
+    :math:`p` the softmax and :math:`a` the per-class coefficients of the loss (the
+    seed's :math:`p_k - 1[k = y]` when there are no weights and no smoothing),
+    divided by the mean's denominator for ``"mean"``. Ignored elements get 0.
+
+    See Also
+    --------
+    cross_entropy, cross_entropy_with_grad
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> sc.cross_entropy_grad(np.zeros((1, 2)), np.array([0]), backend="numpy")
+    array([[-0.5,  0.5]])
+    """
+)
+cross_entropy_with_grad.__doc__ = (
+    r"""Loss and gradient of :func:`cross_entropy` from one fused pass over the logits.
+"""
+    + _CE_DOC_PARAMS
+    + """
+    Returns
+    -------
+    loss : scalar or ndarray
+        As :func:`cross_entropy`.
+    grad : ndarray
+        As :func:`cross_entropy_grad`.
+"""
+    + _CE_DOC_RAISES
+    + """
+    See Also
+    --------
+    cross_entropy, cross_entropy_grad
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> loss, grad = sc.cross_entropy_with_grad(
+    ...     np.zeros((1, 2)), np.array([1]), backend="numpy")
+    >>> round(float(loss), 6), grad
+    (0.693147, array([[ 0.5, -0.5]]))
+    """
+)
+
+
+# ------------------------------------------------------------------- linear CE
+
+_DEFAULT_CHUNK_BYTES = 8 << 20
+
+
+def _linear_ce(
+    input: Any,
+    linear_weight: Any,
+    target: Any,
+    linear_bias: Any,
+    weight: Any,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    chunk_size: Any,
+    backend: Any,
+    want_grad: bool,
+) -> tuple[Any, Any]:
+    be = _reg.resolve(input, backend)
+    xp = be.xp
+    x = as_array(input, xp, "input")
+    w = as_array(linear_weight, xp, "linear_weight")
+    cx, rx = float_dtypes(x.dtype, "input")
+    cw, rw = float_dtypes(w.dtype, "linear_weight")
+    compute = np.promote_types(cx, cw)
+    result = np.promote_types(rx, rw)
+    if x.ndim < 1:
+        raise ValueError(
+            "input must have at least one dimension (features); received a scalar"
+        )
+    if w.ndim != 2:
+        raise ValueError(
+            f"linear_weight must be 2-D (classes, features); received shape "
+            f"{tuple(w.shape)}"
+        )
+    n_classes, n_features = (int(s) for s in w.shape)
+    if x.shape[-1] != n_features:
+        raise ValueError(
+            f"input has {x.shape[-1]} features but linear_weight expects "
+            f"{n_features}; input shape {tuple(x.shape)}, linear_weight shape "
+            f"{tuple(w.shape)}"
+        )
+    b = None
+    if linear_bias is not None:
+        b = as_array(linear_bias, xp, "linear_bias")
+        cb, rb = float_dtypes(b.dtype, "linear_bias")
+        compute = np.promote_types(compute, cb)
+        result = np.promote_types(result, rb)
+        if tuple(b.shape) != (n_classes,):
+            raise ValueError(
+                f"linear_bias must have shape ({n_classes},); received {tuple(b.shape)}"
+            )
+    batch = tuple(x.shape[:-1])
+    logits_shape = batch + (n_classes,)
+    plan = plan_cross_entropy(
+        target,
+        logits_shape,
+        len(batch),
+        compute,
+        xp,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        logits_name="input @ linear_weight.T",
+    )
+    n = int(np.prod(batch, dtype=np.int64))
+    if chunk_size is None:
+        hint = getattr(be, "linear_chunk_rows", None)
+        itemsize = np.dtype(compute).itemsize
+        if hint is not None:
+            chunk = int(hint(n_classes, n_features, itemsize))
+        else:
+            chunk = _DEFAULT_CHUNK_BYTES // max(1, n_classes * itemsize)
+    else:
+        try:
+            chunk = int(chunk_size)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"chunk_size must be a positive integer; received {chunk_size!r}"
+            ) from None
+        if chunk < 1 or chunk != chunk_size:
+            raise ValueError(
+                f"chunk_size must be a positive integer; received {chunk_size!r}"
+            )
+    chunk = max(1, min(chunk, n))
+
+    x2 = xp.ascontiguousarray(x.reshape(n, n_features), dtype=compute)
+    w2 = xp.ascontiguousarray(w, dtype=compute)
+    b2 = None if b is None else xp.ascontiguousarray(b, dtype=compute)
+    wt = w2.T
+    loss_rows = xp.empty(n, dtype=np.float64)
+    if want_grad:
+        dx = xp.empty((n, n_features), dtype=compute)
+        dw = xp.zeros((n_classes, n_features), dtype=compute)
+        db = None if b2 is None else xp.zeros(n_classes, dtype=compute)
+        dw_part = None
+    buf = xp.empty((chunk, n_classes), dtype=compute) if n else None
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        z = buf[: stop - start]
+        xs = x2[start:stop]
+        xp.matmul(xs, wt, out=z)
+        if b2 is not None:
+            z += b2
+        t = plan.target[start:stop]
+        if not want_grad:
+            if plan.probs:
+                be.cross_entropy_prob_rows(
+                    z, t, plan.smoothing, plan.class_weight, loss_rows[start:stop]
+                )
+            else:
+                be.cross_entropy_rows(
+                    z,
+                    t,
+                    plan.alpha[start:stop],
+                    plan.beta[start:stop],
+                    plan.class_weight,
+                    loss_rows[start:stop],
+                )
+            continue
+        if plan.probs:
+            be.cross_entropy_prob_grad_rows(
+                z,
+                t,
+                plan.smoothing,
+                plan.class_weight,
+                plan.grad_scale,
+                loss_rows[start:stop],
+                z,
+            )
+        else:
+            be.cross_entropy_grad_rows(
+                z,
+                t,
+                plan.alpha[start:stop],
+                plan.beta[start:stop],
+                plan.class_weight,
+                plan.grad_scale,
+                loss_rows[start:stop],
+                z,
+            )
+        xp.matmul(z, w2, out=dx[start:stop])
+        if start == 0:
+            xp.matmul(z.T, xs, out=dw)
+        else:
+            if dw_part is None:
+                dw_part = xp.empty_like(dw)
+            xp.matmul(z.T, xs, out=dw_part)
+            dw += dw_part
+        if db is not None:
+            db += z.sum(axis=0)
+    loss = _reduce(loss_rows, plan, batch, result, xp)
+    if not want_grad:
+        return loss, None
+    grads = (
+        dx.reshape(batch + (n_features,)).astype(result, copy=False),
+        dw.astype(result, copy=False),
+        None if db is None else db.astype(result, copy=False),
+    )
+    return loss, grads
+
+
+_LCE_DOC_PARAMS = """
+    Parameters
+    ----------
+    input : array_like
+        Features, shape ``batch + (D,)``.
+    linear_weight : array_like
+        The classifier's weight, shape ``(C, D)`` (PyTorch's ``nn.Linear`` layout).
+    target : array_like
+        Class indices with shape ``batch``, or probabilities with shape
+        ``batch + (C,)``.
+    linear_bias : array_like, optional
+        The classifier's bias, shape ``(C,)``.
+    weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    chunk_size : int, optional
+        Rows of logits computed at a time. The default is the backend's choice (from
+        its cache size) or about 8 MiB of logits.
+    backend : str, optional
+        A registered backend's name.
+"""
+
+
+def linear_cross_entropy(
+    input: Any,
+    linear_weight: Any,
+    target: Any,
+    *,
+    linear_bias: Any = None,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    chunk_size: int | None = None,
+    backend: Any = None,
+) -> Any:
+    return _linear_ce(
+        input,
+        linear_weight,
+        target,
+        linear_bias,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        chunk_size,
+        backend,
+        False,
+    )[0]
+
+
+def linear_cross_entropy_with_grad(
+    input: Any,
+    linear_weight: Any,
+    target: Any,
+    *,
+    linear_bias: Any = None,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    chunk_size: int | None = None,
+    backend: Any = None,
+) -> tuple[Any, tuple[Any, Any, Any]]:
+    return _linear_ce(
+        input,
+        linear_weight,
+        target,
+        linear_bias,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        chunk_size,
+        backend,
+        True,
+    )
+
+
+linear_cross_entropy.__doc__ = (
+    r"""Cross-entropy of a linear classifier, without materialising all logits.
+
+    Equal to ``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)``
+    (PyTorch's ``F.linear_cross_entropy`` names and layout), computed ``chunk_size``
+    rows at a time, so the extra memory is one chunk of logits, ``O(chunk × C)``,
+    not ``O(N × C)``.
+"""
+    + _LCE_DOC_PARAMS
+    + """
+    Returns
+    -------
+    scalar or ndarray
+        As :func:`cross_entropy`.
+"""
+    + _CE_DOC_RAISES
+    + """
+    See Also
+    --------
+    linear_cross_entropy_with_grad, cross_entropy
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> x, w = np.eye(2), np.eye(3, 2)
+    >>> loss = sc.linear_cross_entropy(x, w, np.array([0, 1]), backend="numpy")
+    >>> round(float(loss), 6)
+    0.551445
+    """
+)
+linear_cross_entropy_with_grad.__doc__ = (
+    r"""Loss and gradients of :func:`linear_cross_entropy` in one chunked pass.
+
+    Per chunk of rows: logits ``Z = X Wᵀ + b``, the cross-entropy gradient
+    ``G = ∂loss/∂Z`` written over ``Z`` in place, then ``dX = G W``,
+    ``dW += Gᵀ X`` (the seed's ``X^T (P − Y)`` in the ``(C, D)`` layout) and
+    ``db += Σ_rows G``. Extra memory: one chunk of logits plus one ``(C, D)``
+    buffer when there is more than one chunk.
+"""
+    + _LCE_DOC_PARAMS
+    + """
+    Returns
+    -------
+    loss : scalar or ndarray
+        As :func:`cross_entropy`.
+    grads : tuple
+        ``(d_input, d_linear_weight, d_linear_bias)``; ``d_linear_bias`` is None
+        without a bias. For ``reduction="none"`` they are the gradients of the summed
+        loss.
+"""
+    + _CE_DOC_RAISES
+    + """
+    See Also
+    --------
+    linear_cross_entropy, cross_entropy_with_grad
+
+    Examples
+    --------
+    >>> import numpy as np, softcore as sc
+    >>> loss, (dx, dw, db) = sc.linear_cross_entropy_with_grad(
+    ...     np.eye(2), np.eye(3, 2), np.array([0, 1]), backend="numpy")
+    >>> dw.shape, db is None
+    ((3, 2), True)
+    """
+)

@@ -1,0 +1,284 @@
+"""Input checks, dtype promotion, axis-last layout and cross-entropy option resolution.
+
+Everything here runs before any kernel, so a bad call raises before work starts and
+nothing is written to a user's ``out``. Messages say what was wrong, what was expected
+and what was received.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
+    """``(compute, result)`` dtypes for an input of ``dtype``.
+
+    float32/float64 compute in their own precision; float16 computes in float32 and
+    returns float16; bool and integers promote to float64 (NumPy's rule); everything
+    else is a ``TypeError``.
+    """
+    dt = np.dtype(dtype)
+    kind = dt.kind
+    if kind == "f":
+        if dt.itemsize == 4:
+            return _F32, _F32
+        if dt.itemsize == 8:
+            return _F64, _F64
+        if dt.itemsize == 2:
+            return _F32, _F16
+        raise TypeError(
+            f"{what} has dtype {dt}; expected float16, float32 or float64 "
+            "(extended precision is not supported)"
+        )
+    if kind in "biu":
+        return _F64, _F64
+    raise TypeError(
+        f"{what} has dtype {dt}; expected a real floating, integer or bool array"
+    )
+
+
+def check_axis(axis: Any, ndim: int, what: str) -> int:
+    """Normalise ``axis`` for an array of ``ndim`` dimensions."""
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(
+            f"axis must be an integer; received {type(axis).__name__} {axis!r}"
+        ) from None
+    if ndim == 0:
+        raise ValueError(f"{what} must have at least one dimension; received a scalar")
+    if not -ndim <= ax < ndim:
+        raise ValueError(
+            f"axis {ax} is out of bounds for {what} with {ndim} dimension(s); "
+            f"expected -{ndim} <= axis < {ndim}"
+        )
+    return ax % ndim
+
+
+def as_array(x: Any, xp: Any, what: str) -> Any:
+    """``x`` as an array of the backend's module (lists and scalars are converted)."""
+    if isinstance(x, np.ndarray) and xp is np:
+        return x
+    try:
+        arr = xp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} could not be converted to an array: {exc}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{what} has dtype object; expected a real floating array")
+    return arr
+
+
+def rows(x: Any, axis: int, compute: np.dtype, xp: Any) -> Any:
+    """``x`` with ``axis`` moved last, flattened to a C-contiguous ``(rows, C)``."""
+    if axis != x.ndim - 1:
+        x = xp.moveaxis(x, axis, -1)
+    c = x.shape[-1]
+    x = xp.ascontiguousarray(x, dtype=compute)
+    return x.reshape(-1, c)
+
+
+def _pointer(a: Any) -> int:
+    iface = getattr(a, "__array_interface__", None)
+    if iface is None:
+        iface = a.__cuda_array_interface__
+    return int(iface["data"][0])
+
+
+def may_alias(a: Any, b: Any, xp: Any) -> bool:
+    """True when ``a`` and ``b`` overlap in memory without being the same view."""
+    if a is b:
+        return False
+    share = getattr(xp, "may_share_memory", None)
+    if share is None or not share(a, b):
+        return False
+    return not (
+        _pointer(a) == _pointer(b) and a.shape == b.shape and a.strides == b.strides
+    )
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, xp: Any) -> None:
+    """``out`` must be a writeable array of the backend's type, shape and dtype."""
+    expected_type = xp.ndarray
+    if not isinstance(out, expected_type):
+        raise TypeError(
+            f"out must be a {expected_type.__module__}.ndarray; "
+            f"received {type(out).__module__}.{type(out).__qualname__}"
+        )
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(
+            f"out has shape {tuple(out.shape)}; expected {tuple(shape)} (the input's)"
+        )
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}; expected {dtype} (the result's)")
+    flags = getattr(out, "flags", None)
+    if flags is not None and not getattr(flags, "writeable", True):
+        raise ValueError("out is read-only; expected a writeable array")
+
+
+def check_same_shape(a: Any, b: Any, what_a: str, what_b: str) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{what_a} and {what_b} must have the same shape; "
+            f"received {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_ce_options(reduction: Any, label_smoothing: Any, ignore_index: Any) -> float:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of 'mean', 'sum', 'none'; received {reduction!r}"
+        )
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"label_smoothing must be a real number; received {label_smoothing!r}"
+        ) from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(
+            f"label_smoothing must be in [0, 1]; received {label_smoothing!r}"
+        )
+    try:
+        operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(
+            f"ignore_index must be an integer; received {ignore_index!r}"
+        ) from None
+    return eps
+
+
+def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
+    """The per-class weight as float64 ``(C,)`` (ones when ``weight`` is None)."""
+    if weight is None:
+        return xp.ones(n_classes, dtype=_F64)
+    w = as_array(weight, xp, "weight")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"weight has dtype {w.dtype}; expected a real array")
+    if w.ndim != 1 or w.shape[0] != n_classes:
+        raise ValueError(
+            f"weight must be 1-D with one entry per class, shape ({n_classes},); "
+            f"received shape {tuple(w.shape)}"
+        )
+    return xp.ascontiguousarray(w, dtype=_F64)
+
+
+def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str | None:
+    """Describe the first target outside ``[0, C)`` that is not ``ignore_index``."""
+    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    if not bool(bad.any()):
+        return None
+    flat = int(xp.argmax(bad.reshape(-1)))
+    pos = tuple(int(i) for i in np.unravel_index(flat, tuple(t.shape)))
+    where = ", ".join(map(str, pos))
+    value = int(t.reshape(-1)[flat])
+    return (
+        f"target[{where}] = {value} is outside [0, {n_classes}) "
+        f"and is not ignore_index={ignore_index}"
+    )
+
+
+class CrossEntropyPlan:
+    """Cross-entropy options resolved into what the row kernels take.
+
+    Attributes: ``probs`` (probability targets?), ``target`` (int64 ``(rows,)`` or
+    ``(rows, C)`` of the compute dtype), ``alpha``/``beta`` (float64 ``(rows,)``,
+    class-index only), ``smoothing``, ``class_weight`` (float64 ``(C,)``),
+    ``normaliser`` (the mean's denominator) and ``grad_scale``.
+    """
+
+    __slots__ = (
+        "alpha",
+        "beta",
+        "class_weight",
+        "grad_scale",
+        "normaliser",
+        "probs",
+        "reduction",
+        "smoothing",
+        "target",
+    )
+
+
+def plan_cross_entropy(
+    target: Any,
+    logits_shape: tuple[int, ...],
+    axis: int,
+    compute: np.dtype,
+    xp: Any,
+    *,
+    weight: Any,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    logits_name: str = "logits",
+) -> CrossEntropyPlan:
+    """Check ``target`` and the options and resolve them per row.
+
+    ``logits_shape`` is the user's shape; ``axis`` the (normalised) class axis.
+    """
+    eps = check_ce_options(reduction, label_smoothing, ignore_index)
+    n_classes = logits_shape[axis]
+    if n_classes < 1:
+        raise ValueError(
+            f"{logits_name} must have at least one class along axis {axis}; "
+            f"received shape {logits_shape}"
+        )
+    batch = logits_shape[:axis] + logits_shape[axis + 1 :]
+    t = as_array(target, xp, "target")
+    cw = class_weight(weight, n_classes, xp)
+    plan = CrossEntropyPlan()
+    plan.reduction = reduction
+    plan.class_weight = cw
+    plan.smoothing = eps
+    n_rows = int(np.prod(batch, dtype=np.int64))
+    if t.dtype.kind in "iu":
+        if tuple(t.shape) != batch:
+            raise ValueError(
+                f"class-index target must have the {logits_name} shape without the "
+                f"class axis, {batch}; received {tuple(t.shape)}"
+            )
+        msg = first_bad_target(t, n_classes, ignore_index, xp)
+        if msg is not None:
+            raise ValueError(msg)
+        t = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
+        keep = t != ignore_index
+        t = xp.where(keep, t, 0)
+        w_y = cw[t] * keep
+        plan.probs = False
+        plan.target = t
+        plan.alpha = (1.0 - eps) * w_y
+        plan.beta = (eps / n_classes) * keep.astype(_F64)
+        plan.normaliser = float(w_y.sum())
+    elif t.dtype.kind == "f":
+        if ignore_index != -100:
+            raise ValueError(
+                "ignore_index is not supported with probability (floating) targets; "
+                f"expected the default -100, received {ignore_index}"
+            )
+        if tuple(t.shape) != tuple(logits_shape):
+            raise ValueError(
+                f"probability target must have the {logits_name} shape "
+                f"{tuple(logits_shape)}; received {tuple(t.shape)}"
+            )
+        plan.probs = True
+        plan.target = rows(t, axis, compute, xp)
+        plan.alpha = plan.beta = None
+        plan.normaliser = float(n_rows)
+    else:
+        raise TypeError(
+            f"target has dtype {t.dtype}; expected integer class indices or "
+            "floating class probabilities"
+        )
+    if reduction == "mean":
+        plan.grad_scale = 1.0 / plan.normaliser if plan.normaliser != 0 else 0.0
+    else:
+        plan.grad_scale = 1.0
+    return plan
