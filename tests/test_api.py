@@ -1,0 +1,273 @@
+"""The core's own contract: validation messages, dtypes, shapes, nothing half-written.
+
+Values are checked here against float64 formulas written out in the test; the
+conformance kit (tests/test_conformance.py) checks every backend far more widely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import softcore as sc
+
+B = "numpy"
+
+
+def _softmax64(x, axis=-1):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            np.array([[0, 1, 2], [3, 12, 0]]),
+            r"target\[1, 1\] = 12 is outside \[0, 10\) "
+            r"and is not ignore_index=-100",
+        ),
+        (np.array([[0, -1, 2], [3, 4, 0]]), r"target\[0, 1\] = -1 is outside"),
+        (
+            np.array([0, 1]),
+            r"class-index target must have .* \(2, 3\); received \(2,\)",
+        ),
+        (
+            np.ones((2, 3, 9)),
+            r"probability target must have .* \(2, 3, 10\); "
+            r"received \(2, 3, 9\)",
+        ),
+    ],
+)
+def test_bad_target_names_what_where_and_expected(target, message):
+    logits = np.zeros((2, 3, 10))
+    with pytest.raises(ValueError, match=message):
+        sc.cross_entropy(logits, target, backend=B)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"reduction": "avg"}, ValueError, r"reduction must be one of .*'avg'"),
+        ({"label_smoothing": 1.5}, ValueError, r"label_smoothing must be in \[0, 1\]"),
+        ({"label_smoothing": -0.1}, ValueError, r"label_smoothing must be in"),
+        (
+            {"weight": np.ones(3)},
+            ValueError,
+            r"weight must be 1-D .* \(4,\); "
+            r"received shape \(3,\)",
+        ),
+        ({"weight": np.ones((4, 1))}, ValueError, r"received shape \(4, 1\)"),
+        ({"ignore_index": 1.5}, TypeError, r"ignore_index must be an integer"),
+    ],
+)
+def test_bad_options(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        sc.cross_entropy_with_grad(
+            np.zeros((2, 4)), np.array([0, 1]), backend=B, **kwargs
+        )
+
+
+def test_ignore_index_with_probability_target_is_rejected_like_torch():
+    with pytest.raises(ValueError, match="ignore_index is not supported"):
+        sc.cross_entropy(np.zeros((2, 3)), np.full((2, 3), 1 / 3), ignore_index=0)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, object, "U3"])
+def test_non_real_input_is_a_type_error(dtype):
+    x = np.zeros((2, 3), dtype=dtype)
+    with pytest.raises(TypeError, match="dtype"):
+        sc.softmax(x, backend=B)
+
+
+@pytest.mark.parametrize("axis", [2, -3, 1.0])
+def test_bad_axis(axis):
+    with pytest.raises((ValueError, TypeError), match="axis"):
+        sc.log_softmax(np.zeros((2, 3)), axis=axis, backend=B)
+
+
+@pytest.mark.parametrize(
+    ("out", "error", "message"),
+    [
+        (
+            np.full((3, 2), 7.0),
+            ValueError,
+            r"out has shape \(3, 2\); expected \(2, 3\)",
+        ),
+        (
+            np.full((2, 3), 7.0, dtype=np.float32),
+            TypeError,
+            r"out has dtype float32; expected float64",
+        ),
+    ],
+)
+def test_bad_out_raises_and_writes_nothing(out, error, message):
+    before = out.copy()
+    with pytest.raises(error, match=message):
+        sc.softmax(np.zeros((2, 3)), out=out, backend=B)
+    np.testing.assert_array_equal(out, before)
+
+
+def test_read_only_out_is_rejected():
+    out = np.zeros((2, 3))
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        sc.softmax(np.zeros((2, 3)), out=out, backend=B)
+
+
+def test_backward_shape_mismatch():
+    with pytest.raises(
+        ValueError,
+        match=r"grad and probs must have the same shape; "
+        r"received \(2, 3\) and \(2, 4\)",
+    ):
+        sc.softmax_backward(np.zeros((2, 3)), np.zeros((2, 4)), backend=B)
+
+
+def test_linear_ce_shape_errors():
+    x, w = np.zeros((5, 4)), np.zeros((3, 4))
+    with pytest.raises(
+        ValueError, match="input has 4 features but linear_weight expects 5"
+    ):
+        sc.linear_cross_entropy(x, np.zeros((3, 5)), np.zeros(5, int), backend=B)
+    with pytest.raises(ValueError, match=r"linear_bias must have shape \(3,\)"):
+        sc.linear_cross_entropy(
+            x, w, np.zeros(5, int), linear_bias=np.zeros(4), backend=B
+        )
+    with pytest.raises(ValueError, match=r"target\[2\] = 3 is outside \[0, 3\)"):
+        sc.linear_cross_entropy(x, w, np.array([0, 1, 3, 0, 0]), backend=B)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        sc.linear_cross_entropy(x, w, np.zeros(5, int), chunk_size=0, backend=B)
+
+
+# ------------------------------------------------------------ dtypes, shapes
+
+
+@pytest.mark.parametrize(
+    ("dtype", "result"),
+    [
+        (np.float16, np.float16),
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.int32, np.float64),
+        (np.bool_, np.float64),
+    ],
+)
+def test_dtype_rules(dtype, result):
+    x = np.arange(12).reshape(3, 4).astype(dtype)
+    for f in (sc.softmax, sc.log_softmax, sc.logsumexp, sc.softmax_jacobian):
+        assert f(x, backend=B).dtype == result, f.__name__
+    loss, grad = sc.cross_entropy_with_grad(x, np.array([0, 1, 3]), backend=B)
+    assert loss.dtype == result
+    assert grad.dtype == result
+
+
+def test_float16_is_computed_in_float32():
+    x = np.array([[10.0, 10.0 + 2**-6, 9.0]], dtype=np.float16)
+    expected = _softmax64(x.astype(np.float32)).astype(np.float16)
+    np.testing.assert_array_equal(sc.softmax(x, backend=B), expected)
+
+
+def test_any_axis_and_batch_dims(rng):
+    x = rng.standard_normal((3, 5, 4, 2))
+    for axis in range(-4, 4):
+        np.testing.assert_allclose(
+            sc.softmax(x, axis=axis, backend=B), _softmax64(x, axis), rtol=1e-14
+        )
+    lse = sc.logsumexp(x, axis=1, keepdims=True, backend=B)
+    assert lse.shape == (3, 1, 4, 2)
+    jac = sc.softmax_jacobian(x, axis=1, backend=B)
+    assert jac.shape == (3, 4, 2, 5, 5)
+
+
+def test_logsumexp_of_1d_is_a_scalar_and_empty_axis_is_minus_inf():
+    assert np.ndim(sc.logsumexp(np.zeros(4), backend=B)) == 0
+    res = sc.logsumexp(np.zeros((3, 0)), backend=B)
+    np.testing.assert_array_equal(res, np.full(3, -np.inf))
+
+
+def test_out_may_be_the_input(rng):
+    x = rng.standard_normal((4, 6))
+    expected = _softmax64(x)
+    res = sc.softmax(x, out=x, backend=B)
+    assert res is x
+    np.testing.assert_allclose(x, expected, rtol=1e-14)
+
+
+def test_out_overlapping_the_input_partially_is_safe(rng):
+    buf = rng.standard_normal(13)
+    x = buf[:12].reshape(3, 4)
+    out = buf[1:13].reshape(3, 4)
+    expected = np.log(_softmax64(x))
+    sc.log_softmax(x, out=out, backend=B)
+    np.testing.assert_allclose(out, expected, rtol=1e-13)
+
+
+def test_out_with_other_axis_layout(rng):
+    x = rng.standard_normal((5, 3))
+    out = np.empty((5, 3))
+    sc.softmax(x, axis=0, out=out, backend=B)
+    np.testing.assert_allclose(out, _softmax64(x, 0), rtol=1e-14)
+
+
+def test_empty_batches():
+    x = np.zeros((0, 5))
+    assert sc.softmax(x, backend=B).shape == (0, 5)
+    assert sc.logsumexp(x, backend=B).shape == (0,)
+    assert sc.softmax_jacobian(x, backend=B).shape == (0, 5, 5)
+    t = np.zeros(0, dtype=np.int64)
+    assert np.isnan(sc.cross_entropy(x, t, backend=B))  # mean of nothing, as torch
+    assert sc.cross_entropy(x, t, reduction="sum", backend=B) == 0
+    assert sc.cross_entropy_grad(x, t, backend=B).shape == (0, 5)
+
+
+def test_cross_entropy_with_no_classes_is_an_error():
+    with pytest.raises(ValueError, match="at least one class"):
+        sc.cross_entropy(np.zeros((2, 0)), np.zeros(2, int), backend=B)
+
+
+def test_cross_entropy_matches_the_seed_gradient(rng):
+    # the seed derivation: dL/df_k = p_k - 1[k = y] per row, divided by N for mean
+    f = rng.standard_normal((7, 5))
+    y = rng.integers(0, 5, 7)
+    p = _softmax64(f)
+    ind = np.zeros_like(f)
+    ind[np.arange(7), y] = 1
+    loss, grad = sc.cross_entropy_with_grad(f, y, backend=B)
+    np.testing.assert_allclose(loss, -np.log(p[np.arange(7), y]).mean(), rtol=1e-14)
+    np.testing.assert_allclose(grad, (p - ind) / 7, rtol=1e-13, atol=1e-16)
+
+
+def test_linear_ce_weight_gradient_is_the_seed_formula(rng):
+    # the seed's dW = X.T @ (p - ind), in the (C, D) layout: (P - Y).T @ X
+    x = rng.standard_normal((9, 4))
+    w = rng.standard_normal((3, 4))
+    y = rng.integers(0, 3, 9)
+    p = _softmax64(x @ w.T)
+    ind = np.eye(3)[y]
+    _, (dx, dw, db) = sc.linear_cross_entropy_with_grad(
+        x, w, y, reduction="sum", chunk_size=2, backend=B
+    )
+    np.testing.assert_allclose(dw, (p - ind).T @ x, rtol=1e-12)
+    np.testing.assert_allclose(dx, (p - ind) @ w, rtol=1e-12)
+    assert db is None
+
+
+def test_linear_ce_memory_is_bounded_by_the_chunk(rng):
+    import tracemalloc
+
+    n, d, c = 4096, 8, 512
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal((c, d))
+    y = rng.integers(0, c, n)
+    full_logits = n * c * 8
+    tracemalloc.start()
+    sc.linear_cross_entropy_with_grad(x, w, y, chunk_size=64, backend=B)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    outputs = (n * d + c * d) * 8 + n * 8 * 4  # dx, dw, per-row loss and targets
+    assert peak - outputs < full_logits / 4, (peak, full_logits)
