@@ -1,0 +1,95 @@
+"""The backend object registered as ``cupy`` (see backends/README.md)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from softcore_cupy import _kernels
+
+# Extra device memory a linear cross-entropy chunk may take: the (chunk, C) logits
+# buffer, which the gradient overwrites in place.
+_CHUNK_BYTES = 256 << 20
+_CHUNK_MIN, _CHUNK_MAX, _CHUNK_ALIGN = 128, 16384, 128
+
+
+@functools.lru_cache(maxsize=None)
+def _is_cupy_type(cls: type) -> bool:
+    return (cls.__module__ or "").split(".", 1)[0] == "cupy"
+
+
+def _check_available() -> bool | str:
+    try:
+        import cupy
+    except ImportError:
+        return "cupy not installed"
+    except Exception as exc:  # a broken install: say what broke
+        return f"cupy failed to import: {type(exc).__name__}: {exc}"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, insufficient driver, ...
+        return f"no CUDA device ({type(exc).__name__}: {exc})"
+    if n < 1:
+        return "no CUDA device"
+    return True
+
+
+class CupyBackend:
+    """Row kernels on CuPy arrays, compiled by NVRTC on first use per device.
+
+    Outputs stay on the inputs' device and are written on CuPy's current stream;
+    nothing goes through the host. ``threaded`` is False: a GPU kernel's result does
+    not depend on a host thread count, and every row's sums are formed in an order
+    fixed by the row length alone (no atomics), which the tests check by repeated
+    calls and by comparing rows computed in different batches.
+    """
+
+    name = "cupy"
+    priority = 100
+    threaded = False
+
+    @property
+    def version(self) -> str:
+        from softcore_cupy import __version__
+
+        return __version__
+
+    @property
+    def xp(self) -> Any:
+        import cupy
+
+        return cupy
+
+    def available(self) -> bool | str:
+        return _check_available()
+
+    def accepts(self, x: Any) -> bool:
+        return _is_cupy_type(type(x))
+
+    def linear_chunk_rows(self, n_classes: int, n_features: int, itemsize: int) -> int:
+        """Rows per linear cross-entropy chunk: a (rows, C) buffer of about 256 MiB.
+
+        Large enough that the chunk's GEMMs run at cuBLAS speed, small enough that
+        peak extra memory is bounded by the chunk, not by N x C.
+        """
+        rows = _CHUNK_BYTES // max(1, n_classes * itemsize)
+        rows = rows // _CHUNK_ALIGN * _CHUNK_ALIGN
+        return int(min(_CHUNK_MAX, max(_CHUNK_MIN, rows)))
+
+    softmax_rows = staticmethod(_kernels.softmax_rows)
+    log_softmax_rows = staticmethod(_kernels.log_softmax_rows)
+    logsumexp_rows = staticmethod(_kernels.logsumexp_rows)
+    softmax_jacobian_rows = staticmethod(_kernels.softmax_jacobian_rows)
+    log_softmax_jacobian_rows = staticmethod(_kernels.log_softmax_jacobian_rows)
+    softmax_backward_rows = staticmethod(_kernels.softmax_backward_rows)
+    log_softmax_backward_rows = staticmethod(_kernels.log_softmax_backward_rows)
+    cross_entropy_rows = staticmethod(_kernels.cross_entropy_rows)
+    cross_entropy_grad_rows = staticmethod(_kernels.cross_entropy_grad_rows)
+    cross_entropy_prob_rows = staticmethod(_kernels.cross_entropy_prob_rows)
+    cross_entropy_prob_grad_rows = staticmethod(_kernels.cross_entropy_prob_grad_rows)
+
+    def __repr__(self) -> str:
+        return "<softcore backend 'cupy' (softcore-cupy)>"
+
+
+backend = CupyBackend()

@@ -1,0 +1,209 @@
+"""Row kernels of the cupy backend: load ``kernels.cu``, pick a launch, launch.
+
+Every function here follows the kernel contract of ``backends/README.md``: it gets
+C-contiguous 2-D ``(rows, C)`` CuPy arrays of float32 or float64 (already validated
+by the core), writes into the preallocated outputs on the current stream of the
+arrays' device, and returns ``None``. Nothing is copied to the host.
+
+CuPy is imported only inside functions, so importing this module is cheap and works
+without CuPy (the compile check uses :func:`kernel_source` and :data:`KERNEL_NAMES`).
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import resources
+
+# Options given to NVRTC (CuPy adds -arch, --device-as-default-execution-space and
+# -ftz=true). -ftz only affects float arithmetic; sums are formed in double.
+NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++14",)
+
+_ROW_OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "lse_double",
+    "softmax_backward",
+    "log_softmax_backward",
+    "ce",
+    "ce_grad",
+    "ce_prob",
+    "ce_prob_grad",
+)
+_ROW_VARIANTS = ("f32_v1", "f32_v4", "f32_v4u", "f64_v1", "f64_v2", "f64_v2u")
+_JAC_OPS = ("softmax_jacobian", "log_softmax_jacobian")
+
+#: Every entry point the backend may launch (the compile check asserts each exists).
+KERNEL_NAMES: tuple[str, ...] = tuple(
+    [f"sc_{op}_{v}" for op in _ROW_OPS for v in _ROW_VARIANTS]
+    + [f"sc_{op}_{d}" for op in _JAC_OPS for d in ("f32", "f64")]
+)
+
+# Per itemsize: elements per vector access, and elements a thread keeps in registers.
+_VEC = {4: 4, 8: 2}
+_CACHE = {4: 16, 8: 8}
+_WARP_ROWS = 4  # rows per block when one warp handles a row
+
+
+def kernel_source() -> str:
+    """The CUDA source shipped with the package."""
+    return resources.files("softcore_cupy").joinpath("kernels.cu").read_text()
+
+
+_modules: dict[int, object] = {}
+_lock = threading.Lock()
+
+
+def _module(device_id: int):
+    mod = _modules.get(device_id)
+    if mod is None:
+        import cupy
+
+        with _lock:
+            mod = _modules.get(device_id)
+            if mod is None:
+                with cupy.cuda.Device(device_id):
+                    mod = cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
+                    mod.compile()
+                _modules[device_id] = mod
+    return mod
+
+
+def _function(name: str, device_id: int):
+    return _module(device_id).get_function(name)
+
+
+def threads_per_row(n_classes: int, itemsize: int) -> int:
+    """Threads that share a row: enough for each to keep its part in registers.
+
+    A function of the row length and dtype alone, so the order in which a row's
+    sums are formed (and therefore every result bit) never depends on the number
+    of rows, on the other rows or on the array's address.
+    """
+    t = -(-n_classes // _CACHE[itemsize])
+    return min(1024, max(32, -(-t // 32) * 32))
+
+
+def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
+    d = "f32" if itemsize == 4 else "f64"
+    n = _VEC[itemsize]
+    if n_classes % n:
+        return f"{d}_v1"
+    aligned = all(a.data.ptr % (n * itemsize) == 0 for a in arrays)
+    return f"{d}_v{n}" if aligned else f"{d}_v{n}u"
+
+
+def _row_launch(op: str, x, arrays, args) -> None:
+    """Launch a row kernel: ``arrays`` are the (rows, C) operands (for alignment)."""
+    import numpy as np
+
+    rows, n_classes = x.shape
+    itemsize = x.dtype.itemsize
+    name = f"sc_{op}_{_row_variant(n_classes, itemsize, *arrays)}"
+    t = threads_per_row(n_classes, itemsize)
+    if t == 32:
+        block = (32, _WARP_ROWS, 1)
+        grid = (-(-rows // _WARP_ROWS), 1, 1)
+    else:
+        block = (t, 1, 1)
+        grid = (rows, 1, 1)
+    with x.device:
+        fn = _function(name, x.device.id)
+        fn(grid, block, (*args, np.int64(rows), np.int64(n_classes)))
+
+
+# ---------------------------------------------------------------------------
+# The kernels of the contract
+
+
+def softmax_rows(x, out):
+    _row_launch("softmax", x, (x, out), (x, out))
+
+
+def log_softmax_rows(x, out):
+    _row_launch("log_softmax", x, (x, out), (x, out))
+
+
+def logsumexp_rows(x, out):
+    _row_launch("logsumexp", x, (x,), (x, out))
+
+
+def softmax_backward_rows(grad, probs, out):
+    _row_launch("softmax_backward", grad, (grad, probs, out), (grad, probs, out))
+
+
+def log_softmax_backward_rows(grad, log_probs, out):
+    _row_launch(
+        "log_softmax_backward", grad, (grad, log_probs, out), (grad, log_probs, out)
+    )
+
+
+def _jacobian(op, x, out):
+    import cupy
+    import numpy as np
+
+    rows, n_classes = x.shape
+    with x.device:
+        lse = cupy.empty((rows,), dtype=cupy.float64)
+        _row_launch("lse_double", x, (x,), (x, lse))
+        bx = min(128, -(-n_classes // 32) * 32)
+        by = 256 // bx
+        nq = rows * n_classes
+        grid = (-(-n_classes // bx), min(65535, -(-nq // by)), 1)
+        sfx = "f32" if x.dtype.itemsize == 4 else "f64"
+        fn = _function(f"sc_{op}_{sfx}", x.device.id)
+        fn(grid, (bx, by, 1), (x, lse, out, np.int64(rows), np.int64(n_classes)))
+
+
+def softmax_jacobian_rows(x, out):
+    _jacobian("softmax_jacobian", x, out)
+
+
+def log_softmax_jacobian_rows(x, out):
+    _jacobian("log_softmax_jacobian", x, out)
+
+
+def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
+    _row_launch("ce", x, (x,), (x, target, alpha, beta, class_weight, loss_out))
+
+
+def cross_entropy_grad_rows(
+    x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
+):
+    import numpy as np
+
+    args = (
+        x,
+        target,
+        alpha,
+        beta,
+        class_weight,
+        np.float64(grad_scale),
+        loss_out,
+        grad_out,
+    )
+    _row_launch("ce_grad", x, (x, grad_out), args)
+
+
+def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
+    import numpy as np
+
+    args = (x, target, np.float64(smoothing), class_weight, loss_out)
+    _row_launch("ce_prob", x, (x, target), args)
+
+
+def cross_entropy_prob_grad_rows(
+    x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
+):
+    import numpy as np
+
+    args = (
+        x,
+        target,
+        np.float64(smoothing),
+        class_weight,
+        np.float64(grad_scale),
+        loss_out,
+        grad_out,
+    )
+    _row_launch("ce_prob_grad", x, (x, target, grad_out), args)

@@ -1,0 +1,649 @@
+// softcore-cupy row kernels, compiled at run time by NVRTC (through CuPy's RawModule).
+//
+// Every kernel works on C-contiguous (rows, C) arrays of float or double and writes
+// into preallocated outputs (see backends/README.md for the formulas). The source
+// includes no header, so NVRTC needs nothing beyond its built-ins.
+//
+// Launch layouts (chosen on the Python side from C and the dtype alone):
+//   warp mode   blockDim = (32, R): one warp per row, R rows per block
+//   block mode  blockDim = (T, 1), T a multiple of 32 up to 1024: one block per row
+// A thread handles the "slots" tid, tid + T, tid + 2T, ... of its row, a slot being
+// VEC consecutive elements read or written with one vector access. The first CACHE
+// slots of a thread are held in registers between the pass that reduces the row and
+// the pass that writes it, so rows up to T * CACHE * VEC elements are read from
+// memory exactly once; longer rows re-read the rest (mostly from L2).
+//
+// Determinism: a row's sums are formed in an order fixed by C alone (per-thread
+// sequential sums, a shuffle butterfly inside a warp, then the warp partials added
+// in index order by every thread). There are no atomics.
+//
+// Accuracy: sums are accumulated in double for float inputs too; the row maximum is
+// tracked exactly, and the row's log-sum-exp is formed in double.
+//
+// Special values: a row containing NaN or +inf, or only -inf, has a NaN log-sum-exp,
+// which propagates to every output of that row. NVRTC has no INFINITY macro, so the
+// constants below are built from their bit patterns.
+
+typedef long long i64;
+
+#define SC_FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ double sc_inf() { return __longlong_as_double(0x7ff0000000000000LL); }
+__device__ __forceinline__ double sc_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+__device__ __forceinline__ float sc_inff() { return __int_as_float(0x7f800000); }
+
+// ---------------------------------------------------------------------------
+// Vector slots
+
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+    T v[N];
+};
+
+// A: whether every row pointer is aligned to the pack size. The unaligned variant
+// moves the same slots element by element, so both give bit-identical results.
+template <typename T, int N, bool A>
+struct SlotIO {
+    static __device__ __forceinline__ Pack<T, N> ld(const T* row, i64 slot) {
+        return reinterpret_cast<const Pack<T, N>*>(row)[slot];
+    }
+    static __device__ __forceinline__ void st(T* row, i64 slot, const Pack<T, N>& p) {
+        reinterpret_cast<Pack<T, N>*>(row)[slot] = p;
+    }
+};
+
+template <typename T, int N>
+struct SlotIO<T, N, false> {
+    static __device__ __forceinline__ Pack<T, N> ld(const T* row, i64 slot) {
+        Pack<T, N> p;
+#pragma unroll
+        for (int e = 0; e < N; ++e) p.v[e] = row[slot * N + e];
+        return p;
+    }
+    static __device__ __forceinline__ void st(T* row, i64 slot, const Pack<T, N>& p) {
+#pragma unroll
+        for (int e = 0; e < N; ++e) row[slot * N + e] = p.v[e];
+    }
+};
+
+template <typename T, int N, bool A>
+__device__ __forceinline__ Pack<T, N> ld(const T* row, i64 slot) {
+    return SlotIO<T, N, A>::ld(row, slot);
+}
+
+template <typename T, int N, bool A>
+__device__ __forceinline__ void st(T* row, i64 slot, const Pack<T, N>& p) {
+    SlotIO<T, N, A>::st(row, slot, p);
+}
+
+// ---------------------------------------------------------------------------
+// Scalar helpers
+
+// exp(x - m) as a double, computed in the input's precision (m is a value of the row,
+// so (float)m is exact).
+__device__ __forceinline__ double exp_term(float x, double m) { return (double)expf(x - (float)m); }
+__device__ __forceinline__ double exp_term(double x, double m) { return exp(x - m); }
+
+// exp(x - lse) rounded to T. For float the argument is formed in double and split into
+// a float head and tail, so the result carries expf's error only (not |x - lse| ulps).
+__device__ __forceinline__ float exp_shift(float x, double lse) {
+    double t = (double)x - lse;
+    float th = (float)t;
+    float tl = (float)(t - (double)th);
+    float r = expf(th);
+    return (tl == tl) ? fmaf(r, tl, r) : r;  // tl is NaN only when th is +-inf or NaN
+}
+__device__ __forceinline__ double exp_shift(double x, double lse) { return exp(x - lse); }
+
+// NaN-propagating maximum.
+__device__ __forceinline__ double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
+
+// Fold a tile whose maximum is tm into the running (m, s), rescaling s when the
+// maximum grows. Returns whether the tile's terms must still be added (relative to m).
+__device__ __forceinline__ bool stats_raise(double& m, double& s, double tm) {
+    if (tm != tm) { m = sc_nan(); s = sc_nan(); return false; }
+    if (tm > m) {
+        // s == 0 when m == -inf; avoid exp(-inf - -inf) by testing m first
+        s = (m == -sc_inf()) ? 0.0 : s * exp(m - tm);
+        m = tm;
+    }
+    return m > -sc_inf() && m == m;
+}
+
+// Merge two partial (m, s) pairs. Commutative bit for bit, so a butterfly leaves the
+// same value in every lane.
+__device__ __forceinline__ void stats_merge(double& m, double& s, double m2, double s2) {
+    if (m != m || m2 != m2) { m = sc_nan(); s = sc_nan(); return; }
+    if (m2 == -sc_inf()) return;
+    if (m == -sc_inf()) { m = m2; s = s2; return; }
+    if (m2 > m) { s = s * exp(m - m2) + s2; m = m2; }
+    else { s = s + s2 * exp(m2 - m); }
+}
+
+__device__ __forceinline__ double stats_lse(double m, double s) {
+    // NaN for a row with NaN or +inf (m NaN or +inf) and for an all -inf row
+    return (m > -sc_inf() && m < sc_inf()) ? m + log(s) : sc_nan();
+}
+
+// ---------------------------------------------------------------------------
+// Row reductions (warp mode: blockDim.x == 32; block mode: blockDim.y == 1)
+
+__device__ __forceinline__ bool warp_mode() { return blockDim.x == 32; }
+
+__device__ __forceinline__ i64 row_index() {
+    return warp_mode() ? (i64)blockIdx.x * blockDim.y + threadIdx.y : (i64)blockIdx.x;
+}
+
+__device__ __forceinline__ double row_sum(double v, double* sm) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SC_FULL_MASK, v, o);
+    v = __shfl_sync(SC_FULL_MASK, v, 0);
+    if (warp_mode()) return v;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();  // the previous reduction has finished reading sm
+    if (lane == 0) sm[w] = v;
+    __syncthreads();
+    double t = sm[0];
+    for (int k = 1; k < nw; ++k) t += sm[k];
+    return t;
+}
+
+__device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        double m2 = __shfl_xor_sync(SC_FULL_MASK, m, o);
+        double s2 = __shfl_xor_sync(SC_FULL_MASK, s, o);
+        stats_merge(m, s, m2, s2);
+    }
+    m = __shfl_sync(SC_FULL_MASK, m, 0);
+    s = __shfl_sync(SC_FULL_MASK, s, 0);
+    if (warp_mode()) return;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) { sm[w] = m; sm[32 + w] = s; }
+    __syncthreads();
+    double tm = sm[0], ts = sm[32];
+    for (int k = 1; k < nw; ++k) stats_merge(tm, ts, sm[k], sm[32 + k]);
+    m = tm;
+    s = ts;
+}
+
+// ---------------------------------------------------------------------------
+// Pass 1 helpers: running (m, s) over cached slots, then over the rest
+
+template <typename T, int N, int K, bool A>
+__device__ __forceinline__ void load_cache(const T* row, i64 nslot, Pack<T, N> (&c)[K]) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) c[k] = ld<T, N, A>(row, v);
+    }
+}
+
+template <typename T, int N, bool A>
+__device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N>& p) {
+    double tm = -sc_inf();
+#pragma unroll
+    for (int e = 0; e < N; ++e) tm = nanmax(tm, (double)p.v[e]);
+    if (stats_raise(m, s, tm)) {
+#pragma unroll
+        for (int e = 0; e < N; ++e) s += exp_term(p.v[e], m);
+    }
+}
+
+// (m, s) of the whole row; the first K slots of the thread are left in c.
+template <typename T, int N, int K, bool A>
+__device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
+                                          double& m, double& s, double* sm) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    load_cache<T, N, K, A>(row, nslot, c);
+    m = -sc_inf();
+    s = 0.0;
+    double tm = -sc_inf();
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+#pragma unroll
+            for (int e = 0; e < N; ++e) tm = nanmax(tm, (double)c[k].v[e]);
+        }
+    }
+    if (stats_raise(m, s, tm)) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            i64 v = tid + (i64)k * nt;
+            if (v < nslot) {
+#pragma unroll
+                for (int e = 0; e < N; ++e) s += exp_term(c[k].v[e], m);
+            }
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) stats_pack<T, N, A>(m, s, ld<T, N, A>(row, v));
+    row_stats(m, s, sm);
+}
+
+// ---------------------------------------------------------------------------
+// softmax / log_softmax / logsumexp
+
+__device__ __forceinline__ float log_shift(float x, double lse) { return (float)((double)x - lse); }
+__device__ __forceinline__ double log_shift(double x, double lse) { return x - lse; }
+
+// MODE 0: softmax, 1: log_softmax
+template <typename T, int N, int K, bool A, int MODE>
+__device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const i64 nslot = C / N;
+    const T* xr = x + r * C;
+    T* orow = out + r * C;
+    Pack<T, N> c[K];
+    double m, s;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
+    const double lse = stats_lse(m, s);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+            Pack<T, N> o;
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+                o.v[e] = MODE == 0 ? exp_shift(c[k].v[e], lse) : log_shift(c[k].v[e], lse);
+            st<T, N, A>(orow, v, o);
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> p = ld<T, N, A>(xr, v), o;
+#pragma unroll
+        for (int e = 0; e < N; ++e)
+            o.v[e] = MODE == 0 ? exp_shift(p.v[e], lse) : log_shift(p.v[e], lse);
+        st<T, N, A>(orow, v, o);
+    }
+}
+
+// lse of each row, written as OutT (T for logsumexp_rows, double for the Jacobians)
+template <typename T, int N, int K, bool A, typename OutT>
+__device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    Pack<T, N> c[K];
+    double m, s;
+    stats_row<T, N, K, A>(x + r * C, C / N, c, m, s, sm);
+    if (threadIdx.x == 0) out[r] = (OutT)stats_lse(m, s);
+}
+
+// ---------------------------------------------------------------------------
+// Vector-Jacobian products
+
+__device__ __forceinline__ double prod(float a, float b) { return (double)a * (double)b; }
+__device__ __forceinline__ double prod(double a, double b) { return a * b; }
+
+// out = probs * (grad - sum(grad * probs))
+template <typename T, int N, int K, bool A>
+__device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const i64 nslot = C / N;
+    const T* gr = g + r * C;
+    const T* pr = p + r * C;
+    T* orow = out + r * C;
+    Pack<T, N> cg[K], cp[K];
+    load_cache<T, N, K, A>(gr, nslot, cg);
+    load_cache<T, N, K, A>(pr, nslot, cp);
+    double dot = 0.0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+#pragma unroll
+            for (int e = 0; e < N; ++e) dot += prod(cg[k].v[e], cp[k].v[e]);
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v);
+#pragma unroll
+        for (int e = 0; e < N; ++e) dot += prod(a.v[e], b.v[e]);
+    }
+    dot = row_sum(dot, sm);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+            Pack<T, N> o;
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+                o.v[e] = (T)((double)cp[k].v[e] * ((double)cg[k].v[e] - dot));
+            st<T, N, A>(orow, v, o);
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v), o;
+#pragma unroll
+        for (int e = 0; e < N; ++e) o.v[e] = (T)((double)b.v[e] * ((double)a.v[e] - dot));
+        st<T, N, A>(orow, v, o);
+    }
+}
+
+__device__ __forceinline__ double exp_in(float x) { return (double)expf(x); }
+__device__ __forceinline__ double exp_in(double x) { return exp(x); }
+
+// out = grad - exp(log_probs) * sum(grad)
+template <typename T, int N, int K, bool A>
+__device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const i64 nslot = C / N;
+    const T* gr = g + r * C;
+    const T* lr = lp + r * C;
+    T* orow = out + r * C;
+    Pack<T, N> cg[K];
+    load_cache<T, N, K, A>(gr, nslot, cg);
+    double sg = 0.0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+#pragma unroll
+            for (int e = 0; e < N; ++e) sg += (double)cg[k].v[e];
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> a = ld<T, N, A>(gr, v);
+#pragma unroll
+        for (int e = 0; e < N; ++e) sg += (double)a.v[e];
+    }
+    sg = row_sum(sg, sm);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+            Pack<T, N> b = ld<T, N, A>(lr, v), o;
+#pragma unroll
+            for (int e = 0; e < N; ++e) o.v[e] = (T)((double)cg[k].v[e] - exp_in(b.v[e]) * sg);
+            st<T, N, A>(orow, v, o);
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(lr, v), o;
+#pragma unroll
+        for (int e = 0; e < N; ++e) o.v[e] = (T)((double)a.v[e] - exp_in(b.v[e]) * sg);
+        st<T, N, A>(orow, v, o);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Jacobians: out[r, i, j] = s_i (d_ij - s_j)  (LOG = 0)  or  d_ij - s_j  (LOG = 1)
+// lse holds each row's log-sum-exp in double (from lse_impl). blockDim.x threads
+// cover j; blockDim.y * gridDim.y stride over the flattened (r, i) index q.
+
+template <typename T, int LOG>
+__device__ void jacobian_impl(const T* x, const double* lse, T* out, i64 rows, i64 C) {
+    const i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= C) return;
+    const i64 q0 = (i64)blockIdx.y * blockDim.y + threadIdx.y;
+    const i64 step = (i64)gridDim.y * blockDim.y;
+    const i64 nq = rows * C;
+    if (q0 >= nq) return;
+    const i64 dr = step / C, di = step - dr * C;
+    i64 r = q0 / C, i = q0 - r * C;
+    for (i64 q = q0; q < nq; q += step) {
+        const double l = lse[r];
+        const T* xr = x + r * C;
+        const T sj = exp_shift(xr[j], l);
+        T o;
+        if (LOG) {
+            o = (i == j) ? (T)1 - sj : -sj;
+        } else {
+            const T si = exp_shift(xr[i], l);
+            o = (i == j) ? (T)((double)si * (1.0 - (double)si)) : -(si * sj);
+        }
+        out[q * C + j] = o;
+        r += dr;
+        i += di;
+        if (i >= C) { i -= C; r += 1; }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy with class-index targets (GRAD = 0: loss only; 1: loss and gradient)
+//   loss[r] = alpha (lse - x_y) + beta sum_c w_c (lse - x_c)
+//   grad[r, j] = scale (p_j (alpha + beta W) - alpha [j == y] - beta w_j)
+// Rows with alpha == beta == 0 get loss 0 and a zero gradient. The formula is taken
+// literally otherwise (0 * inf is NaN, as in PyTorch); the smoothing sum is skipped
+// in rows with beta == 0.
+
+template <typename T, int N, int K, bool A, int GRAD>
+__device__ void ce_impl(const T* x, const i64* target, const double* alpha, const double* beta,
+                        const double* cw, double scale, double* loss, T* grad, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const i64 nslot = C / N;
+    const T* xr = x + r * C;
+    T* grow = GRAD ? grad + r * C : (T*)0;
+    const double a = alpha[r], b = beta[r];
+    if (a == 0.0 && b == 0.0) {  // uniform over the row's threads
+        if (GRAD) {
+            Pack<T, N> z;
+#pragma unroll
+            for (int e = 0; e < N; ++e) z.v[e] = (T)0;
+            for (i64 v = tid; v < nslot; v += nt) st<T, N, A>(grow, v, z);
+        }
+        if (tid == 0) loss[r] = 0.0;
+        return;
+    }
+    const i64 y = target[r];
+    const double xy = (double)xr[y];  // read before any thread writes the row
+    Pack<T, N> c[K];
+    double m, s;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
+    const double lse = stats_lse(m, s);
+    double wsum = 0.0;
+    if (GRAD && b != 0.0) {
+        for (i64 j = tid; j < C; j += nt) wsum += cw[j];
+        wsum = row_sum(wsum, sm);
+    }
+    const double coef = a + b * wsum;
+    double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
+    if (GRAD || b != 0.0) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            i64 v = tid + (i64)k * nt;
+            if (v < nslot) {
+                Pack<T, N> o;
+#pragma unroll
+                for (int e = 0; e < N; ++e) {
+                    const i64 jj = v * N + e;
+                    const T xv = c[k].v[e];
+                    double wj = 0.0;
+                    if (b != 0.0) {
+                        wj = cw[jj];
+                        ls += wj * (lse - (double)xv);
+                    }
+                    if (GRAD) {
+                        const double pj = (double)exp_shift(xv, lse);
+                        o.v[e] = (T)(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
+                    }
+                }
+                if (GRAD) st<T, N, A>(grow, v, o);
+            }
+        }
+        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+            Pack<T, N> p = ld<T, N, A>(xr, v), o;
+#pragma unroll
+            for (int e = 0; e < N; ++e) {
+                const i64 jj = v * N + e;
+                const T xv = p.v[e];
+                double wj = 0.0;
+                if (b != 0.0) {
+                    wj = cw[jj];
+                    ls += wj * (lse - (double)xv);
+                }
+                if (GRAD) {
+                    const double pj = (double)exp_shift(xv, lse);
+                    o.v[e] = (T)(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
+                }
+            }
+            if (GRAD) st<T, N, A>(grow, v, o);
+        }
+    }
+    if (b != 0.0) ls = row_sum(ls, sm);
+    if (tid == 0) {
+        double l = a * (lse - xy);
+        if (b != 0.0) l += b * ls;
+        loss[r] = l;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy with probability targets
+//   a_c = ((1 - eps) t_c + eps / C) w_c
+//   loss[r] = sum_c a_c (lse - x_c)       (terms with a_c == 0 contribute 0)
+//   grad[r, j] = scale (p_j sum_c a_c - a_j)
+
+template <typename T, int N, int K, bool A, int GRAD>
+__device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* cw, double scale,
+                             double* loss, T* grad, i64 rows, i64 C) {
+    __shared__ double sm[64];
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const i64 nslot = C / N;
+    const T* xr = x + r * C;
+    const T* tr = t + r * C;
+    T* grow = GRAD ? grad + r * C : (T*)0;
+    const double keep = 1.0 - eps, spread = eps / (double)C;
+    Pack<T, N> c[K], ct[K];
+    double m, s;
+    load_cache<T, N, K, A>(tr, nslot, ct);
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
+    const double lse = stats_lse(m, s);
+    double asum = 0.0;
+    if (GRAD) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            i64 v = tid + (i64)k * nt;
+            if (v < nslot) {
+#pragma unroll
+                for (int e = 0; e < N; ++e)
+                    asum += (keep * (double)ct[k].v[e] + spread) * cw[v * N + e];
+            }
+        }
+        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+            Pack<T, N> q = ld<T, N, A>(tr, v);
+#pragma unroll
+            for (int e = 0; e < N; ++e) asum += (keep * (double)q.v[e] + spread) * cw[v * N + e];
+        }
+        asum = row_sum(asum, sm);
+    }
+    double ls = 0.0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+            Pack<T, N> o;
+#pragma unroll
+            for (int e = 0; e < N; ++e) {
+                const double aj = (keep * (double)ct[k].v[e] + spread) * cw[v * N + e];
+                if (aj != 0.0) ls += aj * (lse - (double)c[k].v[e]);
+                if (GRAD) o.v[e] = (T)(scale * ((double)exp_shift(c[k].v[e], lse) * asum - aj));
+            }
+            if (GRAD) st<T, N, A>(grow, v, o);
+        }
+    }
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+        Pack<T, N> p = ld<T, N, A>(xr, v), q = ld<T, N, A>(tr, v), o;
+#pragma unroll
+        for (int e = 0; e < N; ++e) {
+            const double aj = (keep * (double)q.v[e] + spread) * cw[v * N + e];
+            if (aj != 0.0) ls += aj * (lse - (double)p.v[e]);
+            if (GRAD) o.v[e] = (T)(scale * ((double)exp_shift(p.v[e], lse) * asum - aj));
+        }
+        if (GRAD) st<T, N, A>(grow, v, o);
+    }
+    ls = row_sum(ls, sm);
+    if (tid == 0) loss[r] = (lse == lse) ? ls : sc_nan();
+}
+
+// ---------------------------------------------------------------------------
+// Entry points: every template instance the Python side launches, by plain C name
+// sc_<op>_<dtype>_v<VEC>. K (cached slots per thread) keeps 16 floats or 8 doubles
+// of a row in registers per thread.
+
+#define SC_ROW_KERNELS(T, SFX, N, K, A)                                                         \
+    extern "C" __global__ void sc_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) {     \
+        softmax_impl<T, N, K, A, 0>(x, out, rows, C);                                          \
+    }                                                                                       \
+    extern "C" __global__ void sc_log_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) { \
+        softmax_impl<T, N, K, A, 1>(x, out, rows, C);                                          \
+    }                                                                                       \
+    extern "C" __global__ void sc_logsumexp_##SFX(const T* x, T* out, i64 rows, i64 C) {   \
+        lse_impl<T, N, K, A, T>(x, out, rows, C);                                              \
+    }                                                                                       \
+    extern "C" __global__ void sc_lse_double_##SFX(const T* x, double* out, i64 rows,      \
+                                                  i64 C) {                                  \
+        lse_impl<T, N, K, A, double>(x, out, rows, C);                                         \
+    }                                                                                       \
+    extern "C" __global__ void sc_softmax_backward_##SFX(const T* g, const T* p, T* out,   \
+                                                         i64 rows, i64 C) {                 \
+        softmax_backward_impl<T, N, K, A>(g, p, out, rows, C);                                 \
+    }                                                                                       \
+    extern "C" __global__ void sc_log_softmax_backward_##SFX(const T* g, const T* lp,      \
+                                                             T* out, i64 rows, i64 C) {     \
+        log_softmax_backward_impl<T, N, K, A>(g, lp, out, rows, C);                            \
+    }                                                                                       \
+    extern "C" __global__ void sc_ce_##SFX(const T* x, const i64* target,                  \
+                                          const double* alpha, const double* beta,          \
+                                          const double* cw, double* loss, i64 rows,         \
+                                          i64 C) {                                          \
+        ce_impl<T, N, K, A, 0>(x, target, alpha, beta, cw, 1.0, loss, (T*)0, rows, C);         \
+    }                                                                                       \
+    extern "C" __global__ void sc_ce_grad_##SFX(const T* x, const i64* target,             \
+                                               const double* alpha, const double* beta,     \
+                                               const double* cw, double scale,              \
+                                               double* loss, T* grad, i64 rows, i64 C) {    \
+        ce_impl<T, N, K, A, 1>(x, target, alpha, beta, cw, scale, loss, grad, rows, C);        \
+    }                                                                                       \
+    extern "C" __global__ void sc_ce_prob_##SFX(const T* x, const T* t, double eps,        \
+                                               const double* cw, double* loss, i64 rows,    \
+                                               i64 C) {                                     \
+        ce_prob_impl<T, N, K, A, 0>(x, t, eps, cw, 1.0, loss, (T*)0, rows, C);                 \
+    }                                                                                       \
+    extern "C" __global__ void sc_ce_prob_grad_##SFX(const T* x, const T* t, double eps,   \
+                                                    const double* cw, double scale,         \
+                                                    double* loss, T* grad, i64 rows,        \
+                                                    i64 C) {                                \
+        ce_prob_impl<T, N, K, A, 1>(x, t, eps, cw, scale, loss, grad, rows, C);                \
+    }
+
+SC_ROW_KERNELS(float, f32_v1, 1, 16, true)
+SC_ROW_KERNELS(float, f32_v4, 4, 4, true)
+SC_ROW_KERNELS(float, f32_v4u, 4, 4, false)
+SC_ROW_KERNELS(double, f64_v1, 1, 8, true)
+SC_ROW_KERNELS(double, f64_v2, 2, 4, true)
+SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
+
+extern "C" __global__ void sc_softmax_jacobian_f32(const float* x, const double* lse, float* out,
+                                                   i64 rows, i64 C) {
+    jacobian_impl<float, 0>(x, lse, out, rows, C);
+}
+extern "C" __global__ void sc_log_softmax_jacobian_f32(const float* x, const double* lse,
+                                                       float* out, i64 rows, i64 C) {
+    jacobian_impl<float, 1>(x, lse, out, rows, C);
+}
+extern "C" __global__ void sc_softmax_jacobian_f64(const double* x, const double* lse,
+                                                   double* out, i64 rows, i64 C) {
+    jacobian_impl<double, 0>(x, lse, out, rows, C);
+}
+extern "C" __global__ void sc_log_softmax_jacobian_f64(const double* x, const double* lse,
+                                                       double* out, i64 rows, i64 C) {
+    jacobian_impl<double, 1>(x, lse, out, rows, C);
+}
