@@ -48,7 +48,7 @@ def _prepare(x: Any, axis: Any, backend: Any, what: str = "x") -> tuple:
 
 def _restore(y2: Any, shape_last: tuple[int, ...], ax: int, ndim: int, xp: Any) -> Any:
     """Undo :func:`rows`: reshape to the axis-last shape, move the axis back."""
-    y = y2.reshape(shape_last)
+    y = y2 if ndim == 2 else y2.reshape(shape_last)
     if ax != ndim - 1:
         y = xp.moveaxis(y, -1, ax)
     return y

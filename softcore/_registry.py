@@ -74,6 +74,7 @@ _loaded: dict[str, Any] = {}  # name -> backend object
 _load_errors: dict[str, str] = {}  # name -> why it failed to load
 _availability: dict[str, bool | str] = {}
 _auto: dict[type, Any] = {}  # array type -> automatically selected backend
+_ready: dict[str, Any] = {}  # name -> loaded and available backend
 _default: str | None = None
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "softcore_backend", default=None
@@ -228,6 +229,9 @@ def list_backends() -> list[BackendInfo]:
 
 
 def _named(name: str) -> Any:
+    obj = _ready.get(name)
+    if obj is not None:
+        return obj
     obj = _load(name)
     state = _availability_of(name, obj)
     if state is not True:
@@ -235,6 +239,7 @@ def _named(name: str) -> Any:
             f"softcore backend {name!r} is unavailable: {state}; "
             f"installed: {_installed_text()}"
         )
+    _ready[name] = obj
     return obj
 
 
@@ -272,7 +277,9 @@ def resolve(x: Any, backend: Any = None) -> Any:
                 choice = os.environ.get(ENV_VAR) or None
                 if choice is None:
                     return _automatic(x)
-    obj = _named(choice) if isinstance(choice, str) else choice
+    obj = _ready.get(choice) if type(choice) is str else None
+    if obj is None:
+        obj = _named(choice) if isinstance(choice, str) else choice
     if not obj.accepts(x):
         t = type(x)
         raise TypeError(
@@ -364,6 +371,7 @@ def unregister(name: str) -> None:
 
 def _forget_choices() -> None:
     _auto.clear()
+    _ready.clear()
 
 
 def reset() -> None:
@@ -374,5 +382,5 @@ def reset() -> None:
         _loaded.clear()
         _load_errors.clear()
         _availability.clear()
-        _auto.clear()
+        _forget_choices()
         _default = None

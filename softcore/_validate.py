@@ -25,6 +25,9 @@ def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
     returns float16; bool and integers promote to float64 (NumPy's rule); everything
     else is a ``TypeError``.
     """
+    found = _DTYPE_RULES.get(dtype)
+    if found is not None:
+        return found
     dt = np.dtype(dtype)
     kind = dt.kind
     if kind == "f":
@@ -45,8 +48,17 @@ def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
     )
 
 
+_DTYPE_RULES: dict[Any, tuple[np.dtype, np.dtype]] = {
+    _F16: (_F32, _F16),
+    _F32: (_F32, _F32),
+    _F64: (_F64, _F64),
+}
+
+
 def check_axis(axis: Any, ndim: int, what: str) -> int:
     """Normalise ``axis`` for an array of ``ndim`` dimensions."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis % ndim
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -80,9 +92,9 @@ def rows(x: Any, axis: int, compute: np.dtype, xp: Any) -> Any:
     """``x`` with ``axis`` moved last, flattened to a C-contiguous ``(rows, C)``."""
     if axis != x.ndim - 1:
         x = xp.moveaxis(x, axis, -1)
-    c = x.shape[-1]
-    x = xp.ascontiguousarray(x, dtype=compute)
-    return x.reshape(-1, c)
+    if x.dtype is not compute or not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x, dtype=compute)
+    return x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
 
 
 def _pointer(a: Any) -> int:
@@ -233,10 +245,8 @@ def plan_cross_entropy(
         )
     batch = logits_shape[:axis] + logits_shape[axis + 1 :]
     t = as_array(target, xp, "target")
-    cw = class_weight(weight, n_classes, xp)
     plan = CrossEntropyPlan()
     plan.reduction = reduction
-    plan.class_weight = cw
     plan.smoothing = eps
     n_rows = int(np.prod(batch, dtype=np.int64))
     if t.dtype.kind in "iu":
@@ -245,18 +255,32 @@ def plan_cross_entropy(
                 f"class-index target must have the {logits_name} shape without the "
                 f"class axis, {batch}; received {tuple(t.shape)}"
             )
-        msg = first_bad_target(t, n_classes, ignore_index, xp)
-        if msg is not None:
-            raise ValueError(msg)
+        # fast path: every target a class and none ignored (two reductions)
+        lo, hi = (int(t.min()), int(t.max())) if n_rows else (0, 0)
+        in_range = 0 <= lo and hi < n_classes
+        if in_range and lo <= ignore_index <= hi:
+            in_range = False  # some rows may be ignored: the general path below
+        elif not in_range:
+            msg = first_bad_target(t, n_classes, ignore_index, xp)
+            if msg is not None:
+                raise ValueError(msg)
+        cw = class_weight(weight, n_classes, xp)
         t = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
-        keep = t != ignore_index
-        t = xp.where(keep, t, 0)
-        w_y = cw[t] * keep
         plan.probs = False
-        plan.target = t
-        plan.alpha = (1.0 - eps) * w_y
-        plan.beta = (eps / n_classes) * keep.astype(_F64)
-        plan.normaliser = float(w_y.sum())
+        if in_range and weight is None:
+            plan.target = t
+            plan.alpha = xp.full(n_rows, 1.0 - eps)
+            plan.beta = xp.full(n_rows, eps / n_classes)
+            plan.normaliser = float(n_rows)
+        else:
+            keep = t != ignore_index
+            t = xp.where(keep, t, 0)
+            w_y = cw[t] * keep
+            plan.target = t
+            plan.alpha = (1.0 - eps) * w_y
+            plan.beta = (eps / n_classes) * keep.astype(_F64)
+            plan.normaliser = float(w_y.sum())
+        plan.class_weight = cw
     elif t.dtype.kind == "f":
         if ignore_index != -100:
             raise ValueError(
@@ -269,6 +293,7 @@ def plan_cross_entropy(
                 f"{tuple(logits_shape)}; received {tuple(t.shape)}"
             )
         plan.probs = True
+        plan.class_weight = class_weight(weight, n_classes, xp)
         plan.target = rows(t, axis, compute, xp)
         plan.alpha = plan.beta = None
         plan.normaliser = float(n_rows)

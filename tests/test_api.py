@@ -271,3 +271,15 @@ def test_linear_ce_memory_is_bounded_by_the_chunk(rng):
     tracemalloc.stop()
     outputs = (n * d + c * d) * 8 + n * 8 * 4  # dx, dw, per-row loss and targets
     assert peak - outputs < full_logits / 4, (peak, full_logits)
+
+
+def test_ignore_index_inside_the_class_range(rng):
+    # regression: a fast path once treated targets equal to an in-range
+    # ignore_index as ordinary classes
+    x = rng.standard_normal((5, 4))
+    t = np.array([0, 2, 1, 2, 3])
+    loss, grad = sc.cross_entropy_with_grad(x, t, ignore_index=2, backend=B)
+    kept = np.array([0, 2, 4])
+    p = _softmax64(x)
+    np.testing.assert_allclose(loss, -np.log(p[kept, t[kept]]).mean(), rtol=1e-14)
+    np.testing.assert_array_equal(grad[[1, 3]], 0.0)
