@@ -1,0 +1,115 @@
+"""The backend object registered under ``softcore.backends``; binds kernels lazily."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+KERNELS = (
+    "softmax_rows",
+    "log_softmax_rows",
+    "logsumexp_rows",
+    "softmax_jacobian_rows",
+    "log_softmax_jacobian_rows",
+    "softmax_backward_rows",
+    "log_softmax_backward_rows",
+    "cross_entropy_rows",
+    "cross_entropy_grad_rows",
+    "cross_entropy_prob_rows",
+    "cross_entropy_prob_grad_rows",
+)
+
+_DEFAULT_L3 = 32 << 20
+
+
+def _l3_bytes() -> int:
+    """Size of the last-level cache (from sysfs; 32 MiB when unknown)."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return _DEFAULT_L3
+    for e in entries:
+        try:
+            with open(os.path.join(base, e, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            best = max(best, int(digits) * mult)
+    return best or _DEFAULT_L3
+
+
+class NumbaBackend:
+    """Numba-JIT CPU backend: fused, vectorised, parallel row kernels."""
+
+    name = "numba"
+    priority = 50
+    threaded = True
+    xp = np
+
+    def __init__(self) -> None:
+        self._available: bool | str | None = None
+
+    @property
+    def version(self) -> str:
+        from . import __version__
+
+        return __version__
+
+    def available(self) -> bool | str:
+        if self._available is None:
+            try:
+                import numba  # noqa: F401
+            except Exception as exc:  # ImportError, or a broken install
+                self._available = f"numba cannot be imported ({exc})"
+            else:
+                self._available = True
+        return self._available
+
+    def accepts(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def set_num_threads(self, n: int) -> None:
+        from . import _runtime
+
+        _runtime.set_num_threads(n)
+
+    def get_num_threads(self) -> int:
+        from . import _runtime
+
+        return _runtime.get_num_threads()
+
+    def linear_chunk_rows(self, n_classes: int, n_features: int, itemsize: int) -> int:
+        """Rows per chunk of linear cross-entropy logits.
+
+        ``$SOFTCORE_NUMBA_CHUNK_ROWS`` if set; else as many rows as fill half the
+        last-level cache with logits (so the CE kernel and the two gradient GEMMs
+        that follow read the chunk from cache), at least 256 rows (so the GEMMs
+        stay efficient) and a multiple of 64.
+        """
+        env = os.environ.get("SOFTCORE_NUMBA_CHUNK_ROWS")
+        if env:
+            return max(1, int(env))
+        rows = (_l3_bytes() // 2) // max(1, n_classes * itemsize)
+        return max(256, rows // 64 * 64)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in KERNELS:
+            from . import _ops
+
+            fn = getattr(_ops, name)
+            setattr(self, name, fn)
+            return fn
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return f"<softcore backend 'numba' {self.version}>"
+
+
+backend = NumbaBackend()

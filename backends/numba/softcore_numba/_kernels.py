@@ -1,0 +1,637 @@
+"""Row kernels: pure ``@njit`` functions on C-contiguous ``(rows, C)`` arrays.
+
+Every op is one function per execution mode, all built from the same row and
+segment helpers, so every mode computes the same bits:
+
+``<op>_par``
+    parallel over rows (``prange``), for large inputs;
+``<op>_ser``
+    the same loop run serially, for small inputs (no thread launch);
+``<op>_split`` (softmax, log_softmax, logsumexp, class-index cross-entropy)
+    parallel over fixed-size blocks of each row, for a few very wide rows.
+
+Arithmetic. A row is cut into blocks of ``BLOCK`` elements (a partition fixed by
+``C`` alone). Per block: its maximum ``m_b`` and ``s_b = sum exp(x - m_b)``; the
+blocks are combined left to right into the row's ``M`` and ``S``
+(``S = S exp(M - m) + s``), so the result does not depend on how many threads
+ran, nor on which mode ran. ``lse = M + log S``; ``softmax = exp(x - M) / S``;
+``log_softmax = (x - M) - log S``. All of it in float64 (float32 inputs are
+widened; their ``exp`` is :func:`~softcore_numba._vexp.exp32_of64`: float64
+range reduction, float32 polynomial), and the results are rounded once to the
+input's dtype. Sums are vectorised (``reassoc`` on the reduction only; the
+order is fixed by the compiled code, not by the thread count).
+
+Special values fall out of the arithmetic: a NaN gives a NaN sum; a ``+inf``
+gives ``M = inf`` and ``inf - inf = NaN``; a row of only ``-inf`` gets
+``S = NaN`` explicitly. Outputs may alias inputs: every kernel reads what it
+needs of a row before it writes that row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from . import _runtime
+
+_runtime.ensure()  # cache locator before the first @njit(cache=True)
+
+from ._vexp import exp32_of64, exp64, log64  # noqa: E402
+
+BLOCK = 16384
+"""Elements per row block: the fixed partition of a row for the reductions."""
+
+_NAN = np.nan
+_NINF = -np.inf
+_RED = {"reassoc", "contract"}  # vectorised reductions; exp keeps its own flags
+_KW = {"cache": True, "nogil": True}
+_PKW = {"cache": True, "nogil": True, "parallel": True}
+
+
+def expd(d, row):
+    """``exp(d)`` for a float64 ``d``, to the precision of ``row``'s dtype."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(expd, inline="always")
+def _expd_impl(d, row):
+    if isinstance(row, types.Array) and row.dtype == types.float32:
+        return lambda d, row: np.float64(exp32_of64(d))
+    return lambda d, row: exp64(d)
+
+
+# ------------------------------------------------------------------ segment helpers
+
+
+@njit(**_KW)
+def _seg_max(xr, j0, j1):
+    """Maximum of ``xr[j0:j1]`` (NaN is ignored unless first), as float64.
+
+    Eight independent lanes so that the SLP vectoriser packs them.
+    """
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = xr[j0]  # a NaN here makes the row NaN
+    j = j0
+    while j + 8 <= j1:
+        v = xr[j]
+        m0 = v if v > m0 else m0
+        v = xr[j + 1]
+        m1 = v if v > m1 else m1
+        v = xr[j + 2]
+        m2 = v if v > m2 else m2
+        v = xr[j + 3]
+        m3 = v if v > m3 else m3
+        v = xr[j + 4]
+        m4 = v if v > m4 else m4
+        v = xr[j + 5]
+        m5 = v if v > m5 else m5
+        v = xr[j + 6]
+        m6 = v if v > m6 else m6
+        v = xr[j + 7]
+        m7 = v if v > m7 else m7
+        j += 8
+    while j < j1:
+        v = xr[j]
+        m0 = v if v > m0 else m0
+        j += 1
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    m0 = m4 if m4 > m0 else m0
+    return np.float64(m0)
+
+
+@njit(fastmath=_RED, **_KW)
+def _seg_sumexp(xr, j0, j1, m):
+    s = 0.0
+    for j in range(j0, j1):
+        s += expd(np.float64(xr[j]) - m, xr)
+    return s
+
+
+@njit(**_KW)
+def _block_stats(xr, j0, j1):
+    """``(m_b, s_b)`` of one block; an all ``-inf`` block gives ``(-inf, 0)``
+    (or ``(-inf, NaN)`` if it holds a NaN)."""
+    m = _seg_max(xr, j0, j1)
+    s = _seg_sumexp(xr, j0, j1, m if m > _NINF else 0.0)
+    return m, s
+
+
+@njit(**_KW)
+def _combine(M, S, m, s):
+    """Fold one block's ``(m, s)`` into the running ``(M, S)``."""
+    if m == _NINF:
+        return M, S + s
+    if m > M:
+        return m, S * exp64(M - m) + s
+    return M, S + s * exp64(m - M)
+
+
+@njit(**_KW)
+def _finish(M, S):
+    """``(M, S)`` of a whole row; a row of only ``-inf`` gets ``S = NaN``."""
+    return M, (_NAN if M == _NINF else S)
+
+
+@njit(**_KW)
+def _row_stats(xr):
+    C = xr.shape[0]
+    M = _NINF
+    S = 0.0
+    for j0 in range(0, C, BLOCK):
+        m, s = _block_stats(xr, j0, min(C, j0 + BLOCK))
+        M, S = _combine(M, S, m, s)
+    return _finish(M, S)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _seg_softmax(xr, outr, j0, j1, M, inv_s):
+    for j in range(j0, j1):
+        outr[j] = expd(np.float64(xr[j]) - M, xr) * inv_s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _seg_log_softmax(xr, outr, j0, j1, M, log_s):
+    for j in range(j0, j1):
+        outr[j] = (np.float64(xr[j]) - M) - log_s
+
+
+# ---------------------------------------------------------------------- row helpers
+
+
+@njit(**_KW)
+def _softmax_row(xr, outr):
+    M, S = _row_stats(xr)
+    _seg_softmax(xr, outr, 0, xr.shape[0], M, 1.0 / S)
+
+
+@njit(**_KW)
+def _log_softmax_row(xr, outr):
+    M, S = _row_stats(xr)
+    _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S))
+
+
+@njit(**_KW)
+def _lse_row(xr):
+    M, S = _row_stats(xr)
+    return M + log64(S)
+
+
+@njit(fastmath=_RED, **_KW)
+def _dot_row(g, p):
+    s = 0.0
+    for j in range(g.shape[0]):
+        s += np.float64(g[j]) * np.float64(p[j])
+    return s
+
+
+@njit(fastmath=_RED, **_KW)
+def _sum_row(g):
+    s = 0.0
+    for j in range(g.shape[0]):
+        s += np.float64(g[j])
+    return s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _softmax_backward_row(g, p, outr):
+    d = _dot_row(g, p)
+    for j in range(g.shape[0]):
+        pj = np.float64(p[j])
+        outr[j] = pj * (np.float64(g[j]) - d)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _log_softmax_backward_row(g, lp, outr):
+    t = _sum_row(g)
+    for j in range(g.shape[0]):
+        outr[j] = np.float64(g[j]) - expd(np.float64(lp[j]), lp) * t
+
+
+# --------------------------------------------------------- cross-entropy, class index
+
+
+@njit(fastmath=_RED, **_KW)
+def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw):
+    """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment and return
+    ``sum_{w_j != 0} w_j (M - x_j)`` (read before the write: ``gr`` may be ``xr``)."""
+    acc = 0.0
+    for j in range(j0, j1):
+        xj = np.float64(xr[j])
+        w = cw[j]
+        acc += (w * (M - xj)) if w != 0.0 else 0.0
+        gr[j] = expd(xj - M, xr) * c1 - c2 * w
+    return acc
+
+
+@njit(fastmath=_RED, **_KW)
+def _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1):
+    for j in range(j0, j1):
+        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1
+
+
+@njit(fastmath=_RED, **_KW)
+def _seg_wdot(xr, j0, j1, M, cw):
+    acc = 0.0
+    for j in range(j0, j1):
+        w = cw[j]
+        acc += (w * (M - np.float64(xr[j]))) if w != 0.0 else 0.0
+    return acc
+
+
+@njit(**_KW)
+def _ce_loss(a, b, M, log_s, xy, wdot, W):
+    loss = a * ((M - xy) + log_s) if a != 0.0 else 0.0
+    if b != 0.0:
+        loss += b * (wdot + W * log_s)
+    return loss
+
+
+@njit(**_KW)
+def _ce_row(xr, y, a, b, cw, W):
+    if a == 0.0 and b == 0.0:
+        return 0.0
+    M, S = _row_stats(xr)
+    log_s = log64(S)
+    wdot = 0.0
+    if b != 0.0:
+        C = xr.shape[0]
+        for j0 in range(0, C, BLOCK):
+            wdot += _seg_wdot(xr, j0, min(C, j0 + BLOCK), M, cw)
+    return _ce_loss(a, b, M, log_s, np.float64(xr[y]), wdot, W)
+
+
+@njit(**_KW)
+def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S):
+    """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; returns the
+    smoothing partial sum. The target column is fixed up by the caller."""
+    c1 = gs * (a + b * W) / S
+    if b != 0.0:
+        return _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw)
+    _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1)
+    return 0.0
+
+
+@njit(**_KW)
+def _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy):
+    p = expd(xy - M, gr) * (gs * (a + b * W) / S)
+    gr[y] = (p - gs * b * cw[y]) - gs * a
+
+
+@njit(**_KW)
+def _zero_row(gr):
+    for j in range(gr.shape[0]):
+        gr[j] = 0.0
+
+
+@njit(**_KW)
+def _ce_grad_row(xr, gr, y, a, b, cw, W, gs):
+    if a == 0.0 and b == 0.0:
+        _zero_row(gr)
+        return 0.0
+    M, S = _row_stats(xr)
+    log_s = log64(S)
+    xy = np.float64(xr[y])
+    C = xr.shape[0]
+    wdot = 0.0
+    for j0 in range(0, C, BLOCK):
+        wdot += _ce_grad_seg(xr, gr, j0, min(C, j0 + BLOCK), y, a, b, cw, W, gs, M, S)
+    _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
+    return _ce_loss(a, b, M, log_s, xy, wdot, W)
+
+
+@njit(fastmath=_RED, **_KW)
+def _wsum(cw):
+    W = 0.0
+    for c in range(cw.shape[0]):
+        W += cw[c]
+    return W
+
+
+# ---------------------------------------------------- cross-entropy, probability target
+
+
+@njit(fastmath=_RED, **_KW)
+def _prob_A(tr, cw, k1, k0):
+    A = 0.0
+    for j in range(tr.shape[0]):
+        A += (k1 * np.float64(tr[j]) + k0) * cw[j]
+    return A
+
+
+@njit(fastmath=_RED, **_KW)
+def _ce_prob_row(xr, tr, cw, k1, k0):
+    M, S = _row_stats(xr)
+    log_s = log64(S)
+    acc = 0.0
+    for j in range(xr.shape[0]):
+        aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
+        acc += (aj * ((M - np.float64(xr[j])) + log_s)) if aj != 0.0 else 0.0
+    return acc
+
+
+@njit(fastmath=_RED, **_KW)
+def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs):
+    M, S = _row_stats(xr)
+    log_s = log64(S)
+    A = _prob_A(tr, cw, k1, k0)
+    c1 = gs * A / S
+    acc = 0.0
+    for j in range(xr.shape[0]):
+        xj = np.float64(xr[j])
+        aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
+        acc += (aj * ((M - xj) + log_s)) if aj != 0.0 else 0.0
+        gr[j] = expd(xj - M, xr) * c1 - gs * aj
+    return acc
+
+
+# ------------------------------------------------------------------- Jacobian rows
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _jac_row_i(Jr, i, s_last, log):
+    """Row ``i`` of one Jacobian from the probabilities kept in ``Jr[C-1]``."""
+    C = Jr.shape[1]
+    si = np.float64(s_last[i])
+    Ji = Jr[i]
+    if log:
+        for j in range(C):
+            Ji[j] = -np.float64(s_last[j])
+        Ji[i] = 1.0 - si
+    else:
+        for j in range(C):
+            Ji[j] = -(si * np.float64(s_last[j]))
+        Ji[i] = si * (1.0 - si)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _jac_row_last(Jr, log):
+    """Row ``C-1`` in place (it holds the probabilities until now)."""
+    C = Jr.shape[1]
+    row = Jr[C - 1]
+    sl = np.float64(row[C - 1])
+    if log:
+        for j in range(C):
+            row[j] = -np.float64(row[j])
+        row[C - 1] = 1.0 - sl
+    else:
+        for j in range(C):
+            row[j] = -(sl * np.float64(row[j]))
+        row[C - 1] = sl * (1.0 - sl)
+
+
+# ========================================================================== drivers
+# One serial and one parallel driver per op; the Python layer picks by size.
+
+
+@njit(**_PKW)
+def softmax_par(x, out):
+    for r in prange(x.shape[0]):
+        _softmax_row(x[r], out[r])
+
+
+@njit(**_KW)
+def softmax_ser(x, out):
+    for r in range(x.shape[0]):
+        _softmax_row(x[r], out[r])
+
+
+@njit(**_PKW)
+def log_softmax_par(x, out):
+    for r in prange(x.shape[0]):
+        _log_softmax_row(x[r], out[r])
+
+
+@njit(**_KW)
+def log_softmax_ser(x, out):
+    for r in range(x.shape[0]):
+        _log_softmax_row(x[r], out[r])
+
+
+@njit(**_PKW)
+def logsumexp_par(x, out):
+    for r in prange(x.shape[0]):
+        out[r] = _lse_row(x[r])
+
+
+@njit(**_KW)
+def logsumexp_ser(x, out):
+    for r in range(x.shape[0]):
+        out[r] = _lse_row(x[r])
+
+
+@njit(**_PKW)
+def softmax_backward_par(g, p, out):
+    for r in prange(g.shape[0]):
+        _softmax_backward_row(g[r], p[r], out[r])
+
+
+@njit(**_KW)
+def softmax_backward_ser(g, p, out):
+    for r in range(g.shape[0]):
+        _softmax_backward_row(g[r], p[r], out[r])
+
+
+@njit(**_PKW)
+def log_softmax_backward_par(g, lp, out):
+    for r in prange(g.shape[0]):
+        _log_softmax_backward_row(g[r], lp[r], out[r])
+
+
+@njit(**_KW)
+def log_softmax_backward_ser(g, lp, out):
+    for r in range(g.shape[0]):
+        _log_softmax_backward_row(g[r], lp[r], out[r])
+
+
+@njit(**_PKW)
+def cross_entropy_par(x, target, alpha, beta, cw, loss_out):
+    W = _wsum(cw)
+    for r in prange(x.shape[0]):
+        loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W)
+
+
+@njit(**_KW)
+def cross_entropy_ser(x, target, alpha, beta, cw, loss_out):
+    W = _wsum(cw)
+    for r in range(x.shape[0]):
+        loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W)
+
+
+@njit(**_PKW)
+def cross_entropy_grad_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    W = _wsum(cw)
+    for r in prange(x.shape[0]):
+        loss_out[r] = _ce_grad_row(
+            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs
+        )
+
+
+@njit(**_KW)
+def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    W = _wsum(cw)
+    for r in range(x.shape[0]):
+        loss_out[r] = _ce_grad_row(
+            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs
+        )
+
+
+@njit(**_PKW)
+def cross_entropy_prob_par(x, target, eps, cw, loss_out):
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    for r in prange(x.shape[0]):
+        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0)
+
+
+@njit(**_KW)
+def cross_entropy_prob_ser(x, target, eps, cw, loss_out):
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    for r in range(x.shape[0]):
+        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0)
+
+
+@njit(**_PKW)
+def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    for r in prange(x.shape[0]):
+        loss_out[r] = _ce_prob_grad_row(x[r], target[r], grad_out[r], cw, k1, k0, gs)
+
+
+@njit(**_KW)
+def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    for r in range(x.shape[0]):
+        loss_out[r] = _ce_prob_grad_row(x[r], target[r], grad_out[r], cw, k1, k0, gs)
+
+
+# Jacobians: the probabilities go to the last row of each (C, C) block first, every
+# other row is written from it (parallel over (row, i) pairs, so a few rows still
+# use every thread), and the last row is finished in place.
+
+
+@njit(**_PKW)
+def jacobian_par(x, out, log):
+    n, C = x.shape
+    for r in prange(n):
+        _softmax_row(x[r], out[r, C - 1])
+    m = C - 1
+    for k in prange(n * m):
+        r = k // m
+        _jac_row_i(out[r], k - r * m, out[r, C - 1], log)
+    for r in prange(n):
+        _jac_row_last(out[r], log)
+
+
+@njit(**_KW)
+def jacobian_ser(x, out, log):
+    n, C = x.shape
+    for r in range(n):
+        _softmax_row(x[r], out[r, C - 1])
+        for i in range(C - 1):
+            _jac_row_i(out[r], i, out[r, C - 1], log)
+        _jac_row_last(out[r], log)
+
+
+# Few wide rows: parallel over (row, block) pairs, the same block statistics and the
+# same left-to-right combine as the row drivers, so the bits are the same.
+
+
+@njit(**_PKW)
+def _split_stats(x, M, S):
+    n, C = x.shape
+    nb = (C + BLOCK - 1) // BLOCK
+    bm = np.empty((n, nb))
+    bs = np.empty((n, nb))
+    for k in prange(n * nb):
+        r = k // nb
+        b = k - r * nb
+        j0 = b * BLOCK
+        bm[r, b], bs[r, b] = _block_stats(x[r], j0, min(C, j0 + BLOCK))
+    for r in range(n):
+        Mr = _NINF
+        Sr = 0.0
+        for b in range(nb):
+            Mr, Sr = _combine(Mr, Sr, bm[r, b], bs[r, b])
+        M[r], S[r] = _finish(Mr, Sr)
+
+
+@njit(**_PKW)
+def softmax_split(x, out):
+    n, C = x.shape
+    nb = (C + BLOCK - 1) // BLOCK
+    M = np.empty(n)
+    S = np.empty(n)
+    _split_stats(x, M, S)
+    for k in prange(n * nb):
+        r = k // nb
+        j0 = (k - r * nb) * BLOCK
+        _seg_softmax(x[r], out[r], j0, min(C, j0 + BLOCK), M[r], 1.0 / S[r])
+
+
+@njit(**_PKW)
+def log_softmax_split(x, out):
+    n, C = x.shape
+    nb = (C + BLOCK - 1) // BLOCK
+    M = np.empty(n)
+    S = np.empty(n)
+    _split_stats(x, M, S)
+    for k in prange(n * nb):
+        r = k // nb
+        j0 = (k - r * nb) * BLOCK
+        _seg_log_softmax(x[r], out[r], j0, min(C, j0 + BLOCK), M[r], log64(S[r]))
+
+
+@njit(**_KW)
+def logsumexp_split(x, out):  # parallel inside _split_stats
+    n = x.shape[0]
+    M = np.empty(n)
+    S = np.empty(n)
+    _split_stats(x, M, S)
+    for r in range(n):
+        out[r] = M[r] + log64(S[r])
+
+
+@njit(**_PKW)
+def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    n, C = x.shape
+    nb = (C + BLOCK - 1) // BLOCK
+    W = _wsum(cw)
+    M = np.empty(n)
+    S = np.empty(n)
+    xy = np.empty(n)
+    _split_stats(x, M, S)
+    for r in range(n):
+        xy[r] = np.float64(x[r, target[r]])
+    part = np.zeros((n, nb))
+    for k in prange(n * nb):
+        r = k // nb
+        b = k - r * nb
+        j0 = b * BLOCK
+        j1 = min(C, j0 + BLOCK)
+        a = alpha[r]
+        be = beta[r]
+        if a == 0.0 and be == 0.0:
+            _zero_row(grad_out[r, j0:j1])
+        else:
+            part[r, b] = _ce_grad_seg(
+                x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r]
+            )
+    for r in range(n):
+        a = alpha[r]
+        be = beta[r]
+        if a == 0.0 and be == 0.0:
+            loss_out[r] = 0.0
+            continue
+        wdot = 0.0
+        for b in range(nb):
+            wdot += part[r, b]
+        _ce_grad_fix(grad_out[r], target[r], a, be, cw, W, gs, M[r], S[r], xy[r])
+        loss_out[r] = _ce_loss(a, be, M[r], log64(S[r]), xy[r], wdot, W)

@@ -1,0 +1,210 @@
+"""Process-level set-up, done once before the first kernel runs.
+
+* **On-disk cache.** Kernels are compiled lazily (per op, dtype and mode) and
+  cached in a user cache directory, never in the install directory (which may be
+  read-only): ``$SOFTCORE_NUMBA_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/softcore-numba``,
+  else ``$XDG_CACHE_HOME/softcore-numba`` (``~/.cache/softcore-numba``). A cache
+  entry is keyed on every source file of the package, so editing one helper
+  recompiles everything that may have inlined it.
+* **Threading layer.** numba's ``workqueue`` layer aborts when two Python threads
+  launch parallel kernels at once and GNU OpenMP kills a forked child, so the
+  plugin asks for the TBB layer (``tbb`` from PyPI installs ``libtbb.so.12``
+  where the loader does not look; it is preloaded from the environment's
+  ``lib/``). If TBB cannot be loaded, or the process already chose another
+  layer, or the user chose one with ``NUMBA_THREADING_LAYER``, parallel launches
+  are serialised by a lock instead (re-created in a forked child).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_ready = False
+_setup_lock = threading.Lock()
+_launch_lock: threading.Lock | None = threading.Lock()  # until the layer is known
+_layer_known = False
+
+
+def cache_dir() -> str:
+    """The directory the compiled kernels are cached in."""
+    d = os.environ.get("SOFTCORE_NUMBA_CACHE_DIR")
+    if d:
+        return d
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if d:
+        return os.path.join(d, "softcore-numba")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    return os.path.join(base, "softcore-numba")
+
+
+def _package_stamp() -> tuple:
+    stamp = []
+    for name in sorted(os.listdir(_PKG_DIR)):
+        if name.endswith(".py"):
+            st = os.stat(os.path.join(_PKG_DIR, name))
+            stamp.append((name, st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
+def _install_cache_locator() -> None:
+    """Put this package's kernels in :func:`cache_dir` (first locator tried)."""
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - numba too old or too new
+        return
+    base = getattr(caching, "_CacheLocator", None)
+    mixin = getattr(caching, "_SourceFileBackedLocatorMixin", None)
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    if base is None or mixin is None or impl is None:  # pragma: no cover
+        return
+    if any(getattr(c, "_softcore", False) for c in impl._locator_classes):
+        return
+    stamp = _package_stamp()
+
+    class SoftcoreCacheLocator(mixin, base):
+        _softcore = True
+
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(
+                cache_dir(), self.get_suitable_cache_subpath(py_file)
+            )
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        def get_source_stamp(self):
+            return stamp
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != _PKG_DIR:
+                return None
+            self = cls(py_func, py_file)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                return None  # numba's own locators are tried next
+            return self
+
+    impl._locator_classes.insert(0, SoftcoreCacheLocator)
+
+
+def _load_tbb() -> bool:
+    """Make numba's TBB pool importable; preload ``libtbb`` if needed."""
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+
+        return True
+    except ImportError:
+        pass
+    candidates = []
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, sys.exec_prefix)):
+        candidates.append(os.path.join(prefix, "lib", "libtbb.so.12"))
+    found = ctypes.util.find_library("tbb")
+    if found:
+        candidates.append(found)
+    for path in candidates:
+        if os.sep in path and not os.path.exists(path):
+            continue
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        try:
+            from numba.np.ufunc import tbbpool  # noqa: F401, F811
+
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+def _choose_layer() -> None:
+    import numba
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", False):
+        return  # another library launched first: keep its layer (and the lock)
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return  # the user's explicit choice
+    if numba.config.THREADING_LAYER not in ("default", "tbb", "safe", "threadsafe"):
+        return
+    if _load_tbb():
+        numba.config.THREADING_LAYER = "tbb"
+    else:
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+def _reinit_after_fork() -> None:
+    global _launch_lock, _setup_lock
+    _setup_lock = threading.Lock()
+    if _launch_lock is not None:
+        _launch_lock = threading.Lock()
+
+
+def ensure() -> None:
+    """Install the cache locator and choose the threading layer (idempotent)."""
+    global _ready
+    if _ready:
+        return
+    with _setup_lock:
+        if _ready:
+            return
+        _install_cache_locator()
+        _choose_layer()
+        os.register_at_fork(after_in_child=_reinit_after_fork)
+        _ready = True
+
+
+def launch(kernel, *args) -> None:
+    """Run a parallel kernel; serialised unless the layer is thread-safe."""
+    global _launch_lock, _layer_known
+    lock = _launch_lock
+    if lock is None:
+        kernel(*args)
+        return
+    with lock:
+        kernel(*args)
+        if not _layer_known:
+            _layer_known = True
+            import numba
+
+            try:
+                layer = numba.threading_layer()
+            except ValueError:  # pragma: no cover
+                layer = None
+            if layer == "tbb":
+                _launch_lock = None
+
+
+def threading_layer() -> str | None:
+    """The layer numba runs parallel kernels on, once one has run."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def set_num_threads(n: int) -> None:
+    ensure()
+    import numba
+
+    numba.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    ensure()
+    import numba
+
+    return int(numba.get_num_threads())
