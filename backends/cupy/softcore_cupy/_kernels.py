@@ -43,6 +43,11 @@ KERNEL_NAMES: tuple[str, ...] = tuple(
 _VEC = {4: 4, 8: 2}
 _CACHE = {4: 16, 8: 8}
 _WARP_ROWS = 4  # rows per block when one warp handles a row
+# Ops that keep two operands in registers are compiled for at most 512 threads
+# (SC_BOUNDS_2 in kernels.cu), the others for 1024 (SC_BOUNDS_1).
+_TWO_OPERAND = frozenset(
+    {"softmax_backward", "log_softmax_backward", "ce_prob", "ce_prob_grad"}
+)
 
 
 def kernel_source() -> str:
@@ -73,15 +78,16 @@ def _function(name: str, device_id: int):
     return _module(device_id).get_function(name)
 
 
-def threads_per_row(n_classes: int, itemsize: int) -> int:
+def threads_per_row(n_classes: int, itemsize: int, op: str = "softmax") -> int:
     """Threads that share a row: enough for each to keep its part in registers.
 
-    A function of the row length and dtype alone, so the order in which a row's
-    sums are formed (and therefore every result bit) never depends on the number
-    of rows, on the other rows or on the array's address.
+    A function of the op, the row length and the dtype alone, so the order in which
+    a row's sums are formed (and therefore every result bit) never depends on the
+    number of rows, on the other rows or on the array's address.
     """
+    cap = 512 if op in _TWO_OPERAND else 1024
     t = -(-n_classes // _CACHE[itemsize])
-    return min(1024, max(32, -(-t // 32) * 32))
+    return min(cap, max(32, -(-t // 32) * 32))
 
 
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
@@ -100,7 +106,7 @@ def _row_launch(op: str, x, arrays, args) -> None:
     rows, n_classes = x.shape
     itemsize = x.dtype.itemsize
     name = f"sc_{op}_{_row_variant(n_classes, itemsize, *arrays)}"
-    t = threads_per_row(n_classes, itemsize)
+    t = threads_per_row(n_classes, itemsize, op)
     if t == 32:
         block = (32, _WARP_ROWS, 1)
         grid = (-(-rows // _WARP_ROWS), 1, 1)

@@ -77,21 +77,50 @@ __device__ __forceinline__ void st(T* row, i64 slot, const Pack<T, N>& p) {
 }
 
 // ---------------------------------------------------------------------------
+// Conversions that keep subnormals
+//
+// CuPy compiles with -ftz=true (flush float subnormals to zero), which a later
+// -ftz=false cannot undo. Float values therefore cross to and from double through
+// these explicit PTX conversions, and float arithmetic is kept to places where a
+// subnormal cannot change the result (see exp_term, exp_shift and exp_in).
+
+__device__ __forceinline__ double to_d(float x) {
+    double r;
+    asm("cvt.f64.f32 %0, %1;" : "=d"(r) : "f"(x));
+    return r;
+}
+__device__ __forceinline__ double to_d(double x) { return x; }
+
+template <typename T>
+__device__ __forceinline__ T from_d(double d);
+template <>
+__device__ __forceinline__ float from_d<float>(double d) {
+    float r;
+    asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(d));
+    return r;
+}
+template <>
+__device__ __forceinline__ double from_d<double>(double d) { return d; }
+
+// ---------------------------------------------------------------------------
 // Scalar helpers
 
 // exp(x - m) as a double, computed in the input's precision (m is a value of the row,
-// so (float)m is exact).
-__device__ __forceinline__ double exp_term(float x, double m) { return (double)expf(x - (float)m); }
+// so (float)m is exact). A term flushed to zero here is below 2^-126 of the row's
+// largest term, 1, so it cannot change the sum.
+__device__ __forceinline__ double exp_term(float x, double m) { return to_d(expf(x - (float)m)); }
 __device__ __forceinline__ double exp_term(double x, double m) { return exp(x - m); }
 
 // exp(x - lse) rounded to T. For float the argument is formed in double and split into
 // a float head and tail, so the result carries expf's error only (not |x - lse| ulps).
+// Results below 2^-126 (subnormal or zero) come from double exp instead.
 __device__ __forceinline__ float exp_shift(float x, double lse) {
-    double t = (double)x - lse;
-    float th = (float)t;
-    float tl = (float)(t - (double)th);
-    float r = expf(th);
-    return (tl == tl) ? fmaf(r, tl, r) : r;  // tl is NaN only when th is +-inf or NaN
+    const double t = to_d(x) - lse;
+    if (t < -87.0) return from_d<float>(exp(t));
+    const float th = from_d<float>(t);
+    const float tl = from_d<float>(t - to_d(th));
+    const float r = expf(th);
+    return (tl == tl) ? fmaf(r, tl, r) : r;  // tl is NaN only when t is +inf or NaN
 }
 __device__ __forceinline__ double exp_shift(double x, double lse) { return exp(x - lse); }
 
@@ -185,7 +214,7 @@ template <typename T, int N, bool A>
 __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N>& p) {
     double tm = -sc_inf();
 #pragma unroll
-    for (int e = 0; e < N; ++e) tm = nanmax(tm, (double)p.v[e]);
+    for (int e = 0; e < N; ++e) tm = nanmax(tm, to_d(p.v[e]));
     if (stats_raise(m, s, tm)) {
 #pragma unroll
         for (int e = 0; e < N; ++e) s += exp_term(p.v[e], m);
@@ -206,7 +235,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         i64 v = tid + (i64)k * nt;
         if (v < nslot) {
 #pragma unroll
-            for (int e = 0; e < N; ++e) tm = nanmax(tm, (double)c[k].v[e]);
+            for (int e = 0; e < N; ++e) tm = nanmax(tm, to_d(c[k].v[e]));
         }
     }
     if (stats_raise(m, s, tm)) {
@@ -226,7 +255,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
 // ---------------------------------------------------------------------------
 // softmax / log_softmax / logsumexp
 
-__device__ __forceinline__ float log_shift(float x, double lse) { return (float)((double)x - lse); }
+__device__ __forceinline__ float log_shift(float x, double lse) { return from_d<float>(to_d(x) - lse); }
 __device__ __forceinline__ double log_shift(double x, double lse) { return x - lse; }
 
 // MODE 0: softmax, 1: log_softmax
@@ -272,14 +301,12 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
     Pack<T, N> c[K];
     double m, s;
     stats_row<T, N, K, A>(x + r * C, C / N, c, m, s, sm);
-    if (threadIdx.x == 0) out[r] = (OutT)stats_lse(m, s);
+    if (threadIdx.x == 0) out[r] = from_d<OutT>(stats_lse(m, s));
 }
 
 // ---------------------------------------------------------------------------
 // Vector-Jacobian products
 
-__device__ __forceinline__ double prod(float a, float b) { return (double)a * (double)b; }
-__device__ __forceinline__ double prod(double a, double b) { return a * b; }
 
 // out = probs * (grad - sum(grad * probs))
 template <typename T, int N, int K, bool A>
@@ -301,13 +328,13 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
         i64 v = tid + (i64)k * nt;
         if (v < nslot) {
 #pragma unroll
-            for (int e = 0; e < N; ++e) dot += prod(cg[k].v[e], cp[k].v[e]);
+            for (int e = 0; e < N; ++e) dot += to_d(cg[k].v[e]) * to_d(cp[k].v[e]);
         }
     }
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v);
 #pragma unroll
-        for (int e = 0; e < N; ++e) dot += prod(a.v[e], b.v[e]);
+        for (int e = 0; e < N; ++e) dot += to_d(a.v[e]) * to_d(b.v[e]);
     }
     dot = row_sum(dot, sm);
 #pragma unroll
@@ -317,19 +344,19 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
             Pack<T, N> o;
 #pragma unroll
             for (int e = 0; e < N; ++e)
-                o.v[e] = (T)((double)cp[k].v[e] * ((double)cg[k].v[e] - dot));
+                o.v[e] = from_d<T>(to_d(cp[k].v[e]) * (to_d(cg[k].v[e]) - dot));
             st<T, N, A>(orow, v, o);
         }
     }
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v), o;
 #pragma unroll
-        for (int e = 0; e < N; ++e) o.v[e] = (T)((double)b.v[e] * ((double)a.v[e] - dot));
+        for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(b.v[e]) * (to_d(a.v[e]) - dot));
         st<T, N, A>(orow, v, o);
     }
 }
 
-__device__ __forceinline__ double exp_in(float x) { return (double)expf(x); }
+__device__ __forceinline__ double exp_in(float x) { return x < -87.0f ? exp(to_d(x)) : to_d(expf(x)); }
 __device__ __forceinline__ double exp_in(double x) { return exp(x); }
 
 // out = grad - exp(log_probs) * sum(grad)
@@ -351,13 +378,13 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
         i64 v = tid + (i64)k * nt;
         if (v < nslot) {
 #pragma unroll
-            for (int e = 0; e < N; ++e) sg += (double)cg[k].v[e];
+            for (int e = 0; e < N; ++e) sg += to_d(cg[k].v[e]);
         }
     }
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v);
 #pragma unroll
-        for (int e = 0; e < N; ++e) sg += (double)a.v[e];
+        for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
     }
     sg = row_sum(sg, sm);
 #pragma unroll
@@ -366,14 +393,14 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
         if (v < nslot) {
             Pack<T, N> b = ld<T, N, A>(lr, v), o;
 #pragma unroll
-            for (int e = 0; e < N; ++e) o.v[e] = (T)((double)cg[k].v[e] - exp_in(b.v[e]) * sg);
+            for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(cg[k].v[e]) - exp_in(b.v[e]) * sg);
             st<T, N, A>(orow, v, o);
         }
     }
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(lr, v), o;
 #pragma unroll
-        for (int e = 0; e < N; ++e) o.v[e] = (T)((double)a.v[e] - exp_in(b.v[e]) * sg);
+        for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(a.v[e]) - exp_in(b.v[e]) * sg);
         st<T, N, A>(orow, v, o);
     }
 }
@@ -397,14 +424,14 @@ __device__ void jacobian_impl(const T* x, const double* lse, T* out, i64 rows, i
         const double l = lse[r];
         const T* xr = x + r * C;
         const T sj = exp_shift(xr[j], l);
-        T o;
+        const double d = (i == j) ? 1.0 : 0.0;
+        double o;
         if (LOG) {
-            o = (i == j) ? (T)1 - sj : -sj;
+            o = d - to_d(sj);
         } else {
-            const T si = exp_shift(xr[i], l);
-            o = (i == j) ? (T)((double)si * (1.0 - (double)si)) : -(si * sj);
+            o = to_d(exp_shift(xr[i], l)) * (d - to_d(sj));
         }
-        out[q * C + j] = o;
+        out[q * C + j] = from_d<T>(o);
         r += dr;
         i += di;
         if (i >= C) { i -= C; r += 1; }
@@ -441,7 +468,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
         return;
     }
     const i64 y = target[r];
-    const double xy = (double)xr[y];  // read before any thread writes the row
+    const double xy = to_d(xr[y]);  // read before any thread writes the row
     Pack<T, N> c[K];
     double m, s;
     stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
@@ -466,11 +493,11 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                     double wj = 0.0;
                     if (b != 0.0) {
                         wj = cw[jj];
-                        ls += wj * (lse - (double)xv);
+                        ls += wj * (lse - to_d(xv));
                     }
                     if (GRAD) {
-                        const double pj = (double)exp_shift(xv, lse);
-                        o.v[e] = (T)(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
+                        const double pj = to_d(exp_shift(xv, lse));
+                        o.v[e] = from_d<T>(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
                     }
                 }
                 if (GRAD) st<T, N, A>(grow, v, o);
@@ -485,11 +512,11 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                 double wj = 0.0;
                 if (b != 0.0) {
                     wj = cw[jj];
-                    ls += wj * (lse - (double)xv);
+                    ls += wj * (lse - to_d(xv));
                 }
                 if (GRAD) {
-                    const double pj = (double)exp_shift(xv, lse);
-                    o.v[e] = (T)(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
+                    const double pj = to_d(exp_shift(xv, lse));
+                    o.v[e] = from_d<T>(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
                 }
             }
             if (GRAD) st<T, N, A>(grow, v, o);
@@ -534,13 +561,13 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
             if (v < nslot) {
 #pragma unroll
                 for (int e = 0; e < N; ++e)
-                    asum += (keep * (double)ct[k].v[e] + spread) * cw[v * N + e];
+                    asum += (keep * to_d(ct[k].v[e]) + spread) * cw[v * N + e];
             }
         }
         for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
             Pack<T, N> q = ld<T, N, A>(tr, v);
 #pragma unroll
-            for (int e = 0; e < N; ++e) asum += (keep * (double)q.v[e] + spread) * cw[v * N + e];
+            for (int e = 0; e < N; ++e) asum += (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
         }
         asum = row_sum(asum, sm);
     }
@@ -552,9 +579,9 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
             Pack<T, N> o;
 #pragma unroll
             for (int e = 0; e < N; ++e) {
-                const double aj = (keep * (double)ct[k].v[e] + spread) * cw[v * N + e];
-                if (aj != 0.0) ls += aj * (lse - (double)c[k].v[e]);
-                if (GRAD) o.v[e] = (T)(scale * ((double)exp_shift(c[k].v[e], lse) * asum - aj));
+                const double aj = (keep * to_d(ct[k].v[e]) + spread) * cw[v * N + e];
+                if (aj != 0.0) ls += aj * (lse - to_d(c[k].v[e]));
+                if (GRAD) o.v[e] = from_d<T>(scale * (to_d(exp_shift(c[k].v[e], lse)) * asum - aj));
             }
             if (GRAD) st<T, N, A>(grow, v, o);
         }
@@ -563,9 +590,9 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
         Pack<T, N> p = ld<T, N, A>(xr, v), q = ld<T, N, A>(tr, v), o;
 #pragma unroll
         for (int e = 0; e < N; ++e) {
-            const double aj = (keep * (double)q.v[e] + spread) * cw[v * N + e];
-            if (aj != 0.0) ls += aj * (lse - (double)p.v[e]);
-            if (GRAD) o.v[e] = (T)(scale * ((double)exp_shift(p.v[e], lse) * asum - aj));
+            const double aj = (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
+            if (aj != 0.0) ls += aj * (lse - to_d(p.v[e]));
+            if (GRAD) o.v[e] = from_d<T>(scale * (to_d(exp_shift(p.v[e], lse)) * asum - aj));
         }
         if (GRAD) st<T, N, A>(grow, v, o);
     }
@@ -578,46 +605,52 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
 // sc_<op>_<dtype>_v<VEC>. K (cached slots per thread) keeps 16 floats or 8 doubles
 // of a row in registers per thread.
 
+// Most threads a row kernel is launched with: every register budget must fit it.
+// Kernels that keep one operand in registers take up to 1024 threads per block,
+// those that keep two (a gradient and the probabilities, logits and targets) 512.
+#define SC_BOUNDS_1 __launch_bounds__(1024)
+#define SC_BOUNDS_2 __launch_bounds__(512)
+
 #define SC_ROW_KERNELS(T, SFX, N, K, A)                                                         \
-    extern "C" __global__ void sc_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) {     \
+    extern "C" __global__ void SC_BOUNDS_1 sc_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) {     \
         softmax_impl<T, N, K, A, 0>(x, out, rows, C);                                          \
     }                                                                                       \
-    extern "C" __global__ void sc_log_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) { \
+    extern "C" __global__ void SC_BOUNDS_1 sc_log_softmax_##SFX(const T* x, T* out, i64 rows, i64 C) { \
         softmax_impl<T, N, K, A, 1>(x, out, rows, C);                                          \
     }                                                                                       \
-    extern "C" __global__ void sc_logsumexp_##SFX(const T* x, T* out, i64 rows, i64 C) {   \
+    extern "C" __global__ void SC_BOUNDS_1 sc_logsumexp_##SFX(const T* x, T* out, i64 rows, i64 C) {   \
         lse_impl<T, N, K, A, T>(x, out, rows, C);                                              \
     }                                                                                       \
-    extern "C" __global__ void sc_lse_double_##SFX(const T* x, double* out, i64 rows,      \
+    extern "C" __global__ void SC_BOUNDS_1 sc_lse_double_##SFX(const T* x, double* out, i64 rows,      \
                                                   i64 C) {                                  \
         lse_impl<T, N, K, A, double>(x, out, rows, C);                                         \
     }                                                                                       \
-    extern "C" __global__ void sc_softmax_backward_##SFX(const T* g, const T* p, T* out,   \
+    extern "C" __global__ void SC_BOUNDS_2 sc_softmax_backward_##SFX(const T* g, const T* p, T* out,   \
                                                          i64 rows, i64 C) {                 \
         softmax_backward_impl<T, N, K, A>(g, p, out, rows, C);                                 \
     }                                                                                       \
-    extern "C" __global__ void sc_log_softmax_backward_##SFX(const T* g, const T* lp,      \
+    extern "C" __global__ void SC_BOUNDS_2 sc_log_softmax_backward_##SFX(const T* g, const T* lp,      \
                                                              T* out, i64 rows, i64 C) {     \
         log_softmax_backward_impl<T, N, K, A>(g, lp, out, rows, C);                            \
     }                                                                                       \
-    extern "C" __global__ void sc_ce_##SFX(const T* x, const i64* target,                  \
+    extern "C" __global__ void SC_BOUNDS_1 sc_ce_##SFX(const T* x, const i64* target,                  \
                                           const double* alpha, const double* beta,          \
                                           const double* cw, double* loss, i64 rows,         \
                                           i64 C) {                                          \
         ce_impl<T, N, K, A, 0>(x, target, alpha, beta, cw, 1.0, loss, (T*)0, rows, C);         \
     }                                                                                       \
-    extern "C" __global__ void sc_ce_grad_##SFX(const T* x, const i64* target,             \
+    extern "C" __global__ void SC_BOUNDS_1 sc_ce_grad_##SFX(const T* x, const i64* target,             \
                                                const double* alpha, const double* beta,     \
                                                const double* cw, double scale,              \
                                                double* loss, T* grad, i64 rows, i64 C) {    \
         ce_impl<T, N, K, A, 1>(x, target, alpha, beta, cw, scale, loss, grad, rows, C);        \
     }                                                                                       \
-    extern "C" __global__ void sc_ce_prob_##SFX(const T* x, const T* t, double eps,        \
+    extern "C" __global__ void SC_BOUNDS_2 sc_ce_prob_##SFX(const T* x, const T* t, double eps,        \
                                                const double* cw, double* loss, i64 rows,    \
                                                i64 C) {                                     \
         ce_prob_impl<T, N, K, A, 0>(x, t, eps, cw, 1.0, loss, (T*)0, rows, C);                 \
     }                                                                                       \
-    extern "C" __global__ void sc_ce_prob_grad_##SFX(const T* x, const T* t, double eps,   \
+    extern "C" __global__ void SC_BOUNDS_2 sc_ce_prob_grad_##SFX(const T* x, const T* t, double eps,   \
                                                     const double* cw, double scale,         \
                                                     double* loss, T* grad, i64 rows,        \
                                                     i64 C) {                                \
