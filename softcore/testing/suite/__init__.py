@@ -1,0 +1,1 @@
+"""The conformance suite: one test function per property of the numerical contract."""

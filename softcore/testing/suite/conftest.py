@@ -1,0 +1,47 @@
+"""Fixtures of the suite: the backend under test and the op table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from softcore.testing._cases import OPS
+from softcore.testing._runtime import CONFIG
+
+
+@pytest.fixture(scope="session")
+def sc() -> Any:
+    import softcore
+
+    return softcore
+
+
+@pytest.fixture(scope="session")
+def backend(sc: Any) -> Any:
+    """The backend object under test (``--softcore-backend``)."""
+    if CONFIG.backend is None:
+        pytest.skip("no backend chosen: pass --softcore-backend NAME")
+    obj = sc.get_backend(CONFIG.backend)
+    avail = obj.available()
+    if avail is not True:
+        pytest.skip(f"backend {CONFIG.backend!r} is not available here: {avail}")
+    return obj
+
+
+@pytest.fixture(params=list(OPS))
+def op(request: pytest.FixtureRequest) -> str:
+    """Every public op, by name (numbagg style: one table, one fixture)."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def host_only(backend: Any) -> None:
+    """Skip (with the reason) where a property needs NumPy arrays end to end."""
+    import numpy as np
+
+    if backend.xp is not np:
+        pytest.skip(
+            f"layout properties need NumPy arrays; backend {backend.name!r} "
+            f"computes on {getattr(backend.xp, '__name__', backend.xp)!r} arrays"
+        )

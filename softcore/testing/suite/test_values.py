@@ -1,0 +1,193 @@
+"""Values against the independent references, dtypes, promotion, special values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from softcore.testing import _cases
+from softcore.testing._assert import assert_identical
+from softcore.testing._cases import OPS, Inputs, from_rows, ops_of, rows_view
+from softcore.testing._check import check_against_reference
+from softcore.testing._strategies import (
+    FLOAT_DTYPES,
+    PROMOTED_DTYPES,
+    draw_spec,
+    kit_settings,
+)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@given(data=st.data())
+@kit_settings()
+def test_accuracy(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """Every output within TOLERANCES[op][dtype] of the long double / mpmath oracle,
+    in the input's float dtype, with the inputs left unmodified."""
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    check_against_reference(sc, backend, op, inputs, ctx=spec)
+
+
+@given(data=st.data())
+@kit_settings(0.5)
+def test_float16_is_float32_rounded(sc: Any, backend: Any, op: str, data: st.DataObject) -> None:
+    """float16 inputs give float16 results equal to the float32 results rounded."""
+    spec = draw_spec(data, op)
+    inp16 = _cases.build(op, spec, "float16")
+    inp32 = inp16.map_floats(lambda a: a.astype(np.float32) if a.dtype == np.float16 else a)
+    got16 = OPS[op].call(sc, inp16, backend)
+    got32 = OPS[op].call(sc, inp32, backend)
+    for name, g16, g32 in zip(OPS[op].outputs, got16, got32, strict=True):
+        if g32 is None:
+            continue
+        with np.errstate(over="ignore"):
+            want = g32.astype(np.float16)
+        assert_identical(g16, want, what=f"{op}[{backend.name}] {name}: float16 result vs float32 result rounded to float16", **spec)
+
+
+@pytest.mark.parametrize("dtype", PROMOTED_DTYPES)
+@given(data=st.data())
+@kit_settings(0.2)
+def test_ints_and_bool_promote_to_float64(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """Integer and bool data give float64 results equal to those of a float64 copy."""
+    spec = draw_spec(data, op, regimes=("ties",))
+    base = _cases.build(op, spec, "float64")
+    cast = base
+    for i, a in enumerate(base.args):
+        if i != base.target_pos and isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            if dtype == "bool":
+                v = a > 0
+            else:
+                info = np.iinfo(dtype)
+                v = np.clip(np.round(a), info.min, info.max).astype(dtype)
+            cast = cast.replace(i, v)
+    as_float = cast.map_floats(lambda a: a.astype(np.float64) if a.dtype.kind in "biu" else a)
+    got = OPS[op].call(sc, cast, backend)
+    want = OPS[op].call(sc, as_float, backend)
+    for name, g, w in zip(OPS[op].outputs, got, want, strict=True):
+        if w is None:
+            continue
+        assert_identical(g, w, what=f"{op}[{backend.name}] {name}: {dtype} input vs its float64 copy", **spec)
+
+
+def _with_special_rows(inputs: Inputs, rng: np.random.Generator, kinds: tuple[str, ...]) -> tuple[Inputs, list[str]]:
+    x = inputs.x
+    rows = rows_view(x, inputs.class_axis)
+    notes = []
+    n = rows.shape[0]
+    chosen = rng.choice(n, size=max(1, n // 2), replace=False) if n else []
+    for r in chosen:
+        kind = kinds[int(rng.integers(len(kinds)))]
+        c = rows.shape[1]
+        if kind == "nan":
+            rows[r, rng.integers(c)] = np.nan
+        elif kind == "posinf":
+            rows[r, rng.integers(c)] = np.inf
+        else:
+            rows[r, :] = -np.inf
+        notes.append(f"row {int(r)}: {kind}")
+    return inputs.replace(inputs.primary, from_rows(rows, x, inputs.class_axis).copy()), notes
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(data=st.data())
+@kit_settings()
+def test_special_rows_isolated(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """A row with a NaN, a +inf, or only -inf is NaN throughout its results; every
+    other row is as accurate as without it (ignored cross-entropy rows stay 0)."""
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    rng = np.random.default_rng(spec["seed"] + 1)
+    inputs, notes = _with_special_rows(inputs, rng, OPS[op].specials)
+    check_against_reference(sc, backend, op, inputs, ctx={**spec, "special": notes}, record=False)
+
+
+@pytest.mark.parametrize("op", ops_of("rows", "ce"))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(data=st.data())
+@kit_settings()
+def test_neg_inf_entries(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """-inf entries of an otherwise finite row: probability 0, log-probability -inf,
+    the rest of the row as if they were absent.
+
+    (Cross-entropy draws no zero class weight and no label smoothing of 1 here: a
+    zero coefficient times an infinite log-probability is NaN in PyTorch's formula
+    but 0 for probability targets in the contract, an ambiguity left untested.)"""
+    spec = draw_spec(data, op, max_c=12, zero_weight=False, label_smoothing=0.1)
+    inputs = _cases.build(op, spec, dtype)
+    rows = rows_view(inputs.x, inputs.class_axis)
+    rng = np.random.default_rng(spec["seed"] + 2)
+    if rows.shape[1] > 1:
+        mask = rng.uniform(size=rows.shape) < 0.3
+        mask[np.arange(rows.shape[0]), rng.integers(0, rows.shape[1], rows.shape[0])] = False
+        rows[mask] = -np.inf
+    inputs = inputs.replace(0, from_rows(rows, inputs.x, inputs.class_axis).copy())
+    check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
+
+
+@pytest.mark.parametrize("regime", _cases.EXTREME_REGIMES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(data=st.data())
+@kit_settings(0.5)
+def test_extreme_logits(sc: Any, backend: Any, op: str, dtype: str, regime: str, data: st.DataObject) -> None:
+    """Logits of +-1e4 and +-3e38: no overflow, no NaN, as accurate as anywhere (an
+    exact result beyond the dtype's range must be the matching infinity)."""
+    spec = draw_spec(data, op, regimes=(regime,))
+    inputs = _cases.build(op, spec, dtype)
+    check_against_reference(sc, backend, op, inputs, ctx=spec)
+
+
+# Rows whose exact results are computed here with mpmath at 100 digits (enough for
+# the 39 integer digits of 3e38 and 60 more).
+LITERAL_ROWS = {
+    "one class": [5.0],
+    "ties": [2.0, 2.0, 2.0, 2.0],
+    "log of a sum near 1": [0.0, -40.0],
+    "float64 underflow edge": [745.0, 0.0, -745.0],
+    "1e4 close": [1e4, 1e4 - 1.0, 0.0],
+    "-1e4 close": [-1e4, -1e4 + 0.5, -1e4 + 0.25],
+    "3e38 spread": [3e38, -3e38, 3e38, 0.0],
+    "tiny spread": [1e-20, -1e-20, 0.0],
+}
+
+
+def _mp_exact(row: list[float]) -> tuple[Any, list[Any], list[Any]]:
+    with mpmath.workdps(100):
+        vals = [mpmath.mpf(v) for v in row]
+        m = max(vals)
+        lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in vals))
+        return lse, [v - lse for v in vals], [mpmath.exp(v - lse) for v in vals]
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(LITERAL_ROWS))
+def test_mpmath_literals(sc: Any, backend: Any, op: str, dtype: str, case: str) -> None:
+    """Hand-picked rows against mpmath at 100 digits, under the same tolerances."""
+    from softcore.testing._assert import assert_ulp
+    from softcore.testing._tolerances import tolerance
+
+    row = LITERAL_ROWS[case]
+    x = np.array(row, dtype=dtype)
+    if not np.all(np.isfinite(x)):
+        pytest.skip(f"{case!r} is not representable in {dtype}")
+    lse, log_p, p = _mp_exact([float(v) for v in x])
+    got = OPS[op].call(sc, Inputs([x], {}), backend)[0]
+    ld = np.longdouble
+    with mpmath.workdps(100):
+        if op == "softmax":
+            exact = np.array([ld(mpmath.nstr(v, 30)) for v in p])
+            scale = exact * np.maximum(1, np.abs(np.array([ld(mpmath.nstr(v, 30)) for v in log_p])))
+        elif op == "log_softmax":
+            exact = np.array([ld(mpmath.nstr(v, 30)) for v in log_p])
+            scale = np.maximum(np.maximum(np.abs(exact), abs(ld(mpmath.nstr(lse, 30)))), 1)
+        else:
+            exact = np.array(ld(mpmath.nstr(lse, 30)))
+            scale = np.maximum(np.abs(exact), 1)
+    assert_ulp(got, exact, scale, tol=tolerance(op, dtype), op=op, output=OPS[op].outputs[0],
+               backend=backend.name, dtype=dtype, case=case)
