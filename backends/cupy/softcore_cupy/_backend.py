@@ -13,7 +13,7 @@ _CHUNK_BYTES = 256 << 20
 _CHUNK_MIN, _CHUNK_MAX, _CHUNK_ALIGN = 128, 16384, 128
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_cupy_type(cls: type) -> bool:
     return (cls.__module__ or "").split(".", 1)[0] == "cupy"
 

@@ -39,9 +39,16 @@ def find_nvrtc() -> str | None:
         return env
     candidates: list[str] = []
     for base in sys.path:
-        for pat in ("nvidia/cuda_nvrtc/lib/libnvrtc.so*", "nvidia/cu*/lib/libnvrtc.so*"):
+        for pat in (
+            "nvidia/cuda_nvrtc/lib/libnvrtc.so*",
+            "nvidia/cu*/lib/libnvrtc.so*",
+        ):
             candidates += sorted(glob.glob(os.path.join(base, pat)))
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+    for home in (
+        os.environ.get("CUDA_HOME"),
+        os.environ.get("CUDA_PATH"),
+        "/usr/local/cuda",
+    ):
         if home:
             candidates += sorted(glob.glob(os.path.join(home, "lib64", "libnvrtc.so*")))
     # the plain library first; skip the "alt" and builtins variants
@@ -98,7 +105,7 @@ def compile_source(
 
 
 def check(archs: tuple[str, ...] = DEFAULT_ARCHS) -> list[CompileResult]:
-    """Compile the shipped kernel source for each arch; report errors and missing entries."""
+    """Compile the shipped source for each arch; report errors and missing entries."""
     lib = load_nvrtc()
     source = kernel_source()
     results = []

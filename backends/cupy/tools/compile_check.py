@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from softcore_cupy import _nvrtc  # noqa: E402
+from softcore_cupy import _nvrtc
 
 # NVRTC's own note that an old architecture is deprecated is not about our source.
 _BENIGN = ("Architectures prior to",)

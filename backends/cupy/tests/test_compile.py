@@ -1,0 +1,77 @@
+"""Every CUDA kernel compiles with NVRTC: no GPU and no CuPy needed.
+
+Needs the NVRTC library (``pip install nvidia-cuda-nvrtc-cu12``); without it the
+tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from softcore_cupy import _kernels, _nvrtc
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "compile_check.py"
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    try:
+        lib = _nvrtc.load_nvrtc()
+    except OSError as exc:
+        pytest.skip(f"NVRTC not installed, kernels not compiled: {exc}")
+    print(f"NVRTC {_nvrtc.nvrtc_version(lib)} at {_nvrtc.find_nvrtc()}")
+    return lib
+
+
+_compiled: dict[str, tuple[bool, str, str]] = {}
+
+
+def _compile(lib, arch):
+    if arch not in _compiled:
+        _compiled[arch] = _nvrtc.compile_source(
+            lib, _kernels.kernel_source(), arch, _kernels.NVRTC_OPTIONS
+        )
+    return _compiled[arch]
+
+
+@pytest.mark.parametrize("arch", _nvrtc.DEFAULT_ARCHS)
+def test_kernels_compile(nvrtc, arch):
+    ok, log, ptx = _compile(nvrtc, arch)
+    assert ok, log
+    warnings = [
+        ln
+        for ln in log.splitlines()
+        if "warning" in ln and "Architectures prior to" not in ln
+    ]
+    assert not warnings, log
+    for name in _kernels.KERNEL_NAMES:
+        assert f".entry {name}(" in ptx, f"{name} missing from the PTX"
+
+
+def test_float_conversions_keep_subnormals(nvrtc):
+    # CuPy compiles with -ftz=true: float results must not be flushed on the way out
+    ok, log, ptx = _compile(nvrtc, "90")
+    assert ok, log
+    assert "cvt.rn.f32.f64" in ptx
+    assert "cvt.ftz.f64.f32" not in ptx
+
+
+def test_a_syntax_error_is_reported(nvrtc):
+    bad = _kernels.kernel_source().replace("__shfl_xor_sync", "__shfl_xor_sync_typo", 1)
+    ok, log, _ = _nvrtc.compile_source(nvrtc, bad, "90", _kernels.NVRTC_OPTIONS)
+    assert not ok
+    assert "error" in log
+
+
+def test_compile_check_tool(nvrtc):
+    res = subprocess.run(
+        [sys.executable, str(TOOL), "--arch", "90"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all compiled" in res.stdout

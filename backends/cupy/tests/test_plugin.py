@@ -1,0 +1,185 @@
+"""The plugin without a GPU: cheap import, clear unavailability, type predicate."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import softcore_cupy
+from softcore_cupy import _kernels
+from softcore_cupy._backend import _check_available
+
+KERNELS = (
+    "softmax_rows",
+    "log_softmax_rows",
+    "logsumexp_rows",
+    "softmax_jacobian_rows",
+    "log_softmax_jacobian_rows",
+    "softmax_backward_rows",
+    "log_softmax_backward_rows",
+    "cross_entropy_rows",
+    "cross_entropy_grad_rows",
+    "cross_entropy_prob_rows",
+    "cross_entropy_prob_grad_rows",
+)
+
+
+def _run(code: str) -> str:
+    # the child finds softcore_cupy where this process found it, installed or not
+    root = str(Path(softcore_cupy.__file__).resolve().parents[1])
+    path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    return res.stdout.strip()
+
+
+def test_import_does_not_import_cupy():
+    out = _run(
+        """
+        import sys
+        import softcore_cupy
+        b = softcore_cupy.backend
+        b.accepts(object())
+        print(sorted(m for m in sys.modules if m.split('.')[0] in ('cupy', 'cupyx')))
+        """
+    )
+    assert out == "[]"
+
+
+def test_reports_cupy_not_installed():
+    # a None entry in sys.modules makes `import cupy` raise ImportError
+    out = _run(
+        """
+        import sys
+        sys.modules['cupy'] = None
+        import softcore_cupy
+        print(softcore_cupy.backend.available())
+        """
+    )
+    assert out == "cupy not installed"
+
+
+def test_available_is_true_or_a_reason():
+    got = softcore_cupy.backend.available()
+    print(f"cupy backend available(): {got!r}")
+    assert got is True or (
+        isinstance(got, str)
+        and got.startswith(("cupy not installed", "no CUDA device", "cupy failed"))
+    )
+    assert _check_available() == got
+
+
+def test_backend_attributes():
+    b = softcore_cupy.backend
+    assert b.name == "cupy"
+    assert b.priority == 100
+    assert b.threaded is False
+    assert b.version == softcore_cupy.__version__
+    for k in KERNELS:
+        assert callable(getattr(b, k)), k
+
+
+class _FakeCupyArray:
+    pass
+
+
+_FakeCupyArray.__module__ = "cupy"
+
+
+class _FakeCupyxArray:
+    pass
+
+
+_FakeCupyxArray.__module__ = "cupyx.scipy.sparse"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (np.zeros(3), False),
+        (np.float32(1.0), False),
+        ([1.0, 2.0], False),
+        (1.5, False),
+        (_FakeCupyArray(), True),
+        (_FakeCupyxArray(), False),
+    ],
+    ids=["ndarray", "numpy-scalar", "list", "float", "cupy-type", "cupyx-type"],
+)
+def test_accepts(value, expected):
+    assert softcore_cupy.backend.accepts(value) is expected
+
+
+def test_registered_through_the_entry_point():
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group="softcore.backends")}
+    if "cupy" not in eps:
+        pytest.skip("softcore-cupy is not installed (pip install -e backends/cupy)")
+    assert eps["cupy"].value == "softcore_cupy:backend"
+    assert eps["cupy"].load() is softcore_cupy.backend
+
+
+def test_listed_by_the_registry():
+    softcore = pytest.importorskip("softcore")
+    from importlib.metadata import entry_points
+
+    if "cupy" not in {ep.name for ep in entry_points(group="softcore.backends")}:
+        pytest.skip("softcore-cupy is not installed (pip install -e backends/cupy)")
+    rows = softcore.list_backends()
+    text = repr(rows)
+    assert "cupy" in text
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("n_classes", [1, 10, 32000, 128256])
+@pytest.mark.parametrize("n_features", [16, 4096])
+def test_linear_chunk_rows_bounds_the_buffer(n_classes, n_features, itemsize):
+    rows = softcore_cupy.backend.linear_chunk_rows(n_classes, n_features, itemsize)
+    assert isinstance(rows, int)
+    assert 128 <= rows <= 16384
+    assert rows * n_classes * itemsize <= max(256 << 20, 128 * n_classes * itemsize)
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("op", ["softmax", "ce_grad", "softmax_backward", "ce_prob"])
+def test_threads_per_row(op, itemsize):
+    cap = 512 if op in _kernels._TWO_OPERAND else 1024
+    last = 0
+    for c in [1, 2, 31, 32, 33, 100, 511, 512, 513, 1000, 4096, 32000, 10**6]:
+        t = _kernels.threads_per_row(c, itemsize, op)
+        assert t % 32 == 0
+        assert 32 <= t <= cap
+        assert t >= last  # wider rows never get fewer threads
+        last = t
+        if t < cap:  # the row fits the registers of its threads
+            assert c <= t * _kernels._CACHE[itemsize]
+
+
+def test_every_launched_name_is_an_entry_point():
+    names = set(_kernels.KERNEL_NAMES)
+    for op in _kernels._ROW_OPS:
+        for itemsize in (4, 8):
+            d = "f32" if itemsize == 4 else "f64"
+            for v in (
+                "v1",
+                f"v{_kernels._VEC[itemsize]}",
+                f"v{_kernels._VEC[itemsize]}u",
+            ):
+                assert f"sc_{op}_{d}_{v}" in names
+    for op in _kernels._JAC_OPS:
+        assert {f"sc_{op}_f32", f"sc_{op}_f64"} <= names
+    src = re.sub(r"//[^\n]*", "", _kernels.kernel_source())
+    assert "INFINITY" not in src  # NVRTC has no INFINITY macro
+    assert "#include" not in src
