@@ -1,0 +1,143 @@
+"""Layouts, empty batches, one class, and ``out=``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from softcore.testing import _cases
+from softcore.testing._assert import assert_identical
+from softcore.testing._cases import OPS, ops_of
+from softcore.testing._check import check_against_reference
+from softcore.testing._runtime import to_host
+from softcore.testing._strategies import FLOAT_DTYPES, draw_spec, kit_settings
+
+
+def _noncontiguous(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 0:
+        return a
+    big = np.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
+    view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+    view[...] = a
+    return view
+
+
+def _negative(a: np.ndarray) -> np.ndarray:
+    rev = tuple(slice(None, None, -1) for _ in a.shape)
+    return np.ascontiguousarray(a[rev])[rev]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    b = a.copy()
+    b.setflags(write=False)
+    return b
+
+
+def _big_endian(a: np.ndarray) -> np.ndarray:
+    return a.astype(a.dtype.newbyteorder(">"))
+
+
+def _transposed(a: np.ndarray) -> np.ndarray:
+    # same logical array, memory in reversed axis order (a transposed view)
+    return np.ascontiguousarray(a.T).T
+
+
+LAYOUTS = {
+    "noncontiguous": _noncontiguous,
+    "fortran": np.asfortranarray,
+    "transposed_view": _transposed,
+    "negative_strides": _negative,
+    "readonly": _readonly,
+    "big_endian": _big_endian,
+}
+
+
+@pytest.mark.usefixtures("host_only")
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@given(data=st.data())
+@kit_settings(0.4)
+def test_layouts(sc: Any, backend: Any, op: str, layout: str, data: st.DataObject) -> None:
+    """Non-contiguous, Fortran, transposed, negatively strided, read-only and
+    big-endian inputs (every array argument) give bitwise the result of contiguous
+    native copies."""
+    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    plain = inputs.copy()
+    fancy = inputs
+    for k, a in inputs.arrays():
+        b = LAYOUTS[layout](a) if a.ndim else a
+        assert np.array_equal(b, a, equal_nan=True)
+        fancy = fancy.replace(k, b)
+    want = OPS[op].call(sc, plain, backend)
+    got = OPS[op].call(sc, fancy, backend)
+    for name, g, w in zip(OPS[op].outputs, got, want, strict=True):
+        if w is None:
+            continue
+        assert_identical(g, w, what=f"{op}[{backend.name}] {name} with {layout} inputs vs contiguous copies", **spec)
+
+
+def _emptied(spec: dict[str, Any], op: str, where: int) -> dict[str, Any]:
+    spec = dict(spec)
+    fam = OPS[op].family
+    if fam == "linear":
+        spec["N"] = 0
+        return spec
+    batch = list(spec["batch"]) or [1]
+    batch[where % len(batch)] = 0
+    spec["batch"] = tuple(batch)
+    if fam in ("rows", "backward"):
+        nd = len(batch) + 1
+        spec["axis"] = min(max(spec["axis"], -nd), nd - 1)
+        ax = spec["axis"] % nd
+        spec["shape"] = tuple(batch[:ax]) + (spec["C"],) + tuple(batch[ax:])
+    else:
+        nd = len(batch) + 1
+        spec["axis"] = min(max(spec["axis"], -nd), nd - 1)
+    return spec
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@given(data=st.data())
+@kit_settings(0.4)
+def test_empty_batch(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """A batch with a zero-length dimension gives empty results of the right shape
+    (reductions: sum 0, mean NaN, as PyTorch)."""
+    spec = draw_spec(data, op)
+    spec = _emptied(spec, op, data.draw(st.integers(0, 3), label="empty_dim"))
+    inputs = _cases.build(op, spec, dtype)
+    check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@given(data=st.data())
+@kit_settings(0.4)
+def test_single_class(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+    """C == 1 works: softmax 1, log_softmax 0, logsumexp x, zero gradients."""
+    spec = draw_spec(data, op, n_classes=1)
+    inputs = _cases.build(op, spec, dtype)
+    check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
+
+
+@pytest.mark.parametrize("op", ops_of("rows", where=lambda s: s.has_out))
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("alias", [True, False], ids=["out_is_input", "out_separate"])
+@given(data=st.data())
+@kit_settings(0.5)
+def test_out(sc: Any, backend: Any, op: str, dtype: str, alias: bool, data: st.DataObject) -> None:
+    """``out=`` is filled and returned; it may be the input itself (any axis)."""
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    want = OPS[op].call(sc, inputs.copy(), backend)[0]
+    xp = backend.xp
+    x = xp.asarray(inputs.x.copy())
+    out = x if alias else xp.asarray(np.full(inputs.x.shape, 7.0, dtype))
+    res = OPS[op].function(sc)(x, axis=spec["axis"], out=out, backend=backend.name)
+    if res is not out:
+        raise AssertionError(f"{op}[{backend.name}](out=...) did not return out itself ({spec})")
+    what = "out=input" if alias else "out=separate array"
+    assert_identical(to_host(out), want, what=f"{op}[{backend.name}] {what} vs a fresh result", **spec)
