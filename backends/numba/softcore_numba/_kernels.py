@@ -37,7 +37,7 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-from ._vexp import exp32_of64, exp64, log64  # noqa: E402
+from ._vexp import exp32_of64, exp64, fmaxnum, log64  # noqa: E402
 
 BLOCK = 16384
 """Elements per row block: the fixed partition of a row for the reductions."""
@@ -66,42 +66,15 @@ def _expd_impl(d, row):
 
 @njit(**_KW)
 def _seg_max(xr, j0, j1):
-    """Maximum of ``xr[j0:j1]`` (NaN is ignored unless first), as float64.
+    """Maximum of ``xr[j0:j1]`` ignoring NaN (``-inf`` if none), as float64.
 
-    Eight independent lanes so that the SLP vectoriser packs them.
+    ``llvm.maxnum`` (NaN-ignoring, exact): the loop vectoriser reduces it
+    without any fast-math flag, so the result does not depend on the order.
     """
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = xr[j0]  # a NaN here makes the row NaN
-    j = j0
-    while j + 8 <= j1:
-        v = xr[j]
-        m0 = v if v > m0 else m0
-        v = xr[j + 1]
-        m1 = v if v > m1 else m1
-        v = xr[j + 2]
-        m2 = v if v > m2 else m2
-        v = xr[j + 3]
-        m3 = v if v > m3 else m3
-        v = xr[j + 4]
-        m4 = v if v > m4 else m4
-        v = xr[j + 5]
-        m5 = v if v > m5 else m5
-        v = xr[j + 6]
-        m6 = v if v > m6 else m6
-        v = xr[j + 7]
-        m7 = v if v > m7 else m7
-        j += 8
-    while j < j1:
-        v = xr[j]
-        m0 = v if v > m0 else m0
-        j += 1
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    m0 = m4 if m4 > m0 else m0
-    return np.float64(m0)
+    m = xr[j0]
+    for j in range(j0, j1):
+        m = fmaxnum(m, xr[j])
+    return np.float64(m)
 
 
 @njit(fastmath=_RED, **_KW)

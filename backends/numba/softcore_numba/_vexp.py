@@ -35,6 +35,7 @@ from __future__ import annotations
 import llvmlite.ir as llir
 import numpy as np
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _runtime
@@ -92,6 +93,22 @@ def f32_bits(typingctx, v):
         return builder.bitcast(args[0], llir.IntType(32))
 
     return types.int32(types.float32), codegen
+
+
+@intrinsic
+def fmaxnum(typingctx, a, b):
+    """``llvm.maxnum``: the larger of two floats, the other one if one is NaN."""
+    if a != b or not isinstance(a, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lty = args[0].type
+        name = "llvm.maxnum.f32" if a == types.float32 else "llvm.maxnum.f64"
+        fnty = llir.FunctionType(lty, [lty, lty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
 
 
 # ---------------------------------------------------------------- exp, float64
