@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -414,7 +415,7 @@ def _ce(
         label_smoothing=label_smoothing,
     )
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
-    n = int(np.prod(batch, dtype=np.int64))
+    n = math.prod(batch)
     loss_rows = xp.empty(n, dtype=np.float64)
     grad = None
     if n:
@@ -463,9 +464,8 @@ def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> An
         return loss_rows.reshape(batch).astype(result)
     total = loss_rows.sum()
     if plan.reduction == "mean":
-        # 0/0 is NaN, as PyTorch's mean over no (or only zero-weight) targets
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = total / xp.float64(plan.normaliser)
+        # a mean over no (or only zero-weight) targets is 0/0 = NaN, as in PyTorch
+        total = total / plan.normaliser if plan.normaliser else total * np.nan
     return xp.asarray(total, dtype=result)[()]
 
 
@@ -741,7 +741,7 @@ def _linear_ce(
         label_smoothing=label_smoothing,
         logits_name="input @ linear_weight.T",
     )
-    n = int(np.prod(batch, dtype=np.int64))
+    n = math.prod(batch)
     if chunk_size is None:
         hint = getattr(be, "linear_chunk_rows", None)
         itemsize = np.dtype(compute).itemsize

@@ -7,6 +7,7 @@ and what was received.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -248,7 +249,7 @@ def plan_cross_entropy(
     plan = CrossEntropyPlan()
     plan.reduction = reduction
     plan.smoothing = eps
-    n_rows = int(np.prod(batch, dtype=np.int64))
+    n_rows = math.prod(batch)
     if t.dtype.kind in "iu":
         if tuple(t.shape) != batch:
             raise ValueError(
