@@ -772,7 +772,7 @@ def _linear_ce(
         dw = xp.zeros((n_classes, n_features), dtype=compute)
         db = None if b2 is None else xp.zeros(n_classes, dtype=compute)
         dw_part = None
-    buf = xp.empty((chunk, n_classes), dtype=compute) if n else None
+    buf = xp.empty((chunk, n_classes), dtype=compute)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         z = buf[: stop - start]

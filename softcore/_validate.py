@@ -218,6 +218,15 @@ class CrossEntropyPlan:
         "smoothing",
         "target",
     )
+    alpha: Any
+    beta: Any
+    class_weight: Any
+    grad_scale: float
+    normaliser: float
+    probs: bool
+    reduction: str
+    smoothing: float
+    target: Any
 
 
 def plan_cross_entropy(
