@@ -1,0 +1,168 @@
+"""Build kernels.cu for the host (see host_cuda.h) and launch it like CuPy would.
+
+:func:`emulated` patches ``softcore_cupy._kernels`` so that its real launch code
+(variant and layout choice, argument packing) drives the host build, with NumPy
+arrays dressed as CuPy arrays (``.data.ptr``, ``.device``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+from softcore_cupy import _kernels
+
+HERE = Path(__file__).resolve().parent
+
+
+class _Device:
+    id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Data:
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+
+class EmuArray(np.ndarray):
+    """A NumPy array that answers ``.data.ptr`` and ``.device`` as CuPy's does."""
+
+    @property
+    def data(self):  # type: ignore[override]
+        return _Data(self.ctypes.data)
+
+    @property
+    def device(self):  # type: ignore[override]
+        return _Device()
+
+
+def dev(a: np.ndarray) -> EmuArray:
+    return np.asarray(a).view(EmuArray)
+
+
+def compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def build(cache_dir: Path | None = None) -> ctypes.CDLL:
+    cxx = compiler()
+    if cxx is None:
+        raise OSError("no C++ compiler (g++) to build the host emulation")
+    src = _kernels.kernel_source()
+    header = (HERE / "host_cuda.h").read_text()
+    names = _kernels.KERNEL_NAMES
+    table = "\n".join(
+        f'    if (!std::strcmp(name, "{n}"))'
+        f" {{ emu_launch({n}, g, b, args); return 0; }}"
+        for n in names
+    )
+    harness = (
+        '#include "host_cuda.h"\n'
+        '#include "kernels.cu"\n'
+        'extern "C" int sc_emulate(const char* name, unsigned gx, unsigned gy,\n'
+        "                          unsigned bx, unsigned by, void** args) {\n"
+        "    dim3 g{gx, gy, 1}, b{bx, by, 1};\n"
+        f"{table}\n"
+        "    return -1;\n"
+        "}\n"
+    )
+    key = hashlib.sha256((src + header + harness).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir or tempfile.gettempdir()) / "softcore-cupy-emu"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lib = cache_dir / f"emu-{key}.so"
+    if not lib.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            (t / "kernels.cu").write_text(src)
+            (t / "host_cuda.h").write_text(header)
+            (t / "harness.cpp").write_text(harness)
+            out = t / "emu.so"
+            cmd = [
+                cxx,
+                "-std=c++20",
+                "-O1",
+                "-shared",
+                "-fPIC",
+                "-pthread",
+                "-x",
+                "c++",
+                str(t / "harness.cpp"),
+                "-o",
+                str(out),
+            ]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError("host build of kernels.cu failed:\n" + res.stderr)
+            shutil.move(str(out), lib)
+    dll = ctypes.CDLL(str(lib))
+    dll.sc_emulate.restype = ctypes.c_int
+    dll.sc_emulate.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_void_p),
+    ]
+    return dll
+
+
+class _EmuFunction:
+    def __init__(self, dll: ctypes.CDLL, name: str):
+        self.dll, self.name = dll, name
+
+    def __call__(self, grid, block, args):
+        keep = []
+        ptrs = (ctypes.c_void_p * len(args))()
+        for i, a in enumerate(args):
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous, f"{self.name}: argument {i} not contiguous"
+                c = ctypes.c_void_p(a.ctypes.data)
+            elif isinstance(a, np.int64):
+                c = ctypes.c_longlong(int(a))
+            elif isinstance(a, np.float64):
+                c = ctypes.c_double(float(a))
+            else:
+                raise TypeError(f"{self.name}: argument {i} of type {type(a)}")
+            keep.append(c)
+            ptrs[i] = ctypes.cast(ctypes.pointer(c), ctypes.c_void_p)
+        rc = self.dll.sc_emulate(
+            self.name.encode(), grid[0], grid[1], block[0], block[1], ptrs
+        )
+        assert rc == 0, f"unknown kernel {self.name}"
+
+
+@contextlib.contextmanager
+def emulated(dll: ctypes.CDLL):
+    """Route softcore_cupy._kernels' launches to the host build."""
+    fake_cupy = types.ModuleType("cupy")
+    fake_cupy.float64 = np.float64
+    fake_cupy.empty = lambda shape, dtype: dev(np.empty(shape, dtype))
+    saved_fn = _kernels._function
+    saved_mod = sys.modules.get("cupy")
+    _kernels._function = lambda name, device_id: _EmuFunction(dll, name)
+    sys.modules["cupy"] = fake_cupy
+    try:
+        yield
+    finally:
+        _kernels._function = saved_fn
+        if saved_mod is None:
+            sys.modules.pop("cupy", None)
+        else:
+            sys.modules["cupy"] = saved_mod

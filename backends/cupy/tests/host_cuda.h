@@ -1,0 +1,106 @@
+// Run the CUDA kernels of kernels.cu on the host, for tests on machines without a GPU.
+//
+// One std::thread per CUDA thread, blocks one after another: __syncthreads is a
+// barrier over the block, warp shuffles exchange through a per-warp buffer between
+// two barriers over the warp. Slow, but it executes the kernels' real control flow
+// (warp and block reductions, register caches, vector slots, early exits).
+#pragma once
+
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+
+using std::exp;
+using std::log;
+
+inline double __longlong_as_double(long long v) {
+    double d;
+    std::memcpy(&d, &v, sizeof d);
+    return d;
+}
+inline float __int_as_float(int v) {
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+struct WarpState {
+    std::barrier<> bar{32};
+    double buf[32];
+};
+
+inline std::unique_ptr<std::barrier<>> g_block_bar;
+inline std::vector<std::unique_ptr<WarpState>> g_warps;
+
+inline int emu_tid() { return threadIdx.x + threadIdx.y * blockDim.x; }
+
+inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
+
+inline double __shfl_xor_sync(unsigned, double v, int o) {
+    const int t = emu_tid(), lane = t & 31;
+    WarpState& w = *g_warps[t >> 5];
+    w.buf[lane] = v;
+    w.bar.arrive_and_wait();
+    const double r = w.buf[lane ^ o];
+    w.bar.arrive_and_wait();
+    return r;
+}
+
+inline double __shfl_sync(unsigned, double v, int src) {
+    const int t = emu_tid(), lane = t & 31;
+    WarpState& w = *g_warps[t >> 5];
+    w.buf[lane] = v;
+    w.bar.arrive_and_wait();
+    const double r = w.buf[src];
+    w.bar.arrive_and_wait();
+    return r;
+}
+
+template <typename... A, std::size_t... I>
+void emu_call(void (*k)(A...), void** a, std::index_sequence<I...>) {
+    k(*static_cast<std::remove_reference_t<A>*>(a[I])...);
+}
+
+template <typename... A>
+void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args) {
+    gridDim = g;
+    blockDim = b;
+    const unsigned n = b.x * b.y;
+    for (unsigned by = 0; by < g.y; ++by) {
+        for (unsigned bx = 0; bx < g.x; ++bx) {
+            g_block_bar = std::make_unique<std::barrier<>>(n);
+            g_warps.clear();
+            for (unsigned w = 0; w < (n + 31) / 32; ++w) g_warps.push_back(std::make_unique<WarpState>());
+            std::vector<std::thread> threads;
+            threads.reserve(n);
+            for (unsigned ty = 0; ty < b.y; ++ty) {
+                for (unsigned tx = 0; tx < b.x; ++tx) {
+                    threads.emplace_back([=] {
+                        threadIdx = dim3{tx, ty, 1};
+                        blockIdx = dim3{bx, by, 1};
+                        emu_call(k, args, std::index_sequence_for<A...>{});
+                    });
+                }
+            }
+            for (auto& t : threads) t.join();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+"""The CUDA kernels, executed on the host, against the NumPy reference backend.
+
+``host_cuda.h`` compiles ``kernels.cu`` as C++ with one thread per CUDA
+thread, so these tests run the kernels' real code (warp and block reductions,
+register caches, vector and unaligned slots, special values, aliasing) on machines
+without a GPU. They also drive the real launch code of ``softcore_cupy._kernels``.
+What they cannot show: GPU timing, the NVRTC/PTX code generation itself (see
+test_cupy_compile.py) and -ftz (see test_float_conversions_keep_subnormals). The
+tests on a real device are in test_cupy_gpu.py.
+"""
+
+from __future__ import annotations
+
+import cupy_emulation as _emu
+import numpy as np
+import pytest
+
+from softcore_cupy import _kernels as K
+
+reference = pytest.importorskip("softcore._reference").backend
+
+DTYPES = [np.float32, np.float64]
+# warp mode, vector slots or not, block mode, and rows longer than the register cache
+WIDTHS = [1, 3, 10, 64, 600, 1001]
+WIDE = {np.float32: 17000, np.float64: 9000}
+TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    if _emu.compiler() is None:
+        pytest.skip("no C++ compiler: the host emulation of the kernels is not built")
+    dll = _emu.build(tmp_path_factory.getbasetemp())
+    with _emu.emulated(dll):
+        yield
+
+
+def _close(got, ref, dtype, what):
+    rtol, atol = TOL[dtype]
+    got = np.asarray(got)
+    scale = np.nanmax(np.abs(np.where(np.isfinite(ref), ref, 0)), initial=1.0)
+    np.testing.assert_allclose(
+        got, ref, rtol=rtol, atol=atol * max(1.0, scale), equal_nan=True, err_msg=what
+    )
+
+
+def _logits(rng, rows, c, dtype, special=True):
+    x = (rng.standard_normal((rows, c)) * 4).astype(dtype)
+    if special and rows >= 5:
+        x[1, c // 2] = np.nan
+        x[2, c - 1] = np.inf
+        x[3, :] = -np.inf
+        if c > 1:
+            x[4, 0] = -np.inf
+    return x
+
+
+def _row_op(op, x, *extra):
+    got = _emu.dev(np.empty_like(x))
+    getattr(K, op)(_emu.dev(x), *map(_emu.dev, extra), got)
+    ref = np.empty_like(x)
+    getattr(reference, op)(x, *extra, ref)
+    return got, ref
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", WIDTHS)
+@pytest.mark.parametrize("op", ["softmax_rows", "log_softmax_rows"])
+def test_softmax_family(emu, op, c, dtype):
+    x = _logits(np.random.default_rng(c), 6, c, dtype)
+    got, ref = _row_op(op, x)
+    _close(got, ref, dtype, f"{op} C={c}")
+    assert np.isnan(np.asarray(got)[1:4]).all()  # NaN, +inf and all -inf rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_rows_longer_than_the_register_cache(emu, dtype):
+    c = WIDE[dtype]
+    x = _logits(np.random.default_rng(1), 2, c, dtype, special=False)
+    x[1, -1] = 50.0  # the maximum in the part read twice
+    for op in ("softmax_rows", "log_softmax_rows"):
+        got, ref = _row_op(op, x)
+        _close(got, ref, dtype, f"{op} C={c}")
+    got = _emu.dev(np.empty(2, dtype))
+    K.logsumexp_rows(_emu.dev(x), got)
+    ref = np.empty(2, dtype)
+    reference.logsumexp_rows(x, ref)
+    _close(got, ref, dtype, "logsumexp")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", WIDTHS)
+def test_logsumexp(emu, c, dtype):
+    x = _logits(np.random.default_rng(c), 6, c, dtype)
+    got = _emu.dev(np.empty(6, dtype))
+    K.logsumexp_rows(_emu.dev(x), got)
+    ref = np.empty(6, dtype)
+    reference.logsumexp_rows(x, ref)
+    _close(got, ref, dtype, f"logsumexp C={c}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 10, 64, 600])
+@pytest.mark.parametrize("op", ["softmax_backward_rows", "log_softmax_backward_rows"])
+def test_backward(emu, op, c, dtype):
+    rng = np.random.default_rng(c)
+    x = _logits(rng, 4, c, dtype, special=False)
+    probs = np.empty_like(x)
+    if op == "softmax_backward_rows":
+        reference.softmax_rows(x, probs)
+    else:
+        reference.log_softmax_rows(x, probs)
+    g = rng.standard_normal((4, c)).astype(dtype)
+    got, ref = _row_op(op, g, probs)
+    _close(got, ref, dtype, f"{op} C={c}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 10, 40])
+@pytest.mark.parametrize("op", ["softmax_jacobian_rows", "log_softmax_jacobian_rows"])
+def test_jacobian(emu, op, c, dtype):
+    x = _logits(np.random.default_rng(c), 5, c, dtype)
+    got = _emu.dev(np.empty((5, c, c), dtype))
+    getattr(K, op)(_emu.dev(x), got)
+    ref = np.empty((5, c, c), dtype)
+    getattr(reference, op)(x, ref)
+    _close(got, ref, dtype, f"{op} C={c}")
+
+
+def _ce_args(rng, rows, c, smoothing, weighted):
+    target = rng.integers(0, c, rows).astype(np.int64)
+    cw = rng.uniform(0.5, 2.0, c) if weighted else np.ones(c)
+    eps = smoothing
+    alpha = (1 - eps) * cw[target]
+    beta = np.full(rows, eps / c)
+    alpha[0] = beta[0] = 0.0  # an ignored row
+    target[0] = 0
+    return target, alpha, beta, cw
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 10, 64, 1001])
+@pytest.mark.parametrize(("smoothing", "weighted"), [(0.0, False), (0.1, True)])
+def test_cross_entropy_index(emu, c, dtype, smoothing, weighted):
+    rng = np.random.default_rng(c)
+    rows = 6
+    x = _logits(rng, rows, c, dtype)
+    x[0, :] = np.nan  # ignored rows give 0 whatever their logits
+    target, alpha, beta, cw = _ce_args(rng, rows, c, smoothing, weighted)
+    scale = 1.0 / max(1e-300, alpha.sum())
+    loss = _emu.dev(np.empty(rows))
+    grad = _emu.dev(np.empty_like(x))
+    K.cross_entropy_grad_rows(
+        _emu.dev(x), *map(_emu.dev, (target, alpha, beta, cw)), scale, loss, grad
+    )
+    rloss, rgrad = np.empty(rows), np.empty_like(x)
+    reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, scale, rloss, rgrad)
+    _close(loss, rloss, np.float64 if dtype == np.float64 else np.float32, "loss")
+    _close(grad, rgrad, dtype, "grad")
+    assert np.asarray(loss)[0] == 0.0
+    assert (np.asarray(grad)[0] == 0.0).all()
+    only = _emu.dev(np.empty(rows))
+    K.cross_entropy_rows(_emu.dev(x), *map(_emu.dev, (target, alpha, beta, cw)), only)
+    np.testing.assert_array_equal(np.asarray(only), np.asarray(loss))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 10, 64, 1001])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_prob(emu, c, dtype, smoothing):
+    rng = np.random.default_rng(c)
+    rows = 6
+    x = _logits(rng, rows, c, dtype)
+    t = rng.uniform(0, 1, (rows, c))
+    if c > 1:
+        t[:, 0] = 0.0
+        x[5, 0] = -np.inf  # a_c == 0 where x == -inf contributes 0 (without smoothing)
+    t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
+    cw = rng.uniform(0.5, 2.0, c)
+    loss = _emu.dev(np.empty(rows))
+    grad = _emu.dev(np.empty_like(x))
+    K.cross_entropy_prob_grad_rows(
+        _emu.dev(x), _emu.dev(t), smoothing, _emu.dev(cw), 0.25, loss, grad
+    )
+    rloss, rgrad = np.empty(rows), np.empty_like(x)
+    reference.cross_entropy_prob_grad_rows(x, t, smoothing, cw, 0.25, rloss, rgrad)
+    _close(loss, rloss, np.float32 if dtype == np.float32 else np.float64, "loss")
+    _close(grad, rgrad, dtype, "grad")
+    only = _emu.dev(np.empty(rows))
+    K.cross_entropy_prob_rows(_emu.dev(x), _emu.dev(t), smoothing, _emu.dev(cw), only)
+    np.testing.assert_array_equal(np.asarray(only), np.asarray(loss))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [10, 64, 600])
+def test_outputs_may_alias_inputs(emu, c, dtype):
+    rng = np.random.default_rng(c)
+    x = _logits(rng, 4, c, dtype, special=False)
+    for op in ("softmax_rows", "log_softmax_rows"):
+        expect = _emu.dev(np.empty_like(x))
+        getattr(K, op)(_emu.dev(x), expect)
+        y = _emu.dev(x.copy())
+        getattr(K, op)(y, y)
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(expect), err_msg=op)
+    target, alpha, beta, cw = _ce_args(rng, 4, c, 0.1, True)
+    args = [_emu.dev(a) for a in (target, alpha, beta, cw)]
+    loss = _emu.dev(np.empty(4))
+    grad = _emu.dev(np.empty_like(x))
+    K.cross_entropy_grad_rows(_emu.dev(x), *args, 0.5, loss, grad)
+    buf = _emu.dev(x.copy())
+    loss2 = _emu.dev(np.empty(4))
+    K.cross_entropy_grad_rows(buf, *args, 0.5, loss2, buf)  # linear CE does this
+    np.testing.assert_array_equal(np.asarray(buf), np.asarray(grad))
+    np.testing.assert_array_equal(np.asarray(loss2), np.asarray(loss))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [64, 600])
+def test_unaligned_rows_give_the_same_bits(emu, c, dtype):
+    x = _logits(np.random.default_rng(c), 3, c, dtype, special=False)
+    buf = np.empty(x.size + 1, dtype)
+    xu = buf[1:].reshape(x.shape)  # off the vector alignment by one element
+    xu[...] = x
+    assert K._row_variant(c, x.itemsize, _emu.dev(xu)).endswith("u")
+    assert not K._row_variant(c, x.itemsize, _emu.dev(x)).endswith("u")
+    a = _emu.dev(np.empty_like(x))
+    K.softmax_rows(_emu.dev(x), a)
+    obuf = np.empty(x.size + 1, dtype)
+    b = _emu.dev(obuf[1:].reshape(x.shape))
+    K.softmax_rows(_emu.dev(xu), b)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [10, 600])
+def test_a_row_does_not_depend_on_its_batch(emu, c, dtype):
+    x = _logits(np.random.default_rng(c), 9, c, dtype, special=False)
+    full = _emu.dev(np.empty_like(x))
+    K.log_softmax_rows(_emu.dev(x), full)
+    for r in (0, 5, 8):
+        one = _emu.dev(np.empty((1, c), dtype))
+        K.log_softmax_rows(_emu.dev(x[r : r + 1].copy()), one)
+        np.testing.assert_array_equal(np.asarray(one)[0], np.asarray(full)[r])
+    again = _emu.dev(np.empty_like(x))
+    K.log_softmax_rows(_emu.dev(x), again)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(full))
