@@ -1,0 +1,213 @@
+"""On a CUDA device: the conformance kit, kernels against the reference, determinism.
+
+Skipped, with the reason, where CuPy or a device is missing (python -m pytest -rs
+shows it). On a machine with a GPU:
+
+    pip install -e . -e "backends/cupy[cuda12]"
+    python -m pytest backends/cupy/tests -rs
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import softcore_cupy
+from softcore_cupy import _kernels as K
+
+_avail = softcore_cupy.backend.available()
+if _avail is not True:
+    print(f"\nsoftcore-cupy GPU tests skipped: {_avail}")
+    pytest.skip(f"cupy backend unavailable: {_avail}", allow_module_level=True)
+
+import cupy  # noqa: E402
+import cupyx  # noqa: E402
+
+sc = pytest.importorskip("softcore")
+reference = pytest.importorskip("softcore._reference").backend
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
+
+
+def _close(got, ref, dtype, what):
+    rtol, atol = TOL[dtype]
+    got = cupy.asnumpy(got)
+    scale = np.nanmax(np.abs(np.where(np.isfinite(ref), ref, 0)), initial=1.0)
+    np.testing.assert_allclose(
+        got, ref, rtol=rtol, atol=atol * max(1.0, scale), equal_nan=True, err_msg=what
+    )
+
+
+def _logits(rng, rows, c, dtype):
+    x = (rng.standard_normal((rows, c)) * 4).astype(dtype)
+    if rows >= 5:
+        x[1, c // 2] = np.nan
+        x[2, c - 1] = np.inf
+        x[3, :] = -np.inf
+        if c > 1:
+            x[4, 0] = -np.inf
+    return x
+
+
+def test_conformance_kit():
+    """The kit's verdict, exactly as a third party would get it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "softcore", "check", "cupy"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    print(res.stdout[-20000:])
+    print(res.stderr[-5000:])
+    assert res.returncode == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 10, 64, 600, 1001, 4096, 17000, 50000])
+@pytest.mark.parametrize("op", ["softmax_rows", "log_softmax_rows", "logsumexp_rows"])
+def test_row_kernels(op, c, dtype):
+    x = _logits(np.random.default_rng(c), 7, c, dtype)
+    shape = (7,) if op == "logsumexp_rows" else x.shape
+    got = cupy.empty(shape, dtype)
+    with cupyx.allow_synchronize(False):  # nothing goes through the host
+        getattr(K, op)(cupy.asarray(x), got)
+    ref = np.empty(shape, dtype)
+    getattr(reference, op)(x, ref)
+    _close(got, ref, dtype, f"{op} C={c}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 10, 600, 9000])
+def test_cross_entropy_kernels(c, dtype):
+    rng = np.random.default_rng(c)
+    rows = 8
+    x = _logits(rng, rows, c, dtype)
+    target = rng.integers(0, c, rows).astype(np.int64)
+    cw = rng.uniform(0.5, 2.0, c)
+    alpha = 0.9 * cw[target]
+    beta = np.full(rows, 0.1 / c)
+    alpha[0] = beta[0] = 0.0
+    d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
+    loss, grad = cupy.empty(rows), cupy.empty(x.shape, dtype)
+    with cupyx.allow_synchronize(False):
+        K.cross_entropy_grad_rows(*d, 0.25, loss, grad)
+    rloss, rgrad = np.empty(rows), np.empty_like(x)
+    reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.25, rloss, rgrad)
+    _close(loss, rloss, dtype, "loss")
+    _close(grad, rgrad, dtype, "grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_public_api_on_cupy_arrays(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 50, 3)).astype(dtype)
+    xd = cupy.asarray(x)
+    assert sc.get_backend(None).name in {"numpy", "numba", "cupy"}
+    for fn in (sc.softmax, sc.log_softmax):
+        got = fn(xd, axis=1)
+        assert isinstance(got, cupy.ndarray)
+        assert got.device == xd.device
+        _close(got, fn(x, axis=1, backend="numpy"), dtype, fn.__name__)
+    # non-contiguous and negatively strided CuPy inputs
+    view = xd[:, ::-2, :]
+    _close(
+        sc.softmax(view, axis=1),
+        sc.softmax(x[:, ::-2, :], axis=1, backend="numpy"),
+        dtype,
+        "strided",
+    )
+    target = rng.integers(0, 50, (6, 3))
+    loss, grad = sc.cross_entropy_with_grad(
+        xd, cupy.asarray(target), axis=1, label_smoothing=0.1
+    )
+    rl, rg = sc.cross_entropy_with_grad(
+        x, target, axis=1, label_smoothing=0.1, backend="numpy"
+    )
+    _close(loss, np.asarray(rl), dtype, "ce loss")
+    _close(grad, rg, dtype, "ce grad")
+
+
+def test_float16_is_computed_in_float32():
+    x = np.random.default_rng(1).standard_normal((4, 300)).astype(np.float16)
+    got = sc.softmax(cupy.asarray(x))
+    assert got.dtype == cupy.float16
+    ref = sc.softmax(x, backend="numpy")
+    np.testing.assert_array_equal(cupy.asnumpy(got), ref)
+
+
+def test_linear_cross_entropy_matches_the_reference():
+    rng = np.random.default_rng(2)
+    n, d, c = 1000, 64, 3000
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    w = (rng.standard_normal((c, d)) / 8).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    t = rng.integers(0, c, n)
+    t[::7] = -100
+    args = dict(linear_bias=cupy.asarray(b), label_smoothing=0.05, chunk_size=256)
+    loss, (dx, dw, db) = sc.linear_cross_entropy_with_grad(
+        cupy.asarray(x), cupy.asarray(w), cupy.asarray(t), **args
+    )
+    rl, (rx, rw, rb) = sc.linear_cross_entropy_with_grad(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        t,
+        linear_bias=b.astype(np.float64),
+        label_smoothing=0.05,
+        backend="numpy",
+    )
+    np.testing.assert_allclose(float(loss), float(rl), rtol=1e-5)
+    for got, ref in ((dx, rx), (dw, rw), (db, rb)):
+        np.testing.assert_allclose(cupy.asnumpy(got), ref, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_deterministic(dtype):
+    """No atomics: repeated calls and rows in other batches give the same bits."""
+    rng = np.random.default_rng(3)
+    x = cupy.asarray(rng.standard_normal((2048, 5000)).astype(dtype) * 6)
+    first = cupy.empty_like(x)
+    K.log_softmax_rows(x, first)
+    for _ in range(20):
+        again = cupy.empty_like(x)
+        K.log_softmax_rows(x, again)
+        assert bool((again == first).all())
+    part = cupy.empty((3, 5000), dtype)
+    K.log_softmax_rows(cupy.ascontiguousarray(x[100:103]), part)
+    assert bool((part == first[100:103]).all())
+    t = cupy.asarray(rng.integers(0, 5000, 2048))
+    a, bb = cupy.full(2048, 0.9), cupy.full(2048, 0.1 / 5000)
+    cw = cupy.ones(5000)
+    loss0, g0 = cupy.empty(2048), cupy.empty_like(x)
+    K.cross_entropy_grad_rows(x, t, a, bb, cw, 1 / 2048, loss0, g0)
+    for _ in range(10):
+        loss1, g1 = cupy.empty(2048), cupy.empty_like(x)
+        K.cross_entropy_grad_rows(x, t, a, bb, cw, 1 / 2048, loss1, g1)
+        assert bool((loss1 == loss0).all())
+        assert bool((g1 == g0).all())
+
+
+def test_runs_on_the_current_stream():
+    x = cupy.asarray(np.random.default_rng(4).standard_normal((512, 1000)))
+    ref = cupy.empty_like(x)
+    K.softmax_rows(x, ref)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        out = cupy.empty_like(x)
+        K.softmax_rows(x, out)
+    s.synchronize()
+    assert bool((out == ref).all())
+
+
+def test_second_device():
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("one CUDA device: the same-device rule is checked on device 0 only")
+    with cupy.cuda.Device(1):
+        x = cupy.asarray(np.random.default_rng(5).standard_normal((64, 100)))
+    out = sc.softmax(x)
+    assert out.device.id == 1
