@@ -1,0 +1,204 @@
+# The closures below are timed inside the loop that defines them.
+# ruff: noqa: B023
+"""GPU benchmark of softcore-cupy: ratios to the memory-bandwidth floor and to peers.
+
+    python backends/cupy/tools/bench_gpu.py [--quick] [--json FILE]
+
+Every time is the median of CUDA-event timings (after warm-up) on one stream, and is
+reported as a ratio to its floor, measured side by side in the same process:
+
+* softmax / log_softmax / CE loss+grad: ``cupy.copyto`` of the same (N, C) array
+  (one read + one write, the floor of a fused row kernel);
+* Jacobian: writing the (N, C, C) output once (``out.fill``);
+* linear cross-entropy with grad: the three GEMMs it needs (logits, dX, dW) on the
+  same shapes, through CuPy (cuBLAS);
+* torch (when installed with CUDA): the same ops, to compare.
+
+Both the kernel call with preallocated outputs (what the floor measures) and the
+public, allocating API call are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def _timer(cupy, fn, *, warmup=3, reps=20):
+    for _ in range(warmup):
+        fn()
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop) * 1e-3)
+    return statistics.median(times)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
+    for dtype in dtypes:
+        for n, c in shapes:
+            rng = cupy.random.default_rng(0)
+            x = (rng.standard_normal((n, c), dtype=cupy.float32) * 4).astype(dtype)
+            out = cupy.empty_like(x)
+            floor = _timer(cupy, lambda: cupy.copyto(out, x))
+            row = {
+                "shape": [n, c],
+                "dtype": str(x.dtype),
+                "copy_s": floor,
+                "copy_GBps": 2 * x.nbytes / floor / 1e9,
+            }
+            row["softmax"] = _timer(cupy, lambda: K.softmax_rows(x, out)) / floor
+            row["log_softmax"] = (
+                _timer(cupy, lambda: K.log_softmax_rows(x, out)) / floor
+            )
+            row["softmax_api"] = _timer(cupy, lambda: sc.softmax(x)) / floor
+            t = rng.integers(0, c, n).astype(cupy.int64)
+            a, b = cupy.ones(n), cupy.zeros(n)
+            cw, loss = cupy.ones(c), cupy.empty(n)
+            row["ce_loss_grad"] = (
+                _timer(
+                    cupy,
+                    lambda: K.cross_entropy_grad_rows(x, t, a, b, cw, 1 / n, loss, out),
+                )
+                / floor
+            )
+            row["ce_loss_grad_api"] = (
+                _timer(cupy, lambda: sc.cross_entropy_with_grad(x, t)) / floor
+            )
+            if torch is not None:
+                tx = torch.as_tensor(x, device="cuda")
+                tt = torch.as_tensor(t, device="cuda")
+
+                def torch_ce():
+                    xx = tx.detach().requires_grad_()
+                    torch.nn.functional.cross_entropy(xx, tt).backward()
+
+                row["torch_softmax"] = (
+                    _timer(cupy, lambda: torch.softmax(tx, -1)) / floor
+                )
+                row["torch_ce_fwd_bwd"] = _timer(cupy, torch_ce) / floor
+            results.append(("rows", row))
+            print(json.dumps(row), flush=True)
+
+
+def bench_jacobian(cupy, sc, K, shapes, dtypes, results):
+    for dtype in dtypes:
+        for n, c in shapes:
+            rng = cupy.random.default_rng(0)
+            x = rng.standard_normal((n, c), dtype=cupy.float32).astype(dtype)
+            jac = cupy.empty((n, c, c), dtype)
+            floor = _timer(cupy, lambda: jac.fill(0))
+            row = {"shape": [n, c], "dtype": str(x.dtype), "fill_s": floor}
+            row["softmax_jacobian"] = (
+                _timer(cupy, lambda: K.softmax_jacobian_rows(x, jac)) / floor
+            )
+            row["log_softmax_jacobian"] = (
+                _timer(cupy, lambda: K.log_softmax_jacobian_rows(x, jac)) / floor
+            )
+            results.append(("jacobian", row))
+            print(json.dumps(row), flush=True)
+
+
+def bench_linear(cupy, sc, shapes, torch, results):
+    for n, d, c in shapes:
+        rng = cupy.random.default_rng(0)
+        x = rng.standard_normal((n, d), dtype=cupy.float32)
+        w = rng.standard_normal((c, d), dtype=cupy.float32) / d**0.5
+        t = rng.integers(0, c, n)
+        chunk = sc.get_backend("cupy").linear_chunk_rows(c, d, 4)
+
+        def gemms():
+            g = x @ w.T  # logits (N, C)
+            _ = g @ w  # dX
+            _ = g.T @ x  # dW
+
+        floor = _timer(cupy, gemms, reps=10)
+        pool = cupy.get_default_memory_pool()
+        pool.free_all_blocks()
+        before = pool.used_bytes()
+        ours = _timer(cupy, lambda: sc.linear_cross_entropy_with_grad(x, w, t), reps=10)
+        row = {
+            "shape": [n, d, c],
+            "gemms_s": floor,
+            "chunk_rows": chunk,
+            "linear_ce_with_grad": ours / floor,
+            "pool_total_after_MiB": (pool.total_bytes() - before) / 2**20,
+        }
+        if torch is not None:
+            tx = torch.as_tensor(x, device="cuda")
+            tw = torch.as_tensor(w, device="cuda")
+            tt = torch.as_tensor(t, device="cuda")
+
+            def torch_lce():
+                xx = tx.detach().requires_grad_()
+                ww = tw.detach().requires_grad_()
+                torch.nn.functional.cross_entropy(xx @ ww.T, tt).backward()
+
+            row["torch_linear_ce"] = _timer(cupy, torch_lce, reps=10) / floor
+        results.append(("linear", row))
+        print(json.dumps(row), flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few small shapes only")
+    p.add_argument("--json", help="write all results to this file")
+    args = p.parse_args(argv)
+    import softcore as sc
+    from softcore_cupy import _kernels as K
+    from softcore_cupy import backend
+
+    avail = backend.available()
+    if avail is not True:
+        print(f"cupy backend unavailable: {avail}", file=sys.stderr)
+        return 2
+    import cupy
+
+    dev = cupy.cuda.Device()
+    print(f"device {dev.id}: {cupy.cuda.runtime.getDeviceProperties(dev.id)['name']}")
+    torch = _torch()
+    print(f"torch: {torch.__version__ if torch else 'not installed (or no CUDA)'}")
+    if args.quick:
+        rows = [(8192, 1000), (1024, 32000)]
+        jac = [(1024, 64)]
+        lin = [(2048, 512, 8000)]
+    else:
+        rows = [
+            (65536, 128),
+            (32768, 1000),
+            (8192, 4096),
+            (4096, 32768),
+            (1024, 128256),
+            (32, 10),
+        ]
+        jac = [(4096, 64), (512, 512), (16, 4096)]
+        lin = [(8192, 4096, 32000), (8192, 4096, 128256)]
+    results: list = []
+    bench_rows(cupy, sc, K, rows, [cupy.float32, cupy.float64], torch, results)
+    bench_jacobian(cupy, sc, K, jac, [cupy.float32, cupy.float64], results)
+    bench_linear(cupy, sc, lin, torch, results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"kind": k, **r} for k, r in results], f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
