@@ -45,8 +45,8 @@ BLOCK = 16384
 _NAN = np.nan
 _NINF = -np.inf
 _RED = {"reassoc", "contract"}  # vectorised reductions; exp keeps its own flags
-_KW = {"cache": True, "nogil": True}
-_PKW = {"cache": True, "nogil": True, "parallel": True}
+_KW = {"cache": True, "nogil": True, "error_model": "numpy"}
+_PKW = {**_KW, "parallel": True}
 
 
 def expd(d, row):
@@ -188,20 +188,19 @@ def _log_softmax_backward_row(g, lp, outr):
 # --------------------------------------------------------- cross-entropy, class index
 
 
-@njit(fastmath=_RED, **_KW)
+@njit(fastmath={"contract"}, **_KW)
 def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw):
-    """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment and return
-    ``sum_{w_j != 0} w_j (M - x_j)`` (read before the write: ``gr`` may be ``xr``)."""
-    acc = 0.0
+    """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment (``gr`` may be ``xr``).
+
+    Reductions never share a loop with a write: where ``gr`` may alias ``xr``
+    LLVM picks a vector or a scalar loop at run time, which would change the
+    order of a sum with ``reassoc``.
+    """
     for j in range(j0, j1):
-        xj = np.float64(xr[j])
-        w = cw[j]
-        acc += (w * (M - xj)) if w != 0.0 else 0.0
-        gr[j] = expd(xj - M, xr) * c1 - c2 * w
-    return acc
+        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1 - c2 * cw[j]
 
 
-@njit(fastmath=_RED, **_KW)
+@njit(fastmath={"contract"}, **_KW)
 def _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1):
     for j in range(j0, j1):
         gr[j] = expd(np.float64(xr[j]) - M, xr) * c1
@@ -240,11 +239,14 @@ def _ce_row(xr, y, a, b, cw, W):
 
 @njit(**_KW)
 def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S):
-    """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; returns the
-    smoothing partial sum. The target column is fixed up by the caller."""
+    """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; the smoothing
+    partial sum of the segment is read first and returned. The target column is
+    fixed up by the caller."""
     c1 = gs * (a + b * W) / S
     if b != 0.0:
-        return _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw)
+        part = _seg_wdot(xr, j0, j1, M, cw)
+        _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw)
+        return part
     _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1)
     return 0.0
 
@@ -297,9 +299,7 @@ def _prob_A(tr, cw, k1, k0):
 
 
 @njit(fastmath=_RED, **_KW)
-def _ce_prob_row(xr, tr, cw, k1, k0):
-    M, S = _row_stats(xr)
-    log_s = log64(S)
+def _prob_loss(xr, tr, cw, k1, k0, M, log_s):
     acc = 0.0
     for j in range(xr.shape[0]):
         aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
@@ -307,19 +307,22 @@ def _ce_prob_row(xr, tr, cw, k1, k0):
     return acc
 
 
-@njit(fastmath=_RED, **_KW)
+@njit(**_KW)
+def _ce_prob_row(xr, tr, cw, k1, k0):
+    M, S = _row_stats(xr)
+    return _prob_loss(xr, tr, cw, k1, k0, M, log64(S))
+
+
+@njit(fastmath={"contract"}, **_KW)
 def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs):
     M, S = _row_stats(xr)
-    log_s = log64(S)
+    loss = _prob_loss(xr, tr, cw, k1, k0, M, log64(S))  # read before gr is written
     A = _prob_A(tr, cw, k1, k0)
     c1 = gs * A / S
-    acc = 0.0
     for j in range(xr.shape[0]):
-        xj = np.float64(xr[j])
         aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
-        acc += (aj * ((M - xj) + log_s)) if aj != 0.0 else 0.0
-        gr[j] = expd(xj - M, xr) * c1 - gs * aj
-    return acc
+        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1 - gs * aj
+    return loss
 
 
 # ------------------------------------------------------------------- Jacobian rows

@@ -138,7 +138,7 @@ _E2 = 0.5
 _FLAGS = {"contract"}
 
 
-@njit(fastmath=_FLAGS, cache=True)
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def exp64(x):
     """``exp`` of a float64, branch-free and vectorisable (< 1 ULP)."""
     xc = x
@@ -189,7 +189,7 @@ _F3 = _F(1.0 / 6.0)
 _F2 = _F(0.5)
 
 
-@njit(fastmath=_FLAGS, cache=True)
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def exp32(x):
     """``exp`` of a float32 computed in float32, branch-free and vectorisable."""
     xc = x
@@ -215,7 +215,7 @@ def exp32(x):
     return y if x == x else x
 
 
-@njit(fastmath=_FLAGS, cache=True)
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def exp32_of64(x):
     """``exp`` of a float64 argument, rounded to float32 precision.
 
@@ -266,7 +266,7 @@ _L10 = 2.0 / 21.0
 _INF = np.inf
 
 
-@njit(fastmath=_FLAGS, cache=True)
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def log64(x):
     """``log`` of a float64, branch-free and vectorisable (< 1 ULP)."""
     sub = x < _DBL_MIN

@@ -1,0 +1,181 @@
+"""Every kernel against the NumPy reference backend, in every mode.
+
+The reference computes in float64; tolerances: float64 rtol 1e-13 (abs 1e-15 for
+values near 0), float32 rtol 2e-6 (abs 1e-7). Special rows (NaN, +inf, all -inf)
+must be NaN exactly where the reference is NaN. The serial, row-parallel and
+split drivers must give the same bits.
+"""
+
+import numpy as np
+import pytest
+
+from softcore._reference import backend as ref
+from softcore_numba import _kernels as K
+from softcore_numba import _ops
+from softcore_numba import backend as nb
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
+SHAPES = [(1, 1), (3, 1), (5, 7), (33, 130), (6, 40000)]
+
+
+def _x(rng, shape, dtype, special=True):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    n, c = shape
+    if special and n >= 5 and c >= 3:
+        x[0, 1] = np.nan
+        x[1, :] = -np.inf
+        x[2, 2] = np.inf
+        x[3, : c // 2] = -np.inf  # -inf entries in a finite row
+    return x
+
+
+def _close(got, want, dtype, what):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+    ok = ~np.isnan(want)
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=atol, err_msg=what)
+
+
+def _ce_args(rng, x):
+    n, c = x.shape
+    y = rng.integers(0, c, n)
+    alpha = rng.uniform(0.2, 2.0, n)
+    beta = np.where(rng.uniform(size=n) < 0.5, 0.05, 0.0)
+    alpha[-1] = beta[-1] = 0.0  # an ignored row
+    cw = rng.uniform(0.5, 2.0, c)
+    return y, alpha, beta, cw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("op", ["softmax_rows", "log_softmax_rows", "logsumexp_rows"])
+def test_rowwise(op, shape, dtype, rng):
+    x = _x(rng, shape, dtype)
+    shape_out = shape[:1] if op == "logsumexp_rows" else shape
+    got, want = np.empty(shape_out, dtype), np.empty(shape_out, dtype)
+    getattr(nb, op)(x, got)
+    getattr(ref, op)(x, want)
+    _close(got, want, dtype, op)
+    if op != "logsumexp_rows":  # out aliasing x
+        xc = x.copy()
+        getattr(nb, op)(xc, xc)
+        np.testing.assert_array_equal(xc, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (9, 70)], ids=str)
+@pytest.mark.parametrize("op", ["softmax_jacobian_rows", "log_softmax_jacobian_rows"])
+def test_jacobian(op, shape, dtype, rng):
+    x = _x(rng, shape, dtype)
+    n, c = shape
+    got, want = np.empty((n, c, c), dtype), np.empty((n, c, c), dtype)
+    getattr(nb, op)(x, got)
+    getattr(ref, op)(x, want)
+    _close(got, want, dtype, op)
+    ser = np.empty_like(got)
+    K.jacobian_ser(x, ser, op.startswith("log"))
+    par = np.empty_like(got)
+    K.jacobian_par(x, par, op.startswith("log"))
+    np.testing.assert_array_equal(ser, par)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_backward(shape, dtype, rng):
+    x = _x(rng, shape, dtype, special=False)
+    g = rng.standard_normal(shape).astype(dtype)
+    p = np.empty_like(x)
+    ref.softmax_rows(x, p)
+    lp = np.empty_like(x)
+    ref.log_softmax_rows(x, lp)
+    for op, arg in [("softmax_backward_rows", p), ("log_softmax_backward_rows", lp)]:
+        got, want = np.empty_like(x), np.empty_like(x)
+        getattr(nb, op)(g, arg, got)
+        getattr(ref, op)(g, arg, want)
+        _close(got, want, dtype, op)
+        gc = g.copy()
+        getattr(nb, op)(gc, arg, gc)  # out aliasing grad
+        np.testing.assert_array_equal(gc, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_cross_entropy_index(shape, dtype, rng):
+    x = _x(rng, shape, dtype)
+    y, alpha, beta, cw = _ce_args(rng, x)
+    n = shape[0]
+    got_l, want_l = np.empty(n), np.empty(n)
+    nb.cross_entropy_rows(x, y, alpha, beta, cw, got_l)
+    ref.cross_entropy_rows(x, y, alpha, beta, cw, want_l)
+    _close(got_l, want_l, np.float64 if dtype == np.float64 else dtype, "loss")
+    got_g, want_g = np.empty_like(x), np.empty_like(x)
+    nb.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.25, got_l, got_g)
+    ref.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.25, want_l, want_g)
+    _close(got_l, want_l, dtype, "loss of grad kernel")
+    _close(got_g, want_g, dtype, "grad")
+    assert got_l[-1] == 0.0 and not got_g[-1].any()  # ignored row
+    xc = x.copy()  # grad_out is x: the linear cross-entropy call
+    loss = np.empty(n)
+    nb.cross_entropy_grad_rows(xc, y, alpha, beta, cw, 0.25, loss, xc)
+    np.testing.assert_array_equal(xc, got_g)
+    np.testing.assert_array_equal(loss, got_l)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_cross_entropy_prob(shape, dtype, rng):
+    x = _x(rng, shape, dtype)
+    t = rng.uniform(0, 1, shape).astype(dtype)
+    t /= t.sum(axis=1, keepdims=True)
+    cw = rng.uniform(0.5, 2.0, shape[1])
+    n = shape[0]
+    got_l, want_l = np.empty(n), np.empty(n)
+    nb.cross_entropy_prob_rows(x, t, 0.1, cw, got_l)
+    ref.cross_entropy_prob_rows(x, t, 0.1, cw, want_l)
+    _close(got_l, want_l, dtype, "loss")
+    got_g, want_g = np.empty_like(x), np.empty_like(x)
+    nb.cross_entropy_prob_grad_rows(x, t, 0.1, cw, 0.5, got_l, got_g)
+    ref.cross_entropy_prob_grad_rows(x, t, 0.1, cw, 0.5, want_l, want_g)
+    _close(got_l, want_l, dtype, "loss of grad kernel")
+    _close(got_g, want_g, dtype, "grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 40000), (2, 3 * K.BLOCK + 5)], ids=str)
+def test_modes_same_bits(shape, dtype, rng):
+    """Serial, parallel-over-rows and split-over-blocks drivers agree bit for bit."""
+    x = _x(rng, shape, dtype, special=False)
+    x[1, K.BLOCK :] = -np.inf  # one all -inf block in a finite row
+    for op in ("softmax", "log_softmax"):
+        outs = []
+        for mode in ("ser", "par", "split"):
+            out = np.empty_like(x)
+            getattr(K, f"{op}_{mode}")(x, out)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1], err_msg=op)
+        np.testing.assert_array_equal(outs[0], outs[2], err_msg=op)
+    lses = []
+    for mode in ("ser", "par", "split"):
+        out = np.empty(shape[0], dtype)
+        getattr(K, f"logsumexp_{mode}")(x, out)
+        lses.append(out)
+    np.testing.assert_array_equal(lses[0], lses[1])
+    np.testing.assert_array_equal(lses[0], lses[2])
+    y, alpha, beta, cw = _ce_args(rng, x)
+    beta[:] = 0.05
+    res = []
+    for mode in ("ser", "par", "split"):
+        loss, grad = np.empty(shape[0]), np.empty_like(x)
+        getattr(K, f"cross_entropy_grad_{mode}")(x, y, alpha, beta, cw, 0.5, loss, grad)
+        res.append((loss, grad))
+    for loss, grad in res[1:]:
+        np.testing.assert_array_equal(loss, res[0][0])
+        np.testing.assert_array_equal(grad, res[0][1])
+
+
+def test_mode_choice_depends_on_shape_only():
+    assert _ops._mode(32, 10) == "ser"
+    assert _ops._mode(4, 262144) == "split"
+    assert _ops._mode(64, 262144) == "par"
+    assert _ops._mode(8192, 1000) == "par"

@@ -1,0 +1,135 @@
+"""Threads, fork, thread counts, lazy import and the on-disk cache."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from softcore_numba import backend as nb
+
+SHAPES = [(4096, 64), (64, 2000), (3, 40000)]  # parallel rows and split rows
+
+
+def _run_all(x, y, alpha, beta, cw):
+    n = x.shape[0]
+    outs = {}
+    for op in ("softmax_rows", "log_softmax_rows"):
+        out = np.empty_like(x)
+        getattr(nb, op)(x, out)
+        outs[op] = out
+    lse = np.empty(n, x.dtype)
+    nb.logsumexp_rows(x, lse)
+    outs["lse"] = lse
+    loss, grad = np.empty(n), np.empty_like(x)
+    nb.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.5, loss, grad)
+    outs["ce_loss"], outs["ce_grad"] = loss, grad
+    return outs
+
+
+def _inputs(shape, dtype):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    n, c = shape
+    y = rng.integers(0, c, n)
+    alpha = np.ones(n)
+    beta = np.full(n, 0.1 / c)
+    cw = rng.uniform(0.5, 1.5, c)
+    return x, y, alpha, beta, cw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_bitwise_equal_for_any_thread_count(shape, dtype):
+    args = _inputs(shape, dtype)
+    default = nb.get_num_threads()
+    counts = sorted({1, 2, default})
+    try:
+        results = []
+        for n in counts:
+            nb.set_num_threads(n)
+            assert nb.get_num_threads() == n
+            results.append(_run_all(*args))
+    finally:
+        nb.set_num_threads(default)
+    for res in results[1:]:
+        for k, v in res.items():
+            np.testing.assert_array_equal(v, results[0][k], err_msg=k)
+
+
+def test_concurrent_calls_from_python_threads():
+    args = _inputs((2048, 100), np.float32)
+    expected = _run_all(*args)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(15):
+                got = _run_all(*args)
+                for k, v in got.items():
+                    np.testing.assert_array_equal(v, expected[k], err_msg=k)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert not errors, errors[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_computes_correctly():
+    args = _inputs((2048, 100), np.float64)
+    expected = _run_all(*args)  # the parent has launched parallel kernels
+    pid = os.fork()
+    if pid == 0:  # child: must neither crash nor hang
+        code = 1
+        try:
+            got = _run_all(*args)
+            ok = all(np.array_equal(got[k], expected[k]) for k in expected)
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert os.WEXITSTATUS(status) == 0, "child got different results"
+
+
+def _python(code, env=None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
+        timeout=300, check=False,
+    )
+
+
+def test_import_is_lazy():
+    r = _python(
+        "import sys, softcore_numba as s; b = s.backend; "
+        "print('numba' in sys.modules, b.name, b.priority, b.accepts(1.0))"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "numba", "50", "False"]
+
+
+def test_cache_goes_to_user_dir_and_layer_is_tbb(tmp_path):
+    code = (
+        "import numpy as np, softcore_numba as s, numba;"
+        "x = np.ones((64, 1000)); o = np.empty_like(x);"
+        "s.backend.softmax_rows(x, o); print(numba.threading_layer())"
+    )
+    r = _python(code, {"SOFTCORE_NUMBA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    files = [f for _, _, fs in os.walk(tmp_path) for f in fs]
+    assert any(f.endswith(".nbi") for f in files), files
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        from softcore_numba import _runtime
+
+        if _runtime._load_tbb():
+            assert r.stdout.strip() == "tbb"

@@ -1,0 +1,103 @@
+"""The exp/log loops and the row kernels compile to SIMD code.
+
+numba lowers ``np.exp`` to a scalar libm call; these tests read the generated
+x86 assembly (of fresh, uncached compilations) and check that our loops use packed (ymm/zmm) FMAs instead and call
+no libm ``exp``. Skipped on CPUs without AVX2.
+"""
+
+import platform
+import re
+
+import numpy as np
+import pytest
+
+import llvmlite.binding as llvm
+import numba
+
+from numba import njit
+
+from softcore_numba import _kernels as K
+from softcore_numba._vexp import exp32, exp32_of64, exp64, log64
+
+
+@njit
+def _map_exp64(x, out):
+    for i in range(x.size):
+        out[i] = exp64(x[i])
+
+
+@njit
+def _map_log64(x, out):
+    for i in range(x.size):
+        out[i] = log64(x[i])
+
+
+@njit
+def _map_exp32(x, out):
+    for i in range(x.size):
+        out[i] = exp32(x[i])
+
+
+@njit
+def _map_exp32_of64(x, out):
+    for i in range(x.size):
+        out[i] = exp32_of64(x[i])
+
+pytestmark = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64")
+    or "+avx2" not in llvm.get_host_cpu_features().flatten(),
+    reason="needs an x86-64 CPU with AVX2",
+)
+
+
+def _asm(dispatcher):
+    (sig,) = dispatcher.signatures[:1]
+    return dispatcher.inspect_asm(sig)
+
+
+def _packed_fma(asm, suffix):
+    return re.findall(rf"vfn?m(?:add|sub)\d+{suffix}\s+[^\n]*%[yz]mm", asm)
+
+
+def _libm_calls(asm):
+    return re.findall(r"call\w*\s+[^\n]*\b(?:exp|expf|log|logf)\b", asm)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "dtype", "suffix"),
+    [
+        (_map_exp64, np.float64, "pd"),
+        (_map_log64, np.float64, "pd"),
+        (_map_exp32, np.float32, "ps"),
+        (_map_exp32_of64, np.float64, "p[sd]"),
+    ],
+    ids=["exp64", "log64", "exp32", "exp32_of64"],
+)
+def test_building_blocks_vectorise(kernel, dtype, suffix):
+    x = np.linspace(-5, 5, 64).astype(dtype)
+    out = np.empty(64, np.float32 if kernel is _map_exp32_of64 else dtype)
+    kernel(np.abs(x) if kernel is _map_log64 else x, out)
+    asm = _asm(kernel)
+    assert len(_packed_fma(asm, suffix)) >= 8, "no packed FMA: the loop is scalar"
+    assert not _libm_calls(asm)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "name", ["softmax_ser", "log_softmax_ser", "logsumexp_ser", "cross_entropy_grad_ser"]
+)
+def test_row_kernels_vectorise(name, dtype):
+    x = np.linspace(-3, 3, 40).astype(dtype).reshape(4, 10)
+    kernel = njit(getattr(K, name).py_func)  # fresh: cached code is not inspectable
+    if name == "logsumexp_ser":
+        kernel(x, np.empty(4, dtype))
+    elif name == "cross_entropy_grad_ser":
+        kernel(x, np.zeros(4, np.int64), np.ones(4), np.zeros(4), np.ones(10), 1.0,
+               np.empty(4), np.empty_like(x))
+    else:
+        kernel(x, np.empty_like(x))
+    asm = "\n".join(kernel.inspect_asm(s) for s in kernel.signatures
+                    if s[0].dtype == numba.from_dtype(np.dtype(dtype)))
+    suffix = "pd" if dtype == np.float64 else "p[sd]"
+    assert len(_packed_fma(asm, suffix)) >= 8, f"{name}: no packed FMA"
+    assert not _libm_calls(asm), f"{name}: calls libm exp/log"

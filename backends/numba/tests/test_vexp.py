@@ -1,0 +1,145 @@
+"""Accuracy of the vectorisable exp/log in ULPs, and their special values.
+
+References: mpmath at 120 bits for the float64 functions; NumPy's float64 exp
+(< 1 float64 ULP, so exact to ~2**-29 float32 ULP) for the float32 ones.
+Stated tolerances: exp64 and log64 < 1 ULP, exp32 and exp32_of64 < 1.5 ULP
+(measured on 400k samples: 0.88, 0.73, 1.004 and 1.004 ULP; NumPy's float32
+exp: 2.4 ULP on the same samples).
+"""
+
+import mpmath
+import numpy as np
+import pytest
+from numba import njit
+
+from softcore_numba._vexp import exp32, exp32_of64, exp64, log64
+
+TINY64 = np.finfo(np.float64).tiny
+TINY32 = np.finfo(np.float32).tiny
+
+
+@njit(cache=True)
+def _map_exp64(x, out):
+    for i in range(x.size):
+        out[i] = exp64(x[i])
+
+
+@njit(cache=True)
+def _map_log64(x, out):
+    for i in range(x.size):
+        out[i] = log64(x[i])
+
+
+@njit(cache=True)
+def _map_exp32(x, out):
+    for i in range(x.size):
+        out[i] = exp32(x[i])
+
+
+@njit(cache=True)
+def _map_exp32_of64(x, out):
+    for i in range(x.size):
+        out[i] = exp32_of64(x[i])
+
+
+def _apply(kernel, x, dtype):
+    out = np.empty(x.shape, dtype)
+    kernel(x, out)
+    return out
+
+
+def _ulp64(y, exact):
+    """|y - exact| in units of the float64 spacing at ``exact`` (mpf)."""
+    r = abs(float(exact))
+    unit = np.spacing(r) if r >= TINY64 else 5e-324
+    return float(abs(mpmath.mpf(float(y)) - exact) / unit)
+
+
+def _ulp32(y, exact64):
+    e = np.abs(exact64)
+    unit = np.spacing(e.astype(np.float32)).astype(np.float64)
+    unit[e < TINY32] = 2.0**-149
+    return np.abs(y.astype(np.float64) - exact64) / unit
+
+
+def test_exp64_ulp_whole_range(rng):
+    mpmath.mp.prec = 120
+    x = np.concatenate(
+        [
+            rng.uniform(-745.13, 709.78, 3000),
+            rng.uniform(-1.0, 1.0, 500),
+            rng.uniform(-1e-8, 1e-8, 100),
+            rng.uniform(-745.13, -708.0, 500),  # subnormal results
+            rng.uniform(700.0, 709.78, 300),
+        ]
+    )
+    y = _apply(_map_exp64, x, np.float64)
+    errs = [_ulp64(y[i], mpmath.exp(mpmath.mpf(x[i]))) for i in range(x.size)]
+    assert max(errs) < 1.0, f"exp64: max error {max(errs):.3f} ULP, expected < 1"
+
+
+def test_log64_ulp_whole_range(rng):
+    mpmath.mp.prec = 120
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(-744.0, 709.0, 3000)),
+            rng.uniform(0.5, 2.0, 500),
+            1.0 + rng.uniform(-1e-6, 1e-6, 100),
+            rng.uniform(5e-324, TINY64, 200),  # subnormal arguments
+        ]
+    )
+    y = _apply(_map_log64, x, np.float64)
+    errs = [_ulp64(y[i], mpmath.log(mpmath.mpf(x[i]))) for i in range(x.size)]
+    assert max(errs) < 1.0, f"log64: max error {max(errs):.3f} ULP, expected < 1"
+
+
+@pytest.mark.parametrize("kernel", [_map_exp32, _map_exp32_of64], ids=["exp32", "exp32_of64"])
+def test_exp32_ulp_whole_range(kernel, rng):
+    x32 = rng.uniform(-103.97, 88.72, 400_000).astype(np.float32)
+    x32 = np.concatenate([x32, np.float32(rng.uniform(-1, 1, 10_000))])
+    arg = x32 if kernel is _map_exp32 else x32.astype(np.float64)
+    y = _apply(kernel, arg, np.float32)
+    exact = np.exp(x32.astype(np.float64))
+    ok = exact < float(np.finfo(np.float32).max)
+    err = _ulp32(y[ok], exact[ok]).max()
+    assert err < 1.5, f"{kernel.__name__}: max error {err:.3f} ULP, expected < 1.5"
+
+
+SPECIAL64 = np.array(
+    [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, 709.78, 709.79, 710.0, 1e308,
+     -708.4, -740.0, -745.13, -745.14, -746.0, -1e308]
+)
+
+
+def test_exp64_special_values():
+    with np.errstate(over="ignore"):
+        expected = np.exp(SPECIAL64)
+    got = _apply(_map_exp64, SPECIAL64, np.float64)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_log64_special_values():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, 5e-324, TINY64, 1.0,
+                  2.0, np.finfo(np.float64).max])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.log(x)
+    got = _apply(_map_log64, x, np.float64)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_exp32_special_values():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, 88.72, 88.73, 1e30, -87.3, -103.0,
+                  -103.97, -104.0, -1e30], np.float32)
+    with np.errstate(over="ignore"):
+        expected = np.exp(x.astype(np.float64)).astype(np.float32)
+    got = _apply(_map_exp32, x, np.float32)
+    # values are compared to within 1 ULP, classes (nan, inf, 0) exactly
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_array_equal(got == 0, expected == 0)
+    fin = np.isfinite(expected)
+    np.testing.assert_array_max_ulp(got[fin], expected[fin], maxulp=1)
+    got2 = _apply(_map_exp32_of64, x.astype(np.float64), np.float32)
+    np.testing.assert_array_equal(np.isnan(got2), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got2), np.isinf(expected))
+    np.testing.assert_array_max_ulp(got2[fin], expected[fin], maxulp=1)
