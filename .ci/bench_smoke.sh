@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Benchmark smoke test, run by CI and by `tox -e bench`.
+#
+# 1. `asv check`: every benchmark module imports and every benchmark is well formed.
+# 2. A quick asv run (each benchmark once, nothing saved) in the current
+#    environment, on one small parameter combination per benchmark of every class:
+#    reference backend, smallest shape, float64, and PyTorch as the peer where the
+#    class has peers. asv exits non-zero if any benchmark raises.
+# 3. The bench command on tiny shapes, its JSON and the regression guard.
+#
+# Timing numbers from this script mean nothing; it only proves the suite runs.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/../asv_bench"
+
+python -m asv --version
+python -m asv machine --yes --machine ci-smoke > /dev/null
+python -m asv check --python=same
+
+lead="('(softmax|softmax_backward|softmax_jacobian|cross_entropy_with_grad"
+lead+="|linear_cross_entropy_with_grad|all)', )('(out|plain)', )?"
+regex="\\(($lead)?'numpy', '(32x10|256x64x1000)', 'float64'(, '(torch|torch-chunked)')?\\)\$"
+python -m asv run --python=same --machine ci-smoke --quick --dry-run --show-stderr \
+    --bench "$regex"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+python -m softcore bench --quick --no-progress --no-memory --backend numpy \
+    --op softmax,cross_entropy_with_grad,linear_cross_entropy_with_grad \
+    --dtype float64 --json "$tmp/run.json"
+python -m softcore bench --baseline "$tmp/run.json" --compare "$tmp/run.json"
+echo "bench smoke: OK"

@@ -1,0 +1,67 @@
+"""Cross-entropy: loss, gradient, fused loss+gradient, with and without options."""
+
+from __future__ import annotations
+
+from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer
+
+OPS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
+#: plain: class-index targets, no option; the others as in ``softcore._bench``:
+#: per-class weights, label_smoothing=0.1, 10% of targets ignored (ignore_index),
+#: probability targets, and weights + smoothing + ignore_index together.
+OPTIONS = ["weight", "smoothing", "ignore", "prob", "all"]
+
+
+class CrossEntropy:
+    params = [OPS, BACKENDS, ROW_SHAPES, DTYPES]
+    param_names = ["op", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype):
+        self.case = Case(op, "plain", backend, shape, dtype)
+
+    def time_op(self, *params):
+        self.case.call()
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class CrossEntropyOptions:
+    """The fused loss+gradient with each option of ``F.cross_entropy``."""
+
+    params = [OPTIONS, BACKENDS, ROW_SHAPES, DTYPES]
+    param_names = ["variant", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, variant, backend, shape, dtype):
+        self.case = Case("cross_entropy_with_grad", variant, backend, shape, dtype)
+
+    def time_with_grad(self, *params):
+        self.case.call()
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class CrossEntropyPeers:
+    """softcore / ``F.cross_entropy`` forward (+ backward for the gradient ops)."""
+
+    params = [OPS, ["plain", *OPTIONS], BACKENDS, ROW_SHAPES, DTYPES, ["torch", "jax"]]
+    param_names = ["op", "variant", "backend", "shape", "dtype", "peer"]
+    timeout = 300
+
+    def setup(self, op, variant, backend, shape, dtype, peer):
+        require_peer(peer)
+        peer_supported(op, variant, peer)
+        if op != "cross_entropy_with_grad" and variant != "plain":
+            raise NotImplementedError("options are benchmarked on the fused op")
+        self.case = Case(op, variant, backend, shape, dtype)
+
+    def track_ratio_peer(self, op, variant, backend, shape, dtype, peer):
+        return self.case.ratio_to_peer(peer)
+
+    track_ratio_peer.unit = "ratio"

@@ -1,0 +1,50 @@
+"""Dense Jacobians ``(N, C, C)``: time and ratio to allocating and filling J once."""
+
+from __future__ import annotations
+
+from .common import BACKENDS, DTYPES, JACOBIAN_SHAPES, Case, require_peer
+
+
+class Jacobian:
+    params = [
+        ["softmax_jacobian", "log_softmax_jacobian"],
+        BACKENDS,
+        JACOBIAN_SHAPES,
+        DTYPES,
+    ]
+    param_names = ["op", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype):
+        self.case = Case(op, "alloc", backend, shape, dtype)
+
+    def time_op(self, *params):
+        self.case.call()
+
+    def track_ratio_fill(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_fill.unit = "ratio"
+
+
+class JacobianPeers:
+    """softcore / the closed form written in the peer (not jacrev: far slower)."""
+
+    params = [
+        ["softmax_jacobian", "log_softmax_jacobian"],
+        BACKENDS,
+        JACOBIAN_SHAPES,
+        DTYPES,
+        ["torch", "jax"],
+    ]
+    param_names = ["op", "backend", "shape", "dtype", "peer"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype, peer):
+        require_peer(peer)
+        self.case = Case(op, "alloc", backend, shape, dtype)
+
+    def track_ratio_peer(self, op, backend, shape, dtype, peer):
+        return self.case.ratio_to_peer(peer)
+
+    track_ratio_peer.unit = "ratio"

@@ -1,0 +1,66 @@
+"""softmax, log_softmax and logsumexp: time, ratio to np.copyto, ratio to peers."""
+
+from __future__ import annotations
+
+from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer
+
+
+class Softmax:
+    """softmax / log_softmax, into a preallocated ``out=`` and allocating."""
+
+    params = [["softmax", "log_softmax"], ["out", "alloc"], BACKENDS, ROW_SHAPES, DTYPES]
+    param_names = ["op", "variant", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, op, variant, backend, shape, dtype):
+        self.case = Case(op, variant, backend, shape, dtype)
+
+    def time_op(self, *params):
+        self.case.call()
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class LogSumExp:
+    params = [BACKENDS, ROW_SHAPES, DTYPES]
+    param_names = ["backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, backend, shape, dtype):
+        self.case = Case("logsumexp", "alloc", backend, shape, dtype)
+
+    def time_logsumexp(self, *params):
+        self.case.call()
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class SoftmaxPeers:
+    """softcore's time / the peer's time for the same call (PyTorch, JAX)."""
+
+    params = [
+        ["softmax", "log_softmax", "logsumexp"],
+        ["out", "alloc"],
+        BACKENDS,
+        ROW_SHAPES,
+        DTYPES,
+        ["torch", "jax"],
+    ]
+    param_names = ["op", "variant", "backend", "shape", "dtype", "peer"]
+    timeout = 300
+
+    def setup(self, op, variant, backend, shape, dtype, peer):
+        require_peer(peer)
+        peer_supported(op, variant, peer)
+        self.case = Case(op, variant, backend, shape, dtype)
+
+    def track_ratio_peer(self, op, variant, backend, shape, dtype, peer):
+        return self.case.ratio_to_peer(peer)
+
+    track_ratio_peer.unit = "ratio"

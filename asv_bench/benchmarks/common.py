@@ -1,0 +1,160 @@
+"""Shared pieces of the asv suite.
+
+The cases (inputs, calls, floors, peers) come from ``softcore._bench``, the module
+behind ``python -m softcore bench``, so asv and the bench command time exactly the
+same calls.  Nothing here builds data at import: arrays are made in ``setup``.
+
+Conventions, as in NumPy's and SciPy's suites:
+
+* ``params`` / ``param_names`` on every class; a combination that cannot run
+  (backend or peer not installed, variant not offered by the op, output too large)
+  raises ``NotImplementedError`` in ``setup`` and asv records it as skipped;
+* ``setup`` seeds, builds the arrays and makes one warm-up call so a JIT compile
+  is never timed;
+* ``time_*`` time one call; ``track_ratio_*`` (``unit = "ratio"``) return a ratio
+  of medians measured side by side in the same process, which stays comparable
+  across noisy machines; ``peakmem_*`` / ``track_peak_extra_mib`` for memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+#: Shapes of the row-wise families, as ``NxC`` strings (asv shows params verbatim).
+ROW_SHAPES = ["65536x128", "8192x1000", "1024x32000", "64x262144", "32x10"]
+#: ``(N, C, C)`` outputs must fit in memory: the Jacobian gets its own shapes.
+JACOBIAN_SHAPES = ["4096x128", "64x1000", "32x10"]
+#: ``NxDxC`` (rows, features, classes); the last one is small, for smoke runs.
+LINEAR_SHAPES = ["4096x512x32000", "2048x1024x50257", "256x64x1000"]
+DTYPES = ["float32", "float64"]
+
+#: Samples per ratio (median reported) and the minimum duration of one sample.
+RATIO_REPEAT = 5
+RATIO_TARGET_S = 0.01
+
+
+def backend_names() -> list[str]:
+    """Registered backends plus the built-in names, so params stay stable.
+
+    Listing the registry is cheap (entry points only, no backend is imported).
+    """
+    names = ["numpy", "numba", "cupy"]
+    try:
+        import softcore as sc
+
+        names += [b.name for b in sc.list_backends() if b.name not in names]
+    except Exception:  # an old commit without the registry: setup will skip
+        pass
+    return names
+
+
+BACKENDS = backend_names()
+
+
+def require_backend(name: str) -> None:
+    """Raise ``NotImplementedError`` (asv: skipped) unless ``name`` runs here."""
+    import softcore as sc
+
+    infos = {b.name: b for b in sc.list_backends()}
+    if name not in infos:
+        raise NotImplementedError(f"backend {name!r} is not installed")
+    if infos[name].available is not True:
+        raise NotImplementedError(f"backend {name!r}: {infos[name].available}")
+
+
+def require_peer(peer: str) -> None:
+    module = "torch" if peer.startswith("torch") else peer
+    if importlib.util.find_spec(module) is None:
+        raise NotImplementedError(f"{module} is not installed")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split("x"))
+
+
+class Case:
+    """One op on one backend, with its floor, built in ``setup``."""
+
+    def __init__(
+        self, op: str, variant: str, backend: str, shape: str, dtype: str
+    ) -> None:
+        from softcore import _bench
+
+        self.op = _bench.OPS[op]
+        if variant not in self.op.variants:
+            raise NotImplementedError(f"{op} has no variant {variant!r}")
+        self.variant = variant
+        self.shape = parse_shape(shape)
+        self.dtype = dtype
+        why = _bench.shape_fits(self.op, self.shape, dtype)
+        if why is not None:
+            raise NotImplementedError(why)
+        require_backend(backend)
+        self.backend = backend
+        self.inputs = _bench.make_inputs(self.op, variant, self.shape, dtype)
+        self.call = _bench.softcore_call(self.op, variant, self.inputs, backend)
+        import numpy as np
+
+        import softcore as sc
+
+        xp = getattr(sc.get_backend(backend), "xp", np)
+        self.floor = _bench.floor_call(self.op, self.inputs, xp)
+        self.call()  # warm-up: the JIT compile is not timed
+
+    def ratio(self, **others: Any) -> dict[str, float]:
+        """Median times of the op, its floor and ``others``, interleaved."""
+        from softcore import _bench
+
+        fns = {"op": self.call, "floor": self.floor, **others}
+        return _bench.time_interleaved(fns, RATIO_REPEAT, RATIO_TARGET_S)
+
+    def ratio_to_floor(self) -> float:
+        t = self.ratio()
+        return t["op"] / t["floor"]
+
+    def ratio_to_peer(self, peer: str) -> float:
+        """softcore's time / the peer's time, for the same case.
+
+        PyTorch is timed in this process, interleaved.  JAX brings its own thread
+        pool, so it is timed in a subprocess against that process's own copy, and
+        the ratio is taken between the two ratios to the floor.
+        """
+        from softcore import _bench
+
+        if peer == "jax":
+            got = _bench.run_jax(
+                [
+                    {
+                        "op": self.op.name,
+                        "variant": self.variant,
+                        "shape": list(self.shape),
+                        "dtype": self.dtype,
+                    }
+                ],
+                0,
+                RATIO_REPEAT,
+                RATIO_TARGET_S,
+            )[0]
+            if got is None:
+                raise RuntimeError("JAX run failed")
+            t = self.ratio()
+            return (t["op"] / t["floor"]) / (got["time_s"] / got["floor_s"])
+        fn = _bench.torch_call(
+            self.op, self.variant, self.inputs, chunked=peer == "torch-chunked"
+        )
+        if fn is None:
+            raise RuntimeError(f"no {peer} equivalent of {self.op.name}")
+        t = self.ratio(peer=fn)
+        return t["op"] / t["peer"]
+
+
+def peer_supported(op: str, variant: str, peer: str) -> None:
+    """Raise ``NotImplementedError`` where the peer has no equivalent call."""
+    from softcore import _bench
+
+    o = _bench.OPS[op]
+    if peer == "torch-chunked" and o.family != "linear_ce":
+        raise NotImplementedError("chunking options exist for linear CE only")
+    if peer == "jax" and variant not in ("plain", "alloc", "out"):
+        raise NotImplementedError("no JAX equivalent of the CE options")
