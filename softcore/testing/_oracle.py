@@ -50,7 +50,8 @@ def _mp_to_ld(v: Any) -> Any:
         return LD("nan")
     if mpmath.isinf(v):
         return LD("inf") if v > 0 else LD("-inf")
-    return LD(mpmath.nstr(v, 30, min_fixed=1, max_fixed=0))
+    with np.errstate(all="ignore"):  # magnitudes below the smallest subnormal: 0
+        return LD(mpmath.nstr(v, 30, min_fixed=1, max_fixed=0))
 
 
 def _bad_rows(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,168 @@
+"""The kit fails broken backends, naming the broken property; a loopback passes.
+
+Each fake wraps the reference backend and breaks one thing.  It is registered in a
+fresh process (``softcore._registry.register``) which then runs the kit on it with
+``softcore.testing.main``; the test reads the verdict table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+class Wrapped:
+    """The reference backend under another name; subclasses override kernels."""
+
+    priority = -1000
+    threaded = False
+
+    def __init__(self, name: str) -> None:
+        from softcore._reference import backend
+
+        self._ref = backend
+        self.name = name
+        self.version = "0"
+        self.xp = np
+
+    def available(self) -> bool | str:
+        return True
+
+    def accepts(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._ref, attr)
+
+
+class NoMaxShift(Wrapped):
+    """exp(x) / sum(exp(x)) without subtracting the row maximum."""
+
+    def softmax_rows(self, x: Any, out: Any) -> None:
+        with np.errstate(all="ignore"):
+            e = np.exp(x)
+            out[...] = e / e.sum(axis=1, keepdims=True)
+
+
+class GradSign(Wrapped):
+    """Cross-entropy gradient with the sign flipped."""
+
+    def cross_entropy_grad_rows(self, *args: Any) -> None:
+        self._ref.cross_entropy_grad_rows(*args)
+        args[-1][...] *= -1
+
+
+class NanLeak(Wrapped):
+    """Special values are quietly replaced, so NaN rows come out as numbers."""
+
+    def log_softmax_rows(self, x: Any, out: Any) -> None:
+        self._ref.log_softmax_rows(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=-1e30), out)
+
+
+class ThreadDependent(Wrapped):
+    """Claims threads, and the logsumexp's last bit depends on their number."""
+
+    threaded = True
+    _n = 2
+
+    def set_num_threads(self, n: int) -> None:
+        self._n = int(n)
+
+    def get_num_threads(self) -> int:
+        return self._n
+
+    def logsumexp_rows(self, x: Any, out: Any) -> None:
+        self._ref.logsumexp_rows(x, out)
+        if self._n > 1:
+            out[...] = np.nextafter(out, np.inf)
+
+
+class MutatesInput(Wrapped):
+    """Uses its input as scratch space."""
+
+    def logsumexp_rows(self, x: Any, out: Any) -> None:
+        self._ref.logsumexp_rows(x, out)
+        x -= 1.0
+
+
+class HalfPrecision(Wrapped):
+    """Computes softmax in float16 whatever the dtype."""
+
+    def softmax_rows(self, x: Any, out: Any) -> None:
+        tmp = np.empty(x.shape, np.float32)
+        self._ref.softmax_rows(x.astype(np.float32), tmp)
+        out[...] = tmp.astype(np.float16)
+
+
+class IgnoresWeight(Wrapped):
+    """Probability-target cross-entropy that drops the class weights."""
+
+    def cross_entropy_prob_rows(self, x: Any, target: Any, smoothing: Any, class_weight: Any, loss_out: Any) -> None:
+        self._ref.cross_entropy_prob_rows(x, target, smoothing, np.ones_like(class_weight), loss_out)
+
+
+FAKES = {
+    "kit-no-max-shift": NoMaxShift,
+    "kit-grad-sign": GradSign,
+    "kit-nan-leak": NanLeak,
+    "kit-thread-dependent": ThreadDependent,
+    "kit-mutates-input": MutatesInput,
+    "kit-half-precision": HalfPrecision,
+    "kit-ignores-weight": IgnoresWeight,
+    "kit-loopback": Wrapped,
+}
+
+
+def _run_kit(name: str, *args: str) -> tuple[int, str]:
+    """Register fake ``name`` in a fresh process and run the kit on it."""
+    here = Path(__file__).resolve()
+    code = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("kit_fakes", {str(here)!r})
+        fakes = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fakes)
+        from softcore import _registry
+        _registry.register(fakes.FAKES[{name!r}]({name!r}))
+        import softcore.testing
+        sys.exit(softcore.testing.main({[name, *args]!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+BROKEN = [
+    # fake, the kit properties to run (-k), the property that must FAIL, a phrase of its message
+    ("kit-no-max-shift", "extreme_logits and softmax", "extreme_logits", "softmax[kit-no-max-shift] probs"),
+    ("kit-grad-sign", "cross_entropy_grad_finite_differences", "cross_entropy_grad_finite_differences",
+     "disagrees with central finite differences"),
+    ("kit-nan-leak", "special_rows_isolated and log_softmax", "special_rows_isolated", "expected nan"),
+    ("kit-thread-dependent", "thread_invariance and logsumexp", "thread_invariance", "1 thread vs 2 threads"),
+    ("kit-mutates-input", "accuracy and logsumexp", "accuracy", "modified its input"),
+    ("kit-half-precision", "accuracy and softmax and not log", "accuracy", "ULP > tolerance"),
+    ("kit-ignores-weight", "cross_entropy_matches_torch or (accuracy and cross_entropy)", "accuracy", "cross_entropy[kit-ignores-weight] loss"),
+]
+
+
+@pytest.mark.parametrize(("name", "select", "prop", "phrase"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_kit_fails_broken_backend(name: str, select: str, prop: str, phrase: str) -> None:
+    code, out = _run_kit(name, "-k", select, "--max-examples", "10")
+    table = out[out.find("softcore conformance kit:"):]
+    assert code != 0, f"the kit passed the broken backend {name!r}:\n{table}"
+    assert f"FAIL  {prop}" in out, f"property {prop!r} not reported FAIL for {name!r}:\n{table}"
+    assert phrase in out, f"failure message for {name!r} lacks {phrase!r}:\n{table}"
+    assert "VERDICT: FAIL" in out, table
+
+
+def test_kit_passes_loopback() -> None:
+    """The reference backend under another name passes every property."""
+    code, out = _run_kit("kit-loopback", "--max-examples", "10")
+    table = out[out.find("softcore conformance kit:"):]
+    assert code == 0, f"the kit failed the loopback backend:\n{table}"
+    assert "VERDICT: PASS" in out, table
+    assert "FAIL  " not in table, table
