@@ -152,8 +152,8 @@ def make_inputs(
         x = rng.standard_normal((n, d), dtype=dt)
         w = rng.standard_normal((c, d), dtype=dt)
         w *= dt.type(1.0 / math.sqrt(d))
-        t = rng.integers(0, c, size=n, dtype=np.int64)
-        return {"args": (x, w, t), "kwargs": {}, "n": n, "c": c, "d": d}
+        labels = rng.integers(0, c, size=n, dtype=np.int64)
+        return {"args": (x, w, labels), "kwargs": {}, "n": n, "c": c, "d": d}
     n, c = shape
     x = rng.standard_normal((n, c), dtype=dt)
     x *= dt.type(3.0)
@@ -290,7 +290,9 @@ def naive_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] 
         def into() -> Any:
             np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
             if log:
-                np.subtract(out, np.log(np.exp(out).sum(axis=-1, keepdims=True)), out=out)
+                np.subtract(
+                    out, np.log(np.exp(out).sum(axis=-1, keepdims=True)), out=out
+                )
             else:
                 np.exp(out, out=out)
                 np.divide(out, out.sum(axis=-1, keepdims=True), out=out)
@@ -325,7 +327,7 @@ def torch_call(
     import torch.nn.functional as F
 
     args = [torch.from_numpy(np.ascontiguousarray(a)) for a in case["args"]]
-    kwargs = {
+    kwargs: dict[str, Any] = {
         k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
         for k, v in case["kwargs"].items()
     }
@@ -510,6 +512,10 @@ def time_interleaved(
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def _undo(setter: Callable[[int], Any], old: int) -> Callable[[], None]:
+    return lambda: setter(old)
+
+
 @contextlib.contextmanager
 def thread_limit(n: int | None, backends: Sequence[str]) -> Iterator[None]:
     """Run with ``n`` threads in softcore's threaded backends, BLAS and PyTorch."""
@@ -527,7 +533,7 @@ def thread_limit(n: int | None, backends: Sequence[str]) -> Iterator[None]:
         if getattr(be, "threaded", False) and hasattr(be, "set_num_threads"):
             old = be.get_num_threads()
             be.set_num_threads(n)
-            restore.append(lambda be=be, old=old: be.set_num_threads(old))
+            restore.append(_undo(be.set_num_threads, old))
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         old_t = torch.get_num_threads()
@@ -658,7 +664,7 @@ def _jax_child(spec_json: str) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    results = []
+    results: list[dict[str, float] | None] = []
     for c in spec["cases"]:
         op = OPS[c["op"]]
         case = make_inputs(op, c["variant"], tuple(c["shape"]), c["dtype"])
@@ -818,10 +824,14 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
             print(f"skipping backend {name}: {ok}", file=sys.stderr)
     peer_filter = [p for p in (args.backend or []) if p in PEERS]
     peers_on = args.peers
-    use_torch = peers_on and torch_available() and (
-        not args.backend or any(p.startswith("torch") for p in peer_filter)
+    use_torch = (
+        peers_on
+        and torch_available()
+        and (not args.backend or any(p.startswith("torch") for p in peer_filter))
     )
-    use_jax = peers_on and jax_installed() and (not args.backend or "jax" in peer_filter)
+    use_jax = (
+        peers_on and jax_installed() and (not args.backend or "jax" in peer_filter)
+    )
     use_naive = peers_on and (not args.backend or "numpy-naive" in peer_filter)
 
     ops = [OPS[o] for o in (args.op or list(OPS))]
@@ -877,12 +887,33 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
         group: list[Result] = []
         for label, t in times.items():
             group.append(
-                Result(op.name, variant, label, list(shape), dtype, th, t, op.floor,
-                       floor_s, ratio_floor=_ratio(t, floor_s))
+                Result(
+                    op.name,
+                    variant,
+                    label,
+                    list(shape),
+                    dtype,
+                    th,
+                    t,
+                    op.floor,
+                    floor_s,
+                    ratio_floor=_ratio(t, floor_s),
+                )
             )
         group.extend(
-            Result(op.name, variant, label, list(shape), dtype, th, t, op.floor + "@device",
-                   f, ratio_floor=_ratio(t, f), note="own device floor")
+            Result(
+                op.name,
+                variant,
+                label,
+                list(shape),
+                dtype,
+                th,
+                t,
+                op.floor + "@device",
+                f,
+                ratio_floor=_ratio(t, f),
+                note="own device floor",
+            )
             for label, (t, f) in device_rows.items()
         )
         if op.family == "linear_ce" and args.memory:
@@ -898,13 +929,27 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
                 (
                     len(results) + len(group),
                     th,
-                    {"op": op.name, "variant": variant, "shape": list(shape),
-                     "dtype": dtype},
+                    {
+                        "op": op.name,
+                        "variant": variant,
+                        "shape": list(shape),
+                        "dtype": dtype,
+                    },
                 )
             )
             group.append(
-                Result(op.name, variant, "jax", list(shape), dtype, th, None,
-                       op.floor, None, note="pending")
+                Result(
+                    op.name,
+                    variant,
+                    "jax",
+                    list(shape),
+                    dtype,
+                    th,
+                    None,
+                    op.floor,
+                    None,
+                    note="pending",
+                )
             )
         results.extend(group)
     progress.close()
@@ -914,7 +959,7 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
         for th in threads_list:
             mine = [(i, c) for i, t, c in jax_pending if t == th]
             got = run_jax([c for _, c in mine], th or 0, repeat, target)
-            for (i, _), g in zip(mine, got):
+            for (i, _), g in zip(mine, got, strict=False):
                 r = results[i]
                 if g is None:
                     r.note = "no JAX equivalent"
@@ -947,7 +992,10 @@ def _time_device_backends(
         if xp is np:
             continue
         t = time_interleaved(
-            {"op": softcore_call(op, variant, case, name), "floor": floor_call(op, case, xp)},
+            {
+                "op": softcore_call(op, variant, case, name),
+                "floor": floor_call(op, case, xp),
+            },
             repeat,
             target,
         )
@@ -966,7 +1014,9 @@ def _fill_cross_ratios(results: list[Result], reference: str) -> None:
         naive = group.get("numpy-naive")
         for r in group.values():
             r.ratio_ref = _ratio(r.ratio_floor, ref.ratio_floor if ref else None)
-            r.ratio_torch = _ratio(r.ratio_floor, torch_r.ratio_floor if torch_r else None)
+            r.ratio_torch = _ratio(
+                r.ratio_floor, torch_r.ratio_floor if torch_r else None
+            )
             r.ratio_jax = _ratio(r.ratio_floor, jax_r.ratio_floor if jax_r else None)
             r.ratio_naive = _ratio(r.ratio_floor, naive.ratio_floor if naive else None)
 
@@ -989,19 +1039,36 @@ def _fmt_ratio(r: float | None) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = [
-        "op", "variant", "backend", "shape", "dtype", "thr", "median",
-        "/floor", "/ref", "/torch", "/jax", "/naive", "peak MiB",
+        "op",
+        "variant",
+        "backend",
+        "shape",
+        "dtype",
+        "thr",
+        "median",
+        "/floor",
+        "/ref",
+        "/torch",
+        "/jax",
+        "/naive",
+        "peak MiB",
     ]
     lines = [header]
     for r in rows:
         mib = r.get("peak_extra_mib")
         lines.append(
             [
-                r["op"], r["variant"], r["backend"], shape_str(r["shape"]), r["dtype"],
+                r["op"],
+                r["variant"],
+                r["backend"],
+                shape_str(r["shape"]),
+                r["dtype"],
                 "-" if r.get("threads") is None else str(r["threads"]),
                 _fmt_time(r.get("time_s")),
-                _fmt_ratio(r.get("ratio_floor")), _fmt_ratio(r.get("ratio_ref")),
-                _fmt_ratio(r.get("ratio_torch")), _fmt_ratio(r.get("ratio_jax")),
+                _fmt_ratio(r.get("ratio_floor")),
+                _fmt_ratio(r.get("ratio_ref")),
+                _fmt_ratio(r.get("ratio_torch")),
+                _fmt_ratio(r.get("ratio_jax")),
                 _fmt_ratio(r.get("ratio_naive")),
                 "-" if mib is None else f"{mib:.0f}",
             ]
@@ -1061,7 +1128,11 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     rows = [r for r in rows if (r.get("threads") or 0) == top]
     panels: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        label = r["op"] if r["variant"] in ("plain", "alloc") else f"{r['op']} ({r['variant']})"
+        label = (
+            r["op"]
+            if r["variant"] in ("plain", "alloc")
+            else f"{r['op']} ({r['variant']})"
+        )
         panels.setdefault(label, []).append(r)
     if not panels:
         raise SystemExit("nothing to plot")
@@ -1072,9 +1143,11 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(6.0 * ncols, 3.2 * nrows), squeeze=False
     )
-    for ax, (label, prs) in zip(axes.flat, panels.items()):
-        cases = sorted({(shape_str(r["shape"]), r["dtype"]) for r in prs},
-                       key=lambda c: (c[1], c[0]))
+    for ax, (label, prs) in zip(axes.flat, panels.items(), strict=False):
+        cases = sorted(
+            {(shape_str(r["shape"]), r["dtype"]) for r in prs},
+            key=lambda c: (c[1], c[0]),
+        )
         present = [b for b in who if any(r["backend"] == b for r in prs)]
         width = 0.8 / max(len(present), 1)
         for i, b in enumerate(present):
@@ -1093,15 +1166,22 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
             [f"{s}\n{d.replace('float', 'f')}" for s, d in cases], fontsize=7
         )
         floor = prs[0]["floor"]
-        ax.set_ylabel({"copy": "time / copy", "fill": "time / fill J",
-                       "gemm3": "time / 3 GEMMs"}.get(floor, "ratio"), fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+        ax.set_ylabel(
+            {
+                "copy": "time / copy",
+                "fill": "time / fill J",
+                "gemm3": "time / 3 GEMMs",
+            }.get(floor, "ratio"),
+            fontsize=8,
+        )
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[b]) for b in who]
     fig.legend(handles, who, loc="upper center", ncol=min(len(who), 8), frameon=False)
     thr = f", {top} thread(s)" if top else ""
-    fig.suptitle(f"softcore: median time / floor (lower is better{thr})", y=0.995,
-                 fontsize=11)
+    fig.suptitle(
+        f"softcore: median time / floor (lower is better{thr})", y=0.995, fontsize=11
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1171,38 +1251,91 @@ def build_parser() -> argparse.ArgumentParser:
             "take comma-separated lists and may be repeated."
         ),
     )
-    p.add_argument("--op", action="extend", type=_csv(_op_name), metavar="OPS",
-                   help=f"ops to run (default all): {', '.join(OPS)}")
-    p.add_argument("--variant", action="extend", type=_csv(str), metavar="VARIANTS",
-                   help="out/alloc for softmax and log_softmax; plain, weight, "
-                   "smoothing, ignore, prob, all for cross-entropy")
-    p.add_argument("--backend", action="extend", type=_csv(str), metavar="NAMES",
-                   help="softcore backends and/or peers (torch, torch-chunked, jax, "
-                   "numpy-naive); default: every available backend and every peer")
-    p.add_argument("--shape", action="extend", type=_csv(parse_shape), metavar="SHAPES",
-                   help="NxC for row ops, NxDxC for linear CE, e.g. 8192x1000")
-    p.add_argument("--dtype", action="extend", type=_csv(_dtype_name), metavar="DTYPES",
-                   help="float32,float64 (default both)")
-    p.add_argument("--threads", action="extend", type=_csv(int), metavar="NS",
-                   help="thread counts, e.g. 1,2 (default: leave as configured)")
-    p.add_argument("--repeat", type=int, default=None,
-                   help="samples per timing; the median is reported (default 7, "
-                   "3 with --quick)")
-    p.add_argument("--quick", action="store_true",
-                   help="small shapes and short samples: a smoke run, not a measurement")
-    p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
-                   help="time torch / jax / naive NumPy where installed (default on)")
-    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="peak extra memory of linear CE, one subprocess per case")
+    p.add_argument(
+        "--op",
+        action="extend",
+        type=_csv(_op_name),
+        metavar="OPS",
+        help=f"ops to run (default all): {', '.join(OPS)}",
+    )
+    p.add_argument(
+        "--variant",
+        action="extend",
+        type=_csv(str),
+        metavar="VARIANTS",
+        help="out/alloc for softmax and log_softmax; plain, weight, "
+        "smoothing, ignore, prob, all for cross-entropy",
+    )
+    p.add_argument(
+        "--backend",
+        action="extend",
+        type=_csv(str),
+        metavar="NAMES",
+        help="softcore backends and/or peers (torch, torch-chunked, jax, "
+        "numpy-naive); default: every available backend and every peer",
+    )
+    p.add_argument(
+        "--shape",
+        action="extend",
+        type=_csv(parse_shape),
+        metavar="SHAPES",
+        help="NxC for row ops, NxDxC for linear CE, e.g. 8192x1000",
+    )
+    p.add_argument(
+        "--dtype",
+        action="extend",
+        type=_csv(_dtype_name),
+        metavar="DTYPES",
+        help="float32,float64 (default both)",
+    )
+    p.add_argument(
+        "--threads",
+        action="extend",
+        type=_csv(int),
+        metavar="NS",
+        help="thread counts, e.g. 1,2 (default: leave as configured)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="samples per timing; the median is reported (default 7, 3 with --quick)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small shapes and short samples: a smoke run, not a measurement",
+    )
+    p.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time torch / jax / naive NumPy where installed (default on)",
+    )
+    p.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="peak extra memory of linear CE, one subprocess per case",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw ratio bars (matplotlib)")
     p.add_argument("--baseline", metavar="FILE", help="JSON of an earlier run")
-    p.add_argument("--compare", nargs="?", const="", metavar="FILE",
-                   help="regression guard against --baseline: exit 1 if any "
-                   "softcore ratio is more than --threshold worse. With FILE, "
-                   "compare that JSON without measuring")
-    p.add_argument("--threshold", type=float, default=0.10,
-                   help="allowed relative worsening of a ratio (default 0.10)")
+    p.add_argument(
+        "--compare",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="regression guard against --baseline: exit 1 if any "
+        "softcore ratio is more than --threshold worse. With FILE, "
+        "compare that JSON without measuring",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.10,
+        help="allowed relative worsening of a ratio (default 0.10)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-table", action="store_true", help="do not print the table")
     return p
@@ -1219,8 +1352,12 @@ def _op_name(text: str) -> str:
 
 def _dtype_name(text: str) -> str:
     text = text.strip()
-    aliases = {"f32": "float32", "f64": "float64", "float32": "float32",
-               "float64": "float64"}
+    aliases = {
+        "f32": "float32",
+        "f64": "float64",
+        "float32": "float32",
+        "float64": "float64",
+    }
     if text not in aliases:
         raise argparse.ArgumentTypeError(
             f"dtype must be float32 or float64, got {text!r}"

@@ -1,12 +1,20 @@
 """Vector-Jacobian products: softmax_backward and log_softmax_backward."""
 
+# asv reads params / param_names as class attributes holding lists.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, require_peer
 
 
 class Backward:
-    params = [["softmax_backward", "log_softmax_backward"], BACKENDS, ROW_SHAPES, DTYPES]
+    params = [
+        ["softmax_backward", "log_softmax_backward"],
+        BACKENDS,
+        ROW_SHAPES,
+        DTYPES,
+    ]
     param_names = ["op", "backend", "shape", "dtype"]
     timeout = 300
 
@@ -23,7 +31,7 @@ class Backward:
 
 
 class BackwardPeers:
-    """softcore / ``torch._softmax_backward_data`` (JAX: the same expression, jitted)."""
+    """softcore / ``torch._softmax_backward_data``; JAX: the same formula, jitted."""
 
     params = [
         ["softmax_backward", "log_softmax_backward"],

@@ -1,5 +1,8 @@
 """Cross-entropy: loss, gradient, fused loss+gradient, with and without options."""
 
+# asv reads params / param_names as class attributes holding lists.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer

@@ -1,5 +1,8 @@
 """Dense Jacobians ``(N, C, C)``: time and ratio to allocating and filling J once."""
 
+# asv reads params / param_names as class attributes holding lists.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from .common import BACKENDS, DTYPES, JACOBIAN_SHAPES, Case, require_peer

@@ -1,5 +1,8 @@
 """Linear cross-entropy: time, ratio to its three GEMMs, peak memory, PyTorch."""
 
+# asv reads params / param_names as class attributes holding lists.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from .common import BACKENDS, DTYPES, LINEAR_SHAPES, Case, require_peer

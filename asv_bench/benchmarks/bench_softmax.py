@@ -1,5 +1,8 @@
 """softmax, log_softmax and logsumexp: time, ratio to np.copyto, ratio to peers."""
 
+# asv reads params / param_names as class attributes holding lists.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer
@@ -8,7 +11,13 @@ from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_
 class Softmax:
     """softmax / log_softmax, into a preallocated ``out=`` and allocating."""
 
-    params = [["softmax", "log_softmax"], ["out", "alloc"], BACKENDS, ROW_SHAPES, DTYPES]
+    params = [
+        ["softmax", "log_softmax"],
+        ["out", "alloc"],
+        BACKENDS,
+        ROW_SHAPES,
+        DTYPES,
+    ]
     param_names = ["op", "variant", "backend", "shape", "dtype"]
     timeout = 300
 

@@ -1,0 +1,263 @@
+"""Smoke tests of ``python -m softcore bench`` (softcore._bench).
+
+Tiny shapes, one sample: these check that the command runs, filters, writes JSON,
+plots and guards against regressions.  They never assert anything about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from softcore import _bench
+
+TINY = ["--quick", "--repeat", "1", "--no-progress", "--no-peers"]
+
+
+def run_json(tmp_path, *args: str) -> list[dict]:
+    path = tmp_path / "run.json"
+    assert _bench.main([*TINY, *args, "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["softcore_bench"] == 1
+    assert "numpy" in data["environment"]
+    return data["results"]
+
+
+def test_json_written_and_parsed(tmp_path, capsys):
+    rows = run_json(
+        tmp_path,
+        "--op",
+        "softmax,logsumexp",
+        "--backend",
+        "numpy",
+        "--shape",
+        "16x8",
+        "--dtype",
+        "float64",
+    )
+    assert {(r["op"], r["variant"]) for r in rows} == {
+        ("softmax", "out"),
+        ("softmax", "alloc"),
+        ("logsumexp", "alloc"),
+    }
+    for r in rows:
+        assert r["backend"] == "numpy"
+        assert r["shape"] == [16, 8]
+        assert r["dtype"] == "float64"
+        assert r["floor"] == "copy"
+        assert r["time_s"] > 0
+        assert math.isfinite(r["ratio_floor"])
+        assert r["ratio_floor"] > 0
+        assert r["ratio_ref"] == pytest.approx(1.0)  # numpy is the reference
+    table = capsys.readouterr().out
+    assert "/floor" in table
+    assert "softmax" in table
+    assert "logsumexp" in table
+
+
+def test_filters_select_variant_dtype_and_threads(tmp_path):
+    rows = run_json(
+        tmp_path,
+        "--op",
+        "cross_entropy_with_grad",
+        "--variant",
+        "weight,prob",
+        "--backend",
+        "numpy",
+        "--shape",
+        "12x5",
+        "--dtype",
+        "f32",
+        "--threads",
+        "1",
+    )
+    assert {r["variant"] for r in rows} == {"weight", "prob"}
+    assert {r["dtype"] for r in rows} == {"float32"}
+    assert {r["threads"] for r in rows} == {1}
+
+
+def test_every_op_runs_on_every_installed_backend(tmp_path):
+    import softcore as sc
+
+    available = {b.name for b in sc.list_backends() if b.available is True}
+    cpu = {n for n in available if getattr(sc.get_backend(n), "xp", np) is np}
+    rows = run_json(
+        tmp_path,
+        "--shape",
+        "6x4",
+        "--shape",
+        "5x3x7",
+        "--dtype",
+        "float64",
+        "--variant",
+        "alloc,plain,all,prob",
+        "--no-memory",
+    )
+    seen = {(r["op"], r["backend"]) for r in rows}
+    for op in _bench.OPS:
+        for name in cpu:
+            assert (op, name) in seen, (op, name)
+
+
+def test_jacobian_floor_and_size_limit(tmp_path):
+    op = _bench.OPS["softmax_jacobian"]
+    assert _bench.shape_fits(op, (4096, 128), "float64") is None
+    assert "GiB" in _bench.shape_fits(op, (1024, 32000), "float32")
+    rows = run_json(
+        tmp_path,
+        "--op",
+        "softmax_jacobian",
+        "--backend",
+        "numpy",
+        "--shape",
+        "4x3",
+        "--shape",
+        "1024x32000",
+        "--dtype",
+        "float32",
+    )
+    assert [r["shape"] for r in rows] == [[4, 3]]  # the huge one is skipped
+    assert rows[0]["floor"] == "fill"
+
+
+def test_linear_ce_memory_in_subprocess(tmp_path):
+    rows = run_json(
+        tmp_path,
+        "--op",
+        "linear_cross_entropy_with_grad",
+        "--backend",
+        "numpy",
+        "--shape",
+        "8x4x16",
+        "--dtype",
+        "float64",
+    )
+    (row,) = rows
+    assert row["floor"] == "gemm3"
+    assert row["peak_extra_mib"] is not None
+    assert row["peak_extra_mib"] >= 0
+    assert row["extra"]["memory_method"] in (
+        "VmHWM after clear_refs reset",
+        "ru_maxrss delta",
+    )
+
+
+def test_naive_numpy_peer(tmp_path):
+    path = tmp_path / "peer.json"
+    argv = [
+        "--quick",
+        "--repeat",
+        "1",
+        "--no-progress",
+        "--op",
+        "softmax",
+        "--backend",
+        "numpy,numpy-naive",
+        "--shape",
+        "9x7",
+        "--dtype",
+        "float64",
+        "--json",
+        str(path),
+    ]
+    assert _bench.main(argv) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert {r["backend"] for r in rows} == {"numpy", "numpy-naive"}
+    ref = [r for r in rows if r["backend"] == "numpy"]
+    assert all(r["ratio_naive"] is not None for r in ref)
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    assert (
+        _bench.main(
+            [
+                *TINY,
+                "--op",
+                "softmax,softmax_jacobian",
+                "--backend",
+                "numpy",
+                "--shape",
+                "8x4",
+                "--dtype",
+                "float64",
+                "--no-table",
+                "--plot",
+                str(png),
+            ]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _synthetic(path, ratio: float) -> None:
+    rows = [
+        {
+            "op": "softmax",
+            "variant": "out",
+            "backend": b,
+            "shape": [64, 10],
+            "dtype": "float32",
+            "threads": 2,
+            "time_s": ratio * 1e-6,
+            "floor": "copy",
+            "floor_s": 1e-6,
+            "ratio_floor": ratio if b != "torch" else 9.0,
+        }
+        for b in ("numpy", "numba", "torch")
+    ]
+    path.write_text(json.dumps({"softcore_bench": 1, "results": rows}))
+
+
+def test_compare_flags_a_20_percent_regression(tmp_path, capsys):
+    base, cur = tmp_path / "base.json", tmp_path / "cur.json"
+    _synthetic(base, 1.0)
+    _synthetic(cur, 1.2)
+    assert _bench.main(["--baseline", str(base), "--compare", str(cur)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("REGRESSION") == 2  # numpy and numba; the torch peer is context
+    assert "softmax/out numba 64x10 float32 threads=2" in out
+
+
+def test_compare_passes_an_equal_or_slightly_noisier_run(tmp_path, capsys):
+    base, cur = tmp_path / "base.json", tmp_path / "cur.json"
+    _synthetic(base, 1.0)
+    _synthetic(cur, 1.0)
+    assert _bench.main(["--baseline", str(base), "--compare", str(cur)]) == 0
+    _synthetic(cur, 1.05)
+    assert _bench.main(["--baseline", str(base), "--compare", str(cur)]) == 0
+    assert "REGRESSION" not in capsys.readouterr().out
+    _synthetic(cur, 1.05)
+    argv = ["--baseline", str(base), "--compare", str(cur), "--threshold", "0.02"]
+    assert _bench.main(argv) == 1
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(SystemExit) as err:
+        _bench.main(["--op", "softmaxx"])
+    assert err.value.code == 2
+    with pytest.raises(SystemExit):
+        _bench.main(["--shape", "8by4"])
+    with pytest.raises(SystemExit, match="--baseline"):
+        _bench.main(["--compare"])
+    with pytest.raises(SystemExit, match="unknown backend"):
+        _bench.main([*TINY, "--backend", "nope", "--shape", "4x3"])
+
+
+def test_module_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "softcore", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--compare" in proc.stdout
+    assert "--plot" in proc.stdout
