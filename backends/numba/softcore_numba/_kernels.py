@@ -37,7 +37,7 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-from ._vexp import exp32_of64, exp64, fmaxnum, log64  # noqa: E402
+from ._vexp import exp32, exp32_of64, exp64, fmaxnum, log64  # noqa: E402
 
 BLOCK = 16384
 """Elements per row block: the fixed partition of a row for the reductions."""
@@ -61,6 +61,24 @@ def _expd_impl(d, row):
     return lambda d, row: exp64(d)
 
 
+def expdiff(v, m, row):
+    """``exp(v - m)`` for an element ``v`` of ``row`` and a float64 ``m`` that holds
+    a value of ``row``'s dtype (a row maximum), as float64.
+
+    float64: :func:`exp64` of the difference. float32: the difference rounded to
+    float32 (half an ULP of ``v - m``, within the kit's ``|x - lse|`` scaling) and
+    :func:`exp32` in float32, twice as many lanes as float64.
+    """
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(expdiff, inline="always")
+def _expdiff_impl(v, m, row):
+    if isinstance(row, types.Array) and row.dtype == types.float32:
+        return lambda v, m, row: np.float64(exp32(np.float32(v) - np.float32(m)))
+    return lambda v, m, row: exp64(np.float64(v) - m)
+
+
 # ------------------------------------------------------------------ segment helpers
 
 
@@ -81,8 +99,77 @@ def _seg_max(xr, j0, j1):
 def _seg_sumexp(xr, j0, j1, m):
     s = 0.0
     for j in range(j0, j1):
-        s += expd(np.float64(xr[j]) - m, xr)
+        s += expdiff(xr[j], m, xr)
     return s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _seg_exp_store(xr, outr, j0, j1, m):
+    for j in range(j0, j1):
+        outr[j] = expdiff(xr[j], m, xr)
+
+
+@njit(fastmath=_RED, **_KW)
+def _seg_sum(outr, j0, j1):
+    s = 0.0
+    for j in range(j0, j1):
+        s += np.float64(outr[j])
+    return s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _seg_scale(outr, j0, j1, f):
+    for j in range(j0, j1):
+        outr[j] = np.float64(outr[j]) * f
+
+
+@njit(**_KW)
+def _block_exp_store(xr, outr, j0, j1):
+    """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b)``.
+    An all ``-inf`` block stores zeros (NaN where it holds a NaN)."""
+    m = _seg_max(xr, j0, j1)
+    _seg_exp_store(xr, outr, j0, j1, m if m > _NINF else 0.0)
+    return m, _seg_sum(outr, j0, j1)
+
+
+@njit(**_KW)
+def _block_factor(m, M, S):
+    """Scale turning a block's stored ``exp(x - m_b)`` into ``exp(x - M) / S``."""
+    return (exp64(m - M) if m > _NINF else 0.0) * (1.0 / S)
+
+
+@njit(**_KW)
+def _exp_store_row(xr, outr):
+    """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
+    ``(M, S)`` and the block maxima (``None`` for a one-block row)."""
+    C = xr.shape[0]
+    if C <= BLOCK:
+        m, sb = _block_exp_store(xr, outr, 0, C)
+        M, S = _combine(_NINF, 0.0, m, sb)
+        M, S = _finish(M, S)
+        bm = np.empty(1)
+        bm[0] = m
+        return M, S, bm
+    nb = (C + BLOCK - 1) // BLOCK
+    bm = np.empty(nb)
+    M = _NINF
+    S = 0.0
+    for b in range(nb):
+        j0 = b * BLOCK
+        m, sb = _block_exp_store(xr, outr, j0, min(C, j0 + BLOCK))
+        bm[b] = m
+        M, S = _combine(M, S, m, sb)
+    M, S = _finish(M, S)
+    return M, S, bm
+
+
+@njit(**_KW)
+def _scale_row(outr, M, S, bm, c):
+    """``outr *= c * factor_b`` per block."""
+    C = outr.shape[0]
+    for b in range(bm.shape[0]):
+        j0 = b * BLOCK
+        _seg_scale(outr, j0, min(C, j0 + BLOCK), _block_factor(bm[b], M, S) * c)
 
 
 @njit(**_KW)
@@ -124,7 +211,7 @@ def _row_stats(xr):
 @njit(fastmath={"contract"}, **_KW)
 def _seg_softmax(xr, outr, j0, j1, M, inv_s):
     for j in range(j0, j1):
-        outr[j] = expd(np.float64(xr[j]) - M, xr) * inv_s
+        outr[j] = expdiff(xr[j], M, xr) * inv_s
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -138,8 +225,8 @@ def _seg_log_softmax(xr, outr, j0, j1, M, log_s):
 
 @njit(**_KW)
 def _softmax_row(xr, outr):
-    M, S = _row_stats(xr)
-    _seg_softmax(xr, outr, 0, xr.shape[0], M, 1.0 / S)
+    M, S, bm = _exp_store_row(xr, outr)
+    _scale_row(outr, M, S, bm, 1.0)
 
 
 @njit(**_KW)
@@ -197,13 +284,13 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw):
     order of a sum with ``reassoc``.
     """
     for j in range(j0, j1):
-        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1 - c2 * cw[j]
+        gr[j] = expdiff(xr[j], M, xr) * c1 - c2 * cw[j]
 
 
 @njit(fastmath={"contract"}, **_KW)
 def _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1):
     for j in range(j0, j1):
-        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1
+        gr[j] = expdiff(xr[j], M, xr) * c1
 
 
 @njit(fastmath=_RED, **_KW)
@@ -253,7 +340,7 @@ def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S):
 
 @njit(**_KW)
 def _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy):
-    p = expd(xy - M, gr) * (gs * (a + b * W) / S)
+    p = exp64(xy - M) * (gs * (a + b * W) / S)  # one accurate exp per row
     gr[y] = (p - gs * b * cw[y]) - gs * a
 
 
@@ -268,9 +355,14 @@ def _ce_grad_row(xr, gr, y, a, b, cw, W, gs):
     if a == 0.0 and b == 0.0:
         _zero_row(gr)
         return 0.0
+    xy = np.float64(xr[y])  # before gr (possibly xr) is written
+    if b == 0.0:  # no smoothing: store exp(x - m_b) in gr, then scale it
+        M, S, bm = _exp_store_row(xr, gr)
+        _scale_row(gr, M, S, bm, gs * a)
+        _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
+        return _ce_loss(a, b, M, log64(S), xy, 0.0, W)
     M, S = _row_stats(xr)
     log_s = log64(S)
-    xy = np.float64(xr[y])
     C = xr.shape[0]
     wdot = 0.0
     for j0 in range(0, C, BLOCK):
@@ -321,7 +413,7 @@ def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs):
     c1 = gs * A / S
     for j in range(xr.shape[0]):
         aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
-        gr[j] = expd(np.float64(xr[j]) - M, xr) * c1 - gs * aj
+        gr[j] = expdiff(xr[j], M, xr) * c1 - gs * aj
     return loss
 
 
@@ -543,13 +635,27 @@ def _split_stats(x, M, S):
 def softmax_split(x, out):
     n, C = x.shape
     nb = (C + BLOCK - 1) // BLOCK
-    M = np.empty(n)
-    S = np.empty(n)
-    _split_stats(x, M, S)
+    bm = np.empty((n, nb))
+    bs = np.empty((n, nb))
     for k in prange(n * nb):
         r = k // nb
-        j0 = (k - r * nb) * BLOCK
-        _seg_softmax(x[r], out[r], j0, min(C, j0 + BLOCK), M[r], 1.0 / S[r])
+        b = k - r * nb
+        j0 = b * BLOCK
+        bm[r, b], bs[r, b] = _block_exp_store(x[r], out[r], j0, min(C, j0 + BLOCK))
+    M = np.empty(n)
+    S = np.empty(n)
+    for r in range(n):
+        Mr = _NINF
+        Sr = 0.0
+        for b in range(nb):
+            Mr, Sr = _combine(Mr, Sr, bm[r, b], bs[r, b])
+        M[r], S[r] = _finish(Mr, Sr)
+    for k in prange(n * nb):
+        r = k // nb
+        b = k - r * nb
+        j0 = b * BLOCK
+        f = _block_factor(bm[r, b], M[r], S[r]) * 1.0
+        _seg_scale(out[r], j0, min(C, j0 + BLOCK), f)
 
 
 @njit(**_PKW)
@@ -580,12 +686,31 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
     n, C = x.shape
     nb = (C + BLOCK - 1) // BLOCK
     W = _wsum(cw)
+    xy = np.empty(n)
+    for r in range(n):
+        xy[r] = np.float64(x[r, target[r]])  # before grad_out (possibly x) is written
+    bm = np.empty((n, nb))
+    bs = np.empty((n, nb))
+    for k in prange(n * nb):
+        r = k // nb
+        b = k - r * nb
+        j0 = b * BLOCK
+        j1 = min(C, j0 + BLOCK)
+        if beta[r] == 0.0:
+            if alpha[r] != 0.0:
+                bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1)
+        else:
+            bm[r, b], bs[r, b] = _block_stats(x[r], j0, j1)
     M = np.empty(n)
     S = np.empty(n)
-    xy = np.empty(n)
-    _split_stats(x, M, S)
     for r in range(n):
-        xy[r] = np.float64(x[r, target[r]])
+        if alpha[r] == 0.0 and beta[r] == 0.0:
+            continue
+        Mr = _NINF
+        Sr = 0.0
+        for b in range(nb):
+            Mr, Sr = _combine(Mr, Sr, bm[r, b], bs[r, b])
+        M[r], S[r] = _finish(Mr, Sr)
     part = np.zeros((n, nb))
     for k in prange(n * nb):
         r = k // nb
@@ -596,6 +721,9 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         be = beta[r]
         if a == 0.0 and be == 0.0:
             _zero_row(grad_out[r, j0:j1])
+        elif be == 0.0:
+            f = _block_factor(bm[r, b], M[r], S[r]) * (gs * a)
+            _seg_scale(grad_out[r], j0, j1, f)
         else:
             part[r, b] = _ce_grad_seg(
                 x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r]
