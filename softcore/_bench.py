@@ -838,7 +838,7 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
     dtypes = args.dtype or ["float32", "float64"]
     threads_list: list[int | None] = list(args.threads) if args.threads else [None]
     repeat = args.repeat or (3 if args.quick else 7)
-    target = 0.002 if args.quick else 0.05
+    target = args.min_time if args.min_time else (0.002 if args.quick else 0.05)
 
     plan = []
     for op in ops:
@@ -1338,6 +1338,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-table", action="store_true", help="do not print the table")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds one timing sample lasts at least (default 0.05, 0.002 quick)",
+    )
+    p.add_argument(
+        "--load",
+        action="append",
+        metavar="FILE",
+        help="measure nothing: print/plot/merge the results of earlier --json runs "
+        "(repeatable)",
+    )
     return p
 
 
@@ -1374,11 +1387,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:  # compare two stored runs, measure nothing
         rows = _load_rows(args.compare)
     else:
-        results = run_matrix(args)
-        rows = [r.__dict__ for r in results]
+        if args.load:  # tables and plots of stored runs, measure nothing
+            rows = [r for path in args.load for r in _load_rows(path)]
+            env: dict[str, Any] = {"loaded_from": len(args.load)}
+        else:
+            rows = [r.__dict__ for r in run_matrix(args)]
+            env = environment_info()
         payload = {
             "softcore_bench": 1,
-            "environment": environment_info(),
+            "environment": env,
             "settings": {
                 "repeat": args.repeat or (3 if args.quick else 7),
                 "quick": args.quick,

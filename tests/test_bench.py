@@ -261,3 +261,14 @@ def test_module_entry_point():
     assert proc.returncode == 0, proc.stderr
     assert "--compare" in proc.stdout
     assert "--plot" in proc.stdout
+
+
+def test_load_merges_stored_runs(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    _synthetic(a, 1.0)
+    _synthetic(b, 2.0)
+    merged = tmp_path / "merged.json"
+    assert _bench.main(["--load", str(a), "--load", str(b), "--json", str(merged)]) == 0
+    rows = json.loads(merged.read_text())["results"]
+    assert len(rows) == 6
+    assert "numba" in capsys.readouterr().out
