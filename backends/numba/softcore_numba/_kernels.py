@@ -14,12 +14,14 @@ Arithmetic. A row is cut into blocks of ``BLOCK`` elements (a partition fixed by
 ``C`` alone). Per block: its maximum ``m_b`` and ``s_b = sum exp(x - m_b)``; the
 blocks are combined left to right into the row's ``M`` and ``S``
 (``S = S exp(M - m) + s``), so the result does not depend on how many threads
-ran, nor on which mode ran. ``lse = M + log S``; ``softmax = exp(x - M) / S``;
-``log_softmax = (x - M) - log S``. All of it in float64 (float32 inputs are
-widened; their ``exp`` is :func:`~softcore_numba._vexp.exp32_of64`: float64
-range reduction, float32 polynomial), and the results are rounded once to the
-input's dtype. Sums are vectorised (``reassoc`` on the reduction only; the
-order is fixed by the compiled code, not by the thread count).
+ran, nor on which mode ran. ``lse = M + log S``; ``log_softmax = (x - M) - log S``;
+softmax (and the unsmoothed CE gradient) store ``exp(x - m_b)`` in the output
+while summing and scale it by ``exp(m_b - M) / S``: one exp per element. Sums
+are in float64 for both dtypes; float32 rows take ``exp`` in float32 of the
+float32 difference (:func:`~softcore_numba._vexp.exp32`), float64 rows
+:func:`~softcore_numba._vexp.exp64`; results are rounded once to the input's
+dtype. Sums are vectorised (``reassoc`` on the reduction loops only, which never
+write; the order is fixed by the compiled code, not by the thread count).
 
 Special values fall out of the arithmetic: a NaN gives a NaN sum; a ``+inf``
 gives ``M = inf`` and ``inf - inf = NaN``; a row of only ``-inf`` gets
