@@ -20,7 +20,11 @@ def _backends() -> list[object]:
     for info in softcore.list_backends():
         marks = []
         if info.available is not True:
-            marks.append(pytest.mark.skip(reason=f"backend {info.name!r} unavailable: {info.available}"))
+            marks.append(
+                pytest.mark.skip(
+                    reason=f"backend {info.name!r} unavailable: {info.available}"
+                )
+            )
         params.append(pytest.param(info.name, id=info.name, marks=marks))
     return params
 
@@ -34,6 +38,10 @@ def test_backend_passes_the_kit(name: str) -> None:
         timeout=900,
     )
     out = proc.stdout + proc.stderr
-    verdict = out[out.find("softcore conformance kit:"):] if "softcore conformance kit:" in out else out[-4000:]
+    verdict = (
+        out[out.find("softcore conformance kit:") :]
+        if "softcore conformance kit:" in out
+        else out[-4000:]
+    )
     assert proc.returncode == 0, f"the kit failed backend {name!r}:\n{verdict}"
     assert "VERDICT: PASS" in out, verdict

@@ -62,7 +62,9 @@ class NanLeak(Wrapped):
     """Special values are quietly replaced, so NaN rows come out as numbers."""
 
     def log_softmax_rows(self, x: Any, out: Any) -> None:
-        self._ref.log_softmax_rows(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=-1e30), out)
+        self._ref.log_softmax_rows(
+            np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=-1e30), out
+        )
 
 
 class ThreadDependent(Wrapped):
@@ -103,8 +105,12 @@ class HalfPrecision(Wrapped):
 class IgnoresWeight(Wrapped):
     """Probability-target cross-entropy that drops the class weights."""
 
-    def cross_entropy_prob_rows(self, x: Any, target: Any, smoothing: Any, class_weight: Any, loss_out: Any) -> None:
-        self._ref.cross_entropy_prob_rows(x, target, smoothing, np.ones_like(class_weight), loss_out)
+    def cross_entropy_prob_rows(
+        self, x: Any, target: Any, smoothing: Any, class_weight: Any, loss_out: Any
+    ) -> None:
+        self._ref.cross_entropy_prob_rows(
+            x, target, smoothing, np.ones_like(class_weight), loss_out
+        )
 
 
 FAKES = {
@@ -132,29 +138,66 @@ def _run_kit(name: str, *args: str) -> tuple[int, str]:
         import softcore.testing
         sys.exit(softcore.testing.main({[name, *args]!r}))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
 BROKEN = [
-    # fake, the kit properties to run (-k), the property that must FAIL, a phrase of its message
-    ("kit-no-max-shift", "extreme_logits and softmax", "extreme_logits", "softmax[kit-no-max-shift] probs"),
-    ("kit-grad-sign", "cross_entropy_grad_finite_differences", "cross_entropy_grad_finite_differences",
-     "disagrees with central finite differences"),
-    ("kit-nan-leak", "special_rows_isolated and log_softmax", "special_rows_isolated", "expected nan"),
-    ("kit-thread-dependent", "thread_invariance and logsumexp", "thread_invariance", "1 thread vs 2 threads"),
+    # fake, the properties to run (-k), the property that must FAIL, a message phrase
+    (
+        "kit-no-max-shift",
+        "extreme_logits and softmax",
+        "extreme_logits",
+        "softmax[kit-no-max-shift] probs",
+    ),
+    (
+        "kit-grad-sign",
+        "cross_entropy_grad_finite_differences",
+        "cross_entropy_grad_finite_differences",
+        "disagrees with central finite differences",
+    ),
+    (
+        "kit-nan-leak",
+        "special_rows_isolated and log_softmax",
+        "special_rows_isolated",
+        "expected nan",
+    ),
+    (
+        "kit-thread-dependent",
+        "thread_invariance and logsumexp",
+        "thread_invariance",
+        "1 thread vs 2 threads",
+    ),
     ("kit-mutates-input", "accuracy and logsumexp", "accuracy", "modified its input"),
-    ("kit-half-precision", "accuracy and softmax and not log", "accuracy", "ULP > tolerance"),
-    ("kit-ignores-weight", "cross_entropy_matches_torch or (accuracy and cross_entropy)", "accuracy", "cross_entropy[kit-ignores-weight] loss"),
+    (
+        "kit-half-precision",
+        "accuracy and softmax and not log",
+        "accuracy",
+        "ULP > tolerance",
+    ),
+    (
+        "kit-ignores-weight",
+        "cross_entropy_matches_torch or (accuracy and cross_entropy)",
+        "accuracy",
+        "cross_entropy[kit-ignores-weight] loss",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "select", "prop", "phrase"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_kit_fails_broken_backend(name: str, select: str, prop: str, phrase: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "select", "prop", "phrase"), BROKEN, ids=[b[0] for b in BROKEN]
+)
+def test_kit_fails_broken_backend(
+    name: str, select: str, prop: str, phrase: str
+) -> None:
     code, out = _run_kit(name, "-k", select, "--max-examples", "10")
-    table = out[out.find("softcore conformance kit:"):]
+    table = out[out.find("softcore conformance kit:") :]
     assert code != 0, f"the kit passed the broken backend {name!r}:\n{table}"
-    assert f"FAIL  {prop}" in out, f"property {prop!r} not reported FAIL for {name!r}:\n{table}"
+    assert f"FAIL  {prop}" in out, (
+        f"property {prop!r} not reported FAIL for {name!r}:\n{table}"
+    )
     assert phrase in out, f"failure message for {name!r} lacks {phrase!r}:\n{table}"
     assert "VERDICT: FAIL" in out, table
 
@@ -162,7 +205,7 @@ def test_kit_fails_broken_backend(name: str, select: str, prop: str, phrase: str
 def test_kit_passes_loopback() -> None:
     """The reference backend under another name passes every property."""
     code, out = _run_kit("kit-loopback", "--max-examples", "10")
-    table = out[out.find("softcore conformance kit:"):]
+    table = out[out.find("softcore conformance kit:") :]
     assert code == 0, f"the kit failed the loopback backend:\n{table}"
     assert "VERDICT: PASS" in out, table
     assert "FAIL  " not in table, table

@@ -56,14 +56,21 @@ def pytest_args(
     if not _plugin_autoloaded():
         args += ["-p", PLUGIN]
     args += [
-        "--softcore-backend", name,
-        "--softcore-max-examples", str(max_examples),
+        "--softcore-backend",
+        name,
+        "--softcore-max-examples",
+        str(max_examples),
         # the kit's own configuration, whatever the calling project's pytest.ini says
-        "-c", os.devnull,
-        "--rootdir", os.path.dirname(suite.__file__),
-        "-p", "no:cacheprovider",
-        "-o", "addopts=",
-        "-W", "ignore::pytest.PytestAssertRewriteWarning",
+        "-c",
+        os.devnull,
+        "--rootdir",
+        os.path.dirname(suite.__file__),
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
     args += ["-v", "--tb=short"] if verbose else ["-q", "--tb=no", "--no-header"]
     if accuracy:
@@ -117,11 +124,18 @@ def check(
         return 2
     avail = obj.available()
     if avail is not True:
-        print(f"softcore check: backend {name!r} is not available here: {avail}", file=sys.stderr)
+        print(
+            f"softcore check: backend {name!r} is not available here: {avail}",
+            file=sys.stderr,
+        )
         return 2
     args = pytest_args(
-        name, max_examples=max_examples, verbose=verbose, accuracy=accuracy,
-        select=select, extra=extra,
+        name,
+        max_examples=max_examples,
+        verbose=verbose,
+        accuracy=accuracy,
+        select=select,
+        extra=extra,
     )
     code = pytest.main(args)
     return int(code)
@@ -134,22 +148,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run softcore's conformance kit on one backend and print a "
         "PASS/FAIL verdict per property of the numerical contract.",
     )
-    parser.add_argument("name", metavar="NAME", help="backend name (python -m softcore info)")
     parser.add_argument(
-        "--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES, metavar="N",
+        "name", metavar="NAME", help="backend name (python -m softcore info)"
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES,
+        metavar="N",
         help=f"hypothesis examples per property (default {DEFAULT_MAX_EXAMPLES})",
     )
-    parser.add_argument("-k", dest="select", default=None, metavar="EXPR",
-                        help="only properties/ops matching this pytest -k expression")
-    parser.add_argument("--accuracy", action="store_true",
-                        help="print the largest error measured per op and dtype, and SciPy's")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="list every test and show tracebacks")
+    parser.add_argument(
+        "-k",
+        dest="select",
+        default=None,
+        metavar="EXPR",
+        help="only properties/ops matching this pytest -k expression",
+    )
+    parser.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="print the largest error measured per op and dtype, and SciPy's",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list every test and show tracebacks",
+    )
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check":
         args = args[1:]
     ns, extra = parser.parse_known_args(args)
     return check(
-        ns.name, max_examples=ns.max_examples, verbose=ns.verbose,
-        accuracy=ns.accuracy, select=ns.select, extra=extra,
+        ns.name,
+        max_examples=ns.max_examples,
+        verbose=ns.verbose,
+        accuracy=ns.accuracy,
+        select=ns.select,
+        extra=extra,
     )

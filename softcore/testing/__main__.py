@@ -1,4 +1,4 @@
-"""``python -m softcore.testing NAME``: the same as ``python -m softcore check NAME``."""
+"""``python -m softcore.testing NAME``: as ``python -m softcore check NAME``."""
 
 import sys
 

@@ -36,7 +36,13 @@ def ulp_errors(got: Any, exact: Any, scale: Any, dtype: Any) -> np.ndarray:
         ok = (
             (np.isnan(g) & np.isnan(e))
             | (np.isinf(e) & (g == e))
-            | (overflow & ((g == e_rounded) | ((np.abs(g) == LD(fi.max)) & (np.sign(g) == np.sign(e)))))
+            | (
+                overflow
+                & (
+                    (g == e_rounded)
+                    | ((np.abs(g) == LD(fi.max)) & (np.sign(g) == np.sign(e)))
+                )
+            )
         )
         err = np.where(ok, LD(0), err)
         err = np.where(np.isnan(err), LD(np.inf), err)
@@ -60,10 +66,12 @@ def assert_ulp(
     record: bool = True,
     **ctx: Any,
 ) -> float:
-    """Assert ``got`` is within ``tol`` ULPs of ``exact`` at ``scale``; return the max."""
+    """Assert ``got`` is within ``tol`` ULPs of ``exact`` at ``scale``; return max."""
     got = np.asarray(got)
     exact = np.asarray(exact)
-    where = f"{op}[{backend}] {output}, dtype {np.dtype(dtype).name}, " + describe(**ctx)
+    where = f"{op}[{backend}] {output}, dtype {np.dtype(dtype).name}, " + describe(
+        **ctx
+    )
     if got.shape != exact.shape:
         raise AssertionError(
             f"{where}: wrong shape: expected {exact.shape}, received {got.shape}"

@@ -38,23 +38,29 @@ def check_against_reference(
         before = inputs.copy()
         got = spec.call(sc, inputs, backend)
         for (k, a), (_, b) in zip(inputs.arrays(), before.arrays(), strict=True):
-            assert_identical(a, b, what=f"{op}[{backend.name}] modified its input {k!r}", **ctx)
+            assert_identical(
+                a, b, what=f"{op}[{backend.name}] modified its input {k!r}", **ctx
+            )
     refs = spec.reference(inputs)
     names = spec.outputs
     if len(got) != len(refs):
         raise AssertionError(
-            f"{op}[{backend.name}]: expected {len(refs)} results {names}, received {len(got)}"
+            f"{op}[{backend.name}]: expected {len(refs)} results {names}, "
+            f"received {len(got)}"
         )
     tol = tolerance(op, want_dtype)
     for name, g, ref in zip(names, got, refs, strict=True):
         if ref is None:
             if g is not None:
                 raise AssertionError(
-                    f"{op}[{backend.name}] {name}: expected None (no bias given), received {g!r}"
+                    f"{op}[{backend.name}] {name}: expected None (no bias given), "
+                    f"received {g!r}"
                 )
             continue
         if g is None:
-            raise AssertionError(f"{op}[{backend.name}] {name}: expected an array, received None")
+            raise AssertionError(
+                f"{op}[{backend.name}] {name}: expected an array, received None"
+            )
         if g.dtype != want_dtype:
             raise AssertionError(
                 f"{op}[{backend.name}] {name}: wrong dtype for {inputs.x.dtype} input: "
@@ -62,7 +68,15 @@ def check_against_reference(
             )
         exact, scale = ref
         assert_ulp(
-            g, exact, scale, tol=tol, op=op, output=name, backend=backend.name,
-            dtype=want_dtype, record=record, **ctx,
+            g,
+            exact,
+            scale,
+            tol=tol,
+            op=op,
+            output=name,
+            backend=backend.name,
+            dtype=want_dtype,
+            record=record,
+            **ctx,
         )
     return got

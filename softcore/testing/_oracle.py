@@ -72,7 +72,11 @@ def _row_stats_ld(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.errstate(all="ignore"):
         bad = _bad_rows(x)
         xs = np.where(bad[..., None], LD(0), x)
-        m = xs.max(-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), LD)
+        m = (
+            xs.max(-1, keepdims=True)
+            if x.shape[-1]
+            else np.zeros(x.shape[:-1] + (1,), LD)
+        )
         d = xs - m
         e = np.exp(d)
         s = e.sum(-1, keepdims=True)
@@ -189,14 +193,14 @@ def softmax_backward(grad: Any, probs: Any) -> list[tuple[np.ndarray, np.ndarray
     return [(out, _fix_scale(scale, out))]
 
 
-def log_softmax_backward(grad: Any, log_probs: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+def log_softmax_backward(
+    grad: Any, log_probs: Any
+) -> list[tuple[np.ndarray, np.ndarray]]:
     g, lp = _ld(grad), _ld(log_probs)
     with np.errstate(all="ignore"):
         e = np.exp(lp)
         out = g - e * g.sum(-1, keepdims=True)
-        scale = np.maximum(
-            np.abs(g), e * _cond(lp) * np.abs(g).sum(-1, keepdims=True)
-        )
+        scale = np.maximum(np.abs(g), e * _cond(lp) * np.abs(g).sum(-1, keepdims=True))
     return [(out, _fix_scale(scale, out))]
 
 
@@ -231,7 +235,8 @@ def cross_entropy_parts(
     w = np.ones(n_classes, LD) if weight is None else _ld(weight)
     eps = LD(label_smoothing)
     t = np.asarray(target)
-    if t.dtype.kind in "iu":
+    index_target = t.dtype.kind in "iu"
+    if index_target:
         t = t.reshape(-1).astype(np.int64)
         keep = t != ignore_index
         y = np.where(keep, t, 0)
@@ -254,7 +259,9 @@ def cross_entropy_parts(
         )
         loss_scale_rows = np.where(nz, np.abs(a) * size, LD(0)).sum(-1)
         mass = a.sum(-1, keepdims=True)
-        dead = (~nz).all(-1, keepdims=True)
+        # an ignored row (alpha == beta == 0) has an exactly zero gradient, whatever
+        # its logits; a probability row follows the formula (NaN logits: NaN)
+        dead = (~nz).all(-1, keepdims=True) & index_target
         gs = LD(1) / norm if reduction == "mean" else LD(1)
         grad = np.where(dead, LD(0), gs * (p * mass - a))
         cond = np.maximum(_cond(log_p), magnitude)
@@ -283,12 +290,15 @@ def linear_cross_entropy_parts(
     target: Any,
     *,
     linear_bias: Any = None,
+    tiny: float = 0.0,
     **ce: Any,
 ) -> dict[str, np.ndarray]:
     """Loss and gradients of ``cross_entropy(inp @ linear_weight.T + linear_bias)``.
 
     Scales multiply the magnitude of each product by its depth (D for the logits,
-    C for ``d_input``, N for ``d_linear_weight`` and ``d_linear_bias``).
+    C for ``d_input``, N for ``d_linear_weight`` and ``d_linear_bias``).  ``tiny``
+    (the smallest normal number of the working dtype) floors the scale of the logit
+    gradient: below it, that gradient is only known to a subnormal's spacing.
     """
     xin, wl = _ld(inp), _ld(linear_weight)
     n, d = xin.shape
@@ -300,7 +310,8 @@ def linear_cross_entropy_parts(
             z = z + b
             zabs = zabs + np.abs(b)
     parts = cross_entropy_parts(z, target, mag=zabs * max(d, 1), **ce)
-    g, gsc = parts["grad"], parts["grad_scale"]
+    g = parts["grad"]
+    gsc = np.maximum(parts["grad_scale"], LD(tiny))
     with np.errstate(all="ignore"):
         c = wl.shape[0]
         parts["d_input"] = g @ wl

@@ -31,7 +31,9 @@ def kit_settings(scale: float = 1.0) -> settings:
     )
 
 
-def batch_shapes(*, min_dims: int = 0, max_dims: int = 3, max_side: int = 5, empty: bool = False) -> st.SearchStrategy[tuple[int, ...]]:
+def batch_shapes(
+    *, min_dims: int = 0, max_dims: int = 3, max_side: int = 5, empty: bool = False
+) -> st.SearchStrategy[tuple[int, ...]]:
     side = st.integers(0 if empty else 1, max_side)
     return st.lists(side, min_size=min_dims, max_size=max_dims).map(tuple)
 
@@ -92,11 +94,19 @@ def draw_spec(
     pick("reduction", st.sampled_from(["mean", "sum", "none"]))
     pick("label_smoothing", st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]))
     if spec["target"] == "index":
-        pick("target_dtype", st.sampled_from(["int64", "int32", "uint8"]) if c <= 255 else st.just("int64"))
+        pick(
+            "target_dtype",
+            st.sampled_from(["int64", "int32", "uint8"])
+            if c <= 255
+            else st.just("int64"),
+        )
         pick("ignore_frac", st.sampled_from([0.0, 0.0, 0.3, 1.0]))
         if spec["ignore_frac"]:
             unsigned = spec["target_dtype"] == "uint8"
-            pick("ignore_index", st.sampled_from([0, c - 1] if unsigned else [-100, -1, 0]))
+            pick(
+                "ignore_index",
+                st.sampled_from([0, c - 1] if unsigned else [-100, -1, 0]),
+            )
     for k, v in fixed.items():
         spec.setdefault(k, v)
     return spec

@@ -35,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"hypothesis examples per property (default {_runtime.DEFAULT_MAX_EXAMPLES})",
+        help="hypothesis examples per property "
+        f"(default {_runtime.DEFAULT_MAX_EXAMPLES})",
     )
     group.addoption(
         "--softcore-accuracy",
@@ -86,8 +87,14 @@ class _Verdicts:
         prop, case = key
         if rep.when == "call" or rep.outcome != "passed":
             if rep.skipped:
-                reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-                self.outcomes[prop]["skipped"].append((case, reason.removeprefix("Skipped: ")))
+                reason = (
+                    rep.longrepr[2]
+                    if isinstance(rep.longrepr, tuple)
+                    else str(rep.longrepr)
+                )
+                self.outcomes[prop]["skipped"].append(
+                    (case, reason.removeprefix("Skipped: "))
+                )
             elif rep.failed:
                 self.outcomes[prop]["failed"].append((case, _first_lines(rep)))
             elif rep.when == "call":
@@ -97,24 +104,34 @@ class _Verdicts:
 def _first_lines(rep: pytest.TestReport) -> str:
     crash = getattr(rep.longrepr, "reprcrash", None)
     msg = crash.message if crash is not None else str(rep.longrepr)
+    msg = msg.split("Falsifying example", 1)[0]  # hypothesis' repr of the call follows
     lines = [ln for ln in msg.splitlines() if ln.strip()]
     text = " ".join(lines[:3]) if lines else "(no message)"
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     verdicts = config.stash[_verdicts_key]
-    reason = _backend_problem()
     for item in items:
         verdicts.add_item(item)
-        if reason and item.nodeid in verdicts.where:
-            item.add_marker(pytest.mark.skip(reason=reason))
+    if not verdicts.where:
+        return  # no kit tests in this session: nothing to check, nothing to import
+    reason = _backend_problem()
+    if reason:
+        for item in items:
+            if item.nodeid in verdicts.where:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _backend_problem() -> str | None:
     name = _runtime.CONFIG.backend
     if name is None:
-        return "no backend chosen: pass --softcore-backend NAME (or run python -m softcore check NAME)"
+        return (
+            "no backend chosen: pass --softcore-backend NAME "
+            "(or run python -m softcore check NAME)"
+        )
     import softcore
 
     try:
@@ -144,8 +161,9 @@ def verdict_lines(config: pytest.Config) -> tuple[list[str], bool]:
         import softcore
 
         obj = softcore.get_backend(name)
-        head += f" {getattr(obj, 'version', '?')}, threaded={bool(getattr(obj, 'threaded', False))}"
-    except Exception:  # noqa: BLE001 - the table must print whatever the backend does
+        threaded = bool(getattr(obj, "threaded", False))
+        head += f" {getattr(obj, 'version', '?')}, threaded={threaded}"
+    except Exception:
         pass
     head += f", max_examples={_runtime.CONFIG.max_examples}"
     lines.append(head)
@@ -154,7 +172,11 @@ def verdict_lines(config: pytest.Config) -> tuple[list[str], bool]:
     n_fail = 0
     for prop in v.order:
         o = v.outcomes.get(prop, {})
-        failed, passed, skipped = o.get("failed", []), o.get("passed", []), o.get("skipped", [])
+        failed, passed, skipped = (
+            o.get("failed", []),
+            o.get("passed", []),
+            o.get("skipped", []),
+        )
         if failed:
             verdict, ok = "FAIL", False
             n_fail += 1
@@ -162,7 +184,9 @@ def verdict_lines(config: pytest.Config) -> tuple[list[str], bool]:
             detail = f"{len(failed)} failed ({', '.join(cases)}), {len(passed)} passed"
         elif passed:
             verdict = "PASS"
-            detail = f"{len(passed)} passed" + (f", {len(skipped)} skipped" if skipped else "")
+            detail = f"{len(passed)} passed" + (
+                f", {len(skipped)} skipped" if skipped else ""
+            )
         elif skipped:
             verdict = "SKIP"
             reasons = sorted({r for _, r in skipped})
@@ -175,7 +199,12 @@ def verdict_lines(config: pytest.Config) -> tuple[list[str], bool]:
         if len(failed) > 3:
             lines.append(f"          ... and {len(failed) - 3} more")
     total = sum(1 for p in v.order if v.outcomes.get(p))
-    if ok:
+    ran = any(
+        v.outcomes[p].get("passed") or v.outcomes[p].get("failed") for p in v.outcomes
+    )
+    if not ran:
+        lines.append("VERDICT: NOT RUN (every property was skipped, reasons above)")
+    elif ok:
         lines.append(f"VERDICT: PASS ({total} properties)")
     else:
         lines.append(f"VERDICT: FAIL ({n_fail} of {total} properties failed)")
@@ -187,17 +216,23 @@ def accuracy_lines() -> list[str]:
 
     acc = _runtime.ACCURACY
     lines = ["measured max error, ULPs at each op's metric (TOLERANCES), and SciPy's:"]
-    lines.append(f"  {'op':<32} {'output':<16} {'dtype':<8} {'max':>9} {'scipy':>9} {'tol':>5}")
+    lines.append(
+        f"  {'op':<32} {'output':<16} {'dtype':<8} {'max':>9} {'scipy':>9} {'tol':>5}"
+    )
     for key in sorted(acc.worst):
         op, out, dt = key
         sp = acc.scipy.get(key)
         tol = TOLERANCES[op][dt]
         sps = f"{sp:9.3g}" if sp is not None else f"{'-':>9}"
-        lines.append(f"  {op:<32} {out:<16} {dt:<8} {acc.worst[key]:9.3g} {sps} {tol!s:>5}")
+        lines.append(
+            f"  {op:<32} {out:<16} {dt:<8} {acc.worst[key]:9.3g} {sps} {tol!s:>5}"
+        )
     return lines
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
     if not config.stash[_verdicts_key].order:
         return
     tr = terminalreporter

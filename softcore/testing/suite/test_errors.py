@@ -44,7 +44,9 @@ def _kw(**kw: Any) -> Callable[[Inputs, dict[str, Any]], Inputs]:
     return spoil
 
 
-def _arg(i: int, make: Callable[[Inputs, dict[str, Any]], Any]) -> Callable[[Inputs, dict[str, Any]], Inputs]:
+def _arg(
+    i: int, make: Callable[[Inputs, dict[str, Any]], Any]
+) -> Callable[[Inputs, dict[str, Any]], Inputs]:
     return lambda inp, spec: inp.replace(i, make(inp, spec))
 
 
@@ -72,31 +74,89 @@ COMMON = [
     Bad("object_input", _astype(object), (TypeError,)),
     Bad("string_input", _astype(str), (TypeError,)),
 ]
-AXIS = [Bad("axis_out_of_range", _kw(axis=lambda inp, s: inp.x.ndim), (ValueError,), ("axis",))]
+AXIS = [
+    Bad(
+        "axis_out_of_range",
+        _kw(axis=lambda inp, s: inp.x.ndim),
+        (ValueError,),
+        ("axis",),
+    )
+]
 CE_OPTIONS = [
     Bad("unknown_reduction", _kw(reduction="avg"), (ValueError,), ("avg",)),
     Bad("label_smoothing_above_1", _kw(label_smoothing=1.5), (ValueError,), ("1.5",)),
     Bad("label_smoothing_below_0", _kw(label_smoothing=-0.1), (ValueError,), ("-0.1",)),
-    Bad("weight_length", _kw(weight=lambda inp, s: np.ones(s["C"] + 1, inp.x.dtype)), (ValueError,), ("{C1}",)),
+    Bad(
+        "weight_length",
+        _kw(weight=lambda inp, s: np.ones(s["C"] + 1, inp.x.dtype)),
+        (ValueError,),
+        ("{C1}",),
+    ),
 ]
 TARGET = [
-    Bad("target_too_large", lambda inp, s: inp.replace(inp.target_pos, _target_at(1)(inp, s)), (ValueError,), ("{C2}", "{POS}")),
-    Bad("target_negative", lambda inp, s: inp.replace(inp.target_pos, _target_at(-1)(inp, s)), (ValueError,), ("-1", "{POS}")),
+    Bad(
+        "target_too_large",
+        lambda inp, s: inp.replace(inp.target_pos, _target_at(1)(inp, s)),
+        (ValueError,),
+        ("{C2}", "{POS}"),
+    ),
+    Bad(
+        "target_negative",
+        lambda inp, s: inp.replace(inp.target_pos, _target_at(-1)(inp, s)),
+        (ValueError,),
+        ("-1", "{POS}"),
+    ),
 ]
 
 FAMILY_CASES: dict[str, list[Bad]] = {
     "rows": COMMON + AXIS,
-    "backward": COMMON + AXIS + [
-        Bad("shape_mismatch", lambda inp, s: inp.replace(1, _extra_class(1)(inp, s)), (ValueError,)),
+    "backward": COMMON
+    + AXIS
+    + [
+        Bad(
+            "shape_mismatch",
+            lambda inp, s: inp.replace(1, _extra_class(1)(inp, s)),
+            (ValueError,),
+        ),
     ],
-    "ce": COMMON + AXIS + CE_OPTIONS + TARGET + [
-        Bad("target_shape", lambda inp, s: inp.replace(1, np.zeros(inp.args[1].shape + (2,), np.int64)), (ValueError,)),
-        Bad("prob_target_shape", lambda inp, s: inp.replace(1, np.full(tuple(d + 1 for d in inp.x.shape), 0.1, inp.x.dtype)), (ValueError,)),
+    "ce": COMMON
+    + AXIS
+    + CE_OPTIONS
+    + TARGET
+    + [
+        Bad(
+            "target_shape",
+            lambda inp, s: inp.replace(1, np.zeros(inp.args[1].shape + (2,), np.int64)),
+            (ValueError,),
+        ),
+        Bad(
+            "prob_target_shape",
+            lambda inp, s: inp.replace(
+                1, np.full(tuple(d + 1 for d in inp.x.shape), 0.1, inp.x.dtype)
+            ),
+            (ValueError,),
+        ),
     ],
-    "linear": COMMON + CE_OPTIONS + TARGET + [
-        Bad("feature_mismatch", lambda inp, s: inp.replace(1, np.ones((s["C"], s["D"] + 1), inp.x.dtype)), (ValueError,)),
-        Bad("bias_length", _kw(linear_bias=lambda inp, s: np.ones(s["C"] + 1, inp.x.dtype)), (ValueError,), ("{C1}",)),
-        Bad("target_rows", lambda inp, s: inp.replace(2, np.zeros(s["N"] + 1, np.int64)), (ValueError,)),
+    "linear": COMMON
+    + CE_OPTIONS
+    + TARGET
+    + [
+        Bad(
+            "feature_mismatch",
+            lambda inp, s: inp.replace(1, np.ones((s["C"], s["D"] + 1), inp.x.dtype)),
+            (ValueError,),
+        ),
+        Bad(
+            "bias_length",
+            _kw(linear_bias=lambda inp, s: np.ones(s["C"] + 1, inp.x.dtype)),
+            (ValueError,),
+            ("{C1}",),
+        ),
+        Bad(
+            "target_rows",
+            lambda inp, s: inp.replace(2, np.zeros(s["N"] + 1, np.int64)),
+            (ValueError,),
+        ),
     ],
 }
 OUT_CASES = [
@@ -115,15 +175,46 @@ def _all_cases() -> Iterator[Any]:
 
 
 BASE = {
-    "rows": {"seed": 1, "regime": "normal", "C": 5, "batch": (3, 4), "axis": -1, "shape": (3, 4, 5)},
-    "backward": {"seed": 1, "regime": "normal", "C": 5, "batch": (3, 4), "axis": -1, "shape": (3, 4, 5)},
-    "ce": {"seed": 1, "regime": "normal", "C": 5, "batch": (3, 4), "axis": -1, "target": "index", "reduction": "mean"},
-    "linear": {"seed": 1, "regime": "normal", "C": 5, "N": 6, "D": 3, "bias": True, "target": "index", "reduction": "mean"},
+    "rows": {
+        "seed": 1,
+        "regime": "normal",
+        "C": 5,
+        "batch": (3, 4),
+        "axis": -1,
+        "shape": (3, 4, 5),
+    },
+    "backward": {
+        "seed": 1,
+        "regime": "normal",
+        "C": 5,
+        "batch": (3, 4),
+        "axis": -1,
+        "shape": (3, 4, 5),
+    },
+    "ce": {
+        "seed": 1,
+        "regime": "normal",
+        "C": 5,
+        "batch": (3, 4),
+        "axis": -1,
+        "target": "index",
+        "reduction": "mean",
+    },
+    "linear": {
+        "seed": 1,
+        "regime": "normal",
+        "C": 5,
+        "N": 6,
+        "D": 3,
+        "bias": True,
+        "target": "index",
+        "reduction": "mean",
+    },
 }
 
 
 class _Spy:
-    """The backend under test, recording every kernel call (registered under a new name)."""
+    """The backend under test, recording kernel calls (registered under a new name)."""
 
     priority = -(10**9)
 
@@ -185,20 +276,33 @@ def test_bad_input_raises(sc: Any, spy: _Spy, op: str, bad: Bad) -> None:
     msg = str(info.value)
     where = f"{op}[{spy._inner.name}] {bad.label}"
     if spy.calls:
-        raise AssertionError(f"{where}: kernels ran before the error was raised: {spy.calls}")
-    if out is not None and not np.all(np.asarray(getattr(out, "get", lambda: out)()) == 7.0):
+        raise AssertionError(
+            f"{where}: kernels ran before the error was raised: {spy.calls}"
+        )
+    if out is not None and not np.all(
+        np.asarray(getattr(out, "get", lambda: out)()) == 7.0
+    ):
         raise AssertionError(f"{where}: out was written before the error was raised")
     if len(msg) < 20:
-        raise AssertionError(f"{where}: message too terse to say what was expected: {msg!r}")
+        raise AssertionError(
+            f"{where}: message too terse to say what was expected: {msg!r}"
+        )
     fill = {"C": str(spec["C"]), "C1": str(spec["C"] + 1), "C2": str(spec["C"] + 2)}
     t = good.args[good.target_pos] if good.target_pos is not None else None
     for want in bad.mentions:
         if want == "{POS}":
             idx = (1,) * (t.ndim if t is not None else 1)
-            flat = int(np.ravel_multi_index(idx, t.shape)) if t is not None and t.ndim else 0
+            flat = (
+                int(np.ravel_multi_index(idx, t.shape))
+                if t is not None and t.ndim
+                else 0
+            )
             pats = [", ".join(map(str, idx)), f"[{flat}]", f"({flat})"]
             if not any(p in msg for p in pats):
-                raise AssertionError(f"{where}: message does not name the position {idx} (or flat {flat}): {msg!r}")
+                raise AssertionError(
+                    f"{where}: message does not name the position {idx} "
+                    f"(or flat {flat}): {msg!r}"
+                )
             continue
         text = want.format(**fill) if "{" in want else want
         if not re.search(re.escape(text), msg, re.IGNORECASE):
@@ -212,4 +316,6 @@ def test_unknown_backend_names_installed(sc: Any, backend: Any) -> None:
         sc.softmax(x, backend="no-such-backend-kit")
     msg = str(info.value)
     if backend.name not in msg:
-        raise AssertionError(f"unknown-backend error does not list installed {backend.name!r}: {msg!r}")
+        raise AssertionError(
+            f"unknown-backend error does not list installed {backend.name!r}: {msg!r}"
+        )

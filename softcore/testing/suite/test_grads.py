@@ -34,14 +34,18 @@ def _fd(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
         xp, xm = x.copy(), x.copy()
         xp[k] += h
         xm[k] -= h
-        out[(...,) + k] = (np.asarray(f(xp), np.float64) - np.asarray(f(xm), np.float64)) / (2 * h)
+        out[(...,) + k] = (
+            np.asarray(f(xp), np.float64) - np.asarray(f(xm), np.float64)
+        ) / (2 * h)
     return out
 
 
 def _assert_fd(got: np.ndarray, fd: np.ndarray, *, what: str, **ctx: Any) -> None:
     got = np.asarray(got, np.float64)
     if got.shape != fd.shape:
-        raise AssertionError(f"{what}: shape {got.shape}, finite differences {fd.shape}")
+        raise AssertionError(
+            f"{what}: shape {got.shape}, finite differences {fd.shape}"
+        )
     if got.size == 0:
         return
     # a gradient that is exactly 0 (C == 1) is computed as rounding noise: floor the
@@ -75,12 +79,19 @@ def _finite_loss(sc: Any, backend: Any, op: str, inputs: Inputs) -> Inputs:
 @pytest.mark.parametrize("op", ["softmax_jacobian", "log_softmax_jacobian"])
 @given(data=st.data())
 @kit_settings(0.4)
-def test_jacobian_finite_differences(sc: Any, backend: Any, op: str, data: st.DataObject) -> None:
+def test_jacobian_finite_differences(
+    sc: Any, backend: Any, op: str, data: st.DataObject
+) -> None:
     """softmax_jacobian / log_softmax_jacobian are the derivatives of softmax /
     log_softmax (central differences, float64)."""
     rows = data.draw(st.integers(1, 3), label="rows")
     c = data.draw(st.integers(1, 6), label="C")
-    x = np.random.default_rng(data.draw(st.integers(0, 2**31), label="seed")).standard_normal((rows, c)) * 2
+    x = (
+        np.random.default_rng(
+            data.draw(st.integers(0, 2**31), label="seed")
+        ).standard_normal((rows, c))
+        * 2
+    )
     fwd = OPS[op.removesuffix("_jacobian")].function(sc)
     xp = backend.xp
 
@@ -97,7 +108,9 @@ def test_jacobian_finite_differences(sc: Any, backend: Any, op: str, data: st.Da
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(data=st.data())
 @kit_settings(0.5)
-def test_backward_is_vector_jacobian_product(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_backward_is_vector_jacobian_product(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """softmax_backward(g, softmax(x)) = g . softmax_jacobian(x), and likewise for
     log_softmax (the backend's own Jacobian, contracted here explicitly)."""
     spec = draw_spec(data, op, max_c=12)
@@ -108,22 +121,40 @@ def test_backward_is_vector_jacobian_product(sc: Any, backend: Any, op: str, dty
     fwd = op.removesuffix("_backward")
     xp = backend.xp
     y = OPS[fwd].function(sc)(xp.asarray(x), axis=axis, backend=backend.name)
-    jac = _cases.to_host(OPS[fwd + "_jacobian"].function(sc)(xp.asarray(x), axis=axis, backend=backend.name))
-    got = _cases.to_host(OPS[op].function(sc)(xp.asarray(g), y, axis=axis, backend=backend.name))
+    jac = _cases.to_host(
+        OPS[fwd + "_jacobian"].function(sc)(
+            xp.asarray(x), axis=axis, backend=backend.name
+        )
+    )
+    got = _cases.to_host(
+        OPS[op].function(sc)(xp.asarray(g), y, axis=axis, backend=backend.name)
+    )
     gl = np.moveaxis(g, axis, -1).astype(np.longdouble)
     jl = jac.astype(np.longdouble)
     want = np.moveaxis(np.einsum("...i,...ij->...j", gl, jl), -1, axis)
     # the magnitudes of the contraction, and the op's own metric on its rounded
     # second argument (1 - p is ill-conditioned in a rounded p)
-    (_, own), = getattr(_oracle, op)(gl, np.moveaxis(_cases.to_host(y), axis, -1))
+    ((_, own),) = getattr(_oracle, op)(gl, np.moveaxis(_cases.to_host(y), axis, -1))
     terms = np.einsum("...i,...ij->...j", np.abs(gl), np.abs(jl))
     scale = np.moveaxis(np.maximum(terms, own), -1, axis)
     # two computations, each within the op's tolerance of the exact value
-    assert_ulp(got, want, scale, tol=2 * tolerance(op, dtype), op=op, output="vs g.J",
-               backend=backend.name, dtype=dtype, record=False, **spec)
+    assert_ulp(
+        got,
+        want,
+        scale,
+        tol=2 * tolerance(op, dtype),
+        op=op,
+        output="vs g.J",
+        backend=backend.name,
+        dtype=dtype,
+        record=False,
+        **spec,
+    )
 
 
-def _ce_loss_fn(sc: Any, backend: Any, op: str, inputs: Inputs, wrt: str | int) -> Callable[[np.ndarray], Any]:
+def _ce_loss_fn(
+    sc: Any, backend: Any, op: str, inputs: Inputs, wrt: str | int
+) -> Callable[[np.ndarray], Any]:
     loss_op = "cross_entropy" if OPS[op].family == "ce" else "linear_cross_entropy"
 
     def f(z: np.ndarray) -> Any:
@@ -136,7 +167,9 @@ def _ce_loss_fn(sc: Any, backend: Any, op: str, inputs: Inputs, wrt: str | int) 
 @pytest.mark.parametrize("op", ["cross_entropy_grad", "cross_entropy_with_grad"])
 @given(data=st.data())
 @kit_settings(0.5)
-def test_cross_entropy_grad_finite_differences(sc: Any, backend: Any, op: str, data: st.DataObject) -> None:
+def test_cross_entropy_grad_finite_differences(
+    sc: Any, backend: Any, op: str, data: st.DataObject
+) -> None:
     """cross_entropy_grad (and the fused op's gradient) is the derivative of
     cross_entropy for every option (for reduction='none', of the summed loss)."""
     spec = _small(data, op, zero_weight=False)
@@ -149,7 +182,9 @@ def test_cross_entropy_grad_finite_differences(sc: Any, backend: Any, op: str, d
 @pytest.mark.parametrize("wrt", ["input", "linear_weight", "linear_bias"])
 @given(data=st.data())
 @kit_settings(0.4)
-def test_linear_cross_entropy_grad_finite_differences(sc: Any, backend: Any, wrt: str, data: st.DataObject) -> None:
+def test_linear_cross_entropy_grad_finite_differences(
+    sc: Any, backend: Any, wrt: str, data: st.DataObject
+) -> None:
     """linear_cross_entropy_with_grad's d_input, d_linear_weight and d_linear_bias are
     the derivatives of linear_cross_entropy."""
     op = "linear_cross_entropy_with_grad"
@@ -159,5 +194,7 @@ def test_linear_cross_entropy_grad_finite_differences(sc: Any, backend: Any, wrt
     key: str | int = {"input": 0, "linear_weight": 1, "linear_bias": "linear_bias"}[wrt]
     x0 = inputs.args[key] if isinstance(key, int) else inputs.kwargs[key]
     fd = _fd(_ce_loss_fn(sc, backend, op, inputs, key), x0)
-    got = OPS[op].call(sc, inputs, backend)[1 + ["input", "linear_weight", "linear_bias"].index(wrt)]
+    got = OPS[op].call(sc, inputs, backend)[
+        1 + ["input", "linear_weight", "linear_bias"].index(wrt)
+    ]
     _assert_fd(got, fd, what=f"{op}[{backend.name}] d_{wrt}", **spec)

@@ -60,7 +60,9 @@ LAYOUTS = {
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @given(data=st.data())
 @kit_settings(0.4)
-def test_layouts(sc: Any, backend: Any, op: str, layout: str, data: st.DataObject) -> None:
+def test_layouts(
+    sc: Any, backend: Any, op: str, layout: str, data: st.DataObject
+) -> None:
     """Non-contiguous, Fortran, transposed, negatively strided, read-only and
     big-endian inputs (every array argument) give bitwise the result of contiguous
     native copies."""
@@ -78,7 +80,12 @@ def test_layouts(sc: Any, backend: Any, op: str, layout: str, data: st.DataObjec
     for name, g, w in zip(OPS[op].outputs, got, want, strict=True):
         if w is None:
             continue
-        assert_identical(g, w, what=f"{op}[{backend.name}] {name} with {layout} inputs vs contiguous copies", **spec)
+        assert_identical(
+            g,
+            w,
+            what=f"{op}[{backend.name}] {name} with {layout} inputs vs contiguous",
+            **spec,
+        )
 
 
 def _emptied(spec: dict[str, Any], op: str, where: int) -> dict[str, Any]:
@@ -104,7 +111,9 @@ def _emptied(spec: dict[str, Any], op: str, where: int) -> dict[str, Any]:
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @given(data=st.data())
 @kit_settings(0.4)
-def test_empty_batch(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_empty_batch(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """A batch with a zero-length dimension gives empty results of the right shape
     (reductions: sum 0, mean NaN, as PyTorch)."""
     spec = draw_spec(data, op)
@@ -116,7 +125,9 @@ def test_empty_batch(sc: Any, backend: Any, op: str, dtype: str, data: st.DataOb
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @given(data=st.data())
 @kit_settings(0.4)
-def test_single_class(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_single_class(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """C == 1 works: softmax 1, log_softmax 0, logsumexp x, zero gradients."""
     spec = draw_spec(data, op, n_classes=1)
     inputs = _cases.build(op, spec, dtype)
@@ -128,7 +139,9 @@ def test_single_class(sc: Any, backend: Any, op: str, dtype: str, data: st.DataO
 @pytest.mark.parametrize("alias", [True, False], ids=["out_is_input", "out_separate"])
 @given(data=st.data())
 @kit_settings(0.5)
-def test_out(sc: Any, backend: Any, op: str, dtype: str, alias: bool, data: st.DataObject) -> None:
+def test_out(
+    sc: Any, backend: Any, op: str, dtype: str, alias: bool, data: st.DataObject
+) -> None:
     """``out=`` is filled and returned; it may be the input itself (any axis)."""
     spec = draw_spec(data, op)
     inputs = _cases.build(op, spec, dtype)
@@ -138,6 +151,13 @@ def test_out(sc: Any, backend: Any, op: str, dtype: str, alias: bool, data: st.D
     out = x if alias else xp.asarray(np.full(inputs.x.shape, 7.0, dtype))
     res = OPS[op].function(sc)(x, axis=spec["axis"], out=out, backend=backend.name)
     if res is not out:
-        raise AssertionError(f"{op}[{backend.name}](out=...) did not return out itself ({spec})")
+        raise AssertionError(
+            f"{op}[{backend.name}](out=...) did not return out itself ({spec})"
+        )
     what = "out=input" if alias else "out=separate array"
-    assert_identical(to_host(out), want, what=f"{op}[{backend.name}] {what} vs a fresh result", **spec)
+    assert_identical(
+        to_host(out),
+        want,
+        what=f"{op}[{backend.name}] {what} vs a fresh result",
+        **spec,
+    )

@@ -34,7 +34,9 @@ BATTERIES = {
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("battery", list(BATTERIES))
-def test_never_worse_than_scipy(sc: Any, backend: Any, op: str, dtype: str, battery: str) -> None:
+def test_never_worse_than_scipy(
+    sc: Any, backend: Any, op: str, dtype: str, battery: str
+) -> None:
     """On fixed batteries of rows, the backend's largest error (in the op's metric)
     is at most SciPy's plus one ULP."""
     try:
@@ -48,7 +50,7 @@ def test_never_worse_than_scipy(sc: Any, backend: Any, op: str, dtype: str, batt
     got = OPS[op].call(sc, inputs, backend)[0]
     with np.errstate(all="ignore"):
         theirs = getattr(sps, op)(x, axis=-1)
-    (exact, scale), = OPS[op].reference(inputs)
+    ((exact, scale),) = OPS[op].reference(inputs)
     ours = ulp_errors(got, exact, scale, dtype)
     ref = ulp_errors(np.asarray(theirs), exact, scale, dtype)
     out = OPS[op].outputs[0]
@@ -60,9 +62,10 @@ def test_never_worse_than_scipy(sc: Any, backend: Any, op: str, dtype: str, batt
     if not worst <= worst_scipy + SLACK_ULP:
         idx = np.unravel_index(int(np.argmax(ours)), ours.shape)
         raise AssertionError(
-            f"{op}[{backend.name}] {dtype} on the {battery!r} battery ({rows}x{c}): max "
-            f"error {worst:.4g} ULP, worse than scipy.special.{op}'s {worst_scipy:.4g} ULP "
-            f"(+{SLACK_ULP:g}); worst at {list(map(int, idx))}: exact "
+            f"{op}[{backend.name}] {dtype} on the {battery!r} battery "
+            f"({rows}x{c}): max error {worst:.4g} ULP, worse than "
+            f"scipy.special.{op}'s {worst_scipy:.4g} ULP (+{SLACK_ULP:g}); "
+            f"worst at {list(map(int, idx))}: exact "
             f"{float(exact[idx])!r}, received {float(got[idx])!r}, scipy "
             f"{float(np.asarray(theirs)[idx])!r}"
         )

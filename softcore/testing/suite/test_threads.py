@@ -26,8 +26,14 @@ def _spec(op: str, shape: tuple[int, ...], seed: int) -> dict[str, Any]:
     base: dict[str, Any] = {"seed": seed, "regime": "wide"}
     if fam in ("rows", "backward"):
         return {**base, "shape": shape, "axis": -1, "C": shape[-1]}
-    opts = {"weighted": True, "reduction": "mean", "label_smoothing": 0.1, "ignore_frac": 0.3,
-            "ignore_index": -100, "target": "index"}
+    opts = {
+        "weighted": True,
+        "reduction": "mean",
+        "label_smoothing": 0.1,
+        "ignore_frac": 0.3,
+        "ignore_index": -100,
+        "target": "index",
+    }
     if fam == "ce":
         return {**base, **opts, "batch": shape[:1], "C": shape[1], "axis": -1}
     return {**base, **opts, "N": shape[0], "D": shape[1], "C": shape[2], "bias": True}
@@ -35,10 +41,16 @@ def _spec(op: str, shape: tuple[int, ...], seed: int) -> dict[str, Any]:
 
 def _cases_for() -> Iterator[Any]:
     for name, s in OPS.items():
-        kind = "jacobian" if "jacobian" in name else {"backward": "rows"}.get(s.family, s.family)
+        kind = (
+            "jacobian"
+            if "jacobian" in name
+            else {"backward": "rows"}.get(s.family, s.family)
+        )
         for shape in THREAD_SHAPES[kind]:
             yield pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}")
-    yield pytest.param("cross_entropy_with_grad", (4097, 33), "prob", id="cross_entropy_with_grad-prob")
+    yield pytest.param(
+        "cross_entropy_with_grad", (4097, 33), "prob", id="cross_entropy_with_grad-prob"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +59,14 @@ def thread_counts(backend: Any) -> Iterator[tuple[int, int]]:
         pytest.skip(f"backend {backend.name!r} is not threaded (threaded=False)")
     for attr in ("set_num_threads", "get_num_threads"):
         if not callable(getattr(backend, attr, None)):
-            pytest.fail(f"backend {backend.name!r} says threaded=True but has no {attr}()")
+            pytest.fail(
+                f"backend {backend.name!r} says threaded=True but has no {attr}()"
+            )
     initial = int(backend.get_num_threads())
     most = initial if initial > 1 else 2
     try:
         backend.set_num_threads(most)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"backend {backend.name!r} cannot run {most} threads here: {exc}")
     try:
         yield 1, most
@@ -60,10 +74,19 @@ def thread_counts(backend: Any) -> Iterator[tuple[int, int]]:
         backend.set_num_threads(initial)
 
 
-@pytest.mark.parametrize(("op", "shape", "target"), [
-    (p.values + ("index",))[:3] for p in _cases_for()
-], ids=[p.id for p in _cases_for()])
-def test_thread_invariance(sc: Any, backend: Any, thread_counts: tuple[int, int], op: str, shape: tuple[int, ...], target: str) -> None:
+@pytest.mark.parametrize(
+    ("op", "shape", "target"),
+    [(p.values + ("index",))[:3] for p in _cases_for()],
+    ids=[p.id for p in _cases_for()],
+)
+def test_thread_invariance(
+    sc: Any,
+    backend: Any,
+    thread_counts: tuple[int, int],
+    op: str,
+    shape: tuple[int, ...],
+    target: str,
+) -> None:
     """Bitwise the same results with one thread and with all of them."""
     one, most = thread_counts
     spec = _spec(op, shape, 7)
@@ -78,5 +101,10 @@ def test_thread_invariance(sc: Any, backend: Any, thread_counts: tuple[int, int]
     for name, a, b in zip(OPS[op].outputs, results[one], results[most], strict=True):
         if b is None:
             continue
-        assert_identical(a, b, what=f"{op}[{backend.name}] {name}: {one} thread vs {most} threads",
-                         shape=shape, target=target)
+        assert_identical(
+            a,
+            b,
+            what=f"{op}[{backend.name}] {name}: {one} thread vs {most} threads",
+            shape=shape,
+            target=target,
+        )

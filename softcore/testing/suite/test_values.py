@@ -25,7 +25,9 @@ from softcore.testing._strategies import (
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @given(data=st.data())
 @kit_settings()
-def test_accuracy(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_accuracy(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """Every output within TOLERANCES[op][dtype] of the long double / mpmath oracle,
     in the input's float dtype, with the inputs left unmodified."""
     spec = draw_spec(data, op)
@@ -35,11 +37,15 @@ def test_accuracy(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObjec
 
 @given(data=st.data())
 @kit_settings(0.5)
-def test_float16_is_float32_rounded(sc: Any, backend: Any, op: str, data: st.DataObject) -> None:
+def test_float16_is_float32_rounded(
+    sc: Any, backend: Any, op: str, data: st.DataObject
+) -> None:
     """float16 inputs give float16 results equal to the float32 results rounded."""
     spec = draw_spec(data, op)
     inp16 = _cases.build(op, spec, "float16")
-    inp32 = inp16.map_floats(lambda a: a.astype(np.float32) if a.dtype == np.float16 else a)
+    inp32 = inp16.map_floats(
+        lambda a: a.astype(np.float32) if a.dtype == np.float16 else a
+    )
     got16 = OPS[op].call(sc, inp16, backend)
     got32 = OPS[op].call(sc, inp32, backend)
     for name, g16, g32 in zip(OPS[op].outputs, got16, got32, strict=True):
@@ -47,13 +53,21 @@ def test_float16_is_float32_rounded(sc: Any, backend: Any, op: str, data: st.Dat
             continue
         with np.errstate(over="ignore"):
             want = g32.astype(np.float16)
-        assert_identical(g16, want, what=f"{op}[{backend.name}] {name}: float16 result vs float32 result rounded to float16", **spec)
+        assert_identical(
+            g16,
+            want,
+            what=f"{op}[{backend.name}] {name}: float16 result vs float32 result "
+            "rounded to float16",
+            **spec,
+        )
 
 
 @pytest.mark.parametrize("dtype", PROMOTED_DTYPES)
 @given(data=st.data())
 @kit_settings(0.2)
-def test_ints_and_bool_promote_to_float64(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_ints_and_bool_promote_to_float64(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """Integer and bool data give float64 results equal to those of a float64 copy."""
     spec = draw_spec(data, op, regimes=("ties",))
     base = _cases.build(op, spec, "float64")
@@ -66,16 +80,25 @@ def test_ints_and_bool_promote_to_float64(sc: Any, backend: Any, op: str, dtype:
                 info = np.iinfo(dtype)
                 v = np.clip(np.round(a), info.min, info.max).astype(dtype)
             cast = cast.replace(i, v)
-    as_float = cast.map_floats(lambda a: a.astype(np.float64) if a.dtype.kind in "biu" else a)
+    as_float = cast.map_floats(
+        lambda a: a.astype(np.float64) if a.dtype.kind in "biu" else a
+    )
     got = OPS[op].call(sc, cast, backend)
     want = OPS[op].call(sc, as_float, backend)
     for name, g, w in zip(OPS[op].outputs, got, want, strict=True):
         if w is None:
             continue
-        assert_identical(g, w, what=f"{op}[{backend.name}] {name}: {dtype} input vs its float64 copy", **spec)
+        assert_identical(
+            g,
+            w,
+            what=f"{op}[{backend.name}] {name}: {dtype} input vs its float64 copy",
+            **spec,
+        )
 
 
-def _with_special_rows(inputs: Inputs, rng: np.random.Generator, kinds: tuple[str, ...]) -> tuple[Inputs, list[str]]:
+def _with_special_rows(
+    inputs: Inputs, rng: np.random.Generator, kinds: tuple[str, ...]
+) -> tuple[Inputs, list[str]]:
     x = inputs.x
     rows = rows_view(x, inputs.class_axis)
     notes = []
@@ -91,27 +114,35 @@ def _with_special_rows(inputs: Inputs, rng: np.random.Generator, kinds: tuple[st
         else:
             rows[r, :] = -np.inf
         notes.append(f"row {int(r)}: {kind}")
-    return inputs.replace(inputs.primary, from_rows(rows, x, inputs.class_axis).copy()), notes
+    return inputs.replace(
+        inputs.primary, from_rows(rows, x, inputs.class_axis).copy()
+    ), notes
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(data=st.data())
 @kit_settings()
-def test_special_rows_isolated(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_special_rows_isolated(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """A row with a NaN, a +inf, or only -inf is NaN throughout its results; every
     other row is as accurate as without it (ignored cross-entropy rows stay 0)."""
     spec = draw_spec(data, op)
     inputs = _cases.build(op, spec, dtype)
     rng = np.random.default_rng(spec["seed"] + 1)
     inputs, notes = _with_special_rows(inputs, rng, OPS[op].specials)
-    check_against_reference(sc, backend, op, inputs, ctx={**spec, "special": notes}, record=False)
+    check_against_reference(
+        sc, backend, op, inputs, ctx={**spec, "special": notes}, record=False
+    )
 
 
 @pytest.mark.parametrize("op", ops_of("rows", "ce"))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(data=st.data())
 @kit_settings()
-def test_neg_inf_entries(sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject) -> None:
+def test_neg_inf_entries(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> None:
     """-inf entries of an otherwise finite row: probability 0, log-probability -inf,
     the rest of the row as if they were absent.
 
@@ -124,7 +155,9 @@ def test_neg_inf_entries(sc: Any, backend: Any, op: str, dtype: str, data: st.Da
     rng = np.random.default_rng(spec["seed"] + 2)
     if rows.shape[1] > 1:
         mask = rng.uniform(size=rows.shape) < 0.3
-        mask[np.arange(rows.shape[0]), rng.integers(0, rows.shape[1], rows.shape[0])] = False
+        mask[
+            np.arange(rows.shape[0]), rng.integers(0, rows.shape[1], rows.shape[0])
+        ] = False
         rows[mask] = -np.inf
     inputs = inputs.replace(0, from_rows(rows, inputs.x, inputs.class_axis).copy())
     check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
@@ -134,7 +167,9 @@ def test_neg_inf_entries(sc: Any, backend: Any, op: str, dtype: str, data: st.Da
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(data=st.data())
 @kit_settings(0.5)
-def test_extreme_logits(sc: Any, backend: Any, op: str, dtype: str, regime: str, data: st.DataObject) -> None:
+def test_extreme_logits(
+    sc: Any, backend: Any, op: str, dtype: str, regime: str, data: st.DataObject
+) -> None:
     """Logits of +-1e4 and +-3e38: no overflow, no NaN, as accurate as anywhere (an
     exact result beyond the dtype's range must be the matching infinity)."""
     spec = draw_spec(data, op, regimes=(regime,))
@@ -182,12 +217,25 @@ def test_mpmath_literals(sc: Any, backend: Any, op: str, dtype: str, case: str) 
     with mpmath.workdps(100), np.errstate(all="ignore"):
         if op == "softmax":
             exact = np.array([ld(mpmath.nstr(v, 30)) for v in p])
-            scale = exact * np.maximum(1, np.abs(np.array([ld(mpmath.nstr(v, 30)) for v in log_p])))
+            scale = exact * np.maximum(
+                1, np.abs(np.array([ld(mpmath.nstr(v, 30)) for v in log_p]))
+            )
         elif op == "log_softmax":
             exact = np.array([ld(mpmath.nstr(v, 30)) for v in log_p])
-            scale = np.maximum(np.maximum(np.abs(exact), abs(ld(mpmath.nstr(lse, 30)))), 1)
+            scale = np.maximum(
+                np.maximum(np.abs(exact), abs(ld(mpmath.nstr(lse, 30)))), 1
+            )
         else:
             exact = np.array(ld(mpmath.nstr(lse, 30)))
             scale = np.maximum(np.abs(exact), 1)
-    assert_ulp(got, exact, scale, tol=tolerance(op, dtype), op=op, output=OPS[op].outputs[0],
-               backend=backend.name, dtype=dtype, case=case)
+    assert_ulp(
+        got,
+        exact,
+        scale,
+        tol=tolerance(op, dtype),
+        op=op,
+        output=OPS[op].outputs[0],
+        backend=backend.name,
+        dtype=dtype,
+        case=case,
+    )
