@@ -33,7 +33,9 @@ def median_time(fn, repeat):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--ops", nargs="+", default=["softmax", "log_softmax", "logsumexp", "ce"])
+    ap.add_argument(
+        "--ops", nargs="+", default=["softmax", "log_softmax", "logsumexp", "ce"]
+    )
     ap.add_argument("--shapes", nargs="+", default=None)
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     ap.add_argument("--repeat", type=int, default=11)
@@ -54,7 +56,9 @@ def main() -> None:
                 for op in args.ops:
                     if op == "ce":
                         f_out = None
-                        f_alloc = lambda: sc.cross_entropy_with_grad(x, t, backend="numba")
+                        f_alloc = lambda: sc.cross_entropy_with_grad(
+                            x, t, backend="numba"
+                        )
                     elif op == "logsumexp":
                         f_out = None
                         f_alloc = lambda: sc.logsumexp(x, backend="numba")
@@ -63,11 +67,16 @@ def main() -> None:
                         f_out = lambda fn=fn: fn(x, out=y, backend="numba")
                         f_alloc = lambda fn=fn: fn(x, backend="numba")
                     tc = median_time(lambda: np.copyto(y, x), args.repeat)
-                    r_out = median_time(f_out, args.repeat) / tc if f_out else float("nan")
+                    r_out = (
+                        median_time(f_out, args.repeat) / tc if f_out else float("nan")
+                    )
                     tc2 = median_time(lambda: np.copyto(y, x), args.repeat)
                     r_al = median_time(f_alloc, args.repeat) / ((tc + tc2) / 2)
-                    print(f"{op:<14}{'x'.join(map(str, shape)):>14}{dt:>9}{nt:>4}"
-                          f"{r_out:>8.2f}{r_al:>8.2f}", flush=True)
+                    print(
+                        f"{op:<14}{'x'.join(map(str, shape)):>14}{dt:>9}{nt:>4}"
+                        f"{r_out:>8.2f}{r_al:>8.2f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -106,9 +106,16 @@ def _seg_sumexp(xr, j0, j1, m):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _seg_exp_store(xr, outr, j0, j1, m):
-    for j in range(j0, j1):
-        outr[j] = expdiff(xr[j], m, xr)
+def _seg_exp_store(xr, outr, j0, j1, m, ip):
+    # ``ip``: outr is xr. A separate loop without the second array vectorises
+    # unconditionally; with both, LLVM's run-time overlap check would fall back
+    # to scalar code exactly in the in-place case.
+    if ip:
+        for j in range(j0, j1):
+            xr[j] = expdiff(xr[j], m, xr)
+    else:
+        for j in range(j0, j1):
+            outr[j] = expdiff(xr[j], m, xr)
 
 
 @njit(fastmath=_RED, **_KW)
@@ -126,11 +133,11 @@ def _seg_scale(outr, j0, j1, f):
 
 
 @njit(**_KW)
-def _block_exp_store(xr, outr, j0, j1):
+def _block_exp_store(xr, outr, j0, j1, ip):
     """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b)``.
     An all ``-inf`` block stores zeros (NaN where it holds a NaN)."""
     m = _seg_max(xr, j0, j1)
-    _seg_exp_store(xr, outr, j0, j1, m if m > _NINF else 0.0)
+    _seg_exp_store(xr, outr, j0, j1, m if m > _NINF else 0.0, ip)
     return m, _seg_sum(outr, j0, j1)
 
 
@@ -141,12 +148,12 @@ def _block_factor(m, M, S):
 
 
 @njit(**_KW)
-def _exp_store_row(xr, outr):
+def _exp_store_row(xr, outr, ip):
     """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
     ``(M, S)`` and the block maxima (``None`` for a one-block row)."""
     C = xr.shape[0]
     if C <= BLOCK:
-        m, sb = _block_exp_store(xr, outr, 0, C)
+        m, sb = _block_exp_store(xr, outr, 0, C, ip)
         M, S = _combine(_NINF, 0.0, m, sb)
         M, S = _finish(M, S)
         bm = np.empty(1)
@@ -158,7 +165,7 @@ def _exp_store_row(xr, outr):
     S = 0.0
     for b in range(nb):
         j0 = b * BLOCK
-        m, sb = _block_exp_store(xr, outr, j0, min(C, j0 + BLOCK))
+        m, sb = _block_exp_store(xr, outr, j0, min(C, j0 + BLOCK), ip)
         bm[b] = m
         M, S = _combine(M, S, m, sb)
     M, S = _finish(M, S)
@@ -211,30 +218,28 @@ def _row_stats(xr):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _seg_softmax(xr, outr, j0, j1, M, inv_s):
-    for j in range(j0, j1):
-        outr[j] = expdiff(xr[j], M, xr) * inv_s
-
-
-@njit(fastmath={"contract"}, **_KW)
-def _seg_log_softmax(xr, outr, j0, j1, M, log_s):
-    for j in range(j0, j1):
-        outr[j] = (np.float64(xr[j]) - M) - log_s
+def _seg_log_softmax(xr, outr, j0, j1, M, log_s, ip):
+    if ip:
+        for j in range(j0, j1):
+            xr[j] = (np.float64(xr[j]) - M) - log_s
+    else:
+        for j in range(j0, j1):
+            outr[j] = (np.float64(xr[j]) - M) - log_s
 
 
 # ---------------------------------------------------------------------- row helpers
 
 
 @njit(**_KW)
-def _softmax_row(xr, outr):
-    M, S, bm = _exp_store_row(xr, outr)
+def _softmax_row(xr, outr, ip):
+    M, S, bm = _exp_store_row(xr, outr, ip)
     _scale_row(outr, M, S, bm, 1.0)
 
 
 @njit(**_KW)
-def _log_softmax_row(xr, outr):
+def _log_softmax_row(xr, outr, ip):
     M, S = _row_stats(xr)
-    _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S))
+    _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S), ip)
 
 
 @njit(**_KW)
@@ -278,21 +283,19 @@ def _log_softmax_backward_row(g, lp, outr):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw):
+def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
     """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment (``gr`` may be ``xr``).
 
     Reductions never share a loop with a write: where ``gr`` may alias ``xr``
     LLVM picks a vector or a scalar loop at run time, which would change the
     order of a sum with ``reassoc``.
     """
-    for j in range(j0, j1):
-        gr[j] = expdiff(xr[j], M, xr) * c1 - c2 * cw[j]
-
-
-@njit(fastmath={"contract"}, **_KW)
-def _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1):
-    for j in range(j0, j1):
-        gr[j] = expdiff(xr[j], M, xr) * c1
+    if ip:
+        for j in range(j0, j1):
+            xr[j] = expdiff(xr[j], M, xr) * c1 - c2 * cw[j]
+    else:
+        for j in range(j0, j1):
+            gr[j] = expdiff(xr[j], M, xr) * c1 - c2 * cw[j]
 
 
 @njit(fastmath=_RED, **_KW)
@@ -327,17 +330,14 @@ def _ce_row(xr, y, a, b, cw, W):
 
 
 @njit(**_KW)
-def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S):
+def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
     """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; the smoothing
     partial sum of the segment is read first and returned. The target column is
     fixed up by the caller."""
     c1 = gs * (a + b * W) / S
-    if b != 0.0:
-        part = _seg_wdot(xr, j0, j1, M, cw)
-        _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw)
-        return part
-    _seg_ce_grad_nosmooth(xr, gr, j0, j1, M, c1)
-    return 0.0
+    part = _seg_wdot(xr, j0, j1, M, cw)
+    _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip)
+    return part
 
 
 @njit(**_KW)
@@ -353,13 +353,13 @@ def _zero_row(gr):
 
 
 @njit(**_KW)
-def _ce_grad_row(xr, gr, y, a, b, cw, W, gs):
+def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
     if a == 0.0 and b == 0.0:
         _zero_row(gr)
         return 0.0
     xy = np.float64(xr[y])  # before gr (possibly xr) is written
     if b == 0.0:  # no smoothing: store exp(x - m_b) in gr, then scale it
-        M, S, bm = _exp_store_row(xr, gr)
+        M, S, bm = _exp_store_row(xr, gr, ip)
         _scale_row(gr, M, S, bm, gs * a)
         _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
         return _ce_loss(a, b, M, log64(S), xy, 0.0, W)
@@ -368,7 +368,8 @@ def _ce_grad_row(xr, gr, y, a, b, cw, W, gs):
     C = xr.shape[0]
     wdot = 0.0
     for j0 in range(0, C, BLOCK):
-        wdot += _ce_grad_seg(xr, gr, j0, min(C, j0 + BLOCK), y, a, b, cw, W, gs, M, S)
+        j1 = min(C, j0 + BLOCK)
+        wdot += _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip)
     _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
     return _ce_loss(a, b, M, log_s, xy, wdot, W)
 
@@ -460,26 +461,30 @@ def _jac_row_last(Jr, log):
 
 @njit(**_PKW)
 def softmax_par(x, out):
+    ip = x.ctypes.data == out.ctypes.data
     for r in prange(x.shape[0]):
-        _softmax_row(x[r], out[r])
+        _softmax_row(x[r], out[r], ip)
 
 
 @njit(**_KW)
 def softmax_ser(x, out):
+    ip = x.ctypes.data == out.ctypes.data
     for r in range(x.shape[0]):
-        _softmax_row(x[r], out[r])
+        _softmax_row(x[r], out[r], ip)
 
 
 @njit(**_PKW)
 def log_softmax_par(x, out):
+    ip = x.ctypes.data == out.ctypes.data
     for r in prange(x.shape[0]):
-        _log_softmax_row(x[r], out[r])
+        _log_softmax_row(x[r], out[r], ip)
 
 
 @njit(**_KW)
 def log_softmax_ser(x, out):
+    ip = x.ctypes.data == out.ctypes.data
     for r in range(x.shape[0]):
-        _log_softmax_row(x[r], out[r])
+        _log_softmax_row(x[r], out[r], ip)
 
 
 @njit(**_PKW)
@@ -535,18 +540,20 @@ def cross_entropy_ser(x, target, alpha, beta, cw, loss_out):
 @njit(**_PKW)
 def cross_entropy_grad_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     W = _wsum(cw)
+    ip = x.ctypes.data == grad_out.ctypes.data
     for r in prange(x.shape[0]):
         loss_out[r] = _ce_grad_row(
-            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs
+            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip
         )
 
 
 @njit(**_KW)
 def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     W = _wsum(cw)
+    ip = x.ctypes.data == grad_out.ctypes.data
     for r in range(x.shape[0]):
         loss_out[r] = _ce_grad_row(
-            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs
+            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip
         )
 
 
@@ -591,7 +598,7 @@ def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
 def jacobian_par(x, out, log):
     n, C = x.shape
     for r in prange(n):
-        _softmax_row(x[r], out[r, C - 1])
+        _softmax_row(x[r], out[r, C - 1], False)
     m = C - 1
     for k in prange(n * m):
         r = k // m
@@ -604,7 +611,7 @@ def jacobian_par(x, out, log):
 def jacobian_ser(x, out, log):
     n, C = x.shape
     for r in range(n):
-        _softmax_row(x[r], out[r, C - 1])
+        _softmax_row(x[r], out[r, C - 1], False)
         for i in range(C - 1):
             _jac_row_i(out[r], i, out[r, C - 1], log)
         _jac_row_last(out[r], log)
@@ -636,6 +643,7 @@ def _split_stats(x, M, S):
 @njit(**_PKW)
 def softmax_split(x, out):
     n, C = x.shape
+    ip = x.ctypes.data == out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
     bm = np.empty((n, nb))
     bs = np.empty((n, nb))
@@ -643,7 +651,8 @@ def softmax_split(x, out):
         r = k // nb
         b = k - r * nb
         j0 = b * BLOCK
-        bm[r, b], bs[r, b] = _block_exp_store(x[r], out[r], j0, min(C, j0 + BLOCK))
+        j1 = min(C, j0 + BLOCK)
+        bm[r, b], bs[r, b] = _block_exp_store(x[r], out[r], j0, j1, ip)
     M = np.empty(n)
     S = np.empty(n)
     for r in range(n):
@@ -663,6 +672,7 @@ def softmax_split(x, out):
 @njit(**_PKW)
 def log_softmax_split(x, out):
     n, C = x.shape
+    ip = x.ctypes.data == out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
     M = np.empty(n)
     S = np.empty(n)
@@ -670,7 +680,8 @@ def log_softmax_split(x, out):
     for k in prange(n * nb):
         r = k // nb
         j0 = (k - r * nb) * BLOCK
-        _seg_log_softmax(x[r], out[r], j0, min(C, j0 + BLOCK), M[r], log64(S[r]))
+        j1 = min(C, j0 + BLOCK)
+        _seg_log_softmax(x[r], out[r], j0, j1, M[r], log64(S[r]), ip)
 
 
 @njit(**_KW)
@@ -686,6 +697,7 @@ def logsumexp_split(x, out):  # parallel inside _split_stats
 @njit(**_PKW)
 def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     n, C = x.shape
+    ip = x.ctypes.data == grad_out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
     W = _wsum(cw)
     xy = np.empty(n)
@@ -700,7 +712,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         j1 = min(C, j0 + BLOCK)
         if beta[r] == 0.0:
             if alpha[r] != 0.0:
-                bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1)
+                bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1, ip)
         else:
             bm[r, b], bs[r, b] = _block_stats(x[r], j0, j1)
     M = np.empty(n)
@@ -728,7 +740,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
             _seg_scale(grad_out[r], j0, j1, f)
         else:
             part[r, b] = _ce_grad_seg(
-                x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r]
+                x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r], ip
             )
     for r in range(n):
         a = alpha[r]

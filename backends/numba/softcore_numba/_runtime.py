@@ -101,7 +101,7 @@ def _install_cache_locator() -> None:
 def _load_tbb() -> bool:
     """Make numba's TBB pool importable; preload ``libtbb`` if needed."""
     try:
-        from numba.np.ufunc import tbbpool  # noqa: F401
+        from numba.np.ufunc import tbbpool
 
         return True
     except ImportError:
@@ -120,7 +120,7 @@ def _load_tbb() -> bool:
         except OSError:
             continue
         try:
-            from numba.np.ufunc import tbbpool  # noqa: F401, F811
+            from numba.np.ufunc import tbbpool  # noqa: F401
 
             return True
         except ImportError:

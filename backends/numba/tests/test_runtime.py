@@ -104,8 +104,12 @@ def _python(code, env=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
-        timeout=300, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+        check=False,
     )
 
 

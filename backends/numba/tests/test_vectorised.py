@@ -8,12 +8,10 @@ no libm ``exp``. Skipped on CPUs without AVX2.
 import platform
 import re
 
-import numpy as np
-import pytest
-
 import llvmlite.binding as llvm
 import numba
-
+import numpy as np
+import pytest
 from numba import njit
 
 from softcore_numba import _kernels as K
@@ -42,6 +40,7 @@ def _map_exp32(x, out):
 def _map_exp32_of64(x, out):
     for i in range(x.size):
         out[i] = exp32_of64(x[i])
+
 
 pytestmark = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64")
@@ -84,7 +83,8 @@ def test_building_blocks_vectorise(kernel, dtype, suffix):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "name", ["softmax_ser", "log_softmax_ser", "logsumexp_ser", "cross_entropy_grad_ser"]
+    "name",
+    ["softmax_ser", "log_softmax_ser", "logsumexp_ser", "cross_entropy_grad_ser"],
 )
 def test_row_kernels_vectorise(name, dtype):
     x = np.linspace(-3, 3, 40).astype(dtype).reshape(4, 10)
@@ -92,12 +92,23 @@ def test_row_kernels_vectorise(name, dtype):
     if name == "logsumexp_ser":
         kernel(x, np.empty(4, dtype))
     elif name == "cross_entropy_grad_ser":
-        kernel(x, np.zeros(4, np.int64), np.ones(4), np.zeros(4), np.ones(10), 1.0,
-               np.empty(4), np.empty_like(x))
+        kernel(
+            x,
+            np.zeros(4, np.int64),
+            np.ones(4),
+            np.zeros(4),
+            np.ones(10),
+            1.0,
+            np.empty(4),
+            np.empty_like(x),
+        )
     else:
         kernel(x, np.empty_like(x))
-    asm = "\n".join(kernel.inspect_asm(s) for s in kernel.signatures
-                    if s[0].dtype == numba.from_dtype(np.dtype(dtype)))
+    asm = "\n".join(
+        kernel.inspect_asm(s)
+        for s in kernel.signatures
+        if s[0].dtype == numba.from_dtype(np.dtype(dtype))
+    )
     suffix = "pd" if dtype == np.float64 else "p[sd]"
     assert len(_packed_fma(asm, suffix)) >= 8, f"{name}: no packed FMA"
     assert not _libm_calls(asm), f"{name}: calls libm exp/log"

@@ -93,7 +93,9 @@ def test_log64_ulp_whole_range(rng):
     assert max(errs) < 1.0, f"log64: max error {max(errs):.3f} ULP, expected < 1"
 
 
-@pytest.mark.parametrize("kernel", [_map_exp32, _map_exp32_of64], ids=["exp32", "exp32_of64"])
+@pytest.mark.parametrize(
+    "kernel", [_map_exp32, _map_exp32_of64], ids=["exp32", "exp32_of64"]
+)
 def test_exp32_ulp_whole_range(kernel, rng):
     x32 = rng.uniform(-103.97, 88.72, 400_000).astype(np.float32)
     x32 = np.concatenate([x32, np.float32(rng.uniform(-1, 1, 10_000))])
@@ -106,8 +108,24 @@ def test_exp32_ulp_whole_range(kernel, rng):
 
 
 SPECIAL64 = np.array(
-    [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, 709.78, 709.79, 710.0, 1e308,
-     -708.4, -740.0, -745.13, -745.14, -746.0, -1e308]
+    [
+        np.nan,
+        np.inf,
+        -np.inf,
+        0.0,
+        -0.0,
+        1e-300,
+        709.78,
+        709.79,
+        710.0,
+        1e308,
+        -708.4,
+        -740.0,
+        -745.13,
+        -745.14,
+        -746.0,
+        -1e308,
+    ]
 )
 
 
@@ -119,8 +137,21 @@ def test_exp64_special_values():
 
 
 def test_log64_special_values():
-    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, 5e-324, TINY64, 1.0,
-                  2.0, np.finfo(np.float64).max])
+    x = np.array(
+        [
+            np.nan,
+            np.inf,
+            -np.inf,
+            0.0,
+            -0.0,
+            -1.0,
+            5e-324,
+            TINY64,
+            1.0,
+            2.0,
+            np.finfo(np.float64).max,
+        ]
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = np.log(x)
     got = _apply(_map_log64, x, np.float64)
@@ -128,8 +159,23 @@ def test_log64_special_values():
 
 
 def test_exp32_special_values():
-    x = np.array([np.nan, np.inf, -np.inf, 0.0, 88.72, 88.73, 1e30, -87.3, -103.0,
-                  -103.97, -104.0, -1e30], np.float32)
+    x = np.array(
+        [
+            np.nan,
+            np.inf,
+            -np.inf,
+            0.0,
+            88.72,
+            88.73,
+            1e30,
+            -87.3,
+            -103.0,
+            -103.97,
+            -104.0,
+            -1e30,
+        ],
+        np.float32,
+    )
     with np.errstate(over="ignore"):
         expected = np.exp(x.astype(np.float64)).astype(np.float32)
     got = _apply(_map_exp32, x, np.float32)
