@@ -11,23 +11,24 @@
 # Timing numbers from this script mean nothing; it only proves the suite runs.
 set -euo pipefail
 
+PY=${PYTHON:-python}
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../asv_bench"
 
-python -m asv --version
-python -m asv machine --yes --machine ci-smoke > /dev/null
-python -m asv check --python=same
+"$PY" -m asv --version
+"$PY" -m asv machine --yes --machine ci-smoke > /dev/null
+"$PY" -m asv check --python=same
 
 lead="('(softmax|softmax_backward|softmax_jacobian|cross_entropy_with_grad"
 lead+="|linear_cross_entropy_with_grad|all)', )('(out|plain)', )?"
 regex="\\(($lead)?'numpy', '(32x10|256x64x1000)', 'float64'(, '(torch|torch-chunked)')?\\)\$"
-python -m asv run --python=same --machine ci-smoke --quick --dry-run --show-stderr \
+"$PY" -m asv run --python=same --machine ci-smoke --quick --dry-run --show-stderr \
     --bench "$regex"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-python -m softcore bench --quick --no-progress --no-memory --backend numpy \
+"$PY" -m softcore bench --quick --no-progress --no-memory --backend numpy \
     --op softmax,cross_entropy_with_grad,linear_cross_entropy_with_grad \
     --dtype float64 --json "$tmp/run.json"
-python -m softcore bench --baseline "$tmp/run.json" --compare "$tmp/run.json"
+"$PY" -m softcore bench --baseline "$tmp/run.json" --compare "$tmp/run.json"
 echo "bench smoke: OK"
