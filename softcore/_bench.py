@@ -1128,11 +1128,14 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     rows = [r for r in rows if (r.get("threads") or 0) == top]
     panels: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        label = (
-            r["op"]
-            if r["variant"] in ("plain", "alloc")
-            else f"{r['op']} ({r['variant']})"
+        variant = {"out": "out=", "alloc": "allocating", "plain": ""}.get(
+            r["variant"], r["variant"]
         )
+        label = f"{r['op']}, {variant}" if variant else r["op"]
+        if r["op"] in ("logsumexp", "softmax_backward", "log_softmax_backward"):
+            label = r["op"]
+        if OPS[r["op"]].family == "jacobian":
+            label = r["op"]
         panels.setdefault(label, []).append(r)
     if not panels:
         raise SystemExit("nothing to plot")
@@ -1177,12 +1180,19 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[b]) for b in who]
-    fig.legend(handles, who, loc="upper center", ncol=min(len(who), 8), frameon=False)
-    thr = f", {top} thread(s)" if top else ""
-    fig.suptitle(
-        f"softcore: median time / floor (lower is better{thr})", y=0.995, fontsize=11
+    fig.legend(
+        handles,
+        who,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.975),
+        ncol=min(len(who), 8),
+        frameon=False,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    thr = f", {top} thread{'s' if top > 1 else ''}" if top else ""
+    fig.suptitle(
+        f"softcore: median time / floor (lower is better{thr})", y=0.998, fontsize=12
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
