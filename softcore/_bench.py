@@ -1087,6 +1087,34 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def format_markdown(rows: list[dict[str, Any]]) -> str:
+    """Ratios to the floor as a Markdown table: one line per op, variant, shape and
+    dtype; one column per backend or peer and thread count."""
+    cols: list[tuple[str, Any]] = sorted(
+        {(r["backend"], r.get("threads")) for r in rows},
+        key=lambda c: (
+            c[0] in PEERS,
+            PEERS.index(c[0]) if c[0] in PEERS else 0,
+            c[0],
+            c[1] or 0,
+        ),
+    )
+    lines: dict[tuple[Any, ...], dict[tuple[str, Any], dict[str, Any]]] = {}
+    for r in rows:
+        k = (r["op"], r["variant"], shape_str(r["shape"]), r["dtype"])
+        lines.setdefault(k, {})[(r["backend"], r.get("threads"))] = r
+    head = ["op", "variant", "shape", "dtype"] + [
+        b if t is None else f"{b} {t}t" for b, t in cols
+    ]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k, cells in lines.items():
+        vals = [
+            _fmt_ratio(cells[c].get("ratio_floor")) if c in cells else "" for c in cols
+        ]
+        out.append("| " + " | ".join([*k, *vals]) + " |")
+    return "\n".join(out)
+
+
 def environment_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -1330,6 +1358,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw ratio bars (matplotlib)")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE.md",
+        help="write the ratios to the floor as a Markdown table (backend x threads)",
+    )
     p.add_argument("--baseline", metavar="FILE", help="JSON of an earlier run")
     p.add_argument(
         "--compare",
@@ -1407,6 +1440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "softcore_bench": 1,
             "environment": env,
             "settings": {
+                "argv": list(argv) if argv is not None else sys.argv[1:],
                 "repeat": args.repeat or (3 if args.quick else 7),
                 "quick": args.quick,
                 "threads": args.threads,
@@ -1421,6 +1455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f.write("\n")
         if not args.no_table:
             print(format_table(rows))
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(format_markdown(rows) + "\n")
         if args.plot:
             plot(rows, args.plot)
 

@@ -272,3 +272,8 @@ def test_load_merges_stored_runs(tmp_path, capsys):
     rows = json.loads(merged.read_text())["results"]
     assert len(rows) == 6
     assert "numba" in capsys.readouterr().out
+    md = tmp_path / "table.md"
+    assert _bench.main(["--load", str(a), "--no-table", "--markdown", str(md)]) == 0
+    head, _rule, line = md.read_text().splitlines()
+    assert head == "| op | variant | shape | dtype | numba 2t | numpy 2t | torch 2t |"
+    assert line == "| softmax | out | 64x10 | float32 | 1.00 | 1.00 | 9.00 |"
