@@ -498,7 +498,9 @@ def time_interleaved(
     Round-robin sampling puts every label under the same background load, which is
     what makes the ratios stable on a shared machine.
     """
-    numbers = {k: autorange(f, target) for k, f in fns.items()}  # also warms up
+    for f in fns.values():
+        f()  # warm-up: a JIT compile or first-touch must not set the call count
+    numbers = {k: autorange(f, target) for k, f in fns.items()}
     samples: dict[str, list[float]] = {k: [] for k in fns}
     labels = list(fns)
     for r in range(repeat):
