@@ -17,7 +17,8 @@ The cross-entropy functions follow ``torch.nn.functional.cross_entropy``'s formu
 
 - class-index targets: ``loss_r = (1-e) w[y_r] (-log p_r,y_r) + (e/C) sum_c w_c
   (-log p_rc)``, zero for rows whose target is ``ignore_index``; the mean divides by
-  the sum of ``w[y_r]`` over the rows kept;
+  the sum of ``w[y_r]`` over the rows kept (when that is 0 the loss is NaN, and so
+  is the gradient of every kept row, as in PyTorch);
 - probability targets: ``t <- (1-e) t + e/C``; ``loss_r = sum_c w_c t_rc (-log
   p_rc)``; the mean divides by the number of rows;
 - terms whose coefficient is exactly 0 add 0 even where the log-probability is
@@ -276,6 +277,14 @@ def cross_entropy_parts(
         else:
             loss = loss_rows.sum() / norm
             loss_scale = loss_scale_rows.sum() / norm
+            if norm == 0:
+                # PyTorch divides the NLL part and the smoothing part separately by
+                # the total weight: the NLL part is 0/0, so the loss is NaN; the
+                # gradient of every kept row is NaN (its -w_y / 0 is 0/0), that of
+                # ignored rows stays 0
+                loss = LD(np.nan)
+                if index_target:
+                    grad = np.where(keep[:, None], LD(np.nan), np.zeros_like(grad))
     return {
         "loss": np.asarray(loss, LD),
         "loss_scale": _fix_scale(np.asarray(loss_scale, LD), np.asarray(loss, LD)),

@@ -272,3 +272,37 @@ def test_repeatable(sc: Any, backend: Any, op: str, data: st.DataObject) -> None
         assert_identical(
             x, y, what=f"{op}[{backend.name}] {name}: second call vs first", **spec
         )
+
+
+@pytest.mark.parametrize("op", ops_of("ce"))
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_zero_total_weight(
+    sc: Any, backend: Any, op: str, label_smoothing: float
+) -> None:
+    """reduction='mean' whose kept rows all target zero-weight classes: the
+    normaliser is 0, so (as PyTorch 2.13 computes it: the NLL part is 0/0) the loss
+    is NaN and so is the gradient of every kept row; ignored rows stay exactly 0."""
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((3, 4))
+    target = np.array([0, 0, -100])
+    weight = np.array([0.0, 1.0, 1.0, 1.0])
+    inputs = _cases.Inputs(
+        [logits, target],
+        {"weight": weight, "label_smoothing": label_smoothing, "reduction": "mean"},
+        0,
+        -1,
+        1,
+    )
+    got = dict(zip(OPS[op].outputs, OPS[op].call(sc, inputs, backend), strict=True))
+    where = (
+        f"{op}[{backend.name}] (targets {target.tolist()}, weight {weight.tolist()})"
+    )
+    if "loss" in got and not np.isnan(got["loss"]):
+        raise AssertionError(f"{where}: expected loss nan, received {got['loss']!r}")
+    if "grad" in got:
+        g = got["grad"]
+        if not (np.all(np.isnan(g[:2])) and np.all(g[2] == 0)):
+            raise AssertionError(
+                f"{where}: expected gradient rows 0-1 nan (0/0) and row 2 zero, "
+                f"received {g.tolist()!r}"
+            )
