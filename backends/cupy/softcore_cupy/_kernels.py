@@ -22,7 +22,7 @@ _ROW_OPS = (
     "softmax",
     "log_softmax",
     "logsumexp",
-    "lse_double",
+    "row_shift",
     "softmax_backward",
     "log_softmax_backward",
     "ce",
@@ -150,15 +150,15 @@ def _jacobian(op, x, out):
 
     rows, n_classes = x.shape
     with x.device:
-        lse = cupy.empty((rows,), dtype=cupy.float64)
-        _row_launch("lse_double", x, (x,), (x, lse))
+        shift = cupy.empty((rows, 2), dtype=cupy.float64)  # (max, log-sum) per row
+        _row_launch("row_shift", x, (x,), (x, shift))
         bx = min(128, -(-n_classes // 32) * 32)
         by = 256 // bx
         nq = rows * n_classes
         grid = (-(-n_classes // bx), min(65535, -(-nq // by)), 1)
         sfx = "f32" if x.dtype.itemsize == 4 else "f64"
         fn = _function(f"sc_{op}_{sfx}", x.device.id)
-        fn(grid, (bx, by, 1), (x, lse, out, np.int64(rows), np.int64(n_classes)))
+        fn(grid, (bx, by, 1), (x, shift, out, np.int64(rows), np.int64(n_classes)))
 
 
 def softmax_jacobian_rows(x, out):

@@ -119,18 +119,28 @@ __device__ __forceinline__ double from_d<double>(double d) { return d; }
 __device__ __forceinline__ double exp_term(float x, double m) { return to_d(expf(x - (float)m)); }
 __device__ __forceinline__ double exp_term(double x, double m) { return exp(x - m); }
 
+// A row's log-sum-exp kept as its two parts, lse = m + ls with m the row maximum and
+// ls = log(sum(exp(x - m))). A row with NaN, +inf or only -inf has m = ls = NaN.
+struct Shift {
+    double m, ls;
+};
+
+// x - lse, formed as (x - m) - ls: exact where x is near m whatever the size of m
+// (logits of 1e4 or 3e38), so the error is relative to |x - lse|, not to |lse|.
+__device__ __forceinline__ double shifted(double x, const Shift& h) { return (x - h.m) - h.ls; }
+
 // exp(x - lse) rounded to T. For float the argument is formed in double and split into
 // a float head and tail, so the result carries expf's error only (not |x - lse| ulps).
 // Results below 2^-126 (subnormal or zero) come from double exp instead.
-__device__ __forceinline__ float exp_shift(float x, double lse) {
-    const double t = to_d(x) - lse;
+__device__ __forceinline__ float exp_shift(float x, const Shift& h) {
+    const double t = shifted(to_d(x), h);
     if (t < -87.0) return from_d<float>(exp(t));
     const float th = from_d<float>(t);
     const float tl = from_d<float>(t - to_d(th));
     const float r = expf(th);
     return (tl == tl) ? fmaf(r, tl, r) : r;  // tl is NaN only when t is +inf or NaN
 }
-__device__ __forceinline__ double exp_shift(double x, double lse) { return exp(x - lse); }
+__device__ __forceinline__ double exp_shift(double x, const Shift& h) { return exp(shifted(x, h)); }
 
 // NaN-propagating maximum.
 __device__ __forceinline__ double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
@@ -157,9 +167,17 @@ __device__ __forceinline__ void stats_merge(double& m, double& s, double m2, dou
     else { s = s + s2 * exp(m2 - m); }
 }
 
-__device__ __forceinline__ double stats_lse(double m, double s) {
+__device__ __forceinline__ Shift make_shift(double m, double s) {
     // NaN for a row with NaN or +inf (m NaN or +inf) and for an all -inf row
-    return (m > -sc_inf() && m < sc_inf()) ? m + log(s) : sc_nan();
+    Shift h;
+    if (m > -sc_inf() && m < sc_inf()) {
+        h.m = m;
+        h.ls = log(s);
+    } else {
+        h.m = sc_nan();
+        h.ls = sc_nan();
+    }
+    return h;
 }
 
 // ---------------------------------------------------------------------------
@@ -263,8 +281,8 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
 // ---------------------------------------------------------------------------
 // softmax / log_softmax / logsumexp
 
-__device__ __forceinline__ float log_shift(float x, double lse) { return from_d<float>(to_d(x) - lse); }
-__device__ __forceinline__ double log_shift(double x, double lse) { return x - lse; }
+template <typename T>
+__device__ __forceinline__ T log_shift(T x, const Shift& h) { return from_d<T>(shifted(to_d(x), h)); }
 
 // MODE 0: softmax, 1: log_softmax
 template <typename T, int N, int K, bool A, int MODE>
@@ -279,7 +297,7 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     Pack<T, N> c[K];
     double m, s;
     stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
-    const double lse = stats_lse(m, s);
+    const Shift lse = make_shift(m, s);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
@@ -300,8 +318,9 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     }
 }
 
-// lse of each row, written as OutT (T for logsumexp_rows, double for the Jacobians)
-template <typename T, int N, int K, bool A, typename OutT>
+// SHIFT = 0: each row's log-sum-exp, as T (logsumexp_rows);
+// SHIFT = 1: each row's Shift (m, ls) as two doubles (for the Jacobians).
+template <typename T, int N, int K, bool A, int SHIFT, typename OutT>
 __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
     __shared__ double sm[64];
     const i64 r = row_index();
@@ -309,7 +328,15 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
     Pack<T, N> c[K];
     double m, s;
     stats_row<T, N, K, A>(x + r * C, C / N, c, m, s, sm);
-    if (threadIdx.x == 0) out[r] = from_d<OutT>(stats_lse(m, s));
+    if (threadIdx.x == 0) {
+        const Shift h = make_shift(m, s);
+        if (SHIFT) {
+            out[2 * r] = h.m;
+            out[2 * r + 1] = h.ls;
+        } else {
+            out[r] = from_d<OutT>(h.m + h.ls);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -415,11 +442,11 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
 
 // ---------------------------------------------------------------------------
 // Jacobians: out[r, i, j] = s_i (d_ij - s_j)  (LOG = 0)  or  d_ij - s_j  (LOG = 1)
-// lse holds each row's log-sum-exp in double (from lse_impl). blockDim.x threads
+// sh holds each row's Shift (m, ls) as two doubles (from lse_impl). blockDim.x threads
 // cover j; blockDim.y * gridDim.y stride over the flattened (r, i) index q.
 
 template <typename T, int LOG>
-__device__ void jacobian_impl(const T* x, const double* lse, T* out, i64 rows, i64 C) {
+__device__ void jacobian_impl(const T* x, const double* sh, T* out, i64 rows, i64 C) {
     const i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= C) return;
     const i64 q0 = (i64)blockIdx.y * blockDim.y + threadIdx.y;
@@ -429,7 +456,9 @@ __device__ void jacobian_impl(const T* x, const double* lse, T* out, i64 rows, i
     const i64 dr = step / C, di = step - dr * C;
     i64 r = q0 / C, i = q0 - r * C;
     for (i64 q = q0; q < nq; q += step) {
-        const double l = lse[r];
+        Shift l;
+        l.m = sh[2 * r];
+        l.ls = sh[2 * r + 1];
         const T* xr = x + r * C;
         const T sj = exp_shift(xr[j], l);
         const double d = (i == j) ? 1.0 : 0.0;
@@ -448,7 +477,7 @@ __device__ void jacobian_impl(const T* x, const double* lse, T* out, i64 rows, i
 
 // ---------------------------------------------------------------------------
 // Cross-entropy with class-index targets (GRAD = 0: loss only; 1: loss and gradient)
-//   loss[r] = alpha (lse - x_y) + beta sum_c w_c (lse - x_c)
+//   loss[r] = alpha (lse - x_y) + beta sum_c w_c (lse - x_c),  lse - x = -shifted(x)
 //   grad[r, j] = scale (p_j (alpha + beta W) - alpha [j == y] - beta w_j)
 // Rows with alpha == beta == 0 get loss 0 and a zero gradient. The formula is taken
 // literally otherwise (0 * inf is NaN, as in PyTorch); the smoothing sum is skipped
@@ -480,7 +509,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     Pack<T, N> c[K];
     double m, s;
     stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
-    const double lse = stats_lse(m, s);
+    const Shift lse = make_shift(m, s);
     double wsum = 0.0;
     if (GRAD && b != 0.0) {
         for (i64 j = tid; j < C; j += nt) wsum += cw[j];
@@ -501,7 +530,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                     double wj = 0.0;
                     if (b != 0.0) {
                         wj = cw[jj];
-                        ls += wj * (lse - to_d(xv));
+                        ls += wj * -shifted(to_d(xv), lse);
                     }
                     if (GRAD) {
                         const double pj = to_d(exp_shift(xv, lse));
@@ -520,7 +549,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                 double wj = 0.0;
                 if (b != 0.0) {
                     wj = cw[jj];
-                    ls += wj * (lse - to_d(xv));
+                    ls += wj * -shifted(to_d(xv), lse);
                 }
                 if (GRAD) {
                     const double pj = to_d(exp_shift(xv, lse));
@@ -532,7 +561,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     }
     if (b != 0.0) ls = row_sum(ls, sm);
     if (tid == 0) {
-        double l = a * (lse - xy);
+        double l = a * -shifted(xy, lse);
         if (b != 0.0) l += b * ls;
         loss[r] = l;
     }
@@ -541,7 +570,8 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
 // ---------------------------------------------------------------------------
 // Cross-entropy with probability targets
 //   a_c = ((1 - eps) t_c + eps / C) w_c
-//   loss[r] = sum_c a_c (lse - x_c)       (terms with a_c == 0 contribute 0)
+//   loss[r] = sum_c a_c (lse - x_c)       (terms with a_c == 0 contribute 0, even
+//                                          where x_c = -inf or the row is NaN)
 //   grad[r, j] = scale (p_j sum_c a_c - a_j)
 
 template <typename T, int N, int K, bool A, int GRAD>
@@ -560,7 +590,7 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     double m, s;
     load_cache<T, N, K, A>(tr, nslot, ct);
     stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
-    const double lse = stats_lse(m, s);
+    const Shift lse = make_shift(m, s);
     double asum = 0.0;
     if (GRAD) {
 #pragma unroll
@@ -588,7 +618,7 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
 #pragma unroll
             for (int e = 0; e < N; ++e) {
                 const double aj = (keep * to_d(ct[k].v[e]) + spread) * cw[v * N + e];
-                if (aj != 0.0) ls += aj * (lse - to_d(c[k].v[e]));
+                if (aj != 0.0) ls += aj * -shifted(to_d(c[k].v[e]), lse);
                 if (GRAD) o.v[e] = from_d<T>(scale * (to_d(exp_shift(c[k].v[e], lse)) * asum - aj));
             }
             if (GRAD) st<T, N, A>(grow, v, o);
@@ -599,13 +629,14 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
 #pragma unroll
         for (int e = 0; e < N; ++e) {
             const double aj = (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
-            if (aj != 0.0) ls += aj * (lse - to_d(p.v[e]));
+            if (aj != 0.0) ls += aj * -shifted(to_d(p.v[e]), lse);
             if (GRAD) o.v[e] = from_d<T>(scale * (to_d(exp_shift(p.v[e], lse)) * asum - aj));
         }
         if (GRAD) st<T, N, A>(grow, v, o);
     }
     ls = row_sum(ls, sm);
-    if (tid == 0) loss[r] = (lse == lse) ? ls : sc_nan();
+    // a NaN row's terms are NaN where a_c != 0; a row whose a_c are all 0 loses 0
+    if (tid == 0) loss[r] = ls;
 }
 
 // ---------------------------------------------------------------------------
@@ -627,11 +658,11 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
         softmax_impl<T, N, K, A, 1>(x, out, rows, C);                                          \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_logsumexp_##SFX(const T* x, T* out, i64 rows, i64 C) {   \
-        lse_impl<T, N, K, A, T>(x, out, rows, C);                                              \
+        lse_impl<T, N, K, A, 0, T>(x, out, rows, C);                                              \
     }                                                                                       \
-    extern "C" __global__ void SC_BOUNDS_1 sc_lse_double_##SFX(const T* x, double* out, i64 rows,      \
+    extern "C" __global__ void SC_BOUNDS_1 sc_row_shift_##SFX(const T* x, double* out, i64 rows,      \
                                                   i64 C) {                                  \
-        lse_impl<T, N, K, A, double>(x, out, rows, C);                                         \
+        lse_impl<T, N, K, A, 1, double>(x, out, rows, C);                                         \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_2 sc_softmax_backward_##SFX(const T* g, const T* p, T* out,   \
                                                          i64 rows, i64 C) {                 \
@@ -672,19 +703,19 @@ SC_ROW_KERNELS(double, f64_v1, 1, 8, true)
 SC_ROW_KERNELS(double, f64_v2, 2, 4, true)
 SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
 
-extern "C" __global__ void sc_softmax_jacobian_f32(const float* x, const double* lse, float* out,
+extern "C" __global__ void sc_softmax_jacobian_f32(const float* x, const double* sh, float* out,
                                                    i64 rows, i64 C) {
-    jacobian_impl<float, 0>(x, lse, out, rows, C);
+    jacobian_impl<float, 0>(x, sh, out, rows, C);
 }
-extern "C" __global__ void sc_log_softmax_jacobian_f32(const float* x, const double* lse,
+extern "C" __global__ void sc_log_softmax_jacobian_f32(const float* x, const double* sh,
                                                        float* out, i64 rows, i64 C) {
-    jacobian_impl<float, 1>(x, lse, out, rows, C);
+    jacobian_impl<float, 1>(x, sh, out, rows, C);
 }
-extern "C" __global__ void sc_softmax_jacobian_f64(const double* x, const double* lse,
+extern "C" __global__ void sc_softmax_jacobian_f64(const double* x, const double* sh,
                                                    double* out, i64 rows, i64 C) {
-    jacobian_impl<double, 0>(x, lse, out, rows, C);
+    jacobian_impl<double, 0>(x, sh, out, rows, C);
 }
-extern "C" __global__ void sc_log_softmax_jacobian_f64(const double* x, const double* lse,
+extern "C" __global__ void sc_log_softmax_jacobian_f64(const double* x, const double* sh,
                                                        double* out, i64 rows, i64 C) {
-    jacobian_impl<double, 1>(x, lse, out, rows, C);
+    jacobian_impl<double, 1>(x, sh, out, rows, C);
 }

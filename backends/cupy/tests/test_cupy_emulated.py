@@ -11,6 +11,11 @@ tests on a real device are in test_cupy_gpu.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cupy_emulation as _emu
 import numpy as np
 import pytest
@@ -244,3 +249,21 @@ def test_a_row_does_not_depend_on_its_batch(emu, c, dtype):
     again = _emu.dev(np.empty_like(x))
     K.log_softmax_rows(_emu.dev(x), again)
     np.testing.assert_array_equal(np.asarray(again), np.asarray(full))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SOFTCORE_CUPY_EMULATED_KIT"),
+    reason="the conformance kit on the host emulation takes minutes: "
+    "set SOFTCORE_CUPY_EMULATED_KIT=1 (or =N examples) to run it",
+)
+def test_conformance_kit_on_the_emulation():
+    n = os.environ["SOFTCORE_CUPY_EMULATED_KIT"]
+    examples = n if n.isdigit() and int(n) > 1 else "3"
+    script = Path(__file__).with_name("cupy_emulated_backend.py")
+    res = subprocess.run(
+        [sys.executable, str(script), "--max-examples", examples],
+        capture_output=True,
+        text=True,
+    )
+    print(res.stdout[-20000:], res.stderr[-5000:])
+    assert res.returncode == 0
