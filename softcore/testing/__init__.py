@@ -34,10 +34,19 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-def _plugin_autoloaded() -> bool:
+def _needs_plugin_arg() -> bool:
+    """Whether ``-p softcore.testing.pytest_plugin`` must be passed to pytest.
+
+    Not when a ``pytest11`` entry point under another name autoloads the module
+    (pytest would refuse to register it twice); always when autoloading is off or
+    the entry point is named after the module (``-p`` then resolves to it).
+    """
     from importlib.metadata import entry_points
 
-    return any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return True
+    eps = [ep for ep in entry_points(group="pytest11") if ep.value == PLUGIN]
+    return not eps or any(ep.name == PLUGIN for ep in eps)
 
 
 def pytest_args(
@@ -53,7 +62,7 @@ def pytest_args(
     from softcore.testing import suite
 
     args = [os.path.dirname(suite.__file__)]
-    if not _plugin_autoloaded():
+    if _needs_plugin_arg():
         args += ["-p", PLUGIN]
     args += [
         "--softcore-backend",
