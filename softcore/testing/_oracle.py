@@ -190,7 +190,7 @@ def softmax_backward(grad: Any, probs: Any) -> list[tuple[np.ndarray, np.ndarray
     with np.errstate(all="ignore"):
         s = (g * p).sum(-1, keepdims=True)
         out = p * (g - s)
-        scale = np.abs(p) * np.maximum(np.abs(g), np.abs(g * p).sum(-1, keepdims=True))
+        scale = np.abs(p) * (np.abs(g) + np.abs(g * p).sum(-1, keepdims=True))
     return [(out, _fix_scale(scale, out))]
 
 
@@ -201,7 +201,7 @@ def log_softmax_backward(
     with np.errstate(all="ignore"):
         e = np.exp(lp)
         out = g - e * g.sum(-1, keepdims=True)
-        scale = np.maximum(np.abs(g), e * _cond(lp) * np.abs(g).sum(-1, keepdims=True))
+        scale = np.abs(g) + e * _cond(lp) * np.abs(g).sum(-1, keepdims=True)
     return [(out, _fix_scale(scale, out))]
 
 
@@ -267,7 +267,7 @@ def cross_entropy_parts(
         grad = np.where(dead, LD(0), gs * (p * mass - a))
         cond = np.maximum(_cond(log_p), magnitude)
         spread = np.where(p == 0, LD(0), p * np.abs(mass) * cond)
-        grad_scale = np.where(dead, LD(0), np.abs(gs) * np.maximum(spread, np.abs(a)))
+        grad_scale = np.where(dead, LD(0), np.abs(gs) * (spread + np.abs(a)))
         if reduction == "none":
             loss = loss_rows.reshape(shape[:-1])
             loss_scale = loss_scale_rows.reshape(shape[:-1])
