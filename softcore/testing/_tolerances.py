@@ -4,8 +4,9 @@ Every error the kit measures is a count of units in the last place (ULPs) of the
 *result dtype*, taken at a scale that the op's condition makes meaningful (the
 ``metric`` of each entry; never smaller than the exact result, so that rounding
 the result costs at most half an ULP of it).  ``float16`` rows are computed in
-float32 and rounded once, so their bound is one rounding (1 ULP) for every op.  The references are
-exact to far below these units: long double (64-bit significand) or mpmath.
+float32 and rounded once, so their bound is one rounding (1 ULP) for every op.
+The references are exact to far below these units: long double (64-bit
+significand) or mpmath.
 
 How the numbers were chosen: from the error analysis written next to each entry,
 rounded up to a power of two; then checked against what the reference NumPy
