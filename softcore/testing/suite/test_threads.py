@@ -108,3 +108,27 @@ def test_thread_invariance(
             shape=shape,
             target=target,
         )
+
+
+@pytest.mark.parametrize("op", ["softmax", "cross_entropy_with_grad", "logsumexp"])
+def test_concurrent_calls(sc: Any, backend: Any, op: str) -> None:
+    """Calls from several Python threads at once give bitwise the results of the
+    same calls made one after another (no shared scratch, no crash)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [_spec(op, (257 + 64 * i, 33), 100 + i) for i in range(8)]
+    inputs = [_cases.build(op, s, "float32") for s in specs]
+    serial = [OPS[op].call(sc, inp, backend) for inp in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            concurrent = list(
+                pool.map(lambda inp: OPS[op].call(sc, inp, backend), inputs)
+            )
+            for k, (a, b) in enumerate(zip(concurrent, serial, strict=True)):
+                for name, x, y in zip(OPS[op].outputs, a, b, strict=True):
+                    assert_identical(
+                        x,
+                        y,
+                        what=f"{op}[{backend.name}] {name}: call {k} from 4 threads at "
+                        "once vs alone",
+                    )
