@@ -150,6 +150,8 @@ def _block_exp_store(xr, outr, j0, j1, ip):
 @njit(**_KW)
 def _block_factor(m, M, S):
     """Scale turning a block's stored ``exp(x - m_b)`` into ``exp(x - M) / S``."""
+    if m == M:  # every one-block row: exp(0) = 1 without a scalar exp
+        return 1.0 / S
     return (exp64(m - M) if m > _NINF else 0.0) * (1.0 / S)
 
 
@@ -201,6 +203,8 @@ def _combine(M, S, m, s):
     """Fold one block's ``(m, s)`` into the running ``(M, S)``."""
     if m == _NINF:
         return M, S + s
+    if M == _NINF:  # the first block: no scalar exp (S is 0, or NaN)
+        return m, S + s
     if m > M:
         return m, S * exp64(M - m) + s
     return M, S + s * exp64(m - M)
@@ -244,6 +248,13 @@ def _seg_log_softmax(xr, outr, j0, j1, M, log_s, ip):
 
 @njit(**_KW)
 def _softmax_row(xr, outr, ip):
+    C = xr.shape[0]
+    if C <= BLOCK:  # no block-maxima array to allocate
+        m, sb = _block_exp_store(xr, outr, 0, C, ip)
+        M, S = _combine(_NINF, 0.0, m, sb)
+        M, S = _finish(M, S)
+        _seg_scale(outr, 0, C, _block_factor(m, M, S) * 1.0)
+        return
     M, S, bm = _exp_store_row(xr, outr, ip)
     _scale_row(outr, M, S, bm, 1.0)
 
@@ -376,8 +387,15 @@ def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
         return 0.0
     xy = np.float64(xr[y])  # before gr (possibly xr) is written
     if b == 0.0:  # no smoothing: store exp(x - m_b) in gr, then scale it
-        M, S, bm = _exp_store_row(xr, gr, ip)
-        _scale_row(gr, M, S, bm, gs * a)
+        C = xr.shape[0]
+        if C <= BLOCK:  # no block-maxima array to allocate
+            m, sb = _block_exp_store(xr, gr, 0, C, ip)
+            M, S = _combine(_NINF, 0.0, m, sb)
+            M, S = _finish(M, S)
+            _seg_scale(gr, 0, C, _block_factor(m, M, S) * (gs * a))
+        else:
+            M, S, bm = _exp_store_row(xr, gr, ip)
+            _scale_row(gr, M, S, bm, gs * a)
         _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
         return _ce_loss(a, b, M, log64(S), xy, 0.0, W)
     M, S = _row_stats(xr)

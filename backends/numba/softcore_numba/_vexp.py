@@ -16,7 +16,8 @@ Algorithms (classic Cody-Waite range reduction plus a polynomial):
     (truncation error < 1e-17), and ``2**n`` built from exponent bits in two
     halves so that results in the subnormal range are rounded once. ``x`` is
     clamped to ``[-745.2, 709.79]`` first, which makes overflow give ``+inf``,
-    underflow give ``+0`` (``-inf -> 0``); NaN is passed through.
+    underflow give ``+0`` (``-inf -> 0``); a NaN passes both clamps (the
+    comparisons are false) and propagates through the arithmetic.
 ``exp32(x)``
     the same in float32 (degree 7), for float32 arguments.
 ``log64(x)``
@@ -165,7 +166,7 @@ def exp64(x):
     n1 = ni >> 1
     n2 = ni - n1
     y = (p * f64_from_bits((n1 + 1023) << 52)) * f64_from_bits((n2 + 1023) << 52)
-    return y if x == x else x
+    return y  # a NaN argument went through the arithmetic: y is NaN
 
 
 # ---------------------------------------------------------------- exp, float32
@@ -212,7 +213,7 @@ def exp32(x):
     s1 = f32_from_bits(np.int32((n1 + np.int32(127)) << np.int32(23)))
     s2 = f32_from_bits(np.int32((n2 + np.int32(127)) << np.int32(23)))
     y = (p * s1) * s2
-    return y if x == x else x
+    return y  # a NaN argument went through the arithmetic: y is NaN
 
 
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
@@ -242,7 +243,7 @@ def exp32_of64(x):
     s1 = f32_from_bits(np.int32((n1 + np.int32(127)) << np.int32(23)))
     s2 = f32_from_bits(np.int32((n2 + np.int32(127)) << np.int32(23)))
     y = (p * s1) * s2
-    return y if x == x else np.float32(x)
+    return y  # a NaN argument went through the arithmetic: y is NaN
 
 
 # ---------------------------------------------------------------- log, float64
