@@ -74,8 +74,15 @@ def _module(device_id: int):
     return mod
 
 
+_functions: dict[tuple[int, str], object] = {}
+
+
 def _function(name: str, device_id: int):
-    return _module(device_id).get_function(name)
+    key = (device_id, name)
+    fn = _functions.get(key)
+    if fn is None:
+        fn = _functions[key] = _module(device_id).get_function(name)
+    return fn
 
 
 def threads_per_row(n_classes: int, itemsize: int, op: str = "softmax") -> int:
@@ -104,6 +111,8 @@ def _row_launch(op: str, x, arrays, args) -> None:
     import numpy as np
 
     rows, n_classes = x.shape
+    if rows == 0 or n_classes == 0:  # the core never sends these; nothing to launch
+        return
     itemsize = x.dtype.itemsize
     name = f"sc_{op}_{_row_variant(n_classes, itemsize, *arrays)}"
     t = threads_per_row(n_classes, itemsize, op)
@@ -149,6 +158,8 @@ def _jacobian(op, x, out):
     import numpy as np
 
     rows, n_classes = x.shape
+    if rows == 0 or n_classes == 0:
+        return
     with x.device:
         shift = cupy.empty((rows, 2), dtype=cupy.float64)  # (max, log-sum) per row
         _row_launch("row_shift", x, (x,), (x, shift))
