@@ -51,8 +51,15 @@ def _mp_to_ld(v: Any) -> Any:
         return LD("nan")
     if mpmath.isinf(v):
         return LD("inf") if v > 0 else LD("-inf")
-    with np.errstate(all="ignore"):  # magnitudes below the smallest subnormal: 0
-        return LD(mpmath.nstr(v, 30, min_fixed=1, max_fixed=0))
+    if abs(v) < _LD_TINY:
+        # below the smallest normal long double, parsing sets ERANGE (and NumPy
+        # warns); such values are 0 or subnormal in float64, which float() gets
+        # exactly right
+        return LD(float(v))
+    return LD(mpmath.nstr(v, 30, min_fixed=1, max_fixed=0))
+
+
+_LD_TINY = mpmath.mpf(str(np.finfo(LD).tiny))
 
 
 def _bad_rows(x: np.ndarray) -> np.ndarray:
