@@ -112,12 +112,13 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip):
     # ``ip``: outr is xr. A separate loop without the second array vectorises
     # unconditionally; with both, LLVM's run-time overlap check would fall back
     # to scalar code exactly in the in-place case.
-    xs = xr[j0:j1]
+    # (the in-place loop goes through ``outr``: ``xr`` may be a read-only array)
+    os_ = outr[j0:j1]
     if ip:
-        for j in range(xs.shape[0]):
-            xs[j] = expdiff(xs[j], m, xs)
+        for j in range(os_.shape[0]):
+            os_[j] = expdiff(os_[j], m, os_)
     else:
-        os_ = outr[j0:j1]
+        xs = xr[j0:j1]
         for j in range(xs.shape[0]):
             os_[j] = expdiff(xs[j], m, xs)
 
@@ -233,12 +234,12 @@ def _row_stats(xr):
 
 @njit(fastmath={"contract"}, **_KW)
 def _seg_log_softmax(xr, outr, j0, j1, M, log_s, ip):
-    xs = xr[j0:j1]
+    os_ = outr[j0:j1]
     if ip:
-        for j in range(xs.shape[0]):
-            xs[j] = (np.float64(xs[j]) - M) - log_s
+        for j in range(os_.shape[0]):
+            os_[j] = (np.float64(os_[j]) - M) - log_s
     else:
-        os_ = outr[j0:j1]
+        xs = xr[j0:j1]
         for j in range(xs.shape[0]):
             os_[j] = (np.float64(xs[j]) - M) - log_s
 
@@ -313,13 +314,13 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
     LLVM picks a vector or a scalar loop at run time, which would change the
     order of a sum with ``reassoc``.
     """
-    xs = xr[j0:j1]
     ws = cw[j0:j1]
+    gs_ = gr[j0:j1]
     if ip:
-        for j in range(xs.shape[0]):
-            xs[j] = expdiff(xs[j], M, xs) * c1 - c2 * ws[j]
+        for j in range(gs_.shape[0]):
+            gs_[j] = expdiff(gs_[j], M, gs_) * c1 - c2 * ws[j]
     else:
-        gs_ = gr[j0:j1]
+        xs = xr[j0:j1]
         for j in range(xs.shape[0]):
             gs_[j] = expdiff(xs[j], M, xs) * c1 - c2 * ws[j]
 

@@ -179,3 +179,18 @@ def test_mode_choice_depends_on_shape_only():
     assert _ops._mode(4, 262144) == "split"
     assert _ops._mode(64, 262144) == "par"
     assert _ops._mode(8192, 1000) == "par"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_read_only_input(dtype, rng):
+    """The in-place loops write through ``out`` only, so read-only x compiles."""
+    x = _x(rng, (5, 7), dtype)
+    x.setflags(write=False)
+    for op in ("softmax_rows", "log_softmax_rows"):
+        got, want = np.empty_like(x), np.empty_like(x)
+        getattr(nb, op)(x, got)
+        getattr(ref, op)(x, want)
+        _close(got, want, dtype, op)
+    y, alpha, beta, cw = _ce_args(rng, x)
+    loss, grad = np.empty(5), np.empty_like(x)
+    nb.cross_entropy_grad_rows(x, y, alpha, beta, cw, 1.0, loss, grad)
