@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Literal
 
@@ -35,6 +36,15 @@ __all__ = [
 ]
 
 Reduction = Literal["mean", "sum", "none"]
+
+_HOST = contextlib.nullcontext()
+
+
+def _device_of(x: Any) -> Any:
+    """The input's device as a context manager (CuPy), so outputs are allocated on
+    the same device as the input; a no-op for host arrays."""
+    dev = getattr(x, "device", None)
+    return dev if hasattr(dev, "__enter__") else _HOST
 
 
 def _prepare(x: Any, axis: Any, backend: Any, what: str = "x") -> tuple:
@@ -132,7 +142,8 @@ def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> 
     >>> sc.softmax(np.array([0.0, np.log(3.0)]), backend="numpy")
     array([0.25, 0.75])
     """
-    return _rowwise("softmax_rows", x, axis, out, backend)
+    with _device_of(x):
+        return _rowwise("softmax_rows", x, axis, out, backend)
 
 
 def log_softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> Any:
@@ -160,7 +171,8 @@ def log_softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None)
     >>> sc.log_softmax(np.array([1000.0, 1000.0]), backend="numpy")
     array([-0.69314718, -0.69314718])
     """
-    return _rowwise("log_softmax_rows", x, axis, out, backend)
+    with _device_of(x):
+        return _rowwise("log_softmax_rows", x, axis, out, backend)
 
 
 def logsumexp(
@@ -201,6 +213,11 @@ def logsumexp(
     >>> float(sc.logsumexp(np.array([1e4, 1e4]), backend="numpy"))
     10000.69314718056
     """
+    with _device_of(x):
+        return _logsumexp(x, axis, keepdims, backend)
+
+
+def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     if arr.size == 0:
@@ -265,7 +282,8 @@ def softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
     array([[ 0.25, -0.25],
            [-0.25,  0.25]])
     """
-    return _jacobian("softmax_jacobian_rows", x, axis, backend)
+    with _device_of(x):
+        return _jacobian("softmax_jacobian_rows", x, axis, backend)
 
 
 def log_softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
@@ -284,7 +302,8 @@ def log_softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
     array([[ 0.5, -0.5],
            [-0.5,  0.5]])
     """
-    return _jacobian("log_softmax_jacobian_rows", x, axis, backend)
+    with _device_of(x):
+        return _jacobian("log_softmax_jacobian_rows", x, axis, backend)
 
 
 def _backward(
@@ -361,7 +380,10 @@ def softmax_backward(
     >>> sc.softmax_backward(np.array([1.0, 0.0]), np.array([0.5, 0.5]), backend="numpy")
     array([ 0.25, -0.25])
     """
-    return _backward("softmax_backward_rows", grad, probs, axis, out, backend, "probs")
+    with _device_of(grad):
+        return _backward(
+            "softmax_backward_rows", grad, probs, axis, out, backend, "probs"
+        )
 
 
 def log_softmax_backward(
@@ -383,9 +405,16 @@ def log_softmax_backward(
     >>> sc.log_softmax_backward(np.array([1.0, 0.0]), lp, backend="numpy")
     array([ 0.5, -0.5])
     """
-    return _backward(
-        "log_softmax_backward_rows", grad, log_probs, axis, out, backend, "log_probs"
-    )
+    with _device_of(grad):
+        return _backward(
+            "log_softmax_backward_rows",
+            grad,
+            log_probs,
+            axis,
+            out,
+            backend,
+            "log_probs",
+        )
 
 
 # --------------------------------------------------------------------------- CE
@@ -443,6 +472,8 @@ def _ce(
                     loss_rows,
                     g2,
                 )
+            if plan.nan_rows is not None:
+                g2[plan.nan_rows] = np.nan
             if result != compute:
                 g2 = g2.astype(result)
             grad = _restore(g2, _last_shape(arr.shape, ax), ax, arr.ndim, xp)
@@ -460,13 +491,15 @@ def _ce(
 
 
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
-    if plan.reduction == "none":
-        return loss_rows.reshape(batch).astype(result)
-    total = loss_rows.sum()
-    if plan.reduction == "mean":
-        # a mean over no (or only zero-weight) targets is 0/0 = NaN, as in PyTorch
-        total = total / plan.normaliser if plan.normaliser else total * np.nan
-    return xp.asarray(total, dtype=result)[()]
+    # a float64 loss beyond float32's range becomes inf in the cast, as it should
+    with np.errstate(over="ignore"):
+        if plan.reduction == "none":
+            return loss_rows.reshape(batch).astype(result)
+        total = loss_rows.sum()
+        if plan.reduction == "mean":
+            # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
+            total = total / plan.normaliser if plan.normaliser else total * np.nan
+        return xp.asarray(total, dtype=result)[()]
 
 
 _CE_DOC_PARAMS = """
@@ -519,17 +552,18 @@ def cross_entropy(
     axis: int = -1,
     backend: Any = None,
 ) -> Any:
-    return _ce(
-        logits,
-        target,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        axis,
-        backend,
-        False,
-    )[0]
+    with _device_of(logits):
+        return _ce(
+            logits,
+            target,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            axis,
+            backend,
+            False,
+        )[0]
 
 
 def cross_entropy_grad(
@@ -543,17 +577,18 @@ def cross_entropy_grad(
     axis: int = -1,
     backend: Any = None,
 ) -> Any:
-    return _ce(
-        logits,
-        target,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        axis,
-        backend,
-        True,
-    )[1]
+    with _device_of(logits):
+        return _ce(
+            logits,
+            target,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            axis,
+            backend,
+            True,
+        )[1]
 
 
 def cross_entropy_with_grad(
@@ -567,17 +602,18 @@ def cross_entropy_with_grad(
     axis: int = -1,
     backend: Any = None,
 ) -> tuple[Any, Any]:
-    return _ce(
-        logits,
-        target,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        axis,
-        backend,
-        True,
-    )
+    with _device_of(logits):
+        return _ce(
+            logits,
+            target,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            axis,
+            backend,
+            True,
+        )
 
 
 cross_entropy.__doc__ = (
@@ -817,6 +853,8 @@ def _linear_ce(
                 loss_rows[start:stop],
                 z,
             )
+        if plan.nan_rows is not None:
+            z[plan.nan_rows[start:stop]] = np.nan
         xp.matmul(z, w2, out=dx[start:stop])
         if start == 0:
             xp.matmul(z.T, xs, out=dw)
@@ -873,19 +911,20 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     backend: Any = None,
 ) -> Any:
-    return _linear_ce(
-        input,
-        linear_weight,
-        target,
-        linear_bias,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        chunk_size,
-        backend,
-        False,
-    )[0]
+    with _device_of(input):
+        return _linear_ce(
+            input,
+            linear_weight,
+            target,
+            linear_bias,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            chunk_size,
+            backend,
+            False,
+        )[0]
 
 
 def linear_cross_entropy_with_grad(
@@ -901,19 +940,20 @@ def linear_cross_entropy_with_grad(
     chunk_size: int | None = None,
     backend: Any = None,
 ) -> tuple[Any, tuple[Any, Any, Any]]:
-    return _linear_ce(
-        input,
-        linear_weight,
-        target,
-        linear_bias,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        chunk_size,
-        backend,
-        True,
-    )
+    with _device_of(input):
+        return _linear_ce(
+            input,
+            linear_weight,
+            target,
+            linear_bias,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            chunk_size,
+            backend,
+            True,
+        )
 
 
 linear_cross_entropy.__doc__ = (

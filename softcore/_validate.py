@@ -212,6 +212,7 @@ class CrossEntropyPlan:
         "beta",
         "class_weight",
         "grad_scale",
+        "nan_rows",
         "normaliser",
         "probs",
         "reduction",
@@ -222,6 +223,7 @@ class CrossEntropyPlan:
     beta: Any
     class_weight: Any
     grad_scale: float
+    nan_rows: Any
     normaliser: float
     probs: bool
     reduction: str
@@ -258,6 +260,7 @@ def plan_cross_entropy(
     plan = CrossEntropyPlan()
     plan.reduction = reduction
     plan.smoothing = eps
+    plan.nan_rows = None
     n_rows = math.prod(batch)
     if t.dtype.kind in "iu":
         if tuple(t.shape) != batch:
@@ -290,6 +293,9 @@ def plan_cross_entropy(
             plan.alpha = (1.0 - eps) * w_y
             plan.beta = (eps / n_classes) * keep.astype(_F64)
             plan.normaliser = float(w_y.sum())
+            if reduction == "mean" and plan.normaliser == 0 and bool(keep.any()):
+                # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
+                plan.nan_rows = keep
         plan.class_weight = cw
     elif t.dtype.kind == "f":
         if ignore_index != -100:
