@@ -78,7 +78,9 @@ def rowwise(args, nt, torch):
                 ty = torch.empty_like(tx)
                 tt = torch.from_numpy(t)
                 r, _ = _ratio(
-                    lambda tx=tx, ty=ty: torch.softmax(tx, -1, out=ty), copy, args.repeat
+                    lambda tx=tx, ty=ty: torch.softmax(tx, -1, out=ty),
+                    copy,
+                    args.repeat,
                 )
                 _row("torch softmax out=", shape, dt, nt, r)
                 r, _ = _ratio(lambda tx=tx: torch.softmax(tx, -1), copy, args.repeat)
@@ -141,7 +143,9 @@ def linear(args, nt, torch):
         np.matmul(z.T, x, out=dw)
 
     r, _ = _ratio(
-        lambda: sc.linear_cross_entropy_with_grad(x, w, t), gemms, max(5, args.repeat // 2)
+        lambda: sc.linear_cross_entropy_with_grad(x, w, t),
+        gemms,
+        max(5, args.repeat // 2),
     )
     _row("linear_ce_with_grad", (n, d, c), dt, nt, r, "vs 3 GEMMs")
 

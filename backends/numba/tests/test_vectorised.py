@@ -1,8 +1,9 @@
 """The exp/log loops and the row kernels compile to SIMD code.
 
 numba lowers ``np.exp`` to a scalar libm call; these tests read the generated
-x86 assembly (of fresh, uncached compilations) and check that our loops use packed (ymm/zmm) FMAs instead and call
-no libm ``exp``. Skipped on CPUs without AVX2.
+x86 assembly (of fresh, uncached compilations: numba cannot show cached code)
+and check that our loops use packed (ymm/zmm) FMAs instead and call no libm
+``exp``/``log``. Skipped on CPUs without AVX2.
 """
 
 import platform
