@@ -1179,7 +1179,7 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     for ax, (label, prs) in zip(axes.flat, panels.items(), strict=False):
         cases = sorted(
             {(shape_str(r["shape"]), r["dtype"]) for r in prs},
-            key=lambda c: (c[1], c[0]),
+            key=lambda c: (c[1], math.prod(parse_shape(c[0])), c[0]),
         )
         present = [b for b in who if any(r["backend"] == b for r in prs)]
         width = 0.8 / max(len(present), 1)
@@ -1196,7 +1196,10 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
         ax.set_title(label, fontsize=10)
         ax.set_xticks(range(len(cases)))
         ax.set_xticklabels(
-            [f"{s}\n{d.replace('float', 'f')}" for s, d in cases], fontsize=7
+            [f"{s} {d.replace('float', 'f')}" for s, d in cases],
+            fontsize=7,
+            rotation=35,
+            ha="right",
         )
         floor = prs[0]["floor"]
         ax.set_ylabel(
