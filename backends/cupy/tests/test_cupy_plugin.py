@@ -13,22 +13,9 @@ import numpy as np
 import pytest
 
 import softcore_cupy
+from softcore._backend import KERNELS  # the contract's kernel names
 from softcore_cupy import _kernels
 from softcore_cupy._backend import _check_available
-
-KERNELS = (
-    "softmax_rows",
-    "log_softmax_rows",
-    "logsumexp_rows",
-    "softmax_jacobian_rows",
-    "log_softmax_jacobian_rows",
-    "softmax_backward_rows",
-    "log_softmax_backward_rows",
-    "cross_entropy_rows",
-    "cross_entropy_grad_rows",
-    "cross_entropy_prob_rows",
-    "cross_entropy_prob_grad_rows",
-)
 
 
 def _run(code: str) -> str:

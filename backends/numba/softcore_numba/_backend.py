@@ -7,19 +7,7 @@ from typing import Any
 
 import numpy as np
 
-KERNELS = (
-    "softmax_rows",
-    "log_softmax_rows",
-    "logsumexp_rows",
-    "softmax_jacobian_rows",
-    "log_softmax_jacobian_rows",
-    "softmax_backward_rows",
-    "log_softmax_backward_rows",
-    "cross_entropy_rows",
-    "cross_entropy_grad_rows",
-    "cross_entropy_prob_rows",
-    "cross_entropy_prob_grad_rows",
-)
+from softcore._backend import KERNELS  # the contract's kernel names
 
 _DEFAULT_L3 = 32 << 20
 

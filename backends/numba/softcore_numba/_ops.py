@@ -144,18 +144,3 @@ def cross_entropy_prob_grad_rows(
         K.cross_entropy_prob_grad_ser(*args)
     else:
         launch(K.cross_entropy_prob_grad_par, *args)
-
-
-KERNELS = (
-    "softmax_rows",
-    "log_softmax_rows",
-    "logsumexp_rows",
-    "softmax_jacobian_rows",
-    "log_softmax_jacobian_rows",
-    "softmax_backward_rows",
-    "log_softmax_backward_rows",
-    "cross_entropy_rows",
-    "cross_entropy_grad_rows",
-    "cross_entropy_prob_rows",
-    "cross_entropy_prob_grad_rows",
-)
