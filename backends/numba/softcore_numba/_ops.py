@@ -35,34 +35,27 @@ def _mode(n: int, c: int) -> str:
     return "par"
 
 
-def softmax_rows(x, out):
+def _run(ser, split, par, x, *args):
+    """Run ``x``'s op in the mode its shape picks (``split`` None: no split mode)."""
     m = _mode(*x.shape)
     if m == "ser":
-        K.softmax_ser(x, out)
-    elif m == "split":
-        launch(K.softmax_split, x, out)
+        ser(x, *args)
+    elif m == "split" and split is not None:
+        launch(split, x, *args)
     else:
-        launch(K.softmax_par, x, out)
+        launch(par, x, *args)
+
+
+def softmax_rows(x, out):
+    _run(K.softmax_ser, K.softmax_split, K.softmax_par, x, out)
 
 
 def log_softmax_rows(x, out):
-    m = _mode(*x.shape)
-    if m == "ser":
-        K.log_softmax_ser(x, out)
-    elif m == "split":
-        launch(K.log_softmax_split, x, out)
-    else:
-        launch(K.log_softmax_par, x, out)
+    _run(K.log_softmax_ser, K.log_softmax_split, K.log_softmax_par, x, out)
 
 
 def logsumexp_rows(x, out):
-    m = _mode(*x.shape)
-    if m == "ser":
-        K.logsumexp_ser(x, out)
-    elif m == "split":
-        launch(K.logsumexp_split, x, out)
-    else:
-        launch(K.logsumexp_par, x, out)
+    _run(K.logsumexp_ser, K.logsumexp_split, K.logsumexp_par, x, out)
 
 
 def _jacobian(x, out, log):
@@ -82,56 +75,72 @@ def log_softmax_jacobian_rows(x, out):
 
 
 def softmax_backward_rows(grad, probs, out):
-    n, c = grad.shape
-    if n * c <= SERIAL_MAX:
-        K.softmax_backward_ser(grad, probs, out)
-    else:
-        launch(K.softmax_backward_par, grad, probs, out)
+    _run(K.softmax_backward_ser, None, K.softmax_backward_par, grad, probs, out)
 
 
 def log_softmax_backward_rows(grad, log_probs, out):
-    n, c = grad.shape
-    if n * c <= SERIAL_MAX:
-        K.log_softmax_backward_ser(grad, log_probs, out)
-    else:
-        launch(K.log_softmax_backward_par, grad, log_probs, out)
+    _run(
+        K.log_softmax_backward_ser,
+        None,
+        K.log_softmax_backward_par,
+        grad,
+        log_probs,
+        out,
+    )
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    n, c = x.shape
-    if n * c <= SERIAL_MAX:
-        K.cross_entropy_ser(x, target, alpha, beta, class_weight, loss_out)
-    else:
-        launch(K.cross_entropy_par, x, target, alpha, beta, class_weight, loss_out)
+    _run(
+        K.cross_entropy_ser,
+        None,
+        K.cross_entropy_par,
+        x,
+        target,
+        alpha,
+        beta,
+        class_weight,
+        loss_out,
+    )
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    args = (x, target, alpha, beta, class_weight, float(grad_scale), loss_out, grad_out)
-    m = _mode(*x.shape)
-    if m == "ser":
-        K.cross_entropy_grad_ser(*args)
-    elif m == "split":
-        launch(K.cross_entropy_grad_split, *args)
-    else:
-        launch(K.cross_entropy_grad_par, *args)
+    _run(
+        K.cross_entropy_grad_ser,
+        K.cross_entropy_grad_split,
+        K.cross_entropy_grad_par,
+        x,
+        target,
+        alpha,
+        beta,
+        class_weight,
+        float(grad_scale),
+        loss_out,
+        grad_out,
+    )
 
 
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
-    n, c = x.shape
-    args = (x, target, float(smoothing), class_weight, loss_out)
-    if n * c <= SERIAL_MAX:
-        K.cross_entropy_prob_ser(*args)
-    else:
-        launch(K.cross_entropy_prob_par, *args)
+    _run(
+        K.cross_entropy_prob_ser,
+        None,
+        K.cross_entropy_prob_par,
+        x,
+        target,
+        float(smoothing),
+        class_weight,
+        loss_out,
+    )
 
 
 def cross_entropy_prob_grad_rows(
     x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
 ):
-    n, c = x.shape
-    args = (
+    _run(
+        K.cross_entropy_prob_grad_ser,
+        None,
+        K.cross_entropy_prob_grad_par,
         x,
         target,
         float(smoothing),
@@ -140,7 +149,3 @@ def cross_entropy_prob_grad_rows(
         loss_out,
         grad_out,
     )
-    if n * c <= SERIAL_MAX:
-        K.cross_entropy_prob_grad_ser(*args)
-    else:
-        launch(K.cross_entropy_prob_grad_par, *args)
