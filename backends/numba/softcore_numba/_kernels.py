@@ -39,16 +39,18 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-from ._vexp import exp32, exp32_of64, exp64, fmaxnum, log64  # noqa: E402
+from ._vexp import exp32, exp32_of64, exp64, fma, fmaxnum, log64  # noqa: E402
 
 BLOCK = 16384
 """Elements per row block: the fixed partition of a row for the reductions."""
 
 _NAN = np.nan
 _NINF = -np.inf
+_ZERO32 = np.float32(0.0)
 _RED = {"reassoc", "contract"}  # vectorised reductions; exp keeps its own flags
 _KW = {"cache": True, "nogil": True, "error_model": "numpy"}
 _PKW = {**_KW, "parallel": True}
+_GLUE = {**_KW, "inline": "always"}  # row glue: no call (and no refcounts) per row
 
 
 def expd(d, row):
@@ -132,14 +134,40 @@ def _seg_sum(outr, j0, j1):
     return s
 
 
-@njit(fastmath={"contract"}, **_KW)
-def _seg_scale(outr, j0, j1, f):
-    os_ = outr[j0:j1]
-    for j in range(os_.shape[0]):
-        os_[j] = np.float64(os_[j]) * f
+def scale_seg(os_, f):
+    """``os_ *= f`` (a float64 ``f``), each element rounded once to its dtype."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(scale_seg, jit_options={"fastmath": {"contract"}, **_KW})
+def _scale_seg_impl(os_, f):
+    if isinstance(os_, types.Array) and os_.dtype == types.float32:
+        # f = hi + lo to twice float32's precision, and v * hi + v * lo with one
+        # rounding (an FMA): within 2**-47 relative before that rounding, as
+        # accurate as a float64 product rounded to float32, but in float32
+        # lanes and without conversions.
+        def impl(os_, f):
+            hi = np.float32(f)
+            lo = np.float32(f - np.float64(hi)) if abs(hi) < np.inf else _ZERO32
+            for j in range(os_.shape[0]):
+                v = os_[j]
+                os_[j] = fma(v, hi, v * lo)
+
+        return impl
+
+    def impl(os_, f):
+        for j in range(os_.shape[0]):
+            os_[j] = np.float64(os_[j]) * f
+
+    return impl
 
 
 @njit(**_KW)
+def _seg_scale(outr, j0, j1, f):
+    scale_seg(outr[j0:j1], f)
+
+
+@njit(**_GLUE)
 def _block_exp_store(xr, outr, j0, j1, ip):
     """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b)``.
     An all ``-inf`` block stores zeros (NaN where it holds a NaN)."""
@@ -148,7 +176,7 @@ def _block_exp_store(xr, outr, j0, j1, ip):
     return m, _seg_sum(outr, j0, j1)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _block_factor(m, M, S):
     """Scale turning a block's stored ``exp(x - m_b)`` into ``exp(x - M) / S``."""
     if m == M:  # every one-block row: exp(0) = 1 without a scalar exp
@@ -156,7 +184,7 @@ def _block_factor(m, M, S):
     return (exp64(m - M) if m > _NINF else 0.0) * (1.0 / S)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _exp_store_row(xr, outr, ip):
     """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
     ``(M, S)`` and the block maxima (``None`` for a one-block row)."""
@@ -181,7 +209,7 @@ def _exp_store_row(xr, outr, ip):
     return M, S, bm
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _scale_row(outr, M, S, bm, c):
     """``outr *= c * factor_b`` per block."""
     C = outr.shape[0]
@@ -190,7 +218,7 @@ def _scale_row(outr, M, S, bm, c):
         _seg_scale(outr, j0, min(C, j0 + BLOCK), _block_factor(bm[b], M, S) * c)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _block_stats(xr, j0, j1):
     """``(m_b, s_b)`` of one block; an all ``-inf`` block gives ``(-inf, 0)``
     (or ``(-inf, NaN)`` if it holds a NaN)."""
@@ -199,7 +227,7 @@ def _block_stats(xr, j0, j1):
     return m, s
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _combine(M, S, m, s):
     """Fold one block's ``(m, s)`` into the running ``(M, S)``."""
     if m == _NINF:
@@ -211,13 +239,13 @@ def _combine(M, S, m, s):
     return M, S + s * exp64(m - M)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _finish(M, S):
     """``(M, S)`` of a whole row; a row of only ``-inf`` gets ``S = NaN``."""
     return M, (_NAN if M == _NINF else S)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _row_stats(xr):
     C = xr.shape[0]
     if C <= BLOCK:  # the same arithmetic; a loop around it compiled ~3x slower
@@ -247,7 +275,7 @@ def _seg_log_softmax(xr, outr, j0, j1, M, log_s, ip):
 # ---------------------------------------------------------------------- row helpers
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _softmax_row(xr, outr, ip):
     C = xr.shape[0]
     if C <= BLOCK:  # no block-maxima array to allocate
@@ -260,13 +288,13 @@ def _softmax_row(xr, outr, ip):
     _scale_row(outr, M, S, bm, 1.0)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _log_softmax_row(xr, outr, ip):
     M, S = _row_stats(xr)
     _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S), ip)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _lse_row(xr):
     M, S = _row_stats(xr)
     return M + log64(S)
@@ -336,7 +364,7 @@ def _seg_wdot(xr, j0, j1, M, cw):
     return acc
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_loss(a, b, M, log_s, xy, wdot, W):
     loss = a * ((M - xy) + log_s) if a != 0.0 else 0.0
     if b != 0.0:
@@ -344,7 +372,7 @@ def _ce_loss(a, b, M, log_s, xy, wdot, W):
     return loss
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_row(xr, y, a, b, cw, W):
     if a == 0.0 and b == 0.0:
         return 0.0
@@ -358,7 +386,7 @@ def _ce_row(xr, y, a, b, cw, W):
     return _ce_loss(a, b, M, log_s, np.float64(xr[y]), wdot, W)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
     """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; the smoothing
     partial sum of the segment is read first and returned. The target column is
@@ -369,7 +397,7 @@ def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
     return part
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy):
     p = exp64(xy - M) * (gs * (a + b * W) / S)  # one accurate exp per row
     gr[y] = (p - gs * b * cw[y]) - gs * a
@@ -381,7 +409,7 @@ def _zero_row(gr):
         gr[j] = 0.0
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
     if a == 0.0 and b == 0.0:
         _zero_row(gr)
@@ -438,7 +466,7 @@ def _prob_loss(xr, tr, cw, k1, k0, M, log_s):
     return acc
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _ce_prob_row(xr, tr, cw, k1, k0):
     M, S = _row_stats(xr)
     return _prob_loss(xr, tr, cw, k1, k0, M, log64(S))

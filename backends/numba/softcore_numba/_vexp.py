@@ -43,7 +43,7 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-__all__ = ["exp32", "exp32_of64", "exp64", "log64"]
+__all__ = ["exp32", "exp32_of64", "exp64", "fma", "fmaxnum", "log64"]
 
 # ---------------------------------------------------------------- bit casts
 
@@ -110,6 +110,22 @@ def fmaxnum(typingctx, a, b):
         return builder.call(fn, args)
 
     return a(a, b), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``llvm.fma``: ``a * b + c`` rounded once (a hardware FMA where there is one)."""
+    if not (a == b == c) or not isinstance(a, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lty = args[0].type
+        name = "llvm.fma.f32" if a == types.float32 else "llvm.fma.f64"
+        fnty = llir.FunctionType(lty, [lty, lty, lty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
 
 
 # ---------------------------------------------------------------- exp, float64
