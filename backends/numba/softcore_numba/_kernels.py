@@ -134,32 +134,45 @@ def _seg_sum(outr, j0, j1):
     return s
 
 
-def scale_seg(os_, f):
-    """``os_ *= f`` (a float64 ``f``), each element rounded once to its dtype."""
+def split_factor(f, row):
+    """A float64 factor as ``(hi, lo)`` for :func:`mul_split` on ``row``'s dtype."""
     raise NotImplementedError  # only callable from jitted code
 
 
-@overload(scale_seg, jit_options={"fastmath": {"contract"}, **_KW})
-def _scale_seg_impl(os_, f):
-    if isinstance(os_, types.Array) and os_.dtype == types.float32:
-        # f = hi + lo to twice float32's precision, and v * hi + v * lo with one
-        # rounding (an FMA): within 2**-47 relative before that rounding, as
-        # accurate as a float64 product rounded to float32, but in float32
-        # lanes and without conversions.
-        def impl(os_, f):
+def mul_split(v, hi, lo):
+    """``v * (hi + lo)``, rounded once to ``v``'s dtype."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(split_factor, inline="always")
+def _split_factor_impl(f, row):
+    if isinstance(row, types.Array) and row.dtype == types.float32:
+        # f = hi + lo to twice float32's precision (lo = 0 where hi is not finite)
+        def impl(f, row):
             hi = np.float32(f)
             lo = np.float32(f - np.float64(hi)) if abs(hi) < np.inf else _ZERO32
-            for j in range(os_.shape[0]):
-                v = os_[j]
-                os_[j] = fma(v, hi, v * lo)
+            return hi, lo
 
         return impl
+    return lambda f, row: (f, 0.0)
 
-    def impl(os_, f):
-        for j in range(os_.shape[0]):
-            os_[j] = np.float64(os_[j]) * f
 
-    return impl
+@overload(mul_split, inline="always")
+def _mul_split_impl(v, hi, lo):
+    if v == types.float32:
+        # v * hi + v * lo with one rounding (an FMA): within 2**-47 relative
+        # before that rounding, as accurate as a float64 product rounded to
+        # float32, but in float32 lanes and without conversions.
+        return lambda v, hi, lo: fma(v, hi, v * lo)
+    return lambda v, hi, lo: v * hi
+
+
+@njit(fastmath={"contract"}, **_KW)
+def scale_seg(os_, f):
+    """``os_ *= f`` (a float64 ``f``), each element rounded once to its dtype."""
+    hi, lo = split_factor(f, os_)
+    for j in range(os_.shape[0]):
+        os_[j] = mul_split(os_[j], hi, lo)
 
 
 @njit(**_KW)
@@ -817,3 +830,318 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
             wdot += part[r, b]
         _ce_grad_fix(grad_out[r], target[r], a, be, cw, W, gs, M[r], S[r], xy[r])
         loss_out[r] = _ce_loss(a, be, M[r], log64(S[r]), xy[r], wdot, W)
+
+
+# ====================================================================== short rows
+# Rows narrower than SHORT_C: a row's loops are too short to vectorise, and a scalar
+# exp costs ~30 instructions. The rows are taken a tile of TILE elements at a time:
+# per row, its maximum and the differences ``x - m`` (scalar, one op each); one
+# vectorised exp over the whole tile; per row, the sum and the writes. The result
+# of a row does not depend on the tiling (the exp is elementwise), so the serial
+# and parallel drivers give the same bits; which path runs depends on C only.
+
+SHORT_C = 64
+"""Rows with fewer classes than this take the short-row kernels (measured: they
+win up to 48 classes and lose at 64)."""
+TILE = 4096
+"""Elements per tile of short rows."""
+
+
+def exp_elem(v):
+    """``exp`` of an element in its own dtype (exp32 / exp64)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(exp_elem, inline="always")
+def _exp_elem_impl(v):
+    if v == types.float32:
+        return lambda v: exp32(v)
+    return lambda v: exp64(v)
+
+
+def zero_of(v):
+    """0 in ``v``'s dtype."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(zero_of, inline="always")
+def _zero_of_impl(v):
+    if v == types.float32:
+        return lambda v: _ZERO32
+    return lambda v: 0.0
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _flat_exp(t):
+    for i in range(t.shape[0]):
+        t[i] = exp_elem(t[i])
+
+
+@njit(**_KW)
+def _tile_rows(C):
+    return max(1, TILE // C)
+
+
+@njit(**_KW)
+def _short_exp(x, e, r0, r1, M):
+    """``e[i] = exp(x[r0 + i] - m)`` for the rows ``r0 .. r1`` with ``m`` their
+    maxima (0 for a row of only ``-inf``), and ``M[i] = m`` as float64. ``e`` may
+    be those rows of ``x`` itself: each element is read before it is written."""
+    C = x.shape[1]
+    for r in range(r0, r1):
+        i = r - r0
+        m = x[r, 0]
+        for j in range(1, C):
+            m = fmaxnum(m, x[r, j])
+        M[i] = m
+        c = m if m > _NINF else zero_of(m)  # as the one-block rows (NaN: 0 too)
+        for j in range(C):
+            e[i, j] = x[r, j] - c
+    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * C))
+
+
+def tile_row_sum(e, i):
+    """The float64 sum of tile row ``i``, in order (too short to vectorise)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(tile_row_sum, jit_options=_KW)
+def _tile_row_sum_impl(e, i):
+    if isinstance(e, types.Array) and e.dtype == types.float32:
+        # float32 values summed in float64: the error stays far below float32's
+        def impl(e, i):
+            s = 0.0
+            for j in range(e.shape[1]):
+                s += np.float64(e[i, j])
+            return s
+
+        return impl
+
+    # float64: compensated (Neumaier), so the sum is within about an ULP for any
+    # C, where a plain sum in order could lose C / 2 ULPs
+    def impl(e, i):
+        s = 0.0
+        c = 0.0
+        for j in range(e.shape[1]):
+            v = e[i, j]
+            t = s + v
+            c += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
+            s = t
+        return s + c
+
+    return impl
+
+
+@njit(**_KW)
+def _short_sum(e, i, m):
+    """``S`` of tile row ``i`` (NaN for a row of only ``-inf``)."""
+    s = tile_row_sum(e, i)
+    return _NAN if m == _NINF else s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _short_log_sums(e, M, L, k):
+    """``L[i] = log S_i`` for the first ``k`` tile rows: one vectorised log."""
+    for i in range(k):
+        L[i] = _short_sum(e, i, M[i])
+    for i in range(k):
+        L[i] = log64(L[i])
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _short_scale(e, i, f):
+    hi, lo = split_factor(f, e)
+    for j in range(e.shape[1]):
+        e[i, j] = mul_split(e[i, j], hi, lo)
+
+
+@njit(**_GLUE)
+def _short_softmax_tile(x, out, r0, r1, M):
+    _short_exp(x, out[r0:r1], r0, r1, M)
+    e = out[r0:r1]
+    for i in range(r1 - r0):
+        _short_scale(e, i, 1.0 / _short_sum(e, i, M[i]))
+
+
+@njit(**_PKW)
+def softmax_short_par(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    for t in prange((n + R - 1) // R):
+        M = np.empty(R)
+        _short_softmax_tile(x, out, t * R, min(n, t * R + R), M)
+
+
+@njit(**_KW)
+def softmax_short_ser(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    M = np.empty(R)
+    for r0 in range(0, n, R):
+        _short_softmax_tile(x, out, r0, min(n, r0 + R), M)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _short_log_softmax_row(x, out, r, m, log_s):
+    for j in range(x.shape[1]):
+        out[r, j] = (np.float64(x[r, j]) - m) - log_s
+
+
+@njit(**_GLUE)
+def _short_log_softmax_tile(x, out, r0, r1, e, M, L):
+    _short_exp(x, e, r0, r1, M)
+    _short_log_sums(e, M, L, r1 - r0)
+    for i in range(r1 - r0):
+        _short_log_softmax_row(x, out, r0 + i, M[i], L[i])
+
+
+@njit(**_PKW)
+def log_softmax_short_par(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    for t in prange((n + R - 1) // R):
+        e = np.empty((R, C), x.dtype)
+        M = np.empty(R)
+        L = np.empty(R)
+        _short_log_softmax_tile(x, out, t * R, min(n, t * R + R), e, M, L)
+
+
+@njit(**_KW)
+def log_softmax_short_ser(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    e = np.empty((R, C), x.dtype)
+    M = np.empty(R)
+    L = np.empty(R)
+    for r0 in range(0, n, R):
+        _short_log_softmax_tile(x, out, r0, min(n, r0 + R), e, M, L)
+
+
+@njit(**_GLUE)
+def _short_lse_tile(x, out, r0, r1, e, M, L):
+    _short_exp(x, e, r0, r1, M)
+    _short_log_sums(e, M, L, r1 - r0)
+    for i in range(r1 - r0):
+        out[r0 + i] = M[i] + L[i]
+
+
+@njit(**_PKW)
+def logsumexp_short_par(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    for t in prange((n + R - 1) // R):
+        e = np.empty((R, C), x.dtype)
+        M = np.empty(R)
+        L = np.empty(R)
+        _short_lse_tile(x, out, t * R, min(n, t * R + R), e, M, L)
+
+
+@njit(**_KW)
+def logsumexp_short_ser(x, out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    e = np.empty((R, C), x.dtype)
+    M = np.empty(R)
+    L = np.empty(R)
+    for r0 in range(0, n, R):
+        _short_lse_tile(x, out, r0, min(n, r0 + R), e, M, L)
+
+
+# Cross-entropy on short rows, for class-index targets without label smoothing
+# (every beta is 0; the caller checks): loss = alpha (lse - x_y), and the gradient
+# scale (alpha p - alpha [j = y]) computed as for the one-block rows above.
+
+
+@njit(**_GLUE)
+def _short_ce_tile(x, target, alpha, loss_out, r0, r1, e, M, L):
+    _short_exp(x, e, r0, r1, M)
+    _short_log_sums(e, M, L, r1 - r0)
+    for i in range(r1 - r0):
+        r = r0 + i
+        a = alpha[r]
+        if a == 0.0:
+            loss_out[r] = 0.0
+            continue
+        xy = np.float64(x[r, target[r]])
+        loss_out[r] = _ce_loss(a, 0.0, M[i], L[i], xy, 0.0, 0.0)
+
+
+@njit(**_PKW)
+def cross_entropy_short_par(x, target, alpha, beta, cw, loss_out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    for t in prange((n + R - 1) // R):
+        e = np.empty((R, C), x.dtype)
+        M = np.empty(R)
+        L = np.empty(R)
+        _short_ce_tile(x, target, alpha, loss_out, t * R, min(n, t * R + R), e, M, L)
+
+
+@njit(**_KW)
+def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    e = np.empty((R, C), x.dtype)
+    M = np.empty(R)
+    L = np.empty(R)
+    for r0 in range(0, n, R):
+        _short_ce_tile(x, target, alpha, loss_out, r0, min(n, r0 + R), e, M, L)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _short_ce_scalars(e, M, xy, W, k):
+    """Per tile row: ``W[0] = S``, ``W[1] = log S``, ``W[2] = exp(x_y - m)``, the
+    logs and exps in one vectorised loop."""
+    for i in range(k):
+        W[0, i] = _short_sum(e, i, M[i])
+    for i in range(k):
+        W[1, i] = log64(W[0, i])
+        W[2, i] = exp64(xy[i] - M[i])
+
+
+@njit(**_GLUE)
+def _short_ce_grad_tile(x, target, alpha, gs, loss_out, grad_out, r0, r1, M, xy, W):
+    for r in range(r0, r1):
+        xy[r - r0] = np.float64(x[r, target[r]])  # before grad_out (maybe x) is written
+    e = grad_out[r0:r1]
+    _short_exp(x, e, r0, r1, M)
+    _short_ce_scalars(e, M, xy, W, r1 - r0)
+    for i in range(r1 - r0):
+        r = r0 + i
+        a = alpha[r]
+        if a == 0.0:
+            for j in range(e.shape[1]):
+                e[i, j] = 0.0
+            loss_out[r] = 0.0
+            continue
+        S = W[0, i]
+        _short_scale(e, i, (1.0 / S) * (gs * a))  # the one-block rows' factor
+        e[i, target[r]] = (W[2, i] * (gs * a / S) - 0.0) - gs * a
+        loss_out[r] = _ce_loss(a, 0.0, M[i], W[1, i], xy[i], 0.0, 0.0)
+
+
+@njit(**_PKW)
+def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    for t in prange((n + R - 1) // R):
+        M = np.empty(R)
+        xy = np.empty(R)
+        W = np.empty((3, R))
+        r0 = t * R
+        _short_ce_grad_tile(
+            x, target, alpha, gs, loss_out, grad_out, r0, min(n, r0 + R), M, xy, W
+        )
+
+
+@njit(**_KW)
+def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    n, C = x.shape
+    R = _tile_rows(C)
+    M = np.empty(R)
+    xy = np.empty(R)
+    W = np.empty((3, R))
+    for r0 in range(0, n, R):
+        _short_ce_grad_tile(
+            x, target, alpha, gs, loss_out, grad_out, r0, min(n, r0 + R), M, xy, W
+        )

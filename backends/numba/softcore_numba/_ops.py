@@ -4,6 +4,9 @@ Importing this module imports numba (and sets up the runtime first). The mode
 depends on the shape alone, never on the thread count, so results are bitwise
 equal for any number of threads:
 
+* rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
+  one vectorised exp per tile) where the op has them, serial or parallel over
+  tiles by the rule below;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
@@ -27,7 +30,13 @@ SPLIT_ROWS = 16
 BLOCK = K.BLOCK
 
 
-def _mode(n: int, c: int) -> str:
+SHORT_C = K.SHORT_C
+
+
+def _mode(n: int, c: int, short: bool = False) -> str:
+    """The driver for an ``(n, c)`` input (``short``: the op has short-row kernels)."""
+    if short and c < SHORT_C:
+        return "short_ser" if n * c <= SERIAL_MAX else "short_par"
     if n * c <= SERIAL_MAX:
         return "ser"
     if c > BLOCK and n < SPLIT_ROWS:
@@ -35,10 +44,15 @@ def _mode(n: int, c: int) -> str:
     return "par"
 
 
-def _run(ser, split, par, x, *args):
-    """Run ``x``'s op in the mode its shape picks (``split`` None: no split mode)."""
-    m = _mode(*x.shape)
-    if m == "ser":
+def _run(ser, split, par, x, *args, short=None):
+    """Run ``x``'s op in the mode its shape picks (``split`` None: no split mode;
+    ``short``: the ``(serial, parallel)`` short-row kernels, if the op has them)."""
+    m = _mode(*x.shape, short is not None)
+    if m == "short_ser":
+        short[0](x, *args)
+    elif m == "short_par":
+        launch(short[1], x, *args)
+    elif m == "ser":
         ser(x, *args)
     elif m == "split" and split is not None:
         launch(split, x, *args)
@@ -47,15 +61,18 @@ def _run(ser, split, par, x, *args):
 
 
 def softmax_rows(x, out):
-    _run(K.softmax_ser, K.softmax_split, K.softmax_par, x, out)
+    short = (K.softmax_short_ser, K.softmax_short_par)
+    _run(K.softmax_ser, K.softmax_split, K.softmax_par, x, out, short=short)
 
 
 def log_softmax_rows(x, out):
-    _run(K.log_softmax_ser, K.log_softmax_split, K.log_softmax_par, x, out)
+    short = (K.log_softmax_short_ser, K.log_softmax_short_par)
+    _run(K.log_softmax_ser, K.log_softmax_split, K.log_softmax_par, x, out, short=short)
 
 
 def logsumexp_rows(x, out):
-    _run(K.logsumexp_ser, K.logsumexp_split, K.logsumexp_par, x, out)
+    short = (K.logsumexp_short_ser, K.logsumexp_short_par)
+    _run(K.logsumexp_ser, K.logsumexp_split, K.logsumexp_par, x, out, short=short)
 
 
 def _jacobian(x, out, log):
@@ -89,6 +106,11 @@ def log_softmax_backward_rows(grad, log_probs, out):
     )
 
 
+def _short_ce(beta, ser, par):
+    """The short-row CE kernels take no label smoothing (every beta 0)."""
+    return None if beta.any() else (ser, par)
+
+
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
     _run(
         K.cross_entropy_ser,
@@ -100,12 +122,16 @@ def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
         beta,
         class_weight,
         loss_out,
+        short=_short_ce(beta, K.cross_entropy_short_ser, K.cross_entropy_short_par),
     )
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
+    short = _short_ce(
+        beta, K.cross_entropy_grad_short_ser, K.cross_entropy_grad_short_par
+    )
     _run(
         K.cross_entropy_grad_ser,
         K.cross_entropy_grad_split,
@@ -118,6 +144,7 @@ def cross_entropy_grad_rows(
         float(grad_scale),
         loss_out,
         grad_out,
+        short=short,
     )
 
 

@@ -17,6 +17,8 @@ from softcore_numba import backend as nb
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 SHAPES = [(1, 1), (3, 1), (5, 7), (33, 130), (6, 40000)]
+# short rows (C < SHORT_C) through the parallel tile driver, a partial last tile
+SHORT_PAR = (9000, 10)
 
 
 def _x(rng, shape, dtype, special=True):
@@ -48,7 +50,7 @@ def _ce_args(rng, x):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", [*SHAPES, SHORT_PAR], ids=str)
 @pytest.mark.parametrize("op", ["softmax_rows", "log_softmax_rows", "logsumexp_rows"])
 def test_rowwise(op, shape, dtype, rng):
     x = _x(rng, shape, dtype)
@@ -100,10 +102,13 @@ def test_backward(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_cross_entropy_index(shape, dtype, rng):
+@pytest.mark.parametrize("smoothing", [True, False], ids=["smoothing", "plain"])
+@pytest.mark.parametrize("shape", [*SHAPES, SHORT_PAR], ids=str)
+def test_cross_entropy_index(shape, smoothing, dtype, rng):
     x = _x(rng, shape, dtype)
     y, alpha, beta, cw = _ce_args(rng, x)
+    if not smoothing:  # every beta 0: short rows take the short-row kernels
+        beta[:] = 0.0
     n = shape[0]
     got_l, want_l = np.empty(n), np.empty(n)
     nb.cross_entropy_rows(x, y, alpha, beta, cw, got_l)
@@ -175,11 +180,42 @@ def test_modes_same_bits(shape, dtype, rng):
         np.testing.assert_array_equal(grad, res[0][1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9000, 10), (700, 63), (5, 1)], ids=str)
+def test_short_modes_same_bits(shape, dtype, rng):
+    """The serial and parallel short-row drivers agree bit for bit (tiles of
+    ``TILE // C`` rows: the parallel split must not change a row's result)."""
+    x = _x(rng, shape, dtype)
+    n = shape[0]
+    for op in ("softmax", "log_softmax"):
+        a, b = np.empty_like(x), np.empty_like(x)
+        getattr(K, f"{op}_short_ser")(x, a)
+        getattr(K, f"{op}_short_par")(x, b)
+        np.testing.assert_array_equal(a, b, err_msg=op)
+    a, b = np.empty(n, dtype), np.empty(n, dtype)
+    K.logsumexp_short_ser(x, a)
+    K.logsumexp_short_par(x, b)
+    np.testing.assert_array_equal(a, b)
+    y, alpha, beta, cw = _ce_args(rng, x)
+    beta[:] = 0.0
+    la, lb, ga, gb = np.empty(n), np.empty(n), np.empty_like(x), np.empty_like(x)
+    K.cross_entropy_grad_short_ser(x, y, alpha, beta, cw, 0.5, la, ga)
+    K.cross_entropy_grad_short_par(x, y, alpha, beta, cw, 0.5, lb, gb)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, gb)
+    K.cross_entropy_short_par(x, y, alpha, beta, cw, lb)
+    np.testing.assert_array_equal(la, lb)  # the loss kernel: the same bits
+
+
 def test_mode_choice_depends_on_shape_only():
     assert _ops._mode(32, 10) == "ser"
     assert _ops._mode(4, 262144) == "split"
     assert _ops._mode(64, 262144) == "par"
     assert _ops._mode(8192, 1000) == "par"
+    assert _ops._mode(32, 10, short=True) == "short_ser"
+    assert _ops._mode(65536, 10, short=True) == "short_par"
+    assert _ops._mode(65536, _ops.SHORT_C, short=True) == "par"
+    assert _ops._mode(8192, 1000, short=True) == "par"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
