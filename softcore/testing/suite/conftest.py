@@ -33,15 +33,3 @@ def backend(sc: Any) -> Any:
 def op(request: pytest.FixtureRequest) -> str:
     """Every public op, by name (numbagg style: one table, one fixture)."""
     return request.param
-
-
-@pytest.fixture(scope="session")
-def host_only(backend: Any) -> None:
-    """Skip (with the reason) where a property needs NumPy arrays end to end."""
-    import numpy as np
-
-    if backend.xp is not np:
-        pytest.skip(
-            f"layout properties need NumPy arrays; backend {backend.name!r} "
-            f"computes on {getattr(backend.xp, '__name__', backend.xp)!r} arrays"
-        )

@@ -13,50 +13,56 @@ from softcore.testing import _cases
 from softcore.testing._assert import assert_identical
 from softcore.testing._cases import OPS, ops_of
 from softcore.testing._check import check_against_reference
-from softcore.testing._runtime import to_host
+from softcore.testing._runtime import to_backend, to_host
 from softcore.testing._strategies import FLOAT_DTYPES, draw_spec, kit_settings
 
+# Each layout takes the array already on the backend's device (``xp``) and
+# returns the same logical array in another memory layout there. Read-only and
+# big-endian arrays exist only in NumPy (CuPy has neither flag).
 
-def _noncontiguous(a: np.ndarray) -> np.ndarray:
-    if a.ndim == 0:
-        return a
-    big = np.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
+
+def _noncontiguous(a: Any, xp: Any) -> Any:
+    big = xp.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
     view = big[tuple(slice(1, None, 2) for _ in a.shape)]
     view[...] = a
     return view
 
 
-def _negative(a: np.ndarray) -> np.ndarray:
+def _fortran(a: Any, xp: Any) -> Any:
+    return xp.asfortranarray(a)
+
+
+def _negative(a: Any, xp: Any) -> Any:
     rev = tuple(slice(None, None, -1) for _ in a.shape)
-    return np.ascontiguousarray(a[rev])[rev]
+    return xp.ascontiguousarray(a[rev])[rev]
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def _transposed(a: Any, xp: Any) -> Any:
+    # same logical array, memory in reversed axis order (a transposed view)
+    return xp.ascontiguousarray(a.T).T
+
+
+def _readonly(a: Any, xp: Any) -> Any:
     b = a.copy()
     b.setflags(write=False)
     return b
 
 
-def _big_endian(a: np.ndarray) -> np.ndarray:
+def _big_endian(a: Any, xp: Any) -> Any:
     return a.astype(a.dtype.newbyteorder(">"))
-
-
-def _transposed(a: np.ndarray) -> np.ndarray:
-    # same logical array, memory in reversed axis order (a transposed view)
-    return np.ascontiguousarray(a.T).T
 
 
 LAYOUTS = {
     "noncontiguous": _noncontiguous,
-    "fortran": np.asfortranarray,
+    "fortran": _fortran,
     "transposed_view": _transposed,
     "negative_strides": _negative,
     "readonly": _readonly,
     "big_endian": _big_endian,
 }
+NUMPY_ONLY = {"readonly", "big_endian"}
 
 
-@pytest.mark.usefixtures("host_only")
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @given(data=st.data())
 @kit_settings(0.4)
@@ -65,15 +71,22 @@ def test_layouts(
 ) -> None:
     """Non-contiguous, Fortran, transposed, negatively strided, read-only and
     big-endian inputs (every array argument) give bitwise the result of contiguous
-    native copies."""
+    native copies. On a device backend the layouts are made on the device; the
+    read-only and big-endian ones, which only NumPy has, are skipped there."""
+    xp = backend.xp
+    if xp is not np and layout in NUMPY_ONLY:
+        pytest.skip(
+            f"{layout} arrays exist only in NumPy; backend {backend.name!r} "
+            f"computes on {getattr(xp, '__name__', xp)!r} arrays"
+        )
     dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
     spec = draw_spec(data, op)
     inputs = _cases.build(op, spec, dtype)
     plain = inputs.copy()
     fancy = inputs
     for k, a in inputs.arrays():
-        b = LAYOUTS[layout](a) if a.ndim else a
-        assert np.array_equal(b, a, equal_nan=True)
+        b = LAYOUTS[layout](to_backend(backend, a), xp) if a.ndim else a
+        assert np.array_equal(to_host(b), a, equal_nan=True)
         fancy = fancy.replace(k, b)
     want = OPS[op].call(sc, plain, backend)
     got = OPS[op].call(sc, fancy, backend)
