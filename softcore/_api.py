@@ -490,15 +490,25 @@ def _ce(
     return _reduce(loss_rows, plan, batch, result, xp), grad
 
 
+_CAST_MAX = {
+    np.dtype(np.float32): float(np.finfo(np.float32).max),
+    np.dtype(np.float16): float(np.finfo(np.float16).max),
+}
+
+
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
     # a float64 loss beyond float32's range becomes inf in the cast, as it should
-    with np.errstate(over="ignore"):
-        if plan.reduction == "none":
+    if plan.reduction == "none":
+        with np.errstate(over="ignore"):
             return loss_rows.reshape(batch).astype(result)
-        total = loss_rows.sum()
-        if plan.reduction == "mean":
-            # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
-            total = total / plan.normaliser if plan.normaliser else total * np.nan
+    total = loss_rows.sum()
+    if plan.reduction == "mean":
+        # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
+        total = total / plan.normaliser if plan.normaliser else total * np.nan
+    top = _CAST_MAX.get(result)
+    if top is None or (xp is np and abs(total) <= top):  # the cast cannot overflow
+        return xp.asarray(total, dtype=result)[()]
+    with np.errstate(over="ignore"):
         return xp.asarray(total, dtype=result)[()]
 
 
