@@ -883,6 +883,30 @@ def _tile_rows(C):
 
 
 @njit(**_KW)
+def _short_max(x, r):
+    """Maximum of row ``r`` ignoring NaN (NaN if all are)."""
+    m = x[r, 0]
+    for j in range(1, x.shape[1]):
+        m = fmaxnum(m, x[r, j])
+    return m
+
+
+@njit(**_KW)
+def _short_wdot(x, r, m, cw):
+    """``sum_j w_j (m - x_j)`` of row ``r`` (terms with ``w_j = 0`` skipped, so a
+    ``-inf`` logit of weight 0 adds nothing), compensated (Neumaier)."""
+    s = 0.0
+    c = 0.0
+    for j in range(x.shape[1]):
+        w = cw[j]
+        v = (w * (m - np.float64(x[r, j]))) if w != 0.0 else 0.0
+        t = s + v
+        c += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
+        s = t
+    return s + c if abs(s) < np.inf else s  # inf - inf in the correction: NaN
+
+
+@njit(**_KW)
 def _short_exp(x, e, r0, r1, M):
     """``e[i] = exp(x[r0 + i] - m)`` for the rows ``r0 .. r1`` with ``m`` their
     maxima (0 for a row of only ``-inf``), and ``M[i] = m`` as float64. ``e`` may
@@ -1047,90 +1071,153 @@ def logsumexp_short_ser(x, out):
         _short_lse_tile(x, out, r0, min(n, r0 + R), e, M, L)
 
 
-# Cross-entropy on short rows, for class-index targets without label smoothing
-# (every beta is 0; the caller checks): loss = alpha (lse - x_y), and the gradient
-# scale (alpha p - alpha [j = y]) computed as for the one-block rows above.
+# Cross-entropy on short rows, class-index targets: the formulas of the row
+# kernels above (the unsmoothed gradient by scaling exp(x - m), the smoothed one
+# as exp(x - m) c1 - c2 w_j), on the tile's exp values and sums.
 
 
 @njit(**_GLUE)
-def _short_ce_tile(x, target, alpha, loss_out, r0, r1, e, M, L):
+def _short_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, e, M, L):
     _short_exp(x, e, r0, r1, M)
     _short_log_sums(e, M, L, r1 - r0)
     for i in range(r1 - r0):
         r = r0 + i
         a = alpha[r]
-        if a == 0.0:
+        b = beta[r]
+        if a == 0.0 and b == 0.0:
             loss_out[r] = 0.0
             continue
+        wdot = _short_wdot(x, r, M[i], cw) if b != 0.0 else 0.0
         xy = np.float64(x[r, target[r]])
-        loss_out[r] = _ce_loss(a, 0.0, M[i], L[i], xy, 0.0, 0.0)
+        loss_out[r] = _ce_loss(a, b, M[i], L[i], xy, wdot, W)
 
 
 @njit(**_PKW)
 def cross_entropy_short_par(x, target, alpha, beta, cw, loss_out):
     n, C = x.shape
     R = _tile_rows(C)
+    W = _wsum(cw)
     for t in prange((n + R - 1) // R):
         e = np.empty((R, C), x.dtype)
         M = np.empty(R)
         L = np.empty(R)
-        _short_ce_tile(x, target, alpha, loss_out, t * R, min(n, t * R + R), e, M, L)
+        r0 = t * R
+        _short_ce_tile(
+            x, target, alpha, beta, cw, W, loss_out, r0, min(n, r0 + R), e, M, L
+        )
 
 
 @njit(**_KW)
 def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
     n, C = x.shape
     R = _tile_rows(C)
+    W = _wsum(cw)
     e = np.empty((R, C), x.dtype)
     M = np.empty(R)
     L = np.empty(R)
     for r0 in range(0, n, R):
-        _short_ce_tile(x, target, alpha, loss_out, r0, min(n, r0 + R), e, M, L)
+        _short_ce_tile(
+            x, target, alpha, beta, cw, W, loss_out, r0, min(n, r0 + R), e, M, L
+        )
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _short_ce_scalars(e, M, xy, W, k):
-    """Per tile row: ``W[0] = S``, ``W[1] = log S``, ``W[2] = exp(x_y - m)``, the
+def _short_ce_scalars(e, M, xy, T, k):
+    """Per tile row: ``T[0] = S``, ``T[1] = log S``, ``T[2] = exp(x_y - m)``, the
     logs and exps in one vectorised loop."""
     for i in range(k):
-        W[0, i] = _short_sum(e, i, M[i])
+        T[0, i] = _short_sum(e, i, M[i])
     for i in range(k):
-        W[1, i] = log64(W[0, i])
-        W[2, i] = exp64(xy[i] - M[i])
+        T[1, i] = log64(T[0, i])
+        T[2, i] = exp64(xy[i] - M[i])
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _short_ce_smooth_row(e, i, cw, c1, c2):
+    for j in range(e.shape[1]):
+        e[i, j] = e[i, j] * c1 - c2 * cw[j]
 
 
 @njit(**_GLUE)
-def _short_ce_grad_tile(x, target, alpha, gs, loss_out, grad_out, r0, r1, M, xy, W):
+def _short_ce_grad_fin(e, i, y, a, b, cw, W, gs, M, xy, T):
+    """Turn row ``i`` of the tile's exp values into the gradient; its loss."""
+    S = T[0, i]
+    if b == 0.0:
+        _short_scale(e, i, (1.0 / S) * (gs * a))  # the one-block rows' factor
+    else:
+        _short_ce_smooth_row(e, i, cw, gs * (a + b * W) / S, gs * b)
+    p = T[2, i] * (gs * (a + b * W) / S)
+    e[i, y] = (p - gs * b * cw[y]) - gs * a
+    return _ce_loss(a, b, M[i], T[1, i], xy[i], T[3, i], W)
+
+
+@njit(**_GLUE)
+def _short_ce_grad_tile(
+    x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, M, xy, T
+):
+    # what is read of x before grad_out (maybe x) is written: the target logits,
+    # and the smoothing sums T[3] (read only for rows with beta != 0)
     for r in range(r0, r1):
-        xy[r - r0] = np.float64(x[r, target[r]])  # before grad_out (maybe x) is written
+        xy[r - r0] = np.float64(x[r, target[r]])
+    nb = 0  # rows with smoothing (a branch-free count)
+    for r in range(r0, r1):
+        nb += beta[r] != 0.0
+    smooth = nb > 0
+    if smooth:
+        for r in range(r0, r1):
+            if beta[r] != 0.0:
+                T[3, r - r0] = _short_wdot(x, r, _short_max(x, r), cw)
     e = grad_out[r0:r1]
     _short_exp(x, e, r0, r1, M)
-    _short_ce_scalars(e, M, xy, W, r1 - r0)
+    _short_ce_scalars(e, M, xy, T, r1 - r0)
+    # The rows without smoothing, then those with it: one loop that chose per row
+    # between the two kept LLVM from vectorising either (2x slower).
     for i in range(r1 - r0):
         r = r0 + i
         a = alpha[r]
+        if beta[r] != 0.0:
+            continue
         if a == 0.0:
             for j in range(e.shape[1]):
                 e[i, j] = 0.0
             loss_out[r] = 0.0
             continue
-        S = W[0, i]
-        _short_scale(e, i, (1.0 / S) * (gs * a))  # the one-block rows' factor
-        e[i, target[r]] = (W[2, i] * (gs * a / S) - 0.0) - gs * a
-        loss_out[r] = _ce_loss(a, 0.0, M[i], W[1, i], xy[i], 0.0, 0.0)
+        loss_out[r] = _short_ce_grad_fin(e, i, target[r], a, 0.0, cw, W, gs, M, xy, T)
+    if smooth:
+        for i in range(r1 - r0):
+            r = r0 + i
+            b = beta[r]
+            if b != 0.0:
+                loss_out[r] = _short_ce_grad_fin(
+                    e, i, target[r], alpha[r], b, cw, W, gs, M, xy, T
+                )
 
 
 @njit(**_PKW)
 def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     n, C = x.shape
     R = _tile_rows(C)
+    W = _wsum(cw)
     for t in prange((n + R - 1) // R):
         M = np.empty(R)
         xy = np.empty(R)
-        W = np.empty((3, R))
+        T = np.empty((4, R))
         r0 = t * R
         _short_ce_grad_tile(
-            x, target, alpha, gs, loss_out, grad_out, r0, min(n, r0 + R), M, xy, W
+            x,
+            target,
+            alpha,
+            beta,
+            cw,
+            W,
+            gs,
+            loss_out,
+            grad_out,
+            r0,
+            min(n, r0 + R),
+            M,
+            xy,
+            T,
         )
 
 
@@ -1138,10 +1225,24 @@ def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_
 def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     n, C = x.shape
     R = _tile_rows(C)
+    W = _wsum(cw)
     M = np.empty(R)
     xy = np.empty(R)
-    W = np.empty((3, R))
+    T = np.empty((4, R))
     for r0 in range(0, n, R):
         _short_ce_grad_tile(
-            x, target, alpha, gs, loss_out, grad_out, r0, min(n, r0 + R), M, xy, W
+            x,
+            target,
+            alpha,
+            beta,
+            cw,
+            W,
+            gs,
+            loss_out,
+            grad_out,
+            r0,
+            min(n, r0 + R),
+            M,
+            xy,
+            T,
         )

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from . import _runtime
 
 _runtime.ensure()
@@ -108,11 +106,6 @@ def log_softmax_backward_rows(grad, log_probs, out):
     )
 
 
-def _short_ce(beta, ser, par):
-    """The short-row CE kernels take no label smoothing (every beta 0)."""
-    return None if np.count_nonzero(beta) else (ser, par)
-
-
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
     _run(
         K.cross_entropy_ser,
@@ -124,16 +117,14 @@ def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
         beta,
         class_weight,
         loss_out,
-        short=_short_ce(beta, K.cross_entropy_short_ser, K.cross_entropy_short_par),
+        short=(K.cross_entropy_short_ser, K.cross_entropy_short_par),
     )
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    short = _short_ce(
-        beta, K.cross_entropy_grad_short_ser, K.cross_entropy_grad_short_par
-    )
+    short = (K.cross_entropy_grad_short_ser, K.cross_entropy_grad_short_par)
     _run(
         K.cross_entropy_grad_ser,
         K.cross_entropy_grad_split,

@@ -107,7 +107,7 @@ def test_backward(shape, dtype, rng):
 def test_cross_entropy_index(shape, smoothing, dtype, rng):
     x = _x(rng, shape, dtype)
     y, alpha, beta, cw = _ce_args(rng, x)
-    if not smoothing:  # every beta 0: short rows take the short-row kernels
+    if not smoothing:  # every beta 0: the unsmoothed paths only
         beta[:] = 0.0
     n = shape[0]
     got_l, want_l = np.empty(n), np.empty(n)
@@ -196,8 +196,7 @@ def test_short_modes_same_bits(shape, dtype, rng):
     K.logsumexp_short_ser(x, a)
     K.logsumexp_short_par(x, b)
     np.testing.assert_array_equal(a, b)
-    y, alpha, beta, cw = _ce_args(rng, x)
-    beta[:] = 0.0
+    y, alpha, beta, cw = _ce_args(rng, x)  # label smoothing on half of the rows
     la, lb, ga, gb = np.empty(n), np.empty(n), np.empty_like(x), np.empty_like(x)
     K.cross_entropy_grad_short_ser(x, y, alpha, beta, cw, 0.5, la, ga)
     K.cross_entropy_grad_short_par(x, y, alpha, beta, cw, 0.5, lb, gb)
@@ -205,6 +204,10 @@ def test_short_modes_same_bits(shape, dtype, rng):
     np.testing.assert_array_equal(ga, gb)
     K.cross_entropy_short_par(x, y, alpha, beta, cw, lb)
     np.testing.assert_array_equal(la, lb)  # the loss kernel: the same bits
+    xc = x.copy()  # grad_out is x: what is read of a row is read before it is written
+    K.cross_entropy_grad_short_par(xc, y, alpha, beta, cw, 0.5, lb, xc)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, xc)
 
 
 def test_mode_choice_depends_on_shape_only():
