@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -47,6 +48,10 @@ struct WarpState {
     double buf[32];
 };
 
+// The block state (barrier, warp buffers, __shared__ statics) is global, so one
+// launch runs at a time, as kernels on one stream do; concurrent launches from
+// several host threads (the kit's concurrent-calls property) wait their turn.
+inline std::mutex g_launch;
 inline std::unique_ptr<std::barrier<>> g_block_bar;
 inline std::vector<std::unique_ptr<WarpState>> g_warps;
 
@@ -81,6 +86,7 @@ void emu_call(void (*k)(A...), void** a, std::index_sequence<I...>) {
 
 template <typename... A>
 void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args) {
+    const std::lock_guard<std::mutex> one_at_a_time(g_launch);
     gridDim = g;
     blockDim = b;
     const unsigned n = b.x * b.y;
