@@ -936,28 +936,52 @@ def tile_row_sum(e, i):
 @overload(tile_row_sum, jit_options=_KW)
 def _tile_row_sum_impl(e, i):
     if isinstance(e, types.Array) and e.dtype == types.float32:
-        # float32 values summed in float64: the error stays far below float32's
+        # float32 values summed in float64: the error stays far below float32's.
+        # Four chains: a sum in order waits an add latency per element.
         def impl(e, i):
-            s = 0.0
-            for j in range(e.shape[1]):
+            C = e.shape[1]
+            s0 = s1 = s2 = s3 = 0.0
+            j = 0
+            for j in range(0, C - 3, 4):
+                s0 += np.float64(e[i, j])
+                s1 += np.float64(e[i, j + 1])
+                s2 += np.float64(e[i, j + 2])
+                s3 += np.float64(e[i, j + 3])
+            s = (s0 + s1) + (s2 + s3)
+            for j in range(C - C % 4, C):
                 s += np.float64(e[i, j])
             return s
 
         return impl
 
-    # float64: compensated (Neumaier), so the sum is within about an ULP for any
-    # C, where a plain sum in order could lose C / 2 ULPs
+    # float64: compensated (TwoSum, no branch), so the sum is within about an ULP
+    # for any C, where a plain sum in order could lose C / 2 ULPs; four chains, as
+    # above, then the four partial sums and their errors combined the same way
     def impl(e, i):
-        s = 0.0
-        c = 0.0
-        for j in range(e.shape[1]):
-            v = e[i, j]
-            t = s + v
-            c += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
-            s = t
+        C = e.shape[1]
+        s0 = s1 = s2 = s3 = 0.0
+        c0 = c1 = c2 = c3 = 0.0
+        for j in range(0, C - 3, 4):
+            s0, c0 = _two_sum_acc(s0, c0, e[i, j])
+            s1, c1 = _two_sum_acc(s1, c1, e[i, j + 1])
+            s2, c2 = _two_sum_acc(s2, c2, e[i, j + 2])
+            s3, c3 = _two_sum_acc(s3, c3, e[i, j + 3])
+        for j in range(C - C % 4, C):
+            s0, c0 = _two_sum_acc(s0, c0, e[i, j])
+        s, c = _two_sum_acc(s0, c0 + c1 + c2 + c3, s1)
+        s, c = _two_sum_acc(s, c, s2)
+        s, c = _two_sum_acc(s, c, s3)
         return s + c
 
     return impl
+
+
+@njit(**_GLUE)
+def _two_sum_acc(s, c, v):
+    """``s + v`` rounded, and ``c`` plus its rounding error (Knuth's TwoSum)."""
+    t = s + v
+    bp = t - s
+    return t, c + ((s - (t - bp)) + (v - bp))
 
 
 @njit(**_KW)

@@ -6,6 +6,8 @@ must be NaN exactly where the reference is NaN. The serial, row-parallel and
 split drivers must give the same bits.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -234,3 +236,30 @@ def test_read_only_input(dtype, rng):
     y, alpha, beta, cw = _ce_args(rng, x)
     loss, grad = np.empty(5), np.empty_like(x)
     nb.cross_entropy_grad_rows(x, y, alpha, beta, cw, 1.0, loss, grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_short_row_sum_is_compensated(dtype, rng):
+    """The tile row sum against the exactly rounded sum (``math.fsum``): float64
+    within an ULP (a sum in order loses up to C / 2), float32 summed in float64."""
+    from numba import njit
+
+    @njit
+    def row_sums(e):
+        out = np.empty(e.shape[0])
+        for i in range(e.shape[0]):
+            out[i] = K.tile_row_sum(e, i)
+        return out
+
+    for c in (1, 2, 3, 4, 5, 7, 8, 13, 31, 63):
+        # exp-like values: one 1, the rest spread over many binades, so the
+        # partial sums round at every step
+        e = np.exp(-rng.uniform(0, 30, (200, c))).astype(dtype)
+        e[:, rng.integers(0, c)] = 1.0
+        got = row_sums(e)
+        want = np.array([math.fsum(map(float, r)) for r in e])
+        if dtype == np.float64:
+            assert np.all(np.abs(got - want) <= np.spacing(want)), c
+        else:
+            # plain float64 adds of exact terms: at most (c - 1) roundings
+            np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
