@@ -842,11 +842,12 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
 
 SHORT_C = 64
 """Rows with fewer classes than this take the short-row kernels. Measured against
-the row kernels (2 threads): float32 rows are 2-2.9x faster at 8 classes and even
-at 48-56. float64 rows win below 16 classes only (the softmax is 1.1x slower at
-16, 1.25x at 24, 1.4-1.5x at 32-56), yet they keep the short path up to 64: its
-compensated sums bring the float64 softmax's largest error from 3.57 ULP (the row
-kernels) to 1.34, below SciPy's 3.36, and log_softmax's from 1.48 to 1.15."""
+the row kernels (2 threads): float32 rows are 2-2.7x faster at 8 classes and
+still 1.1-1.4x at 48-56. float64 rows win below 16 classes only (the softmax is
+1.06x slower at 16, 1.2x at 24, 1.3-1.4x at 32-56), yet keep the short path up to
+64: its compensated sums bring the float64 softmax's largest error from 3.57 ULP
+(the row kernels) to 1.34, below SciPy's 3.36, and log_softmax's from 1.48 to
+1.15."""
 TILE = 4096
 """Elements per tile of short rows."""
 
