@@ -899,15 +899,12 @@ def _short_max(x, r):
 @njit(**_KW)
 def _short_wdot(x, r, m, cw):
     """``sum_j w_j (m - x_j)`` of row ``r`` (terms with ``w_j = 0`` skipped, so a
-    ``-inf`` logit of weight 0 adds nothing), compensated (Neumaier)."""
+    ``-inf`` logit of weight 0 adds nothing), compensated (TwoSum, no branch)."""
     s = 0.0
     c = 0.0
     for j in range(x.shape[1]):
         w = cw[j]
-        v = (w * (m - np.float64(x[r, j]))) if w != 0.0 else 0.0
-        t = s + v
-        c += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
-        s = t
+        s, c = _two_sum_acc(s, c, (w * (m - np.float64(x[r, j]))) if w != 0.0 else 0.0)
     return s + c if abs(s) < np.inf else s  # inf - inf in the correction: NaN
 
 
