@@ -412,7 +412,13 @@ def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
 
 @njit(**_GLUE)
 def _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy):
-    p = exp64(xy - M) * (gs * (a + b * W) / S)  # one accurate exp per row
+    _ce_grad_fix_e(gr, y, a, b, cw, W, gs, S, exp64(xy - M))  # one accurate exp
+
+
+@njit(**_GLUE)
+def _ce_grad_fix_e(gr, y, a, b, cw, W, gs, S, ey):
+    """The target column of the gradient, given ``ey = exp(x_y - M)``."""
+    p = ey * (gs * (a + b * W) / S)
     gr[y] = (p - gs * b * cw[y]) - gs * a
 
 
@@ -887,7 +893,7 @@ def _tile_rows(C):
     return max(1, TILE // C)
 
 
-@njit(**_KW)
+@njit(**_GLUE)
 def _short_max(x, r):
     """Maximum of row ``r`` ignoring NaN (NaN if all are)."""
     m = x[r, 0]
@@ -916,9 +922,7 @@ def _short_exp(x, e, r0, r1, M):
     C = x.shape[1]
     for r in range(r0, r1):
         i = r - r0
-        m = x[r, 0]
-        for j in range(1, C):
-            m = fmaxnum(m, x[r, j])
+        m = _short_max(x, r)
         M[i] = m
         c = m if m > _NINF else zero_of(m)  # as the one-block rows (NaN: 0 too)
         for j in range(C):
@@ -939,7 +943,6 @@ def _tile_row_sum_impl(e, i):
         def impl(e, i):
             C = e.shape[1]
             s0 = s1 = s2 = s3 = 0.0
-            j = 0
             for j in range(0, C - 3, 4):
                 s0 += np.float64(e[i, j])
                 s1 += np.float64(e[i, j + 1])
@@ -1165,22 +1168,25 @@ def _short_ce_smooth_row(e, i, cw, c1, c2):
 
 
 @njit(**_GLUE)
-def _short_ce_grad_fin(e, i, y, a, b, cw, W, gs, M, xy, T):
+def _short_ce_grad_fin(e, i, y, a, b, cw, W, gs, T):
     """Turn row ``i`` of the tile's exp values into the gradient; its loss."""
     S = T[0, i]
     if b == 0.0:
         _short_scale(e, i, (1.0 / S) * (gs * a))  # the one-block rows' factor
     else:
         _short_ce_smooth_row(e, i, cw, gs * (a + b * W) / S, gs * b)
-    p = T[2, i] * (gs * (a + b * W) / S)
-    e[i, y] = (p - gs * b * cw[y]) - gs * a
-    return _ce_loss(a, b, M[i], T[1, i], xy[i], T[3, i], W)
+    _ce_grad_fix_e(e[i], y, a, b, cw, W, gs, S, T[2, i])
+    return _ce_loss(a, b, T[4, i], T[1, i], T[5, i], T[3, i], W)
 
 
 @njit(**_GLUE)
 def _short_ce_grad_tile(
-    x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, M, xy, T
+    x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, T
 ):
+    """One tile of rows; ``T`` is a ``(6, R)`` scratch: per tile row ``S``,
+    ``log S``, ``exp(x_y - m)``, the smoothing sum, ``m`` and ``x_y``."""
+    M = T[4]
+    xy = T[5]
     # what is read of x before grad_out (maybe x) is written: the target logits,
     # and the smoothing sums T[3] (read only for rows with beta != 0)
     for r in range(r0, r1):
@@ -1208,14 +1214,14 @@ def _short_ce_grad_tile(
                 e[i, j] = 0.0
             loss_out[r] = 0.0
             continue
-        loss_out[r] = _short_ce_grad_fin(e, i, target[r], a, 0.0, cw, W, gs, M, xy, T)
+        loss_out[r] = _short_ce_grad_fin(e, i, target[r], a, 0.0, cw, W, gs, T)
     if smooth:
         for i in range(r1 - r0):
             r = r0 + i
             b = beta[r]
             if b != 0.0:
                 loss_out[r] = _short_ce_grad_fin(
-                    e, i, target[r], alpha[r], b, cw, W, gs, M, xy, T
+                    e, i, target[r], alpha[r], b, cw, W, gs, T
                 )
 
 
@@ -1225,25 +1231,11 @@ def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_
     R = _tile_rows(C)
     W = _wsum(cw)
     for t in prange((n + R - 1) // R):
-        M = np.empty(R)
-        xy = np.empty(R)
-        T = np.empty((4, R))
+        T = np.empty((6, R))
         r0 = t * R
+        r1 = min(n, r0 + R)
         _short_ce_grad_tile(
-            x,
-            target,
-            alpha,
-            beta,
-            cw,
-            W,
-            gs,
-            loss_out,
-            grad_out,
-            r0,
-            min(n, r0 + R),
-            M,
-            xy,
-            T,
+            x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, T
         )
 
 
@@ -1252,23 +1244,9 @@ def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_
     n, C = x.shape
     R = _tile_rows(C)
     W = _wsum(cw)
-    M = np.empty(R)
-    xy = np.empty(R)
-    T = np.empty((4, R))
+    T = np.empty((6, R))
     for r0 in range(0, n, R):
+        r1 = min(n, r0 + R)
         _short_ce_grad_tile(
-            x,
-            target,
-            alpha,
-            beta,
-            cw,
-            W,
-            gs,
-            loss_out,
-            grad_out,
-            r0,
-            min(n, r0 + R),
-            M,
-            xy,
-            T,
+            x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, T
         )
