@@ -29,12 +29,13 @@ DTYPES = [np.float32, np.float64]
 WIDTHS = [1, 3, 10, 64, 600, 1001]
 WIDE = {np.float32: 17000, np.float64: 9000}
 TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
+NO_CXX = "no C++ compiler: the host emulation of the kernels is not built"
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
     if _emu.compiler() is None:
-        pytest.skip("no C++ compiler: the host emulation of the kernels is not built")
+        pytest.skip(NO_CXX)
     dll = _emu.build(tmp_path_factory.getbasetemp())
     with _emu.emulated(dll):
         yield
@@ -258,7 +259,7 @@ def test_a_row_does_not_depend_on_its_batch(emu, c, dtype):
 )
 def test_conformance_kit_on_the_emulation():
     if _emu.compiler() is None:
-        pytest.skip("no C++ compiler: the host emulation of the kernels is not built")
+        pytest.skip(NO_CXX)
     n = os.environ["SOFTCORE_CUPY_EMULATED_KIT"]
     examples = n if n.isdigit() and int(n) > 1 else "3"
     script = Path(__file__).with_name("cupy_emulated_backend.py")
