@@ -43,6 +43,8 @@ _HOST = contextlib.nullcontext()
 def _device_of(x: Any) -> Any:
     """The input's device as a context manager (CuPy), so outputs are allocated on
     the same device as the input; a no-op for host arrays."""
+    if type(x) is np.ndarray:
+        return _HOST
     dev = getattr(x, "device", None)
     return dev if hasattr(dev, "__enter__") else _HOST
 
@@ -57,16 +59,16 @@ def _prepare(x: Any, axis: Any, backend: Any, what: str = "x") -> tuple:
     return be, xp, arr, ax, compute, result
 
 
-def _restore(y2: Any, shape_last: tuple[int, ...], ax: int, ndim: int, xp: Any) -> Any:
-    """Undo :func:`rows`: reshape to the axis-last shape, move the axis back."""
-    y = y2 if ndim == 2 else y2.reshape(shape_last)
+def _restore(y2: Any, shape: tuple[int, ...], ax: int, xp: Any) -> Any:
+    """Undo :func:`rows` for an input of ``shape``: reshape to the axis-last
+    shape, move the axis back."""
+    ndim = len(shape)
+    if ndim == 2 and ax == 1:
+        return y2
+    y = y2 if ndim == 2 else y2.reshape(shape[:ax] + shape[ax + 1 :] + (shape[ax],))
     if ax != ndim - 1:
         y = xp.moveaxis(y, -1, ax)
     return y
-
-
-def _last_shape(shape: tuple[int, ...], ax: int) -> tuple[int, ...]:
-    return shape[:ax] + shape[ax + 1 :] + (shape[ax],)
 
 
 def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
@@ -77,7 +79,6 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
     x2 = rows(arr, ax, compute, xp)
-    last = _last_shape(arr.shape, ax)
     o2 = None
     if out is not None and result == compute:
         o_last = out if ax == arr.ndim - 1 else xp.moveaxis(out, ax, -1)
@@ -91,8 +92,8 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
         if out is None:
             if result != compute:
                 y2 = y2.astype(result)
-            return _restore(y2, last, ax, arr.ndim, xp)
-        xp.copyto(out, _restore(y2, last, ax, arr.ndim, xp), casting="same_kind")
+            return _restore(y2, arr.shape, ax, xp)
+        xp.copyto(out, _restore(y2, arr.shape, ax, xp), casting="same_kind")
         return out
     getattr(be, kernel)(x2, o2)
     return out
@@ -321,7 +322,6 @@ def _backward(
         return xp.empty(g.shape, dtype=result) if out is None else out
     g2 = rows(g, ax, compute, xp)
     s2 = rows(s, ax, compute, xp)
-    last = _last_shape(g.shape, ax)
     o2 = None
     if out is not None and result == compute:
         o_last = out if ax == g.ndim - 1 else xp.moveaxis(out, ax, -1)
@@ -332,7 +332,7 @@ def _backward(
     if o2 is None:
         y2 = xp.empty(g2.shape, dtype=compute)
         getattr(be, kernel)(g2, s2, y2)
-        y = _restore(y2, last, ax, g.ndim, xp)
+        y = _restore(y2, g.shape, ax, xp)
         if out is None:
             return y.astype(result) if result != compute else y
         xp.copyto(out, y, casting="same_kind")
@@ -476,7 +476,7 @@ def _ce(
                 g2[plan.nan_rows] = np.nan
             if result != compute:
                 g2 = g2.astype(result)
-            grad = _restore(g2, _last_shape(arr.shape, ax), ax, arr.ndim, xp)
+            grad = _restore(g2, arr.shape, ax, xp)
         elif plan.probs:
             be.cross_entropy_prob_rows(
                 x2, plan.target, plan.smoothing, plan.class_weight, loss_rows

@@ -9,6 +9,11 @@ listed on first use and each plugin object is loaded only when it is first neede
 
 Naming a backend that is missing, unavailable, or cannot take the array is an error
 that says what is installed; there is never a silent fallback.
+
+``$SOFTCORE_BACKEND`` is read when a call first needs it and then kept, as other
+libraries keep their environment settings: reading the environment on every call
+cost about 1 us, a fifth of a small softmax. ``set_backend(None)`` and ``reset()``
+read it again.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ _availability: dict[str, bool | str] = {}
 _auto: dict[type, Any] = {}  # array type -> automatically selected backend
 _ready: dict[str, Any] = {}  # name -> loaded and available backend
 _default: str | None = None
+_UNREAD = object()
+_env_choice: Any = _UNREAD  # $SOFTCORE_BACKEND as last read (None: unset or empty)
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "softcore_backend", default=None
 )
@@ -274,7 +281,9 @@ def resolve(x: Any, backend: Any = None) -> Any:
         if choice is None:
             choice = _default
             if choice is None:
-                choice = os.environ.get(ENV_VAR) or None
+                choice = _env_choice
+                if choice is _UNREAD:
+                    choice = _read_env()
                 if choice is None:
                     return _automatic(x)
     obj = _ready.get(choice) if type(choice) is str else None
@@ -287,6 +296,12 @@ def resolve(x: Any, backend: Any = None) -> Any:
             f"{t.__module__}.{t.__qualname__}; installed: {_installed_text()}"
         )
     return obj
+
+
+def _read_env() -> str | None:
+    global _env_choice
+    _env_choice = os.environ.get(ENV_VAR) or None
+    return _env_choice
 
 
 def get_backend(name: str | None = None, *, like: Any = None) -> Any:
@@ -317,10 +332,16 @@ def get_backend(name: str | None = None, *, like: Any = None) -> Any:
 
 
 def set_backend(name: str | None) -> None:
-    """Set (or, with ``None``, clear) the process-wide default backend."""
+    """Set (or, with ``None``, clear) the process-wide default backend.
+
+    Clearing it also reads ``$SOFTCORE_BACKEND`` again, which is otherwise read
+    once, when a call first needs it.
+    """
     global _default
     if name is not None:
         _named(name)
+    else:
+        _read_env()
     _default = name
 
 
@@ -376,8 +397,9 @@ def _forget_choices() -> None:
 
 def reset() -> None:
     """Forget everything discovered and loaded (tests; after installing a plugin)."""
-    global _entries, _default
+    global _entries, _default, _env_choice
     with _lock:
+        _env_choice = _UNREAD
         _entries = None
         _loaded.clear()
         _load_errors.clear()

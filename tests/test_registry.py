@@ -121,6 +121,8 @@ def test_selection_order(install_plugin, fake_source, monkeypatch):
     )
     assert sc.get_backend().name == "c"  # highest priority
     monkeypatch.setenv("SOFTCORE_BACKEND", "numpy")
+    assert sc.get_backend().name == "c"  # the variable was read on first use
+    sc.set_backend(None)  # reads it again
     assert sc.get_backend().name == "numpy"  # env beats priority
     sc.set_backend("a")
     assert sc.get_backend().name == "a"  # set_backend beats env
@@ -132,6 +134,7 @@ def test_selection_order(install_plugin, fake_source, monkeypatch):
     sc.set_backend(None)
     assert sc.get_backend().name == "numpy"  # the environment variable again
     monkeypatch.delenv("SOFTCORE_BACKEND")
+    _registry.reset()  # so does reset()
     assert sc.get_backend().name == "c"
 
 

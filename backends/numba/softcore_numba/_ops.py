@@ -44,35 +44,59 @@ def _mode(n: int, c: int, short: bool = False) -> str:
     return "par"
 
 
-def _run(ser, split, par, x, *args, short=None):
-    """Run ``x``'s op in the mode its shape picks (``split`` None: no split mode;
-    ``short``: the ``(serial, parallel)`` short-row kernels, if the op has them)."""
-    m = _mode(*x.shape, short is not None)
-    if m == "short_ser":
-        short[0](x, *args)
-    elif m == "short_par":
-        launch(short[1], x, *args)
-    elif m == "ser":
-        ser(x, *args)
-    elif m == "split" and split is not None:
+def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
+    """``op``'s jitted drivers as ``(ser, split, par, short_ser, short_par)``, None
+    where the op has no such mode; looked up once, so a small call pays no lookups."""
+
+    def get(suffix):
+        return getattr(K, f"{op}_{suffix}")
+
+    return (
+        get("ser"),
+        get("split") if split else None,
+        get("par"),
+        get("short_ser") if short else None,
+        get("short_par") if short else None,
+    )
+
+
+def _run(drivers, x, *args):
+    """Run ``x``'s op in the mode :func:`_mode` picks (``drivers`` from
+    :func:`_drivers`), written out here: on a small call each Python step shows."""
+    ser, split, par, short_ser, short_par = drivers
+    n, c = x.shape
+    short = short_ser is not None and c < SHORT_C
+    if n * c <= SERIAL_MAX:
+        (short_ser if short else ser)(x, *args)
+    elif short:
+        launch(short_par, x, *args)
+    elif split is not None and c > BLOCK and n < SPLIT_ROWS:
         launch(split, x, *args)
     else:
         launch(par, x, *args)
 
 
+_SOFTMAX = _drivers("softmax", split=True, short=True)
+_LOG_SOFTMAX = _drivers("log_softmax", split=True, short=True)
+_LOGSUMEXP = _drivers("logsumexp", split=True, short=True)
+_SOFTMAX_BACKWARD = _drivers("softmax_backward")
+_LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
+_CE = _drivers("cross_entropy", short=True)
+_CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
+_CE_PROB = _drivers("cross_entropy_prob")
+_CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
+
+
 def softmax_rows(x, out):
-    short = (K.softmax_short_ser, K.softmax_short_par)
-    _run(K.softmax_ser, K.softmax_split, K.softmax_par, x, out, short=short)
+    _run(_SOFTMAX, x, out)
 
 
 def log_softmax_rows(x, out):
-    short = (K.log_softmax_short_ser, K.log_softmax_short_par)
-    _run(K.log_softmax_ser, K.log_softmax_split, K.log_softmax_par, x, out, short=short)
+    _run(_LOG_SOFTMAX, x, out)
 
 
 def logsumexp_rows(x, out):
-    short = (K.logsumexp_short_ser, K.logsumexp_short_par)
-    _run(K.logsumexp_ser, K.logsumexp_split, K.logsumexp_par, x, out, short=short)
+    _run(_LOGSUMEXP, x, out)
 
 
 def _jacobian(x, out, log):
@@ -92,80 +116,30 @@ def log_softmax_jacobian_rows(x, out):
 
 
 def softmax_backward_rows(grad, probs, out):
-    _run(K.softmax_backward_ser, None, K.softmax_backward_par, grad, probs, out)
+    _run(_SOFTMAX_BACKWARD, grad, probs, out)
 
 
 def log_softmax_backward_rows(grad, log_probs, out):
-    _run(
-        K.log_softmax_backward_ser,
-        None,
-        K.log_softmax_backward_par,
-        grad,
-        log_probs,
-        out,
-    )
+    _run(_LOG_SOFTMAX_BACKWARD, grad, log_probs, out)
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    _run(
-        K.cross_entropy_ser,
-        None,
-        K.cross_entropy_par,
-        x,
-        target,
-        alpha,
-        beta,
-        class_weight,
-        loss_out,
-        short=(K.cross_entropy_short_ser, K.cross_entropy_short_par),
-    )
+    _run(_CE, x, target, alpha, beta, class_weight, loss_out)
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    short = (K.cross_entropy_grad_short_ser, K.cross_entropy_grad_short_par)
-    _run(
-        K.cross_entropy_grad_ser,
-        K.cross_entropy_grad_split,
-        K.cross_entropy_grad_par,
-        x,
-        target,
-        alpha,
-        beta,
-        class_weight,
-        float(grad_scale),
-        loss_out,
-        grad_out,
-        short=short,
-    )
+    args = (target, alpha, beta, class_weight, float(grad_scale), loss_out, grad_out)
+    _run(_CE_GRAD, x, *args)
 
 
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
-    _run(
-        K.cross_entropy_prob_ser,
-        None,
-        K.cross_entropy_prob_par,
-        x,
-        target,
-        float(smoothing),
-        class_weight,
-        loss_out,
-    )
+    _run(_CE_PROB, x, target, float(smoothing), class_weight, loss_out)
 
 
 def cross_entropy_prob_grad_rows(
     x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
 ):
-    _run(
-        K.cross_entropy_prob_grad_ser,
-        None,
-        K.cross_entropy_prob_grad_par,
-        x,
-        target,
-        float(smoothing),
-        class_weight,
-        float(grad_scale),
-        loss_out,
-        grad_out,
-    )
+    args = (target, float(smoothing), class_weight, float(grad_scale))
+    _run(_CE_PROB_GRAD, x, *args, loss_out, grad_out)

@@ -223,6 +223,26 @@ def test_mode_choice_depends_on_shape_only():
     assert _ops._mode(8192, 1000, short=True) == "par"
 
 
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("short", [False, True])
+@pytest.mark.parametrize(
+    "shape", [(32, 10), (4, 262144), (64, 262144), (8192, 1000), (65536, 10), (1, 64)]
+)
+def test_run_takes_the_driver_mode_names(shape, short, split):
+    """``_run`` writes the rule of ``_mode`` out for speed; they must agree."""
+    ran = []
+    names = ("ser", "split", "par", "short_ser", "short_par")
+    drivers = tuple(
+        (lambda *a, m=m: ran.append(m))
+        if (m != "split" or split) and (not m.startswith("short") or short)
+        else None
+        for m in names
+    )
+    _ops._run(drivers, np.broadcast_to(np.float32(0), shape))  # no memory needed
+    want = _ops._mode(*shape, short)
+    assert ran == [want if want != "split" or split else "par"]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_read_only_input(dtype, rng):
     """The in-place loops write through ``out`` only, so read-only x compiles."""
