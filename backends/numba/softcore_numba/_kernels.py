@@ -902,16 +902,51 @@ def _short_max(x, r):
     return m
 
 
-@njit(**_KW)
-def _short_wdot(x, r, m, cw):
-    """``sum_j w_j (m - x_j)`` of row ``r`` (terms with ``w_j = 0`` skipped, so a
-    ``-inf`` logit of weight 0 adds nothing), compensated (TwoSum, no branch)."""
-    s = 0.0
-    c = 0.0
-    for j in range(x.shape[1]):
-        w = cw[j]
-        s, c = _two_sum_acc(s, c, (w * (m - np.float64(x[r, j]))) if w != 0.0 else 0.0)
-    return s + c if abs(s) < np.inf else s  # inf - inf in the correction: NaN
+@njit(**_GLUE)
+def _wdot_term(w, m, v):
+    """A term ``w (m - v)`` of the smoothing sum; 0 where ``w = 0``, so a ``-inf``
+    logit of weight 0 adds nothing."""
+    return (w * (m - np.float64(v))) if w != 0.0 else 0.0
+
+
+@njit(**_GLUE)
+def _two_sum_done(s, c):
+    """The compensated sum ``s + c`` (``s`` alone when infinite: inf - inf in the
+    correction would give NaN)."""
+    return s + c if abs(s) < np.inf else s
+
+
+def short_wdot(x, r, m, cw):
+    """``sum_j w_j (m - x_j)`` of row ``r``."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(short_wdot, jit_options=_KW)
+def _short_wdot_impl(x, r, m, cw):
+    if isinstance(x, types.Array) and x.dtype == types.float32:
+        # float32 logits: m - x_j is exact in float64, and a plain float64 sum
+        # errs far below float32's precision (two chains: an add's latency)
+        def impl(x, r, m, cw):
+            C = x.shape[1]
+            s0 = 0.0
+            s1 = 0.0
+            for j in range(0, C - 1, 2):
+                s0 += _wdot_term(cw[j], m, x[r, j])
+                s1 += _wdot_term(cw[j + 1], m, x[r, j + 1])
+            if C % 2:
+                s0 += _wdot_term(cw[C - 1], m, x[r, C - 1])
+            return s0 + s1
+
+        return impl
+
+    def impl(x, r, m, cw):  # float64: compensated (TwoSum, no branch)
+        s = 0.0
+        c = 0.0
+        for j in range(x.shape[1]):
+            s, c = _two_sum_acc(s, c, _wdot_term(cw[j], m, x[r, j]))
+        return _two_sum_done(s, c)
+
+    return impl
 
 
 @njit(**_KW)
@@ -925,6 +960,22 @@ def _short_exp(x, e, r0, r1, M):
         m = _short_max(x, r)
         M[i] = m
         c = m if m > _NINF else zero_of(m)  # as the one-block rows (NaN: 0 too)
+        for j in range(C):
+            e[i, j] = x[r, j] - c
+    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * C))
+
+
+@njit(**_KW)
+def _short_exp_wdot(x, e, r0, r1, M, D, cw):
+    """:func:`_short_exp`, and ``D[i]`` the smoothing sum of each row (as
+    :func:`_short_wdot`), taken while the row is in cache: one maximum per row."""
+    C = x.shape[1]
+    for r in range(r0, r1):
+        i = r - r0
+        m = _short_max(x, r)
+        M[i] = m
+        D[i] = short_wdot(x, r, m, cw)  # before e (maybe x) is written
+        c = m if m > _NINF else zero_of(m)
         for j in range(C):
             e[i, j] = x[r, j] - c
     _flat_exp(e[: r1 - r0].reshape((r1 - r0) * C))
@@ -1116,7 +1167,7 @@ def _short_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, e, M, L):
         if a == 0.0 and b == 0.0:
             loss_out[r] = 0.0
             continue
-        wdot = _short_wdot(x, r, M[i], cw) if b != 0.0 else 0.0
+        wdot = short_wdot(x, r, M[i], cw) if b != 0.0 else 0.0
         xy = np.float64(x[r, target[r]])
         loss_out[r] = _ce_loss(a, b, M[i], L[i], xy, wdot, W)
 
@@ -1187,20 +1238,20 @@ def _short_ce_grad_tile(
     ``log S``, ``exp(x_y - m)``, the smoothing sum, ``m`` and ``x_y``."""
     M = T[4]
     xy = T[5]
-    # what is read of x before grad_out (maybe x) is written: the target logits,
-    # and the smoothing sums T[3] (read only for rows with beta != 0)
+    # the target logits are read before grad_out (maybe x) is written; the
+    # smoothing sums T[3] (read only for rows with beta != 0) with the exp's
+    # read of each row, in a tile with any such row
     for r in range(r0, r1):
         xy[r - r0] = np.float64(x[r, target[r]])
     nb = 0  # rows with smoothing (a branch-free count)
     for r in range(r0, r1):
         nb += beta[r] != 0.0
     smooth = nb > 0
-    if smooth:
-        for r in range(r0, r1):
-            if beta[r] != 0.0:
-                T[3, r - r0] = _short_wdot(x, r, _short_max(x, r), cw)
     e = grad_out[r0:r1]
-    _short_exp(x, e, r0, r1, M)
+    if smooth:
+        _short_exp_wdot(x, e, r0, r1, M, T[3], cw)
+    else:
+        _short_exp(x, e, r0, r1, M)
     _short_ce_scalars(e, M, xy, T, r1 - r0)
     # The rows without smoothing, then those with it: one loop that chose per row
     # between the two kept LLVM from vectorising either (2x slower).
