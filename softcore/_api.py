@@ -83,7 +83,7 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     if out is not None and result == compute:
         o_last = out if ax == arr.ndim - 1 else xp.moveaxis(out, ax, -1)
         if o_last.flags.c_contiguous:
-            cand = o_last.reshape(x2.shape)
+            cand = o_last if o_last.ndim == 2 else o_last.reshape(x2.shape)
             if not may_alias(x2, cand, xp):
                 o2 = cand
     if o2 is None:
@@ -326,7 +326,7 @@ def _backward(
     if out is not None and result == compute:
         o_last = out if ax == g.ndim - 1 else xp.moveaxis(out, ax, -1)
         if o_last.flags.c_contiguous:
-            cand = o_last.reshape(g2.shape)
+            cand = o_last if o_last.ndim == 2 else o_last.reshape(g2.shape)
             if not may_alias(g2, cand, xp) and not may_alias(s2, cand, xp):
                 o2 = cand
     if o2 is None:
