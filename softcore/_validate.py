@@ -17,6 +17,7 @@ _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 REDUCTIONS = ("mean", "sum", "none")
+_UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}  # by itemsize
 
 
 def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
@@ -272,10 +273,12 @@ def plan_cross_entropy(
                 f"class-index target must have the {logits_name} shape without the "
                 f"class axis, {batch}; received {tuple(t.shape)}"
             )
-        # fast path: every target a class and none ignored (two reductions)
-        lo, hi = (int(t.min()), int(t.max())) if n_rows else (0, 0)
-        in_range = 0 <= lo and hi < n_classes
-        if in_range and lo <= ignore_index <= hi:
+        # fast path: every target a class and none ignored. One reduction: seen
+        # as unsigned, a negative target is larger than any class
+        unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
+        hi = int(unsigned.max()) if n_rows else 0
+        in_range = hi < n_classes
+        if in_range and 0 <= ignore_index <= hi:
             in_range = False  # some rows may be ignored: the general path below
         elif not in_range:
             msg = first_bad_target(t, n_classes, ignore_index, xp)

@@ -49,6 +49,29 @@ def test_bad_target_names_what_where_and_expected(target, message):
         sc.cross_entropy(logits, target, backend=B)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8"])
+def test_target_range_is_checked_for_every_integer_dtype(dtype):
+    """The range check reads the targets as unsigned in one reduction: a negative
+    target must still be caught, and an ignore_index below every target (but in
+    [0, C)) must still be honoured."""
+    logits = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    if np.dtype(dtype).kind == "i":
+        with pytest.raises(ValueError, match=r"target\[1\] = -3 is outside"):
+            sc.cross_entropy(logits, np.array([0, -3, 1], dtype=dtype), backend=B)
+    target = np.array([1, 2, 3], dtype=dtype)
+    lsm = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    want = -lsm[[0, 1, 2], [1, 2, 3]]
+    for ignore, keep in ((0, [0, 1, 2]), (2, [0, 2])):
+        got = sc.cross_entropy(
+            logits, target, ignore_index=ignore, reduction="none", backend=B
+        )
+        expected = np.zeros(3)
+        expected[keep] = want[keep]
+        np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
+        mean = sc.cross_entropy(logits, target, ignore_index=ignore, backend=B)
+        np.testing.assert_allclose(mean, want[keep].mean(), rtol=1e-14)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
