@@ -33,17 +33,6 @@ BLOCK = K.BLOCK
 SHORT_C = K.SHORT_C
 
 
-def _mode(n: int, c: int, short: bool = False) -> str:
-    """The driver for an ``(n, c)`` input (``short``: the op has short-row kernels)."""
-    if short and c < SHORT_C:
-        return "short_ser" if n * c <= SERIAL_MAX else "short_par"
-    if n * c <= SERIAL_MAX:
-        return "ser"
-    if c > BLOCK and n < SPLIT_ROWS:
-        return "split"
-    return "par"
-
-
 def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
     """``op``'s jitted drivers as ``(ser, split, par, short_ser, short_par)``, None
     where the op has no such mode; looked up once, so a small call pays no lookups."""
@@ -61,8 +50,9 @@ def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
 
 
 def _run(drivers, x, *args):
-    """Run ``x``'s op in the mode :func:`_mode` picks (``drivers`` from
-    :func:`_drivers`), written out here: on a small call each Python step shows."""
+    """Run ``x``'s op in the mode its shape picks, by the rule of the module's
+    docstring (``drivers`` from :func:`_drivers`). The serial modes are tested
+    first: on a small call each Python step shows."""
     ser, split, par, short_ser, short_par = drivers
     n, c = x.shape
     short = short_ser is not None and c < SHORT_C
@@ -130,8 +120,17 @@ def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    args = (target, alpha, beta, class_weight, float(grad_scale), loss_out, grad_out)
-    _run(_CE_GRAD, x, *args)
+    _run(
+        _CE_GRAD,
+        x,
+        target,
+        alpha,
+        beta,
+        class_weight,
+        float(grad_scale),
+        loss_out,
+        grad_out,
+    )
 
 
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
@@ -141,5 +140,13 @@ def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
 def cross_entropy_prob_grad_rows(
     x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
 ):
-    args = (target, float(smoothing), class_weight, float(grad_scale))
-    _run(_CE_PROB_GRAD, x, *args, loss_out, grad_out)
+    _run(
+        _CE_PROB_GRAD,
+        x,
+        target,
+        float(smoothing),
+        class_weight,
+        float(grad_scale),
+        loss_out,
+        grad_out,
+    )
