@@ -954,31 +954,32 @@ def _short_exp(x, e, r0, r1, M):
     """``e[i] = exp(x[r0 + i] - m)`` for the rows ``r0 .. r1`` with ``m`` their
     maxima (0 for a row of only ``-inf``), and ``M[i] = m`` as float64. ``e`` may
     be those rows of ``x`` itself: each element is read before it is written."""
-    C = x.shape[1]
     for r in range(r0, r1):
-        i = r - r0
         m = _short_max(x, r)
-        M[i] = m
-        c = m if m > _NINF else zero_of(m)  # as the one-block rows (NaN: 0 too)
-        for j in range(C):
-            e[i, j] = x[r, j] - c
-    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * C))
+        M[r - r0] = m
+        _short_shift(x, e, r, r - r0, m)
+    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * x.shape[1]))
+
+
+@njit(**_GLUE)
+def _short_shift(x, e, r, i, m):
+    """``e[i] = x[r] - m`` (``- 0`` for a row of only ``-inf``, as the one-block
+    rows; NaN: 0 too), before the tile's exp."""
+    c = m if m > _NINF else zero_of(m)
+    for j in range(x.shape[1]):
+        e[i, j] = x[r, j] - c
 
 
 @njit(**_KW)
 def _short_exp_wdot(x, e, r0, r1, M, D, cw):
     """:func:`_short_exp`, and ``D[i]`` the smoothing sum of each row (as
-    :func:`_short_wdot`), taken while the row is in cache: one maximum per row."""
-    C = x.shape[1]
+    :func:`short_wdot`), taken while the row is in cache: one maximum per row."""
     for r in range(r0, r1):
-        i = r - r0
         m = _short_max(x, r)
-        M[i] = m
-        D[i] = short_wdot(x, r, m, cw)  # before e (maybe x) is written
-        c = m if m > _NINF else zero_of(m)
-        for j in range(C):
-            e[i, j] = x[r, j] - c
-    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * C))
+        M[r - r0] = m
+        D[r - r0] = short_wdot(x, r, m, cw)  # before e (maybe x) is written
+        _short_shift(x, e, r, r - r0, m)
+    _flat_exp(e[: r1 - r0].reshape((r1 - r0) * x.shape[1]))
 
 
 def tile_row_sum(e, i):
