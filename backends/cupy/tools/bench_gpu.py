@@ -15,7 +15,9 @@ reported as a ratio to its floor, measured side by side in the same process:
 * torch (when installed with CUDA): the same ops, to compare.
 
 Both the kernel call with preallocated outputs (what the floor measures) and the
-public, allocating API call are timed.
+public, allocating API call are timed. ``--sweep`` also times the row kernels at every
+threads-per-row choice (the launch parameter to tune), and the run ends with the
+design's targets beside the worst ratio measured for each.
 """
 
 from __future__ import annotations
@@ -156,10 +158,91 @@ def bench_linear(cupy, sc, shapes, torch, results):
         print(json.dumps(row), flush=True)
 
 
+# The design's targets, as the largest ratio allowed (small shapes excluded: a
+# 32x10 copy is launch-bound, so its ratio says nothing about bandwidth).
+TARGETS = (
+    ("rows", "softmax", 1.1, "softmax kernel <= 1.1x a device copy"),
+    ("rows", "log_softmax", 1.1, "log_softmax kernel <= 1.1x a device copy"),
+    ("rows", "ce_loss_grad", 1.3, "CE loss + grad kernel <= 1.3x a device copy"),
+    ("linear", "linear_ce_with_grad", 1.1, "linear CE + grads <= 1.1x its 3 GEMMs"),
+)
+_SMALL_BYTES = 1 << 22
+
+
+def summary(results) -> list[str]:
+    """One line per target: the worst ratio measured, and whether it is met."""
+    lines = []
+    for kind, key, goal, text in TARGETS:
+        got = [
+            (r[key], r["shape"], r.get("dtype", "float32"))
+            for k, r in results
+            if k == kind
+            and key in r
+            and (kind != "rows" or r["shape"][0] * r["shape"][1] * 4 >= _SMALL_BYTES)
+        ]
+        if not got:
+            lines.append(f"{text}: not measured")
+            continue
+        worst = max(got, key=lambda g: g[0])
+        best = min(got, key=lambda g: g[0])
+        verdict = "met" if worst[0] <= goal else "MISSED"
+        lines.append(
+            f"{text}: {verdict}; worst {worst[0]:.2f} at {worst[1]} {worst[2]}, "
+            f"best {best[0]:.2f} at {best[1]} {best[2]}"
+        )
+    return lines
+
+
+def bench_sweep(cupy, K, shapes, dtypes, results):
+    """Every threads-per-row choice for the row kernels, by monkeypatching the rule.
+
+    Results of a row kernel do not depend on the launch being fast, and any multiple
+    of 32 up to the kernel's launch bound is a valid launch, so this only measures.
+    """
+    rule = K.threads_per_row
+    try:
+        for dtype in dtypes:
+            for n, c in shapes:
+                rng = cupy.random.default_rng(0)
+                x = (rng.standard_normal((n, c), dtype=cupy.float32) * 4).astype(dtype)
+                out = cupy.empty_like(x)
+                floor = _timer(cupy, lambda: cupy.copyto(out, x))
+                t = rng.integers(0, c, n).astype(cupy.int64)
+                a, b = cupy.ones(n), cupy.zeros(n)
+                cw, loss = cupy.ones(c), cupy.empty(n)
+                calls = {
+                    "softmax": lambda: K.softmax_rows(x, out),
+                    "ce_loss_grad": lambda: K.cross_entropy_grad_rows(
+                        x, t, a, b, cw, 1 / n, loss, out
+                    ),
+                }
+                for op, call in calls.items():
+                    row = {
+                        "shape": [n, c],
+                        "dtype": str(x.dtype),
+                        "op": op,
+                        "rule_threads": rule(c, x.dtype.itemsize, op),
+                        "ratio_by_threads": {},
+                    }
+                    for threads in (32, 64, 128, 256, 512, 1024):
+                        K.threads_per_row = lambda *_a, _t=threads: _t
+                        row["ratio_by_threads"][threads] = _timer(cupy, call) / floor
+                    K.threads_per_row = rule
+                    results.append(("sweep", row))
+                    print(json.dumps(row), flush=True)
+    finally:
+        K.threads_per_row = rule
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few small shapes only")
     p.add_argument("--json", help="write all results to this file")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also time the row kernels at every threads-per-row choice",
+    )
     args = p.parse_args(argv)
     import softcore as sc
     from softcore_cupy import _kernels as K
@@ -194,9 +277,16 @@ def main(argv=None) -> int:
     bench_rows(cupy, sc, K, rows, [cupy.float32, cupy.float64], torch, results)
     bench_jacobian(cupy, sc, K, jac, [cupy.float32, cupy.float64], results)
     bench_linear(cupy, sc, lin, torch, results)
+    if args.sweep:
+        sweep = [(65536, 128), (8192, 1000), (8192, 4096), (1024, 32000)]
+        sweep += [(256, 128256)]
+        bench_sweep(cupy, K, sweep, [cupy.float32, cupy.float64], results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{"kind": k, **r} for k, r in results], f, indent=1)
+    print("\ntargets (ratios, lower is better):")
+    for line in summary(results):
+        print("  " + line)
     return 0
 
 
