@@ -121,29 +121,85 @@ __device__ __forceinline__ double exp_term(double x, double m) { return exp(x - 
 
 // A row's log-sum-exp kept as its two parts, lse = m + ls with m the row maximum and
 // ls = log(sum(exp(x - m))). A row with NaN, +inf or only -inf has m = ls = NaN.
+// For float rows the same numbers are also kept as floats, so that per element no
+// value crosses to double and back (a conversion to or from double issues at a
+// quarter of the rate of double arithmetic, and a few per element would cost more
+// issue slots than the memory traffic leaves): mf = m exactly (m is a value of the
+// row), and ls = lh + ll with lh = ls rounded to float and ll the rest, rounded.
 struct Shift {
     double m, ls;
+    float mf, lh, ll;
 };
+
+__device__ __forceinline__ Shift shift_of(double m, double ls) {
+    Shift h;
+    h.m = m;
+    h.ls = ls;
+    h.mf = from_d<float>(m);
+    h.lh = from_d<float>(ls);
+    h.ll = from_d<float>(ls - to_d(h.lh));  // NaN for a NaN row, as every part is
+    return h;
+}
+
+// a + b = s + e exactly (Knuth's TwoSum; no branch, any order of magnitudes).
+__device__ __forceinline__ float two_sum(float a, float b, float& e) {
+    const float s = a + b;
+    const float bb = s - a;
+    e = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+// x - lse of a float x as th + tl: x - m is exact as a pair (TwoSum), then the pair of
+// ls is taken off, so th + tl carries an error of about 2^-48 |x - lse|. th is +-inf or
+// NaN where x - lse is (x = -inf, a NaN row); tl is then meaningless. Under CuPy's
+// -ftz=true a subnormal part is flushed, an absolute error below 2^-126 that cannot
+// change exp(th) or th + tl.
+__device__ __forceinline__ float shifted_pair(float x, const Shift& h, float& tl) {
+    float ed, et;
+    const float d = two_sum(x, -h.mf, ed);
+    const float th = two_sum(d, -h.lh, et);
+    tl = (et + ed) - h.ll;
+    return th;
+}
 
 // x - lse, formed as (x - m) - ls: exact where x is near m whatever the size of m
 // (logits of 1e4 or 3e38), so the error is relative to |x - lse|, not to |lse|.
 __device__ __forceinline__ double shifted(double x, const Shift& h) { return (x - h.m) - h.ls; }
 
-// exp(x - lse) rounded to T. For float the argument is formed in double and split into
-// a float head and tail, so the result carries expf's error only (not |x - lse| ulps).
-// Results below 2^-126 (subnormal or zero) come from double exp instead.
+// exp(x - lse) rounded to T. For float the argument is the pair th + tl, so the result
+// carries expf's error only (not |x - lse| ulps): exp(th + tl) = expf(th) (1 + tl).
+// From th >= -87 the result is a normal float (e^-87 > 2^-126), which -ftz keeps; below
+// e^-104 it rounds to 0 (e^-104 < 2^-150); the subnormal results between come from
+// double exp through the explicit conversions. A NaN th (a NaN row) fails every test.
+// The rare subnormal results, kept out of line so the common path stays short.
+__device__ __noinline__ float exp_shift_subnormal(float x, double m, double ls) {
+    return from_d<float>(exp((to_d(x) - m) - ls));
+}
 __device__ __forceinline__ float exp_shift(float x, const Shift& h) {
-    const double t = shifted(to_d(x), h);
-    if (t < -87.0) return from_d<float>(exp(t));
-    const float th = from_d<float>(t);
-    const float tl = from_d<float>(t - to_d(th));
-    const float r = expf(th);
-    return (tl == tl) ? fmaf(r, tl, r) : r;  // tl is NaN only when t is +inf or NaN
+    float tl;
+    const float th = shifted_pair(x, h, tl);
+    if (th >= -87.0f) {
+        const float r = expf(th);
+        return fmaf(r, tl, r);
+    }
+    if (th < -104.0f) return 0.0f;
+    if (th != th) return th;
+    return exp_shift_subnormal(x, h.m, h.ls);
 }
 __device__ __forceinline__ double exp_shift(double x, const Shift& h) { return exp(shifted(x, h)); }
 
-// NaN-propagating maximum.
-__device__ __forceinline__ double nanmax(double a, double b) { return (b > a || b != b) ? b : a; }
+// NaN-propagating maximum, in the row's own type: the maximum of floats is one of
+// them, so it is found in float and crosses to double once per tile, not per element.
+// (Under -ftz two subnormals compare equal; either is then within 2^-126 of the true
+// maximum, which changes no exp(x - m) and no m + ls.)
+template <typename T>
+__device__ __forceinline__ T nanmax(T a, T b) { return (b > a || b != b) ? b : a; }
+template <typename T>
+__device__ __forceinline__ T neg_inf();
+template <>
+__device__ __forceinline__ float neg_inf<float>() { return -sc_inff(); }
+template <>
+__device__ __forceinline__ double neg_inf<double>() { return -sc_inf(); }
 
 // Fold a tile whose maximum is tm into the running (m, s), rescaling s when the
 // maximum grows. Returns whether the tile's terms must still be added (relative to m).
@@ -169,15 +225,8 @@ __device__ __forceinline__ void stats_merge(double& m, double& s, double m2, dou
 
 __device__ __forceinline__ Shift make_shift(double m, double s) {
     // NaN for a row with NaN or +inf (m NaN or +inf) and for an all -inf row
-    Shift h;
-    if (m > -sc_inf() && m < sc_inf()) {
-        h.m = m;
-        h.ls = log(s);
-    } else {
-        h.m = sc_nan();
-        h.ls = sc_nan();
-    }
-    return h;
+    if (m > -sc_inf() && m < sc_inf()) return shift_of(m, log(s));
+    return shift_of(sc_nan(), sc_nan());
 }
 
 // ---------------------------------------------------------------------------
@@ -238,10 +287,10 @@ __device__ __forceinline__ void load_cache(const T* row, i64 nslot, Pack<T, N> (
 
 template <typename T, int N, bool A>
 __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N>& p) {
-    double tm = -sc_inf();
+    T tm = neg_inf<T>();
 #pragma unroll
-    for (int e = 0; e < N; ++e) tm = nanmax(tm, to_d(p.v[e]));
-    if (stats_raise(m, s, tm)) {
+    for (int e = 0; e < N; ++e) tm = nanmax(tm, p.v[e]);
+    if (stats_raise(m, s, to_d(tm))) {
 #pragma unroll
         for (int e = 0; e < N; ++e) s += exp_term(p.v[e], m);
     }
@@ -255,16 +304,16 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
     s = 0.0;
-    double tm = -sc_inf();
+    T tm = neg_inf<T>();
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
         if (v < nslot) {
 #pragma unroll
-            for (int e = 0; e < N; ++e) tm = nanmax(tm, to_d(c[k].v[e]));
+            for (int e = 0; e < N; ++e) tm = nanmax(tm, c[k].v[e]);
         }
     }
-    if (stats_raise(m, s, tm)) {
+    if (stats_raise(m, s, to_d(tm))) {
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;
@@ -281,8 +330,14 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
 // ---------------------------------------------------------------------------
 // softmax / log_softmax / logsumexp
 
-template <typename T>
-__device__ __forceinline__ T log_shift(T x, const Shift& h) { return from_d<T>(shifted(to_d(x), h)); }
+// x - lse rounded to T; for float, th + tl rounded once (th alone where it is not
+// finite: x = -inf gives -inf, a NaN row NaN).
+__device__ __forceinline__ double log_shift(double x, const Shift& h) { return shifted(x, h); }
+__device__ __forceinline__ float log_shift(float x, const Shift& h) {
+    float tl;
+    const float th = shifted_pair(x, h, tl);
+    return (th - th == 0.0f) ? th + tl : th;
+}
 
 // MODE 0: softmax, 1: log_softmax
 template <typename T, int N, int K, bool A, int MODE>
@@ -454,11 +509,13 @@ __device__ void jacobian_impl(const T* x, const double* sh, T* out, i64 rows, i6
     const i64 nq = rows * C;
     if (q0 >= nq) return;
     const i64 dr = step / C, di = step - dr * C;
-    i64 r = q0 / C, i = q0 - r * C;
+    i64 r = q0 / C, i = q0 - r * C, r_l = -1;
+    Shift l;
     for (i64 q = q0; q < nq; q += step) {
-        Shift l;
-        l.m = sh[2 * r];
-        l.ls = sh[2 * r + 1];
+        if (r != r_l) {  // a thread meets each row C / step times in a row
+            l = shift_of(sh[2 * r], sh[2 * r + 1]);
+            r_l = r;
+        }
         const T* xr = x + r * C;
         const T sj = exp_shift(xr[j], l);
         const double d = (i == j) ? 1.0 : 0.0;
@@ -482,6 +539,18 @@ __device__ void jacobian_impl(const T* x, const double* sh, T* out, i64 rows, i6
 // Rows with alpha == beta == 0 get loss 0 and a zero gradient. The formula is taken
 // literally otherwise (0 * inf is NaN, as in PyTorch); the smoothing sum is skipped
 // in rows with beta == 0.
+
+// One gradient element, scale (p_j coef - alpha [j == y] - beta w_j): literally, with
+// h the row's log-sum-exp, or on the fast path (see ce_impl) as exp_shift with h the
+// shift that makes it scale coef p_j, less scale alpha at j == y.
+template <typename T>
+__device__ __forceinline__ T ce_grad_term(T xv, i64 j, i64 y, const Shift& h, bool fast,
+                                          double scale, double coef, double a, double b,
+                                          double wj) {
+    const T e = exp_shift(xv, h);
+    if (fast) return j == y ? from_d<T>(to_d(e) - scale * a) : e;
+    return from_d<T>(scale * (to_d(e) * coef - (j == y ? a : 0.0) - b * wj));
+}
 
 template <typename T, int N, int K, bool A, int GRAD>
 __device__ void ce_impl(const T* x, const i64* target, const double* alpha, const double* beta,
@@ -516,6 +585,12 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
         wsum = row_sum(wsum, sm);
     }
     const double coef = a + b * wsum;
+    // float rows without smoothing: each gradient element is scale coef p_j (less
+    // scale a at the target), and scale coef p_j = exp(x_j - lse + log(scale coef)) is
+    // one exp_shift with that shift, straight to float
+    const double gsc = scale * coef;
+    const bool fast = sizeof(T) == 4 && b == 0.0 && gsc > 0.0 && gsc < sc_inf();
+    const Shift hg = fast ? shift_of(lse.m, lse.ls - log(gsc)) : lse;
     double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
     if (GRAD || b != 0.0) {
 #pragma unroll
@@ -532,10 +607,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                         wj = cw[jj];
                         ls += wj * -shifted(to_d(xv), lse);
                     }
-                    if (GRAD) {
-                        const double pj = to_d(exp_shift(xv, lse));
-                        o.v[e] = from_d<T>(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
-                    }
+                    if (GRAD) o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
                 }
                 if (GRAD) st<T, N, A>(grow, v, o);
             }
@@ -551,10 +623,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                     wj = cw[jj];
                     ls += wj * -shifted(to_d(xv), lse);
                 }
-                if (GRAD) {
-                    const double pj = to_d(exp_shift(xv, lse));
-                    o.v[e] = from_d<T>(scale * (pj * coef - (jj == y ? a : 0.0) - b * wj));
-                }
+                if (GRAD) o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
             }
             if (GRAD) st<T, N, A>(grow, v, o);
         }
