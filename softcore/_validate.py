@@ -274,7 +274,10 @@ def plan_cross_entropy(
                 f"class axis, {batch}; received {tuple(t.shape)}"
             )
         # fast path: every target a class and none ignored. One reduction: seen
-        # as unsigned, a negative target is larger than any class
+        # as unsigned, a negative target is larger than any class, if the classes
+        # fit in the dtype's non-negative half (int8: C <= 128); widen if not
+        if t.dtype.kind == "i" and n_classes > np.iinfo(t.dtype).max + 1:
+            t = t.astype(np.int64)
         unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
         hi = int(unsigned.max()) if n_rows else 0
         in_range = hi < n_classes

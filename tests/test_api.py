@@ -72,6 +72,26 @@ def test_target_range_is_checked_for_every_integer_dtype(dtype):
         np.testing.assert_allclose(mean, want[keep].mean(), rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+def test_negative_targets_with_more_classes_than_the_dtype_half(dtype):
+    """Regression: with C above the dtype's non-negative half (int8: 128), a
+    negative target seen as unsigned can be a class (int8 -100 is 156): ignored
+    rows were then computed with target -100 and bad targets went unreported."""
+    c = 2 ** (8 * np.dtype(dtype).itemsize) - 50  # -100 and -60 as unsigned: < c
+    logits = np.linspace(-3.0, 3.0, 3 * c).reshape(3, c)
+    target = np.array([5, -100, 7], dtype=dtype)
+    got = sc.cross_entropy_with_grad(logits, target, reduction="none", backend=B)
+    want = sc.cross_entropy_with_grad(
+        logits, target.astype(np.int64), reduction="none", backend=B
+    )
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert got[0][1] == 0.0
+    bad = np.array([5, -60, 7], dtype=dtype)
+    with pytest.raises(ValueError, match=r"target\[1\] = -60 is outside"):
+        sc.cross_entropy(logits, bad, backend=B)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
