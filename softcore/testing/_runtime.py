@@ -50,12 +50,15 @@ ACCURACY = AccuracyRecord()
 def to_backend(backend: Any, a: Any) -> Any:
     """``a`` (a NumPy array or None) as an array of the backend's array module.
 
-    For NumPy backends this keeps the very object, so layouts survive.
+    For NumPy backends this keeps the very object, so layouts survive. Object and
+    string arrays, which device array libraries do not hold (``cupy.asarray``
+    raises ``ValueError`` for them), stay on the host: a call given one must reject
+    it with a ``TypeError`` like any other input it cannot take.
     """
     if a is None or not isinstance(a, np.ndarray):
         return a
     xp = backend.xp
-    if xp is np:
+    if xp is np or a.dtype.kind not in "biufc":
         return a
     return xp.asarray(a)
 
