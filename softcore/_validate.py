@@ -78,9 +78,30 @@ def check_axis(axis: Any, ndim: int, what: str) -> int:
 
 
 def as_array(x: Any, xp: Any, what: str) -> Any:
-    """``x`` as an array of the backend's module (lists and scalars are converted)."""
+    """``x`` as an array of the backend's module (lists and scalars are converted).
+
+    softcore never copies between host and device behind the caller's back, so an
+    array the call's backend cannot take is a ``TypeError``: in a call on device
+    arrays (CuPy), any array of another type, a NumPy array included; in a call on
+    NumPy arrays, an array that lives on a device (``__cuda_array_interface__``).
+    Host array-likes (a pandas Series, a CPU tensor) in a NumPy call are converted
+    as ``numpy.asarray`` converts them.
+    """
     if isinstance(x, np.ndarray) and xp is np:
         return x
+    if (
+        hasattr(x, "shape")
+        and hasattr(x, "dtype")
+        and not isinstance(x, xp.ndarray | np.generic)
+        and (xp is not np or hasattr(x, "__cuda_array_interface__"))
+    ):
+        t, want = type(x), xp.ndarray
+        raise TypeError(
+            f"{what} is a {t.__module__}.{t.__qualname__}, but this call computes on "
+            f"{want.__module__}.{want.__qualname__} arrays (the type of its first "
+            f"array argument); pass {what} as one of those: softcore does not move "
+            "arrays between array libraries or devices"
+        )
     try:
         arr = xp.asarray(x)
     except (TypeError, ValueError) as exc:
@@ -189,8 +210,20 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
 
 
 def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str | None:
-    """Describe the first target outside ``[0, C)`` that is not ``ignore_index``."""
-    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    """Describe the first target outside ``[0, C)`` that is not ``ignore_index``.
+
+    ``t`` is compared only with values its dtype holds: under NEP 50 a Python
+    integer outside the dtype's range is an ``OverflowError`` in CuPy, comparisons
+    included (``uint8_targets != -100``), or a wrong answer in some versions.
+    """
+    info = np.iinfo(t.dtype)
+    bad = t >= n_classes if n_classes <= info.max else None
+    if info.min < 0:
+        bad = t < 0 if bad is None else bad | (t < 0)
+    if bad is None:
+        return None  # every value of the dtype is a class
+    if info.min <= ignore_index <= info.max:
+        bad &= t != ignore_index
     if not bool(bad.any()):
         return None
     flat = int(xp.argmax(bad.reshape(-1)))

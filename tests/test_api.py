@@ -72,6 +72,30 @@ def test_target_range_is_checked_for_every_integer_dtype(dtype):
         np.testing.assert_allclose(mean, want[keep].mean(), rtol=1e-14)
 
 
+class _HostArrayLike:
+    """A host array-like that is not an ndarray (as a pandas Series or CPU tensor)."""
+
+    def __init__(self, a):
+        self._a = np.asarray(a)
+        self.shape, self.dtype = self._a.shape, self._a.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+
+def test_host_array_likes_are_converted_in_numpy_calls():
+    """A NumPy call refuses only arrays on a device (see test_device_arrays.py);
+    other host array-likes are converted as numpy.asarray converts them."""
+    logits = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    target = np.array([0, 3, 1])
+    weight = np.array([1.0, 2.0, 0.5, 1.0])
+    want = sc.cross_entropy(logits, target, weight=weight, backend=B)
+    got = sc.cross_entropy(
+        logits, _HostArrayLike(target), weight=_HostArrayLike(weight), backend=B
+    )
+    assert got == want
+
+
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
 def test_negative_targets_with_more_classes_than_the_dtype_half(dtype):
     """Regression: with C above the dtype's non-negative half (int8: 128), a
