@@ -53,34 +53,38 @@ def _torch():
     return torch if torch.cuda.is_available() else None
 
 
+def _row_case(cupy, K, n, c, dtype):
+    """Logits, targets, the copy floor and the row kernels on preallocated outputs."""
+    rng = cupy.random.default_rng(0)
+    x = (rng.standard_normal((n, c), dtype=cupy.float32) * 4).astype(dtype)
+    out = cupy.empty_like(x)
+    floor = _timer(cupy, lambda: cupy.copyto(out, x))
+    t = rng.integers(0, c, n).astype(cupy.int64)
+    a, b = cupy.ones(n), cupy.zeros(n)
+    cw, loss = cupy.ones(c), cupy.empty(n)
+    kernels = {
+        "softmax": lambda: K.softmax_rows(x, out),
+        "log_softmax": lambda: K.log_softmax_rows(x, out),
+        "ce_loss_grad": lambda: K.cross_entropy_grad_rows(
+            x, t, a, b, cw, 1 / n, loss, out
+        ),
+    }
+    return x, t, floor, kernels
+
+
 def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
     for dtype in dtypes:
         for n, c in shapes:
-            rng = cupy.random.default_rng(0)
-            x = (rng.standard_normal((n, c), dtype=cupy.float32) * 4).astype(dtype)
-            out = cupy.empty_like(x)
-            floor = _timer(cupy, lambda: cupy.copyto(out, x))
+            x, t, floor, kernels = _row_case(cupy, K, n, c, dtype)
             row = {
                 "shape": [n, c],
                 "dtype": str(x.dtype),
                 "copy_s": floor,
                 "copy_GBps": 2 * x.nbytes / floor / 1e9,
             }
-            row["softmax"] = _timer(cupy, lambda: K.softmax_rows(x, out)) / floor
-            row["log_softmax"] = (
-                _timer(cupy, lambda: K.log_softmax_rows(x, out)) / floor
-            )
+            for op, call in kernels.items():
+                row[op] = _timer(cupy, call) / floor
             row["softmax_api"] = _timer(cupy, lambda: sc.softmax(x)) / floor
-            t = rng.integers(0, c, n).astype(cupy.int64)
-            a, b = cupy.ones(n), cupy.zeros(n)
-            cw, loss = cupy.ones(c), cupy.empty(n)
-            row["ce_loss_grad"] = (
-                _timer(
-                    cupy,
-                    lambda: K.cross_entropy_grad_rows(x, t, a, b, cw, 1 / n, loss, out),
-                )
-                / floor
-            )
             row["ce_loss_grad_api"] = (
                 _timer(cupy, lambda: sc.cross_entropy_with_grad(x, t)) / floor
             )
@@ -203,19 +207,8 @@ def bench_sweep(cupy, K, shapes, dtypes, results):
     try:
         for dtype in dtypes:
             for n, c in shapes:
-                rng = cupy.random.default_rng(0)
-                x = (rng.standard_normal((n, c), dtype=cupy.float32) * 4).astype(dtype)
-                out = cupy.empty_like(x)
-                floor = _timer(cupy, lambda: cupy.copyto(out, x))
-                t = rng.integers(0, c, n).astype(cupy.int64)
-                a, b = cupy.ones(n), cupy.zeros(n)
-                cw, loss = cupy.ones(c), cupy.empty(n)
-                calls = {
-                    "softmax": lambda: K.softmax_rows(x, out),
-                    "ce_loss_grad": lambda: K.cross_entropy_grad_rows(
-                        x, t, a, b, cw, 1 / n, loss, out
-                    ),
-                }
+                x, _, floor, kernels = _row_case(cupy, K, n, c, dtype)
+                calls = {op: kernels[op] for op in ("softmax", "ce_loss_grad")}
                 for op, call in calls.items():
                     row = {
                         "shape": [n, c],
@@ -227,7 +220,6 @@ def bench_sweep(cupy, K, shapes, dtypes, results):
                     for threads in (32, 64, 128, 256, 512, 1024):
                         K.threads_per_row = lambda *_a, _t=threads: _t
                         row["ratio_by_threads"][threads] = _timer(cupy, call) / floor
-                    K.threads_per_row = rule
                     results.append(("sweep", row))
                     print(json.dumps(row), flush=True)
     finally:
