@@ -589,7 +589,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     // scale a at the target), and scale coef p_j = exp(x_j - lse + log(scale coef)) is
     // one exp_shift with that shift, straight to float
     const double gsc = scale * coef;
-    const bool fast = sizeof(T) == 4 && b == 0.0 && gsc > 0.0 && gsc < sc_inf();
+    const bool fast = GRAD && sizeof(T) == 4 && b == 0.0 && gsc > 0.0 && gsc < sc_inf();
     const Shift hg = fast ? shift_of(lse.m, lse.ls - log(gsc)) : lse;
     double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
     if (GRAD || b != 0.0) {
