@@ -23,6 +23,15 @@ float32 difference (:func:`~softcore_numba._vexp.exp32`), float64 rows
 dtype. Sums are vectorised (``reassoc`` on the reduction loops only, which never
 write; the order is fixed by the compiled code, not by the thread count).
 
+Vector width. Every loop helper calls :func:`~softcore_numba._vexp.wide`, so
+LLVM uses 512-bit vectors where the CPU has them (it prefers 256 bits on Intel
+cores otherwise). A float32 row's ``sum exp(x - m)`` is two loops, the exp into
+a float32 scratch and the float64 sum from L1: fused, the float64 sum sets the
+loop's width and the exp runs half (or a quarter) as many lanes. The scratch is
+allocated once per parallel task of ``TASK`` elements (:func:`scratch`), and
+the smoothed and probability-target gradients store the exp first, then apply
+their float64 affine map, for the same reason. Same bits as the fused loops.
+
 Special values fall out of the arithmetic: a NaN gives a NaN sum; a ``+inf``
 gives ``M = inf`` and ``inf - inf = NaN``; a row of only ``-inf`` gets
 ``S = NaN`` explicitly. Outputs may alias inputs: every kernel reads what it
@@ -39,10 +48,13 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-from ._vexp import exp32, exp32_of64, exp64, fma, fmaxnum, log64  # noqa: E402
+from ._vexp import exp32, exp32_of64, exp64, fma, fmaxnum, log64, wide  # noqa: E402
 
 BLOCK = 16384
 """Elements per row block: the fixed partition of a row for the reductions."""
+
+TASK = 1 << 15
+"""Elements per parallel task of the row-statistics kernels (one scratch each)."""
 
 _NAN = np.nan
 _NINF = -np.inf
@@ -93,6 +105,7 @@ def _seg_max(xr, j0, j1):
     ``llvm.maxnum`` (NaN-ignoring, exact): the loop vectoriser reduces it
     without any fast-math flag, so the result does not depend on the order.
     """
+    wide()
     xs = xr[j0:j1]  # loops start at 0: no negative-index wraparound, so no gathers
     m = xs[0]
     for j in range(xs.shape[0]):
@@ -102,6 +115,7 @@ def _seg_max(xr, j0, j1):
 
 @njit(fastmath=_RED, **_KW)
 def _seg_sumexp(xr, j0, j1, m):
+    wide()
     xs = xr[j0:j1]
     s = 0.0
     for j in range(xs.shape[0]):
@@ -115,6 +129,7 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip):
     # unconditionally; with both, LLVM's run-time overlap check would fall back
     # to scalar code exactly in the in-place case.
     # (the in-place loop goes through ``outr``: ``xr`` may be a read-only array)
+    wide()
     os_ = outr[j0:j1]
     if ip:
         for j in range(os_.shape[0]):
@@ -127,6 +142,7 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip):
 
 @njit(fastmath=_RED, **_KW)
 def _seg_sum(outr, j0, j1):
+    wide()
     os_ = outr[j0:j1]
     s = 0.0
     for j in range(os_.shape[0]):
@@ -170,6 +186,7 @@ def _mul_split_impl(v, hi, lo):
 @njit(fastmath={"contract"}, **_KW)
 def scale_seg(os_, f):
     """``os_ *= f`` (a float64 ``f``), each element rounded once to its dtype."""
+    wide()
     hi, lo = split_factor(f, os_)
     for j in range(os_.shape[0]):
         os_[j] = mul_split(os_[j], hi, lo)
@@ -201,6 +218,7 @@ def _block_factor(m, M, S):
 def _exp_store_row(xr, outr, ip):
     """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
     ``(M, S)`` and the block maxima (``None`` for a one-block row)."""
+    wide()
     C = xr.shape[0]
     if C <= BLOCK:
         m, sb = _block_exp_store(xr, outr, 0, C, ip)
@@ -225,19 +243,59 @@ def _exp_store_row(xr, outr, ip):
 @njit(**_GLUE)
 def _scale_row(outr, M, S, bm, c):
     """``outr *= c * factor_b`` per block."""
+    wide()
     C = outr.shape[0]
     for b in range(bm.shape[0]):
         j0 = b * BLOCK
         _seg_scale(outr, j0, min(C, j0 + BLOCK), _block_factor(bm[b], M, S) * c)
 
 
+def scratch(x):
+    """A per-task buffer for :func:`block_sumexp` on rows of ``x`` (2-D)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+def block_sumexp(xr, j0, j1, m, buf):
+    """``sum exp(xr[j0:j1] - m)`` in float64 (``buf``: from :func:`scratch`)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(scratch, inline="always")
+def _scratch_impl(x):
+    if isinstance(x, types.Array) and x.dtype == types.float32:
+        return lambda x: np.empty(min(x.shape[1], BLOCK), np.float32)
+    return lambda x: np.empty(0, np.float64)
+
+
+@overload(block_sumexp, inline="always")
+def _block_sumexp_impl(xr, j0, j1, m, buf):
+    if isinstance(xr, types.Array) and xr.dtype == types.float32:
+        # Two loops: the exp in float32 lanes into ``buf``, then the float64
+        # sum from L1. Fused in one loop, the float64 sum sets the vector
+        # width: the float32 exp ran 8 lanes of 16 (4 where 256-bit vectors
+        # are preferred), measured 1.5x slower than the two loops.
+        def impl(xr, j0, j1, m, buf):
+            n = j1 - j0
+            _seg_exp_store(xr[j0:j1], buf, 0, n, m, False)
+            return _seg_sum(buf, 0, n)
+
+        return impl
+    return lambda xr, j0, j1, m, buf: _seg_sumexp(xr, j0, j1, m)
+
+
 @njit(**_GLUE)
-def _block_stats(xr, j0, j1):
+def _block_stats(xr, j0, j1, buf):
     """``(m_b, s_b)`` of one block; an all ``-inf`` block gives ``(-inf, 0)``
     (or ``(-inf, NaN)`` if it holds a NaN)."""
     m = _seg_max(xr, j0, j1)
-    s = _seg_sumexp(xr, j0, j1, m if m > _NINF else 0.0)
+    s = block_sumexp(xr, j0, j1, m if m > _NINF else 0.0, buf)
     return m, s
+
+
+@njit(**_GLUE)
+def _task_rows(C):
+    """Rows per task: a task allocates one scratch; many rows share it."""
+    return max(1, TASK // C)
 
 
 @njit(**_GLUE)
@@ -259,22 +317,24 @@ def _finish(M, S):
 
 
 @njit(**_GLUE)
-def _row_stats(xr):
+def _row_stats(xr, buf):
+    wide()
     C = xr.shape[0]
     if C <= BLOCK:  # the same arithmetic; a loop around it compiled ~3x slower
-        m, s = _block_stats(xr, 0, C)
+        m, s = _block_stats(xr, 0, C, buf)
         M, S = _combine(_NINF, 0.0, m, s)
         return _finish(M, S)
     M = _NINF
     S = 0.0
     for j0 in range(0, C, BLOCK):
-        m, s = _block_stats(xr, j0, min(C, j0 + BLOCK))
+        m, s = _block_stats(xr, j0, min(C, j0 + BLOCK), buf)
         M, S = _combine(M, S, m, s)
     return _finish(M, S)
 
 
 @njit(fastmath={"contract"}, **_KW)
 def _seg_log_softmax(xr, outr, j0, j1, M, log_s, ip):
+    wide()
     os_ = outr[j0:j1]
     if ip:
         for j in range(os_.shape[0]):
@@ -302,19 +362,20 @@ def _softmax_row(xr, outr, ip):
 
 
 @njit(**_GLUE)
-def _log_softmax_row(xr, outr, ip):
-    M, S = _row_stats(xr)
+def _log_softmax_row(xr, outr, ip, buf):
+    M, S = _row_stats(xr, buf)
     _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S), ip)
 
 
 @njit(**_GLUE)
-def _lse_row(xr):
-    M, S = _row_stats(xr)
+def _lse_row(xr, buf):
+    M, S = _row_stats(xr, buf)
     return M + log64(S)
 
 
 @njit(fastmath=_RED, **_KW)
 def _dot_row(g, p):
+    wide()
     s = 0.0
     for j in range(g.shape[0]):
         s += np.float64(g[j]) * np.float64(p[j])
@@ -323,6 +384,7 @@ def _dot_row(g, p):
 
 @njit(fastmath=_RED, **_KW)
 def _sum_row(g):
+    wide()
     s = 0.0
     for j in range(g.shape[0]):
         s += np.float64(g[j])
@@ -331,6 +393,7 @@ def _sum_row(g):
 
 @njit(fastmath={"contract"}, **_KW)
 def _softmax_backward_row(g, p, outr):
+    wide()
     d = _dot_row(g, p)
     for j in range(g.shape[0]):
         pj = np.float64(p[j])
@@ -339,6 +402,7 @@ def _softmax_backward_row(g, p, outr):
 
 @njit(fastmath={"contract"}, **_KW)
 def _log_softmax_backward_row(g, lp, outr):
+    wide()
     t = _sum_row(g)
     for j in range(g.shape[0]):
         outr[j] = np.float64(g[j]) - expd(np.float64(lp[j]), lp) * t
@@ -355,6 +419,7 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
     LLVM picks a vector or a scalar loop at run time, which would change the
     order of a sum with ``reassoc``.
     """
+    wide()
     ws = cw[j0:j1]
     gs_ = gr[j0:j1]
     if ip:
@@ -366,8 +431,39 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
             gs_[j] = expdiff(xs[j], M, xs) * c1 - c2 * ws[j]
 
 
+@njit(fastmath={"contract"}, **_KW)
+def _seg_affine(gr, j0, j1, c1, c2, cw):
+    """``g_j = g_j c1 - c2 w_j`` over a segment, in float64, rounded once."""
+    wide()
+    ws = cw[j0:j1]
+    gs_ = gr[j0:j1]
+    for j in range(gs_.shape[0]):
+        gs_[j] = np.float64(gs_[j]) * c1 - c2 * ws[j]
+
+
+def seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
+    """:func:`_seg_ce_grad`, in two loops for float32 rows (same bits)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(seg_ce_grad, inline="always")
+def _seg_ce_grad_impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
+    if isinstance(gr, types.Array) and gr.dtype == types.float32:
+        # the float32 exp alone first (16 lanes, not the float64 loop's 8),
+        # stored exactly; then the float64 affine map from L1
+        def impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
+            _seg_exp_store(xr, gr, j0, j1, M, ip)
+            _seg_affine(gr, j0, j1, c1, c2, cw)
+
+        return impl
+    return lambda xr, gr, j0, j1, M, c1, c2, cw, ip: _seg_ce_grad(
+        xr, gr, j0, j1, M, c1, c2, cw, ip
+    )
+
+
 @njit(fastmath=_RED, **_KW)
 def _seg_wdot(xr, j0, j1, M, cw):
+    wide()
     xs = xr[j0:j1]
     ws = cw[j0:j1]
     acc = 0.0
@@ -386,10 +482,11 @@ def _ce_loss(a, b, M, log_s, xy, wdot, W):
 
 
 @njit(**_GLUE)
-def _ce_row(xr, y, a, b, cw, W):
+def _ce_row(xr, y, a, b, cw, W, buf):
+    wide()
     if a == 0.0 and b == 0.0:
         return 0.0
-    M, S = _row_stats(xr)
+    M, S = _row_stats(xr, buf)
     log_s = log64(S)
     wdot = 0.0
     if b != 0.0:
@@ -406,7 +503,7 @@ def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
     fixed up by the caller."""
     c1 = gs * (a + b * W) / S
     part = _seg_wdot(xr, j0, j1, M, cw)
-    _seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip)
+    seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip)
     return part
 
 
@@ -424,12 +521,14 @@ def _ce_grad_fix_e(gr, y, a, b, cw, W, gs, S, ey):
 
 @njit(**_KW)
 def _zero_row(gr):
+    wide()
     for j in range(gr.shape[0]):
         gr[j] = 0.0
 
 
 @njit(**_GLUE)
-def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
+def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip, buf):
+    wide()
     if a == 0.0 and b == 0.0:
         _zero_row(gr)
         return 0.0
@@ -446,7 +545,7 @@ def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
             _scale_row(gr, M, S, bm, gs * a)
         _ce_grad_fix(gr, y, a, b, cw, W, gs, M, S, xy)
         return _ce_loss(a, b, M, log64(S), xy, 0.0, W)
-    M, S = _row_stats(xr)
+    M, S = _row_stats(xr, buf)
     log_s = log64(S)
     C = xr.shape[0]
     wdot = 0.0
@@ -459,6 +558,7 @@ def _ce_grad_row(xr, gr, y, a, b, cw, W, gs, ip):
 
 @njit(fastmath=_RED, **_KW)
 def _wsum(cw):
+    wide()
     W = 0.0
     for c in range(cw.shape[0]):
         W += cw[c]
@@ -470,6 +570,7 @@ def _wsum(cw):
 
 @njit(fastmath=_RED, **_KW)
 def _prob_A(tr, cw, k1, k0):
+    wide()
     A = 0.0
     for j in range(tr.shape[0]):
         A += (k1 * np.float64(tr[j]) + k0) * cw[j]
@@ -478,6 +579,7 @@ def _prob_A(tr, cw, k1, k0):
 
 @njit(fastmath=_RED, **_KW)
 def _prob_loss(xr, tr, cw, k1, k0, M, log_s):
+    wide()
     acc = 0.0
     for j in range(xr.shape[0]):
         aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
@@ -486,20 +588,30 @@ def _prob_loss(xr, tr, cw, k1, k0, M, log_s):
 
 
 @njit(**_GLUE)
-def _ce_prob_row(xr, tr, cw, k1, k0):
-    M, S = _row_stats(xr)
+def _ce_prob_row(xr, tr, cw, k1, k0, buf):
+    M, S = _row_stats(xr, buf)
     return _prob_loss(xr, tr, cw, k1, k0, M, log64(S))
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs):
-    M, S = _row_stats(xr)
+def _prob_affine(tr, gr, cw, k1, k0, c1, gs):
+    """``g_j = g_j c1 - gs a_j`` (``g_j`` holding ``exp(x_j - M)``), in float64."""
+    wide()
+    for j in range(gr.shape[0]):
+        aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
+        gr[j] = np.float64(gr[j]) * c1 - gs * aj
+
+
+@njit(**_GLUE)
+def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs, ip, buf):
+    M, S = _row_stats(xr, buf)
     loss = _prob_loss(xr, tr, cw, k1, k0, M, log64(S))  # read before gr is written
     A = _prob_A(tr, cw, k1, k0)
     c1 = gs * A / S
-    for j in range(xr.shape[0]):
-        aj = (k1 * np.float64(tr[j]) + k0) * cw[j]
-        gr[j] = expdiff(xr[j], M, xr) * c1 - gs * aj
+    # the exp alone (float32 rows: in float32 lanes, twice the float64 loop's
+    # width), stored exactly, then the float64 affine map from cache
+    _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip)
+    _prob_affine(tr, gr, cw, k1, k0, c1, gs)
     return loss
 
 
@@ -509,6 +621,7 @@ def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs):
 @njit(fastmath={"contract"}, **_KW)
 def _jac_row_i(Jr, i, s_last, log):
     """Row ``i`` of one Jacobian from the probabilities kept in ``Jr[C-1]``."""
+    wide()
     C = Jr.shape[1]
     si = np.float64(s_last[i])
     Ji = Jr[i]
@@ -525,6 +638,7 @@ def _jac_row_i(Jr, i, s_last, log):
 @njit(fastmath={"contract"}, **_KW)
 def _jac_row_last(Jr, log):
     """Row ``C-1`` in place (it holds the probabilities until now)."""
+    wide()
     C = Jr.shape[1]
     row = Jr[C - 1]
     sl = np.float64(row[C - 1])
@@ -544,6 +658,7 @@ def _jac_row_last(Jr, log):
 
 @njit(**_PKW)
 def softmax_par(x, out):
+    wide()
     ip = x.ctypes.data == out.ctypes.data
     for r in prange(x.shape[0]):
         _softmax_row(x[r], out[r], ip)
@@ -551,6 +666,7 @@ def softmax_par(x, out):
 
 @njit(**_KW)
 def softmax_ser(x, out):
+    wide()
     ip = x.ctypes.data == out.ctypes.data
     for r in range(x.shape[0]):
         _softmax_row(x[r], out[r], ip)
@@ -558,118 +674,170 @@ def softmax_ser(x, out):
 
 @njit(**_PKW)
 def log_softmax_par(x, out):
+    wide()
     ip = x.ctypes.data == out.ctypes.data
-    for r in prange(x.shape[0]):
-        _log_softmax_row(x[r], out[r], ip)
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            _log_softmax_row(x[r], out[r], ip, buf)
 
 
 @njit(**_KW)
 def log_softmax_ser(x, out):
+    wide()
     ip = x.ctypes.data == out.ctypes.data
+    buf = scratch(x)
     for r in range(x.shape[0]):
-        _log_softmax_row(x[r], out[r], ip)
+        _log_softmax_row(x[r], out[r], ip, buf)
 
 
 @njit(**_PKW)
 def logsumexp_par(x, out):
-    for r in prange(x.shape[0]):
-        out[r] = _lse_row(x[r])
+    wide()
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            out[r] = _lse_row(x[r], buf)
 
 
 @njit(**_KW)
 def logsumexp_ser(x, out):
+    wide()
+    buf = scratch(x)
     for r in range(x.shape[0]):
-        out[r] = _lse_row(x[r])
+        out[r] = _lse_row(x[r], buf)
 
 
 @njit(**_PKW)
 def softmax_backward_par(g, p, out):
+    wide()
     for r in prange(g.shape[0]):
         _softmax_backward_row(g[r], p[r], out[r])
 
 
 @njit(**_KW)
 def softmax_backward_ser(g, p, out):
+    wide()
     for r in range(g.shape[0]):
         _softmax_backward_row(g[r], p[r], out[r])
 
 
 @njit(**_PKW)
 def log_softmax_backward_par(g, lp, out):
+    wide()
     for r in prange(g.shape[0]):
         _log_softmax_backward_row(g[r], lp[r], out[r])
 
 
 @njit(**_KW)
 def log_softmax_backward_ser(g, lp, out):
+    wide()
     for r in range(g.shape[0]):
         _log_softmax_backward_row(g[r], lp[r], out[r])
 
 
 @njit(**_PKW)
 def cross_entropy_par(x, target, alpha, beta, cw, loss_out):
+    wide()
     W = _wsum(cw)
-    for r in prange(x.shape[0]):
-        loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W)
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W, buf)
 
 
 @njit(**_KW)
 def cross_entropy_ser(x, target, alpha, beta, cw, loss_out):
+    wide()
     W = _wsum(cw)
+    buf = scratch(x)
     for r in range(x.shape[0]):
-        loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W)
+        loss_out[r] = _ce_row(x[r], target[r], alpha[r], beta[r], cw, W, buf)
 
 
 @njit(**_PKW)
 def cross_entropy_grad_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
     W = _wsum(cw)
     ip = x.ctypes.data == grad_out.ctypes.data
-    for r in prange(x.shape[0]):
-        loss_out[r] = _ce_grad_row(
-            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip
-        )
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            loss_out[r] = _ce_grad_row(
+                x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip, buf
+            )
 
 
 @njit(**_KW)
 def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
     W = _wsum(cw)
     ip = x.ctypes.data == grad_out.ctypes.data
+    buf = scratch(x)
     for r in range(x.shape[0]):
         loss_out[r] = _ce_grad_row(
-            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip
+            x[r], grad_out[r], target[r], alpha[r], beta[r], cw, W, gs, ip, buf
         )
 
 
 @njit(**_PKW)
 def cross_entropy_prob_par(x, target, eps, cw, loss_out):
+    wide()
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
-    for r in prange(x.shape[0]):
-        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0)
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0, buf)
 
 
 @njit(**_KW)
 def cross_entropy_prob_ser(x, target, eps, cw, loss_out):
+    wide()
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
+    buf = scratch(x)
     for r in range(x.shape[0]):
-        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0)
+        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0, buf)
 
 
 @njit(**_PKW)
 def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
+    wide()
+    ip = x.ctypes.data == grad_out.ctypes.data
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
-    for r in prange(x.shape[0]):
-        loss_out[r] = _ce_prob_grad_row(x[r], target[r], grad_out[r], cw, k1, k0, gs)
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        for r in range(t * R, min(n, t * R + R)):
+            loss_out[r] = _ce_prob_grad_row(
+                x[r], target[r], grad_out[r], cw, k1, k0, gs, ip, buf
+            )
 
 
 @njit(**_KW)
 def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
+    wide()
+    ip = x.ctypes.data == grad_out.ctypes.data
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
+    buf = scratch(x)
     for r in range(x.shape[0]):
-        loss_out[r] = _ce_prob_grad_row(x[r], target[r], grad_out[r], cw, k1, k0, gs)
+        loss_out[r] = _ce_prob_grad_row(
+            x[r], target[r], grad_out[r], cw, k1, k0, gs, ip, buf
+        )
 
 
 # Jacobians: the probabilities go to the last row of each (C, C) block first, every
@@ -679,6 +847,7 @@ def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
 
 @njit(**_PKW)
 def jacobian_par(x, out, log):
+    wide()
     n, C = x.shape
     for r in prange(n):
         _softmax_row(x[r], out[r, C - 1], False)
@@ -692,6 +861,7 @@ def jacobian_par(x, out, log):
 
 @njit(**_KW)
 def jacobian_ser(x, out, log):
+    wide()
     n, C = x.shape
     for r in range(n):
         _softmax_row(x[r], out[r, C - 1], False)
@@ -706,6 +876,7 @@ def jacobian_ser(x, out, log):
 
 @njit(**_PKW)
 def _split_stats(x, M, S):
+    wide()
     n, C = x.shape
     nb = (C + BLOCK - 1) // BLOCK
     bm = np.empty((n, nb))
@@ -714,7 +885,7 @@ def _split_stats(x, M, S):
         r = k // nb
         b = k - r * nb
         j0 = b * BLOCK
-        bm[r, b], bs[r, b] = _block_stats(x[r], j0, min(C, j0 + BLOCK))
+        bm[r, b], bs[r, b] = _block_stats(x[r], j0, min(C, j0 + BLOCK), scratch(x))
     for r in range(n):
         Mr = _NINF
         Sr = 0.0
@@ -725,6 +896,7 @@ def _split_stats(x, M, S):
 
 @njit(**_PKW)
 def softmax_split(x, out):
+    wide()
     n, C = x.shape
     ip = x.ctypes.data == out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
@@ -754,6 +926,7 @@ def softmax_split(x, out):
 
 @njit(**_PKW)
 def log_softmax_split(x, out):
+    wide()
     n, C = x.shape
     ip = x.ctypes.data == out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
@@ -769,6 +942,7 @@ def log_softmax_split(x, out):
 
 @njit(**_KW)
 def logsumexp_split(x, out):  # parallel inside _split_stats
+    wide()
     n = x.shape[0]
     M = np.empty(n)
     S = np.empty(n)
@@ -779,6 +953,7 @@ def logsumexp_split(x, out):  # parallel inside _split_stats
 
 @njit(**_PKW)
 def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
     n, C = x.shape
     ip = x.ctypes.data == grad_out.ctypes.data
     nb = (C + BLOCK - 1) // BLOCK
@@ -797,7 +972,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
             if alpha[r] != 0.0:
                 bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1, ip)
         else:
-            bm[r, b], bs[r, b] = _block_stats(x[r], j0, j1)
+            bm[r, b], bs[r, b] = _block_stats(x[r], j0, j1, scratch(x))
     M = np.empty(n)
     S = np.empty(n)
     for r in range(n):
@@ -884,6 +1059,7 @@ def _zero_of_impl(v):
 
 @njit(fastmath={"contract"}, **_KW)
 def _flat_exp(t):
+    wide()
     for i in range(t.shape[0]):
         t[i] = exp_elem(t[i])
 
@@ -896,6 +1072,7 @@ def _tile_rows(C):
 @njit(**_GLUE)
 def _short_max(x, r):
     """Maximum of row ``r`` ignoring NaN (NaN if all are)."""
+    wide()
     m = x[r, 0]
     for j in range(1, x.shape[1]):
         m = fmaxnum(m, x[r, j])
@@ -954,6 +1131,7 @@ def _short_exp(x, e, r0, r1, M):
     """``e[i] = exp(x[r0 + i] - m)`` for the rows ``r0 .. r1`` with ``m`` their
     maxima (0 for a row of only ``-inf``), and ``M[i] = m`` as float64. ``e`` may
     be those rows of ``x`` itself: each element is read before it is written."""
+    wide()
     for r in range(r0, r1):
         m = _short_max(x, r)
         M[r - r0] = m
@@ -965,6 +1143,7 @@ def _short_exp(x, e, r0, r1, M):
 def _short_shift(x, e, r, i, m):
     """``e[i] = x[r] - m`` (``- 0`` for a row of only ``-inf``, as the one-block
     rows; NaN: 0 too), before the tile's exp."""
+    wide()
     c = m if m > _NINF else zero_of(m)
     for j in range(x.shape[1]):
         e[i, j] = x[r, j] - c
@@ -974,6 +1153,7 @@ def _short_shift(x, e, r, i, m):
 def _short_exp_wdot(x, e, r0, r1, M, D, cw):
     """:func:`_short_exp`, and ``D[i]`` the smoothing sum of each row (as
     :func:`short_wdot`), taken while the row is in cache: one maximum per row."""
+    wide()
     for r in range(r0, r1):
         m = _short_max(x, r)
         M[r - r0] = m
@@ -1047,6 +1227,7 @@ def _short_sum(e, i, m):
 @njit(fastmath={"contract"}, **_KW)
 def _short_log_sums(e, M, L, k):
     """``L[i] = log S_i`` for the first ``k`` tile rows: one vectorised log."""
+    wide()
     for i in range(k):
         L[i] = _short_sum(e, i, M[i])
     for i in range(k):
@@ -1055,6 +1236,7 @@ def _short_log_sums(e, M, L, k):
 
 @njit(fastmath={"contract"}, **_KW)
 def _short_scale(e, i, f):
+    wide()
     hi, lo = split_factor(f, e)
     for j in range(e.shape[1]):
         e[i, j] = mul_split(e[i, j], hi, lo)
@@ -1062,6 +1244,7 @@ def _short_scale(e, i, f):
 
 @njit(**_GLUE)
 def _short_softmax_tile(x, out, r0, r1, M):
+    wide()
     _short_exp(x, out[r0:r1], r0, r1, M)
     e = out[r0:r1]
     for i in range(r1 - r0):
@@ -1070,6 +1253,7 @@ def _short_softmax_tile(x, out, r0, r1, M):
 
 @njit(**_PKW)
 def softmax_short_par(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     for t in prange((n + R - 1) // R):
@@ -1079,6 +1263,7 @@ def softmax_short_par(x, out):
 
 @njit(**_KW)
 def softmax_short_ser(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     M = np.empty(R)
@@ -1088,12 +1273,14 @@ def softmax_short_ser(x, out):
 
 @njit(fastmath={"contract"}, **_KW)
 def _short_log_softmax_row(x, out, r, m, log_s):
+    wide()
     for j in range(x.shape[1]):
         out[r, j] = (np.float64(x[r, j]) - m) - log_s
 
 
 @njit(**_GLUE)
 def _short_log_softmax_tile(x, out, r0, r1, e, M, L):
+    wide()
     _short_exp(x, e, r0, r1, M)
     _short_log_sums(e, M, L, r1 - r0)
     for i in range(r1 - r0):
@@ -1102,6 +1289,7 @@ def _short_log_softmax_tile(x, out, r0, r1, e, M, L):
 
 @njit(**_PKW)
 def log_softmax_short_par(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     for t in prange((n + R - 1) // R):
@@ -1113,6 +1301,7 @@ def log_softmax_short_par(x, out):
 
 @njit(**_KW)
 def log_softmax_short_ser(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     e = np.empty((R, C), x.dtype)
@@ -1124,6 +1313,7 @@ def log_softmax_short_ser(x, out):
 
 @njit(**_GLUE)
 def _short_lse_tile(x, out, r0, r1, e, M, L):
+    wide()
     _short_exp(x, e, r0, r1, M)
     _short_log_sums(e, M, L, r1 - r0)
     for i in range(r1 - r0):
@@ -1132,6 +1322,7 @@ def _short_lse_tile(x, out, r0, r1, e, M, L):
 
 @njit(**_PKW)
 def logsumexp_short_par(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     for t in prange((n + R - 1) // R):
@@ -1143,6 +1334,7 @@ def logsumexp_short_par(x, out):
 
 @njit(**_KW)
 def logsumexp_short_ser(x, out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     e = np.empty((R, C), x.dtype)
@@ -1159,6 +1351,7 @@ def logsumexp_short_ser(x, out):
 
 @njit(**_GLUE)
 def _short_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, e, M, L):
+    wide()
     _short_exp(x, e, r0, r1, M)
     _short_log_sums(e, M, L, r1 - r0)
     for i in range(r1 - r0):
@@ -1175,6 +1368,7 @@ def _short_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, e, M, L):
 
 @njit(**_PKW)
 def cross_entropy_short_par(x, target, alpha, beta, cw, loss_out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     W = _wsum(cw)
@@ -1190,6 +1384,7 @@ def cross_entropy_short_par(x, target, alpha, beta, cw, loss_out):
 
 @njit(**_KW)
 def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     W = _wsum(cw)
@@ -1206,6 +1401,7 @@ def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
 def _short_ce_scalars(e, M, xy, T, k):
     """Per tile row: ``T[0] = S``, ``T[1] = log S``, ``T[2] = exp(x_y - m)``, the
     logs and exps in one vectorised loop."""
+    wide()
     for i in range(k):
         T[0, i] = _short_sum(e, i, M[i])
     for i in range(k):
@@ -1215,6 +1411,7 @@ def _short_ce_scalars(e, M, xy, T, k):
 
 @njit(fastmath={"contract"}, **_KW)
 def _short_ce_smooth_row(e, i, cw, c1, c2):
+    wide()
     for j in range(e.shape[1]):
         e[i, j] = e[i, j] * c1 - c2 * cw[j]
 
@@ -1237,6 +1434,7 @@ def _short_ce_grad_tile(
 ):
     """One tile of rows; ``T`` is a ``(6, R)`` scratch: per tile row ``S``,
     ``log S``, ``exp(x_y - m)``, the smoothing sum, ``m`` and ``x_y``."""
+    wide()
     M = T[4]
     xy = T[5]
     # the target logits are read before grad_out (maybe x) is written; the
@@ -1279,6 +1477,7 @@ def _short_ce_grad_tile(
 
 @njit(**_PKW)
 def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     W = _wsum(cw)
@@ -1293,6 +1492,7 @@ def cross_entropy_grad_short_par(x, target, alpha, beta, cw, gs, loss_out, grad_
 
 @njit(**_KW)
 def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
     n, C = x.shape
     R = _tile_rows(C)
     W = _wsum(cw)

@@ -43,7 +43,7 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-__all__ = ["exp32", "exp32_of64", "exp64", "fma", "fmaxnum", "log64"]
+__all__ = ["exp32", "exp32_of64", "exp64", "fma", "fmaxnum", "log64", "wide"]
 
 # ---------------------------------------------------------------- bit casts
 
@@ -126,6 +126,40 @@ def fma(typingctx, a, b, c):
         return builder.call(fn, args)
 
     return a(a, b, c), codegen
+
+
+VECTOR_WIDTH = 512
+"""Vector width (bits) asked of LLVM for every loop of the kernels."""
+
+_WIDTH_ATTR = f'"prefer-vector-width"="{VECTOR_WIDTH}"'
+
+
+@intrinsic
+def wide(typingctx):
+    """Ask LLVM for ``VECTOR_WIDTH``-bit vectors in the calling function.
+
+    LLVM tunes Intel cores with AVX-512 (Skylake-SP to Sapphire Rapids) to
+    prefer 256-bit vectors, so the loop vectoriser never uses zmm registers
+    there, and a loop mixing float32 and float64 (a float32 ``exp`` summed in
+    float64) runs its float32 arithmetic in xmm: 4 lanes of 16. The function
+    attribute ``prefer-vector-width`` overrides that for one function only,
+    leaving every other numba function of the process alone. It has to be on
+    the function that holds the loop (a loop helper is vectorised when its own
+    library is finalised, before it is inlined anywhere); calling ``wide()``
+    from an ``inline="always"`` helper marks its caller. On CPUs without
+    AVX-512 it changes nothing. It is code generation only, no run-time work.
+    """
+
+    def codegen(context, builder, signature, args):
+        attrs = builder.function.attributes
+        if _WIDTH_ATTR not in attrs:
+            # llvmlite validates attribute names against a fixed list that has
+            # no string ("key"="value") attributes; its set holds and prints
+            # them as they are.
+            set.add(attrs, _WIDTH_ATTR)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 # ---------------------------------------------------------------- exp, float64

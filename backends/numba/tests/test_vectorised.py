@@ -117,3 +117,52 @@ def test_row_kernels_vectorise(name, dtype):
     suffix = "pd" if dtype == np.float64 else "p[sd]"
     assert len(_packed_fma(asm, suffix)) >= 8, f"{name}: no packed FMA"
     assert not _libm_calls(asm), f"{name}: calls libm exp/log"
+
+
+def _fresh(name, dtype):
+    """A fresh compilation of driver ``name`` (cached code is not inspectable),
+    run once on a small float ``dtype`` input."""
+    x = np.linspace(-3, 3, 40).astype(dtype).reshape(4, 10)
+    kernel = njit(getattr(K, name).py_func)
+    if name == "logsumexp_ser":
+        kernel(x, np.empty(4, dtype))
+    elif name == "cross_entropy_ser":
+        t = np.zeros(4, np.int64)
+        kernel(x, t, np.ones(4), np.zeros(4), np.ones(10), np.empty(4))
+    else:
+        kernel(x, np.empty_like(x))
+    return kernel
+
+
+def test_kernels_ask_for_wide_vectors_and_nothing_else_does():
+    kernel = _fresh("logsumexp_ser", np.float32)
+    ir = "\n".join(kernel.inspect_llvm(s) for s in kernel.signatures)
+    assert '"prefer-vector-width"="512"' in ir
+
+    @njit
+    def other(a):  # a user's function in the same process keeps LLVM's choice
+        s = 0.0
+        for v in a:
+            s += v
+        return s
+
+    other(np.ones(4))
+    assert "prefer-vector-width" not in other.inspect_llvm(other.signatures[0])
+
+
+@pytest.mark.skipif(
+    "+avx512f" not in llvm.get_host_cpu_features().flatten(),
+    reason="needs a CPU with AVX-512 (zmm registers)",
+)
+@pytest.mark.parametrize(
+    "name", ["softmax_ser", "log_softmax_ser", "logsumexp_ser", "cross_entropy_ser"]
+)
+def test_float32_exp_runs_in_512_bit_lanes(name):
+    # log_softmax, logsumexp and the loss sum exp(x - m) in float64: fused in one
+    # loop, the float64 sum would hold the float32 exp to 8 lanes (ymm), or to 4
+    # (xmm) where LLVM prefers 256-bit vectors. Only a float32 FMA on zmm shows
+    # that the exp runs 16 lanes wide.
+    kernel = _fresh(name, np.float32)
+    asm = "\n".join(kernel.inspect_asm(s) for s in kernel.signatures)
+    zmm_ps = re.findall(r"vfn?m(?:add|sub)\d+ps\s+[^\n]*%zmm", asm)
+    assert len(zmm_ps) >= 8, f"{name}: the float32 exp is narrower than 16 lanes"
