@@ -20,6 +20,11 @@ Algorithms (classic Cody-Waite range reduction plus a polynomial):
     comparisons are false) and propagates through the arithmetic.
 ``exp32(x)``
     the same in float32 (degree 7), for float32 arguments.
+``exp32_nonpos(x)``, ``exp64_nonpos(x)``
+    the same functions, bit for bit, on ``[EXP*_NONPOS_MIN, 0]`` (and NaN): no
+    clamps and ``2**n`` applied in one product, since there it is a normal
+    number. About 30% fewer vector instructions; what a softmax row needs, whose
+    ``x - max`` is never positive, once a check has seen its smallest value.
 ``log64(x)``
     ``x = 2**e * m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the exponent
     bits (subnormals are scaled by ``2**54`` first), then
@@ -43,7 +48,19 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
-__all__ = ["exp32", "exp32_of64", "exp64", "fma", "fmaxnum", "log64", "wide"]
+__all__ = [
+    "EXP32_NONPOS_MIN",
+    "EXP64_NONPOS_MIN",
+    "exp32",
+    "exp32_nonpos",
+    "exp32_of64",
+    "exp64",
+    "exp64_nonpos",
+    "fma",
+    "fmaxnum",
+    "log64",
+    "wide",
+]
 
 # ---------------------------------------------------------------- bit casts
 
@@ -190,14 +207,12 @@ _FLAGS = {"contract"}
 
 
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
-def exp64(x):
-    """``exp`` of a float64, branch-free and vectorisable (< 1 ULP)."""
-    xc = x
-    xc = _XMAX if xc > _XMAX else xc
-    xc = _XMIN if xc < _XMIN else xc
-    k = xc * _LOG2E + _SHIFT
+def _exp64_parts(x):
+    """``(p, k)`` with ``exp(x) = p * 2**n``, ``n`` an integer read from ``k``'s
+    bits and ``p = exp(r)`` for ``|r| <= ln(2)/2``; ``x`` must be clamped already."""
+    k = x * _LOG2E + _SHIFT
     n = k - _SHIFT
-    r = xc - n * _LN2HI
+    r = x - n * _LN2HI
     r = r - n * _LN2LO
     p = _E13
     p = p * r + _E12
@@ -212,11 +227,40 @@ def exp64(x):
     p = p * r + _E3
     p = p * r + _E2
     p = 1.0 + (r + (r * r) * p)
+    return p, k
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp64(x):
+    """``exp`` of a float64, branch-free and vectorisable (< 1 ULP)."""
+    xc = x
+    xc = _XMAX if xc > _XMAX else xc
+    xc = _XMIN if xc < _XMIN else xc
+    p, k = _exp64_parts(xc)
     ni = f64_bits(k) - _SHIFT_BITS
     n1 = ni >> 1
     n2 = ni - n1
     y = (p * f64_from_bits((n1 + 1023) << 52)) * f64_from_bits((n2 + 1023) << 52)
     return y  # a NaN argument went through the arithmetic: y is NaN
+
+
+EXP64_NONPOS_MIN = -708.0
+"""Lower end of :func:`exp64_nonpos`'s domain: ``n >= -1022`` there, so
+``2**n`` is a normal number and ``p * 2**n`` (``p >= 1/sqrt(2)``) too."""
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp64_nonpos(x):
+    """:func:`exp64` for ``x`` in ``[EXP64_NONPOS_MIN, 0]`` (or NaN), bit for bit.
+
+    There no clamp can bind and ``p * 2**n`` is a normal number, so ``2**n`` is
+    built once and applied with one product (exact, as each of :func:`exp64`'s
+    two products is). Other arguments give meaningless results: callers check
+    the domain first (a row's ``x - max`` is never positive; its smallest value
+    decides).
+    """
+    p, k = _exp64_parts(x)
+    return p * f64_from_bits((f64_bits(k) - (_SHIFT_BITS - 1023)) << 52)
 
 
 # ---------------------------------------------------------------- exp, float32
@@ -241,29 +285,67 @@ _F2 = _F(0.5)
 
 
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
-def exp32(x):
-    """``exp`` of a float32 computed in float32, branch-free and vectorisable."""
-    xc = x
-    xc = _XMAX_F if xc > _XMAX_F else xc
-    xc = _XMIN_F if xc < _XMIN_F else xc
-    k = xc * _LOG2E_F + _SHIFT_F
-    n = k - _SHIFT_F
-    r = xc - n * _LN2HI_F
-    r = r - n * _LN2LO_F
+def _poly32(r):
+    """``exp(r)`` for ``|r| <= ln(2)/2``, in float32."""
     p = _F7
     p = p * r + _F6
     p = p * r + _F5
     p = p * r + _F4
     p = p * r + _F3
     p = p * r + _F2
-    p = _ONE_F + (r + (r * r) * p)
-    ni = np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS))
+    return _ONE_F + (r + (r * r) * p)
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def _exp32_parts(x):
+    """``(p, k)`` with ``exp(x) = p * 2**n``, ``n`` an integer read from ``k``'s
+    bits; ``x`` must be clamped already."""
+    k = x * _LOG2E_F + _SHIFT_F
+    n = k - _SHIFT_F
+    r = x - n * _LN2HI_F
+    r = r - n * _LN2LO_F
+    return _poly32(r), k
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def _scale2_32(p, ni):
+    """``p * 2**ni`` in two products, so that a subnormal result is rounded once."""
     n1 = np.int32(ni >> np.int32(1))
     n2 = np.int32(ni - n1)
     s1 = f32_from_bits(np.int32((n1 + np.int32(127)) << np.int32(23)))
     s2 = f32_from_bits(np.int32((n2 + np.int32(127)) << np.int32(23)))
-    y = (p * s1) * s2
+    return (p * s1) * s2
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp32(x):
+    """``exp`` of a float32 computed in float32, branch-free and vectorisable."""
+    xc = x
+    xc = _XMAX_F if xc > _XMAX_F else xc
+    xc = _XMIN_F if xc < _XMIN_F else xc
+    p, k = _exp32_parts(xc)
+    y = _scale2_32(p, np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS)))
     return y  # a NaN argument went through the arithmetic: y is NaN
+
+
+EXP32_NONPOS_MIN = -87.0
+"""Lower end of :func:`exp32_nonpos`'s domain: ``n >= -126`` there, so
+``2**n`` is a normal float32 (``p * 2**n`` may be subnormal: rounded once)."""
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp32_nonpos(x):
+    """:func:`exp32` for ``x`` in ``[EXP32_NONPOS_MIN, 0]`` (or NaN), bit for bit.
+
+    There no clamp can bind and ``2**n`` is a normal number, so it is built once
+    and applied with one product: a subnormal result is rounded once, as in
+    :func:`exp32`, and a normal one is exact in both. About 30% fewer vector
+    instructions than :func:`exp32` (no clamps, one scale instead of two).
+    Other arguments give meaningless results: callers check the domain first.
+    """
+    p, k = _exp32_parts(x)
+    e = np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS - 127))
+    return p * f32_from_bits(np.int32(e << np.int32(23)))
 
 
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
@@ -280,19 +362,7 @@ def exp32_of64(x):
     k = xc * _LOG2E + _SHIFT
     n = k - _SHIFT
     r = np.float32((xc - n * _LN2HI) - n * _LN2LO)
-    p = _F7
-    p = p * r + _F6
-    p = p * r + _F5
-    p = p * r + _F4
-    p = p * r + _F3
-    p = p * r + _F2
-    p = _ONE_F + (r + (r * r) * p)
-    ni = np.int32(f64_bits(k) - _SHIFT_BITS)
-    n1 = np.int32(ni >> np.int32(1))
-    n2 = np.int32(ni - n1)
-    s1 = f32_from_bits(np.int32((n1 + np.int32(127)) << np.int32(23)))
-    s2 = f32_from_bits(np.int32((n2 + np.int32(127)) << np.int32(23)))
-    y = (p * s1) * s2
+    y = _scale2_32(_poly32(r), np.int32(f64_bits(k) - _SHIFT_BITS))
     return y  # a NaN argument went through the arithmetic: y is NaN
 
 

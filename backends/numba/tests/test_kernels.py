@@ -213,6 +213,59 @@ def test_short_modes_same_bits(shape, dtype, rng):
     np.testing.assert_array_equal(ga, xc)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_domain_choice(dtype):
+    """``_seg_nonpos`` admits a segment to the unclamped exp exactly when every
+    ``x - max`` (as the exp sees it) is NaN or at least ``nonpos_min``."""
+    lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
+    m = 3.0
+
+    def ok(*vals):
+        return K._seg_nonpos(np.array([m, *vals], dtype), m)
+
+    assert ok(m + lim)
+    assert ok(m - 1.0, np.nan)  # NaN passes: the unclamped exp keeps it NaN
+    assert not ok(np.nextafter(dtype(m + lim), dtype(-np.inf)))
+    assert not ok(-np.inf)  # the clamped exp gives 0 there
+    assert not ok(m - 1e4)
+    assert not ok(np.nan, -np.inf)
+    # a segment of only -inf (its "max" replaced by 0 by the callers)
+    assert not K._seg_nonpos(np.full(4, -np.inf, dtype), 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [100, 40000], ids=str)
+def test_rows_on_both_sides_of_the_exp_domain(dtype, c, rng):
+    """Rows whose range ends just inside, at, and just outside the unclamped
+    exp's domain, with -inf entries, and rows wider than it: every op against
+    the reference (a wrong choice gives zeros, negatives or infinities)."""
+    lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
+    spans = [0.5 * lim, lim, 1.001 * lim, 1.5 * lim, 20 * lim]
+    x = np.empty((2 * len(spans) + 1, c), dtype)
+    for i, span in enumerate(spans):
+        x[i] = np.linspace(0.0, span, c) + 2.0
+        x[len(spans) + i] = rng.permutation(x[i])
+    x[-1] = x[0]
+    x[-1, ::7] = -np.inf
+    for op in ("softmax_rows", "log_softmax_rows"):
+        got, want = np.empty_like(x), np.empty_like(x)
+        getattr(nb, op)(x, got)
+        getattr(ref, op)(x, want)
+        _close(got, want, dtype, op)
+    got, want = np.empty(x.shape[0], dtype), np.empty(x.shape[0], dtype)
+    nb.logsumexp_rows(x, got)
+    ref.logsumexp_rows(x, want)
+    _close(got, want, dtype, "logsumexp")
+    y, alpha, beta, cw = _ce_args(rng, x)
+    for b in (beta, np.zeros_like(beta)):
+        lg, lw = np.empty(x.shape[0]), np.empty(x.shape[0])
+        gg, gw = np.empty_like(x), np.empty_like(x)
+        nb.cross_entropy_grad_rows(x, y, alpha, b, cw, 0.5, lg, gg)
+        ref.cross_entropy_grad_rows(x, y, alpha, b, cw, 0.5, lw, gw)
+        _close(lg, lw, dtype, "loss")
+        _close(gg, gw, dtype, "grad")
+
+
 def _picked(n, c, short=False, split=True):
     """The driver ``_ops._run`` runs for an ``(n, c)`` input of an op with (or
     without) short-row and split drivers: each stand-in records its name."""
