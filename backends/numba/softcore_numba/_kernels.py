@@ -450,16 +450,61 @@ def _softmax_row(xr, outr, ip):
     _scale_row(outr, M, S, bm, 1.0)
 
 
-@njit(**_GLUE)
-def _log_softmax_row(xr, outr, ip, buf):
-    M, S = _row_stats(xr, buf)
-    _seg_log_softmax(xr, outr, 0, xr.shape[0], M, log64(S), ip)
+LOG_ROWS = 64
+"""Rows whose ``log S`` log_softmax and logsumexp take in one vectorised loop."""
+
+
+def group_scratch(R):
+    """``(2, min(R, LOG_ROWS))`` float64: a group's ``M`` and ``S`` (then
+    ``log S``), for groups of at most ``R`` rows."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(group_scratch, inline="always")
+def _group_scratch_impl(R):
+    return lambda R: np.empty((2, min(R, LOG_ROWS)))
 
 
 @njit(**_GLUE)
-def _lse_row(xr, buf):
-    M, S = _row_stats(xr, buf)
-    return M + log64(S)
+def _group_stats(x, r0, r1, buf, st):
+    """Rows ``r0:r1``' ``(M, S)`` into ``st[:, :r1 - r0]``."""
+    for r in range(r0, r1):
+        st[0, r - r0], st[1, r - r0] = _row_stats(x[r], buf)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _log_group(st, n):
+    """``st[1, :n] = log(st[1, :n])``, vectorised: a row's scalar ``log64`` cost
+    15-20 ns, a fifth of a 128-class float32 logsumexp row."""
+    wide()
+    ls = st[1, :n]
+    for i in range(ls.shape[0]):
+        ls[i] = log64(ls[i])
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _lse_group_out(st, os_):
+    """``lse = M + log S`` of a group's rows, rounded once to ``os_``'s dtype."""
+    wide()
+    for i in range(os_.shape[0]):
+        os_[i] = st[0, i] + log64(st[1, i])
+
+
+@njit(**_GLUE)
+def _log_softmax_group(x, out, r0, r1, ip, buf, st):
+    """Every row's statistics first, then their logs in one loop, then the
+    writes (a row is read before it is written: ``out`` may be ``x``)."""
+    _group_stats(x, r0, r1, buf, st)
+    _log_group(st, r1 - r0)
+    C = x.shape[1]
+    for r in range(r0, r1):
+        _seg_log_softmax(x[r], out[r], 0, C, st[0, r - r0], st[1, r - r0], ip)
+
+
+@njit(**_GLUE)
+def _lse_group(x, out, r0, r1, buf, st):
+    _group_stats(x, r0, r1, buf, st)
+    _lse_group_out(st, out[r0:r1])
 
 
 @njit(fastmath=_RED, **_KW)
@@ -777,17 +822,21 @@ def log_softmax_par(x, out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        for r in range(t * R, min(n, t * R + R)):
-            _log_softmax_row(x[r], out[r], ip, buf)
+        st = group_scratch(R)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            _log_softmax_group(x, out, g, min(t1, g + LOG_ROWS), ip, buf, st)
 
 
 @njit(**_KW)
 def log_softmax_ser(x, out):
     wide()
     ip = x.ctypes.data == out.ctypes.data
+    n = x.shape[0]
     buf = scratch(x)
-    for r in range(x.shape[0]):
-        _log_softmax_row(x[r], out[r], ip, buf)
+    st = group_scratch(n)
+    for g in range(0, n, LOG_ROWS):
+        _log_softmax_group(x, out, g, min(n, g + LOG_ROWS), ip, buf, st)
 
 
 @njit(**_PKW)
@@ -797,16 +846,20 @@ def logsumexp_par(x, out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        for r in range(t * R, min(n, t * R + R)):
-            out[r] = _lse_row(x[r], buf)
+        st = group_scratch(R)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            _lse_group(x, out, g, min(t1, g + LOG_ROWS), buf, st)
 
 
 @njit(**_KW)
 def logsumexp_ser(x, out):
     wide()
+    n = x.shape[0]
     buf = scratch(x)
-    for r in range(x.shape[0]):
-        out[r] = _lse_row(x[r], buf)
+    st = group_scratch(n)
+    for g in range(0, n, LOG_ROWS):
+        _lse_group(x, out, g, min(n, g + LOG_ROWS), buf, st)
 
 
 @njit(**_PKW)

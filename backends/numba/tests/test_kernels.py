@@ -184,6 +184,31 @@ def test_modes_same_bits(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64)], ids=str)
+def test_row_groups_same_bits(shape, dtype, rng):
+    """log_softmax and logsumexp take their rows' logs a group of ``LOG_ROWS``
+    rows at a time: tasks that end mid-group and partial last groups give the
+    serial driver's bits, and the reference's values."""
+    x = _x(rng, shape, dtype)
+    assert K._task_rows(shape[1]) % K.LOG_ROWS or shape[0] % K.LOG_ROWS
+    a, b, want = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    K.log_softmax_ser(x, a)
+    K.log_softmax_par(x, b)
+    np.testing.assert_array_equal(a, b)
+    ref.log_softmax_rows(x, want)
+    _close(a, want, dtype, "log_softmax")
+    xc = x.copy()
+    K.log_softmax_par(xc, xc)
+    np.testing.assert_array_equal(xc, a)
+    a, b, want = (np.empty(shape[0], dtype) for _ in range(3))
+    K.logsumexp_ser(x, a)
+    K.logsumexp_par(x, b)
+    np.testing.assert_array_equal(a, b)
+    ref.logsumexp_rows(x, want)
+    _close(a, want, dtype, "logsumexp")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(9000, 10), (700, 63), (5, 1)], ids=str)
 def test_short_modes_same_bits(shape, dtype, rng):
     """The serial and parallel short-row drivers agree bit for bit (tiles of
