@@ -186,9 +186,10 @@ def test_modes_same_bits(shape, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64)], ids=str)
 def test_row_groups_same_bits(shape, dtype, rng):
-    """log_softmax and logsumexp take their rows' logs a group of ``LOG_ROWS``
-    rows at a time: tasks that end mid-group and partial last groups give the
-    serial driver's bits, and the reference's values."""
+    """log_softmax, logsumexp and class-index cross-entropy take their rows'
+    logs a group of ``LOG_ROWS`` rows at a time: tasks that end mid-group and
+    partial last groups give the serial driver's bits, and the reference's
+    values."""
     x = _x(rng, shape, dtype)
     assert K._task_rows(shape[1]) % K.LOG_ROWS or shape[0] % K.LOG_ROWS
     a, b, want = np.empty_like(x), np.empty_like(x), np.empty_like(x)
@@ -206,6 +207,24 @@ def test_row_groups_same_bits(shape, dtype, rng):
     np.testing.assert_array_equal(a, b)
     ref.logsumexp_rows(x, want)
     _close(a, want, dtype, "logsumexp")
+    # class-index cross-entropy: ignored rows (alpha = beta = 0) in every group,
+    # smoothing on half of the rows
+    y, alpha, beta, cw = _ce_args(rng, x)
+    alpha[::7] = beta[::7] = 0.0
+    n = shape[0]
+    la, lb, lc, lw = (np.empty(n) for _ in range(4))
+    ga, gb, gw = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    K.cross_entropy_grad_ser(x, y, alpha, beta, cw, 0.5, la, ga)
+    K.cross_entropy_grad_par(x, y, alpha, beta, cw, 0.5, lb, gb)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, gb)
+    K.cross_entropy_par(x, y, alpha, beta, cw, lc)
+    np.testing.assert_array_equal(la, lc)
+    ref.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.5, lw, gw)
+    _close(la, lw, dtype, "loss")
+    _close(ga, gw, dtype, "grad")
+    assert not ga[::7].any()
+    assert not la[::7].any()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
