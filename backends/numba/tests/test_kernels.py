@@ -258,6 +258,31 @@ def test_short_modes_same_bits(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_segment_max_by_order_key(dtype, rng):
+    """``_seg_max`` (an integer maximum of order keys) is the exact maximum:
+    signs, zeros, subnormals, infinities, every length up to a few vectors."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    pool = np.array(
+        [-np.inf, -3e38, -1.0, -tiny, -0.0, 0.0, tiny, 1.0, 2.5, 3e38, np.inf], dtype
+    )
+    for n in [*range(1, 70), 1000]:
+        for _ in range(3):
+            xs = np.where(
+                rng.random(n) < 0.5,
+                rng.choice(pool, n),
+                (rng.standard_normal(n) * 10 ** rng.uniform(-40, 30, n)).astype(dtype),
+            ).astype(dtype)
+            got = K._seg_max(xs, 0, n)
+            assert got == np.max(xs), (n, xs)
+    assert K._seg_max(np.full(9, -np.inf, dtype), 0, 9) == -np.inf
+    assert K._seg_max(np.array([-5.0, -1.0, -3.0], dtype), 1, 3) == -1.0
+    # a NaN: NaN, or the maximum of the rest (its row is NaN either way)
+    for nan in (np.nan, -np.nan):
+        got = K._seg_max(np.array([1.0, nan, 7.0, -2.0], dtype), 0, 4)
+        assert np.isnan(got) or got == 7.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_exp_domain_choice(dtype):
     """``_seg_nonpos`` admits a segment to the unclamped exp exactly when every
     ``x - max`` (as the exp sees it) is NaN or at least ``nonpos_min``."""
