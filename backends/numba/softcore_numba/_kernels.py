@@ -1335,6 +1335,18 @@ def _exp_elem_impl(v):
     return lambda v: exp64(v)
 
 
+def exp_elem_nonpos(v):
+    """:func:`exp_elem` for ``v`` NaN or in ``[nonpos_min, 0]`` (unclamped)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(exp_elem_nonpos, inline="always")
+def _exp_elem_nonpos_impl(v):
+    if v == types.float32:
+        return lambda v: exp32_nonpos(v)
+    return lambda v: exp64_nonpos(v)
+
+
 def zero_of(v):
     """0 in ``v``'s dtype."""
     raise NotImplementedError  # only callable from jitted code
@@ -1347,11 +1359,27 @@ def _zero_of_impl(v):
     return lambda v: 0.0
 
 
+@njit(**_KW)
+def _flat_nonpos(t):
+    """Whether every ``t[i]`` (a row's ``x - max``: never positive) is NaN or at
+    least ``nonpos_min``: the tile may take the unclamped exp (as ``_seg_nonpos``)."""
+    wide()
+    lim = nonpos_min(t)
+    low = False
+    for i in range(t.shape[0]):
+        low |= t[i] < lim
+    return not low
+
+
 @njit(fastmath={"contract"}, **_KW)
 def _flat_exp(t):
     wide()
-    for i in range(t.shape[0]):
-        t[i] = exp_elem(t[i])
+    if _flat_nonpos(t):
+        for i in range(t.shape[0]):
+            t[i] = exp_elem_nonpos(t[i])
+    else:
+        for i in range(t.shape[0]):
+            t[i] = exp_elem(t[i])
 
 
 @njit(**_KW)
