@@ -208,7 +208,7 @@ def _seg_max(xr, j0, j1):
 
     Taken as the integer maximum of :func:`order_key`: exact, and one 1-cycle
     instruction a vector where ``llvm.maxnum`` (NaN-ignoring) lowers to three
-    with a longer latency; measured 2.5-3x faster at 128 and 1000 classes. A
+    with a longer latency; 2.5-3x faster at 128 and 1000 float32 classes. A
     segment with a NaN may give NaN or the maximum of the rest (by the NaN's
     sign bit). Either way every result of its row is NaN, through that
     element's exp (the callers shift such a segment by 0, as an all ``-inf``
@@ -231,7 +231,7 @@ def _seg_nonpos(xs, m):
     ``-nonpos_min`` (87 in float32) take the clamped exp.
 
     One compare per element from cache, against the exp's clamps and second
-    scaling: measured 15% off a float32 softmax at 128 and 1000 classes.
+    scaling: a float32 softmax at 128 and 1000 classes took 11-13% less time.
     """
     wide()
     lim = nonpos_min(xs)
@@ -505,15 +505,16 @@ LOG_ROWS = 64
 """Rows whose ``log S`` log_softmax and logsumexp take in one vectorised loop."""
 
 
-def group_scratch(R):
-    """``(2, min(R, LOG_ROWS))`` float64: a group's ``M`` and ``S`` (then
-    ``log S``), for groups of at most ``R`` rows."""
+def group_scratch(k, R):
+    """``(k, min(R, LOG_ROWS))`` float64: ``k`` terms of each row of a group of
+    at most ``R`` rows (log_softmax, logsumexp and probability-target
+    cross-entropy: ``M``, ``S`` and ``log S``)."""
     raise NotImplementedError  # only callable from jitted code
 
 
 @overload(group_scratch, inline="always")
-def _group_scratch_impl(R):
-    return lambda R: np.empty((2, min(R, LOG_ROWS)))
+def _group_scratch_impl(k, R):
+    return lambda k, R: np.empty((k, min(R, LOG_ROWS)))
 
 
 @njit(**_GLUE)
@@ -525,12 +526,13 @@ def _group_stats(x, r0, r1, buf, st):
 
 @njit(fastmath={"contract"}, **_KW)
 def _log_group(st, n):
-    """``st[1, :n] = log(st[1, :n])``, vectorised: a row's scalar ``log64`` cost
+    """``st[2, :n] = log(st[1, :n])``, vectorised: a row's scalar ``log64`` cost
     15-20 ns, a fifth of a 128-class float32 logsumexp row."""
     wide()
-    ls = st[1, :n]
+    S = st[1, :n]
+    ls = st[2, :n]
     for i in range(ls.shape[0]):
-        ls[i] = log64(ls[i])
+        ls[i] = log64(S[i])
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -549,7 +551,7 @@ def _log_softmax_group(x, out, r0, r1, ip, buf, st):
     _log_group(st, r1 - r0)
     C = x.shape[1]
     for r in range(r0, r1):
-        _seg_log_softmax(x[r], out[r], 0, C, st[0, r - r0], st[1, r - r0], ip)
+        _seg_log_softmax(x[r], out[r], 0, C, st[0, r - r0], st[2, r - r0], ip)
 
 
 @njit(**_GLUE)
@@ -694,17 +696,8 @@ def _ce_row_stats(xr, y, b, cw, buf):
 # log S; then per row the target column and the loss. The scalar exp64 and
 # log64 per row cost 30-40 ns, a fifth of a 128-class float32 row.
 
-_T_M, _T_S, _T_XY, _T_WDOT, _T_EY, _T_LOGS = range(6)
-
-
-def ce_scratch(R):
-    """``(6, min(R, LOG_ROWS))`` float64: a cross-entropy group's per-row terms."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-@overload(ce_scratch, inline="always")
-def _ce_scratch_impl(R):
-    return lambda R: np.empty((6, min(R, LOG_ROWS)))
+_T_M, _T_S, _T_XY, _T_WDOT, _T_EY, _T_LOGS = range(6)  # rows of a group's T
+_T_ROWS = 6
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -725,6 +718,14 @@ def _put_stats(T, i, M, S, xy, wdot):
 
 
 @njit(**_GLUE)
+def _group_loss(T, i, a, b, W):
+    """Row ``i``'s loss from its group's terms (0 for an ignored row)."""
+    if a == 0.0 and b == 0.0:
+        return 0.0
+    return _ce_loss(a, b, T[_T_M, i], T[_T_LOGS, i], T[_T_XY, i], T[_T_WDOT, i], W)
+
+
+@njit(**_GLUE)
 def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
     for r in range(r0, r1):
         a, b = alpha[r], beta[r]
@@ -735,14 +736,7 @@ def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
         _put_stats(T, r - r0, M, S, xy, wdot)
     _ce_group_transcendentals(T, r1 - r0)
     for r in range(r0, r1):
-        i = r - r0
-        a, b = alpha[r], beta[r]
-        if a == 0.0 and b == 0.0:
-            loss_out[r] = 0.0
-        else:
-            loss_out[r] = _ce_loss(
-                a, b, T[_T_M, i], T[_T_LOGS, i], T[_T_XY, i], T[_T_WDOT, i], W
-            )
+        loss_out[r] = _group_loss(T, r - r0, alpha[r], beta[r], W)
 
 
 @njit(**_GLUE)
@@ -818,12 +812,10 @@ def _ce_grad_group(
     for r in range(r0, r1):
         i = r - r0
         a, b = alpha[r], beta[r]
-        if a == 0.0 and b == 0.0:
-            loss_out[r] = 0.0
-            continue
-        M, S, xy = T[_T_M, i], T[_T_S, i], T[_T_XY, i]
-        _ce_grad_fix_e(grad_out[r], target[r], a, b, cw, W, gs, S, T[_T_EY, i])
-        loss_out[r] = _ce_loss(a, b, M, T[_T_LOGS, i], xy, T[_T_WDOT, i], W)
+        if a != 0.0 or b != 0.0:
+            S, ey = T[_T_S, i], T[_T_EY, i]
+            _ce_grad_fix_e(grad_out[r], target[r], a, b, cw, W, gs, S, ey)
+        loss_out[r] = _group_loss(T, i, a, b, W)
 
 
 @njit(fastmath=_RED, **_KW)
@@ -858,9 +850,13 @@ def _prob_loss(xr, tr, cw, k1, k0, M, log_s):
 
 
 @njit(**_GLUE)
-def _ce_prob_row(xr, tr, cw, k1, k0, buf):
-    M, S = _row_stats(xr, buf)
-    return _prob_loss(xr, tr, cw, k1, k0, M, log64(S))
+def _ce_prob_group(x, target, cw, k1, k0, r0, r1, buf, st, loss_out):
+    """Losses of rows ``r0:r1``, their logs taken in one loop (as log_softmax)."""
+    _group_stats(x, r0, r1, buf, st)
+    _log_group(st, r1 - r0)
+    for r in range(r0, r1):
+        i = r - r0
+        loss_out[r] = _prob_loss(x[r], target[r], cw, k1, k0, st[0, i], st[2, i])
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -873,9 +869,9 @@ def _prob_affine(tr, gr, cw, k1, k0, c1, gs):
 
 
 @njit(**_GLUE)
-def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs, ip, buf):
-    M, S = _row_stats(xr, buf)
-    loss = _prob_loss(xr, tr, cw, k1, k0, M, log64(S))  # read before gr is written
+def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s):
+    """A row's loss and gradient, given its ``(M, S, log S)``."""
+    loss = _prob_loss(xr, tr, cw, k1, k0, M, log_s)  # read before gr is written
     A = _prob_A(tr, cw, k1, k0)
     c1 = gs * A / S
     # the exp alone (float32 rows: in float32 lanes, twice the float64 loop's
@@ -883,6 +879,19 @@ def _ce_prob_grad_row(xr, tr, gr, cw, k1, k0, gs, ip, buf):
     _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip)
     _prob_affine(tr, gr, cw, k1, k0, c1, gs)
     return loss
+
+
+@njit(**_GLUE)
+def _ce_prob_grad_group(x, target, cw, k1, k0, gs, ip, r0, r1, buf, st, lo, go):
+    """Every row's statistics first (nothing is written yet: ``go`` may be
+    ``x``), their logs in one loop, then each row's loss and gradient."""
+    _group_stats(x, r0, r1, buf, st)
+    _log_group(st, r1 - r0)
+    for r in range(r0, r1):
+        i = r - r0
+        lo[r] = _ce_prob_grad_tail(
+            x[r], target[r], go[r], cw, k1, k0, gs, ip, st[0, i], st[1, i], st[2, i]
+        )
 
 
 # ------------------------------------------------------------------- Jacobian rows
@@ -950,7 +959,7 @@ def log_softmax_par(x, out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        st = group_scratch(R)
+        st = group_scratch(3, R)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             _log_softmax_group(x, out, g, min(t1, g + LOG_ROWS), ip, buf, st)
@@ -962,7 +971,7 @@ def log_softmax_ser(x, out):
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
     buf = scratch(x)
-    st = group_scratch(n)
+    st = group_scratch(3, n)
     for g in range(0, n, LOG_ROWS):
         _log_softmax_group(x, out, g, min(n, g + LOG_ROWS), ip, buf, st)
 
@@ -974,7 +983,7 @@ def logsumexp_par(x, out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        st = group_scratch(R)
+        st = group_scratch(3, R)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             _lse_group(x, out, g, min(t1, g + LOG_ROWS), buf, st)
@@ -985,7 +994,7 @@ def logsumexp_ser(x, out):
     wide()
     n = x.shape[0]
     buf = scratch(x)
-    st = group_scratch(n)
+    st = group_scratch(3, n)
     for g in range(0, n, LOG_ROWS):
         _lse_group(x, out, g, min(n, g + LOG_ROWS), buf, st)
 
@@ -1026,7 +1035,7 @@ def cross_entropy_par(x, target, alpha, beta, cw, loss_out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        T = ce_scratch(R)
+        T = group_scratch(_T_ROWS, R)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             g1 = min(t1, g + LOG_ROWS)
@@ -1039,7 +1048,7 @@ def cross_entropy_ser(x, target, alpha, beta, cw, loss_out):
     W = _wsum(cw)
     n = x.shape[0]
     buf = scratch(x)
-    T = ce_scratch(n)
+    T = group_scratch(_T_ROWS, n)
     for g in range(0, n, LOG_ROWS):
         g1 = min(n, g + LOG_ROWS)
         _ce_group(x, target, alpha, beta, cw, W, g, g1, buf, T, loss_out)
@@ -1054,7 +1063,7 @@ def cross_entropy_grad_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        T = ce_scratch(R)
+        T = group_scratch(_T_ROWS, R)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             _ce_grad_group(
@@ -1070,7 +1079,7 @@ def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     ip = x.ctypes.data == grad_out.ctypes.data
     n = x.shape[0]
     buf = scratch(x)
-    T = ce_scratch(n)
+    T = group_scratch(_T_ROWS, n)
     for g in range(0, n, LOG_ROWS):
         _ce_grad_group(
             x, target, alpha, beta, cw, W, gs, ip, g, min(n, g + LOG_ROWS),
@@ -1087,8 +1096,11 @@ def cross_entropy_prob_par(x, target, eps, cw, loss_out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        for r in range(t * R, min(n, t * R + R)):
-            loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0, buf)
+        st = group_scratch(3, R)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            g1 = min(t1, g + LOG_ROWS)
+            _ce_prob_group(x, target, cw, k1, k0, g, g1, buf, st, loss_out)
 
 
 @njit(**_KW)
@@ -1096,9 +1108,12 @@ def cross_entropy_prob_ser(x, target, eps, cw, loss_out):
     wide()
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
+    n = x.shape[0]
     buf = scratch(x)
-    for r in range(x.shape[0]):
-        loss_out[r] = _ce_prob_row(x[r], target[r], cw, k1, k0, buf)
+    st = group_scratch(3, n)
+    for g in range(0, n, LOG_ROWS):
+        g1 = min(n, g + LOG_ROWS)
+        _ce_prob_group(x, target, cw, k1, k0, g, g1, buf, st, loss_out)
 
 
 @njit(**_PKW)
@@ -1111,10 +1126,13 @@ def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        for r in range(t * R, min(n, t * R + R)):
-            loss_out[r] = _ce_prob_grad_row(
-                x[r], target[r], grad_out[r], cw, k1, k0, gs, ip, buf
-            )
+        st = group_scratch(3, R)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            _ce_prob_grad_group(
+                x, target, cw, k1, k0, gs, ip, g, min(t1, g + LOG_ROWS),
+                buf, st, loss_out, grad_out,
+            )  # fmt: skip
 
 
 @njit(**_KW)
@@ -1123,11 +1141,14 @@ def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
     ip = x.ctypes.data == grad_out.ctypes.data
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
+    n = x.shape[0]
     buf = scratch(x)
-    for r in range(x.shape[0]):
-        loss_out[r] = _ce_prob_grad_row(
-            x[r], target[r], grad_out[r], cw, k1, k0, gs, ip, buf
-        )
+    st = group_scratch(3, n)
+    for g in range(0, n, LOG_ROWS):
+        _ce_prob_grad_group(
+            x, target, cw, k1, k0, gs, ip, g, min(n, g + LOG_ROWS),
+            buf, st, loss_out, grad_out,
+        )  # fmt: skip
 
 
 # Jacobians: the probabilities go to the last row of each (C, C) block first, every

@@ -186,10 +186,9 @@ def test_modes_same_bits(shape, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64)], ids=str)
 def test_row_groups_same_bits(shape, dtype, rng):
-    """log_softmax, logsumexp and class-index cross-entropy take their rows'
-    logs a group of ``LOG_ROWS`` rows at a time: tasks that end mid-group and
-    partial last groups give the serial driver's bits, and the reference's
-    values."""
+    """log_softmax, logsumexp and cross-entropy take their rows' logs a group
+    of ``LOG_ROWS`` rows at a time: tasks that end mid-group and partial last
+    groups give the serial driver's bits, and the reference's values."""
     x = _x(rng, shape, dtype)
     assert K._task_rows(shape[1]) % K.LOG_ROWS or shape[0] % K.LOG_ROWS
     a, b, want = np.empty_like(x), np.empty_like(x), np.empty_like(x)
@@ -225,6 +224,21 @@ def test_row_groups_same_bits(shape, dtype, rng):
     _close(ga, gw, dtype, "grad")
     assert not ga[::7].any()
     assert not la[::7].any()
+    # probability targets, label smoothing 0.1
+    t = rng.dirichlet(np.ones(shape[1]), n).astype(dtype)
+    K.cross_entropy_prob_grad_ser(x, t, 0.1, cw, 0.5, la, ga)
+    K.cross_entropy_prob_grad_par(x, t, 0.1, cw, 0.5, lb, gb)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, gb)
+    K.cross_entropy_prob_par(x, t, 0.1, cw, lc)
+    np.testing.assert_array_equal(la, lc)
+    ref.cross_entropy_prob_grad_rows(x, t, 0.1, cw, 0.5, lw, gw)
+    _close(la, lw, dtype, "prob loss")
+    _close(ga, gw, dtype, "prob grad")
+    xc = x.copy()  # grad_out is x: every row is read before it is written
+    K.cross_entropy_prob_grad_par(xc, t, 0.1, cw, 0.5, lb, xc)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, xc)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
