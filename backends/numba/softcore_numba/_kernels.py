@@ -134,18 +134,38 @@ def _argdiff_impl(v, m, row):
     return lambda v, m, row: np.float64(v) - m
 
 
+def exp_elem(v):
+    """``exp`` of an element in its own dtype (exp32 / exp64)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(exp_elem, inline="always")
+def _exp_elem_impl(v):
+    if v == types.float32:
+        return lambda v: exp32(v)
+    return lambda v: exp64(v)
+
+
+def exp_elem_nonpos(v):
+    """:func:`exp_elem` for ``v`` NaN or in ``[nonpos_min, 0]`` (unclamped)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(exp_elem_nonpos, inline="always")
+def _exp_elem_nonpos_impl(v):
+    if v == types.float32:
+        return lambda v: exp32_nonpos(v)
+    return lambda v: exp64_nonpos(v)
+
+
 @overload(expdiff, inline="always")
 def _expdiff_impl(v, m, row):
-    if _is_f32(row):
-        return lambda v, m, row: np.float64(exp32(argdiff(v, m, row)))
-    return lambda v, m, row: exp64(argdiff(v, m, row))
+    return lambda v, m, row: np.float64(exp_elem(argdiff(v, m, row)))
 
 
 @overload(expdiff_nonpos, inline="always")
 def _expdiff_nonpos_impl(v, m, row):
-    if _is_f32(row):
-        return lambda v, m, row: np.float64(exp32_nonpos(argdiff(v, m, row)))
-    return lambda v, m, row: exp64_nonpos(argdiff(v, m, row))
+    return lambda v, m, row: np.float64(exp_elem_nonpos(argdiff(v, m, row)))
 
 
 _NONPOS_MIN32 = np.float32(EXP32_NONPOS_MIN)
@@ -1342,30 +1362,6 @@ still 1.1-1.4x at 48-56. float64 rows win below 16 classes only (the softmax is
 1.15."""
 TILE = 4096
 """Elements per tile of short rows."""
-
-
-def exp_elem(v):
-    """``exp`` of an element in its own dtype (exp32 / exp64)."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-@overload(exp_elem, inline="always")
-def _exp_elem_impl(v):
-    if v == types.float32:
-        return lambda v: exp32(v)
-    return lambda v: exp64(v)
-
-
-def exp_elem_nonpos(v):
-    """:func:`exp_elem` for ``v`` NaN or in ``[nonpos_min, 0]`` (unclamped)."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-@overload(exp_elem_nonpos, inline="always")
-def _exp_elem_nonpos_impl(v):
-    if v == types.float32:
-        return lambda v: exp32_nonpos(v)
-    return lambda v: exp64_nonpos(v)
 
 
 def zero_of(v):
