@@ -1376,22 +1376,12 @@ def _zero_of_impl(v):
     return lambda v: 0.0
 
 
-@njit(**_KW)
-def _flat_nonpos(t):
-    """Whether every ``t[i]`` (a row's ``x - max``: never positive) is NaN or at
-    least ``nonpos_min``: the tile may take the unclamped exp (as ``_seg_nonpos``)."""
-    wide()
-    lim = nonpos_min(t)
-    low = False
-    for i in range(t.shape[0]):
-        low |= t[i] < lim
-    return not low
-
-
 @njit(fastmath={"contract"}, **_KW)
 def _flat_exp(t):
+    """``t = exp(t)`` over a tile of rows' ``x - max`` (never positive): the
+    unclamped exp where :func:`_seg_nonpos` admits the whole tile (shift 0)."""
     wide()
-    if _flat_nonpos(t):
+    if _seg_nonpos(t, 0.0):
         for i in range(t.shape[0]):
             t[i] = exp_elem_nonpos(t[i])
     else:
