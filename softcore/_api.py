@@ -71,6 +71,46 @@ def _restore(y2: Any, shape: tuple[int, ...], ax: int, xp: Any) -> Any:
     return y
 
 
+def _direct_out(
+    out: Any,
+    ax: int,
+    shape2: tuple[int, ...],
+    compute: Any,
+    result: Any,
+    xp: Any,
+    inputs: tuple = (),
+    untouchable: tuple = (),
+) -> Any:
+    """``out`` as the C-contiguous ``(rows, C)`` array a kernel may write directly,
+    or None when the result must go through a temporary: ``out`` of another dtype
+    than the computation's, not C-contiguous with the class axis last, overlapping
+    one of ``inputs`` other than as the very same view (the kernels read a row
+    before they write it, so only an exact alias is safe), or sharing any memory
+    with one of ``untouchable`` (arrays a kernel reads in another order)."""
+    if out is None or result != compute:
+        return None
+    o_last = out if ax == out.ndim - 1 else xp.moveaxis(out, ax, -1)
+    if not o_last.flags.c_contiguous:
+        return None
+    cand = o_last if o_last.ndim == 2 else o_last.reshape(shape2)
+    if any(may_alias(a, cand, xp) for a in inputs):
+        return None
+    share = getattr(xp, "may_share_memory", None)
+    if share is not None and any(a is not None and share(a, cand) for a in untouchable):
+        return None
+    return cand
+
+
+def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> Any:
+    """The temporary result ``y2`` (``(rows, C)``, compute dtype) in the caller's
+    layout: cast to ``result`` in a new array, or copied into ``out``."""
+    y = _restore(y2, shape, ax, xp)
+    if out is None:
+        return y.astype(result) if y.dtype != result else y
+    xp.copyto(out, y, casting="same_kind")
+    return out
+
+
 def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     """One code path for the row-preserving ops (softmax, log_softmax)."""
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
@@ -79,22 +119,11 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
     x2 = rows(arr, ax, compute, xp)
-    o2 = None
-    if out is not None and result == compute:
-        o_last = out if ax == arr.ndim - 1 else xp.moveaxis(out, ax, -1)
-        if o_last.flags.c_contiguous:
-            cand = o_last if o_last.ndim == 2 else o_last.reshape(x2.shape)
-            if not may_alias(x2, cand, xp):
-                o2 = cand
+    o2 = _direct_out(out, ax, x2.shape, compute, result, xp, (x2,))
     if o2 is None:
         y2 = xp.empty(x2.shape, dtype=compute)
         getattr(be, kernel)(x2, y2)
-        if out is None:
-            if result != compute:
-                y2 = y2.astype(result)
-            return _restore(y2, arr.shape, ax, xp)
-        xp.copyto(out, _restore(y2, arr.shape, ax, xp), casting="same_kind")
-        return out
+        return _to_out(y2, arr.shape, ax, out, result, xp)
     getattr(be, kernel)(x2, o2)
     return out
 
@@ -322,21 +351,11 @@ def _backward(
         return xp.empty(g.shape, dtype=result) if out is None else out
     g2 = rows(g, ax, compute, xp)
     s2 = rows(s, ax, compute, xp)
-    o2 = None
-    if out is not None and result == compute:
-        o_last = out if ax == g.ndim - 1 else xp.moveaxis(out, ax, -1)
-        if o_last.flags.c_contiguous:
-            cand = o_last if o_last.ndim == 2 else o_last.reshape(g2.shape)
-            if not may_alias(g2, cand, xp) and not may_alias(s2, cand, xp):
-                o2 = cand
+    o2 = _direct_out(out, ax, g2.shape, compute, result, xp, (g2, s2))
     if o2 is None:
         y2 = xp.empty(g2.shape, dtype=compute)
         getattr(be, kernel)(g2, s2, y2)
-        y = _restore(y2, g.shape, ax, xp)
-        if out is None:
-            return y.astype(result) if result != compute else y
-        xp.copyto(out, y, casting="same_kind")
-        return out
+        return _to_out(y2, g.shape, ax, out, result, xp)
     getattr(be, kernel)(g2, s2, o2)
     return out
 
@@ -430,8 +449,11 @@ def _ce(
     axis: Any,
     backend: Any,
     want_grad: bool,
+    out: Any = None,
 ) -> tuple[Any, Any]:
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
+    if out is not None:
+        check_out(out, arr.shape, result, xp)
     plan = plan_cross_entropy(
         target,
         tuple(arr.shape),
@@ -450,7 +472,21 @@ def _ce(
     if n:
         x2 = rows(arr, ax, compute, xp)
         if want_grad:
-            g2 = xp.empty(x2.shape, dtype=compute)
+            # the gradient may overwrite the logits (out=logits), never the
+            # targets or weights, which the kernels read in their own order
+            g2 = _direct_out(
+                out,
+                ax,
+                x2.shape,
+                compute,
+                result,
+                xp,
+                (x2,),
+                (plan.target, plan.class_weight),
+            )
+            direct = g2 is not None
+            if not direct:
+                g2 = xp.empty(x2.shape, dtype=compute)
             if plan.probs:
                 be.cross_entropy_prob_grad_rows(
                     x2,
@@ -474,9 +510,7 @@ def _ce(
                 )
             if plan.nan_rows is not None:
                 g2[plan.nan_rows] = np.nan
-            if result != compute:
-                g2 = g2.astype(result)
-            grad = _restore(g2, arr.shape, ax, xp)
+            grad = out if direct else _to_out(g2, arr.shape, ax, out, result, xp)
         elif plan.probs:
             be.cross_entropy_prob_rows(
                 x2, plan.target, plan.smoothing, plan.class_weight, loss_rows
@@ -486,7 +520,11 @@ def _ce(
                 x2, plan.target, plan.alpha, plan.beta, plan.class_weight, loss_rows
             )
     elif want_grad:
-        grad = xp.zeros(arr.shape, dtype=result)
+        if out is None:
+            grad = xp.zeros(arr.shape, dtype=result)
+        else:
+            out[...] = 0
+            grad = out
     return _reduce(loss_rows, plan, batch, result, xp), grad
 
 
@@ -538,6 +576,17 @@ _CE_DOC_PARAMS = """
         A registered backend's name.
 """
 
+_CE_DOC_OUT = """    out : ndarray, optional
+        Where to write the gradient: the logits' shape, the result's dtype. It may
+        be ``logits`` itself, which the gradient then overwrites: no ``N x C``
+        array is allocated and no fresh memory is touched, so a training step that
+        no longer needs its logits halves its peak memory. If ``out`` overlaps
+        ``target`` or ``weight``, or ``logits`` other than as the same view, the
+        result is still right (it goes through a temporary). An ``out`` of the
+        wrong shape or read-only is a ValueError, of the wrong dtype or array type
+        a TypeError, raised before anything is written.
+"""
+
 _CE_DOC_RAISES = """
     Raises
     ------
@@ -585,6 +634,7 @@ def cross_entropy_grad(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     axis: int = -1,
+    out: Any = None,
     backend: Any = None,
 ) -> Any:
     with _device_of(logits):
@@ -598,6 +648,7 @@ def cross_entropy_grad(
             axis,
             backend,
             True,
+            out,
         )[1]
 
 
@@ -610,6 +661,7 @@ def cross_entropy_with_grad(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     axis: int = -1,
+    out: Any = None,
     backend: Any = None,
 ) -> tuple[Any, Any]:
     with _device_of(logits):
@@ -623,6 +675,7 @@ def cross_entropy_with_grad(
             axis,
             backend,
             True,
+            out,
         )
 
 
@@ -665,6 +718,7 @@ cross_entropy_grad.__doc__ = (
     r"""Gradient of :func:`cross_entropy` with respect to the logits.
 """
     + _CE_DOC_PARAMS
+    + _CE_DOC_OUT
     + """
     Returns
     -------
@@ -696,6 +750,7 @@ cross_entropy_with_grad.__doc__ = (
     r"""Loss and gradient of :func:`cross_entropy` from one fused pass over the logits.
 """
     + _CE_DOC_PARAMS
+    + _CE_DOC_OUT
     + """
     Returns
     -------

@@ -69,6 +69,10 @@ QUICK_LINEAR_SHAPES: list[tuple[int, ...]] = [(256, 64, 1000)]
 JACOBIAN_MAX_BYTES = 1 << 30
 
 CE_VARIANTS = ("plain", "weight", "smoothing", "ignore", "prob", "all")
+#: The gradient ops also take ``out``: plain inputs, the gradient written into a
+#: preallocated array (no fresh pages to fault in). The peers have no ``out=``;
+#: their plain call stands beside it.
+CE_GRAD_VARIANTS = (*CE_VARIANTS, "out")
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,8 @@ OPS: dict[str, Op] = {
         Op("softmax_jacobian", "jacobian", ("alloc",), "fill"),
         Op("log_softmax_jacobian", "jacobian", ("alloc",), "fill"),
         Op("cross_entropy", "ce", CE_VARIANTS, "copy"),
-        Op("cross_entropy_grad", "ce", CE_VARIANTS, "copy"),
-        Op("cross_entropy_with_grad", "ce", CE_VARIANTS, "copy"),
+        Op("cross_entropy_grad", "ce", CE_GRAD_VARIANTS, "copy"),
+        Op("cross_entropy_with_grad", "ce", CE_GRAD_VARIANTS, "copy"),
         Op("linear_cross_entropy", "linear_ce", ("plain",), "gemm3"),
         Op("linear_cross_entropy_with_grad", "linear_ce", ("plain",), "gemm3"),
     ]
@@ -1308,7 +1312,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv(str),
         metavar="VARIANTS",
         help="out/alloc for softmax and log_softmax; plain, weight, "
-        "smoothing, ignore, prob, all for cross-entropy",
+        "smoothing, ignore, prob, all for cross-entropy, and out for its "
+        "gradient ops (peers run their plain call there)",
     )
     p.add_argument(
         "--backend",

@@ -350,3 +350,133 @@ def test_ignore_index_inside_the_class_range(rng):
     p = _softmax64(x)
     np.testing.assert_allclose(loss, -np.log(p[kept, t[kept]]).mean(), rtol=1e-14)
     np.testing.assert_array_equal(grad[[1, 3]], 0.0)
+
+
+# ------------------------------------------------- cross-entropy gradient out=
+
+
+def _ce_backends():
+    names = [b.name for b in sc.list_backends() if b.available is True]
+    return [n for n in ("numpy", "numba") if n in names]
+
+
+def _ce_case(rng, dtype=np.float64, shape=(6, 5), prob=False):
+    x = rng.standard_normal(shape).astype(dtype)
+    if prob:
+        t = rng.uniform(0.0, 1.0, shape)
+        t = (t / t.sum(-1, keepdims=True)).astype(dtype)
+    else:
+        t = rng.integers(0, shape[-1], shape[:-1])
+    return x, t
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("prob", [False, True], ids=["index", "prob"])
+@pytest.mark.parametrize("fn", ["cross_entropy_grad", "cross_entropy_with_grad"])
+def test_ce_grad_out_separate_and_in_place(rng, backend, prob, fn):
+    """``out=`` gets the very bits of the allocating call, also when it is the
+    logits; the loss does not change with it."""
+    x, t = _ce_case(rng, np.float32, (40, 70), prob)
+    opts = {"label_smoothing": 0.1, "backend": backend}
+    want = getattr(sc, fn)(x, t, **opts)
+    want_grad = want[1] if isinstance(want, tuple) else want
+    out = np.full_like(x, 7.0)
+    res = getattr(sc, fn)(x, t, out=out, **opts)
+    got = res[1] if isinstance(res, tuple) else res
+    assert got is out
+    np.testing.assert_array_equal(out, want_grad)
+    inplace = x.copy()
+    res = getattr(sc, fn)(inplace, t, out=inplace, **opts)
+    got = res[1] if isinstance(res, tuple) else res
+    assert got is inplace
+    np.testing.assert_array_equal(inplace, want_grad)
+    if isinstance(res, tuple):
+        assert res[0] == want[0]
+
+
+def _ce_grad64(x, t, axis=-1):
+    """The seed's gradient of the mean loss, p - onehot(t), over N, in float64."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    p = _softmax64(x)
+    n, c = x.shape[:-1], x.shape[-1]
+    if np.issubdtype(np.asarray(t).dtype, np.integer):
+        y = np.eye(c)[t]
+    else:
+        y = np.moveaxis(np.asarray(t, np.float64), axis, -1)
+    return np.moveaxis((p - y) / np.prod(n), -1, axis)
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+def test_ce_grad_out_overlapping_inputs_is_still_right(rng, backend):
+    # out shares memory with the logits without being them (one element shifted)
+    buf = rng.standard_normal(6 * 5 + 1)
+    x, out = buf[:-1].reshape(6, 5), buf[1:].reshape(6, 5)
+    t = rng.integers(0, 5, 6)
+    want = _ce_grad64(x, t)
+    sc.cross_entropy_grad(x, t, out=out, backend=backend)
+    np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-16)
+    # out is the probability target itself: the kernels read targets in their own
+    # order, so it goes through a temporary
+    x, t = _ce_case(rng, np.float64, (6, 5), prob=True)
+    want = _ce_grad64(x, t)
+    assert sc.cross_entropy_grad(x, t, out=t, backend=backend) is t
+    np.testing.assert_allclose(t, want, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+def test_ce_grad_out_other_axis_and_float16(rng, backend):
+    x, t = rng.standard_normal((5, 3, 4)), rng.integers(0, 5, (3, 4))
+    out = np.empty_like(x)
+    assert sc.cross_entropy_grad(x, t, axis=0, out=out, backend=backend) is out
+    np.testing.assert_allclose(out, _ce_grad64(x, t, axis=0), rtol=1e-13, atol=1e-17)
+    h = x[0].astype(np.float16)  # (3, 4): 4 classes
+    th = rng.integers(0, 4, 3)
+    out16 = np.empty_like(h)
+    sc.cross_entropy_grad(h, th, out=out16, backend=backend)
+    want = sc.cross_entropy_grad(h.astype(np.float32), th, backend=backend)
+    np.testing.assert_array_equal(out16, want.astype(np.float16))
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+def test_ce_grad_out_empty_batch_and_nan_rows(backend):
+    out = np.full((0, 5), 7.0)
+    assert sc.cross_entropy_grad(np.zeros((0, 5)), np.zeros(0, int), out=out) is out
+    # every kept target has weight 0: the mean is 0/0 and the kept rows' gradient
+    # NaN (as PyTorch); the ignored row's gradient 0
+    x = np.zeros((3, 4))
+    out = np.full((3, 4), 7.0)
+    sc.cross_entropy_grad(
+        x,
+        np.array([0, -100, 0]),
+        weight=np.array([0.0, 1, 1, 1]),
+        out=out,
+        backend=backend,
+    )
+    assert np.isnan(out[[0, 2]]).all()
+    np.testing.assert_array_equal(out[1], 0.0)
+
+
+@pytest.mark.parametrize(
+    ("out", "target", "error", "message"),
+    [
+        (np.full((2, 4), 7.0), np.array([0, 1, 2]), ValueError, r"out has shape"),
+        (
+            np.full((3, 4), 7.0, dtype=np.float32),
+            np.array([0, 1, 2]),
+            TypeError,
+            r"out has dtype float32; expected float64",
+        ),
+        (np.full((3, 4), 7.0), np.array([0, 9, 2]), ValueError, r"target\[1\] = 9"),
+    ],
+)
+def test_ce_grad_bad_out_or_target_writes_nothing(out, target, error, message):
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    x_before, out_before = x.copy(), out.copy()
+    with pytest.raises(error, match=message):
+        sc.cross_entropy_with_grad(x, target, out=out, backend=B)
+    np.testing.assert_array_equal(out, out_before)
+    np.testing.assert_array_equal(x, x_before)
+    # in place: the logits are left as they were
+    with pytest.raises(ValueError, match=r"target\[1\] = 9"):
+        sc.cross_entropy_grad(x, np.array([0, 9, 2]), out=x, backend=B)
+    np.testing.assert_array_equal(x, x_before)

@@ -278,6 +278,30 @@ def test_cross_entropy(fn, options, axis, dtype):
         assert loss.ndim == 0, "a reduced loss is a 0-d device array"
 
 
+@pytest.mark.parametrize("where", ["separate", "logits"])
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("options", CE_OPTIONS, ids=lambda o: str(o) or "defaults")
+@pytest.mark.parametrize("fn", ["cross_entropy_grad", "cross_entropy_with_grad"])
+def test_cross_entropy_grad_out_on_the_device(fn, options, axis, where):
+    """The gradient written into a device ``out`` (or over the device logits),
+    the same bits as the host path's fresh gradient."""
+    logits, target, opts = _ce_inputs(options, axis, "float32")
+    want = getattr(sc, fn)(logits, target, axis=axis, backend="numpy", **opts)
+    dx = fd.device_array(logits, DEV)
+    dev_opts = {k: _to_dev(v) for k, v in opts.items()}
+    if where == "logits":
+        out = dx
+    else:
+        with fd.Device(DEV):
+            out = fd.xp.full(logits.shape, 7.0, dtype="float32")
+    got = getattr(sc, fn)(
+        dx, _to_dev(target), axis=axis, out=out, backend=NAME, **dev_opts
+    )
+    grad = got[1] if isinstance(got, tuple) else got
+    assert grad is out
+    _same(got, want, f"{fn} out={where}")
+
+
 @pytest.mark.parametrize("dtype", ["int8", "int16", "uint8"])
 @pytest.mark.parametrize("fn", CE_FNS)
 def test_small_integer_targets_with_many_classes(fn, dtype):

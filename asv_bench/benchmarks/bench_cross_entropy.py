@@ -10,8 +10,9 @@ from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_
 OPS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 #: plain: class-index targets, no option; the others as in ``softcore._bench``:
 #: per-class weights, label_smoothing=0.1, 10% of targets ignored (ignore_index),
-#: probability targets, and weights + smoothing + ignore_index together.
-OPTIONS = ["weight", "smoothing", "ignore", "prob", "all"]
+#: probability targets, weights + smoothing + ignore_index together, and ``out``:
+#: plain inputs with the gradient written into a preallocated array.
+OPTIONS = ["weight", "smoothing", "ignore", "prob", "all", "out"]
 
 
 class CrossEntropy:

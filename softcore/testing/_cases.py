@@ -250,12 +250,20 @@ OPS: dict[str, OpSpec] = {
             specials=("nan",),
         ),
         OpSpec("cross_entropy", "ce", ("loss",), _ref_ce(("loss",)), reduces=True),
-        OpSpec("cross_entropy_grad", "ce", ("grad",), _ref_ce(("grad",)), reduces=True),
+        OpSpec(
+            "cross_entropy_grad",
+            "ce",
+            ("grad",),
+            _ref_ce(("grad",)),
+            has_out=True,
+            reduces=True,
+        ),
         OpSpec(
             "cross_entropy_with_grad",
             "ce",
             ("loss", "grad"),
             _ref_ce(("loss", "grad")),
+            has_out=True,
             reduces=True,
         ),
         OpSpec(

@@ -147,7 +147,7 @@ def test_single_class(
     check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
 
 
-@pytest.mark.parametrize("op", ops_of("rows", where=lambda s: s.has_out))
+@pytest.mark.parametrize("op", ops_of("rows", "ce", where=lambda s: s.has_out))
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("alias", [True, False], ids=["out_is_input", "out_separate"])
 @given(data=st.data())
@@ -155,22 +155,33 @@ def test_single_class(
 def test_out(
     sc: Any, backend: Any, op: str, dtype: str, alias: bool, data: st.DataObject
 ) -> None:
-    """``out=`` is filled and returned; it may be the input itself (any axis)."""
+    """``out=`` is filled and returned; it may be the input itself (any axis). For
+    the cross-entropy gradients ``out`` takes the gradient, and may be the logits."""
     spec = draw_spec(data, op)
     inputs = _cases.build(op, spec, dtype)
-    want = OPS[op].call(sc, inputs.copy(), backend)[0]
-    xp = backend.xp
-    x = xp.asarray(inputs.x.copy())
-    out = x if alias else xp.asarray(np.full(inputs.x.shape, 7.0, dtype))
-    res = OPS[op].function(sc)(x, axis=spec["axis"], out=out, backend=backend.name)
-    if res is not out:
+    want = OPS[op].call(sc, inputs.copy(), backend)
+    fresh = inputs.copy()
+    args = [to_backend(backend, a) for a in fresh.args]
+    kwargs = {k: to_backend(backend, v) for k, v in fresh.kwargs.items()}
+    x = args[fresh.primary]
+    out = x if alias else to_backend(backend, np.full(fresh.x.shape, 7.0, dtype))
+    res = OPS[op].function(sc)(*args, out=out, backend=backend.name, **kwargs)
+    got = res[-1] if isinstance(res, tuple) else res  # the gradient comes last
+    if got is not out:
         raise AssertionError(
             f"{op}[{backend.name}](out=...) did not return out itself ({spec})"
         )
     what = "out=input" if alias else "out=separate array"
     assert_identical(
         to_host(out),
-        want,
+        want[-1],
         what=f"{op}[{backend.name}] {what} vs a fresh result",
         **spec,
     )
+    if isinstance(res, tuple):
+        assert_identical(
+            to_host(res[0]),
+            want[0],
+            what=f"{op}[{backend.name}] loss with {what} vs without",
+            **spec,
+        )
