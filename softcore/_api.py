@@ -11,10 +11,12 @@ import numpy as np
 from softcore import _registry as _reg
 from softcore._validate import (
     as_array,
+    check_axes,
     check_axis,
     check_out,
     check_same_shape,
     float_dtypes,
+    is_multi_axis,
     may_alias,
     plan_cross_entropy,
     rows,
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 Reduction = Literal["mean", "sum", "none"]
+Axes = int | tuple[int, ...] | None
 
 _HOST = contextlib.nullcontext()
 
@@ -128,7 +131,63 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     return out
 
 
-def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> Any:
+def _over_axes(
+    kernel: str, x: Any, axis: Any, out: Any, keepdims: bool, backend: Any
+) -> Any:
+    """softmax, log_softmax or logsumexp (``kernel``) over several axes, or all of
+    them (``axis=None``), taken together as one flattened class axis."""
+    be = _reg.resolve(x, backend)
+    xp = be.xp
+    arr = as_array(x, xp, "x")
+    compute, result = float_dtypes(arr.dtype, "x")
+    axes = check_axes(axis, arr.ndim, "x")
+    if len(axes) == 1:
+        if kernel == "logsumexp_rows":
+            return _logsumexp(arr, axes[0], keepdims, backend)
+        return _rowwise(kernel, arr, axes[0], out, backend)
+    if out is not None:
+        check_out(out, arr.shape, result, xp)
+    keep = tuple(a for a in range(arr.ndim) if a not in axes)
+    perm = keep + axes
+    moved = perm != tuple(range(arr.ndim))
+    last = tuple(range(len(keep), arr.ndim))  # where the class axes go
+    xt = xp.moveaxis(arr, axes, last) if moved else arr
+    batch = tuple(arr.shape[a] for a in keep)
+    k = math.prod(arr.shape[a] for a in axes)
+    if kernel == "logsumexp_rows":
+        x2 = None
+        if arr.size:
+            x2 = xp.ascontiguousarray(xt, dtype=compute).reshape(-1, k)
+        res = _lse_rows(be, xp, x2, batch, compute, result)
+        if keepdims:
+            res = res.reshape(
+                tuple(1 if a in axes else arr.shape[a] for a in range(arr.ndim))
+            )
+        return res[()] if res.ndim == 0 else res
+    if arr.size == 0:
+        return xp.empty(arr.shape, dtype=result) if out is None else out
+    x2 = xp.ascontiguousarray(xt, dtype=compute).reshape(-1, k)
+    if (
+        out is not None
+        and not moved
+        and result == compute
+        and out.flags.c_contiguous
+        and not may_alias(x2, out.reshape(x2.shape), xp)
+    ):
+        getattr(be, kernel)(x2, out.reshape(x2.shape))
+        return out
+    y2 = xp.empty(x2.shape, dtype=compute)
+    getattr(be, kernel)(x2, y2)
+    y = y2.reshape(xt.shape)
+    if moved:
+        y = xp.moveaxis(y, last, axes)
+    if out is None:
+        return y.astype(result) if result != compute else y
+    xp.copyto(out, y, casting="same_kind")
+    return out
+
+
+def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) -> Any:
     r"""Softmax along ``axis``: ``exp(x - logsumexp(x, axis, keepdims=True))``.
 
     Parameters
@@ -136,8 +195,9 @@ def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> 
     x : array_like
         Logits; any number of batch dimensions. float16 is computed in float32 and
         returned as float16; integers and bool are promoted to float64.
-    axis : int, default -1
-        The class axis.
+    axis : int, tuple of ints or None, default -1
+        The class axis. Several axes (``None``: all of them) are taken together as
+        one flattened class axis, as SciPy and JAX do.
     out : ndarray, optional
         Where to write the result: same shape as ``x``, the result's dtype. It may be
         ``x`` itself.
@@ -152,9 +212,11 @@ def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> 
     Raises
     ------
     TypeError
-        Complex, object or string input; ``out`` of the wrong dtype or type.
+        Complex, object or string input; ``out`` of the wrong dtype or type; an
+        ``axis`` that is not an integer, a tuple of integers or None.
     ValueError
-        ``axis`` out of range; ``out`` of the wrong shape or read-only.
+        ``axis`` out of range or named twice; ``out`` of the wrong shape or
+        read-only.
 
     Notes
     -----
@@ -173,10 +235,14 @@ def softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> 
     array([0.25, 0.75])
     """
     with _device_of(x):
+        if is_multi_axis(axis):
+            return _over_axes("softmax_rows", x, axis, out, False, backend)
         return _rowwise("softmax_rows", x, axis, out, backend)
 
 
-def log_softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None) -> Any:
+def log_softmax(
+    x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None
+) -> Any:
     r"""Log-softmax along ``axis``: ``x - logsumexp(x, axis, keepdims=True)``.
 
     Parameters and errors as for :func:`softmax`.
@@ -202,11 +268,13 @@ def log_softmax(x: Any, axis: int = -1, *, out: Any = None, backend: Any = None)
     array([-0.69314718, -0.69314718])
     """
     with _device_of(x):
+        if is_multi_axis(axis):
+            return _over_axes("log_softmax_rows", x, axis, out, False, backend)
         return _rowwise("log_softmax_rows", x, axis, out, backend)
 
 
 def logsumexp(
-    x: Any, axis: int = -1, *, keepdims: bool = False, backend: Any = None
+    x: Any, axis: Axes = -1, *, keepdims: bool = False, backend: Any = None
 ) -> Any:
     r"""``log(sum(exp(x), axis))`` without overflow.
 
@@ -214,18 +282,20 @@ def logsumexp(
     ----------
     x : array_like
         Input; dtypes as for :func:`softmax`.
-    axis : int, default -1
-        The axis to reduce.
+    axis : int, tuple of ints or None, default -1
+        The axis to reduce; several axes (``None``: all of them) are reduced
+        together, as SciPy and JAX do.
     keepdims : bool, default False
-        Keep ``axis`` with length 1.
+        Keep the reduced axes with length 1.
     backend : str, optional
         A registered backend's name.
 
     Returns
     -------
     ndarray or scalar
-        ``x``'s shape without ``axis`` (with it, length 1, if ``keepdims``); a scalar
-        for 1-D input. An empty ``axis`` gives ``-inf``.
+        ``x``'s shape without the reduced axes (with them, length 1, if
+        ``keepdims``); a scalar when every axis is reduced. Reducing over no
+        elements gives ``-inf``.
 
     Notes
     -----
@@ -244,21 +314,29 @@ def logsumexp(
     10000.69314718056
     """
     with _device_of(x):
+        if is_multi_axis(axis):
+            return _over_axes("logsumexp_rows", x, axis, None, keepdims, backend)
         return _logsumexp(x, axis, keepdims, backend)
+
+
+def _lse_rows(
+    be: Any, xp: Any, x2: Any, batch: tuple, compute: Any, result: Any
+) -> Any:
+    """logsumexp of each row of ``x2`` (None: no elements, ``-inf``), shaped
+    ``batch``, in the result dtype."""
+    if x2 is None:
+        return xp.full(batch, -np.inf, dtype=result)
+    lse = xp.empty(x2.shape[0], dtype=compute)
+    be.logsumexp_rows(x2, lse)
+    res = lse.reshape(batch)
+    return res.astype(result) if result != compute else res
 
 
 def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
-    if arr.size == 0:
-        res = xp.full(batch, -np.inf, dtype=result)
-    else:
-        x2 = rows(arr, ax, compute, xp)
-        lse = xp.empty(x2.shape[0], dtype=compute)
-        be.logsumexp_rows(x2, lse)
-        res = lse.reshape(batch)
-        if result != compute:
-            res = res.astype(result)
+    x2 = rows(arr, ax, compute, xp) if arr.size else None
+    res = _lse_rows(be, xp, x2, batch, compute, result)
     if keepdims:
         return xp.expand_dims(res, ax)
     return res[()] if res.ndim == 0 else res

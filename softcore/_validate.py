@@ -77,6 +77,36 @@ def check_axis(axis: Any, ndim: int, what: str) -> int:
     return ax % ndim
 
 
+def is_multi_axis(axis: Any) -> bool:
+    """Whether ``axis`` names several axes (None, a tuple or a list)."""
+    return axis is None or isinstance(axis, (tuple, list))
+
+
+def check_axes(axis: Any, ndim: int, what: str) -> tuple[int, ...]:
+    """Normalise ``None`` (every axis) or a tuple/list of axes for an array of
+    ``ndim`` dimensions: sorted, each in range, none repeated."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = []
+    for a in axis:
+        try:
+            ax = operator.index(a)
+        except TypeError:
+            raise TypeError(
+                f"axis must be an integer, a tuple of integers or None; received "
+                f"{axis!r}"
+            ) from None
+        if not -ndim <= ax < ndim:
+            raise ValueError(
+                f"axis {ax} is out of bounds for {what} with {ndim} dimension(s); "
+                f"expected -{ndim} <= axis < {ndim}"
+            )
+        axes.append(ax % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis {tuple(axis)!r} names an axis more than once")
+    return tuple(sorted(axes))
+
+
 def as_array(x: Any, xp: Any, what: str) -> Any:
     """``x`` as an array of the backend's module (lists and scalars are converted).
 

@@ -480,3 +480,95 @@ def test_ce_grad_bad_out_or_target_writes_nothing(out, target, error, message):
     with pytest.raises(ValueError, match=r"target\[1\] = 9"):
         sc.cross_entropy_grad(x, np.array([0, 9, 2]), out=x, backend=B)
     np.testing.assert_array_equal(x, x_before)
+
+
+# ------------------------------------------------ several axes, or all of them
+
+
+def _lse_axes64(x, axis, keepdims=False):
+    """float64 logsumexp over ``axis`` with NumPy's own multi-axis reductions."""
+    x = np.asarray(x, np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis) if axis != () else r
+
+
+AXES = [None, (0, 2), (2, 0), (1, 2), (0, 1, 2), [1], ()]
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", AXES, ids=str)
+def test_several_axes_as_one_class_axis(rng, backend, dtype, axis):
+    """SciPy's and JAX's reading: the named axes (all for None) form one class
+    axis; checked against NumPy's own reductions over the same axes in float64."""
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(dtype)
+    ax = tuple(axis) if isinstance(axis, list) else axis
+    lse = _lse_axes64(x, ax, keepdims=True)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    for keepdims in (False, True):
+        got = sc.logsumexp(x, axis=axis, keepdims=keepdims, backend=backend)
+        want = lse if keepdims or ax == () else _lse_axes64(x, ax)
+        assert np.shape(got) == np.shape(want), (axis, keepdims)
+        assert np.asarray(got).dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=rtol)
+    lp = sc.log_softmax(x, axis=axis, backend=backend)
+    p = sc.softmax(x, axis=axis, backend=backend)
+    assert lp.shape == p.shape == x.shape
+    assert p.dtype == lp.dtype == dtype
+    np.testing.assert_allclose(lp, x.astype(np.float64) - lse, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(p, np.exp(x.astype(np.float64) - lse), rtol=rtol)
+    np.testing.assert_allclose(np.sum(p, axis=ax, dtype=np.float64), 1.0, rtol=rtol)
+
+
+@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("axis", [(1, 2), (0, 2), None], ids=str)
+def test_several_axes_with_out(rng, backend, axis):
+    x = rng.standard_normal((3, 4, 5))
+    want = sc.softmax(x, axis=axis, backend=backend)
+    out = np.full_like(x, 7.0)
+    assert sc.softmax(x, axis=axis, out=out, backend=backend) is out
+    np.testing.assert_array_equal(out, want)
+    # in place, and into a float16 out through float32
+    y = x.copy()
+    assert sc.softmax(y, axis=axis, out=y, backend=backend) is y
+    np.testing.assert_array_equal(y, want)
+    h = x.astype(np.float16)
+    out16 = np.empty_like(h)
+    sc.log_softmax(h, axis=axis, out=out16, backend=backend)
+    want16 = sc.log_softmax(h.astype(np.float32), axis=axis, backend=backend)
+    np.testing.assert_array_equal(out16, want16.astype(np.float16))
+
+
+def test_all_axes_of_a_scalar_and_of_empty_arrays():
+    assert sc.logsumexp(np.float64(3.0), axis=None, backend=B) == 3.0
+    assert sc.softmax(np.float64(3.0), axis=None, backend=B) == 1.0
+    res = sc.logsumexp(np.zeros((3, 0, 2)), axis=(1, 2), backend=B)
+    np.testing.assert_array_equal(res, np.full(3, -np.inf))
+    assert sc.logsumexp(np.zeros((0, 4)), axis=None, backend=B) == -np.inf
+    assert sc.softmax(np.zeros((0, 4)), axis=(0, 1), backend=B).shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("axis", "error", "message"),
+    [
+        ((0, 0), ValueError, r"names an axis more than once"),
+        ((0, -3), ValueError, r"names an axis more than once"),
+        ((0, 3), ValueError, r"axis 3 is out of bounds for x with 3 dimension"),
+        ((0, 1.5), TypeError, r"a tuple of integers or None"),
+    ],
+)
+def test_bad_axes_raise_and_write_nothing(axis, error, message):
+    out = np.full((2, 3, 4), 7.0)
+    with pytest.raises(error, match=message):
+        sc.softmax(np.zeros((2, 3, 4)), axis=axis, out=out, backend=B)
+    np.testing.assert_array_equal(out, 7.0)
+    with pytest.raises(error, match=message):
+        sc.logsumexp(np.zeros((2, 3, 4)), axis=axis, backend=B)
+
+
+def test_ops_with_one_class_axis_take_one_integer():
+    with pytest.raises(TypeError, match=r"axis must be an integer; received tuple"):
+        sc.softmax_jacobian(np.zeros((2, 3)), axis=(0, 1), backend=B)
+    with pytest.raises(TypeError, match=r"axis must be an integer; received NoneType"):
+        sc.cross_entropy(np.zeros((2, 3)), np.zeros(2, int), axis=None, backend=B)
