@@ -242,7 +242,9 @@ def test_row_groups_same_bits(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(9000, 10), (700, 63), (5, 1)], ids=str)
+@pytest.mark.parametrize(
+    "shape", [(9000, 10), (700, 63), (5, 1), (3000, 16), (3000, 17)], ids=str
+)
 def test_short_modes_same_bits(shape, dtype, rng):
     """The serial and parallel short-row drivers agree bit for bit (tiles of
     ``TILE // C`` rows: the parallel split must not change a row's result)."""
@@ -421,4 +423,48 @@ def test_short_row_sum_is_compensated(dtype, rng):
             assert np.all(np.abs(got - want) <= np.spacing(want)), c
         else:
             # plain float64 adds of exact terms: at most (c - 1) roundings
+            np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 2, 15, 16, 17, 40, 63])
+def test_transposed_tiles_both_sides_of_the_threshold(c, dtype, rng):
+    """Short rows taken transposed (log_softmax and logsumexp always, softmax up to
+    NARROW_C classes) and row-major (softmax above it): the reference's values,
+    special rows isolated, out aliasing x, and 1000 rows = a partial last tile."""
+    assert c < _ops.SHORT_C
+    x = _x(rng, (1000, c), dtype)
+    for op in ("softmax_rows", "log_softmax_rows", "logsumexp_rows"):
+        shape_out = (1000,) if op == "logsumexp_rows" else x.shape
+        got, want = np.empty(shape_out, dtype), np.empty(shape_out, dtype)
+        getattr(nb, op)(x, got)
+        getattr(ref, op)(x, want)
+        _close(got, want, dtype, f"{op} C={c}")
+        if op != "logsumexp_rows":
+            xc = x.copy()
+            getattr(nb, op)(xc, xc)
+            np.testing.assert_array_equal(xc, got, err_msg=f"{op} C={c} in place")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_column_sum_is_compensated(dtype, rng):
+    """The transposed tiles' column sums against the exactly rounded sum, as the
+    row-major tiles' row sums (test_short_row_sum_is_compensated)."""
+    from numba import njit
+
+    @njit
+    def col_sums(t):
+        k = t.shape[1]
+        s, c = np.empty(k), np.empty(k)
+        K.narrow_sums(t, s, c, k)
+        return s
+
+    for c in (1, 2, 3, 5, 13, 31, 63):
+        e = np.exp(-rng.uniform(0, 30, (200, c))).astype(dtype)
+        e[:, rng.integers(0, c)] = 1.0
+        got = col_sums(np.ascontiguousarray(e.T))
+        want = np.array([math.fsum(map(float, r)) for r in e])
+        if dtype == np.float64:
+            assert np.all(np.abs(got - want) <= np.spacing(want)), c
+        else:
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
