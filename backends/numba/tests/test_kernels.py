@@ -106,7 +106,9 @@ def test_backward(shape, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("smoothing", [True, False], ids=["smoothing", "plain"])
-@pytest.mark.parametrize("shape", [*SHAPES, SHORT_PAR], ids=str)
+@pytest.mark.parametrize(
+    "shape", [*SHAPES, SHORT_PAR, (1000, 16), (1000, 17), (1000, 2)], ids=str
+)
 def test_cross_entropy_index(shape, smoothing, dtype, rng):
     x = _x(rng, shape, dtype)
     y, alpha, beta, cw = _ce_args(rng, x)
