@@ -104,14 +104,19 @@ def _direct_out(
     return cand
 
 
-def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> Any:
-    """The temporary result ``y2`` (``(rows, C)``, compute dtype) in the caller's
-    layout: cast to ``result`` in a new array, or copied into ``out``."""
-    y = _restore(y2, shape, ax, xp)
+def _deliver(y: Any, out: Any, result: Any, xp: Any) -> Any:
+    """A temporary result already in the caller's layout: cast to ``result`` in a
+    new array, or copied into ``out``."""
     if out is None:
         return y.astype(result) if y.dtype != result else y
     xp.copyto(out, y, casting="same_kind")
     return out
+
+
+def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> Any:
+    """The temporary result ``y2`` (``(rows, C)``, compute dtype) in the caller's
+    layout, through :func:`_deliver`."""
+    return _deliver(_restore(y2, shape, ax, xp), out, result, xp)
 
 
 def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
@@ -167,24 +172,17 @@ def _over_axes(
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
     x2 = xp.ascontiguousarray(xt, dtype=compute).reshape(-1, k)
-    if (
-        out is not None
-        and not moved
-        and result == compute
-        and out.flags.c_contiguous
-        and not may_alias(x2, out.reshape(x2.shape), xp)
-    ):
-        getattr(be, kernel)(x2, out.reshape(x2.shape))
+    # with the class axes already last, out's last axis stands for all of them
+    o2 = None
+    if not moved:
+        o2 = _direct_out(out, arr.ndim - 1, x2.shape, compute, result, xp, (x2,))
+    if o2 is not None:
+        getattr(be, kernel)(x2, o2)
         return out
     y2 = xp.empty(x2.shape, dtype=compute)
     getattr(be, kernel)(x2, y2)
     y = y2.reshape(xt.shape)
-    if moved:
-        y = xp.moveaxis(y, last, axes)
-    if out is None:
-        return y.astype(result) if result != compute else y
-    xp.copyto(out, y, casting="same_kind")
-    return out
+    return _deliver(xp.moveaxis(y, last, axes) if moved else y, out, result, xp)
 
 
 def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) -> Any:
