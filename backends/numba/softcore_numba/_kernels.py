@@ -1588,11 +1588,12 @@ loss) dominates; float64 rows stop gaining above 24 classes."""
 NARROW_C = 16
 """softmax rows with at most this many classes take the transposed tiles.
 Measured against the row-major tiles (one thread, 65536 rows, best of 15
-interleaved), the transposed tiles took, at 4 / 10 / 16 / 32 / 63 classes:
-softmax 0.55-0.62 / 0.70-0.89 / 0.91-0.97 / 0.92-1.12 / 0.74-0.94 of the time,
-log_softmax 0.54-0.70 / 0.66-0.73 / 0.72-0.76 / 0.69-0.83 / 0.64-0.78 and
-logsumexp 0.48-0.55 / 0.53-0.68 / 0.55-0.70 / 0.53-0.79 / 0.54-0.74 (the two
-figures: float32 and float64). The results were the same bits on those inputs."""
+interleaved; float32 / float64): at 4 / 10 / 16 classes softmax took 0.56 / 0.46,
+0.59 / 0.57, 0.59 / 0.81 of the time, but at 24 / 32 / 48 / 63 classes 0.94 /
+0.98, 0.92 / 1.12, 0.98 / 1.11, 0.74 / 0.94 (one run): no steady gain, as its
+transposed write costs what the statistics save. log_softmax took 0.46-0.82 and
+logsumexp 0.40-0.77 from 4 to 63 classes, so every short row of theirs is taken
+transposed. The results were the same bits on those inputs."""
 
 
 @njit(**_KW)
