@@ -355,7 +355,7 @@ def test_ignore_index_inside_the_class_range(rng):
 # ------------------------------------------------- cross-entropy gradient out=
 
 
-def _ce_backends():
+def _host_backends():
     names = [b.name for b in sc.list_backends() if b.available is True]
     return [n for n in ("numpy", "numba") if n in names]
 
@@ -370,7 +370,7 @@ def _ce_case(rng, dtype=np.float64, shape=(6, 5), prob=False):
     return x, t
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 @pytest.mark.parametrize("prob", [False, True], ids=["index", "prob"])
 @pytest.mark.parametrize("fn", ["cross_entropy_grad", "cross_entropy_with_grad"])
 def test_ce_grad_out_separate_and_in_place(rng, backend, prob, fn):
@@ -406,7 +406,7 @@ def _ce_grad64(x, t, axis=-1):
     return np.moveaxis((p - y) / np.prod(n), -1, axis)
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 def test_ce_grad_out_overlapping_inputs_is_still_right(rng, backend):
     # out shares memory with the logits without being them (one element shifted)
     buf = rng.standard_normal(6 * 5 + 1)
@@ -423,7 +423,7 @@ def test_ce_grad_out_overlapping_inputs_is_still_right(rng, backend):
     np.testing.assert_allclose(t, want, rtol=1e-13, atol=1e-16)
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 def test_ce_grad_out_other_axis_and_float16(rng, backend):
     x, t = rng.standard_normal((5, 3, 4)), rng.integers(0, 5, (3, 4))
     out = np.empty_like(x)
@@ -437,7 +437,7 @@ def test_ce_grad_out_other_axis_and_float16(rng, backend):
     np.testing.assert_array_equal(out16, want.astype(np.float16))
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 def test_ce_grad_out_empty_batch_and_nan_rows(backend):
     out = np.full((0, 5), 7.0)
     assert sc.cross_entropy_grad(np.zeros((0, 5)), np.zeros(0, int), out=out) is out
@@ -496,7 +496,7 @@ def _lse_axes64(x, axis, keepdims=False):
 AXES = [None, (0, 2), (2, 0), (1, 2), (0, 1, 2), [1], ()]
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", AXES, ids=str)
 def test_several_axes_as_one_class_axis(rng, backend, dtype, axis):
@@ -521,7 +521,7 @@ def test_several_axes_as_one_class_axis(rng, backend, dtype, axis):
     np.testing.assert_allclose(np.sum(p, axis=ax, dtype=np.float64), 1.0, rtol=rtol)
 
 
-@pytest.mark.parametrize("backend", _ce_backends())
+@pytest.mark.parametrize("backend", _host_backends())
 @pytest.mark.parametrize("axis", [(1, 2), (0, 2), None], ids=str)
 def test_several_axes_with_out(rng, backend, axis):
     x = rng.standard_normal((3, 4, 5))

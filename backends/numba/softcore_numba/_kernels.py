@@ -1639,12 +1639,13 @@ def _narrow_sums_impl(T, S, c, k):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _narrow_stats(x, r0, k, T, m, M, S, c):
+def _narrow_stats(x, r0, k, buf, m, M, S, c):
     """The tile's rows ``r0 .. r0 + k``: ``M[i]`` their maxima (ignoring NaN, as
     :func:`_short_max`) and ``S[i] = sum exp(x - M)`` (NaN for a row of only
-    ``-inf``); ``T`` left holding ``exp(x - M)`` transposed. ``m`` is a scratch in
-    ``x``'s dtype."""
+    ``-inf``). Returns ``T``, the ``(C, k)`` view of the flat scratch ``buf``,
+    holding ``exp(x - M)`` transposed. ``m`` is a scratch in ``x``'s dtype."""
     wide()
+    T = buf[: x.shape[1] * k].reshape((x.shape[1], k))
     _narrow_in(x, T, r0, k)
     C = T.shape[0]
     for i in range(k):
@@ -1662,6 +1663,7 @@ def _narrow_stats(x, r0, k, T, m, M, S, c):
     narrow_sums(T, S, c, k)
     for i in range(k):
         S[i] = _NAN if M[i] == _NINF else S[i]
+    return T
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -1715,8 +1717,7 @@ def _narrow_tile(x, out, r0, r1, sc, what):
     then 1-D)."""
     T, m, M, S, c = sc
     k = r1 - r0
-    Tk = T[: x.shape[1] * k].reshape((x.shape[1], k))
-    _narrow_stats(x, r0, k, Tk, m, M, S, c)
+    Tk = _narrow_stats(x, r0, k, T, m, M, S, c)
     if what == 0:
         _narrow_softmax_out(Tk, out, S, r0, k)
         return
@@ -1847,7 +1848,7 @@ def _narrow_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, sc):
     """:func:`_short_ce_tile` on the transposed statistics."""
     T, m, M, S, c = sc
     k = r1 - r0
-    _narrow_stats(x, r0, k, T[: x.shape[1] * k].reshape((x.shape[1], k)), m, M, S, c)
+    _narrow_stats(x, r0, k, T, m, M, S, c)
     _narrow_logs(S, k)
     _tile_losses(x, target, alpha, beta, cw, W, loss_out, r0, r1, M, S)
 
@@ -1880,11 +1881,9 @@ def _narrow_ce_grad_tile(
     ``grad_out`` (which may be ``x``)."""
     T, m, M, S, L = sc  # the sums' float64 scratch takes log S afterwards
     k = r1 - r0
-    C = x.shape[1]
-    Tk = T[: C * k].reshape((C, k))
     for r in range(r0, r1):
         X[0, r - r0] = np.float64(x[r, target[r]])
-    _narrow_stats(x, r0, k, Tk, m, M, S, L)
+    Tk = _narrow_stats(x, r0, k, T, m, M, S, L)
     for r in range(r0, r1):
         X[1, r - r0] = short_wdot(x, r, M[r - r0], cw) if beta[r] != 0.0 else 0.0
     _narrow_ce_scalars(M, S, L, X, k)
