@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from softcore import _registry as _reg
+from softcore import _workspace
 from softcore._validate import (
     as_array,
     check_axes,
@@ -530,78 +531,83 @@ def _ce(
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
-    plan = plan_cross_entropy(
-        target,
-        tuple(arr.shape),
-        ax,
-        compute,
-        xp,
-        weight=weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-    )
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
-    loss_rows = xp.empty(n, dtype=np.float64)
-    grad = None
-    if n:
-        x2 = rows(arr, ax, compute, xp)
-        if want_grad:
-            # the gradient may overwrite the logits (out=logits), never the
-            # targets or weights, which the kernels read in their own order
-            g2 = _direct_out(
-                out,
-                ax,
-                x2.shape,
-                compute,
-                result,
-                xp,
-                (x2,),
-                (plan.target, plan.class_weight),
-            )
-            direct = g2 is not None
-            if not direct:
-                g2 = xp.empty(x2.shape, dtype=compute)
-            if plan.probs:
-                be.cross_entropy_prob_grad_rows(
-                    x2,
-                    plan.target,
-                    plan.smoothing,
-                    plan.class_weight,
-                    plan.grad_scale,
-                    loss_rows,
-                    g2,
+    scratch = _workspace.take(xp, 4, n)  # see _workspace: no fresh pages per call
+    try:
+        plan = plan_cross_entropy(
+            target,
+            tuple(arr.shape),
+            ax,
+            compute,
+            xp,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            scratch=scratch,
+        )
+        loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch[2]
+        grad = None
+        if n:
+            x2 = rows(arr, ax, compute, xp)
+            if want_grad:
+                # the gradient may overwrite the logits (out=logits), never the
+                # targets or weights, which the kernels read in their own order
+                g2 = _direct_out(
+                    out,
+                    ax,
+                    x2.shape,
+                    compute,
+                    result,
+                    xp,
+                    (x2,),
+                    (plan.target, plan.class_weight),
+                )
+                direct = g2 is not None
+                if not direct:
+                    g2 = xp.empty(x2.shape, dtype=compute)
+                if plan.probs:
+                    be.cross_entropy_prob_grad_rows(
+                        x2,
+                        plan.target,
+                        plan.smoothing,
+                        plan.class_weight,
+                        plan.grad_scale,
+                        loss_rows,
+                        g2,
+                    )
+                else:
+                    be.cross_entropy_grad_rows(
+                        x2,
+                        plan.target,
+                        plan.alpha,
+                        plan.beta,
+                        plan.class_weight,
+                        plan.grad_scale,
+                        loss_rows,
+                        g2,
+                    )
+                if plan.nan_rows is not None:
+                    g2[plan.nan_rows] = np.nan
+                grad = out if direct else _to_out(g2, arr.shape, ax, out, result, xp)
+            elif plan.probs:
+                be.cross_entropy_prob_rows(
+                    x2, plan.target, plan.smoothing, plan.class_weight, loss_rows
                 )
             else:
-                be.cross_entropy_grad_rows(
-                    x2,
-                    plan.target,
-                    plan.alpha,
-                    plan.beta,
-                    plan.class_weight,
-                    plan.grad_scale,
-                    loss_rows,
-                    g2,
+                be.cross_entropy_rows(
+                    x2, plan.target, plan.alpha, plan.beta, plan.class_weight, loss_rows
                 )
-            if plan.nan_rows is not None:
-                g2[plan.nan_rows] = np.nan
-            grad = out if direct else _to_out(g2, arr.shape, ax, out, result, xp)
-        elif plan.probs:
-            be.cross_entropy_prob_rows(
-                x2, plan.target, plan.smoothing, plan.class_weight, loss_rows
-            )
-        else:
-            be.cross_entropy_rows(
-                x2, plan.target, plan.alpha, plan.beta, plan.class_weight, loss_rows
-            )
-    elif want_grad:
-        if out is None:
-            grad = xp.zeros(arr.shape, dtype=result)
-        else:
-            out[...] = 0
-            grad = out
-    return _reduce(loss_rows, plan, batch, result, xp), grad
+        elif want_grad:
+            if out is None:
+                grad = xp.zeros(arr.shape, dtype=result)
+            else:
+                out[...] = 0
+                grad = out
+        return _reduce(loss_rows, plan, batch, result, xp), grad
+    finally:
+        _workspace.give_back(scratch)
 
 
 _CAST_MAX = {

@@ -239,6 +239,18 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
     return xp.ascontiguousarray(w, dtype=_F64)
 
 
+def _int64_rows(t: Any, xp: Any, scratch: Any, copy: bool = False) -> Any:
+    """Flat targets as contiguous int64: ``t`` itself where it is, else a copy;
+    with a scratch the copy goes into ``scratch[3]``, and ``copy`` forces it."""
+    if scratch is None:
+        return xp.ascontiguousarray(t, dtype=np.int64)
+    if not copy and t.dtype == np.int64 and t.flags.c_contiguous:
+        return t
+    out = scratch[3].view(np.int64)
+    np.copyto(out, t, casting="unsafe")
+    return out
+
+
 def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str | None:
     """Describe the first target outside ``[0, C)`` that is not ``ignore_index``.
 
@@ -311,10 +323,14 @@ def plan_cross_entropy(
     reduction: str,
     label_smoothing: float,
     logits_name: str = "logits",
+    scratch: Any = None,
 ) -> CrossEntropyPlan:
     """Check ``target`` and the options and resolve them per row.
 
     ``logits_shape`` is the user's shape; ``axis`` the (normalised) class axis.
+    ``scratch``, a ``(4, rows)`` float64 array or None, holds the per-row arrays
+    of a class-index target (rows 0 and 1: ``alpha`` and ``beta``; row 3, seen
+    as int64: the targets where they must be copied); row 2 is the caller's.
     """
     eps = check_ce_options(reduction, label_smoothing, ignore_index)
     n_classes = logits_shape[axis]
@@ -351,21 +367,41 @@ def plan_cross_entropy(
             if msg is not None:
                 raise ValueError(msg)
         cw = class_weight(weight, n_classes, xp)
-        t = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
+        # int64 before any comparison with ignore_index, which need not fit
+        # the target's dtype (CuPy raises for uint8 != -100)
+        flat = t.reshape(-1)
+        t = _int64_rows(flat, xp, scratch)
         plan.probs = False
         if in_range and weight is None:
             plan.target = t
-            plan.alpha = xp.full(n_rows, 1.0 - eps)
-            plan.beta = xp.full(n_rows, eps / n_classes)
+            if scratch is None:
+                plan.alpha = xp.full(n_rows, 1.0 - eps)
+                plan.beta = xp.full(n_rows, eps / n_classes)
+            else:
+                plan.alpha, plan.beta = scratch[0], scratch[1]
+                plan.alpha.fill(1.0 - eps)
+                plan.beta.fill(eps / n_classes)
             plan.normaliser = float(n_rows)
         else:
             keep = t != ignore_index
-            t = xp.where(keep, t, 0)
-            w_y = cw[t] * keep
+            if scratch is None:
+                t = xp.where(keep, t, 0)
+                w_y = cw[t] * keep
+                plan.alpha = (1.0 - eps) * w_y
+                plan.beta = (eps / n_classes) * keep.astype(_F64)
+            else:  # the same in the thread's scratch: no fresh pages to fault in
+                if t is flat:  # the caller's array: never written
+                    t = _int64_rows(t, xp, scratch, copy=True)
+                t *= keep  # an ignored row's target: 0
+                w_y = np.take(cw, t, out=scratch[0], mode="clip")  # t is in range
+                w_y *= keep
+                plan.beta = scratch[1]
+                np.multiply(keep, eps / n_classes, out=plan.beta)
             plan.target = t
-            plan.alpha = (1.0 - eps) * w_y
-            plan.beta = (eps / n_classes) * keep.astype(_F64)
             plan.normaliser = float(w_y.sum())
+            if scratch is not None:
+                plan.alpha = w_y
+                plan.alpha *= 1.0 - eps  # after the sum, which needs w_y
             if reduction == "mean" and plan.normaliser == 0 and bool(keep.any()):
                 # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
                 plan.nan_rows = keep

@@ -572,3 +572,97 @@ def test_ops_with_one_class_axis_take_one_integer():
         sc.softmax_jacobian(np.zeros((2, 3)), axis=(0, 1), backend=B)
     with pytest.raises(TypeError, match=r"axis must be an integer; received NoneType"):
         sc.cross_entropy(np.zeros((2, 3)), np.zeros(2, int), axis=None, backend=B)
+
+
+# ------------------------------------- cross-entropy's per-thread row scratch
+
+
+def _ce_options():
+    """Class-index cases through every branch of the target plan."""
+    t = np.array([0, 3, 1, 4, 2, 3, 0])
+    return [
+        (t, {}),
+        (t.astype(np.int32), {}),
+        (t.astype(np.uint8), {"ignore_index": 3}),
+        (np.where(t == 3, -100, t), {"weight": np.arange(1.0, 6.0)}),
+        (np.where(t == 3, -100, t).astype(np.int16), {"label_smoothing": 0.2}),
+        (t[::-1], {"weight": np.full(5, 0.5), "reduction": "sum"}),
+        (np.full(7, -100), {"reduction": "mean"}),  # all ignored: NaN loss, 0 grad
+        (t, {"ignore_index": 3, "weight": np.ones(5), "reduction": "none"}),
+    ]
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_ce_row_scratch_gives_the_bits_of_fresh_arrays(rng, backend, monkeypatch):
+    from softcore import _workspace
+
+    x = rng.standard_normal((7, 5))
+    for t, kw in _ce_options():
+        kept = t.copy()
+        pooled = sc.cross_entropy_with_grad(x, t, backend=backend, **kw)
+        assert not _workspace._SLOT.busy
+        monkeypatch.setattr(_workspace, "LIMIT", 0)  # every array fresh
+        fresh = sc.cross_entropy_with_grad(x, t, backend=backend, **kw)
+        monkeypatch.undo()
+        for a, b in zip(pooled, fresh, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(t, kept)  # the caller's targets untouched
+        # and both are the float64 formula
+        keep = (t != kw.get("ignore_index", -100)).astype(np.int64)
+        w = kw.get("weight", np.ones(5))[t * keep] * keep
+        eps = kw.get("label_smoothing", 0.0)
+        logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+        rows = -w * ((1 - eps) * logp[np.arange(7), t * keep] + eps * logp.mean(-1))
+        red = kw.get("reduction", "mean")
+        with np.errstate(invalid="ignore"):  # all ignored: 0/0
+            want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / w.sum()}
+        np.testing.assert_allclose(pooled[0], want[red], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_ce_losses_per_row_do_not_share_the_scratch(rng, backend):
+    x = rng.standard_normal((6, 4))
+    t = np.array([0, 1, 2, 3, 0, 1])
+    first = sc.cross_entropy(x, t, reduction="none", backend=backend)
+    kept = first.copy()
+    sc.cross_entropy(x[::-1].copy(), t, reduction="none", backend=backend)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_ce_called_from_inside_a_kernel_gets_its_own_rows(rng, monkeypatch):
+    # a backend that calls softcore from inside its kernel (a wrapper delegating
+    # to another backend, say) must not share the outer call's scratch
+    from softcore import _workspace
+
+    be = sc.get_backend("numpy")
+    inner = be.cross_entropy_rows
+    nested = []
+
+    def reentrant(x, target, alpha, beta, cw, loss_out):
+        if not nested:  # the outer call: one nested call first
+            nested.append(None)
+            assert _workspace._SLOT.busy
+            nested[0] = sc.cross_entropy(-x, target[::-1].copy(), **other)
+        inner(x, target, alpha, beta, cw, loss_out)
+
+    x = rng.standard_normal((9, 6))
+    t = rng.integers(0, 6, 9)
+    want = sc.cross_entropy(x, t, reduction="none", backend="numpy")
+    # the nested call's per-row weights differ from the outer call's
+    other = {"weight": np.arange(1.0, 7.0), "label_smoothing": 0.3, "backend": B}
+    want_inner = sc.cross_entropy(-x, t[::-1].copy(), **other)
+    monkeypatch.setattr(be, "cross_entropy_rows", reentrant)
+    got = sc.cross_entropy(x, t, reduction="none", backend="numpy")
+    np.testing.assert_array_equal(got, want)
+    assert nested == [want_inner]
+    assert not _workspace._SLOT.busy
+
+
+def test_ce_scratch_is_released_when_the_target_is_bad():
+    from softcore import _workspace
+
+    with pytest.raises(ValueError, match="outside"):
+        sc.cross_entropy(np.zeros((3, 4)), np.array([0, 9, 1]), backend=B)
+    assert not _workspace._SLOT.busy
+    loss = sc.cross_entropy(np.zeros((3, 4)), np.array([0, 3, 1]), backend=B)
+    np.testing.assert_allclose(loss, np.log(4.0), rtol=1e-15)
