@@ -861,6 +861,16 @@ cross_entropy_with_grad.__doc__ = (
 # ------------------------------------------------------------------- linear CE
 
 _DEFAULT_CHUNK_BYTES = 8 << 20
+_DW_BLOCK_BYTES = 8 << 20
+_DW_BLOCK_MIN = 256
+
+
+def _dw_block(n_classes: int, dw: Any) -> int:
+    """Classes per block of the weight gradient's accumulation: its temporary
+    holds ``_DW_BLOCK_BYTES`` (at least ``_DW_BLOCK_MIN`` classes, so each GEMM
+    stays large), not a second ``C x D`` array beside ``dW``."""
+    row = dw.shape[1] * dw.itemsize
+    return max(1, min(n_classes, max(_DW_BLOCK_MIN, _DW_BLOCK_BYTES // max(1, row))))
 
 
 def _linear_ce(
@@ -1005,11 +1015,17 @@ def _linear_ce(
         xp.matmul(z, w2, out=dx[start:stop])
         if start == 0:
             xp.matmul(z.T, xs, out=dw)
-        else:
+        else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
             if dw_part is None:
-                dw_part = xp.empty_like(dw)
-            xp.matmul(z.T, xs, out=dw_part)
-            dw += dw_part
+                dw_part = xp.empty(
+                    (_dw_block(n_classes, dw), n_features), dtype=compute
+                )
+            cb = dw_part.shape[0]
+            for c0 in range(0, n_classes, cb):
+                c1 = min(n_classes, c0 + cb)
+                part = dw_part[: c1 - c0]
+                xp.matmul(z[:, c0:c1].T, xs, out=part)
+                dw[c0:c1] += part
         if db is not None:
             db += z.sum(axis=0)
     loss = _reduce(loss_rows, plan, batch, result, xp)

@@ -666,3 +666,31 @@ def test_ce_scratch_is_released_when_the_target_is_bad():
     assert not _workspace._SLOT.busy
     loss = sc.cross_entropy(np.zeros((3, 4)), np.array([0, 3, 1]), backend=B)
     np.testing.assert_allclose(loss, np.log(4.0), rtol=1e-15)
+
+
+# ------------------------------------------------------- linear CE, dW blocks
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_linear_ce_weight_gradient_in_class_blocks(rng, backend, monkeypatch):
+    # dW is accumulated a block of classes at a time after the first chunk; with
+    # blocks of 3 of 10 classes (a partial last block) and chunks of 4 of 11 rows,
+    # every branch runs and the result is still the float64 formula
+    from softcore import _api
+
+    monkeypatch.setattr(_api, "_DW_BLOCK_MIN", 3)
+    monkeypatch.setattr(_api, "_DW_BLOCK_BYTES", 1)
+    n, d, c = 11, 6, 10
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal((c, d))
+    b = rng.standard_normal(c)
+    y = rng.integers(0, c, n)
+    _, (dx, dw, db) = sc.linear_cross_entropy_with_grad(
+        x, w, y, linear_bias=b, chunk_size=4, reduction="sum", backend=backend
+    )
+    g = _softmax64(x @ w.T + b)
+    g[np.arange(n), y] -= 1.0
+    np.testing.assert_allclose(dw, g.T @ x, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(dx, g @ w, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(db, g.sum(0), rtol=1e-13, atol=1e-14)
+    assert _api._dw_block(c, dw) == 3

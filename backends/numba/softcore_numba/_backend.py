@@ -77,17 +77,20 @@ class NumbaBackend:
         """Rows per chunk of linear cross-entropy logits.
 
         ``$SOFTCORE_NUMBA_CHUNK_ROWS`` if set. Otherwise as many rows as fit in
-        ``max(last-level cache / 2, 256 MiB)`` of logits, between 256 and 8192
-        rows, a multiple of 64. Chunks that fit the cache (128-256 rows at
-        ``C = 32000``) were measured 2.4-2.9x slower than the three GEMMs, because
-        the GEMMs ``G W`` and ``G^T X`` lose efficiency at such a small inner
-        size; 2048 rows ran at 0.94-1.13x. So the cache is a lower bound and a
-        256 MiB budget the usual answer: extra memory stays bounded whatever N.
+        ``max(last-level cache / 2, 128 MiB)`` of logits, between 256 and 8192
+        rows, a multiple of 64. The GEMMs ``G W`` and ``G^T X`` lose efficiency
+        when the chunk is short, and below ~500 rows the per-chunk steps show:
+        at 4096x512x32000 float32 (time over the three GEMMs, medians of 9)
+        256 rows took 1.32, 512 1.24, 1024 1.19, 2048 1.30; at 2048x1024x50257
+        1.27, 1.25, 1.22, 1.29; at 32768x512x1000, 1024 rows 1.32 and 8192 rows
+        1.11. So a budget, not a row count: 128 MiB gives 1024 rows at 32000
+        classes (peak 204 MiB with dX and dW, against 329 MiB at 256 MiB's
+        2048 rows) and 8192 rows at 1000.
         """
         env = os.environ.get("SOFTCORE_NUMBA_CHUNK_ROWS")
         if env:
             return max(1, int(env))
-        budget = max(_l3_bytes() // 2, 256 << 20)
+        budget = max(_l3_bytes() // 2, 128 << 20)
         rows = budget // max(1, n_classes * itemsize)
         return max(256, min(rows, 8192)) // 64 * 64
 

@@ -137,3 +137,20 @@ def test_cache_goes_to_user_dir_and_layer_is_tbb(tmp_path):
 
         if _runtime._load_tbb():
             assert r.stdout.strip() == "tbb"
+
+
+def test_linear_chunk_rows_follows_the_documented_budget(monkeypatch):
+    # the README's rule: rows of logits within max(L3 / 2, 128 MiB), 256..8192
+    # rows, a multiple of 64; the environment variable overrides it
+    from softcore_numba import _backend
+
+    monkeypatch.delenv("SOFTCORE_NUMBA_CHUNK_ROWS", raising=False)
+    monkeypatch.setattr(_backend, "_l3_bytes", lambda: 32 << 20)
+    assert nb.linear_chunk_rows(32000, 512, 4) == 1024
+    assert nb.linear_chunk_rows(50257, 1024, 8) == 320
+    assert nb.linear_chunk_rows(1000, 512, 4) == 8192  # the ceiling
+    assert nb.linear_chunk_rows(1 << 20, 64, 4) == 256  # the floor
+    monkeypatch.setattr(_backend, "_l3_bytes", lambda: 1 << 30)  # half: 512 MiB
+    assert nb.linear_chunk_rows(32000, 512, 4) == 4160
+    monkeypatch.setenv("SOFTCORE_NUMBA_CHUNK_ROWS", "77")
+    assert nb.linear_chunk_rows(32000, 512, 4) == 77
