@@ -251,6 +251,18 @@ def _int64_rows(t: Any, xp: Any, scratch: Any, copy: bool = False) -> Any:
     return out
 
 
+_INT_RANGES: dict = {}
+
+
+def _int_range(dtype: Any) -> tuple[int, int]:
+    """``(min, max)`` of an integer dtype (``np.iinfo`` costs a microsecond)."""
+    r = _INT_RANGES.get(dtype)
+    if r is None:
+        info = np.iinfo(dtype)
+        r = _INT_RANGES[dtype] = (int(info.min), int(info.max))
+    return r
+
+
 def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str | None:
     """Describe the first target outside ``[0, C)`` that is not ``ignore_index``.
 
@@ -355,21 +367,34 @@ def plan_cross_entropy(
         # fast path: every target a class and none ignored. One reduction: seen
         # as unsigned, a negative target is larger than any class, if the classes
         # fit in the dtype's non-negative half (int8: C <= 128); widen if not
-        if t.dtype.kind == "i" and n_classes > np.iinfo(t.dtype).max + 1:
+        if t.dtype.kind == "i" and n_classes > _int_range(t.dtype)[1] + 1:
             t = t.astype(np.int64)
+        elif not t.dtype.isnative:  # the unsigned view below is native-endian
+            t = t.astype(t.dtype.newbyteorder("="))
         unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
         hi = int(unsigned.max()) if n_rows else 0
         in_range = hi < n_classes
-        if in_range and 0 <= ignore_index <= hi:
-            in_range = False  # some rows may be ignored: the general path below
-        elif not in_range:
-            msg = first_bad_target(t, n_classes, ignore_index, xp)
-            if msg is not None:
-                raise ValueError(msg)
-        cw = class_weight(weight, n_classes, xp)
-        # int64 before any comparison with ignore_index, which need not fit
-        # the target's dtype (CuPy raises for uint8 != -100)
         flat = t.reshape(-1)
+        keep = None
+        if not in_range or 0 <= ignore_index <= hi:
+            # rows equal to ignore_index are ignored; compared in the target's
+            # own dtype, and only where it can hold ignore_index (CuPy raises
+            # for uint8 != -100; uint64 must not wrap to it)
+            lo_t, hi_t = _int_range(t.dtype)
+            if lo_t <= ignore_index <= hi_t:
+                keep = flat != ignore_index
+            if not in_range:  # some target is no class: it must be ignored
+                bad = unsigned.reshape(-1) >= n_classes  # C <= hi fits the dtype
+                if keep is not None:
+                    bad &= keep
+                if bool(bad.any()):
+                    msg = first_bad_target(t, n_classes, ignore_index, xp)
+                    raise ValueError(msg)
+            if keep is None:  # nothing can be ignored and nothing is out of range
+                in_range = True
+            else:
+                in_range = False  # the general path below
+        cw = class_weight(weight, n_classes, xp)
         t = _int64_rows(flat, xp, scratch)
         plan.probs = False
         if in_range and weight is None:
@@ -383,7 +408,8 @@ def plan_cross_entropy(
                 plan.beta.fill(eps / n_classes)
             plan.normaliser = float(n_rows)
         else:
-            keep = t != ignore_index
+            if keep is None:  # weights only: every row kept
+                keep = xp.ones(n_rows, dtype=bool)
             if scratch is None:
                 t = xp.where(keep, t, 0)
                 w_y = cw[t] * keep
@@ -393,7 +419,7 @@ def plan_cross_entropy(
                 if t is flat:  # the caller's array: never written
                     t = _int64_rows(t, xp, scratch, copy=True)
                 t *= keep  # an ignored row's target: 0
-                w_y = np.take(cw, t, out=scratch[0], mode="clip")  # t is in range
+                w_y = cw.take(t, out=scratch[0], mode="clip")  # t is in range
                 w_y *= keep
                 plan.beta = scratch[1]
                 np.multiply(keep, eps / n_classes, out=plan.beta)

@@ -14,6 +14,11 @@ import softcore as sc
 B = "numpy"
 
 
+def _host_backends():
+    names = [b.name for b in sc.list_backends() if b.available is True]
+    return [n for n in ("numpy", "numba") if n in names]
+
+
 def _softmax64(x, axis=-1):
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -70,6 +75,32 @@ def test_target_range_is_checked_for_every_integer_dtype(dtype):
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
         mean = sc.cross_entropy(logits, target, ignore_index=ignore, backend=B)
         np.testing.assert_allclose(mean, want[keep].mean(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_ignore_index_is_compared_in_the_targets_own_dtype(backend):
+    """A uint64 target equal to a huge ignore_index is ignored (it once wrapped to
+    -1 in int64 and was read as a class), an ignore_index the dtype cannot hold
+    ignores nothing, and a target it does not cover is still an error."""
+    logits = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    top = 2**64 - 1
+    lsm = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    t = np.array([1, top, 3], dtype=np.uint64)
+    got = sc.cross_entropy(
+        logits, t, ignore_index=top, reduction="none", backend=backend
+    )
+    np.testing.assert_allclose(got, [-lsm[0, 1], 0.0, -lsm[2, 3]], rtol=1e-14)
+    for bad, ignore in ((t, -1), (np.array([1, 200, 3], np.uint8), -100)):
+        with pytest.raises(ValueError, match=r"target\[1\] = \d+ is outside"):
+            sc.cross_entropy(logits, bad, ignore_index=ignore, backend=backend)
+    # int8 -100 is ignored; with a weight and nothing ignored, all rows count
+    t8 = np.array([1, -100, 3], dtype=np.int8)
+    got = sc.cross_entropy(logits, t8, reduction="none", backend=backend)
+    np.testing.assert_allclose(got, [-lsm[0, 1], 0.0, -lsm[2, 3]], rtol=1e-14)
+    w = np.array([1.0, 2.0, 0.5, 4.0])
+    got = sc.cross_entropy(logits, np.array([1, 0, 3]), weight=w, backend=backend)
+    want = (2.0 * -lsm[0, 1] + 1.0 * -lsm[1, 0] + 4.0 * -lsm[2, 3]) / 7.0
+    np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
 class _HostArrayLike:
@@ -353,11 +384,6 @@ def test_ignore_index_inside_the_class_range(rng):
 
 
 # ------------------------------------------------- cross-entropy gradient out=
-
-
-def _host_backends():
-    names = [b.name for b in sc.list_backends() if b.available is True]
-    return [n for n in ("numpy", "numba") if n in names]
 
 
 def _ce_case(rng, dtype=np.float64, shape=(6, 5), prob=False):
