@@ -4,7 +4,7 @@ A class-index cross-entropy call hands its kernels two float64 weights per row
 (``alpha``, ``beta``), sometimes an int64 copy of the targets, and takes back a
 float64 loss per row: 32 bytes a row, 2 MiB for 65536 rows. Allocated afresh
 each call, such arrays come from ``mmap`` and every one of their pages is a
-page fault on first touch; at 65536 x 128 float32 that cost 15-20% of the whole
+page fault on first touch; at 65536 x 128 float32 that cost 13-27% of the whole
 call. Reusing one buffer per thread removes it.
 
 The buffer is only for NumPy (host) arrays: a device library's kernels run
