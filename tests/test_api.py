@@ -720,3 +720,68 @@ def test_linear_ce_weight_gradient_in_class_blocks(rng, backend, monkeypatch):
     np.testing.assert_allclose(dx, g @ w, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(db, g.sum(0), rtol=1e-13, atol=1e-14)
     assert _api._dw_block(c, dw) == 3
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_ce_scratch_is_per_thread(rng, backend):
+    # threads with batches of different sizes, each checked against its result
+    # computed alone: a buffer shared across threads would mix their rows (the
+    # numba kernels release the GIL, so the calls do overlap)
+    import threading
+
+    cases = []
+    for n in (4096, 3000, 5120, 2048):
+        x = rng.standard_normal((n, 33))
+        t = rng.integers(0, 33, n)
+        t[::7] = -100
+        w = rng.uniform(0.5, 2.0, 33)
+        want = sc.cross_entropy_with_grad(
+            x, t, weight=w, reduction="none", backend=backend
+        )
+        cases.append((x, t, w, want))
+    errors = []
+    start = threading.Barrier(len(cases))
+
+    def work(x, t, w, want):
+        start.wait()
+        for _ in range(30):
+            loss, grad = sc.cross_entropy_with_grad(
+                x, t, weight=w, reduction="none", backend=backend
+            )
+            if not (np.array_equal(loss, want[0]) and np.array_equal(grad, want[1])):
+                errors.append(len(t))
+                return
+
+    threads = [threading.Thread(target=work, args=c) for c in cases]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+
+
+def test_scratch_buffers_are_one_per_thread_and_bounded():
+    import threading
+
+    from softcore import _workspace
+
+    mine = _workspace.take(np, 4, 100)
+    try:
+        assert mine is not None
+        assert mine.shape == (4, 100)
+        assert _workspace.take(np, 4, 100) is None  # busy on this thread
+        seen = []
+        th = threading.Thread(target=lambda: seen.append(_workspace.take(np, 4, 100)))
+        th.start()
+        th.join()
+        theirs = seen[0]
+        assert theirs is not None
+        assert not np.shares_memory(mine, theirs)
+    finally:
+        _workspace.give_back(mine)
+    big = _workspace.LIMIT // 8 // 4 + 1  # one row more than the limit holds
+    assert _workspace.take(np, 4, big) is None
+    fits = _workspace.take(np, 4, big - 1)
+    assert fits is not None
+    _workspace.give_back(fits)
+    assert not _workspace._SLOT.busy
