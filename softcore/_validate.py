@@ -18,6 +18,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 REDUCTIONS = ("mean", "sum", "none")
 _UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}  # by itemsize
+_MAX = np.maximum.reduce
 
 
 def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
@@ -386,11 +387,16 @@ def plan_cross_entropy(
             if lo_t <= ignore_index <= hi_t:
                 keep = flat != ignore_index
             if not in_range:  # some target is no class: it must be ignored
-                bad = unsigned >= n_classes  # C <= hi fits the dtype
-                bad = bad if bad.ndim == 1 else bad.reshape(-1)
-                if keep is not None:
-                    bad &= keep
-                if bool(bad.any()):
+                if keep is not None and xp is np:  # one reduction over kept rows
+                    u = unsigned if unsigned.ndim == 1 else unsigned.reshape(-1)
+                    out_of_range = int(_MAX(u, where=keep, initial=0)) >= n_classes
+                else:
+                    bad = unsigned >= n_classes  # C <= hi fits the dtype
+                    bad = bad if bad.ndim == 1 else bad.reshape(-1)
+                    if keep is not None:
+                        bad &= keep
+                    out_of_range = bool(bad.any())
+                if out_of_range:
                     msg = first_bad_target(t, n_classes, ignore_index, xp)
                     raise ValueError(msg)
             if keep is None:  # nothing can be ignored and nothing is out of range
@@ -430,7 +436,10 @@ def plan_cross_entropy(
                     w_y = cw.take(t, out=scratch[0], mode="clip")  # t is in range
                     w_y *= keep
                 plan.beta = scratch[1]
-                np.multiply(keep, eps / n_classes, out=plan.beta)
+                if eps:
+                    np.multiply(keep, eps / n_classes, out=plan.beta)
+                else:  # the same zeros, sooner
+                    plan.beta.fill(0.0)
             plan.target = t
             if scratch is not None and weight is None:  # a count of kept rows
                 plan.normaliser = float(np.count_nonzero(keep))
@@ -438,7 +447,8 @@ def plan_cross_entropy(
                 plan.normaliser = float(w_y.sum())
             if scratch is not None:
                 plan.alpha = w_y
-                plan.alpha *= 1.0 - eps  # after the sum, which needs w_y
+                if eps:
+                    plan.alpha *= 1.0 - eps  # after the sum, which needs w_y
             if reduction == "mean" and plan.normaliser == 0 and bool(keep.any()):
                 # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
                 plan.nan_rows = keep
