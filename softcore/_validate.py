@@ -273,13 +273,13 @@ def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str 
     integer outside the dtype's range is an ``OverflowError`` in CuPy, comparisons
     included (``uint8_targets != -100``), or a wrong answer in some versions.
     """
-    info = np.iinfo(t.dtype)
-    bad = t >= n_classes if n_classes <= info.max else None
-    if info.min < 0:
+    lo, hi = _int_range(t.dtype)
+    bad = t >= n_classes if n_classes <= hi else None
+    if lo < 0:
         bad = t < 0 if bad is None else bad | (t < 0)
     if bad is None:
         return None  # every value of the dtype is a class
-    if info.min <= ignore_index <= info.max:
+    if lo <= ignore_index <= hi:
         bad &= t != ignore_index
     if not bool(bad.any()):
         return None
