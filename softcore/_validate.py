@@ -422,6 +422,7 @@ def plan_cross_entropy(
             if scratch is None:
                 t = xp.where(keep, t, 0)
                 w_y = cw[t] * keep
+                plan.normaliser = float(w_y.sum())
                 plan.alpha = (1.0 - eps) * w_y
                 plan.beta = (eps / n_classes) * keep.astype(_F64)
             else:  # the same in the thread's scratch: no fresh pages to fault in
@@ -429,26 +430,23 @@ def plan_cross_entropy(
                 t64 = scratch[3].view(np.int64)
                 np.multiply(t, keep, out=t64, casting="unsafe")
                 t = t64
+                w_y = scratch[0]
                 if weight is None:  # every class weight is 1: w_y is keep
-                    w_y = scratch[0]
                     np.copyto(w_y, keep)
+                    plan.normaliser = float(np.count_nonzero(keep))
                 else:
-                    w_y = cw.take(t, out=scratch[0], mode="clip")  # t is in range
+                    cw.take(t, out=w_y, mode="clip")  # t is in range
                     w_y *= keep
+                    plan.normaliser = float(w_y.sum())
+                if eps:
+                    w_y *= 1.0 - eps  # after the sum, which needs w_y
+                plan.alpha = w_y
                 plan.beta = scratch[1]
                 if eps:
                     np.multiply(keep, eps / n_classes, out=plan.beta)
                 else:  # the same zeros, sooner
                     plan.beta.fill(0.0)
             plan.target = t
-            if scratch is not None and weight is None:  # a count of kept rows
-                plan.normaliser = float(np.count_nonzero(keep))
-            else:
-                plan.normaliser = float(w_y.sum())
-            if scratch is not None:
-                plan.alpha = w_y
-                if eps:
-                    plan.alpha *= 1.0 - eps  # after the sum, which needs w_y
             if reduction == "mean" and plan.normaliser == 0 and bool(keep.any()):
                 # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
                 plan.nan_rows = keep
