@@ -533,7 +533,7 @@ def _ce(
         check_out(out, arr.shape, result, xp)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
-    scratch = _workspace.take(xp, 4, n)  # see _workspace: no fresh pages per call
+    scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:
         plan = plan_cross_entropy(
             target,
@@ -547,7 +547,7 @@ def _ce(
             label_smoothing=label_smoothing,
             scratch=scratch,
         )
-        loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch[2]
+        loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch.loss
         grad = None
         if n:
             x2 = rows(arr, ax, compute, xp)
@@ -625,9 +625,12 @@ def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> An
     if plan.reduction == "mean":
         # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
         total = total / plan.normaliser if plan.normaliser else total * np.nan
-    top = _CAST_MAX.get(result)
-    if top is None or (xp is np and abs(total) <= top):  # the cast cannot overflow
-        return xp.asarray(total, dtype=result)[()]
+    if xp is np:
+        top = _CAST_MAX.get(result)
+        if top is None or abs(total) <= top:  # the cast cannot overflow
+            return result.type(total)
+        with np.errstate(over="ignore"):
+            return result.type(total)
     with np.errstate(over="ignore"):
         return xp.asarray(total, dtype=result)[()]
 

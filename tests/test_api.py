@@ -684,6 +684,52 @@ def test_ce_called_from_inside_a_kernel_gets_its_own_rows(rng, monkeypatch):
     assert not _workspace._SLOT.busy
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+def test_short_batches_read_the_targets_range_like_long_ones(rng, backend, monkeypatch):
+    # a batch of at most _SMALL_ROWS rows takes its targets' range from a Python
+    # list; forced either way, every case gives the same bits or the same error
+    from softcore import _validate
+
+    x = rng.standard_normal((7, 5))
+    cases = [(t, kw) for t, kw in _ce_options()] + [
+        (np.array([0, 1, 2, 3, 4, 0, 1], np.int8), {}),
+        (np.array([0, 1, -3, 3, 4, 0, 1], np.int8), {}),  # negative: no class
+        (np.array([0, 1, 5, 3, 4, 0, 1], np.uint64), {}),  # past the classes
+        (np.array([0, 2**64 - 1, 1, 3, 4, 0, 1], np.uint64), {"ignore_index": -1}),
+        (np.array([0, 2**64 - 1, 1, 3, 4, 0, 1], np.uint64), {}),
+        (np.array([4, 1, 2, 3, 4, 0, 4]).reshape(7), {"ignore_index": 4}),
+        (np.array([0, 1, 2, 3, 4, 0, 1], ">i4"), {}),  # big-endian
+    ]
+    for t, kw in cases:
+        got = []
+        for small in (10**9, 0):
+            monkeypatch.setattr(_validate, "_SMALL_ROWS", small)
+            try:
+                got.append(sc.cross_entropy_with_grad(x, t, backend=backend, **kw))
+            except ValueError as e:
+                got.append(str(e))
+        monkeypatch.undo()
+        if isinstance(got[0], str):
+            assert got[0] == got[1], (t, kw)
+            assert "outside" in got[0]
+        else:
+            for a, b in zip(got[0], got[1], strict=True):
+                np.testing.assert_array_equal(a, b)
+    # 2-D batches (flattened for the list) and an empty one
+    x3 = rng.standard_normal((2, 3, 5))
+    t2 = np.array([[0, 4, -100], [2, 1, 3]])
+    want = sc.cross_entropy(x3, t2, reduction="none", backend="numpy")
+    monkeypatch.setattr(_validate, "_SMALL_ROWS", 10**9)
+    np.testing.assert_array_equal(
+        sc.cross_entropy(x3, t2, reduction="none", backend=backend), want
+    )
+    with pytest.raises(ValueError, match="outside"):
+        sc.cross_entropy(x3, t2 + 1, backend=backend)
+    assert np.isnan(
+        sc.cross_entropy(np.zeros((0, 5)), np.zeros(0, int), backend=backend)
+    )
+
+
 def test_ce_scratch_is_released_when_the_target_is_bad():
     from softcore import _workspace
 
@@ -765,23 +811,35 @@ def test_scratch_buffers_are_one_per_thread_and_bounded():
 
     from softcore import _workspace
 
-    mine = _workspace.take(np, 4, 100)
+    mine = _workspace.take(np, 100)
     try:
         assert mine is not None
-        assert mine.shape == (4, 100)
-        assert _workspace.take(np, 4, 100) is None  # busy on this thread
+        assert mine.base.shape == (4, 100)
+        for a, dt in ((mine.alpha, "f8"), (mine.beta, "f8"), (mine.loss, "f8")):
+            assert a.shape == (100,)
+            assert a.dtype == dt
+        assert mine.target.shape == (100,)
+        assert mine.target.dtype == np.int64
+        assert _workspace.take(np, 100) is None  # busy on this thread
         seen = []
-        th = threading.Thread(target=lambda: seen.append(_workspace.take(np, 4, 100)))
+        th = threading.Thread(target=lambda: seen.append(_workspace.take(np, 100)))
         th.start()
         th.join()
         theirs = seen[0]
         assert theirs is not None
-        assert not np.shares_memory(mine, theirs)
+        assert not np.shares_memory(mine.base, theirs.base)
     finally:
         _workspace.give_back(mine)
+    again = _workspace.take(np, 100)  # the same batch size: the same views
+    assert again is mine
+    _workspace.give_back(again)
+    other = _workspace.take(np, 50)  # another size: new views of the buffer
+    assert other is not mine
+    assert other.base.shape == (4, 50)
+    _workspace.give_back(other)
     big = _workspace.LIMIT // 8 // 4 + 1  # one row more than the limit holds
-    assert _workspace.take(np, 4, big) is None
-    fits = _workspace.take(np, 4, big - 1)
+    assert _workspace.take(np, big) is None
+    fits = _workspace.take(np, big - 1)
     assert fits is not None
     _workspace.give_back(fits)
     assert not _workspace._SLOT.busy
