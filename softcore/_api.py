@@ -14,8 +14,10 @@ from softcore._validate import (
     as_array,
     check_axes,
     check_axis,
+    check_ce_options,
     check_out,
     check_same_shape,
+    first_bad_target,
     float_dtypes,
     is_multi_axis,
     may_alias,
@@ -531,6 +533,15 @@ def _ce(
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
+    if not want_grad and reduction != "none":
+        hook = getattr(be, "cross_entropy_index_sum", None)
+        if hook is not None:
+            loss = _fused_index_loss(
+                hook, arr, ax, target, weight, ignore_index, reduction,
+                label_smoothing, compute, result,
+            )  # fmt: skip
+            if loss is not None:
+                return loss, None
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
@@ -616,15 +627,83 @@ _CAST_MAX = {
 }
 
 
+_I64 = np.dtype(np.int64)
+_NO_WEIGHT = np.empty(0)  # the fused kernel's "no class weight"
+
+
+def _fused_index_loss(
+    hook: Any,
+    arr: Any,
+    ax: int,
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    compute: Any,
+    result: Any,
+) -> Any:
+    """The loss of a small class-index call from the backend's optional fused
+    kernel ``cross_entropy_index_sum`` (plan, row losses and sum in one call: on a
+    32 x 10 batch the general path's NumPy steps cost more than the arithmetic),
+    or None where the general path must run: not a NumPy int64 target of the
+    batch's shape, a weight that still needs converting or checking, an
+    ``ignore_index`` no int64 holds, a read-only array, or a batch the kernel
+    declines. It raises exactly what the general path raises for the same call."""
+    if type(target) is not np.ndarray or target.dtype != _I64:
+        return None
+    eps = check_ce_options(reduction, label_smoothing, ignore_index)
+    shape = arr.shape
+    batch = shape[:ax] + shape[ax + 1 :]
+    if target.shape != batch or shape[ax] == 0 or 0 in batch:
+        return None
+    if weight is None:
+        cw = _NO_WEIGHT
+    elif (
+        type(weight) is np.ndarray
+        and weight.dtype == np.float64
+        and weight.shape == (shape[ax],)
+        and weight.flags.c_contiguous
+    ):
+        cw = weight
+    else:
+        return None
+    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
+    if not -(1 << 63) <= ignore < 1 << 63:
+        return None
+    t = target if target.ndim == 1 else target.reshape(-1)
+    x2 = rows(arr, ax, compute, np)
+    if not (
+        t.flags.c_contiguous
+        and t.flags.writeable
+        and x2.flags.writeable
+        and cw.flags.writeable
+    ):  # a read-only array would be one more compiled variant of the kernel
+        return None
+    got = hook(x2, t, cw, ignore, eps)
+    if got is None:
+        return None
+    bad, total, normaliser = got
+    if bad >= 0:
+        raise ValueError(first_bad_target(target, shape[ax], ignore, np))
+    return _scalar_loss(total, normaliser, reduction, result, np)
+
+
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
     # a float64 loss beyond float32's range becomes inf in the cast, as it should
     if plan.reduction == "none":
         with np.errstate(over="ignore"):
             return loss_rows.reshape(batch).astype(result)
-    total = loss_rows.sum()
-    if plan.reduction == "mean":
+    return _scalar_loss(loss_rows.sum(), plan.normaliser, plan.reduction, result, xp)
+
+
+def _scalar_loss(
+    total: Any, normaliser: float, reduction: str, result: Any, xp: Any
+) -> Any:
+    """The summed loss as the result's scalar: divided for ``"mean"``."""
+    if reduction == "mean":
         # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
-        total = total / plan.normaliser if plan.normaliser else total * np.nan
+        total = total / normaliser if normaliser else total * np.nan
     if xp is np:
         top = _CAST_MAX.get(result)
         if top is None or abs(total) <= top:  # the cast cannot overflow
@@ -1158,8 +1237,9 @@ linear_cross_entropy_with_grad.__doc__ = (
     Per chunk of rows: logits ``Z = X Wᵀ + b``, the cross-entropy gradient
     ``G = ∂loss/∂Z`` written over ``Z`` in place, then ``dX = G W``,
     ``dW += Gᵀ X`` (the seed's ``X^T (P − Y)`` in the ``(C, D)`` layout) and
-    ``db += Σ_rows G``. Extra memory: one chunk of logits plus one ``(C, D)``
-    buffer when there is more than one chunk.
+    ``db += Σ_rows G``. Extra memory: one chunk of logits plus, when there is
+    more than one chunk, a block of ``dW`` (8 MiB, at least 256 classes) for the
+    accumulation.
 """
     + _LCE_DOC_PARAMS
     + """

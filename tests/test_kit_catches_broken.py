@@ -113,6 +113,26 @@ class IgnoresWeight(Wrapped):
         )
 
 
+class FusedMeanOverRows(Wrapped):
+    """A fused small loss (the optional ``cross_entropy_index_sum``) that divides
+    the mean by the row count, forgetting ignored rows and class weights."""
+
+    def cross_entropy_index_sum(
+        self, x: Any, target: Any, cw: Any, ignore_index: int, smoothing: float
+    ) -> Any:
+        import softcore as sc
+
+        c = x.shape[1]
+        bad = (target != ignore_index) & ((target < 0) | (target >= c))
+        if bad.any():
+            return int(np.argmax(bad)), 0.0, 0.0
+        total = sc.cross_entropy(
+            x, target, weight=cw if cw.size else None, ignore_index=ignore_index,
+            label_smoothing=smoothing, reduction="sum", backend="numpy",
+        )  # fmt: skip
+        return -1, float(total), float(len(target))
+
+
 FAKES = {
     "kit-no-max-shift": NoMaxShift,
     "kit-grad-sign": GradSign,
@@ -121,6 +141,7 @@ FAKES = {
     "kit-mutates-input": MutatesInput,
     "kit-half-precision": HalfPrecision,
     "kit-ignores-weight": IgnoresWeight,
+    "kit-fused-mean-over-rows": FusedMeanOverRows,
     "kit-loopback": Wrapped,
 }
 
@@ -182,6 +203,12 @@ BROKEN = [
         "cross_entropy_matches_torch or (accuracy and cross_entropy)",
         "accuracy",
         "cross_entropy[kit-ignores-weight] loss",
+    ),
+    (
+        "kit-fused-mean-over-rows",
+        "zero_total_weight or all_ignored",
+        "zero_total_weight",
+        "expected loss nan",
     ),
 ]
 

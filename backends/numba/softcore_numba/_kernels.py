@@ -2081,3 +2081,78 @@ def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_
         _short_ce_grad_tile(
             x, target, alpha, beta, cw, W, gs, loss_out, grad_out, r0, r1, T
         )
+
+
+# -------------------------------------------- cross-entropy, one small call fused
+#
+# A small class-index cross-entropy whole: the core's target plan, the row losses
+# and their sum in one call, for a batch too small to thread (the core's NumPy
+# steps cost more than the arithmetic there). Two entry points, so that a first
+# call compiles only the row kernel its width takes.
+
+
+@njit(**_GLUE)
+def _index_plan(target, cw, ignore_index, eps, C):
+    """The core's per-row plan, to the bit: ``w_y = cw[y] * keep``,
+    ``alpha = w_y (1 - eps)``, ``beta = keep eps / C``, ignored rows' target 0.
+    Returns ``(bad, t, alpha, beta, cw, norm)``; ``bad`` the first row whose
+    target is neither a class nor ``ignore_index`` (the rest then undefined)."""
+    n = target.shape[0]
+    uniform = cw.shape[0] == 0
+    t = np.empty(n, np.int64)
+    alpha = np.empty(n)
+    beta = np.empty(n)
+    a1 = 1.0 - eps
+    b1 = eps / C
+    norm = 0.0
+    for i in range(n):
+        y = target[i]
+        if y == ignore_index:
+            keep = 0.0
+            y = 0
+        elif y < 0 or y >= C:
+            return i, t, alpha, beta, cw, norm
+        else:
+            keep = 1.0
+        w = keep if uniform else cw[y] * keep
+        t[i] = y
+        norm += w
+        alpha[i] = w * a1 if eps != 0.0 else w
+        beta[i] = keep * b1 if eps != 0.0 else 0.0
+    return -1, t, alpha, beta, np.ones(C) if uniform else cw, norm
+
+
+@njit(**_GLUE)
+def _row_sum(loss):
+    total = 0.0
+    for i in range(loss.shape[0]):
+        total += loss[i]
+    return total
+
+
+@njit(**_KW)
+def cross_entropy_index_sum_short(x, target, cw, ignore_index, eps):
+    """``(bad, total, norm)`` of a small batch of short rows (``C < SHORT_C``):
+    ``bad`` the first row whose target is neither a class nor ``ignore_index``
+    (then nothing is computed), else -1; ``total`` the row losses' sum and
+    ``norm`` the kept rows' summed weight, both in row order. ``target`` int64
+    ``(rows,)`` unchecked; ``cw`` float64 ``(C,)``, or ``(0,)`` for no weight."""
+    n, C = x.shape
+    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    loss = np.empty(n)
+    cross_entropy_short_ser(x, t, alpha, beta, w, loss)
+    return -1, _row_sum(loss), norm
+
+
+@njit(**_KW)
+def cross_entropy_index_sum_rows(x, target, cw, ignore_index, eps):
+    """As :func:`cross_entropy_index_sum_short`, for rows of ``SHORT_C`` or more."""
+    n, C = x.shape
+    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    loss = np.empty(n)
+    cross_entropy_ser(x, t, alpha, beta, w, loss)
+    return -1, _row_sum(loss), norm

@@ -150,3 +150,18 @@ def cross_entropy_prob_grad_rows(
         loss_out,
         grad_out,
     )
+
+
+def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
+    """The optional fused small call, the core's plan, the row losses and their
+    sum in one jitted call: ``(bad, total, norm)`` (see the kernels), or None for
+    a batch large enough to thread, which the core's general path runs."""
+    n, c = x.shape
+    if n * c > SERIAL_MAX:
+        return None
+    fused = (
+        K.cross_entropy_index_sum_short
+        if c < SHORT_C
+        else K.cross_entropy_index_sum_rows
+    )
+    return fused(x, target, class_weight, int(ignore_index), float(smoothing))
