@@ -627,8 +627,79 @@ _CAST_MAX = {
 }
 
 
-_I64 = np.dtype(np.int64)
 _NO_WEIGHT = np.empty(0)  # the fused kernel's "no class weight"
+_FUSED_MAX = 1 << 15
+"""Logits up to which a loss-only cross-entropy is offered to the fused kernel
+(linear cross-entropy's computed in one matrix product, no chunks at that
+size); the backend may still decline."""
+
+
+def _fused_args(
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    batch: tuple,
+    n_classes: int,
+) -> Any:
+    """``(target, class_weight, ignore_index, smoothing)`` for the backend's
+    optional fused kernel ``cross_entropy_index_sum`` (a small class-index loss,
+    plan, row losses and sum in one call: on a 32 x 10 batch the general path's
+    NumPy steps cost more than the arithmetic), or None where the general path
+    must run: a target that is not NumPy integers (or a list of them) of the
+    batch's shape, uint64 targets (int64 cannot hold them all), a weight that
+    is not a real vector of ``C`` entries, an ``ignore_index`` no int64 holds.
+    The choice depends on values and dtypes only, never on memory layout or
+    flags (arrays are copied where the kernel needs it), so every layout of the
+    same call gives the same bits. Raises what the general path raises for bad
+    options."""
+    t = _host_array(target)
+    if t is None:
+        return None
+    kind = t.dtype.kind
+    if not (kind == "i" or (kind == "u" and t.dtype.itemsize < 8)):
+        return None
+    eps = check_ce_options(reduction, label_smoothing, ignore_index)
+    if t.shape != batch or n_classes == 0 or 0 in batch:
+        return None
+    if weight is None:
+        cw = _NO_WEIGHT
+    else:
+        cw = _host_array(weight)
+        if cw is None or cw.dtype.kind not in "biuf" or cw.shape != (n_classes,):
+            return None
+        cw = _writable(np.ascontiguousarray(cw, dtype=np.float64))
+    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
+    if not -(1 << 63) <= ignore < 1 << 63:
+        return None
+    flat = t if t.ndim == 1 else t.reshape(-1)
+    return _writable(np.ascontiguousarray(flat, dtype=np.int64)), cw, ignore, eps
+
+
+def _host_array(v: Any) -> Any:
+    """``v`` as a NumPy array where it is one or a list or tuple, else None."""
+    if type(v) is np.ndarray:
+        return v
+    return np.asarray(v) if isinstance(v, list | tuple) else None
+
+
+def _writable(a: Any) -> Any:
+    """``a``, copied where it is the caller's read-only array (one compiled
+    variant of a kernel fewer; the kernels never write their inputs)."""
+    return a if a.flags.writeable else a.copy()
+
+
+def _fused_loss(
+    got: Any, target: Any, n_classes: int, args: tuple, reduction: str, result: Any
+) -> Any:
+    """The loss from the fused kernel's ``(bad, total, norm)``; for a bad target
+    the general path's error."""
+    bad, total, normaliser = got
+    if bad >= 0:
+        t = np.asarray(target)
+        raise ValueError(first_bad_target(t, n_classes, args[2], np))
+    return _scalar_loss(total, normaliser, reduction, result, np)
 
 
 def _fused_index_loss(
@@ -643,50 +714,22 @@ def _fused_index_loss(
     compute: Any,
     result: Any,
 ) -> Any:
-    """The loss of a small class-index call from the backend's optional fused
-    kernel ``cross_entropy_index_sum`` (plan, row losses and sum in one call: on a
-    32 x 10 batch the general path's NumPy steps cost more than the arithmetic),
-    or None where the general path must run: not a NumPy int64 target of the
-    batch's shape, a weight that still needs converting or checking, an
-    ``ignore_index`` no int64 holds, a read-only array, or a batch the kernel
-    declines. It raises exactly what the general path raises for the same call."""
-    if type(target) is not np.ndarray or target.dtype != _I64:
-        return None
-    eps = check_ce_options(reduction, label_smoothing, ignore_index)
+    """:func:`cross_entropy`'s loss through the fused kernel (see
+    :func:`_fused_args`), or None where the general path must run, the kernel
+    declining included."""
     shape = arr.shape
-    batch = shape[:ax] + shape[ax + 1 :]
-    if target.shape != batch or shape[ax] == 0 or 0 in batch:
+    if arr.size > _FUSED_MAX:
         return None
-    if weight is None:
-        cw = _NO_WEIGHT
-    elif (
-        type(weight) is np.ndarray
-        and weight.dtype == np.float64
-        and weight.shape == (shape[ax],)
-        and weight.flags.c_contiguous
-    ):
-        cw = weight
-    else:
+    args = _fused_args(
+        target, weight, ignore_index, reduction, label_smoothing,
+        shape[:ax] + shape[ax + 1 :], shape[ax],
+    )  # fmt: skip
+    if args is None:
         return None
-    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
-    if not -(1 << 63) <= ignore < 1 << 63:
-        return None
-    t = target if target.ndim == 1 else target.reshape(-1)
-    x2 = rows(arr, ax, compute, np)
-    if not (
-        t.flags.c_contiguous
-        and t.flags.writeable
-        and x2.flags.writeable
-        and cw.flags.writeable
-    ):  # a read-only array would be one more compiled variant of the kernel
-        return None
-    got = hook(x2, t, cw, ignore, eps)
+    got = hook(_writable(rows(arr, ax, compute, np)), *args)
     if got is None:
         return None
-    bad, total, normaliser = got
-    if bad >= 0:
-        raise ValueError(first_bad_target(target, shape[ax], ignore, np))
-    return _scalar_loss(total, normaliser, reduction, result, np)
+    return _fused_loss(got, target, shape[ax], args, reduction, result)
 
 
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
@@ -955,6 +998,17 @@ def _dw_block(n_classes: int, dw: Any) -> int:
     return max(1, min(n_classes, max(_DW_BLOCK_MIN, _DW_BLOCK_BYTES // max(1, row))))
 
 
+def _linear_operands(
+    x: Any, w: Any, b: Any, n: int, n_features: int, compute: Any, xp: Any
+) -> tuple:
+    """Input ``(N, D)``, weight and bias, C-contiguous in the compute dtype."""
+    return (
+        xp.ascontiguousarray(x.reshape(n, n_features), dtype=compute),
+        xp.ascontiguousarray(w, dtype=compute),
+        None if b is None else xp.ascontiguousarray(b, dtype=compute),
+    )
+
+
 def _linear_ce(
     input: Any,
     linear_weight: Any,
@@ -1004,6 +1058,42 @@ def _linear_ce(
             )
     batch = tuple(x.shape[:-1])
     logits_shape = batch + (n_classes,)
+    n = math.prod(batch)
+    if chunk_size is not None:
+        try:
+            chunk = int(chunk_size)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"chunk_size must be a positive integer; received {chunk_size!r}"
+            ) from None
+        if chunk < 1 or chunk != chunk_size:
+            raise ValueError(
+                f"chunk_size must be a positive integer; received {chunk_size!r}"
+            )
+    x2 = w2 = b2 = None
+    if (
+        not want_grad
+        and reduction != "none"
+        and xp is np
+        and n * n_classes <= _FUSED_MAX
+    ):  # a small loss: the logits at once, then the backend's fused kernel
+        hook = getattr(be, "cross_entropy_index_sum", None)
+        args = None
+        if hook is not None:
+            args = _fused_args(
+                target, weight, ignore_index, reduction, label_smoothing, batch,
+                n_classes,
+            )  # fmt: skip
+        if args is not None:  # nothing is converted before the options are checked
+            x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp)
+            z = xp.matmul(x2, w2.T)
+            if b2 is not None:
+                z += b2
+            got = hook(z, *args)
+            if got is not None:
+                return _fused_loss(
+                    got, target, n_classes, args, reduction, result
+                ), None
     plan = plan_cross_entropy(
         target,
         logits_shape,
@@ -1016,7 +1106,6 @@ def _linear_ce(
         label_smoothing=label_smoothing,
         logits_name="input @ linear_weight.T",
     )
-    n = math.prod(batch)
     if chunk_size is None:
         hint = getattr(be, "linear_chunk_rows", None)
         itemsize = np.dtype(compute).itemsize
@@ -1024,22 +1113,9 @@ def _linear_ce(
             chunk = int(hint(n_classes, n_features, itemsize))
         else:
             chunk = _DEFAULT_CHUNK_BYTES // max(1, n_classes * itemsize)
-    else:
-        try:
-            chunk = int(chunk_size)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"chunk_size must be a positive integer; received {chunk_size!r}"
-            ) from None
-        if chunk < 1 or chunk != chunk_size:
-            raise ValueError(
-                f"chunk_size must be a positive integer; received {chunk_size!r}"
-            )
     chunk = max(1, min(chunk, n))
-
-    x2 = xp.ascontiguousarray(x.reshape(n, n_features), dtype=compute)
-    w2 = xp.ascontiguousarray(w, dtype=compute)
-    b2 = None if b is None else xp.ascontiguousarray(b, dtype=compute)
+    if x2 is None:
+        x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp)
     wt = w2.T
     loss_rows = xp.empty(n, dtype=np.float64)
     if want_grad:

@@ -148,36 +148,135 @@ def test_fused_loss_on_batches_with_the_class_axis_elsewhere(rng, spy, monkeypat
     )
 
 
-def test_large_batches_and_other_inputs_take_the_general_path(rng, spy, monkeypatch):
+def test_fused_loss_is_the_same_for_every_layout_and_int_type(rng, spy):
+    # which path runs depends on values and dtypes, never on memory layout or
+    # flags: read-only, strided, big-endian, narrower ints and lists give the
+    # plain call's bits (through the fused kernel, on copies where needed)
     c = 10
     x = rng.standard_normal((8, c))
     t = rng.integers(0, c, 8)
+    t[3] = -100
+    w = rng.uniform(0.5, 2.0, c).astype(np.float32).astype(np.float64)  # exact in f32
+    want = sc.cross_entropy(x, t, weight=w, backend="numba")
     ro_x = x.copy()
     ro_x.setflags(write=False)
     ro_t = t.copy()
     ro_t.setflags(write=False)
-    w = rng.uniform(0.5, 2.0, c)
+    ro_w = w.copy()
+    ro_w.setflags(write=False)
+    variants = [
+        (ro_x, ro_t, ro_w),
+        (np.asfortranarray(x), t, w),
+        (x[::-1].copy()[::-1], t[::-1].copy()[::-1], w[::-1].copy()[::-1]),
+        (x, t.astype(np.int32), w),
+        (x, t.astype(np.int16), w.astype(np.float32)),
+        (x, t.astype(">i8"), w.astype(">f8")),
+        (x, t.tolist(), w.tolist()),
+    ]
+    for xi, ti, wi in variants:
+        del spy[:]
+        got = sc.cross_entropy(xi, ti, weight=wi, backend="numba")
+        assert spy
+        assert spy[0] is not None
+        assert got == want
+    assert ro_x.flags.writeable is False  # the caller's flags untouched
+    assert ro_t.flags.writeable is False
+
+
+def test_other_inputs_take_the_general_path(rng, spy, monkeypatch):
+    c = 10
+    x = rng.standard_normal((8, c))
+    t = rng.integers(0, c, 8)
     others = [
-        (x, t.astype(np.int32), {}),  # not int64
-        (x, t.astype(">i8"), {}),  # not native
-        (x, t.tolist(), {}),  # not an array
-        (ro_x, t, {}),  # read-only (another compiled variant): not fused
-        (x, ro_t, {}),
-        (x, t, {"weight": w.astype(np.float32)}),  # a weight to convert
-        (x, t, {"weight": w.tolist()}),
+        (x, t.astype(np.uint64), {}),  # int64 cannot hold every uint64
         (x, t, {"ignore_index": 1 << 63}),  # no int64 holds it
         (x, t, {"reduction": "none"}),
+        (x, t, {"weight": np.ones((1, c))}),  # a bad weight: the general error
     ]
     for xi, ti, kw in others:
-        got = sc.cross_entropy(xi, ti, backend="numba", **kw)
+        try:
+            got = sc.cross_entropy(xi, ti, backend="numba", **kw)
+        except ValueError as e:
+            got = str(e)
         assert spy == [], kw
-        want = _general(monkeypatch, xi, ti, **kw)
+        try:
+            want = _general(monkeypatch, xi, ti, **kw)
+        except ValueError as e:
+            want = str(e)
         np.testing.assert_array_equal(got, want)
     big = rng.standard_normal((_ops.SERIAL_MAX // c + 1, c))  # past serial: threads
     tb = rng.integers(0, c, big.shape[0])
     got = sc.cross_entropy(big, tb, backend="numba")
-    assert spy == [None]  # asked, and declined
+    assert spy == []  # the core's limit is the same as numba's default
     np.testing.assert_array_equal(got, _general(monkeypatch, big, tb))
+    monkeypatch.setattr(_ops, "SERIAL_MAX", 40)  # numba's own limit lower
+    got = sc.cross_entropy(x, t, backend="numba")
+    assert spy == [None]  # asked, and declined
+    np.testing.assert_array_equal(got, _general(monkeypatch, x, t))
     # the loss + gradient calls never take it
     sc.cross_entropy_with_grad(x, t, backend="numba")
     assert spy == [None]
+
+
+def _linear_general(monkeypatch, *args, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(nb, "cross_entropy_index_sum", None, raising=False)
+        return sc.linear_cross_entropy(*args, backend="numba", **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_linear_loss_is_the_general_paths(dtype, rng, spy, monkeypatch):
+    # a small loss-only linear CE: the logits in one product, then the fused call
+    n, d, c = 40, 16, 12
+    x = rng.standard_normal((n, d)).astype(dtype)
+    w = rng.standard_normal((c, d)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    for t, kw in _cases(rng, c):
+        t = t[:n] if len(t) >= n else np.resize(t, n)
+        for bias in (None, b):
+            del spy[:]
+            got = sc.linear_cross_entropy(
+                x, w, t, linear_bias=bias, backend="numba", **kw
+            )
+            assert len(spy) == 1
+            assert spy[0][0] == -1
+            want = _linear_general(monkeypatch, x, w, t, linear_bias=bias, **kw)
+            assert type(got) is type(want)
+            assert np.isnan(got) == np.isnan(want), (kw, got, want)
+            if np.isnan(want):
+                continue
+            z = x @ w.T + (0 if bias is None else bias)
+            bound = _bound(z.astype(dtype), t, kw, got, monkeypatch)
+            assert abs(float(got) - float(want)) <= bound, (kw, got, want, bound)
+
+
+def test_fused_linear_loss_errors_and_limits(rng, spy, monkeypatch):
+    from softcore import _api
+
+    n, d, c = 6, 4, 5
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal((c, d))
+    bad = np.array([0, 1, 7, 2, 3, 4])
+    with pytest.raises(ValueError, match="outside") as fused:
+        sc.linear_cross_entropy(x, w, bad, backend="numba")
+    assert spy[-1][0] == 2
+    with pytest.raises(ValueError, match="outside") as general:
+        _linear_general(monkeypatch, x, w, bad)
+    assert str(fused.value) == str(general.value)
+    del spy[:]
+    t = rng.integers(0, c, n)
+    for kw in ({"chunk_size": 0}, {"chunk_size": 1.5}, {"reduction": "avg"}):
+        with pytest.raises((TypeError, ValueError)):  # before any product
+            sc.linear_cross_entropy(x, w, t, backend="numba", **kw)
+    with pytest.raises(ValueError, match="shape"):
+        sc.linear_cross_entropy(x, w, t[:-1], backend="numba")
+    assert spy == []
+    # past the core's limit, and with gradients: the general path
+    monkeypatch.setattr(_api, "_FUSED_MAX", n * c - 1)
+    got = sc.linear_cross_entropy(x, w, t, backend="numba")
+    sc.linear_cross_entropy_with_grad(x, w, t, backend="numba")
+    assert spy == []
+    monkeypatch.undo()
+    np.testing.assert_allclose(
+        got, sc.linear_cross_entropy(x, w, t, backend="numba"), rtol=1e-14
+    )
