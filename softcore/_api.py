@@ -99,11 +99,16 @@ def _direct_out(
     if not o_last.flags.c_contiguous:
         return None
     cand = o_last if o_last.ndim == 2 else o_last.reshape(shape2)
-    if any(may_alias(a, cand, xp) for a in inputs):
-        return None
-    share = getattr(xp, "may_share_memory", None)
-    if share is not None and any(a is not None and share(a, cand) for a in untouchable):
-        return None
+    # plain loops, not any() over generators: a small call feels each step
+    for a in inputs:
+        if may_alias(a, cand, xp):
+            return None
+    if untouchable:
+        share = getattr(xp, "may_share_memory", None)
+        if share is not None:
+            for a in untouchable:
+                if a is not None and share(a, cand):
+                    return None
     return cand
 
 
