@@ -43,6 +43,12 @@ class Backend(Protocol):
         results are bitwise equal for every thread count.
     xp : module
         The array module of the arrays the kernels take (``numpy``, ``cupy``).
+
+    Optional, looked up with ``getattr`` (see ``backends/README.md``):
+    ``linear_chunk_rows(n_classes, n_features, itemsize)``, rows per chunk of
+    linear cross-entropy; ``cross_entropy_index_sum(x, target, class_weight,
+    ignore_index, smoothing)``, a small loss-only class-index call in one step,
+    returning ``(bad_row, total, normaliser)`` or None to decline.
     """
 
     name: str
