@@ -305,6 +305,42 @@ def test_out_overlapping_the_input_partially_is_safe(rng):
     np.testing.assert_allclose(out, expected, rtol=1e-13)
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+def test_plain_out_fast_path_decides_like_the_general_checks(rng, backend):
+    # two separate arrays of their own, or out is x: written directly; any view
+    # (possibly overlapping) or a bad out goes through the general checks
+    from softcore import _api
+
+    f64 = np.dtype(np.float64)
+    buf = rng.standard_normal(61)
+    cases = [
+        (lambda x: np.empty_like(x), True),
+        (lambda x: x, True),
+        (lambda x: buf[1:41].reshape(5, 8), False),  # overlaps x, a view of buf
+        (lambda x: np.empty((10, 8))[::2], False),  # strided
+        (lambda x: np.empty((5, 8), np.float32), False),  # dtype: TypeError below
+    ]
+    for make, plain in cases:
+        for op, ref in ((sc.softmax, _softmax64), (sc.log_softmax, None)):
+            x = buf[:40].reshape(5, 8)
+            x = x.copy() if plain else x
+            want = ref(x) if ref else np.log(_softmax64(x))
+            out = make(x)
+            assert _api._plain_out(x, 1, out, f64, f64) is plain
+            if out.dtype != f64:
+                with pytest.raises(TypeError, match="dtype"):
+                    op(x, out=out, backend=backend)
+                continue
+            assert op(x, out=out, backend=backend) is out
+            np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-15)
+            buf = rng.standard_normal(61)
+    ro = np.empty((5, 8))
+    ro.setflags(write=False)
+    assert not _api._plain_out(np.ones((5, 8)), 1, ro, f64, f64)
+    with pytest.raises(ValueError, match="read-only"):
+        sc.softmax(np.ones((5, 8)), out=ro, backend=backend)
+
+
 def test_out_with_other_axis_layout(rng):
     x = rng.standard_normal((5, 3))
     out = np.empty((5, 3))
