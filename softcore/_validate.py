@@ -245,6 +245,11 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
     return xp.ascontiguousarray(w, dtype=_F64)
 
 
+def _as_unsigned(t: Any) -> Any:
+    """Integer ``t`` seen as the unsigned type of its width (a view, no copy)."""
+    return t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
+
+
 def _int64_rows(t: Any, xp: Any, scratch: Any) -> Any:
     """Flat targets as contiguous int64: ``t`` itself where it is, else a copy
     (into ``scratch.target`` where there is a scratch)."""
@@ -379,6 +384,7 @@ def plan_cross_entropy(
         elif not dt.isnative:  # the unsigned view below is native-endian
             t = t.astype(dt.newbyteorder("="))
         flat = t if t.ndim == 1 else t.reshape(-1)
+        unsigned = None  # flat seen as unsigned, made where it is needed
         if n_rows <= _SMALL_ROWS and xp is np:
             # a short batch: the same maximum from a Python list, in half the time
             values = flat.tolist()
@@ -386,16 +392,13 @@ def plan_cross_entropy(
             if min(values, default=0) < 0:  # its unsigned view: past any class
                 hi = 1 << 64
         else:
-            unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
+            unsigned = _as_unsigned(flat)
             hi = int(unsigned.max()) if n_rows else 0
         in_range = hi < n_classes
         keep = None
         if not in_range or 0 <= ignore_index <= hi:
-            unsigned = (
-                flat
-                if flat.dtype.kind == "u"
-                else flat.view(_UNSIGNED[flat.dtype.itemsize])
-            )
+            if unsigned is None:
+                unsigned = _as_unsigned(flat)
             # rows equal to ignore_index are ignored; compared in the target's
             # own dtype, and only where it can hold ignore_index (CuPy raises
             # for uint8 != -100; uint64 must not wrap to it)
