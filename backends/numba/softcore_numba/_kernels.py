@@ -524,6 +524,13 @@ def _softmax_row(xr, outr, ip):
 LOG_ROWS = 64
 """Rows whose ``log S`` log_softmax and logsumexp take in one vectorised loop."""
 
+REREAD_BYTES = 8192
+"""Most bytes of logits in one group of the kernels that read a group's rows a
+second time to write them (log_softmax): the group stays in L1 between the
+passes. 64 rows of 128 float32 classes (32 KiB) went back to L2 and cost
+10-20% more than 16 rows (8 KiB). Probability-target cross-entropy, which
+reads the targets too, showed no gain and keeps ``LOG_ROWS``."""
+
 
 def group_scratch(k, R):
     """``(k, min(R, LOG_ROWS))`` float64: ``k`` terms of each row of a group of
@@ -535,6 +542,12 @@ def group_scratch(k, R):
 @overload(group_scratch, inline="always")
 def _group_scratch_impl(k, R):
     return lambda k, R: np.empty((k, min(R, LOG_ROWS)))
+
+
+@njit(**_GLUE)
+def _reread_rows(x):
+    """Rows per group of a kernel that reads its group twice (``REREAD_BYTES``)."""
+    return max(1, min(LOG_ROWS, REREAD_BYTES // (x.shape[1] * x.itemsize)))
 
 
 @njit(**_GLUE)
@@ -976,13 +989,14 @@ def log_softmax_par(x, out):
     wide()
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
+    G = _reread_rows(x)
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         st = group_scratch(3, R)
         t1 = min(n, t * R + R)
-        for g in range(t * R, t1, LOG_ROWS):
-            _log_softmax_group(x, out, g, min(t1, g + LOG_ROWS), ip, buf, st)
+        for g in range(t * R, t1, G):
+            _log_softmax_group(x, out, g, min(t1, g + G), ip, buf, st)
 
 
 @njit(**_KW)
@@ -990,10 +1004,11 @@ def log_softmax_ser(x, out):
     wide()
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
+    G = _reread_rows(x)
     buf = scratch(x)
     st = group_scratch(3, n)
-    for g in range(0, n, LOG_ROWS):
-        _log_softmax_group(x, out, g, min(n, g + LOG_ROWS), ip, buf, st)
+    for g in range(0, n, G):
+        _log_softmax_group(x, out, g, min(n, g + G), ip, buf, st)
 
 
 @njit(**_PKW)
