@@ -23,8 +23,9 @@ float32 difference (:func:`~softcore_numba._vexp.exp32`), float64 rows
 dtype. Where every ``x - m`` of a segment is in ``[-87, 0]`` (float32;
 ``[-708, 0]`` float64) or NaN, the exp is
 :func:`~softcore_numba._vexp.exp32_nonpos` (``exp64_nonpos``): the same bits
-without the clamps and the second scaling (:func:`_seg_nonpos` decides per
-segment). Sums are vectorised (``reassoc`` on the reduction loops only, which
+without the clamps and the second scaling (decided per segment: from the
+minimum the maximum pass also takes, :func:`_range_nonpos`, or by
+:func:`_seg_nonpos` where the shift is not the segment's own maximum). Sums are vectorised (``reassoc`` on the reduction loops only, which
 never write; the order is fixed by the compiled code, not by the thread count).
 
 Vector width. Every loop helper calls :func:`~softcore_numba._vexp.wide`, so
@@ -223,24 +224,30 @@ def _from_order_key_impl(k):
 
 
 @njit(**_KW)
-def _seg_max(xr, j0, j1):
-    """Maximum of ``xr[j0:j1]``, as float64; ``-inf`` for a segment of ``-inf``.
+def _seg_range(xr, j0, j1):
+    """``(max, min)`` of ``xr[j0:j1]``, as float64; ``-inf`` for a segment of
+    ``-inf``.
 
-    Taken as the integer maximum of :func:`order_key`: exact, and one 1-cycle
-    instruction a vector where ``llvm.maxnum`` (NaN-ignoring) lowers to three
-    with a longer latency; 2.5-3x faster at 128 and 1000 float32 classes. A
-    segment with a NaN may give NaN or the maximum of the rest (by the NaN's
-    sign bit). Either way every result of its row is NaN, through that
-    element's exp (the callers shift such a segment by 0, as an all ``-inf``
-    one, so other exps may overflow or, unclamped, be meaningless: the sum is
-    NaN all the same).
+    Taken as the integer maximum and minimum of :func:`order_key`: exact, and
+    one 1-cycle instruction a vector each, where ``llvm.maxnum`` (NaN-ignoring)
+    lowers to three with a longer latency; the maximum alone ran 2.5-3x faster
+    at 128 and 1000 float32 classes. The minimum rides along in the same pass
+    (it decides the exp's domain, :func:`_range_nonpos`, without another pass
+    over the segment). A segment with a NaN may give NaN for either (by the
+    NaN's sign bit) or the extremes of the rest. Either way every result of
+    its row is NaN, through that element's exp (the callers shift such a
+    segment by 0, as an all ``-inf`` one, so other exps may overflow or,
+    unclamped, be meaningless: the sum is NaN all the same).
     """
     wide()
     xs = xr[j0:j1]  # loops start at 0: no negative-index wraparound, so no gathers
-    k = order_key(xs[0])
+    hi = order_key(xs[0])
+    lo = hi
     for j in range(xs.shape[0]):
-        k = max(k, order_key(xs[j]))
-    return np.float64(from_order_key(k))
+        k = order_key(xs[j])
+        hi = max(hi, k)
+        lo = min(lo, k)
+    return np.float64(from_order_key(hi)), np.float64(from_order_key(lo))
 
 
 @njit(**_KW)
@@ -261,12 +268,22 @@ def _seg_nonpos(xs, m):
     return not low
 
 
+@njit(**_GLUE)
+def _range_nonpos(lo, m, row):
+    """:func:`_seg_nonpos` of a segment of ``row``'s dtype from its minimum
+    ``lo`` (:func:`_seg_range`), without reading it again: ``argdiff(v, m)`` is
+    rounded from an exact difference, so it is monotonic in ``v`` and the
+    minimum is the one element that can fall below ``nonpos_min``. (A NaN
+    minimum admits the segment; its row is NaN either way.)"""
+    return not argdiff(lo, m, row) < nonpos_min(row)
+
+
 @njit(fastmath=_RED, **_KW)
-def _seg_sumexp(xr, j0, j1, m):
+def _seg_sumexp(xr, j0, j1, m, nonpos):
     wide()
     xs = xr[j0:j1]
     s = 0.0
-    if _seg_nonpos(xs, m):
+    if nonpos:
         for j in range(xs.shape[0]):
             s += expdiff_nonpos(xs[j], m, xs)
     else:
@@ -276,7 +293,8 @@ def _seg_sumexp(xr, j0, j1, m):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _seg_exp_store(xr, outr, j0, j1, m, ip):
+def _seg_exp_store(xr, outr, j0, j1, m, ip, nonpos):
+    # ``nonpos``: the segment is in the unclamped exp's domain (_seg_nonpos).
     # ``ip``: outr is xr. A separate loop without the second array vectorises
     # unconditionally; with both, LLVM's run-time overlap check would fall back
     # to scalar code exactly in the in-place case.
@@ -284,7 +302,7 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip):
     wide()
     os_ = outr[j0:j1]
     if ip:
-        if _seg_nonpos(os_, m):
+        if nonpos:
             for j in range(os_.shape[0]):
                 os_[j] = expdiff_nonpos(os_[j], m, os_)
         else:
@@ -292,7 +310,7 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip):
                 os_[j] = expdiff(os_[j], m, os_)
     else:
         xs = xr[j0:j1]
-        if _seg_nonpos(xs, m):
+        if nonpos:
             for j in range(xs.shape[0]):
                 os_[j] = expdiff_nonpos(xs[j], m, xs)
         else:
@@ -361,8 +379,9 @@ def _seg_scale(outr, j0, j1, f):
 def _block_exp_store(xr, outr, j0, j1, ip):
     """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b)``.
     An all ``-inf`` block stores zeros (NaN where it holds a NaN)."""
-    m = _seg_max(xr, j0, j1)
-    _seg_exp_store(xr, outr, j0, j1, m if m > _NINF else 0.0, ip)
+    m, lo = _seg_range(xr, j0, j1)
+    sh = m if m > _NINF else 0.0
+    _seg_exp_store(xr, outr, j0, j1, sh, ip, _range_nonpos(lo, sh, xr))
     return m, _seg_sum(outr, j0, j1)
 
 
@@ -415,8 +434,9 @@ def scratch(x):
     raise NotImplementedError  # only callable from jitted code
 
 
-def block_sumexp(xr, j0, j1, m, buf):
-    """``sum exp(xr[j0:j1] - m)`` in float64 (``buf``: from :func:`scratch`)."""
+def block_sumexp(xr, j0, j1, m, buf, nonpos):
+    """``sum exp(xr[j0:j1] - m)`` in float64 (``buf``: from :func:`scratch`;
+    ``nonpos``: as :func:`_seg_nonpos` of the segment)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -428,27 +448,28 @@ def _scratch_impl(x):
 
 
 @overload(block_sumexp, inline="always")
-def _block_sumexp_impl(xr, j0, j1, m, buf):
+def _block_sumexp_impl(xr, j0, j1, m, buf, nonpos):
     if _is_f32(xr):
         # Two loops: the exp in float32 lanes into ``buf``, then the float64
         # sum from L1. Fused in one loop, the float64 sum sets the vector
         # width: the float32 exp ran 8 lanes of 16 (4 where 256-bit vectors
         # are preferred), measured 1.5x slower than the two loops.
-        def impl(xr, j0, j1, m, buf):
+        def impl(xr, j0, j1, m, buf, nonpos):
             n = j1 - j0
-            _seg_exp_store(xr[j0:j1], buf, 0, n, m, False)
+            _seg_exp_store(xr[j0:j1], buf, 0, n, m, False, nonpos)
             return _seg_sum(buf, 0, n)
 
         return impl
-    return lambda xr, j0, j1, m, buf: _seg_sumexp(xr, j0, j1, m)
+    return lambda xr, j0, j1, m, buf, nonpos: _seg_sumexp(xr, j0, j1, m, nonpos)
 
 
 @njit(**_GLUE)
 def _block_stats(xr, j0, j1, buf):
     """``(m_b, s_b)`` of one block; an all ``-inf`` block gives ``(-inf, 0)``
     (or ``(-inf, NaN)`` if it holds a NaN)."""
-    m = _seg_max(xr, j0, j1)
-    s = block_sumexp(xr, j0, j1, m if m > _NINF else 0.0, buf)
+    m, lo = _seg_range(xr, j0, j1)
+    sh = m if m > _NINF else 0.0
+    s = block_sumexp(xr, j0, j1, sh, buf, _range_nonpos(lo, sh, xr))
     return m, s
 
 
@@ -680,7 +701,8 @@ def _seg_ce_grad_impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
         # the float32 exp alone first (16 lanes, not the float64 loop's 8),
         # stored exactly; then the float64 affine map from L1
         def impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
-            _seg_exp_store(xr, gr, j0, j1, M, ip)
+            # M is the row's maximum, not this segment's: a check of its own
+            _seg_exp_store(xr, gr, j0, j1, M, ip, _seg_nonpos(xr[j0:j1], M))
             _seg_affine(gr, j0, j1, c1, c2, cw)
 
         return impl
@@ -909,7 +931,7 @@ def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s):
     c1 = gs * A / S
     # the exp alone (float32 rows: in float32 lanes, twice the float64 loop's
     # width), stored exactly, then the float64 affine map from cache
-    _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip)
+    _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip, _seg_nonpos(xr, M))
     _prob_affine(tr, gr, cw, k1, k0, c1, gs)
     return loss
 

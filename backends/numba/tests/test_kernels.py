@@ -279,9 +279,10 @@ def test_short_modes_same_bits(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_segment_max_by_order_key(dtype, rng):
-    """``_seg_max`` (an integer maximum of order keys) is the exact maximum:
-    signs, zeros, subnormals, infinities, every length up to a few vectors."""
+def test_segment_range_by_order_key(dtype, rng):
+    """``_seg_range`` (an integer maximum and minimum of order keys) is the
+    exact ``(max, min)``: signs, zeros, subnormals, infinities, every length up
+    to a few vectors."""
     tiny = np.finfo(dtype).smallest_subnormal
     pool = np.array(
         [-np.inf, -3e38, -1.0, -tiny, -0.0, 0.0, tiny, 1.0, 2.5, 3e38, np.inf], dtype
@@ -293,14 +294,52 @@ def test_segment_max_by_order_key(dtype, rng):
                 rng.choice(pool, n),
                 (rng.standard_normal(n) * 10 ** rng.uniform(-40, 30, n)).astype(dtype),
             ).astype(dtype)
-            got = K._seg_max(xs, 0, n)
-            assert got == np.max(xs), (n, xs)
-    assert K._seg_max(np.full(9, -np.inf, dtype), 0, 9) == -np.inf
-    assert K._seg_max(np.array([-5.0, -1.0, -3.0], dtype), 1, 3) == -1.0
-    # a NaN: NaN, or the maximum of the rest (its row is NaN either way)
+            hi, lo = K._seg_range(xs, 0, n)
+            assert hi == np.max(xs), (n, xs)
+            assert lo == np.min(xs), (n, xs)
+            # a zero's sign: -0.0 orders below +0.0 (either is exact for a max)
+            if lo == 0.0:
+                assert np.signbit(lo) == np.any((xs == 0) & np.signbit(xs))
+    assert K._seg_range(np.full(9, -np.inf, dtype), 0, 9) == (-np.inf, -np.inf)
+    assert K._seg_range(np.array([-5.0, -1.0, -3.0], dtype), 1, 3) == (-1.0, -3.0)
+    # a NaN: NaN, or the extreme of the rest (its row is NaN either way)
     for nan in (np.nan, -np.nan):
-        got = K._seg_max(np.array([1.0, nan, 7.0, -2.0], dtype), 0, 4)
-        assert np.isnan(got) or got == 7.0
+        hi, lo = K._seg_range(np.array([1.0, nan, 7.0, -2.0], dtype), 0, 4)
+        assert np.isnan(hi) or hi == 7.0
+        assert np.isnan(lo) or lo == -2.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_domain_from_the_minimum(dtype, rng):
+    """``_range_nonpos`` decides from a segment's minimum what ``_seg_nonpos``
+    decides from every element, for segments whose range ends on both sides of
+    (and exactly at) the unclamped exp's domain, with and without ``-inf``."""
+    lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
+    seen = set()
+    for _ in range(400):
+        n = int(rng.integers(1, 40))
+        m = dtype(rng.uniform(-1e3, 1e3))
+        span = rng.choice([rng.uniform(0, -2 * lim), -lim, -lim * (1 + 1e-7)])
+        xs = (m - rng.uniform(0, 1, n) * span).astype(dtype)
+        xs[rng.integers(n)] = m
+        if rng.random() < 0.1:
+            xs[rng.integers(n)] = -np.inf
+        hi, lo = K._seg_range(xs, 0, n)
+        want = K._seg_nonpos(xs, hi)
+        assert K._range_nonpos(lo, hi, xs) == want, (xs, hi)
+        seen.add(want)
+    assert seen == {True, False}
+    # the edge itself, one ULP either side
+    m = 3.0
+    edge = dtype(m + lim)
+    for v, want in [
+        (edge, True),
+        (np.nextafter(edge, dtype(np.inf)), True),
+        (np.nextafter(edge, dtype(-np.inf)), False),
+    ]:
+        xs = np.array([m, v], dtype)
+        assert K._seg_nonpos(xs, m) == want
+        assert K._range_nonpos(K._seg_range(xs, 0, 2)[1], m, xs) == want
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
