@@ -25,8 +25,9 @@ dtype. Where every ``x - m`` of a segment is in ``[-87, 0]`` (float32;
 :func:`~softcore_numba._vexp.exp32_nonpos` (``exp64_nonpos``): the same bits
 without the clamps and the second scaling (decided per segment: from the
 minimum the maximum pass also takes, :func:`_range_nonpos`, or by
-:func:`_seg_nonpos` where the shift is not the segment's own maximum). Sums are vectorised (``reassoc`` on the reduction loops only, which
-never write; the order is fixed by the compiled code, not by the thread count).
+:func:`_seg_nonpos` where the shift is not the segment's own maximum). Sums
+are vectorised (``reassoc`` on the reduction loops only, which never write; the
+order is fixed by the compiled code, not by the thread count).
 
 Vector width. Every loop helper calls :func:`~softcore_numba._vexp.wide`, so
 LLVM uses 512-bit vectors where the CPU has them (it prefers 256 bits on Intel
