@@ -465,12 +465,19 @@ def _block_sumexp_impl(xr, j0, j1, m, buf, nonpos):
 
 
 @njit(**_GLUE)
-def _block_stats(xr, j0, j1, buf):
-    """``(m_b, s_b)`` of one block; an all ``-inf`` block gives ``(-inf, 0)``
-    (or ``(-inf, NaN)`` if it holds a NaN)."""
+def _block_stats_lo(xr, j0, j1, buf):
+    """``(m_b, s_b, lo_b)`` of one block, ``lo_b`` its minimum; an all ``-inf``
+    block gives ``(-inf, 0)`` (or ``(-inf, NaN)`` if it holds a NaN)."""
     m, lo = _seg_range(xr, j0, j1)
     sh = m if m > _NINF else 0.0
     s = block_sumexp(xr, j0, j1, sh, buf, _range_nonpos(lo, sh, xr))
+    return m, s, lo
+
+
+@njit(**_GLUE)
+def _block_stats(xr, j0, j1, buf):
+    """``(m_b, s_b)`` of one block (:func:`_block_stats_lo`)."""
+    m, s, _ = _block_stats_lo(xr, j0, j1, buf)
     return m, s
 
 
@@ -499,19 +506,31 @@ def _finish(M, S):
 
 
 @njit(**_GLUE)
-def _row_stats(xr, buf):
+def _row_stats_lo(xr, buf):
+    """A row's ``(M, S)`` and its minimum (for :func:`_range_nonpos` against
+    ``M``; a NaN row may give any minimum, its results are NaN anyway)."""
     wide()
     C = xr.shape[0]
     if C <= BLOCK:  # the same arithmetic; a loop around it compiled ~3x slower
-        m, s = _block_stats(xr, 0, C, buf)
+        m, s, lo = _block_stats_lo(xr, 0, C, buf)
         M, S = _combine(_NINF, 0.0, m, s)
-        return _finish(M, S)
+        M, S = _finish(M, S)
+        return M, S, lo
     M = _NINF
     S = 0.0
+    lo = np.inf
     for j0 in range(0, C, BLOCK):
-        m, s = _block_stats(xr, j0, min(C, j0 + BLOCK), buf)
+        m, s, lb = _block_stats_lo(xr, j0, min(C, j0 + BLOCK), buf)
         M, S = _combine(M, S, m, s)
-    return _finish(M, S)
+        lo = min(lo, lb)
+    M, S = _finish(M, S)
+    return M, S, lo
+
+
+@njit(**_GLUE)
+def _row_stats(xr, buf):
+    M, S, _ = _row_stats_lo(xr, buf)
+    return M, S
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -654,8 +673,9 @@ def _log_softmax_backward_row(g, lp, outr):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
-    """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment (``gr`` may be ``xr``).
+def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos):
+    """Write ``g_j = exp(x_j - M) c1 - c2 w_j`` over a segment (``gr`` may be ``xr``;
+    ``nonpos``: the unclamped exp may run, as :func:`_seg_nonpos`).
 
     Reductions never share a loop with a write: where ``gr`` may alias ``xr``
     LLVM picks a vector or a scalar loop at run time, which would change the
@@ -665,7 +685,7 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
     ws = cw[j0:j1]
     gs_ = gr[j0:j1]
     if ip:
-        if _seg_nonpos(gs_, M):
+        if nonpos:
             for j in range(gs_.shape[0]):
                 gs_[j] = expdiff_nonpos(gs_[j], M, gs_) * c1 - c2 * ws[j]
         else:
@@ -673,7 +693,7 @@ def _seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
                 gs_[j] = expdiff(gs_[j], M, gs_) * c1 - c2 * ws[j]
     else:
         xs = xr[j0:j1]
-        if _seg_nonpos(xs, M):
+        if nonpos:
             for j in range(xs.shape[0]):
                 gs_[j] = expdiff_nonpos(xs[j], M, xs) * c1 - c2 * ws[j]
         else:
@@ -691,24 +711,23 @@ def _seg_affine(gr, j0, j1, c1, c2, cw):
         gs_[j] = np.float64(gs_[j]) * c1 - c2 * ws[j]
 
 
-def seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip):
+def seg_ce_grad(xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos):
     """:func:`_seg_ce_grad`, in two loops for float32 rows (same bits)."""
     raise NotImplementedError  # only callable from jitted code
 
 
 @overload(seg_ce_grad, inline="always")
-def _seg_ce_grad_impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
+def _seg_ce_grad_impl(xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos):
     if _is_f32(gr):
         # the float32 exp alone first (16 lanes, not the float64 loop's 8),
         # stored exactly; then the float64 affine map from L1
-        def impl(xr, gr, j0, j1, M, c1, c2, cw, ip):
-            # M is the row's maximum, not this segment's: a check of its own
-            _seg_exp_store(xr, gr, j0, j1, M, ip, _seg_nonpos(xr[j0:j1], M))
+        def impl(xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos):
+            _seg_exp_store(xr, gr, j0, j1, M, ip, nonpos)
             _seg_affine(gr, j0, j1, c1, c2, cw)
 
         return impl
-    return lambda xr, gr, j0, j1, M, c1, c2, cw, ip: _seg_ce_grad(
-        xr, gr, j0, j1, M, c1, c2, cw, ip
+    return lambda xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos: _seg_ce_grad(
+        xr, gr, j0, j1, M, c1, c2, cw, ip, nonpos
     )
 
 
@@ -796,13 +815,16 @@ def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
 
 
 @njit(**_GLUE)
-def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip):
-    """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; the smoothing
-    partial sum of the segment is read first and returned. The target column is
-    fixed up by the caller."""
+def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip, lo):
+    """Gradient over ``[j0, j1)`` given the row's ``(M, S)`` and a lower bound
+    ``lo`` of the segment taken from its elements (the row's or the segment's
+    minimum: the exp's domain is checked against ``M`` from it; where the row's
+    minimum is out of the domain and the segment's is not, the clamped exp gives
+    the same bits); the smoothing partial sum of the segment is read first and
+    returned. The target column is fixed up by the caller."""
     c1 = gs * (a + b * W) / S
     part = _seg_wdot(xr, j0, j1, M, cw)
-    seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip)
+    seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip, _range_nonpos(lo, M, xr))
     return part
 
 
@@ -842,11 +864,11 @@ def _ce_grad_body(xr, gr, y, a, b, cw, W, gs, ip, buf):
             M, S, bm = _exp_store_row(xr, gr, ip)
             _scale_row(gr, M, S, bm, gs * a)
         return M, S, xy, 0.0
-    M, S = _row_stats(xr, buf)
+    M, S, lo = _row_stats_lo(xr, buf)
     wdot = 0.0
     for j0 in range(0, C, BLOCK):
         j1 = min(C, j0 + BLOCK)
-        wdot += _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip)
+        wdot += _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip, lo)
     return M, S, xy, wdot
 
 
@@ -1332,6 +1354,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         xy[r] = np.float64(x[r, target[r]])  # before grad_out (possibly x) is written
     bm = np.empty((n, nb))
     bs = np.empty((n, nb))
+    bl = np.empty((n, nb))
     for k in prange(n * nb):
         r = k // nb
         b = k - r * nb
@@ -1341,7 +1364,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
             if alpha[r] != 0.0:
                 bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1, ip)
         else:
-            bm[r, b], bs[r, b] = _block_stats(x[r], j0, j1, scratch(x))
+            bm[r, b], bs[r, b], bl[r, b] = _block_stats_lo(x[r], j0, j1, scratch(x))
     M = np.empty(n)
     S = np.empty(n)
     for r in range(n):
@@ -1367,8 +1390,9 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
             _seg_scale(grad_out[r], j0, j1, f)
         else:
             part[r, b] = _ce_grad_seg(
-                x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r], ip
-            )
+                x[r], grad_out[r], j0, j1, target[r], a, be, cw, W, gs, M[r], S[r],
+                ip, bl[r, b],
+            )  # fmt: skip
     for r in range(n):
         a = alpha[r]
         be = beta[r]
