@@ -576,7 +576,7 @@ reads the targets too, showed no gain and keeps ``LOG_ROWS``."""
 def group_scratch(k, R):
     """``(k, min(R, LOG_ROWS))`` float64: ``k`` terms of each row of a group of
     at most ``R`` rows (log_softmax, logsumexp and probability-target
-    cross-entropy: ``M``, ``S`` and ``log S``)."""
+    cross-entropy: ``M``, ``S`` and ``log S``; its gradient also the minimum)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -596,6 +596,14 @@ def _group_stats(x, r0, r1, buf, st):
     """Rows ``r0:r1``' ``(M, S)`` into ``st[:, :r1 - r0]``."""
     for r in range(r0, r1):
         st[0, r - r0], st[1, r - r0] = _row_stats(x[r], buf)
+
+
+@njit(**_GLUE)
+def _group_stats_lo(x, r0, r1, buf, st):
+    """:func:`_group_stats`, and each row's minimum into ``st[3]``."""
+    for r in range(r0, r1):
+        i = r - r0
+        st[0, i], st[1, i], st[3, i] = _row_stats_lo(x[r], buf)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -947,14 +955,14 @@ def _prob_affine(tr, gr, cw, k1, k0, c1, gs):
 
 
 @njit(**_GLUE)
-def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s):
-    """A row's loss and gradient, given its ``(M, S, log S)``."""
+def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s, lo):
+    """A row's loss and gradient, given its ``(M, S, log S)`` and minimum."""
     loss = _prob_loss(xr, tr, cw, k1, k0, M, log_s)  # read before gr is written
     A = _prob_A(tr, cw, k1, k0)
     c1 = gs * A / S
     # the exp alone (float32 rows: in float32 lanes, twice the float64 loop's
     # width), stored exactly, then the float64 affine map from cache
-    _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip, _seg_nonpos(xr, M))
+    _seg_exp_store(xr, gr, 0, xr.shape[0], M, ip, _range_nonpos(lo, M, xr))
     _prob_affine(tr, gr, cw, k1, k0, c1, gs)
     return loss
 
@@ -962,14 +970,16 @@ def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s):
 @njit(**_GLUE)
 def _ce_prob_grad_group(x, target, cw, k1, k0, gs, ip, r0, r1, buf, st, lo, go):
     """Every row's statistics first (nothing is written yet: ``go`` may be
-    ``x``), their logs in one loop, then each row's loss and gradient."""
-    _group_stats(x, r0, r1, buf, st)
+    ``x``), their logs in one loop, then each row's loss and gradient
+    (``st``: four rows, the fourth for the rows' minima)."""
+    _group_stats_lo(x, r0, r1, buf, st)
     _log_group(st, r1 - r0)
     for r in range(r0, r1):
         i = r - r0
         lo[r] = _ce_prob_grad_tail(
-            x[r], target[r], go[r], cw, k1, k0, gs, ip, st[0, i], st[1, i], st[2, i]
-        )
+            x[r], target[r], go[r], cw, k1, k0, gs, ip,
+            st[0, i], st[1, i], st[2, i], st[3, i],
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------- Jacobian rows
@@ -1206,7 +1216,7 @@ def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
-        st = group_scratch(3, R)
+        st = group_scratch(4, R)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             _ce_prob_grad_group(
@@ -1223,7 +1233,7 @@ def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
     k0 = eps / x.shape[1]
     n = x.shape[0]
     buf = scratch(x)
-    st = group_scratch(3, n)
+    st = group_scratch(4, n)
     for g in range(0, n, LOG_ROWS):
         _ce_prob_grad_group(
             x, target, cw, k1, k0, gs, ip, g, min(n, g + LOG_ROWS),
