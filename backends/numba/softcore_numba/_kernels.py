@@ -23,11 +23,11 @@ float32 difference (:func:`~softcore_numba._vexp.exp32`), float64 rows
 dtype. Where every ``x - m`` of a segment is in ``[-87, 0]`` (float32;
 ``[-708, 0]`` float64) or NaN, the exp is
 :func:`~softcore_numba._vexp.exp32_nonpos` (``exp64_nonpos``): the same bits
-without the clamps and the second scaling (decided per segment: from the
-minimum the maximum pass also takes, :func:`_range_nonpos`, or by
-:func:`_seg_nonpos` where the shift is not the segment's own maximum). Sums
-are vectorised (``reassoc`` on the reduction loops only, which never write; the
-order is fixed by the compiled code, not by the thread count).
+without the clamps and the second scaling (decided per segment from the
+minimum that the maximum pass also takes, :func:`_range_nonpos`; the short-row
+tiles compare every element, :func:`_seg_nonpos`). Sums are vectorised
+(``reassoc`` on the reduction loops only, which never write; the order is fixed
+by the compiled code, not by the thread count).
 
 Vector width. Every loop helper calls :func:`~softcore_numba._vexp.wide`, so
 LLVM uses 512-bit vectors where the CPU has them (it prefers 256 bits on Intel
@@ -824,12 +824,13 @@ def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
 
 @njit(**_GLUE)
 def _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip, lo):
-    """Gradient over ``[j0, j1)`` given the row's ``(M, S)`` and a lower bound
-    ``lo`` of the segment taken from its elements (the row's or the segment's
-    minimum: the exp's domain is checked against ``M`` from it; where the row's
-    minimum is out of the domain and the segment's is not, the clamped exp gives
-    the same bits); the smoothing partial sum of the segment is read first and
-    returned. The target column is fixed up by the caller."""
+    """Gradient over ``[j0, j1)`` given the row's ``(M, S)``; the smoothing
+    partial sum of the segment is read first and returned. The target column is
+    fixed up by the caller.
+
+    ``lo``, the row's minimum or the segment's, decides the exp's domain against
+    ``M`` (:func:`_range_nonpos`). Where the row's minimum rules out a segment
+    that is in the domain, the clamped exp runs: the same bits there."""
     c1 = gs * (a + b * W) / S
     part = _seg_wdot(xr, j0, j1, M, cw)
     seg_ce_grad(xr, gr, j0, j1, M, c1, gs * b, cw, ip, _range_nonpos(lo, M, xr))
