@@ -189,9 +189,9 @@ def test_modes_same_bits(shape, dtype, rng):
 @pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64)], ids=str)
 def test_row_groups_same_bits(shape, dtype, rng):
     """log_softmax, logsumexp and cross-entropy take their rows' logs a group
-    of ``LOG_ROWS`` rows at a time (log_softmax: as
-    many as fit in ``REREAD_BYTES``): tasks that end mid-group and partial last
-    groups give the serial driver's bits, and the reference's values."""
+    of ``LOG_ROWS`` rows at a time (log_softmax: as many as fit in
+    ``REREAD_BYTES``): tasks that end mid-group and partial last groups give
+    the serial driver's bits, and the reference's values."""
     x = _x(rng, shape, dtype)
     for G in (K.LOG_ROWS, K._reread_rows(x)):
         assert K._task_rows(shape[1]) % G or shape[0] % G
