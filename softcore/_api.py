@@ -1036,6 +1036,45 @@ def _linear_operands(
     )
 
 
+_GRAD_NAMES = ("d_input", "d_linear_weight", "d_linear_bias")
+
+
+def _check_grad_outs(
+    out: Any, shapes: tuple, has_bias: bool, result: Any, xp: Any
+) -> tuple:
+    """``out`` of :func:`linear_cross_entropy_with_grad`, checked: a tuple of three
+    destinations, each None (allocated as usual) or a writeable array of its
+    gradient's shape and the result's dtype, no two sharing memory."""
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise TypeError(
+            "out must be a tuple (d_input, d_linear_weight, d_linear_bias), each "
+            f"an array or None; received {type(out).__qualname__}"
+            + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+        )
+    likes = ("the input's", "linear_weight's", "linear_bias's")
+    for i, (o, shape) in enumerate(zip(out, shapes, strict=True)):
+        if o is None:
+            continue
+        if i == 2 and not has_bias:
+            raise ValueError(
+                "out[2] (d_linear_bias) must be None when there is no linear_bias"
+            )
+        check_out(o, shape, result, xp, f"out[{i}] ({_GRAD_NAMES[i]})", likes[i])
+    share = getattr(xp, "may_share_memory", None)
+    given = [(i, o) for i, o in enumerate(out) if o is not None]
+    if share is not None:
+        for a in range(len(given)):
+            for b in range(a + 1, len(given)):
+                (i, oi), (j, oj) = given[a], given[b]
+                if share(oi, oj):
+                    raise ValueError(
+                        f"out[{i}] ({_GRAD_NAMES[i]}) and out[{j}] "
+                        f"({_GRAD_NAMES[j]}) share memory; each gradient needs its "
+                        "own array"
+                    )
+    return out
+
+
 def _linear_ce(
     input: Any,
     linear_weight: Any,
@@ -1048,6 +1087,7 @@ def _linear_ce(
     chunk_size: Any,
     backend: Any,
     want_grad: bool,
+    out: Any = None,
 ) -> tuple[Any, Any]:
     be = _reg.resolve(input, backend)
     xp = be.xp
@@ -1097,6 +1137,11 @@ def _linear_ce(
             raise ValueError(
                 f"chunk_size must be a positive integer; received {chunk_size!r}"
             )
+    if out is not None:
+        out = _check_grad_outs(
+            out, (tuple(x.shape), (n_classes, n_features), (n_classes,)),
+            b is not None, result, xp,
+        )  # fmt: skip
     x2 = w2 = b2 = None
     if (
         not want_grad
@@ -1146,9 +1191,37 @@ def _linear_ce(
     wt = w2.T
     loss_rows = xp.empty(n, dtype=np.float64)
     if want_grad:
-        dx = xp.empty((n, n_features), dtype=compute)
-        dw = xp.zeros((n_classes, n_features), dtype=compute)
-        db = None if b2 is None else xp.zeros(n_classes, dtype=compute)
+        # the gradients go straight into out= where they may: the computation's
+        # dtype, C-contiguous, and no memory shared with what the chunks still
+        # read (d_input may be the input itself: a chunk's rows of X are read
+        # for the last time before its rows of dX are written)
+        o = (None, None, None) if out is None else out
+        reads = (w2, b2, plan.target, plan.class_weight)
+        shapes = ((n, n_features), (n_classes, n_features), (n_classes,))
+        made = []
+        for i, g in enumerate(o):
+            # d_input may be exactly the input; dW and db share nothing read
+            inputs, others = ((x2,), reads) if i == 0 else ((), (x2,) + reads)
+            made.append(
+                None
+                if g is None
+                else _direct_out(
+                    g, g.ndim - 1, shapes[i], compute, result, xp, inputs, others
+                )
+            )
+        direct = tuple(g is not None for g in made)
+        dx, dw, db = made
+        if dx is None:
+            dx = xp.empty((n, n_features), dtype=compute)
+        if dw is None:
+            dw = xp.zeros((n_classes, n_features), dtype=compute)
+        elif n == 0:
+            dw[...] = 0
+        if b2 is not None:
+            if db is None:
+                db = xp.zeros(n_classes, dtype=compute)
+            else:
+                db[...] = 0
         dw_part = None
     buf = xp.empty((chunk, n_classes), dtype=compute)
     for start in range(0, n, chunk):
@@ -1197,7 +1270,6 @@ def _linear_ce(
             )
         if plan.nan_rows is not None:
             z[plan.nan_rows[start:stop]] = np.nan
-        xp.matmul(z, w2, out=dx[start:stop])
         if start == 0:
             xp.matmul(z.T, xs, out=dw)
         else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
@@ -1213,13 +1285,13 @@ def _linear_ce(
                 dw[c0:c1] += part
         if db is not None:
             db += z.sum(axis=0)
+        xp.matmul(z, w2, out=dx[start:stop])  # last: it may overwrite xs
     loss = _reduce(loss_rows, plan, batch, result, xp)
     if not want_grad:
         return loss, None
-    grads = (
-        dx.reshape(batch + (n_features,)).astype(result, copy=False),
-        dw.astype(result, copy=False),
-        None if db is None else db.astype(result, copy=False),
+    grads = tuple(
+        o[i] if direct[i] else None if g is None else _deliver(g, o[i], result, xp)
+        for i, g in enumerate((dx.reshape(batch + (n_features,)), dw, db))
     )
     return loss, grads
 
@@ -1286,6 +1358,7 @@ def linear_cross_entropy_with_grad(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
+    out: tuple[Any, Any, Any] | None = None,
     backend: Any = None,
 ) -> tuple[Any, tuple[Any, Any, Any]]:
     with _device_of(input):
@@ -1301,6 +1374,7 @@ def linear_cross_entropy_with_grad(
             chunk_size,
             backend,
             True,
+            out,
         )
 
 
@@ -1345,7 +1419,17 @@ linear_cross_entropy_with_grad.__doc__ = (
     accumulation.
 """
     + _LCE_DOC_PARAMS
-    + """
+    + """    out : tuple of three ndarrays or None, optional
+        Where to write ``(d_input, d_linear_weight, d_linear_bias)``, each of its
+        gradient's shape and the result's dtype, or None to allocate that one
+        (``out[2]`` must be None without a bias). A training loop that keeps its
+        gradient arrays touches no fresh memory for them. ``out[0]`` may be
+        ``input`` itself, which then holds ``d_input``. Any other overlap with the
+        inputs still gives the right result (through a temporary); two
+        destinations that share memory are a ValueError. A destination of the
+        wrong shape or read-only is a ValueError, of the wrong dtype or array type
+        a TypeError, raised before anything is written.
+
     Returns
     -------
     loss : scalar or ndarray
@@ -1353,7 +1437,7 @@ linear_cross_entropy_with_grad.__doc__ = (
     grads : tuple
         ``(d_input, d_linear_weight, d_linear_bias)``; ``d_linear_bias`` is None
         without a bias. For ``reduction="none"`` they are the gradients of the summed
-        loss.
+        loss. Those given in ``out`` are those arrays.
 """
     + _CE_DOC_RAISES
     + """

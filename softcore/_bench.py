@@ -99,7 +99,7 @@ OPS: dict[str, Op] = {
         Op("cross_entropy_grad", "ce", CE_GRAD_VARIANTS, "copy"),
         Op("cross_entropy_with_grad", "ce", CE_GRAD_VARIANTS, "copy"),
         Op("linear_cross_entropy", "linear_ce", ("plain",), "gemm3"),
-        Op("linear_cross_entropy_with_grad", "linear_ce", ("plain",), "gemm3"),
+        Op("linear_cross_entropy_with_grad", "linear_ce", ("plain", "out"), "gemm3"),
     ]
 }
 
@@ -212,7 +212,9 @@ def softcore_call(
     fn = getattr(sc, op.name)
     sync = _sync_for(xp)
     if variant == "out":
-        out = xp.empty_like(args[0])
+        out: Any = xp.empty_like(args[0])
+        if op.family == "linear_ce":  # the gradients' arrays, kept across calls
+            out = (out, xp.empty_like(args[1]), None)
 
         def call() -> Any:
             r = fn(*args, out=out, backend=backend, **kwargs)

@@ -177,23 +177,33 @@ def may_alias(a: Any, b: Any, xp: Any) -> bool:
     )
 
 
-def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, xp: Any) -> None:
-    """``out`` must be a writeable array of the backend's type, shape and dtype."""
+def check_out(
+    out: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    xp: Any,
+    name: str = "out",
+    like: str = "the input's",
+) -> None:
+    """``out`` must be a writeable array of the backend's type, shape and dtype.
+    ``name`` is how messages call it, ``like`` whose shape it must have."""
     expected_type = xp.ndarray
     if not isinstance(out, expected_type):
         raise TypeError(
-            f"out must be a {expected_type.__module__}.ndarray; "
+            f"{name} must be a {expected_type.__module__}.ndarray; "
             f"received {type(out).__module__}.{type(out).__qualname__}"
         )
     if tuple(out.shape) != tuple(shape):
         raise ValueError(
-            f"out has shape {tuple(out.shape)}; expected {tuple(shape)} (the input's)"
+            f"{name} has shape {tuple(out.shape)}; expected {tuple(shape)} ({like})"
         )
     if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}; expected {dtype} (the result's)")
+        raise TypeError(
+            f"{name} has dtype {out.dtype}; expected {dtype} (the result's)"
+        )
     flags = getattr(out, "flags", None)
     if flags is not None and not getattr(flags, "writeable", True):
-        raise ValueError("out is read-only; expected a writeable array")
+        raise ValueError(f"{name} is read-only; expected a writeable array")
 
 
 def check_same_shape(a: Any, b: Any, what_a: str, what_b: str) -> None:

@@ -879,3 +879,145 @@ def test_scratch_buffers_are_one_per_thread_and_bounded():
     assert fits is not None
     _workspace.give_back(fits)
     assert not _workspace._SLOT.busy
+
+
+# ------------------------------------------------------------ linear CE out=
+
+
+def _lce_case(rng, n=11, d=6, c=10, dtype=np.float64):
+    x = rng.standard_normal((n, d)).astype(dtype)
+    w = rng.standard_normal((c, d)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    y = rng.integers(0, c, n)
+    return x, w, b, y
+
+
+@pytest.mark.parametrize(
+    ("make_out", "error", "message"),
+    [
+        (lambda x, w, b: (x, w), TypeError, r"out must be a tuple .* of length 2"),
+        (lambda x, w, b: x, TypeError, r"out must be a tuple .*; received ndarray"),
+        (
+            lambda x, w, b: (np.zeros((11, 5)), None, None),
+            ValueError,
+            r"out\[0\] \(d_input\) has shape \(11, 5\); expected \(11, 6\)",
+        ),
+        (
+            lambda x, w, b: (None, np.zeros((10, 6), np.float32), None),
+            TypeError,
+            r"out\[1\] \(d_linear_weight\) has dtype float32; expected float64",
+        ),
+        (
+            lambda x, w, b: (None, None, np.zeros(9)),
+            ValueError,
+            r"out\[2\] \(d_linear_bias\) has shape \(9,\); expected \(10,\)",
+        ),
+        (
+            lambda x, w, b: (None, None, [0.0] * 10),
+            TypeError,
+            r"out\[2\] \(d_linear_bias\) must be a numpy.ndarray; "
+            r"received builtins.list",
+        ),
+        (
+            lambda x, w, b: (x, x[1:], None),
+            ValueError,
+            r"out\[0\] \(d_input\) and out\[1\] \(d_linear_weight\) share memory",
+        ),
+    ],
+)
+def test_linear_ce_bad_out_raises_and_writes_nothing(rng, make_out, error, message):
+    _, w, b, y = _lce_case(rng)
+    x = np.full((11, 6), 7.0)  # some destinations below are views of the input
+    with pytest.raises(error, match=message):
+        sc.linear_cross_entropy_with_grad(
+            x, w, y, linear_bias=b, out=make_out(x, w, b), backend=B
+        )
+    assert np.all(x == 7.0)
+
+
+def test_linear_ce_out_checks_come_before_any_write(rng):
+    x, w, b, y = _lce_case(rng)
+    outs = (np.full_like(x, 7.0), np.full_like(w, 7.0), np.full_like(b, 7.0))
+    y_bad = y.copy()
+    y_bad[4] = 10
+    with pytest.raises(ValueError, match=r"target\[4\] = 10 is outside"):
+        sc.linear_cross_entropy_with_grad(x, w, y_bad, linear_bias=b, out=outs)
+    ro = np.zeros_like(w)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match=r"out\[1\] \(d_linear_weight\) is read-only"):
+        sc.linear_cross_entropy_with_grad(
+            x, w, y, linear_bias=b, out=(outs[0], ro, None)
+        )
+    with pytest.raises(ValueError, match=r"out\[2\] .* must be None when there is no"):
+        sc.linear_cross_entropy_with_grad(x, w, y, out=outs)
+    for o in outs:
+        assert np.all(o == 7.0)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize(
+    "where", ["separate", "input_reused", "fortran", "over_weight_and_bias", "partial"]
+)
+def test_linear_ce_out_gives_the_same_bits(rng, backend, where, monkeypatch):
+    # chunks of 4 of 11 rows and dW blocks of 3 of 10 classes: every branch of the
+    # chunk loop writes into out=; the answer is the call without out=, bit for
+    # bit, and also the float64 formula
+    from softcore import _api
+
+    monkeypatch.setattr(_api, "_DW_BLOCK_MIN", 3)
+    monkeypatch.setattr(_api, "_DW_BLOCK_BYTES", 1)
+    x, w, b, y = _lce_case(rng)
+    kw = dict(linear_bias=b, chunk_size=4, reduction="sum", backend=backend)
+    want_loss, want = sc.linear_cross_entropy_with_grad(x, w, y, **kw)
+    g = _softmax64(x @ w.T + b)
+    g[np.arange(len(y)), y] -= 1.0
+    np.testing.assert_allclose(want[1], g.T @ x, rtol=1e-13, atol=1e-14)
+    x_in, w_in, b_in = x.copy(), w.copy(), b.copy()
+    if where == "separate":
+        outs = (np.full_like(x, 7.0), np.full_like(w, 7.0), np.full_like(b, 7.0))
+    elif where == "input_reused":
+        outs = (x_in, None, None)
+    elif where == "fortran":
+        outs = (np.asfortranarray(x * 0), np.asfortranarray(w * 0), None)
+    elif where == "over_weight_and_bias":
+        outs = (None, w_in, b_in)
+    else:  # d_input over the input, shifted by a row: a temporary must be used
+        big = np.zeros((12, 6))
+        big[1:] = x
+        x_in = big[1:]
+        outs = (big[:11], None, None)
+    kw["linear_bias"] = b_in
+    loss, grads = sc.linear_cross_entropy_with_grad(x_in, w_in, y, out=outs, **kw)
+    assert loss == want_loss
+    for o, got, ref in zip(outs, grads, want, strict=True):
+        if o is not None:
+            assert got is o
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_linear_ce_out_of_an_empty_batch_is_zeroed(rng, backend):
+    _, w, b, _ = _lce_case(rng)
+    x = np.zeros((0, 6))
+    outs = (np.zeros((0, 6)), np.full_like(w, 7.0), np.full_like(b, 7.0))
+    loss, grads = sc.linear_cross_entropy_with_grad(
+        x, w, np.zeros(0, int), linear_bias=b, out=outs, backend=backend
+    )
+    assert np.isnan(loss)
+    assert grads[1] is outs[1]
+    assert grads[2] is outs[2]
+    assert np.all(outs[1] == 0.0)
+    assert np.all(outs[2] == 0.0)
+
+
+def test_linear_ce_out_of_float16_goes_through_float32(rng):
+    x, w, b, y = _lce_case(rng, dtype=np.float16)
+    _, want = sc.linear_cross_entropy_with_grad(x, w, y, linear_bias=b, backend=B)
+    outs = tuple(np.full_like(a, 7.0) for a in (x, w, b))
+    _, grads = sc.linear_cross_entropy_with_grad(
+        x, w, y, linear_bias=b, out=outs, backend=B
+    )
+    for o, got, ref in zip(outs, grads, want, strict=True):
+        assert got is o
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got, ref)

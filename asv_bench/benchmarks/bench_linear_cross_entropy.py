@@ -11,12 +11,16 @@ OPS = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
 
 
 class LinearCrossEntropy:
-    params = [OPS, BACKENDS, LINEAR_SHAPES, DTYPES]
-    param_names = ["op", "backend", "shape", "dtype"]
+    """``variant``: ``plain`` allocates the gradients each call; ``out`` writes them
+    into ``out=(dX, dW, None)`` kept across calls, as a training loop would
+    (``linear_cross_entropy_with_grad`` only: the loss alone has no ``out``)."""
+
+    params = [OPS, ["plain", "out"], BACKENDS, LINEAR_SHAPES, DTYPES]
+    param_names = ["op", "variant", "backend", "shape", "dtype"]
     timeout = 1200
 
-    def setup(self, op, backend, shape, dtype):
-        self.case = Case(op, "plain", backend, shape, dtype)
+    def setup(self, op, variant, backend, shape, dtype):
+        self.case = Case(op, variant, backend, shape, dtype)
 
     def time_op(self, *params):
         self.case.call()
@@ -32,12 +36,12 @@ class LinearCrossEntropy:
         # track_peak_extra_mib isolates the call itself.
         self.case.call()
 
-    def track_peak_extra_mib(self, op, backend, shape, dtype):
+    def track_peak_extra_mib(self, op, variant, backend, shape, dtype):
         """Peak RSS above the warmed-up process during one call, in a subprocess."""
         from softcore import _bench
 
         mib, method = _bench.peak_extra_mib(
-            self.case.op, "plain", self.case.shape, dtype, backend, 0
+            self.case.op, variant, self.case.shape, dtype, backend, 0
         )
         if mib is None:
             raise RuntimeError(f"memory measurement failed: {method}")

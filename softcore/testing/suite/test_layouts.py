@@ -185,3 +185,52 @@ def test_out(
             what=f"{op}[{backend.name}] loss with {what} vs without",
             **spec,
         )
+
+
+@pytest.mark.parametrize("op", ["linear_cross_entropy_with_grad"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("mode", ["separate", "input_reused", "some_none"])
+@given(data=st.data())
+@kit_settings(0.5)
+def test_linear_out(
+    sc: Any, backend: Any, op: str, dtype: str, mode: str, data: st.DataObject
+) -> None:
+    """``linear_cross_entropy_with_grad(..., out=(dX, dW, db))`` fills and returns
+    the arrays given (``dX`` may be the input itself; None entries are
+    allocated), with the same bits as a call without ``out``."""
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    want = OPS[op].call(sc, inputs.copy(), backend)
+    fresh = inputs.copy()
+    args = [to_backend(backend, a) for a in fresh.args]
+    kwargs = {k: to_backend(backend, v) for k, v in fresh.kwargs.items()}
+    x, w = args[0], args[1]
+    bias = kwargs.get("linear_bias")
+
+    def filled(shape: tuple) -> Any:
+        return to_backend(backend, np.full(shape, 7.0, dtype))
+
+    out: list[Any] = [filled(x.shape), filled(w.shape), None]
+    if bias is not None:
+        out[2] = filled(bias.shape)
+    if mode == "input_reused":
+        out[0] = x
+    elif mode == "some_none":
+        out[0] = None
+    res = OPS[op].function(sc)(*args, out=tuple(out), backend=backend.name, **kwargs)
+    loss, grads = res
+    names = ("d_input", "d_linear_weight", "d_linear_bias")
+    for i, (o, g) in enumerate(zip(out, grads, strict=True)):
+        if o is not None and g is not o:
+            raise AssertionError(
+                f"{op}[{backend.name}](out=..., {mode}) did not return out[{i}] "
+                f"itself as {names[i]} ({spec})"
+            )
+    got = (to_host(loss),) + tuple(to_host(g) for g in grads)
+    for name, g, w_ in zip(("loss",) + names, got, want, strict=True):
+        if w_ is None:
+            assert g is None, f"{op}[{backend.name}] {name}: expected None ({spec})"
+            continue
+        assert_identical(
+            g, w_, what=f"{op}[{backend.name}] {name} with out= ({mode})", **spec
+        )
