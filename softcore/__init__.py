@@ -32,6 +32,7 @@ from softcore._registry import (
     set_backend,
     use_backend,
 )
+from softcore._workspace import release_scratch
 
 __all__ = [
     "BackendError",
@@ -50,6 +51,7 @@ __all__ = [
     "log_softmax_backward",
     "log_softmax_jacobian",
     "logsumexp",
+    "release_scratch",
     "set_backend",
     "softmax",
     "softmax_backward",

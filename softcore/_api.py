@@ -1137,6 +1137,8 @@ def _linear_ce(
             raise ValueError(
                 f"chunk_size must be a positive integer; received {chunk_size!r}"
             )
+    if xp is np:
+        _workspace.chunk_limit()  # a bad SOFTCORE_KEEP_CHUNK_MIB fails here, early
     if out is not None:
         out = _check_grad_outs(
             out, (tuple(x.shape), (n_classes, n_features), (n_classes,)),
@@ -1223,69 +1225,73 @@ def _linear_ce(
             else:
                 db[...] = 0
         dw_part = None
-    buf = xp.empty((chunk, n_classes), dtype=compute)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        z = buf[: stop - start]
-        xs = x2[start:stop]
-        xp.matmul(xs, wt, out=z)
-        if b2 is not None:
-            z += b2
-        t = plan.target[start:stop]
-        if not want_grad:
+    # the chunk buffer is kept between calls (see _workspace.take_chunk)
+    buf, kept = _workspace.take_chunk(xp, (chunk, n_classes), compute)
+    try:
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            z = buf[: stop - start]
+            xs = x2[start:stop]
+            xp.matmul(xs, wt, out=z)
+            if b2 is not None:
+                z += b2
+            t = plan.target[start:stop]
+            if not want_grad:
+                if plan.probs:
+                    be.cross_entropy_prob_rows(
+                        z, t, plan.smoothing, plan.class_weight, loss_rows[start:stop]
+                    )
+                else:
+                    be.cross_entropy_rows(
+                        z,
+                        t,
+                        plan.alpha[start:stop],
+                        plan.beta[start:stop],
+                        plan.class_weight,
+                        loss_rows[start:stop],
+                    )
+                continue
             if plan.probs:
-                be.cross_entropy_prob_rows(
-                    z, t, plan.smoothing, plan.class_weight, loss_rows[start:stop]
+                be.cross_entropy_prob_grad_rows(
+                    z,
+                    t,
+                    plan.smoothing,
+                    plan.class_weight,
+                    plan.grad_scale,
+                    loss_rows[start:stop],
+                    z,
                 )
             else:
-                be.cross_entropy_rows(
+                be.cross_entropy_grad_rows(
                     z,
                     t,
                     plan.alpha[start:stop],
                     plan.beta[start:stop],
                     plan.class_weight,
+                    plan.grad_scale,
                     loss_rows[start:stop],
+                    z,
                 )
-            continue
-        if plan.probs:
-            be.cross_entropy_prob_grad_rows(
-                z,
-                t,
-                plan.smoothing,
-                plan.class_weight,
-                plan.grad_scale,
-                loss_rows[start:stop],
-                z,
-            )
-        else:
-            be.cross_entropy_grad_rows(
-                z,
-                t,
-                plan.alpha[start:stop],
-                plan.beta[start:stop],
-                plan.class_weight,
-                plan.grad_scale,
-                loss_rows[start:stop],
-                z,
-            )
-        if plan.nan_rows is not None:
-            z[plan.nan_rows[start:stop]] = np.nan
-        if start == 0:
-            xp.matmul(z.T, xs, out=dw)
-        else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
-            if dw_part is None:
-                dw_part = xp.empty(
-                    (_dw_block(n_classes, dw), n_features), dtype=compute
-                )
-            cb = dw_part.shape[0]
-            for c0 in range(0, n_classes, cb):
-                c1 = min(n_classes, c0 + cb)
-                part = dw_part[: c1 - c0]
-                xp.matmul(z[:, c0:c1].T, xs, out=part)
-                dw[c0:c1] += part
-        if db is not None:
-            db += z.sum(axis=0)
-        xp.matmul(z, w2, out=dx[start:stop])  # last: it may overwrite xs
+            if plan.nan_rows is not None:
+                z[plan.nan_rows[start:stop]] = np.nan
+            if start == 0:
+                xp.matmul(z.T, xs, out=dw)
+            else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
+                if dw_part is None:
+                    dw_part = xp.empty(
+                        (_dw_block(n_classes, dw), n_features), dtype=compute
+                    )
+                cb = dw_part.shape[0]
+                for c0 in range(0, n_classes, cb):
+                    c1 = min(n_classes, c0 + cb)
+                    part = dw_part[: c1 - c0]
+                    xp.matmul(z[:, c0:c1].T, xs, out=part)
+                    dw[c0:c1] += part
+            if db is not None:
+                db += z.sum(axis=0)
+            xp.matmul(z, w2, out=dx[start:stop])  # last: it may overwrite xs
+    finally:
+        _workspace.give_back_chunk(kept)
     loss = _reduce(loss_rows, plan, batch, result, xp)
     if not want_grad:
         return loss, None
@@ -1416,7 +1422,9 @@ linear_cross_entropy_with_grad.__doc__ = (
     ``dW += Gᵀ X`` (the seed's ``X^T (P − Y)`` in the ``(C, D)`` layout) and
     ``db += Σ_rows G``. Extra memory: one chunk of logits plus, when there is
     more than one chunk, a block of ``dW`` (8 MiB, at least 256 classes) for the
-    accumulation.
+    accumulation. For NumPy arrays the chunk's buffer is kept for the next call
+    (at most ``$SOFTCORE_KEEP_CHUNK_MIB``, default 128 MiB;
+    :func:`softcore.release_scratch` frees it).
 """
     + _LCE_DOC_PARAMS
     + """    out : tuple of three ndarrays or None, optional

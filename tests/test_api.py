@@ -1021,3 +1021,133 @@ def test_linear_ce_out_of_float16_goes_through_float32(rng):
         assert got is o
         assert got.dtype == np.float16
         np.testing.assert_array_equal(got, ref)
+
+
+# -------------------------------------------- linear CE's kept chunk buffer
+
+
+def test_the_chunk_buffer_is_kept_reused_and_bounded(monkeypatch):
+    from softcore import _workspace
+
+    sc.release_scratch()
+    a, kept = _workspace.take_chunk(np, (8, 16), np.float32)
+    assert kept
+    assert a.shape == (8, 16)
+    assert a.dtype == np.float32
+    b, kept_b = _workspace.take_chunk(np, (8, 16), np.float32)  # a is in use
+    assert not kept_b
+    assert not np.shares_memory(a, b)
+    assert sc.release_scratch() == 0  # not while a call holds it
+    _workspace.give_back_chunk(kept_b)
+    _workspace.give_back_chunk(kept)
+    c, kept_c = _workspace.take_chunk(np, (4, 8), np.float64)  # smaller: the same
+    assert kept_c
+    assert np.shares_memory(a, c)
+    _workspace.give_back_chunk(kept_c)
+    d, kept_d = _workspace.take_chunk(np, (64, 16), np.float32)  # larger: replaced
+    assert kept_d
+    assert not np.shares_memory(a, d)
+    _workspace.give_back_chunk(kept_d)
+    assert sc.release_scratch() == 64 * 16 * 4
+    assert sc.release_scratch() == 0
+    monkeypatch.setenv(_workspace.CHUNK_ENV, "0")
+    assert not _workspace.take_chunk(np, (1, 1), np.float32)[1]
+    monkeypatch.setenv(_workspace.CHUNK_ENV, "0.001")  # 1048 bytes: 262 float32
+    assert _workspace.take_chunk(np, (1, 262), np.float32)[1]
+    _workspace.give_back_chunk(True)
+    assert not _workspace.take_chunk(np, (1, 263), np.float32)[1]
+    assert sc.release_scratch() == 262 * 4
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+def test_a_bad_chunk_limit_names_the_variable(monkeypatch, rng, value):
+    from softcore import _workspace
+
+    monkeypatch.setenv(_workspace.CHUNK_ENV, value)
+    x, w, b, y = _lce_case(rng)
+    outs = (np.full_like(x, 7.0), np.full_like(w, 7.0), np.full_like(b, 7.0))
+    with pytest.raises(ValueError, match=f"{_workspace.CHUNK_ENV} must be a number"):
+        sc.linear_cross_entropy_with_grad(x, w, y, linear_bias=b, out=outs, backend=B)
+    for o in outs:
+        assert np.all(o == 7.0)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_linear_ce_gives_the_same_bits_with_the_buffer_kept_or_not(
+    rng, backend, monkeypatch
+):
+    from softcore import _workspace
+
+    x, w, b, y = _lce_case(rng, n=37)
+    kw = dict(linear_bias=b, chunk_size=8, backend=backend)
+    monkeypatch.setenv(_workspace.CHUNK_ENV, "0")
+    sc.release_scratch()
+    want = sc.linear_cross_entropy_with_grad(x, w, y, **kw)
+    assert _workspace._KEPT.buf is None
+    monkeypatch.delenv(_workspace.CHUNK_ENV)
+    for _ in range(2):  # the first call makes the buffer, the second reuses it
+        got = sc.linear_cross_entropy_with_grad(x, w, y, **kw)
+        assert _workspace._KEPT.buf is not None
+        assert not _workspace._KEPT.busy
+        assert got[0] == want[0]
+        for g, h in zip(got[1], want[1], strict=True):
+            np.testing.assert_array_equal(g, h)
+    # a loss-only call in between, on the same buffer, changes nothing
+    sc.linear_cross_entropy(x, w[:, ::-1].copy(), y, **kw)
+    got = sc.linear_cross_entropy_with_grad(x, w, y, **kw)
+    np.testing.assert_array_equal(got[1][1], want[1][1])
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_linear_ce_from_several_threads_at_once(rng, backend):
+    # one kept buffer for the process: the calls that find it busy allocate their
+    # own, and every call's result is still its own
+    import threading
+
+    cases = []
+    for n in (300, 200, 257, 128):
+        x, w, b, y = _lce_case(rng, n=n, d=5, c=40)
+        want = sc.linear_cross_entropy_with_grad(
+            x, w, y, linear_bias=b, chunk_size=64, backend=backend
+        )
+        cases.append((x, w, b, y, want))
+    errors = []
+    start = threading.Barrier(len(cases))
+
+    def work(x, w, b, y, want):
+        start.wait()
+        for _ in range(20):
+            loss, grads = sc.linear_cross_entropy_with_grad(
+                x, w, y, linear_bias=b, chunk_size=64, backend=backend
+            )
+            same = loss == want[0] and all(
+                np.array_equal(g, h) for g, h in zip(grads, want[1], strict=True)
+            )
+            if not same:
+                errors.append(len(y))
+                return
+
+    threads = [threading.Thread(target=work, args=c) for c in cases]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    from softcore import _workspace
+
+    assert not _workspace._KEPT.busy
+
+
+def test_the_chunk_buffer_is_given_back_when_a_call_fails(rng, monkeypatch):
+    from softcore import _workspace
+
+    x, w, _, y = _lce_case(rng)
+    be = sc.get_backend(B)
+
+    def broken(*args):
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(be, "cross_entropy_grad_rows", broken)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        sc.linear_cross_entropy_with_grad(x, w, y, backend=B)
+    assert not _workspace._KEPT.busy
