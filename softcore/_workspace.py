@@ -114,7 +114,7 @@ def chunk_limit() -> int:
         mib = float(text)
     except ValueError:
         mib = -1.0
-    if not mib >= 0:  # also NaN
+    if not 0 <= mib < float("inf"):  # also NaN
         raise ValueError(f"{CHUNK_ENV} must be a number of MiB >= 0; received {text!r}")
     return int(mib * (1 << 20))
 

@@ -1059,7 +1059,7 @@ def test_the_chunk_buffer_is_kept_reused_and_bounded(monkeypatch):
     assert sc.release_scratch() == 262 * 4
 
 
-@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
 def test_a_bad_chunk_limit_names_the_variable(monkeypatch, rng, value):
     from softcore import _workspace
 
