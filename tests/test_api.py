@@ -804,42 +804,61 @@ def test_linear_ce_weight_gradient_in_class_blocks(rng, backend, monkeypatch):
     assert _api._dw_block(c, dw) == 3
 
 
+def _same_bits(a, b):
+    """Results (arrays, scalars, None, nested tuples) equal bit for bit."""
+    if isinstance(a, tuple):
+        return all(_same_bits(x, y) for x, y in zip(a, b, strict=True))
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(a, b)
+
+
+def _differ_when_run_at_once(calls, rounds):
+    """Run each ``(fn, want)`` of ``calls`` ``rounds`` times, one thread per call,
+    all released together; the indices of the calls whose result ever differed
+    from its ``want``."""
+    import threading
+
+    errors = []
+    start = threading.Barrier(len(calls))
+
+    def work(i, fn, want):
+        start.wait()
+        for _ in range(rounds):
+            if not _same_bits(fn(), want):
+                errors.append(i)
+                return
+
+    threads = [
+        threading.Thread(target=work, args=(i, fn, want))
+        for i, (fn, want) in enumerate(calls)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return errors
+
+
 @pytest.mark.parametrize("backend", _host_backends())
 def test_ce_scratch_is_per_thread(rng, backend):
     # threads with batches of different sizes, each checked against its result
     # computed alone: a buffer shared across threads would mix their rows (the
     # numba kernels release the GIL, so the calls do overlap)
-    import threading
-
-    cases = []
+    calls = []
     for n in (4096, 3000, 5120, 2048):
         x = rng.standard_normal((n, 33))
         t = rng.integers(0, 33, n)
         t[::7] = -100
         w = rng.uniform(0.5, 2.0, 33)
-        want = sc.cross_entropy_with_grad(
-            x, t, weight=w, reduction="none", backend=backend
-        )
-        cases.append((x, t, w, want))
-    errors = []
-    start = threading.Barrier(len(cases))
 
-    def work(x, t, w, want):
-        start.wait()
-        for _ in range(30):
-            loss, grad = sc.cross_entropy_with_grad(
+        def call(x=x, t=t, w=w):
+            return sc.cross_entropy_with_grad(
                 x, t, weight=w, reduction="none", backend=backend
             )
-            if not (np.array_equal(loss, want[0]) and np.array_equal(grad, want[1])):
-                errors.append(len(t))
-                return
 
-    threads = [threading.Thread(target=work, args=c) for c in cases]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+        calls.append((call, call()))  # each result computed alone first
+    assert _differ_when_run_at_once(calls, rounds=30) == []
 
 
 def test_scratch_buffers_are_one_per_thread_and_bounded():
@@ -1102,37 +1121,17 @@ def test_linear_ce_gives_the_same_bits_with_the_buffer_kept_or_not(
 def test_linear_ce_from_several_threads_at_once(rng, backend):
     # one kept buffer for the process: the calls that find it busy allocate their
     # own, and every call's result is still its own
-    import threading
-
-    cases = []
+    calls = []
     for n in (300, 200, 257, 128):
         x, w, b, y = _lce_case(rng, n=n, d=5, c=40)
-        want = sc.linear_cross_entropy_with_grad(
-            x, w, y, linear_bias=b, chunk_size=64, backend=backend
-        )
-        cases.append((x, w, b, y, want))
-    errors = []
-    start = threading.Barrier(len(cases))
 
-    def work(x, w, b, y, want):
-        start.wait()
-        for _ in range(20):
-            loss, grads = sc.linear_cross_entropy_with_grad(
+        def call(x=x, w=w, b=b, y=y):
+            return sc.linear_cross_entropy_with_grad(
                 x, w, y, linear_bias=b, chunk_size=64, backend=backend
             )
-            same = loss == want[0] and all(
-                np.array_equal(g, h) for g, h in zip(grads, want[1], strict=True)
-            )
-            if not same:
-                errors.append(len(y))
-                return
 
-    threads = [threading.Thread(target=work, args=c) for c in cases]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+        calls.append((call, call()))  # each result computed alone first
+    assert _differ_when_run_at_once(calls, rounds=20) == []
     from softcore import _workspace
 
     assert not _workspace._KEPT.busy

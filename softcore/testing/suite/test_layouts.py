@@ -147,6 +147,20 @@ def test_single_class(
     check_against_reference(sc, backend, op, inputs, ctx=spec, record=False)
 
 
+def _drawn_on_backend(
+    sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
+) -> tuple[dict[str, Any], tuple[Any, ...], _cases.Inputs, list[Any], dict[str, Any]]:
+    """A drawn case of ``op``: its spec, the results of a plain call (host
+    arrays), and fresh copies of its inputs, with their arguments on the backend."""
+    spec = draw_spec(data, op)
+    inputs = _cases.build(op, spec, dtype)
+    want = OPS[op].call(sc, inputs.copy(), backend)
+    fresh = inputs.copy()
+    args = [to_backend(backend, a) for a in fresh.args]
+    kwargs = {k: to_backend(backend, v) for k, v in fresh.kwargs.items()}
+    return spec, want, fresh, args, kwargs
+
+
 @pytest.mark.parametrize("op", ops_of("rows", "ce", where=lambda s: s.has_out))
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("alias", [True, False], ids=["out_is_input", "out_separate"])
@@ -157,12 +171,7 @@ def test_out(
 ) -> None:
     """``out=`` is filled and returned; it may be the input itself (any axis). For
     the cross-entropy gradients ``out`` takes the gradient, and may be the logits."""
-    spec = draw_spec(data, op)
-    inputs = _cases.build(op, spec, dtype)
-    want = OPS[op].call(sc, inputs.copy(), backend)
-    fresh = inputs.copy()
-    args = [to_backend(backend, a) for a in fresh.args]
-    kwargs = {k: to_backend(backend, v) for k, v in fresh.kwargs.items()}
+    spec, want, fresh, args, kwargs = _drawn_on_backend(sc, backend, op, dtype, data)
     x = args[fresh.primary]
     out = x if alias else to_backend(backend, np.full(fresh.x.shape, 7.0, dtype))
     res = OPS[op].function(sc)(*args, out=out, backend=backend.name, **kwargs)
@@ -198,12 +207,7 @@ def test_linear_out(
     """``linear_cross_entropy_with_grad(..., out=(dX, dW, db))`` fills and returns
     the arrays given (``dX`` may be the input itself; None entries are
     allocated), with the same bits as a call without ``out``."""
-    spec = draw_spec(data, op)
-    inputs = _cases.build(op, spec, dtype)
-    want = OPS[op].call(sc, inputs.copy(), backend)
-    fresh = inputs.copy()
-    args = [to_backend(backend, a) for a in fresh.args]
-    kwargs = {k: to_backend(backend, v) for k, v in fresh.kwargs.items()}
+    spec, want, _, args, kwargs = _drawn_on_backend(sc, backend, op, dtype, data)
     x, w = args[0], args[1]
     bias = kwargs.get("linear_bias")
 
