@@ -1137,8 +1137,8 @@ def _linear_ce(
             raise ValueError(
                 f"chunk_size must be a positive integer; received {chunk_size!r}"
             )
-    if xp is np:
-        _workspace.chunk_limit()  # a bad SOFTCORE_KEEP_CHUNK_MIB fails here, early
+    # read here, so that a bad SOFTCORE_KEEP_CHUNK_MIB fails before any write
+    keep = _workspace.chunk_limit() if xp is np else 0
     if out is not None:
         out = _check_grad_outs(
             out, (tuple(x.shape), (n_classes, n_features), (n_classes,)),
@@ -1226,7 +1226,7 @@ def _linear_ce(
                 db[...] = 0
         dw_part = None
     # the chunk buffer is kept between calls (see _workspace.take_chunk)
-    buf, kept = _workspace.take_chunk(xp, (chunk, n_classes), compute)
+    buf, kept = _workspace.take_chunk(xp, (chunk, n_classes), compute, keep)
     try:
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)

@@ -119,7 +119,9 @@ def chunk_limit() -> int:
     return int(mib * (1 << 20))
 
 
-def take_chunk(xp: Any, shape: tuple[int, int], dtype: Any) -> tuple[Any, bool]:
+def take_chunk(
+    xp: Any, shape: tuple[int, int], dtype: Any, limit: int | None = None
+) -> tuple[Any, bool]:
     """An uninitialised ``shape`` array of ``dtype`` for linear cross-entropy's
     chunk of logits, and whether it is the kept buffer (then hand it back with
     :func:`give_back_chunk`).
@@ -130,10 +132,13 @@ def take_chunk(xp: Any, shape: tuple[int, int], dtype: Any) -> tuple[Any, bool]:
     (NumPy only; at most :func:`chunk_limit` bytes) and reused by the next call;
     a call that finds it in use, or needs more than the limit, allocates afresh.
     It only ever holds the chunk's logits and gradient, which no result shares.
+    ``limit``: :func:`chunk_limit`'s value where the caller has read it already.
     """
     dt = np.dtype(dtype)
     nbytes = shape[0] * shape[1] * dt.itemsize
-    if xp is not np or nbytes == 0 or nbytes > chunk_limit():
+    if limit is None and xp is np:
+        limit = chunk_limit()
+    if xp is not np or nbytes == 0 or nbytes > limit:
         return xp.empty(shape, dtype=dt), False
     kept = _KEPT
     with kept.lock:
