@@ -585,15 +585,10 @@ def _reset_peak() -> bool:
     return True
 
 
-def _release_kept() -> None:
-    """Free the chunk buffer softcore keeps between calls, so that the measured
-    call's peak includes it (as a first call's does)."""
-    if "softcore" in sys.modules:
-        sys.modules["softcore"].release_scratch()
-
-
 def _mem_child(spec_json: str) -> int:
     """Subprocess body: print the peak extra memory of one call as JSON."""
+    from softcore import release_scratch
+
     spec = json.loads(spec_json)
     op = OPS[spec["op"]]
     case = make_inputs(op, spec["variant"], tuple(spec["shape"]), spec["dtype"])
@@ -614,7 +609,8 @@ def _mem_child(spec_json: str) -> int:
         if _reset_peak():
             method = "VmHWM after clear_refs reset"
             fn()  # warm-up: JIT, thread pools, BLAS buffers
-            _release_kept()  # the measured call pays for its chunk buffer
+            # free the kept chunk buffer: the measured call pays for it, as a first does
+            release_scratch()
             gc.collect()
             _reset_peak()
             base = _proc_status_kib("VmRSS") or 0
@@ -624,7 +620,7 @@ def _mem_child(spec_json: str) -> int:
             import resource
 
             method = "ru_maxrss delta"
-            _release_kept()
+            release_scratch()
             base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             fn()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
