@@ -127,29 +127,48 @@ def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> A
     return _deliver(_restore(y2, shape, ax, xp), out, result, xp)
 
 
+def _plain_in(arr: Any, ax: int, compute: Any, result: Any) -> bool:
+    """Whether ``arr`` is the plain input a kernel may read as it is: a non-empty
+    2-D NumPy array, C-contiguous with the class axis last, of the computation's
+    dtype, which is also the result's. :func:`rows` would return it unchanged;
+    this answers without the general steps (a small call feels each of them)."""
+    return (
+        type(arr) is np.ndarray
+        and ax == 1
+        and arr.ndim == 2
+        and result is compute
+        and arr.dtype is compute
+        and arr.size != 0
+        and arr.flags.c_contiguous
+    )
+
+
 def _plain_out(arr: Any, ax: int, out: Any, compute: Any, result: Any) -> bool:
     """Whether ``out`` is the plain case a kernel may write without the general
-    checks: both NumPy, 2-D ``(rows, C)`` with the class axis last, C-contiguous,
-    of the computation's dtype, ``out`` writeable and of the same shape, and
-    either the very array ``arr`` or no memory shared with it (both own their
-    data). Everything else takes :func:`check_out` and :func:`_direct_out`,
-    which give the same answer for this case, a microsecond later."""
-    if type(out) is not np.ndarray or type(arr) is not np.ndarray:
+    checks: ``arr`` plain (:func:`_plain_in`), ``out`` a writeable C-contiguous
+    NumPy array of the same shape and dtype, and either the very array ``arr`` or
+    no memory shared with it (both own their data). Everything else takes
+    :func:`check_out` and :func:`_direct_out`, which give the same answer for
+    this case, a microsecond later."""
+    if type(out) is not np.ndarray or not _plain_in(arr, ax, compute, result):
         return False
-    if ax != 1 or arr.ndim != 2 or result is not compute or arr.dtype is not compute:
+    if out.dtype is not compute or out.shape != arr.shape:
         return False
-    if out.dtype is not compute or out.shape != arr.shape or arr.size == 0:
+    fo = out.flags
+    if not (fo.writeable and fo.c_contiguous):
         return False
-    fo, fa = out.flags, arr.flags
-    if not (fo.writeable and fo.c_contiguous and fa.c_contiguous):
-        return False
-    return out is arr or (fo.owndata and fa.owndata)
+    return out is arr or (fo.owndata and arr.flags.owndata)
 
 
 def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     """One code path for the row-preserving ops (softmax, log_softmax)."""
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
-    if _plain_out(arr, ax, out, compute, result):  # the common small out= call
+    if out is None:
+        if _plain_in(arr, ax, compute, result):  # the common allocating call
+            y = np.empty(arr.shape, dtype=compute)
+            getattr(be, kernel)(arr, y)
+            return y
+    elif _plain_out(arr, ax, out, compute, result):  # the common small out= call
         getattr(be, kernel)(arr, out)
         return out
     if out is not None:
@@ -362,6 +381,10 @@ def _lse_rows(
 
 def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
+    if not keepdims and _plain_in(arr, ax, compute, result):  # the common call
+        lse = np.empty(arr.shape[0], dtype=compute)
+        be.logsumexp_rows(arr, lse)
+        return lse
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     x2 = rows(arr, ax, compute, xp) if arr.size else None
     res = _lse_rows(be, xp, x2, batch, compute, result)
