@@ -1956,11 +1956,20 @@ def _narrow_ce_scalars(M, S, L, X, k):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _narrow_smooth_row(T, out, i, r, cw, c1, c2):
-    """``out[r, j] = T[j, i] c1 - c2 w_j``: the smoothed gradient row."""
+def _narrow_smooth_grads(T, out, S, alpha, beta, cw, W, gs, r0, k):
+    """``out[r, j] = T[j, i] c1 - c2 w_j`` (``c1 = gs (a + b W) / S_i``, ``c2 =
+    gs b``) for the tile's rows with smoothing (their target column is fixed
+    afterwards): one function for the tile, not a call per row."""
     wide()
-    for j in range(T.shape[0]):
-        out[r, j] = T[j, i] * c1 - c2 * cw[j]
+    for i in range(k):
+        r = r0 + i
+        b = beta[r]
+        if b == 0.0:
+            continue
+        c1 = gs * (alpha[r] + b * W) / S[i]
+        c2 = gs * b
+        for j in range(T.shape[0]):
+            out[r, j] = T[j, i] * c1 - c2 * cw[j]
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -2008,13 +2017,13 @@ def _narrow_ce_grad_tile(
             continue
         _ce_grad_fix_e(grad_out[r], target[r], a, 0.0, cw, W, gs, S[i], X[2, i])
         loss_out[r] = _ce_loss(a, 0.0, M[i], L[i], X[0, i], 0.0, W)
+    _narrow_smooth_grads(Tk, grad_out, S, alpha, beta, cw, W, gs, r0, k)
     for i in range(k):
         r = r0 + i
         b = beta[r]
         if b == 0.0:
             continue
         a = alpha[r]
-        _narrow_smooth_row(Tk, grad_out, i, r, cw, gs * (a + b * W) / S[i], gs * b)
         _ce_grad_fix_e(grad_out[r], target[r], a, b, cw, W, gs, S[i], X[2, i])
         loss_out[r] = _ce_loss(a, b, M[i], L[i], X[0, i], X[1, i], W)
 
