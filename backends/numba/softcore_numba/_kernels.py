@@ -594,6 +594,150 @@ def _reread_rows(x):
     return max(1, min(LOG_ROWS, REREAD_BYTES // (x.shape[1] * x.itemsize)))
 
 
+# Some one-block rows take the unsmoothed cross-entropy gradient's passes (and
+# softmax's) a group of rows at a time: each pass is one function over the
+# group's rows (the maxima and minima, the exps, the sums, the scaling), where
+# a row at a time calls each pass per row. The loops over a row are the same,
+# so are the bits. In cache that saves a function call and a loop's entry per
+# row and pass: one thread, 2048 rows, grouped against a row at a time,
+# cross-entropy with its gradient took 0.66-0.79 of the time at 64 and 128
+# float32 classes, softmax 0.57-0.89. Out of cache a group's bursts of reads
+# and of arithmetic overlap less well than a row's: at 64 float32 classes
+# (65536 rows, 2 threads) cross-entropy took 1.05-1.17 of the time. So each
+# op takes the grouped passes at the row widths where they measured faster
+# (GROUP_ROW_BYTES_MIN, GROUP_ROW_BYTES, SOFTMAX_GROUP_ROW_BYTES). Prefetching
+# the next group's rows brought that case to 0.90-0.99 but gave back much of
+# the gain in cache (128 float32 classes: 0.93-0.98 against 0.79), so it is
+# not done. The statistics alone (log_softmax, logsumexp) gained nothing this
+# way: at 128-512 classes, 2 threads, log_softmax took 0.95-1.25 of the time
+# and logsumexp 0.92-1.15, so they stay a row at a time.
+
+GROUP_ROW_BYTES = REREAD_BYTES // 4
+"""Cross-entropy rows of ``GROUP_ROW_BYTES_MIN`` to this many bytes (128-512
+float32 or 64-256 float64 classes) take the grouped passes, at least 4 rows to a
+group of ``REREAD_BYTES``. Grouped against a row at a time, medians of 31
+interleaved rounds, several runs: out of cache (16384-65536 rows, 2 threads)
+0.82-0.91 of the time at 256 and 512 float32 classes, 0.81-0.87 at 128 and 256
+float64 ones, 0.88-1.03 at 128 float32 and 0.95-1.03 at 64 float64; in cache
+(2048 rows, one thread) 0.79-0.85 at 128 float32 classes, 0.87-0.97 at 64
+float64, 0.92-1.07 at the rest. With 2 rows to a group (512 float64, 1000
+float32 classes) 0.97-1.10: not taken."""
+
+GROUP_ROW_BYTES_MIN = 512
+"""Narrower cross-entropy rows stay a row at a time (64 float32 classes: 1.05-1.17
+of the time grouped, 2 threads, out of cache)."""
+
+SOFTMAX_GROUP_ROW_BYTES = 512
+"""softmax rows of at least ``SHORT_C`` classes and at most this many bytes take
+the grouped passes (their own drivers, picked by shape). Grouped against a row
+at a time, out of cache (65536 rows, 2 threads): 0.63-0.76 of the time at 64
+float32 classes, 0.80-0.95 at 128 float32, 0.83-0.97 at 64 float64; in cache
+(2048 rows, one thread) 0.57, 0.73-0.83 and 0.74-0.81. At 128 float64 and 256
+classes 0.93-1.18: memory is the bottleneck there, where cross-entropy, with
+more work per element, still gains."""
+
+
+@njit(**_GLUE)
+def _grouped(x):
+    """Whether ``x``'s rows take cross-entropy's grouped passes (by its row
+    width alone)."""
+    return GROUP_ROW_BYTES_MIN <= x.shape[1] * x.itemsize <= GROUP_ROW_BYTES
+
+
+@njit(**_KW)
+def _grp_range(x, r0, r1, M, lo):
+    """Rows ``r0:r1``' maxima and minima into ``M`` and ``lo`` (as
+    :func:`_seg_range`)."""
+    wide()
+    for r in range(r0, r1):
+        xs = x[r]
+        hi = order_key(xs[0])
+        low = hi
+        for j in range(xs.shape[0]):
+            k = order_key(xs[j])
+            hi = max(hi, k)
+            low = min(low, k)
+        M[r - r0] = np.float64(from_order_key(hi))
+        lo[r - r0] = np.float64(from_order_key(low))
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _grp_exp_store(x, out, r0, r1, M, lo, ip):
+    """``out[r] = exp(x[r] - m)`` for rows ``r0:r1``, ``m`` the row's maximum
+    (0 for a row of ``-inf``), as :func:`_block_exp_store` stores a one-block
+    row: the loops of :func:`_seg_exp_store` (``ip``: ``out`` is ``x``)."""
+    wide()
+    for r in range(r0, r1):
+        m = M[r - r0]
+        sh = m if m > _NINF else 0.0
+        os_ = out[r]
+        nonpos = _range_nonpos(lo[r - r0], sh, os_)
+        if ip:
+            if nonpos:
+                for j in range(os_.shape[0]):
+                    os_[j] = expdiff_nonpos(os_[j], sh, os_)
+            else:
+                for j in range(os_.shape[0]):
+                    os_[j] = expdiff(os_[j], sh, os_)
+        else:
+            xs = x[r]
+            if nonpos:
+                for j in range(xs.shape[0]):
+                    os_[j] = expdiff_nonpos(xs[j], sh, xs)
+            else:
+                for j in range(xs.shape[0]):
+                    os_[j] = expdiff(xs[j], sh, xs)
+
+
+@njit(fastmath=_RED, **_KW)
+def _grp_sum(out, r0, r1, S):
+    """Rows ``r0:r1``' float64 sums into ``S`` (the loop of :func:`_seg_sum`)."""
+    wide()
+    for r in range(r0, r1):
+        os_ = out[r]
+        s = 0.0
+        for j in range(os_.shape[0]):
+            s += np.float64(os_[j])
+        S[r - r0] = s
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _grp_scale(out, r0, r1, F):
+    """``out[r] *= F[r - r0]`` for rows ``r0:r1`` (as :func:`scale_seg`)."""
+    wide()
+    for r in range(r0, r1):
+        os_ = out[r]
+        hi, lo = split_factor(F[r - r0], os_)
+        for j in range(os_.shape[0]):
+            os_[j] = mul_split(os_[j], hi, lo)
+
+
+@njit(**_GLUE)
+def _grp_exp_sums(x, out, r0, r1, M, S, lo, ip):
+    """The grouped passes up to the sums: ``out[r] = exp(x[r] - M)`` and the
+    rows' ``(M, S)`` as :func:`_finish` gives them (``lo`` is a scratch)."""
+    _grp_range(x, r0, r1, M, lo)
+    _grp_exp_store(x, out, r0, r1, M, lo, ip)
+    _grp_sum(out, r0, r1, S)
+    for i in range(r1 - r0):
+        S[i] = _finish(M[i], S[i])[1]
+
+
+@njit(**_GLUE)
+def _softmax_groups(x, out, r0, r1, ip, st):
+    """softmax of rows ``r0:r1``, ``REREAD_BYTES`` of them at a time (``st``:
+    ``(3, LOG_ROWS)`` float64)."""
+    G = _reread_rows(x)
+    for q in range(r0, r1, G):
+        q1 = min(r1, q + G)
+        k = q1 - q
+        M, S, F = st[0, :k], st[1, :k], st[2, :k]
+        _grp_exp_sums(x, out, q, q1, M, S, F, ip)
+        for i in range(k):
+            F[i] = _block_factor(M[i], M[i], S[i]) * 1.0
+        _grp_scale(out, q, q1, F)
+
+
 @njit(**_GLUE)
 def _group_stats(x, r0, r1, buf, st):
     """Rows ``r0:r1``' ``(M, S)`` into ``st[:, :r1 - r0]``."""
@@ -885,9 +1029,38 @@ def _ce_grad_body(xr, gr, y, a, b, cw, W, gs, ip, buf):
 
 
 @njit(**_GLUE)
+def _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out):
+    """:func:`_ce_grad_body` of unsmoothed one-block rows ``r0:r1`` by the grouped
+    passes (``T[_T_XY]`` taken first, as the writes may overwrite ``x``);
+    ignored rows are computed, then zeroed."""
+    for r in range(r0, r1):
+        T[_T_XY, r - r0] = np.float64(x[r, target[r]])
+        T[_T_WDOT, r - r0] = 0.0
+    G = _reread_rows(x)
+    for q in range(r0, r1, G):
+        q1 = min(r1, q + G)
+        o = q - r0
+        M, S, F = T[_T_M, o:], T[_T_S, o:], T[_T_LOGS, o:]  # F: lo first
+        _grp_exp_sums(x, grad_out, q, q1, M, S, F, ip)
+        for r in range(q, q1):
+            i = r - q
+            F[i] = _block_factor(M[i], M[i], S[i]) * (gs * alpha[r])
+        _grp_scale(grad_out, q, q1, F)
+    for r in range(r0, r1):
+        if alpha[r] == 0.0:
+            _zero_row(grad_out[r])
+
+
+@njit(**_GLUE)
 def _ce_grad_group(
     x, target, alpha, beta, cw, W, gs, ip, r0, r1, buf, T, loss_out, grad_out
 ):
+    if _grouped(x) and not _any_nonzero(beta, r0, r1):
+        _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out)
+        _ce_grad_group_end(
+            target, alpha, beta, cw, W, gs, r0, r1, T, loss_out, grad_out
+        )
+        return
     for r in range(r0, r1):
         a, b = alpha[r], beta[r]
         if a != 0.0 or b != 0.0:
@@ -898,6 +1071,13 @@ def _ce_grad_group(
             _zero_row(grad_out[r])
             M, S, xy, wdot = 0.0, 1.0, 0.0, 0.0
         _put_stats(T, r - r0, M, S, xy, wdot)
+    _ce_grad_group_end(target, alpha, beta, cw, W, gs, r0, r1, T, loss_out, grad_out)
+
+
+@njit(**_GLUE)
+def _ce_grad_group_end(target, alpha, beta, cw, W, gs, r0, r1, T, loss_out, grad_out):
+    """A group's transcendentals, target columns and losses, from its terms in
+    ``T``."""
     _ce_group_transcendentals(T, r1 - r0)
     for r in range(r0, r1):
         i = r - r0
@@ -906,6 +1086,14 @@ def _ce_grad_group(
             S, ey = T[_T_S, i], T[_T_EY, i]
             _ce_grad_fix_e(grad_out[r], target[r], a, b, cw, W, gs, S, ey)
         loss_out[r] = _group_loss(T, i, a, b, W)
+
+
+@njit(**_GLUE)
+def _any_nonzero(v, r0, r1):
+    for r in range(r0, r1):
+        if v[r] != 0.0:
+            return True
+    return False
 
 
 @njit(fastmath=_RED, **_KW)
@@ -1041,6 +1229,28 @@ def softmax_ser(x, out):
     ip = x.ctypes.data == out.ctypes.data
     for r in range(x.shape[0]):
         _softmax_row(x[r], out[r], ip)
+
+
+# Rows that take the grouped passes (:func:`_grouped`) have drivers of their own:
+# with both loops in one parallel driver, the row-at-a-time one ran 1.2-1.3x
+# slower (8192x1000 float32, 2 threads).
+
+
+@njit(**_PKW)
+def softmax_grouped_par(x, out):
+    wide()
+    ip = x.ctypes.data == out.ctypes.data
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        _softmax_groups(x, out, t * R, min(n, t * R + R), ip, group_scratch(3, R))
+
+
+@njit(**_KW)
+def softmax_grouped_ser(x, out):
+    wide()
+    ip = x.ctypes.data == out.ctypes.data
+    _softmax_groups(x, out, 0, x.shape[0], ip, group_scratch(3, x.shape[0]))
 
 
 @njit(**_PKW)

@@ -7,6 +7,9 @@ equal for any number of threads:
 * rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
   one vectorised exp per tile) where the op has them, serial or parallel over
   tiles by the rule below;
+* softmax rows of ``SHORT_C`` classes or more and at most
+  ``SOFTMAX_GROUP_ROW_BYTES`` bytes take the grouped drivers (each pass over a
+  group of rows in one function), by the rules below;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
@@ -67,6 +70,8 @@ def _run(drivers, x, *args):
 
 
 _SOFTMAX = _drivers("softmax", split=True, short=True)
+_SOFTMAX_GROUPED = _drivers("softmax_grouped")
+SOFTMAX_GROUP_ROW_BYTES = K.SOFTMAX_GROUP_ROW_BYTES
 _LOG_SOFTMAX = _drivers("log_softmax", split=True, short=True)
 _LOGSUMEXP = _drivers("logsumexp", split=True, short=True)
 _SOFTMAX_BACKWARD = _drivers("softmax_backward")
@@ -78,7 +83,11 @@ _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
 def softmax_rows(x, out):
-    _run(_SOFTMAX, x, out)
+    c = x.shape[1]
+    if SHORT_C <= c and c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES:
+        _run(_SOFTMAX_GROUPED, x, out)
+    else:
+        _run(_SOFTMAX, x, out)
 
 
 def log_softmax_rows(x, out):

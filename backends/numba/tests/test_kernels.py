@@ -185,6 +185,30 @@ def test_modes_same_bits(shape, dtype, rng):
         np.testing.assert_array_equal(grad, res[0][1])
 
 
+def _ce_index_modes_agree(x, y, alpha, beta, cw):
+    """Class-index cross-entropy with its gradient (gradient scale 0.5): the
+    serial and parallel drivers and the loss-only one agree bit for bit and
+    match the reference; rows with ``alpha = beta = 0`` are 0. Returns the
+    serial ``(loss, grad)``."""
+    n = x.shape[0]
+    la, lb, lc, lw = (np.empty(n) for _ in range(4))
+    ga, gb, gw = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    K.cross_entropy_grad_ser(x, y, alpha, beta, cw, 0.5, la, ga)
+    K.cross_entropy_grad_par(x, y, alpha, beta, cw, 0.5, lb, gb)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, gb)
+    K.cross_entropy_par(x, y, alpha, beta, cw, lc)
+    np.testing.assert_array_equal(la, lc)
+    ref.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.5, lw, gw)
+    _close(la, lw, x.dtype.type, "loss")
+    _close(ga, gw, x.dtype.type, "grad")
+    ignored = (alpha == 0.0) & (beta == 0.0)
+    assert ignored.any()
+    assert not ga[ignored].any()
+    assert not la[ignored].any()
+    return la, ga
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64)], ids=str)
 def test_row_groups_same_bits(shape, dtype, rng):
@@ -216,19 +240,9 @@ def test_row_groups_same_bits(shape, dtype, rng):
     y, alpha, beta, cw = _ce_args(rng, x)
     alpha[::7] = beta[::7] = 0.0
     n = shape[0]
-    la, lb, lc, lw = (np.empty(n) for _ in range(4))
-    ga, gb, gw = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-    K.cross_entropy_grad_ser(x, y, alpha, beta, cw, 0.5, la, ga)
-    K.cross_entropy_grad_par(x, y, alpha, beta, cw, 0.5, lb, gb)
-    np.testing.assert_array_equal(la, lb)
-    np.testing.assert_array_equal(ga, gb)
-    K.cross_entropy_par(x, y, alpha, beta, cw, lc)
-    np.testing.assert_array_equal(la, lc)
-    ref.cross_entropy_grad_rows(x, y, alpha, beta, cw, 0.5, lw, gw)
-    _close(la, lw, dtype, "loss")
-    _close(ga, gw, dtype, "grad")
-    assert not ga[::7].any()
-    assert not la[::7].any()
+    la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw)
+    lb, lc, lw = (np.empty(n) for _ in range(3))
+    gb, gw = np.empty_like(x), np.empty_like(x)
     # probability targets, label smoothing 0.1
     t = rng.dirichlet(np.ones(shape[1]), n).astype(dtype)
     K.cross_entropy_prob_grad_ser(x, t, 0.1, cw, 0.5, la, ga)
@@ -244,6 +258,78 @@ def test_row_groups_same_bits(shape, dtype, rng):
     K.cross_entropy_prob_grad_par(xc, t, 0.1, cw, 0.5, lb, xc)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(ga, xc)
+
+
+def _grouped_rows(rng, shape, dtype):
+    """Logits for the grouped passes: special rows, and rows whose range ends
+    inside and outside the unclamped exp's domain (both exp loops)."""
+    x = _x(rng, shape, dtype)
+    lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
+    x[5] = np.linspace(0.0, 0.5 * lim, shape[1])
+    x[6] = np.linspace(0.0, 1.5 * lim, shape[1])
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1003, 64), (700, 128), (301, 500)], ids=str)
+def test_grouped_passes(shape, dtype, rng):
+    """Rows of ``GROUP_ROW_BYTES_MIN`` to ``GROUP_ROW_BYTES`` take
+    cross-entropy's unsmoothed gradient a group of rows per pass (softmax's
+    grouped drivers take any width; the backend picks them up to
+    ``SOFTMAX_GROUP_ROW_BYTES``): serial, parallel and in place give the same
+    bits, a partial last group included; softmax's are the row-at-a-time
+    drivers' bits; both match the reference; ignored rows are 0."""
+    x = _grouped_rows(rng, shape, dtype)
+    n, c = shape
+    grouped = K._grouped(x)
+    assert grouped == (K.GROUP_ROW_BYTES_MIN <= c * x.itemsize <= K.GROUP_ROW_BYTES)
+    if grouped:  # a partial last group
+        assert n % K._reread_rows(x)
+    a, b, c_, want = (np.empty_like(x) for _ in range(4))
+    K.softmax_grouped_ser(x, a)
+    K.softmax_grouped_par(x, b)
+    K.softmax_par(x, c_)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c_)
+    ref.softmax_rows(x, want)
+    _close(a, want, dtype, "softmax")
+    xc = x.copy()
+    K.softmax_grouped_par(xc, xc)
+    np.testing.assert_array_equal(xc, a)
+    y, alpha, beta, cw = _ce_args(rng, x)
+    beta[:] = 0.0
+    alpha[::9] = 0.0  # ignored rows in most groups
+    la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw)
+    lb = np.empty(n)
+    xc = x.copy()  # the gradient over the logits: the target column read first
+    K.cross_entropy_grad_par(xc, y, alpha, beta, cw, 0.5, lb, xc)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(ga, xc)
+
+
+def test_grouped_softmax_choice():
+    """softmax takes the grouped drivers for rows from ``SHORT_C`` classes up to
+    ``SOFTMAX_GROUP_ROW_BYTES``, by shape and dtype alone."""
+    picked = []
+
+    def run(drivers, x, *args):
+        picked.append(drivers is _ops._SOFTMAX_GROUPED)
+
+    cases = [
+        ((65536, _ops.SHORT_C - 1), np.float32, False),
+        ((65536, _ops.SHORT_C), np.float32, True),
+        ((65536, 128), np.float32, True),
+        ((65536, 129), np.float32, False),
+        ((65536, 64), np.float64, True),
+        ((65536, 128), np.float64, False),
+        ((8192, 1000), np.float32, False),
+        ((1, 100), np.float32, True),
+    ]
+    with mock.patch.object(_ops, "_run", run):
+        for shape, dtype, _ in cases:
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.softmax_rows(x, x)
+    assert picked == [want for *_, want in cases]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
