@@ -594,54 +594,38 @@ def _reread_rows(x):
     return max(1, min(LOG_ROWS, REREAD_BYTES // (x.shape[1] * x.itemsize)))
 
 
-# Some one-block rows take the unsmoothed cross-entropy gradient's passes (and
-# softmax's) a group of rows at a time: each pass is one function over the
-# group's rows (the maxima and minima, the exps, the sums, the scaling), where
-# a row at a time calls each pass per row. The loops over a row are the same,
-# so are the bits. In cache that saves a function call and a loop's entry per
-# row and pass: one thread, 2048 rows, grouped against a row at a time,
-# cross-entropy with its gradient took 0.66-0.79 of the time at 64 and 128
-# float32 classes, softmax 0.57-0.89. Out of cache a group's bursts of reads
-# and of arithmetic overlap less well than a row's: at 64 float32 classes
-# (65536 rows, 2 threads) cross-entropy took 1.05-1.17 of the time. So each
-# op takes the grouped passes at the row widths where they measured faster
-# (GROUP_ROW_BYTES_MIN, GROUP_ROW_BYTES, SOFTMAX_GROUP_ROW_BYTES). Prefetching
-# the next group's rows brought that case to 0.90-0.99 but gave back much of
-# the gain in cache (128 float32 classes: 0.93-0.98 against 0.79), so it is
-# not done. The statistics alone (log_softmax, logsumexp) gained nothing this
-# way: at 128-512 classes, 2 threads, log_softmax took 0.95-1.25 of the time
-# and logsumexp 0.92-1.15, so they stay a row at a time.
+# Narrow one-block rows can take softmax's passes, and the unsmoothed
+# cross-entropy gradient's, a group of rows at a time: each pass is one
+# function over the group's rows (the maxima and minima, the exps, the sums,
+# the scaling), where a row at a time calls each pass per row. The loops over
+# a row are the same, so are the bits, and the choice may depend on anything.
+# It saves a function call and a loop's entry per row and pass, which shows in
+# cache; out of cache a group's bursts of reads and of arithmetic overlap less
+# well than a row's, and the gain went, or turned into a loss, as this shared
+# machine's memory got slower during the day. So the grouped drivers take:
+# small (serial) calls with rows of at most SMALL_GROUP_ROW_BYTES, both ops;
+# softmax rows of at most SOFTMAX_GROUP_ROW_BYTES at any size. Medians of 31
+# interleaved rounds, grouped time over a row at a time, several runs each.
+# Tried and not kept: prefetching the next group's rows (out of cache it made
+# up for the bursts; in cache it gave back much of the gain, 0.93-0.98 against
+# 0.79 at 128 float32 classes), and grouping the statistics alone (log_softmax
+# and logsumexp, 128-512 classes, 2 threads: 0.92-1.25).
 
-GROUP_ROW_BYTES = REREAD_BYTES // 4
-"""Cross-entropy rows of ``GROUP_ROW_BYTES_MIN`` to this many bytes (128-512
-float32 or 64-256 float64 classes) take the grouped passes, at least 4 rows to a
-group of ``REREAD_BYTES``. Grouped against a row at a time, medians of 31
-interleaved rounds, several runs: out of cache (16384-65536 rows, 2 threads)
-0.82-0.91 of the time at 256 and 512 float32 classes, 0.81-0.87 at 128 and 256
-float64 ones, 0.88-1.03 at 128 float32 and 0.95-1.03 at 64 float64; in cache
-(2048 rows, one thread) 0.79-0.85 at 128 float32 classes, 0.87-0.97 at 64
-float64, 0.92-1.07 at the rest. With 2 rows to a group (512 float64, 1000
-float32 classes) 0.97-1.10: not taken."""
+SMALL_GROUP_ROW_BYTES = 512
+"""Serial calls (at most ``SERIAL_MAX`` elements, so in cache) with rows of
+``SHORT_C`` classes to this many bytes take the grouped passes: softmax and the
+unsmoothed cross-entropy gradient. One thread, 2048 rows: softmax 0.56-0.58 of
+the time at 64 float32 classes, 0.73-0.76 at 128, 0.70-0.85 at 64 float64;
+cross-entropy with its gradient 0.65-0.69, 0.77-0.84 and 0.78-0.91. At 128
+float64 and 256 classes 0.84-1.16: not taken. (SERIAL_MAX elements of 64
+float32 classes, 512 rows, gave the same: 0.58 and 0.65-0.66.)"""
 
-GROUP_ROW_BYTES_MIN = 512
-"""Narrower cross-entropy rows stay a row at a time (64 float32 classes: 1.05-1.17
-of the time grouped, 2 threads, out of cache)."""
-
-SOFTMAX_GROUP_ROW_BYTES = 512
-"""softmax rows of at least ``SHORT_C`` classes and at most this many bytes take
-the grouped passes (their own drivers, picked by shape). Grouped against a row
-at a time, out of cache (65536 rows, 2 threads): 0.63-0.76 of the time at 64
-float32 classes, 0.80-0.95 at 128 float32, 0.83-0.97 at 64 float64; in cache
-(2048 rows, one thread) 0.57, 0.73-0.83 and 0.74-0.81. At 128 float64 and 256
-classes 0.93-1.18: memory is the bottleneck there, where cross-entropy, with
-more work per element, still gains."""
-
-
-@njit(**_GLUE)
-def _grouped(x):
-    """Whether ``x``'s rows take cross-entropy's grouped passes (by its row
-    width alone)."""
-    return GROUP_ROW_BYTES_MIN <= x.shape[1] * x.itemsize <= GROUP_ROW_BYTES
+SOFTMAX_GROUP_ROW_BYTES = 320
+"""softmax rows of ``SHORT_C`` classes to this many bytes take the grouped
+passes at every size. 65536 rows, 2 threads, out of cache: 0.63-0.92 of the time
+at 64 float32 classes (11 runs; a row at a time took 1.20-1.30x PyTorch's
+time there), 0.76 at 80 (one run); at 96-128 float32 classes 0.80-1.16, and the
+cross-entropy gradient at 64-512 classes 0.80-1.23: not taken."""
 
 
 @njit(**_KW)
@@ -1055,12 +1039,6 @@ def _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out):
 def _ce_grad_group(
     x, target, alpha, beta, cw, W, gs, ip, r0, r1, buf, T, loss_out, grad_out
 ):
-    if _grouped(x) and not _any_nonzero(beta, r0, r1):
-        _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out)
-        _ce_grad_group_end(
-            target, alpha, beta, cw, W, gs, r0, r1, T, loss_out, grad_out
-        )
-        return
     for r in range(r0, r1):
         a, b = alpha[r], beta[r]
         if a != 0.0 or b != 0.0:
@@ -1094,6 +1072,21 @@ def _any_nonzero(v, r0, r1):
         if v[r] != 0.0:
             return True
     return False
+
+
+@njit(**_GLUE)
+def _ce_grad_group_grouped(
+    x, target, alpha, beta, cw, W, gs, ip, r0, r1, buf, T, loss_out, grad_out
+):
+    """:func:`_ce_grad_group` by the grouped passes where no row of the group
+    is smoothed (the smoothed gradient keeps its row-at-a-time passes)."""
+    if _any_nonzero(beta, r0, r1):
+        _ce_grad_group(
+            x, target, alpha, beta, cw, W, gs, ip, r0, r1, buf, T, loss_out, grad_out
+        )
+        return
+    _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out)
+    _ce_grad_group_end(target, alpha, beta, cw, W, gs, r0, r1, T, loss_out, grad_out)
 
 
 @njit(fastmath=_RED, **_KW)
@@ -1231,7 +1224,7 @@ def softmax_ser(x, out):
         _softmax_row(x[r], out[r], ip)
 
 
-# Rows that take the grouped passes (:func:`_grouped`) have drivers of their own:
+# Rows that take the grouped passes have drivers of their own, picked by shape:
 # with both loops in one parallel driver, the row-at-a-time one ran 1.2-1.3x
 # slower (8192x1000 float32, 2 threads).
 
@@ -1386,6 +1379,26 @@ def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     T = group_scratch(_T_ROWS, n)
     for g in range(0, n, LOG_ROWS):
         _ce_grad_group(
+            x, target, alpha, beta, cw, W, gs, ip, g, min(n, g + LOG_ROWS),
+            buf, T, loss_out, grad_out,
+        )  # fmt: skip
+
+
+# The grouped passes' driver for small calls (SMALL_GROUP_ROW_BYTES): a driver
+# of its own, as the grouped code inlined beside the row loop can make that
+# loop slower (softmax's parallel driver: 1.2-1.3x at 8192x1000 float32).
+
+
+@njit(**_KW)
+def cross_entropy_grad_grouped_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
+    W = _wsum(cw)
+    ip = x.ctypes.data == grad_out.ctypes.data
+    n = x.shape[0]
+    buf = scratch(x)
+    T = group_scratch(_T_ROWS, n)
+    for g in range(0, n, LOG_ROWS):
+        _ce_grad_group_grouped(
             x, target, alpha, beta, cw, W, gs, ip, g, min(n, g + LOG_ROWS),
             buf, T, loss_out, grad_out,
         )  # fmt: skip

@@ -7,9 +7,10 @@ equal for any number of threads:
 * rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
   one vectorised exp per tile) where the op has them, serial or parallel over
   tiles by the rule below;
-* softmax rows of ``SHORT_C`` classes or more and at most
-  ``SOFTMAX_GROUP_ROW_BYTES`` bytes take the grouped drivers (each pass over a
-  group of rows in one function), by the rules below;
+* rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
+  (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
+  class-index cross-entropy gradient), take the grouped drivers (each pass
+  over a group of rows in one function; the same bits);
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
@@ -72,19 +73,31 @@ def _run(drivers, x, *args):
 _SOFTMAX = _drivers("softmax", split=True, short=True)
 _SOFTMAX_GROUPED = _drivers("softmax_grouped")
 SOFTMAX_GROUP_ROW_BYTES = K.SOFTMAX_GROUP_ROW_BYTES
+SMALL_GROUP_ROW_BYTES = K.SMALL_GROUP_ROW_BYTES
 _LOG_SOFTMAX = _drivers("log_softmax", split=True, short=True)
 _LOGSUMEXP = _drivers("logsumexp", split=True, short=True)
 _SOFTMAX_BACKWARD = _drivers("softmax_backward")
 _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
 _CE = _drivers("cross_entropy", short=True)
 _CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
+# small calls only: its serial driver
+_CE_GRAD_GROUPED = (K.cross_entropy_grad_grouped_ser, None, None, None, None)
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
+def _small_grouped(x) -> bool:
+    """Whether a serial call takes ``x``'s rows by the grouped drivers."""
+    n, c = x.shape
+    return (
+        SHORT_C <= c and c * x.itemsize <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
+    )
+
+
 def softmax_rows(x, out):
     c = x.shape[1]
-    if SHORT_C <= c and c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES:
+    narrow = SHORT_C <= c and c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES
+    if narrow or _small_grouped(x):
         _run(_SOFTMAX_GROUPED, x, out)
     else:
         _run(_SOFTMAX, x, out)
@@ -130,7 +143,7 @@ def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
     _run(
-        _CE_GRAD,
+        _CE_GRAD_GROUPED if _small_grouped(x) else _CE_GRAD,
         x,
         target,
         alpha,

@@ -185,15 +185,15 @@ def test_modes_same_bits(shape, dtype, rng):
         np.testing.assert_array_equal(grad, res[0][1])
 
 
-def _ce_index_modes_agree(x, y, alpha, beta, cw):
+def _ce_index_modes_agree(x, y, alpha, beta, cw, ser=K.cross_entropy_grad_ser):
     """Class-index cross-entropy with its gradient (gradient scale 0.5): the
-    serial and parallel drivers and the loss-only one agree bit for bit and
-    match the reference; rows with ``alpha = beta = 0`` are 0. Returns the
-    serial ``(loss, grad)``."""
+    serial driver ``ser``, the parallel one and the loss-only one agree bit for
+    bit and match the reference; rows with ``alpha = beta = 0`` are 0. Returns
+    the serial ``(loss, grad)``."""
     n = x.shape[0]
     la, lb, lc, lw = (np.empty(n) for _ in range(4))
     ga, gb, gw = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-    K.cross_entropy_grad_ser(x, y, alpha, beta, cw, 0.5, la, ga)
+    ser(x, y, alpha, beta, cw, 0.5, la, ga)
     K.cross_entropy_grad_par(x, y, alpha, beta, cw, 0.5, lb, gb)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(ga, gb)
@@ -273,18 +273,14 @@ def _grouped_rows(rng, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1003, 64), (700, 128), (301, 500)], ids=str)
 def test_grouped_passes(shape, dtype, rng):
-    """Rows of ``GROUP_ROW_BYTES_MIN`` to ``GROUP_ROW_BYTES`` take
-    cross-entropy's unsmoothed gradient a group of rows per pass (softmax's
-    grouped drivers take any width; the backend picks them up to
-    ``SOFTMAX_GROUP_ROW_BYTES``): serial, parallel and in place give the same
-    bits, a partial last group included; softmax's are the row-at-a-time
-    drivers' bits; both match the reference; ignored rows are 0."""
+    """The grouped drivers (a pass over a group of rows per call; the backend
+    picks them by row width) against the row-at-a-time ones: the same bits,
+    serial, parallel and in place, a partial last group included, and the
+    reference's values; ignored rows are 0; a smoothed row in a group sends the
+    group back to a row at a time."""
     x = _grouped_rows(rng, shape, dtype)
-    n, c = shape
-    grouped = K._grouped(x)
-    assert grouped == (K.GROUP_ROW_BYTES_MIN <= c * x.itemsize <= K.GROUP_ROW_BYTES)
-    if grouped:  # a partial last group
-        assert n % K._reread_rows(x)
+    n = shape[0]
+    assert n % K._reread_rows(x)  # a partial last group
     a, b, c_, want = (np.empty_like(x) for _ in range(4))
     K.softmax_grouped_ser(x, a)
     K.softmax_grouped_par(x, b)
@@ -299,37 +295,57 @@ def test_grouped_passes(shape, dtype, rng):
     y, alpha, beta, cw = _ce_args(rng, x)
     beta[:] = 0.0
     alpha[::9] = 0.0  # ignored rows in most groups
-    la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw)
+    grouped = K.cross_entropy_grad_grouped_ser
+    la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
     lb = np.empty(n)
     xc = x.copy()  # the gradient over the logits: the target column read first
-    K.cross_entropy_grad_par(xc, y, alpha, beta, cw, 0.5, lb, xc)
+    grouped(xc, y, alpha, beta, cw, 0.5, lb, xc)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(ga, xc)
+    # a smoothed row sends its group back to a row at a time: the same bits
+    beta[: n // 2 : 50] = 0.05
+    _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
 
 
-def test_grouped_softmax_choice():
-    """softmax takes the grouped drivers for rows from ``SHORT_C`` classes up to
-    ``SOFTMAX_GROUP_ROW_BYTES``, by shape and dtype alone."""
+def test_grouped_choice():
+    """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
+    ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
+    gradient rows up to ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
     def run(drivers, x, *args):
-        picked.append(drivers is _ops._SOFTMAX_GROUPED)
+        picked.append(drivers in (_ops._SOFTMAX_GROUPED, _ops._CE_GRAD_GROUPED))
 
-    cases = [
+    small = _ops.SERIAL_MAX // 128  # rows of a serial call at 128 classes
+    softmax_cases = [
         ((65536, _ops.SHORT_C - 1), np.float32, False),
         ((65536, _ops.SHORT_C), np.float32, True),
-        ((65536, 128), np.float32, True),
-        ((65536, 129), np.float32, False),
-        ((65536, 64), np.float64, True),
-        ((65536, 128), np.float64, False),
+        ((65536, 80), np.float32, True),
+        ((65536, 81), np.float32, False),
+        ((65536, 64), np.float64, False),
+        ((small, 64), np.float64, True),
+        ((small, 128), np.float32, True),
+        ((small + 1, 128), np.float32, False),
+        ((small, 129), np.float32, False),
         ((8192, 1000), np.float32, False),
-        ((1, 100), np.float32, True),
+    ]
+    ce_cases = [
+        ((small, _ops.SHORT_C - 1), np.float32, False),
+        ((small, _ops.SHORT_C), np.float32, True),
+        ((small, 128), np.float32, True),
+        ((small + 1, 128), np.float32, False),
+        ((small, 64), np.float64, True),
+        ((small, 65), np.float64, False),
+        ((65536, 64), np.float32, False),
     ]
     with mock.patch.object(_ops, "_run", run):
-        for shape, dtype, _ in cases:
+        for shape, dtype, _ in softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.softmax_rows(x, x)
-    assert picked == [want for *_, want in cases]
+        for shape, dtype, _ in ce_cases:
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.cross_entropy_grad_rows(x, None, None, None, None, 1.0, None, x)
+    assert picked == [want for *_, want in softmax_cases + ce_cases]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
