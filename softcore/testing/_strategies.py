@@ -16,6 +16,11 @@ from softcore.testing import _cases
 from softcore.testing._runtime import CONFIG
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+WIDE_C = (64, 80, 128, 129, 257)
+"""Class counts drawn beside the small ones: rows wide enough for a backend's
+vectorised row kernels, some a whole number of 512-bit vectors wide and some
+not (the numba backend's kernels change at 64 classes and at row widths of 320
+and 512 bytes)."""
 PROMOTED_DTYPES = ("int8", "int32", "int64", "uint8", "bool")
 
 
@@ -36,6 +41,13 @@ def batch_shapes(
 ) -> st.SearchStrategy[tuple[int, ...]]:
     side = st.integers(0 if empty else 1, max_side)
     return st.lists(side, min_size=min_dims, max_size=max_dims).map(tuple)
+
+
+def _classes(top: int, max_c: int | None) -> st.SearchStrategy[int]:
+    """``C`` in ``[1, top]``, or (where the caller sets no ``max_c``) one of
+    ``WIDE_C``."""
+    small = st.integers(1, max_c or top)
+    return small if max_c else st.one_of(small, st.sampled_from(WIDE_C))
 
 
 def draw_spec(
@@ -65,7 +77,9 @@ def draw_spec(
     if fam in ("rows", "backward"):
         jac = "jacobian" in op
         top = max_c or (12 if jac else 40)
-        c = n_classes if n_classes is not None else pick("C", st.integers(1, top))
+        # Jacobians are (C, C) a row: they keep to small C
+        classes = st.integers(1, top) if jac else _classes(top, max_c)
+        c = n_classes if n_classes is not None else pick("C", classes)
         spec["C"] = c
         batch = pick("batch", batch_shapes(max_side=3 if jac else 5, empty=empty))
         axis = pick("axis", st.integers(-(len(batch) + 1), len(batch)))
@@ -76,7 +90,7 @@ def draw_spec(
         if fam == "backward":
             pick("grad_scale", st.sampled_from([1.0, 1e-3, 1e3]))
         return spec
-    c = n_classes if n_classes is not None else pick("C", st.integers(1, max_c or 24))
+    c = n_classes if n_classes is not None else pick("C", _classes(24, max_c))
     spec["C"] = c
     if fam == "ce":
         batch = pick("batch", batch_shapes(max_dims=2, max_side=6, empty=empty))
