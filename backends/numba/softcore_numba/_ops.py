@@ -87,17 +87,18 @@ _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
 def _small_grouped(x) -> bool:
-    """Whether a serial call takes ``x``'s rows by the grouped drivers."""
+    """Whether a serial call takes ``x``'s rows, of ``SHORT_C`` classes or more,
+    by the grouped drivers. The callers test ``SHORT_C`` first, so that short
+    rows, the smallest calls, pay no call here (~0.1 us of a 32x10 call's ~1.7)."""
     n, c = x.shape
-    return (
-        SHORT_C <= c and c * x.itemsize <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
-    )
+    return c * x.itemsize <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
 
 
 def softmax_rows(x, out):
     c = x.shape[1]
-    narrow = SHORT_C <= c and c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES
-    if narrow or _small_grouped(x):
+    if SHORT_C <= c and (
+        c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES or _small_grouped(x)
+    ):
         _run(_SOFTMAX_GROUPED, x, out)
     else:
         _run(_SOFTMAX, x, out)
@@ -143,7 +144,7 @@ def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
     _run(
-        _CE_GRAD_GROUPED if _small_grouped(x) else _CE_GRAD,
+        _CE_GRAD_GROUPED if SHORT_C <= x.shape[1] and _small_grouped(x) else _CE_GRAD,
         x,
         target,
         alpha,
