@@ -185,6 +185,25 @@ def test_modes_same_bits(shape, dtype, rng):
         np.testing.assert_array_equal(grad, res[0][1])
 
 
+def _rows_modes_agree(x, ser, par, reference, per_row=False):
+    """A row kernel's serial and parallel drivers give the same bits, match the
+    reference, and (unless ``per_row``: one output per row) give them again
+    with the output over the input. Returns the serial result."""
+    dtype = x.dtype.type
+    shape = x.shape[:1] if per_row else x.shape
+    a, b, want = (np.empty(shape, dtype) for _ in range(3))
+    ser(x, a)
+    par(x, b)
+    np.testing.assert_array_equal(a, b)
+    reference(x, want)
+    _close(a, want, dtype, ser.__name__)
+    if not per_row:
+        xc = x.copy()
+        par(xc, xc)
+        np.testing.assert_array_equal(xc, a)
+    return a
+
+
 def _ce_index_modes_agree(x, y, alpha, beta, cw, ser=K.cross_entropy_grad_ser):
     """Class-index cross-entropy with its gradient (gradient scale 0.5): the
     serial driver ``ser``, the parallel one and the loss-only one agree bit for
@@ -220,21 +239,10 @@ def test_row_groups_same_bits(shape, dtype, rng):
     for G in (K.LOG_ROWS, K._reread_rows(x)):
         assert K._task_rows(shape[1]) % G or shape[0] % G
     assert K._reread_rows(x) < K.LOG_ROWS
-    a, b, want = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-    K.log_softmax_ser(x, a)
-    K.log_softmax_par(x, b)
-    np.testing.assert_array_equal(a, b)
-    ref.log_softmax_rows(x, want)
-    _close(a, want, dtype, "log_softmax")
-    xc = x.copy()
-    K.log_softmax_par(xc, xc)
-    np.testing.assert_array_equal(xc, a)
-    a, b, want = (np.empty(shape[0], dtype) for _ in range(3))
-    K.logsumexp_ser(x, a)
-    K.logsumexp_par(x, b)
-    np.testing.assert_array_equal(a, b)
-    ref.logsumexp_rows(x, want)
-    _close(a, want, dtype, "logsumexp")
+    _rows_modes_agree(x, K.log_softmax_ser, K.log_softmax_par, ref.log_softmax_rows)
+    _rows_modes_agree(
+        x, K.logsumexp_ser, K.logsumexp_par, ref.logsumexp_rows, per_row=True
+    )
     # class-index cross-entropy: ignored rows (alpha = beta = 0) in every group,
     # smoothing on half of the rows
     y, alpha, beta, cw = _ce_args(rng, x)
@@ -281,17 +289,12 @@ def test_grouped_passes(shape, dtype, rng):
     x = _grouped_rows(rng, shape, dtype)
     n = shape[0]
     assert n % K._reread_rows(x)  # a partial last group
-    a, b, c_, want = (np.empty_like(x) for _ in range(4))
-    K.softmax_grouped_ser(x, a)
-    K.softmax_grouped_par(x, b)
-    K.softmax_par(x, c_)
-    np.testing.assert_array_equal(a, b)
+    a = _rows_modes_agree(
+        x, K.softmax_grouped_ser, K.softmax_grouped_par, ref.softmax_rows
+    )
+    c_ = np.empty_like(x)
+    K.softmax_par(x, c_)  # a row at a time
     np.testing.assert_array_equal(a, c_)
-    ref.softmax_rows(x, want)
-    _close(a, want, dtype, "softmax")
-    xc = x.copy()
-    K.softmax_grouped_par(xc, xc)
-    np.testing.assert_array_equal(xc, a)
     y, alpha, beta, cw = _ce_args(rng, x)
     beta[:] = 0.0
     alpha[::9] = 0.0  # ignored rows in most groups
