@@ -127,50 +127,67 @@ def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> A
     return _deliver(_restore(y2, shape, ax, xp), out, result, xp)
 
 
-def _plain_in(arr: Any, ax: int, compute: Any, result: Any) -> bool:
-    """Whether ``arr`` is the plain input a kernel may read as it is: a non-empty
-    2-D NumPy array, C-contiguous with the class axis last, of the computation's
-    dtype, which is also the result's. :func:`rows` would return it unchanged;
-    this answers without the general steps (a small call feels each of them)."""
-    return (
-        type(arr) is np.ndarray
-        and ax == 1
-        and arr.ndim == 2
-        and result is compute
-        and arr.dtype is compute
-        and arr.size != 0
-        and arr.flags.c_contiguous
-    )
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 
 
-def _plain_out(arr: Any, ax: int, out: Any, compute: Any, result: Any) -> bool:
-    """Whether ``out`` is the plain case a kernel may write without the general
-    checks: ``arr`` plain (:func:`_plain_in`), ``out`` a writeable C-contiguous
-    NumPy array of the same shape and dtype, and either the very array ``arr`` or
-    no memory shared with it (both own their data). Everything else takes
-    :func:`check_out` and :func:`_direct_out`, which give the same answer for
-    this case, a microsecond later."""
-    if type(out) is not np.ndarray or not _plain_in(arr, ax, compute, result):
+def _host_rows(x: Any, axis: Any, backend: Any) -> Any:
+    """The backend of a plain host call, or None for the general path.
+
+    Plain: ``x`` a non-empty C-contiguous 2-D float32 or float64 NumPy array,
+    ``axis`` its last as a Python int, the backend a NumPy one. The kernel reads
+    ``x`` as it is and the result has its dtype, so the call may skip the
+    general steps (``_prepare``, :func:`rows`, :func:`_direct_out`), each of
+    which a small call feels: 8x64 float32 softmax took 2.1 us through them
+    and 1.3 us without. The backend is resolved first, as on the general path,
+    so a bad ``backend`` gives the same error."""
+    if type(x) is np.ndarray and type(axis) is int and x.ndim == 2:
+        dt = x.dtype
+        if (
+            (axis == -1 or axis == 1)
+            and (dt is _F32 or dt is _F64)
+            and x.size
+            and x.flags.c_contiguous
+        ):
+            be = _reg.resolve(x, backend)
+            if be.xp is np:
+                return be
+    return None
+
+
+def _plain_out(x: Any, out: Any) -> bool:
+    """Whether ``out`` may take a plain input's (:func:`_host_rows`) result
+    without the general checks: a writeable C-contiguous NumPy array of ``x``'s
+    shape and dtype, either ``x`` itself or sharing no memory with it (both own
+    their data). Everything else takes :func:`check_out` and
+    :func:`_direct_out`, which give the same answer for this case, a
+    microsecond later."""
+    if out is x:
+        return bool(x.flags.writeable)
+    if type(out) is not np.ndarray or out.dtype is not x.dtype:
         return False
-    if out.dtype is not compute or out.shape != arr.shape:
+    if out.shape != x.shape:
         return False
     fo = out.flags
-    if not (fo.writeable and fo.c_contiguous):
-        return False
-    return out is arr or (fo.owndata and arr.flags.owndata)
+    return fo.writeable and fo.c_contiguous and fo.owndata and x.flags.owndata
+
+
+def _plain_rowwise(kernel: Any, x: Any, out: Any) -> Any:
+    """A plain call of a row-preserving kernel (softmax, log_softmax), or None
+    where ``out`` needs the general path."""
+    if out is None:
+        y = np.empty(x.shape, dtype=x.dtype)
+        kernel(x, y)
+        return y
+    if _plain_out(x, out):
+        kernel(x, out)
+        return out
+    return None
 
 
 def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     """One code path for the row-preserving ops (softmax, log_softmax)."""
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
-    if out is None:
-        if _plain_in(arr, ax, compute, result):  # the common allocating call
-            y = np.empty(arr.shape, dtype=compute)
-            getattr(be, kernel)(arr, y)
-            return y
-    elif _plain_out(arr, ax, out, compute, result):  # the common small out= call
-        getattr(be, kernel)(arr, out)
-        return out
     if out is not None:
         check_out(out, arr.shape, result, xp)
     if arr.size == 0:
@@ -281,6 +298,11 @@ def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) ->
     >>> sc.softmax(np.array([0.0, np.log(3.0)]), backend="numpy")
     array([0.25, 0.75])
     """
+    be = _host_rows(x, axis, backend)
+    if be is not None:
+        y = _plain_rowwise(be.softmax_rows, x, out)
+        if y is not None:
+            return y
     with _device_of(x):
         if is_multi_axis(axis):
             return _over_axes("softmax_rows", x, axis, out, False, backend)
@@ -314,6 +336,11 @@ def log_softmax(
     >>> sc.log_softmax(np.array([1000.0, 1000.0]), backend="numpy")
     array([-0.69314718, -0.69314718])
     """
+    be = _host_rows(x, axis, backend)
+    if be is not None:
+        y = _plain_rowwise(be.log_softmax_rows, x, out)
+        if y is not None:
+            return y
     with _device_of(x):
         if is_multi_axis(axis):
             return _over_axes("log_softmax_rows", x, axis, out, False, backend)
@@ -360,6 +387,12 @@ def logsumexp(
     >>> float(sc.logsumexp(np.array([1e4, 1e4]), backend="numpy"))
     10000.69314718056
     """
+    if not keepdims:
+        be = _host_rows(x, axis, backend)
+        if be is not None:  # the common call
+            lse = np.empty(x.shape[0], dtype=x.dtype)
+            be.logsumexp_rows(x, lse)
+            return lse
     with _device_of(x):
         if is_multi_axis(axis):
             return _over_axes("logsumexp_rows", x, axis, None, keepdims, backend)
@@ -381,10 +414,6 @@ def _lse_rows(
 
 def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
-    if not keepdims and _plain_in(arr, ax, compute, result):  # the common call
-        lse = np.empty(arr.shape[0], dtype=compute)
-        be.logsumexp_rows(arr, lse)
-        return lse
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     x2 = rows(arr, ax, compute, xp) if arr.size else None
     res = _lse_rows(be, xp, x2, batch, compute, result)

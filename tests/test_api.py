@@ -326,7 +326,7 @@ def test_plain_out_fast_path_decides_like_the_general_checks(rng, backend):
             x = x.copy() if plain else x
             want = ref(x) if ref else np.log(_softmax64(x))
             out = make(x)
-            assert _api._plain_out(x, 1, out, f64, f64) is plain
+            assert _api._plain_out(x, out) is plain
             if out.dtype != f64:
                 with pytest.raises(TypeError, match="dtype"):
                     op(x, out=out, backend=backend)
@@ -336,9 +336,12 @@ def test_plain_out_fast_path_decides_like_the_general_checks(rng, backend):
             buf = rng.standard_normal(61)
     ro = np.empty((5, 8))
     ro.setflags(write=False)
-    assert not _api._plain_out(np.ones((5, 8)), 1, ro, f64, f64)
+    assert not _api._plain_out(np.ones((5, 8)), ro)
     with pytest.raises(ValueError, match="read-only"):
         sc.softmax(np.ones((5, 8)), out=ro, backend=backend)
+    assert not _api._plain_out(ro, ro)  # in place on a read-only input
+    with pytest.raises(ValueError, match="read-only"):
+        sc.log_softmax(ro, out=ro, backend=backend)
 
 
 def test_out_with_other_axis_layout(rng):

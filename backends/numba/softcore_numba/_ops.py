@@ -19,6 +19,7 @@ equal for any number of threads:
 
 from __future__ import annotations
 
+import functools
 import os
 
 from . import _runtime
@@ -38,36 +39,38 @@ SHORT_C = K.SHORT_C
 
 
 def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
-    """``op``'s jitted drivers as ``(ser, split, par, short_ser, short_par)``, None
-    where the op has no such mode; looked up once, so a small call pays no lookups."""
+    """``op``'s drivers as ``(ser, split, par, short_ser, short_par)``, the
+    parallel ones bound to :func:`launch`: ``split`` None where the op has no
+    such mode, the short pair the row pair where it has no short mode. Looked
+    up once, so a small call pays no lookups."""
 
     def get(suffix):
         return getattr(K, f"{op}_{suffix}")
 
+    ser, par = get("ser"), functools.partial(launch, get("par"))
     return (
-        get("ser"),
-        get("split") if split else None,
-        get("par"),
-        get("short_ser") if short else None,
-        get("short_par") if short else None,
+        ser,
+        functools.partial(launch, get("split")) if split else None,
+        par,
+        get("short_ser") if short else ser,
+        functools.partial(launch, get("short_par")) if short else par,
     )
 
 
-def _run(drivers, x, *args):
-    """Run ``x``'s op in the mode its shape picks, by the rule of the module's
+def _pick(drivers, x):
+    """The driver of the mode ``x``'s shape picks, by the rule of the module's
     docstring (``drivers`` from :func:`_drivers`). The serial modes are tested
-    first: on a small call each Python step shows."""
+    first and the caller calls the driver with its own arguments: on a small
+    call each Python step shows (a ``*args`` call costs ~80 ns more)."""
     ser, split, par, short_ser, short_par = drivers
     n, c = x.shape
-    short = short_ser is not None and c < SHORT_C
     if n * c <= SERIAL_MAX:
-        (short_ser if short else ser)(x, *args)
-    elif short:
-        launch(short_par, x, *args)
-    elif split is not None and c > BLOCK and n < SPLIT_ROWS:
-        launch(split, x, *args)
-    else:
-        launch(par, x, *args)
+        return short_ser if c < SHORT_C else ser
+    if c < SHORT_C:
+        return short_par
+    if split is not None and c > BLOCK and n < SPLIT_ROWS:
+        return split
+    return par
 
 
 _SOFTMAX = _drivers("softmax", split=True, short=True)
@@ -80,36 +83,35 @@ _SOFTMAX_BACKWARD = _drivers("softmax_backward")
 _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
 _CE = _drivers("cross_entropy", short=True)
 _CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
-# small calls only: its serial driver
-_CE_GRAD_GROUPED = (K.cross_entropy_grad_grouped_ser, None, None, None, None)
+# small calls only: its serial drivers
+_CE_GRAD_GROUPED = (K.cross_entropy_grad_grouped_ser, None, None)
+_CE_GRAD_GROUPED += _CE_GRAD_GROUPED[:1] + (None,)
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
-def _small_grouped(x) -> bool:
-    """Whether a serial call takes ``x``'s rows, of ``SHORT_C`` classes or more,
-    by the grouped drivers. The callers test ``SHORT_C`` first, so that short
-    rows, the smallest calls, pay no call here (~0.1 us of a 32x10 call's ~1.7)."""
+def _grouped(x, limit) -> bool:
+    """Whether ``x``'s rows take the grouped drivers: rows of ``SHORT_C``
+    classes or more and at most ``limit`` bytes, or ``SMALL_GROUP_ROW_BYTES``
+    in a serial call (the larger: ``limit`` is never more)."""
     n, c = x.shape
-    return c * x.itemsize <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
+    if c < SHORT_C:
+        return False
+    b = c * x.itemsize
+    return b <= limit or (b <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX)
 
 
 def softmax_rows(x, out):
-    c = x.shape[1]
-    if SHORT_C <= c and (
-        c * x.itemsize <= SOFTMAX_GROUP_ROW_BYTES or _small_grouped(x)
-    ):
-        _run(_SOFTMAX_GROUPED, x, out)
-    else:
-        _run(_SOFTMAX, x, out)
+    d = _SOFTMAX_GROUPED if _grouped(x, SOFTMAX_GROUP_ROW_BYTES) else _SOFTMAX
+    _pick(d, x)(x, out)
 
 
 def log_softmax_rows(x, out):
-    _run(_LOG_SOFTMAX, x, out)
+    _pick(_LOG_SOFTMAX, x)(x, out)
 
 
 def logsumexp_rows(x, out):
-    _run(_LOGSUMEXP, x, out)
+    _pick(_LOGSUMEXP, x)(x, out)
 
 
 def _jacobian(x, out, log):
@@ -129,22 +131,22 @@ def log_softmax_jacobian_rows(x, out):
 
 
 def softmax_backward_rows(grad, probs, out):
-    _run(_SOFTMAX_BACKWARD, grad, probs, out)
+    _pick(_SOFTMAX_BACKWARD, grad)(grad, probs, out)
 
 
 def log_softmax_backward_rows(grad, log_probs, out):
-    _run(_LOG_SOFTMAX_BACKWARD, grad, log_probs, out)
+    _pick(_LOG_SOFTMAX_BACKWARD, grad)(grad, log_probs, out)
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    _run(_CE, x, target, alpha, beta, class_weight, loss_out)
+    _pick(_CE, x)(x, target, alpha, beta, class_weight, loss_out)
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    _run(
-        _CE_GRAD_GROUPED if SHORT_C <= x.shape[1] and _small_grouped(x) else _CE_GRAD,
+    d = _CE_GRAD_GROUPED if _grouped(x, 0) else _CE_GRAD
+    _pick(d, x)(
         x,
         target,
         alpha,
@@ -157,14 +159,13 @@ def cross_entropy_grad_rows(
 
 
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
-    _run(_CE_PROB, x, target, float(smoothing), class_weight, loss_out)
+    _pick(_CE_PROB, x)(x, target, float(smoothing), class_weight, loss_out)
 
 
 def cross_entropy_prob_grad_rows(
     x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
 ):
-    _run(
-        _CE_PROB_GRAD,
+    _pick(_CE_PROB_GRAD, x)(
         x,
         target,
         float(smoothing),

@@ -316,8 +316,9 @@ def test_grouped_choice():
     gradient rows up to ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
-    def run(drivers, x, *args):
+    def pick(drivers, x):
         picked.append(drivers in (_ops._SOFTMAX_GROUPED, _ops._CE_GRAD_GROUPED))
+        return lambda *args: None
 
     small = _ops.SERIAL_MAX // 128  # rows of a serial call at 128 classes
     softmax_cases = [
@@ -341,7 +342,7 @@ def test_grouped_choice():
         ((small, 65), np.float64, False),
         ((65536, 64), np.float32, False),
     ]
-    with mock.patch.object(_ops, "_run", run):
+    with mock.patch.object(_ops, "_pick", pick):
         for shape, dtype, _ in softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.softmax_rows(x, x)
@@ -501,21 +502,13 @@ def test_rows_on_both_sides_of_the_exp_domain(dtype, c, rng):
 
 
 def _picked(n, c, short=False, split=True):
-    """The driver ``_ops._run`` runs for an ``(n, c)`` input of an op with (or
-    without) short-row and split drivers: each stand-in records its name."""
-    ran = []
-    names = ("ser", "split", "par", "short_ser", "short_par")
-    drivers = tuple(
-        (lambda *a, m=m: ran.append(m))
-        if (m != "split" or split) and (not m.startswith("short") or short)
-        else None
-        for m in names
-    )
+    """The driver ``_ops._pick`` picks for an ``(n, c)`` input of an op with (or
+    without) short-row and split drivers (as :func:`_ops._drivers` lays them
+    out: the short pair the row pair where the op has none)."""
+    names = ["ser", "split" if split else None, "par"]
+    names += ["short_ser", "short_par"] if short else ["ser", "par"]
     x = np.broadcast_to(np.float32(0), (n, c))  # the shape, no memory
-    with mock.patch.object(_ops, "launch", lambda k, *a: k(*a)):
-        _ops._run(drivers, x)
-    (name,) = ran
-    return name
+    return _ops._pick(tuple(names), x)
 
 
 def test_mode_choice_depends_on_shape_only():
