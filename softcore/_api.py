@@ -494,6 +494,31 @@ def log_softmax_jacobian(x: Any, axis: int = -1, *, backend: Any = None) -> Any:
         return _jacobian("log_softmax_jacobian_rows", x, axis, backend)
 
 
+def _plain_backward(
+    kernel: str, grad: Any, saved: Any, axis: Any, out: Any, backend: Any
+) -> Any:
+    """A plain call of a backward op (``grad`` and ``saved`` both plain inputs,
+    :func:`_host_rows`, of one shape and dtype), or None for the general path:
+    at 512x64 float32 the general steps cost 3.9 us of a 9.2 us call."""
+    be = _host_rows(grad, axis, backend)
+    if (
+        be is None
+        or type(saved) is not np.ndarray
+        or saved.dtype is not grad.dtype
+        or saved.shape != grad.shape
+        or not saved.flags.c_contiguous
+    ):
+        return None
+    if out is None:
+        y = np.empty(grad.shape, dtype=grad.dtype)
+        getattr(be, kernel)(grad, saved, y)
+        return y
+    if _plain_out(grad, out) and _plain_out(saved, out):
+        getattr(be, kernel)(grad, saved, out)
+        return out
+    return None
+
+
 def _backward(
     kernel: str, grad: Any, saved: Any, axis: Any, out: Any, backend: Any, name: str
 ) -> Any:
@@ -557,6 +582,9 @@ def softmax_backward(
     >>> sc.softmax_backward(np.array([1.0, 0.0]), np.array([0.5, 0.5]), backend="numpy")
     array([ 0.25, -0.25])
     """
+    y = _plain_backward("softmax_backward_rows", grad, probs, axis, out, backend)
+    if y is not None:
+        return y
     with _device_of(grad):
         return _backward(
             "softmax_backward_rows", grad, probs, axis, out, backend, "probs"
@@ -582,6 +610,11 @@ def log_softmax_backward(
     >>> sc.log_softmax_backward(np.array([1.0, 0.0]), lp, backend="numpy")
     array([ 0.5, -0.5])
     """
+    y = _plain_backward(
+        "log_softmax_backward_rows", grad, log_probs, axis, out, backend
+    )
+    if y is not None:
+        return y
     with _device_of(grad):
         return _backward(
             "log_softmax_backward_rows",

@@ -344,6 +344,41 @@ def test_plain_out_fast_path_decides_like_the_general_checks(rng, backend):
         sc.log_softmax(ro, out=ro, backend=backend)
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+def test_backward_plain_calls_and_their_outs(rng, backend):
+    # the plain backward call (both inputs 2-D, C-contiguous, one dtype) and
+    # every out it may write directly, against float64 formulas; views, mixed
+    # dtypes and read-only outs take the general path, with its answers
+    buf = rng.standard_normal(81)
+    g = buf[:40].reshape(5, 8).copy()
+    p = _softmax64(rng.standard_normal((5, 8)))
+    lp = np.log(p)
+    want = {
+        "softmax_backward": p * (g - (g * p).sum(-1, keepdims=True)),
+        "log_softmax_backward": g - p * g.sum(-1, keepdims=True),
+    }
+    for op, saved in (("softmax_backward", p), ("log_softmax_backward", lp)):
+        f = getattr(sc, op)
+        np.testing.assert_allclose(f(g, saved, backend=backend), want[op], rtol=1e-12)
+        for which in ("fresh", "grad", "saved", "view"):
+            gc, sc_ = g.copy(), saved.copy()
+            out = {
+                "fresh": np.empty_like(g),
+                "grad": gc,
+                "saved": sc_,
+                "view": buf[41:81].reshape(5, 8),
+            }[which]
+            assert f(gc, sc_, out=out, backend=backend) is out
+            np.testing.assert_allclose(out, want[op], rtol=1e-12, err_msg=which)
+        got = f(g.astype(np.float32), saved, backend=backend)  # promoted
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want[op], rtol=1e-6)
+        ro = np.empty_like(g)
+        ro.setflags(write=False)
+        with pytest.raises(ValueError, match="read-only"):
+            f(g, saved, out=ro, backend=backend)
+
+
 def test_out_with_other_axis_layout(rng):
     x = rng.standard_normal((5, 3))
     out = np.empty((5, 3))
