@@ -10,7 +10,9 @@ equal for any number of threads:
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy gradient), take the grouped drivers (each pass
-  over a group of rows in one function; the same bits);
+  over a group of rows in one function; the same bits); so do log_softmax
+  rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or
+  ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
@@ -78,6 +80,9 @@ _SOFTMAX_GROUPED = _drivers("softmax_grouped")
 SOFTMAX_GROUP_ROW_BYTES = K.SOFTMAX_GROUP_ROW_BYTES
 SMALL_GROUP_ROW_BYTES = K.SMALL_GROUP_ROW_BYTES
 _LOG_SOFTMAX = _drivers("log_softmax", split=True, short=True)
+_LOG_SOFTMAX_GROUPED = _drivers("log_softmax_grouped")
+LOG_SOFTMAX_GROUP_ROW_BYTES = K.LOG_SOFTMAX_GROUP_ROW_BYTES
+LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES = K.LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES
 _LOGSUMEXP = _drivers("logsumexp", split=True, short=True)
 _SOFTMAX_BACKWARD = _drivers("softmax_backward")
 _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
@@ -90,15 +95,15 @@ _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
-def _grouped(x, limit) -> bool:
+def _grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:
     """Whether ``x``'s rows take the grouped drivers: rows of ``SHORT_C``
-    classes or more and at most ``limit`` bytes, or ``SMALL_GROUP_ROW_BYTES``
-    in a serial call (the larger: ``limit`` is never more)."""
+    classes or more and at most ``limit`` bytes, or ``small_limit`` in a serial
+    call (the larger)."""
     n, c = x.shape
     if c < SHORT_C:
         return False
     b = c * x.itemsize
-    return b <= limit or (b <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX)
+    return b <= limit or (b <= small_limit and n * c <= SERIAL_MAX)
 
 
 def softmax_rows(x, out):
@@ -107,7 +112,11 @@ def softmax_rows(x, out):
 
 
 def log_softmax_rows(x, out):
-    _pick(_LOG_SOFTMAX, x)(x, out)
+    grouped = _grouped(
+        x, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES
+    )
+    d = _LOG_SOFTMAX_GROUPED if grouped else _LOG_SOFTMAX
+    _pick(d, x)(x, out)
 
 
 def logsumexp_rows(x, out):

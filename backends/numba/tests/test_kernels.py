@@ -268,6 +268,32 @@ def test_row_groups_same_bits(shape, dtype, rng):
     np.testing.assert_array_equal(ga, xc)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1000, 130), (2 * K.LOG_ROWS + 3, 64), (3, 20000)])
+def test_backward_blocks_same_bits(shape, dtype, rng):
+    """The backward passes take a block of rows per call: the serial driver,
+    the parallel one (tasks that end mid-array) and the output over either
+    input give the same bits, and the reference's values."""
+    assert shape[0] % K._task_rows(shape[1]) or K._task_rows(shape[1]) == 1
+    g = rng.standard_normal(shape).astype(dtype)
+    p = np.empty_like(g)
+    ref.softmax_rows(rng.standard_normal(shape).astype(dtype), p)
+    lp = np.log(p)
+    for name, saved in (("softmax_backward", p), ("log_softmax_backward", lp)):
+        ser, par = getattr(K, f"{name}_ser"), getattr(K, f"{name}_par")
+        a, b, want = (np.empty_like(g) for _ in range(3))
+        ser(g, saved, a)
+        par(g, saved, b)
+        np.testing.assert_array_equal(a, b)
+        getattr(ref, f"{name}_rows")(g, saved, want)
+        _close(a, want, dtype, name)
+        gc, sc = g.copy(), saved.copy()
+        par(gc, saved, gc)  # out is grad
+        par(g, sc, sc)  # out is the saved output
+        np.testing.assert_array_equal(gc, a)
+        np.testing.assert_array_equal(sc, a)
+
+
 def _grouped_rows(rng, shape, dtype):
     """Logits for the grouped passes: special rows, and rows whose range ends
     inside and outside the unclamped exp's domain (both exp loops)."""
@@ -295,6 +321,11 @@ def test_grouped_passes(shape, dtype, rng):
     c_ = np.empty_like(x)
     K.softmax_par(x, c_)  # a row at a time
     np.testing.assert_array_equal(a, c_)
+    a = _rows_modes_agree(
+        x, K.log_softmax_grouped_ser, K.log_softmax_grouped_par, ref.log_softmax_rows
+    )
+    K.log_softmax_par(x, c_)
+    np.testing.assert_array_equal(a, c_)
     y, alpha, beta, cw = _ce_args(rng, x)
     beta[:] = 0.0
     alpha[::9] = 0.0  # ignored rows in most groups
@@ -313,11 +344,18 @@ def test_grouped_passes(shape, dtype, rng):
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
-    gradient rows up to ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
+    gradient rows up to ``SMALL_GROUP_ROW_BYTES``; log_softmax rows up to
+    ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
+    ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
     def pick(drivers, x):
-        picked.append(drivers in (_ops._SOFTMAX_GROUPED, _ops._CE_GRAD_GROUPED))
+        grouped = (
+            _ops._SOFTMAX_GROUPED,
+            _ops._CE_GRAD_GROUPED,
+            _ops._LOG_SOFTMAX_GROUPED,
+        )
+        picked.append(drivers in grouped)
         return lambda *args: None
 
     small = _ops.SERIAL_MAX // 128  # rows of a serial call at 128 classes
@@ -342,6 +380,17 @@ def test_grouped_choice():
         ((small, 65), np.float64, False),
         ((65536, 64), np.float32, False),
     ]
+    log_softmax_cases = [
+        ((65536, _ops.SHORT_C - 1), np.float32, False),
+        ((65536, _ops.SHORT_C), np.float32, True),
+        ((65536, 64), np.float64, False),
+        ((65536, 65), np.float32, False),
+        ((small, 128), np.float32, True),
+        ((_ops.SERIAL_MAX // 1024, 1024), np.float32, True),
+        ((_ops.SERIAL_MAX // 1024 + 1, 1024), np.float32, False),
+        ((_ops.SERIAL_MAX // 1024, 1024), np.float64, False),
+        ((_ops.SERIAL_MAX // 512, 512), np.float64, True),
+    ]
     with mock.patch.object(_ops, "_pick", pick):
         for shape, dtype, _ in softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
@@ -349,7 +398,11 @@ def test_grouped_choice():
         for shape, dtype, _ in ce_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_grad_rows(x, None, None, None, None, 1.0, None, x)
-    assert picked == [want for *_, want in softmax_cases + ce_cases]
+        for shape, dtype, _ in log_softmax_cases:
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.log_softmax_rows(x, x)
+    cases = softmax_cases + ce_cases + log_softmax_cases
+    assert picked == [want for *_, want in cases]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
