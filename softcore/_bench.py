@@ -52,6 +52,7 @@ __all__ = ["main"]
 ROW_SHAPES: list[tuple[int, ...]] = [
     (65536, 10),  # short rows: the numba backend's tiled path
     (65536, 128),
+    (512, 64),  # narrow rows, a small call in cache
     (8192, 1000),
     (1024, 32000),
     (64, 262144),

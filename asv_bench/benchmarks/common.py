@@ -22,7 +22,14 @@ import importlib.util
 from typing import Any
 
 #: Shapes of the row-wise families, as ``NxC`` strings (asv shows params verbatim).
-ROW_SHAPES = ["65536x128", "8192x1000", "1024x32000", "64x262144", "32x10"]
+ROW_SHAPES = [
+    "65536x128",
+    "512x64",
+    "8192x1000",
+    "1024x32000",
+    "64x262144",
+    "32x10",
+]
 #: ``(N, C, C)`` outputs must fit in memory: the Jacobian gets its own shapes.
 JACOBIAN_SHAPES = ["4096x128", "64x1000", "32x10"]
 #: ``NxDxC`` (rows, features, classes); the last one is small, for smoke runs.
