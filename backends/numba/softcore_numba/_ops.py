@@ -9,7 +9,8 @@ equal for any number of threads:
   tiles by the rule below;
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
-  class-index cross-entropy gradient), take the grouped drivers (each pass
+  class-index cross-entropy, its loss through the gradient's), take the
+  grouped drivers (each pass
   over a group of rows in one function; the same bits); so do log_softmax
   rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or
   ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
@@ -91,6 +92,8 @@ _CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
 # small calls only: its serial drivers
 _CE_GRAD_GROUPED = (K.cross_entropy_grad_grouped_ser, None, None)
 _CE_GRAD_GROUPED += _CE_GRAD_GROUPED[:1] + (None,)
+_CE_GROUPED = (K.cross_entropy_grouped_ser, None, None)
+_CE_GROUPED += _CE_GROUPED[:1] + (None,)
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
@@ -148,7 +151,8 @@ def log_softmax_backward_rows(grad, log_probs, out):
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    _pick(_CE, x)(x, target, alpha, beta, class_weight, loss_out)
+    d = _CE_GROUPED if _grouped(x, 0) else _CE
+    _pick(d, x)(x, target, alpha, beta, class_weight, loss_out)
 
 
 def cross_entropy_grad_rows(

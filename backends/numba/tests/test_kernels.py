@@ -331,6 +331,9 @@ def test_grouped_passes(shape, dtype, rng):
     alpha[::9] = 0.0  # ignored rows in most groups
     grouped = K.cross_entropy_grad_grouped_ser
     la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
+    lc = np.empty(n)
+    K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # the loss alone
+    np.testing.assert_array_equal(la, lc)
     lb = np.empty(n)
     xc = x.copy()  # the gradient over the logits: the target column read first
     grouped(xc, y, alpha, beta, cw, 0.5, lb, xc)
@@ -338,14 +341,16 @@ def test_grouped_passes(shape, dtype, rng):
     np.testing.assert_array_equal(ga, xc)
     # a smoothed row sends its group back to a row at a time: the same bits
     beta[: n // 2 : 50] = 0.05
-    _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
+    la, _ = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
+    K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # rows one at a time
+    np.testing.assert_array_equal(la, lc)
 
 
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
-    gradient rows up to ``SMALL_GROUP_ROW_BYTES``; log_softmax rows up to
-    ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
+    rows (with the gradient or the loss alone) up to ``SMALL_GROUP_ROW_BYTES``;
+    log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
@@ -353,6 +358,7 @@ def test_grouped_choice():
         grouped = (
             _ops._SOFTMAX_GROUPED,
             _ops._CE_GRAD_GROUPED,
+            _ops._CE_GROUPED,
             _ops._LOG_SOFTMAX_GROUPED,
         )
         picked.append(drivers in grouped)
@@ -398,10 +404,13 @@ def test_grouped_choice():
         for shape, dtype, _ in ce_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_grad_rows(x, None, None, None, None, 1.0, None, x)
+        for shape, dtype, _ in ce_cases:  # the loss alone: the same rule
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.cross_entropy_rows(x, None, None, None, None, None)
         for shape, dtype, _ in log_softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.log_softmax_rows(x, x)
-    cases = softmax_cases + ce_cases + log_softmax_cases
+    cases = softmax_cases + ce_cases + ce_cases + log_softmax_cases
     assert picked == [want for *_, want in cases]
 
 
