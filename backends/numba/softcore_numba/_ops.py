@@ -10,10 +10,9 @@ equal for any number of threads:
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy, its loss through the gradient's), take the
-  grouped drivers (each pass
-  over a group of rows in one function; the same bits); so do log_softmax
-  rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or
-  ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
+  grouped drivers (each pass over a group of rows in one function; the same
+  bits); so do log_softmax rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``,
+  or ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
