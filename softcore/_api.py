@@ -172,15 +172,18 @@ def _plain_out(x: Any, out: Any) -> bool:
     return fo.writeable and fo.c_contiguous and fo.owndata and x.flags.owndata
 
 
-def _plain_rowwise(kernel: Any, x: Any, out: Any) -> Any:
-    """A plain call of a row-preserving kernel (softmax, log_softmax), or None
-    where ``out`` needs the general path."""
+def _plain_rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
+    """A plain call (:func:`_host_rows`) of a row-preserving kernel (softmax,
+    log_softmax), or None for the general path."""
+    be = _host_rows(x, axis, backend)
+    if be is None:
+        return None
     if out is None:
         y = np.empty(x.shape, dtype=x.dtype)
-        kernel(x, y)
+        getattr(be, kernel)(x, y)
         return y
     if _plain_out(x, out):
-        kernel(x, out)
+        getattr(be, kernel)(x, out)
         return out
     return None
 
@@ -298,11 +301,9 @@ def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) ->
     >>> sc.softmax(np.array([0.0, np.log(3.0)]), backend="numpy")
     array([0.25, 0.75])
     """
-    be = _host_rows(x, axis, backend)
-    if be is not None:
-        y = _plain_rowwise(be.softmax_rows, x, out)
-        if y is not None:
-            return y
+    y = _plain_rowwise("softmax_rows", x, axis, out, backend)
+    if y is not None:
+        return y
     with _device_of(x):
         if is_multi_axis(axis):
             return _over_axes("softmax_rows", x, axis, out, False, backend)
@@ -336,11 +337,9 @@ def log_softmax(
     >>> sc.log_softmax(np.array([1000.0, 1000.0]), backend="numpy")
     array([-0.69314718, -0.69314718])
     """
-    be = _host_rows(x, axis, backend)
-    if be is not None:
-        y = _plain_rowwise(be.log_softmax_rows, x, out)
-        if y is not None:
-            return y
+    y = _plain_rowwise("log_softmax_rows", x, axis, out, backend)
+    if y is not None:
+        return y
     with _device_of(x):
         if is_multi_axis(axis):
             return _over_axes("log_softmax_rows", x, axis, out, False, backend)

@@ -59,6 +59,12 @@ def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
     )
 
 
+def _serial_only(ser) -> tuple:
+    """The drivers of a mode that only serial calls take, as :func:`_drivers`
+    lays them out."""
+    return (ser, None, None, ser, None)
+
+
 def _pick(drivers, x):
     """The driver of the mode ``x``'s shape picks, by the rule of the module's
     docstring (``drivers`` from :func:`_drivers`). The serial modes are tested
@@ -88,11 +94,9 @@ _SOFTMAX_BACKWARD = _drivers("softmax_backward")
 _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
 _CE = _drivers("cross_entropy", short=True)
 _CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
-# small calls only: its serial drivers
-_CE_GRAD_GROUPED = (K.cross_entropy_grad_grouped_ser, None, None)
-_CE_GRAD_GROUPED += _CE_GRAD_GROUPED[:1] + (None,)
-_CE_GROUPED = (K.cross_entropy_grouped_ser, None, None)
-_CE_GROUPED += _CE_GROUPED[:1] + (None,)
+# small calls only (_grouped sends no parallel call here): serial drivers
+_CE_GRAD_GROUPED = _serial_only(K.cross_entropy_grad_grouped_ser)
+_CE_GROUPED = _serial_only(K.cross_entropy_grouped_ser)
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
