@@ -13,7 +13,8 @@ equal for any number of threads:
   grouped drivers (each pass over a group of rows in one function; the same
   bits); so do log_softmax rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``,
   or ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
-* serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay cheap);
+* serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay
+  cheap), ``LOG_SOFTMAX_BACKWARD_SERIAL_MAX`` for log_softmax_backward;
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
 * parallel over rows otherwise.
@@ -34,6 +35,11 @@ launch = _runtime.launch
 
 SERIAL_MAX = int(os.environ.get("SOFTCORE_NUMBA_SERIAL_MAX", 1 << 15))
 SPLIT_ROWS = 16
+LOG_SOFTMAX_BACKWARD_SERIAL_MAX = SERIAL_MAX // 2
+"""Its exp makes log_softmax_backward's element dearer than the others': two
+threads pay for their launch from about half the size (two threads against
+one at 512x64: float32 7.4-7.9 against 8.1-8.7 us, float64 15.9 against 20.5;
+at 384x64 float32 about even, float64 11.0 against 15.5)."""
 BLOCK = K.BLOCK
 
 
@@ -65,14 +71,15 @@ def _serial_only(ser) -> tuple:
     return (ser, None, None, ser, None)
 
 
-def _pick(drivers, x):
+def _pick(drivers, x, serial_max=None):
     """The driver of the mode ``x``'s shape picks, by the rule of the module's
     docstring (``drivers`` from :func:`_drivers`). The serial modes are tested
     first and the caller calls the driver with its own arguments: on a small
-    call each Python step shows (a ``*args`` call costs ~80 ns more)."""
+    call each Python step shows (a ``*args`` call costs ~80 ns more).
+    ``serial_max`` stands for ``SERIAL_MAX`` where an op's differs."""
     ser, split, par, short_ser, short_par = drivers
     n, c = x.shape
-    if n * c <= SERIAL_MAX:
+    if n * c <= (SERIAL_MAX if serial_max is None else serial_max):
         return short_ser if c < SHORT_C else ser
     if c < SHORT_C:
         return short_par
@@ -150,7 +157,9 @@ def softmax_backward_rows(grad, probs, out):
 
 
 def log_softmax_backward_rows(grad, log_probs, out):
-    _pick(_LOG_SOFTMAX_BACKWARD, grad)(grad, log_probs, out)
+    _pick(_LOG_SOFTMAX_BACKWARD, grad, LOG_SOFTMAX_BACKWARD_SERIAL_MAX)(
+        grad, log_probs, out
+    )
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):

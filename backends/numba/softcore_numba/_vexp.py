@@ -53,7 +53,6 @@ __all__ = [
     "EXP64_NONPOS_MIN",
     "exp32",
     "exp32_nonpos",
-    "exp32_of64",
     "exp64",
     "exp64_nonpos",
     "f32_bits",
@@ -277,8 +276,6 @@ _SHIFT_F = _F(12582912.0)  # 1.5 * 2**23
 _SHIFT_F_BITS = 0x4B400000
 _XMAX_F = _F(88.8)  # > log(FLT_MAX)
 _XMIN_F = _F(-104.0)  # exp(_XMIN_F) < 2**-150
-_XMAX32 = 88.8
-_XMIN32 = -104.0
 _ONE_F = _F(1.0)
 _F7 = _F(1.0 / 5040.0)
 _F6 = _F(1.0 / 720.0)
@@ -350,24 +347,6 @@ def exp32_nonpos(x):
     p, k = _exp32_parts(x)
     e = np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS - 127))
     return p * f32_from_bits(np.int32(e << np.int32(23)))
-
-
-@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
-def exp32_of64(x):
-    """``exp`` of a float64 argument, rounded to float32 precision.
-
-    The range reduction is done in float64 (so the argument's own rounding does
-    not matter), the polynomial and the scaling in float32. The result is a
-    float32 within about one float32 ULP of the exact value of ``exp(x)``.
-    """
-    xc = x
-    xc = _XMAX32 if xc > _XMAX32 else xc
-    xc = _XMIN32 if xc < _XMIN32 else xc
-    k = xc * _LOG2E + _SHIFT
-    n = k - _SHIFT
-    r = np.float32((xc - n * _LN2HI) - n * _LN2LO)
-    y = _scale2_32(_poly32(r), np.int32(f64_bits(k) - _SHIFT_BITS))
-    return y  # a NaN argument went through the arithmetic: y is NaN
 
 
 # ---------------------------------------------------------------- log, float64

@@ -274,7 +274,8 @@ def test_backward_blocks_same_bits(shape, dtype, rng):
     """The backward passes take a block of rows per call: the serial driver,
     the parallel one (tasks that end mid-array) and the output over either
     input give the same bits, and the reference's values."""
-    assert shape[0] % K._task_rows(shape[1]) or K._task_rows(shape[1]) == 1
+    rows = max(1, K.BACKWARD_TASK // shape[1])
+    assert shape[0] % rows or rows == 1
     g = rng.standard_normal(shape).astype(dtype)
     p = np.empty_like(g)
     ref.softmax_rows(rng.standard_normal(shape).astype(dtype), p)
@@ -292,6 +293,34 @@ def test_backward_blocks_same_bits(shape, dtype, rng):
         par(g, sc, sc)  # out is the saved output
         np.testing.assert_array_equal(gc, a)
         np.testing.assert_array_equal(sc, a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [7, 64, 1000])
+def test_log_softmax_backward_exp_paths(C, dtype, rng):
+    """log_softmax_backward takes the unclamped exp where a row's
+    log-probabilities allow it, the clamped one elsewhere: rows of
+    log-probabilities, and rows with ``-inf``, values below the unclamped
+    domain, positive values (exp overflows in float32) and NaN."""
+    x = (rng.standard_normal((8, C)) * 3).astype(dtype)
+    lp = np.empty_like(x)
+    ref.log_softmax_rows(x, lp)
+    lp[1, 3] = -np.inf
+    lp[2, 0] = -95.0  # below float32's nonpos_min: a subnormal exp
+    lp[3, 1] = 0.5
+    lp[4, 2] = 100.0  # exp is inf in float32, finite in float64
+    lp[5, 4] = np.nan
+    lp[6] = K.EXP64_NONPOS_MIN + 1.0 if dtype == np.float64 else -86.0
+    g = rng.standard_normal((8, C)).astype(dtype)
+    g[7, :] = 1.0 / C  # the sum is exact: no low part
+    got, want = np.empty_like(g), np.empty_like(g)
+    K.log_softmax_backward_ser(g, lp, got)
+    with np.errstate(over="ignore"):  # the reference's float32 cast of exp(100)
+        ref.log_softmax_backward_rows(g, lp, want)
+    _close(got, want, dtype, "log_softmax_backward")  # NaN where it is NaN
+    assert np.isinf(got[4, 2]) == (dtype == np.float32)
+    assert np.isnan(got).sum() == 1
+    assert np.isnan(got[5, 4])
 
 
 def _grouped_rows(rng, shape, dtype):
@@ -412,6 +441,31 @@ def test_grouped_choice():
             _ops.log_softmax_rows(x, x)
     cases = softmax_cases + ce_cases + ce_cases + log_softmax_cases
     assert picked == [want for *_, want in cases]
+
+
+def test_backward_serial_limits():
+    """log_softmax_backward threads from half the size the other ops do
+    (``LOG_SOFTMAX_BACKWARD_SERIAL_MAX``); softmax_backward from ``SERIAL_MAX``."""
+    assert _ops.LOG_SOFTMAX_BACKWARD_SERIAL_MAX == _ops.SERIAL_MAX // 2
+    picked = []
+
+    def spy(mode):
+        return lambda *args: picked.append(mode)
+
+    drivers = (spy("ser"), None, spy("par"), spy("ser"), spy("par"))
+    half = _ops.LOG_SOFTMAX_BACKWARD_SERIAL_MAX // 64
+    full = _ops.SERIAL_MAX // 64
+    with (
+        mock.patch.object(_ops, "_LOG_SOFTMAX_BACKWARD", drivers),
+        mock.patch.object(_ops, "_SOFTMAX_BACKWARD", drivers),
+    ):
+        for rows in (half, half + 1, full):
+            x = np.broadcast_to(np.float32(0), (rows, 64))
+            _ops.log_softmax_backward_rows(x, x, x)
+        for rows in (full, full + 1):
+            x = np.broadcast_to(np.float32(0), (rows, 64))
+            _ops.softmax_backward_rows(x, x, x)
+    assert picked == ["ser", "par", "par", "ser", "par"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -672,3 +726,21 @@ def test_transposed_column_sum_is_compensated(dtype, rng):
             assert np.all(np.abs(got - want) <= np.spacing(want)), c
         else:
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
+
+
+def test_backward_huge_gradients():
+    """float32 gradients near float32's largest value: where the exact result
+    is finite, so is the kernels' (float32 rows run in float32 lanes only where
+    no intermediate can overflow; float64 has no wider type to fall back on, in
+    the reference either)."""
+    dtype = np.float32
+    big = float(np.finfo(dtype).max) * 0.9
+    g = np.array([[big, -big], [big, big], [big, -big / 2]], dtype)
+    p = np.array([[0.25, 0.75], [0.25, 0.75], [0.5, 0.5]], dtype)
+    lp = np.log(p)
+    for name, saved in (("softmax_backward", p), ("log_softmax_backward", lp)):
+        got, want = np.empty_like(g), np.empty_like(g)
+        getattr(K, f"{name}_ser")(g, saved, got)
+        getattr(ref, f"{name}_rows")(g, saved, want)
+        assert np.isfinite(want).all(), name  # the cases are finite
+        _close(got, want, dtype, name)
