@@ -8,6 +8,8 @@ samples). ``exp32_nonpos`` and ``exp64_nonpos`` must
 equal ``exp32`` and ``exp64`` bit for bit on their whole domain.
 """
 
+import itertools
+
 import mpmath
 import numpy as np
 from numba import njit
@@ -197,27 +199,36 @@ def test_exp32_special_values():
     np.testing.assert_array_max_ulp(got[fin], expected[fin], maxulp=1)
 
 
-def _float32_range(lo, hi):
-    """Every float32 in ``[lo, hi]`` (both of one sign)."""
-    a, b = np.float32([lo, hi]).view(np.int32)
-    return np.arange(min(a, b), max(a, b) + 1, dtype=np.int32).view(np.float32)
+def _float32_chunks(lo, hi, size=1 << 22):
+    """Every float32 in ``[lo, hi]`` (both of one sign), ``size`` at a time:
+    ``[-1e-3, -0.0]`` alone holds 982 million of them (16 MiB a chunk, where
+    one array of them took 4 GiB and the test's peak some 20 GiB)."""
+    a, b = (int(v) for v in np.float32([lo, hi]).view(np.int32))
+    a, b = min(a, b), max(a, b)
+    for s in range(a, b + 1, size):
+        yield np.arange(s, min(b + 1, s + size), dtype=np.int32).view(np.float32)
 
 
 def test_exp32_nonpos_is_exp32_on_its_domain(rng):
     """Every float32 in the last unit above the domain's lower end and the first
-    below 0, a sample of the rest, and NaN: the same bits as the clamped exp."""
+    thousandth below 0, a sample of the rest, and NaN: the same bits as the
+    clamped exp."""
     lo = float(EXP32_NONPOS_MIN)
-    x = np.concatenate(
+    parts = itertools.chain(
+        _float32_chunks(lo, lo + 1.0),
+        _float32_chunks(-1e-3, -0.0),
         [
-            _float32_range(lo, lo + 1.0),
-            _float32_range(-1e-3, -0.0),
             rng.uniform(lo, 0.0, 1_000_000).astype(np.float32),
             np.float32([lo, -0.0, 0.0, np.nan, -np.nan]),
-        ]
+        ],
     )
-    got = _apply(_map_exp32_nonpos, x, np.float32)
-    want = _apply(_map_exp32, x, np.float32)
-    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    n = 0
+    for x in parts:
+        got = _apply(_map_exp32_nonpos, x, np.float32)
+        want = _apply(_map_exp32, x, np.float32)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+        n += x.size
+    assert n > 980_000_000  # the chunks covered the ranges (982.8 million)
     # below the domain the single scaling is wrong (2**n underflows): the
     # kernels must never take it there, which the domain check sees to
     below = np.float32(lo - 1.0)
