@@ -828,6 +828,17 @@ def _grp_log_softmax_write(x, out, r0, r1, M, LS, ip):
 
 
 @njit(**_GLUE)
+def _grp_stats(x, r0, r1, M, S, L, E):
+    """Rows ``r0:r1``' ``(M, S)`` by the grouped passes (their range, then
+    :func:`grp_sumexp`); ``L`` holds their minima, ``E`` is from
+    :func:`group_exps`."""
+    _grp_range(x, r0, r1, M, L)
+    grp_sumexp(x, r0, r1, M, L, S, E)
+    for i in range(r1 - r0):
+        S[i] = _finish(M[i], S[i])[1]
+
+
+@njit(**_GLUE)
 def _log_softmax_groups(x, out, r0, r1, ip, st, E):
     """log_softmax of one-block rows ``r0:r1`` by grouped passes,
     ``REREAD_BYTES`` of them at a time (``st``: ``(3, LOG_ROWS)`` float64)."""
@@ -836,10 +847,7 @@ def _log_softmax_groups(x, out, r0, r1, ip, st, E):
         q1 = min(r1, q + G)
         k = q1 - q
         M, S, L = st[0, :k], st[1, :k], st[2, :k]
-        _grp_range(x, q, q1, M, L)  # L holds the minima until the logs
-        grp_sumexp(x, q, q1, M, L, S, E)
-        for i in range(k):
-            S[i] = _finish(M[i], S[i])[1]
+        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
         _log_group(st, k)
         _grp_log_softmax_write(x, out, q, q1, M, L, ip)
 
@@ -1468,6 +1476,47 @@ def log_softmax_grouped_ser(x, out):
     _log_softmax_groups(x, out, 0, x.shape[0], ip, st, group_exps(x))
 
 
+LOGSUMEXP_GROUP_ROW_BYTES = 256
+"""logsumexp rows of ``SHORT_C`` classes to this many bytes take log_softmax's
+grouped statistics at every size, and to ``SMALL_GROUP_ROW_BYTES`` in serial
+calls (the same bits). Grouped time over a row at a time, kernels, medians of
+15 interleaved rounds: serial 0.57 (512x64 float32), 0.78 (256x128), 0.97
+(512x64 float64); two threads 0.66-0.69 (65536x64 float32), 0.78 (2048x64).
+Not taken: out of cache at 512 bytes (65536x128 float32 0.83-0.86, but
+0.97-1.00 through the bench; 65536x64 float64 0.99 in one run, 1.18-1.19 in
+the next), and wider serial rows (0.97 at 128x256 float32, 1.07 at 32x1000,
+1.19 at 64x512 float64)."""
+
+
+@njit(**_GLUE)
+def _lse_groups(x, out, r0, r1, st, E):
+    """logsumexp of one-block rows ``r0:r1`` from log_softmax's grouped
+    statistics (:func:`_log_softmax_groups`; ``st``: ``(3, LOG_ROWS)``)."""
+    G = _reread_rows(x)
+    for q in range(r0, r1, G):
+        q1 = min(r1, q + G)
+        k = q1 - q
+        _grp_stats(x, q, q1, st[0, :k], st[1, :k], st[2, :k], E)
+        _lse_group_out(st, out[q:q1])
+
+
+@njit(**_PKW)
+def logsumexp_grouped_par(x, out):
+    wide()
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        st = group_scratch(3, R)
+        _lse_groups(x, out, t * R, min(n, t * R + R), st, group_exps(x))
+
+
+@njit(**_KW)
+def logsumexp_grouped_ser(x, out):
+    wide()
+    st = group_scratch(3, x.shape[0])
+    _lse_groups(x, out, 0, x.shape[0], st, group_exps(x))
+
+
 @njit(**_PKW)
 def logsumexp_par(x, out):
     wide()
@@ -1597,21 +1646,44 @@ def cross_entropy_grad_grouped_ser(x, target, alpha, beta, cw, gs, loss_out, gra
         )  # fmt: skip
 
 
+@njit(**_GLUE)
+def _ce_loss_groups(x, target, alpha, beta, cw, W, r0, r1, T, E, loss_out):
+    """The losses of unsmoothed one-block rows ``r0:r1`` from log_softmax's
+    grouped statistics (:func:`_log_softmax_groups`: the rows' ranges, their
+    exps' float64 sums, ``E`` from :func:`group_exps`); nothing else written.
+    Ignored rows are computed, their losses 0."""
+    for r in range(r0, r1):
+        T[_T_XY, r - r0] = np.float64(x[r, target[r]])
+        T[_T_WDOT, r - r0] = 0.0
+    G = _reread_rows(x)
+    for q in range(r0, r1, G):
+        q1 = min(r1, q + G)
+        o, k = q - r0, q1 - q
+        M, S, L = T[_T_M, o : o + k], T[_T_S, o : o + k], T[_T_LOGS, o : o + k]
+        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+    _ce_group_transcendentals(T, r1 - r0)
+    for r in range(r0, r1):
+        loss_out[r] = _group_loss(T, r - r0, alpha[r], beta[r], W)
+
+
 @njit(**_KW)
 def cross_entropy_grouped_ser(x, target, alpha, beta, cw, loss_out):
-    """The loss alone through :func:`cross_entropy_grad_grouped_ser`, its
-    gradient into a scratch array: the same bits as :func:`cross_entropy_ser`,
-    whose narrow rows go one at a time (a small call only: the gradient's
-    writes stay in cache). 0.51-0.59 of the time at 512x64 (float64, float32),
-    0.81 at 256x128 float32, 0.92 at 32x128 (one thread, medians of 11).
-    Smoothed rows send their groups back to a row at a time, the gradient
-    then only a cost (512x64 float32 with label smoothing took 2.2x the
-    time): with any, the rows go one at a time here."""
+    """The loss alone by grouped passes (:func:`_ce_loss_groups`): the same
+    bits as :func:`cross_entropy_ser`, whose narrow rows go one at a time (a
+    small call). It went through the grouped gradient into a scratch array
+    before, which wrote (and allocated) a gradient only to drop it.
+    Smoothed rows need their weighted sums, which the row-at-a-time passes
+    take: with any, the rows go one at a time here."""
     if _any_nonzero(beta, 0, beta.shape[0]):
         cross_entropy_ser(x, target, alpha, beta, cw, loss_out)
         return
-    g = np.empty_like(x)
-    cross_entropy_grad_grouped_ser(x, target, alpha, beta, cw, 1.0, loss_out, g)
+    W = _wsum(cw)
+    n = x.shape[0]
+    T = group_scratch(_T_ROWS, n)
+    E = group_exps(x)
+    for g in range(0, n, LOG_ROWS):
+        g1 = min(n, g + LOG_ROWS)
+        _ce_loss_groups(x, target, alpha, beta, cw, W, g, g1, T, E, loss_out)
 
 
 @njit(**_PKW)

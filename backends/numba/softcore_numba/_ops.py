@@ -9,10 +9,12 @@ equal for any number of threads:
   tiles by the rule below;
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
-  class-index cross-entropy, its loss through the gradient's), take the
-  grouped drivers (each pass over a group of rows in one function; the same
-  bits); so do log_softmax rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``,
-  or ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call;
+  class-index cross-entropy, its loss through log_softmax's grouped
+  statistics), take the grouped drivers (each pass over a group of rows in
+  one function; the same bits); so do log_softmax rows of at most
+  ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in
+  a serial call, and logsumexp rows of at most ``LOGSUMEXP_GROUP_ROW_BYTES``,
+  or ``SMALL_GROUP_ROW_BYTES`` in a serial call;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay
   cheap), ``LOG_SOFTMAX_BACKWARD_SERIAL_MAX`` for log_softmax_backward;
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
@@ -97,6 +99,8 @@ _LOG_SOFTMAX_GROUPED = _drivers("log_softmax_grouped")
 LOG_SOFTMAX_GROUP_ROW_BYTES = K.LOG_SOFTMAX_GROUP_ROW_BYTES
 LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES = K.LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES
 _LOGSUMEXP = _drivers("logsumexp", split=True, short=True)
+_LOGSUMEXP_GROUPED = _drivers("logsumexp_grouped")
+LOGSUMEXP_GROUP_ROW_BYTES = K.LOGSUMEXP_GROUP_ROW_BYTES
 _SOFTMAX_BACKWARD = _drivers("softmax_backward")
 _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
 _CE = _drivers("cross_entropy", short=True)
@@ -133,7 +137,8 @@ def log_softmax_rows(x, out):
 
 
 def logsumexp_rows(x, out):
-    _pick(_LOGSUMEXP, x)(x, out)
+    grouped = _grouped(x, LOGSUMEXP_GROUP_ROW_BYTES)
+    _pick(_LOGSUMEXP_GROUPED if grouped else _LOGSUMEXP, x)(x, out)
 
 
 def _jacobian(x, out, log):

@@ -355,6 +355,12 @@ def test_grouped_passes(shape, dtype, rng):
     )
     K.log_softmax_par(x, c_)
     np.testing.assert_array_equal(a, c_)
+    la, lb, lc = np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype)
+    K.logsumexp_grouped_ser(x, la)
+    K.logsumexp_grouped_par(x, lb)
+    K.logsumexp_par(x, lc)  # a row at a time
+    np.testing.assert_array_equal(la, lc)
+    np.testing.assert_array_equal(lb, lc)
     y, alpha, beta, cw = _ce_args(rng, x)
     beta[:] = 0.0
     alpha[::9] = 0.0  # ignored rows in most groups
@@ -380,7 +386,9 @@ def test_grouped_choice():
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
     rows (with the gradient or the loss alone) up to ``SMALL_GROUP_ROW_BYTES``;
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
-    ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
+    ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
+    ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
+    ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
     def pick(drivers, x):
@@ -389,6 +397,7 @@ def test_grouped_choice():
             _ops._CE_GRAD_GROUPED,
             _ops._CE_GROUPED,
             _ops._LOG_SOFTMAX_GROUPED,
+            _ops._LOGSUMEXP_GROUPED,
         )
         picked.append(drivers in grouped)
         return lambda *args: None
@@ -426,6 +435,16 @@ def test_grouped_choice():
         ((_ops.SERIAL_MAX // 1024, 1024), np.float64, False),
         ((_ops.SERIAL_MAX // 512, 512), np.float64, True),
     ]
+    logsumexp_cases = [
+        ((65536, _ops.SHORT_C - 1), np.float32, False),
+        ((65536, _ops.SHORT_C), np.float32, True),
+        ((65536, 65), np.float32, False),
+        ((65536, 64), np.float64, False),
+        ((small, 128), np.float32, True),
+        ((small + 1, 128), np.float32, False),
+        ((small, 64), np.float64, True),
+        ((small, 129), np.float32, False),
+    ]
     with mock.patch.object(_ops, "_pick", pick):
         for shape, dtype, _ in softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
@@ -439,7 +458,10 @@ def test_grouped_choice():
         for shape, dtype, _ in log_softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.log_softmax_rows(x, x)
-    cases = softmax_cases + ce_cases + ce_cases + log_softmax_cases
+        for shape, dtype, _ in logsumexp_cases:
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.logsumexp_rows(x, x[:, 0])
+    cases = softmax_cases + ce_cases + ce_cases + log_softmax_cases + logsumexp_cases
     assert picked == [want for *_, want in cases]
 
 
