@@ -80,8 +80,8 @@ TASK = 1 << 15
 BACKWARD_TASK = 1 << 12
 """Elements per parallel task of the backward passes (no scratch): a call just
 above the serial limit still has a task for each thread (log_softmax_backward
-at 512x64 float64, two threads: 18.0 us in one task of 32768 elements, 11.4 us
-in tasks of 4096)."""
+at 512x64 float32, two threads: 10.1 us in one task of 32768 elements, 7.4 us
+in tasks of 4096; at 8192x1000 and 65536x128 the same time either way)."""
 
 _NAN = np.nan
 _INF = np.inf
