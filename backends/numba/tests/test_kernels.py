@@ -315,8 +315,7 @@ def test_log_softmax_backward_exp_paths(C, dtype, rng):
     g[7, :] = 1.0 / C  # the sum is exact: no low part
     got, want = np.empty_like(g), np.empty_like(g)
     K.log_softmax_backward_ser(g, lp, got)
-    with np.errstate(over="ignore"):  # the reference's float32 cast of exp(100)
-        ref.log_softmax_backward_rows(g, lp, want)
+    ref.log_softmax_backward_rows(g, lp, want)
     _close(got, want, dtype, "log_softmax_backward")  # NaN where it is NaN
     assert np.isinf(got[4, 2]) == (dtype == np.float32)
     assert np.isnan(got).sum() == 1

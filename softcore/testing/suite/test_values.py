@@ -170,8 +170,9 @@ def test_neg_inf_entries(
 def test_extreme_logits(
     sc: Any, backend: Any, op: str, dtype: str, regime: str, data: st.DataObject
 ) -> None:
-    """Logits of +-1e4 and +-3e38: no overflow, no NaN, as accurate as anywhere (an
-    exact result beyond the dtype's range must be the matching infinity)."""
+    """Logits of +-1e4 and +-3e38 (and gradients of +-1e4 and +-3e38 for the
+    backward ops): no overflow, no NaN, as accurate as anywhere (an exact
+    result beyond the dtype's range must be the matching infinity)."""
     spec = draw_spec(data, op, regimes=(regime,))
     inputs = _cases.build(op, spec, dtype)
     check_against_reference(sc, backend, op, inputs, ctx=spec)
