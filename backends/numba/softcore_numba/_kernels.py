@@ -141,21 +141,6 @@ def _f32_row_impl(row):
     return lambda row: f32
 
 
-def sub_split(v, hi, lo):
-    """``v - (hi + lo)`` for ``hi + lo`` a float64 split by :func:`split_factor`
-    and scaled (float64: ``lo``, 0, is dropped). In float32 two roundings, and
-    the float64's own rounding to float32 is not among them: a difference that
-    cancels stays accurate."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-@overload(sub_split, inline="always")
-def _sub_split_impl(v, hi, lo):
-    if v == types.float32:
-        return lambda v, hi, lo: (v - hi) - lo
-    return lambda v, hi, lo: v - hi
-
-
 def exp_elem(v):
     """``exp`` of an element in its own dtype (exp32 / exp64)."""
     raise NotImplementedError  # only callable from jitted code
@@ -925,10 +910,11 @@ def _softmax_backward_block(g, p, out, r0, r1):
     """``out[r] = p[r] (g[r] - <g[r], p[r]>)`` for rows ``r0:r1`` (a row is
     read before it is written: ``out`` may be ``g`` or ``p``).
 
-    In float64: in float32 lanes (the dot split as :func:`sub_split` takes it)
-    256x128 took 0.7 of the time, but ``g - <g, p>`` overflows there for
-    gradients near float32's largest, where the result need not; a check of
-    the row for them cost most of the gain (1.1-1.45x)."""
+    In float64: in float32 lanes (the dot split in two float32 parts, as
+    log_softmax_backward's sum) 256x128 took 0.7 of the time, but
+    ``g - <g, p>`` overflows there for gradients near float32's largest,
+    where the result need not; a check of the row for them cost most of the
+    gain (1.1-1.45x)."""
     wide()
     for r in range(r0, r1):
         gr, pr, outr = g[r], p[r], out[r]
@@ -983,9 +969,9 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
         t = _sum_row(gr)
         th, tl = split_factor(t, gr)
         if f32_row(gr) and abs(th) < _INF and _row_nonpos(lpr):
-            for j in range(gr.shape[0]):
+            for j in range(gr.shape[0]):  # float32: th + tl holds t
                 e = exp_elem_nonpos(lpr[j])
-                outr[j] = sub_split(gr[j], e * th, e * tl)
+                outr[j] = (gr[j] - e * th) - e * tl
         else:
             for j in range(gr.shape[0]):
                 e = np.float64(exp_elem(lpr[j]))

@@ -298,8 +298,8 @@ def test_backward_blocks_same_bits(shape, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("C", [7, 64, 1000])
 def test_log_softmax_backward_exp_paths(C, dtype, rng):
-    """log_softmax_backward takes the unclamped exp where a row's
-    log-probabilities allow it, the clamped one elsewhere: rows of
+    """log_softmax_backward takes the unclamped exp in float32 where a float32
+    row's log-probabilities allow it, the clamped one elsewhere: rows of
     log-probabilities, and rows with ``-inf``, values below the unclamped
     domain, positive values (exp overflows in float32) and NaN."""
     x = (rng.standard_normal((8, C)) * 3).astype(dtype)
