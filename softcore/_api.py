@@ -1309,6 +1309,7 @@ def _linear_ce(
             else:
                 db[...] = 0
         dw_part = None
+        accumulate = getattr(be, "linear_grad_accumulate", None)
     # the chunk buffer is kept between calls (see _workspace.take_chunk)
     buf, kept = _workspace.take_chunk(xp, (chunk, n_classes), compute, keep)
     try:
@@ -1358,7 +1359,9 @@ def _linear_ce(
                 )
             if plan.nan_rows is not None:
                 z[plan.nan_rows[start:stop]] = np.nan
-            if start == 0:
+            if accumulate is not None:  # the backend's dW (+)= G^T X, db (+)= sum G
+                accumulate(z, xs, dw, db, start == 0)
+            elif start == 0:
                 xp.matmul(z.T, xs, out=dw)
             else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
                 if dw_part is None:
@@ -1371,7 +1374,7 @@ def _linear_ce(
                     part = dw_part[: c1 - c0]
                     xp.matmul(z[:, c0:c1].T, xs, out=part)
                     dw[c0:c1] += part
-            if db is not None:
+            if db is not None and accumulate is None:
                 db += z.sum(axis=0)
             xp.matmul(z, w2, out=dx[start:stop])  # last: it may overwrite xs
     finally:

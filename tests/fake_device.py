@@ -609,10 +609,14 @@ class KernelContractError(AssertionError):
 
 
 def _operand(
-    name: str, a: Any, dtypes: tuple[Any, ...], shape: tuple[int, ...] | None = None
+    name: str,
+    a: Any,
+    dtypes: tuple[Any, ...],
+    shape: tuple[int, ...] | None = None,
+    empty: bool = False,
 ) -> np.ndarray:
     """The host buffer of kernel operand ``a`` after checking the contract
-    (``shape=None``: any non-empty 2-D shape)."""
+    (``shape=None``: any 2-D shape; non-empty unless ``empty``)."""
     if not isinstance(a, ndarray):
         t = type(a)
         raise KernelContractError(
@@ -625,7 +629,7 @@ def _operand(
         "" if a._a.flags.c_contiguous else "not C-contiguous",
         "" if a.dtype in dtypes else f"dtype {a.dtype}, expected one of {dtypes}",
         "" if ok_shape else f"shape {a.shape}, expected {shape or '2-D'}",
-        "" if a.size else "empty",
+        "" if a.size or empty else "empty",
     ]
     if any(problems):
         problems = [p for p in problems if p]
@@ -761,6 +765,34 @@ class FakeDeviceBackend:
     def cross_entropy_prob_grad_rows(self, *args: Any) -> None:
         names = (*self._PROB, "grad_scale", "loss_out", "grad_out")
         self._ce("cross_entropy_prob_grad_rows", names, *args)
+
+    def linear_grad_accumulate(
+        self, grad: Any, x: Any, d_weight: Any, d_bias: Any, first: Any
+    ) -> None:
+        """The optional hook, checked like a kernel: ``d_weight (+)= grad.T @ x``
+        and ``d_bias (+)= grad.sum(0)``, overwriting when ``first``."""
+        hg = _operand("grad", grad, _FLOATS)
+        rows, c = hg.shape
+        hx = _operand("x", x, (hg.dtype,), empty=True)
+        d = hx.shape[1]
+        ops = {
+            "grad": hg,
+            "x": _operand("x", x, (hg.dtype,), (rows, d), empty=True),
+            "d_weight": _operand("d_weight", d_weight, (hg.dtype,), (c, d), True),
+        }
+        if d_bias is not None:
+            ops["d_bias"] = _operand("d_bias", d_bias, (hg.dtype,), (c,))
+        if type(first) is not bool:
+            raise KernelContractError(f"first is a {type(first).__name__}, not bool")
+        _no_partial_overlap(ops)
+        self.calls.append("linear_grad_accumulate")
+        sums = {"d_weight": hg.T @ hx, "d_bias": hg.sum(axis=0)}
+        for name in ("d_weight", "d_bias"):
+            if name in ops:
+                if first:
+                    ops[name][...] = sums[name]
+                else:
+                    ops[name] += sums[name]
 
 
 backend = FakeDeviceBackend()

@@ -440,6 +440,32 @@ def test_linear_cross_entropy_default_chunks():
         np.testing.assert_allclose(_on_device(g), h, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_cross_entropy_gradients_through_the_accumulate_hook(bias):
+    """A backend's ``linear_grad_accumulate`` forms dW and db, once per chunk (the
+    cupy backend's keeps float32 subnormals that CuPy's own kernels flush), also
+    straight into out= arrays; the results are the host path's bits."""
+    n, d, c = 13, 4, 6
+    x, w = _logits((n, d)), _logits((c, d))
+    target = RNG.integers(0, c, n)
+    opts = {"chunk_size": 5, "linear_bias": _logits((c,)) if bias else None}
+    calls = len(fd.backend.calls)
+    got, want = _both(sc.linear_cross_entropy_with_grad, x, w, target, **opts)
+    ran = fd.backend.calls[calls:]
+    assert ran.count("linear_grad_accumulate") == 3, ran
+    _same(got, want)
+    outs = tuple(
+        fd.device_array(np.full(s, 7.0), DEV) if s else None
+        for s in ((n, d), (c, d), (c,) if bias else None)
+    )
+    dev_opts = {k: _to_dev(v) for k, v in opts.items()}
+    loss, grads = sc.linear_cross_entropy_with_grad(
+        _to_dev(x), _to_dev(w), _to_dev(target), out=outs, backend=NAME, **dev_opts
+    )
+    assert all(g is o for g, o in zip(grads, outs, strict=True) if o is not None)
+    _same((loss, grads), want)
+
+
 def test_linear_cross_entropy_of_one_sample():
     d, c = 3, 4
     got, want = _both(

@@ -76,6 +76,25 @@ class CupyBackend:
         rows = rows // _CHUNK_ALIGN * _CHUNK_ALIGN
         return int(min(_CHUNK_MAX, max(_CHUNK_MIN, rows)))
 
+    def linear_grad_accumulate(
+        self, grad: Any, x: Any, d_weight: Any, d_bias: Any, first: bool
+    ) -> None:
+        """``d_weight (+)= grad.T @ x`` and ``d_bias (+)= grad.sum(0)`` in cuBLAS.
+
+        CuPy compiles its own kernels with ``-ftz=true``, so ``d_weight += part`` or
+        ``grad.sum(0)`` on float32 would flush subnormal terms and sums to zero. A
+        GEMM with ``beta = 1`` accumulates in place instead (and needs no temporary
+        block beside ``d_weight``); the bias gradient is ``grad.T @ ones``.
+        """
+        import cupy
+        from cupy import cublas
+
+        beta = 0.0 if first else 1.0
+        cublas.gemm("T", "N", grad, x, out=d_weight, beta=beta)
+        if d_bias is not None:
+            ones = cupy.ones((grad.shape[0], 1), dtype=grad.dtype)
+            cublas.gemm("T", "N", grad, ones, out=d_bias.reshape(-1, 1), beta=beta)
+
     softmax_rows = staticmethod(_kernels.softmax_rows)
     log_softmax_rows = staticmethod(_kernels.log_softmax_rows)
     logsumexp_rows = staticmethod(_kernels.logsumexp_rows)

@@ -168,6 +168,32 @@ def test_linear_cross_entropy_matches_the_reference():
         np.testing.assert_allclose(cupy.asnumpy(got), ref, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, None])
+def test_linear_cross_entropy_keeps_float32_subnormal_gradients(chunk_size):
+    """CuPy's own kernels flush float32 subnormals (-ftz=true); dW and db accumulate
+    in cuBLAS instead, so gradients between 2^-149 and 2^-126 survive every chunk."""
+    n = 4
+    x = np.ones((n, 1), np.float32)
+    # logits 0, -90, -95, -100, 0: probabilities e^-90 ... e^-100 are subnormal
+    w = np.array([[0.0], [-90.0], [-95.0], [-100.0], [0.0]], np.float32)
+    b = np.zeros(5, np.float32)
+    t = np.zeros(n, np.int64)
+    _, (_, dw, db) = sc.linear_cross_entropy_with_grad(
+        cupy.asarray(x),
+        cupy.asarray(w),
+        cupy.asarray(t),
+        linear_bias=cupy.asarray(b),
+        chunk_size=chunk_size,
+    )
+    z = w[:, 0].astype(np.float64)
+    p = np.exp(z - np.log(np.exp(z).sum()))
+    want = p - (np.arange(5) == 0)  # d/dz of the mean over 4 identical rows
+    for got in (cupy.asnumpy(dw)[:, 0], cupy.asnumpy(db)):
+        assert (got[1:4] != 0).all(), got
+        # n subnormal terms, each within half a spacing (2^-150) of its value
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=n * 2.0**-150)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_deterministic(dtype):
     """No atomics: repeated calls and rows in other batches give the same bits."""
