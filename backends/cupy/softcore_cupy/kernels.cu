@@ -213,16 +213,6 @@ __device__ __forceinline__ bool stats_raise(double& m, double& s, double tm) {
     return m > -sc_inf() && m == m;
 }
 
-// Merge two partial (m, s) pairs. Commutative bit for bit, so a butterfly leaves the
-// same value in every lane.
-__device__ __forceinline__ void stats_merge(double& m, double& s, double m2, double s2) {
-    if (m != m || m2 != m2) { m = sc_nan(); s = sc_nan(); return; }
-    if (m2 == -sc_inf()) return;
-    if (m == -sc_inf()) { m = m2; s = s2; return; }
-    if (m2 > m) { s = s * exp(m - m2) + s2; m = m2; }
-    else { s = s + s2 * exp(m2 - m); }
-}
-
 __device__ __forceinline__ Shift make_shift(double m, double s) {
     // NaN for a row with NaN or +inf (m NaN or +inf) and for an all -inf row
     if (m > -sc_inf() && m < sc_inf()) return shift_of(m, log(s));
@@ -252,24 +242,33 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
     return t;
 }
 
+// The row's (m, s) from every thread's partial (m, s): the maximum first (a
+// NaN-propagating butterfly, then the warps' maxima in index order), then each thread
+// rescales its s to that maximum once and the sums are added as in row_sum. One exp
+// per thread and row: merging the pairs step by step took one per butterfly step,
+// five in a warp, which dominated rows of a few hundred classes. A thread whose m is
+// -inf holds s = 0 and adds 0; a NaN or +inf maximum makes the row NaN (make_shift).
 __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+    double mm = m;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        double m2 = __shfl_xor_sync(SC_FULL_MASK, m, o);
-        double s2 = __shfl_xor_sync(SC_FULL_MASK, s, o);
-        stats_merge(m, s, m2, s2);
+    for (int o = 16; o > 0; o >>= 1) mm = nanmax(mm, __shfl_xor_sync(SC_FULL_MASK, mm, o));
+    mm = __shfl_sync(SC_FULL_MASK, mm, 0);
+    if (!warp_mode()) {
+        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+        __syncthreads();  // the previous reduction has finished reading sm
+        if (lane == 0) sm[32 + w] = mm;
+        __syncthreads();
+        mm = sm[32];
+        for (int k = 1; k < nw; ++k) mm = nanmax(mm, sm[32 + k]);
     }
-    m = __shfl_sync(SC_FULL_MASK, m, 0);
-    s = __shfl_sync(SC_FULL_MASK, s, 0);
-    if (warp_mode()) return;
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) { sm[w] = m; sm[32 + w] = s; }
-    __syncthreads();
-    double tm = sm[0], ts = sm[32];
-    for (int k = 1; k < nw; ++k) stats_merge(tm, ts, sm[k], sm[32 + k]);
-    m = tm;
-    s = ts;
+    if (mm != mm || mm == sc_inf()) {
+        m = mm;
+        s = sc_nan();
+        return;
+    }
+    const double part = (m == mm || m == -sc_inf()) ? s : s * exp(m - mm);
+    m = mm;
+    s = row_sum(part, sm);
 }
 
 // ---------------------------------------------------------------------------

@@ -25,20 +25,39 @@ from softcore_cupy import _kernels as K
 reference = pytest.importorskip("softcore._reference").backend
 
 DTYPES = [np.float32, np.float64]
-# warp mode, vector slots or not, block mode, and rows longer than the register cache
+# warp mode, vector slots or not, block mode (600 and 1001 under the shipped rule), and
+# rows longer than the register cache (1001 under the few-threads launch)
 WIDTHS = [1, 3, 10, 64, 600, 1001]
 WIDE = {np.float32: 17000, np.float64: 9000}
 TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 NO_CXX = "no C++ compiler: the host emulation of the kernels is not built"
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
+def _few_threads_rule(n_classes, itemsize, op="softmax"):
+    """A power of two of threads with about 256 elements each: rows of a few hundred
+    classes already re-read what their threads' registers do not hold."""
+    cap = 512 if op in K._TWO_OPERAND else 1024
+    t = 32
+    while t < cap and t * 256 < n_classes:
+        t *= 2
+    return t
+
+
+@pytest.fixture(scope="module", params=["rule", "few-threads"])
+def emu(tmp_path_factory, request):
+    """The emulation, launched by the shipped threads-per-row rule and by one with
+    fewer threads (any multiple of 32 up to the bound is a valid launch)."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     dll = _emu.build(tmp_path_factory.getbasetemp())
-    with _emu.emulated(dll):
-        yield
+    rule = K.threads_per_row
+    if request.param == "few-threads":
+        K.threads_per_row = _few_threads_rule
+    try:
+        with _emu.emulated(dll):
+            yield
+    finally:
+        K.threads_per_row = rule
 
 
 def _close(got, ref, dtype, what):

@@ -143,15 +143,17 @@ def test_linear_chunk_rows_bounds_the_buffer(n_classes, n_features, itemsize):
 @pytest.mark.parametrize("op", ["softmax", "ce_grad", "softmax_backward", "ce_prob"])
 def test_threads_per_row(op, itemsize):
     cap = 512 if op in _kernels._TWO_OPERAND else 1024
+    per = _kernels._PER_THREAD[itemsize]
     last = 0
     for c in [1, 2, 31, 32, 33, 100, 511, 512, 513, 1000, 4096, 32000, 10**6]:
         t = _kernels.threads_per_row(c, itemsize, op)
-        assert t % 32 == 0
+        assert t in (32, 64, 128, 256, 512, 1024)
         assert 32 <= t <= cap
         assert t >= last  # wider rows never get fewer threads
         last = t
-        if t < cap:  # the row fits the registers of its threads
-            assert c <= t * _kernels._CACHE[itemsize]
+        if t < cap:  # about per elements per thread: at most per, more than per / 2
+            assert c <= t * per
+            assert t == 32 or c > t * per // 2
 
 
 def test_every_launched_name_is_an_entry_point():
