@@ -15,7 +15,12 @@ kit use; what it holds behaves as in CuPy:
   comparison (CuPy's NEP 50 rule; NumPy 2 compares those exactly);
   ``flags`` has ``c_contiguous``, ``f_contiguous`` and ``owndata`` and no
   ``writeable`` (CuPy arrays cannot be read-only); integer index arrays wrap around
-  instead of raising; ``empty`` memory is not zeroed (here: all bits set, NaN).
+  instead of raising; ``empty`` memory is not zeroed (here: all bits set, NaN);
+  float32 subnormals are flushed to zero where CuPy's own kernels (compiled with
+  ``-ftz=true``) flush them: operands and results of elementwise ops and
+  reductions, and either side of a dtype conversion, but not copies or
+  ``matmul`` (cuBLAS). On a GPU that flush lost linear cross-entropy's float32
+  gradients of 1e-40; the fake reproduces it.
 - :data:`xp` is the array module: ``asarray`` of host data copies it to the current
   device, native-endian, C (or F, for an F-ordered array) ordered, and raises
   ``ValueError`` for a dtype CuPy has no arrays of (object, strings);
@@ -117,9 +122,36 @@ def _host_operand(v: Any) -> Any:
     raise TypeError(f"Unsupported type {type(v)}")
 
 
+_TINY32 = np.float32(2.0**-126)
+
+
+def _ftz(h: Any, copy: bool = True) -> Any:
+    """``h`` with its float32 subnormals flushed to (signed) zero, as CuPy's own
+    kernels see and leave them (CuPy compiles them with ``-ftz=true``); other
+    values as they are. A copy unless ``copy`` is False (then in place)."""
+    if not isinstance(h, np.ndarray | np.generic) or h.dtype != np.float32:
+        return h
+    sub = np.abs(h) < _TINY32
+    if not sub.any():
+        return h
+    if isinstance(h, np.generic) or copy:
+        return np.where(sub, np.copysign(np.float32(0), h), h).astype(np.float32)
+    h[sub] = np.copysign(np.float32(0), h[sub])
+    return h
+
+
 def _new(host: Any) -> ndarray:
     """A fresh array on the current device holding ``host``."""
     return ndarray._wrap(np.asarray(host), _current(), None)
+
+
+def _cast(h: np.ndarray, dt: np.dtype, order: str) -> np.ndarray:
+    """A converted copy of ``h``, float32 flushed on either side of the conversion
+    (a same-dtype copy moves bits and flushes nothing)."""
+    if dt == h.dtype:
+        return np.array(h, order=order, copy=True)
+    with np.errstate(all="ignore"):
+        return _ftz(_ftz(h).astype(dt, order=order), copy=False)
 
 
 def _alloc(shape: Any, dtype: Any, order: str = "C") -> ndarray:
@@ -248,8 +280,7 @@ class ndarray:
         if dt == self.dtype and not copy and layout_ok[order.upper()]:
             return self
         _check_device(self)
-        with np.errstate(all="ignore"):
-            return _new(self._a.astype(dt, order=order, copy=True))
+        return _new(_cast(self._a, dt, order))
 
     def copy(self, order: str = "C") -> ndarray:
         """A copy on the *current* device (CuPy copies across devices)."""
@@ -367,10 +398,12 @@ def _ufunc(uf: Any, *args: Any, out: Any = None, **kw: Any) -> ndarray:
     if out is not None and not isinstance(out, ndarray):
         raise TypeError(f"Unsupported type {type(out)}")
     _check_device(*args, out)
+    hosts = [_ftz(h) for h in hosts]
     with np.errstate(all="ignore"):
         if out is None:
-            return _new(uf(*hosts, **kw))
+            return _new(_ftz(np.asarray(uf(*hosts, **kw)), copy=False))
         uf(*hosts, out=out._a, **kw)
+        _ftz(out._a, copy=False)
         return out
 
 
@@ -414,7 +447,7 @@ def _reduction(fn: Any) -> Any:
     def method(self: ndarray, axis: Any = None, **kw: Any) -> ndarray:
         _check_device(self)
         with np.errstate(all="ignore"):
-            return _new(fn(self._a, axis, **kw))
+            return _new(_ftz(np.asarray(fn(_ftz(self._a), axis, **kw)), copy=False))
 
     method.__name__ = fn.__name__
     return method
@@ -491,8 +524,7 @@ def ascontiguousarray(a: Any, dtype: Any = None) -> ndarray:
     if dt == a.dtype and a._a.flags.c_contiguous:
         return a.reshape(1) if a.ndim == 0 else a
     _check_device(a)
-    with np.errstate(all="ignore"):
-        return _new(np.ascontiguousarray(a._a, dtype=dt).reshape(a.shape or (1,)))
+    return _new(_cast(a._a, dt, "C").reshape(a.shape or (1,)))
 
 
 def asfortranarray(a: Any, dtype: Any = None) -> ndarray:
@@ -501,8 +533,7 @@ def asfortranarray(a: Any, dtype: Any = None) -> ndarray:
     if dt == a.dtype and a._a.flags.f_contiguous:
         return a.reshape(1) if a.ndim == 0 else a
     _check_device(a)
-    with np.errstate(all="ignore"):
-        return _new(np.asfortranarray(a._a.reshape(a.shape or (1,)), dtype=dt))
+    return _new(_cast(a._a.reshape(a.shape or (1,)), dt, "F"))
 
 
 def copyto(dst: Any, src: Any, casting: str = "same_kind") -> None:
@@ -524,6 +555,8 @@ def copyto(dst: Any, src: Any, casting: str = "same_kind") -> None:
             f"{dst.shape}"
         )
     h = src._a if src._dev == dst._dev else src._a.copy()  # CuPy copies over
+    if src.dtype != dst.dtype:  # a conversion kernel, which flushes float32
+        h = _cast(h, dst.dtype, "K")
     with Device(dst._dev), np.errstate(all="ignore"):
         np.copyto(dst._a, h.reshape(h.shape[max(0, h.ndim - dst.ndim) :]))
 

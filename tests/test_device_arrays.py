@@ -692,6 +692,48 @@ def test_device_arrays_select_the_device_backend(monkeypatch):
     assert fd.backend.calls[calls:] == ["softmax_rows"]
 
 
+def test_float32_arithmetic_flushes_subnormals_as_cupy_does():
+    """CuPy compiles its kernels with -ftz=true: float32 subnormals read or made by
+    elementwise ops, reductions and conversions are zero; copies and matmul
+    (cuBLAS) keep them. The fake does the same, so the core's device paths are
+    checked against it."""
+    tiny = np.float32(1e-40)  # subnormal: below 2^-126
+    a = fd.device_array(np.array([tiny, -tiny, 1.0], np.float32), DEV)
+    with fd.Device(DEV):
+        assert _on_device(a + 0).tolist() == [0.0, -0.0, 1.0]
+        assert np.signbit(_on_device(a * 1)[1])
+        assert float(a[:2].sum()) == 0.0
+        assert _on_device(a.astype(np.float64))[0] == 0.0
+        big = fd.device_array(np.array([1e-40], np.float64), DEV)
+        assert _on_device(big.astype(np.float32))[0] == 0.0
+        assert _on_device(a.copy())[0] == tiny
+        col = fd.device_array(np.ones((1, 1), np.float32), DEV)
+        assert _on_device(fd.xp.matmul(a.reshape(3, 1), col))[0, 0] == tiny
+        f64 = fd.device_array(np.array([1e-40], np.float64), DEV)
+        assert _on_device(f64 + 0)[0] == 1e-40  # float64 is not flushed
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, None])
+def test_linear_cross_entropy_keeps_float32_subnormal_gradients(chunk_size):
+    """dW and db of 1e-40 and less survive on device arrays (the accumulate hook;
+    the core's own += and sum would flush them, as on a GPU)."""
+    n = 4
+    x = np.ones((n, 1), np.float32)
+    w = np.array([[0.0], [-90.0], [-95.0], [-100.0], [0.0]], np.float32)
+    b = np.zeros(5, np.float32)
+    _, (_, dw, db) = sc.linear_cross_entropy_with_grad(
+        *(_to_dev(a) for a in (x, w, np.zeros(n, np.int64))),
+        linear_bias=_to_dev(b),
+        chunk_size=chunk_size,
+        backend=NAME,
+    )
+    z = w[:, 0].astype(np.float64)
+    want = np.exp(z - np.log(np.exp(z).sum())) - (np.arange(5) == 0)
+    for got in (_on_device(dw)[:, 0], _on_device(db)):
+        assert (got[1:4] != 0).all(), got
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=n * 2.0**-150)
+
+
 def test_device_arrays_are_not_numpy_arrays():
     """As CuPy's: NumPy cannot take them implicitly, nor they NumPy arrays."""
     dx = fd.device_array(_logits(), DEV)
