@@ -8,7 +8,9 @@ Every time is the median of CUDA-event timings (after warm-up) on one stream, an
 reported as a ratio to its floor, measured side by side in the same process:
 
 * softmax / log_softmax / CE loss+grad: ``cupy.copyto`` of the same (N, C) array
-  (one read + one write, the floor of a fused row kernel);
+  (one read + one write, the floor of a fused row kernel); logsumexp and the CE
+  loss alone (one read: about half a copy) and the backward ops (two reads and a
+  write: 1.5 copies) are reported against the same copy;
 * Jacobian: writing the (N, C, C) output once (``out.fill``);
 * linear cross-entropy with grad: the three GEMMs it needs (logits, dX, dW) on the
   same shapes, through CuPy (cuBLAS);
@@ -62,20 +64,30 @@ def _row_case(cupy, K, n, c, dtype):
     t = rng.integers(0, c, n).astype(cupy.int64)
     a, b = cupy.ones(n), cupy.zeros(n)
     cw, loss = cupy.ones(c), cupy.empty(n)
+    # the backward ops' saved outputs, as a forward pass leaves them, and a gradient
+    lp, p = cupy.empty_like(x), cupy.empty_like(x)
+    K.log_softmax_rows(x, lp)
+    K.softmax_rows(x, p)
+    g = rng.standard_normal((n, c), dtype=cupy.float32).astype(dtype)
+    lse = cupy.empty(n, dtype)
     kernels = {
         "softmax": lambda: K.softmax_rows(x, out),
         "log_softmax": lambda: K.log_softmax_rows(x, out),
+        "logsumexp": lambda: K.logsumexp_rows(x, lse),
+        "softmax_backward": lambda: K.softmax_backward_rows(g, p, out),
+        "log_softmax_backward": lambda: K.log_softmax_backward_rows(g, lp, out),
+        "ce_loss": lambda: K.cross_entropy_rows(x, t, a, b, cw, loss),
         "ce_loss_grad": lambda: K.cross_entropy_grad_rows(
             x, t, a, b, cw, 1 / n, loss, out
         ),
     }
-    return x, t, floor, kernels
+    return x, t, floor, kernels, (g, p)
 
 
 def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
     for dtype in dtypes:
         for n, c in shapes:
-            x, t, floor, kernels = _row_case(cupy, K, n, c, dtype)
+            x, t, floor, kernels, (g, p) = _row_case(cupy, K, n, c, dtype)
             row = {
                 "shape": [n, c],
                 "dtype": str(x.dtype),
@@ -96,8 +108,20 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
                     xx = tx.detach().requires_grad_()
                     torch.nn.functional.cross_entropy(xx, tt).backward()
 
+                tg = torch.as_tensor(g, device="cuda")
+                tp = torch.as_tensor(p, device="cuda")
                 row["torch_softmax"] = (
                     _timer(cupy, lambda: torch.softmax(tx, -1)) / floor
+                )
+                row["torch_logsumexp"] = (
+                    _timer(cupy, lambda: torch.logsumexp(tx, -1)) / floor
+                )
+                row["torch_softmax_backward"] = (
+                    _timer(
+                        cupy,
+                        lambda: torch._softmax_backward_data(tg, tp, -1, tp.dtype),
+                    )
+                    / floor
                 )
                 row["torch_ce_fwd_bwd"] = _timer(cupy, torch_ce) / floor
             results.append(("rows", row))
@@ -207,7 +231,7 @@ def bench_sweep(cupy, K, shapes, dtypes, results):
     try:
         for dtype in dtypes:
             for n, c in shapes:
-                x, _, floor, kernels = _row_case(cupy, K, n, c, dtype)
+                x, _, floor, kernels, _ = _row_case(cupy, K, n, c, dtype)
                 calls = {op: kernels[op] for op in ("softmax", "ce_loss_grad")}
                 for op, call in calls.items():
                     row = {
