@@ -609,7 +609,9 @@ def _reread_rows(x):
 # well than a row's, and the gain went, or turned into a loss, as this shared
 # machine's memory got slower during the day. So the grouped drivers take:
 # small (serial) calls with rows of at most SMALL_GROUP_ROW_BYTES, both ops;
-# softmax rows of at most SOFTMAX_GROUP_ROW_BYTES at any size. Medians of 31
+# the gradient's such rows also in parallel calls of at most
+# CE_GRAD_GROUP_MAX_BYTES (in cache); softmax rows of at most
+# SOFTMAX_GROUP_ROW_BYTES at any size. Medians of 31
 # interleaved rounds, grouped time over a row at a time, several runs each.
 # Tried and not kept: prefetching the next group's rows (out of cache it made
 # up for the bursts; in cache it gave back much of the gain, 0.93-0.98 against
@@ -625,12 +627,24 @@ cross-entropy with its gradient 0.65-0.69, 0.77-0.84 and 0.78-0.91. At 128
 float64 and 256 classes 0.84-1.16: not taken. (SERIAL_MAX elements of 64
 float32 classes, 512 rows, gave the same: 0.58 and 0.65-0.66.)"""
 
+CE_GRAD_GROUP_MAX_BYTES = 8 << 20
+"""The unsmoothed cross-entropy gradient takes the grouped passes, rows of
+``SHORT_C`` classes to ``SMALL_GROUP_ROW_BYTES``, in calls of any thread count
+up to this many bytes of logits: rows that come from cache, where grouping
+pays. Through ``python -m softcore bench --op cross_entropy_with_grad`` (2
+threads, the trees before and after alternating, two runs, allocating and
+``out=``), time after over before: 0.61-0.73 at 64 float32 classes (8192 and
+32768 rows), 0.75-0.84 at 128 (4096 and 8192 rows), 0.76-0.81 at 64 float64
+(8192 rows). At 16 MiB the gain went (65536x64 float32 0.90-1.09, 32768x64
+float64 0.90-1.25), and the kernels alone at 32 and 64 MiB took 1.00-1.05."""
+
 SOFTMAX_GROUP_ROW_BYTES = 320
 """softmax rows of ``SHORT_C`` classes to this many bytes take the grouped
 passes at every size. 65536 rows, 2 threads, out of cache: 0.63-0.92 of the time
 at 64 float32 classes (11 runs; a row at a time took 1.20-1.30x PyTorch's
 time there), 0.76 at 80 (one run); at 96-128 float32 classes 0.80-1.16, and the
-cross-entropy gradient at 64-512 classes 0.80-1.23: not taken."""
+cross-entropy gradient at 64-512 classes 0.80-1.23: not taken (the gradient is
+grouped in cache only, ``CE_GRAD_GROUP_MAX_BYTES``)."""
 
 
 @njit(**_KW)
@@ -1615,6 +1629,24 @@ def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
 # The grouped passes' driver for small calls (SMALL_GROUP_ROW_BYTES): a driver
 # of its own, as the grouped code inlined beside the row loop can make that
 # loop slower (softmax's parallel driver: 1.2-1.3x at 8192x1000 float32).
+
+
+@njit(**_PKW)
+def cross_entropy_grad_grouped_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
+    wide()
+    W = _wsum(cw)
+    ip = x.ctypes.data == grad_out.ctypes.data
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        T = group_scratch(_T_ROWS, R)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            _ce_grad_group_grouped(
+                x, target, alpha, beta, cw, W, gs, ip, g, min(t1, g + LOG_ROWS),
+                buf, T, loss_out, grad_out,
+            )  # fmt: skip
 
 
 @njit(**_KW)

@@ -365,6 +365,10 @@ def test_grouped_passes(shape, dtype, rng):
     alpha[::9] = 0.0  # ignored rows in most groups
     grouped = K.cross_entropy_grad_grouped_ser
     la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
+    lp, gp = np.empty(n), np.empty_like(x)
+    K.cross_entropy_grad_grouped_par(x, y, alpha, beta, cw, 0.5, lp, gp)
+    np.testing.assert_array_equal(la, lp)
+    np.testing.assert_array_equal(ga, gp)
     lc = np.empty(n)
     K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # the loss alone
     np.testing.assert_array_equal(la, lc)
@@ -375,15 +379,20 @@ def test_grouped_passes(shape, dtype, rng):
     np.testing.assert_array_equal(ga, xc)
     # a smoothed row sends its group back to a row at a time: the same bits
     beta[: n // 2 : 50] = 0.05
-    la, _ = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
+    la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
     K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # rows one at a time
     np.testing.assert_array_equal(la, lc)
+    K.cross_entropy_grad_grouped_par(x, y, alpha, beta, cw, 0.5, lp, gp)
+    np.testing.assert_array_equal(la, lp)
+    np.testing.assert_array_equal(ga, gp)
 
 
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
-    rows (with the gradient or the loss alone) up to ``SMALL_GROUP_ROW_BYTES``;
+    rows (the loss alone) up to ``SMALL_GROUP_ROW_BYTES``; cross-entropy with its
+    gradient rows up to ``SMALL_GROUP_ROW_BYTES`` in calls of at most
+    ``CE_GRAD_GROUP_MAX_BYTES``;
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
@@ -423,6 +432,19 @@ def test_grouped_choice():
         ((small, 65), np.float64, False),
         ((65536, 64), np.float32, False),
     ]
+    big = _ops.CE_GRAD_GROUP_MAX_BYTES // (64 * 4)  # rows of 64 float32 classes
+    ce_grad_cases = [
+        ((small, _ops.SHORT_C - 1), np.float32, False),
+        ((small, _ops.SHORT_C), np.float32, True),
+        ((small + 1, 128), np.float32, True),
+        ((small, 64), np.float64, True),
+        ((small, 65), np.float64, False),
+        ((small, 129), np.float32, False),
+        ((big, 64), np.float32, True),
+        ((big + 1, 64), np.float32, False),
+        ((big // 2, 128), np.float32, True),
+        ((big, 128), np.float32, False),
+    ]
     log_softmax_cases = [
         ((65536, _ops.SHORT_C - 1), np.float32, False),
         ((65536, _ops.SHORT_C), np.float32, True),
@@ -448,10 +470,10 @@ def test_grouped_choice():
         for shape, dtype, _ in softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.softmax_rows(x, x)
-        for shape, dtype, _ in ce_cases:
+        for shape, dtype, _ in ce_grad_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_grad_rows(x, None, None, None, None, 1.0, None, x)
-        for shape, dtype, _ in ce_cases:  # the loss alone: the same rule
+        for shape, dtype, _ in ce_cases:  # the loss alone
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_rows(x, None, None, None, None, None)
         for shape, dtype, _ in log_softmax_cases:
@@ -460,7 +482,9 @@ def test_grouped_choice():
         for shape, dtype, _ in logsumexp_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.logsumexp_rows(x, x[:, 0])
-    cases = softmax_cases + ce_cases + ce_cases + log_softmax_cases + logsumexp_cases
+    cases = (
+        softmax_cases + ce_grad_cases + ce_cases + log_softmax_cases + logsumexp_cases
+    )
     assert picked == [want for *_, want in cases]
 
 
