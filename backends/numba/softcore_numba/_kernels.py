@@ -609,10 +609,10 @@ def _reread_rows(x):
 # well than a row's, and the gain went, or turned into a loss, as this shared
 # machine's memory got slower during the day. So the grouped drivers take:
 # small (serial) calls with rows of at most SMALL_GROUP_ROW_BYTES, both ops;
-# the gradient's such rows also in parallel calls of at most
-# CE_GRAD_GROUP_MAX_BYTES (in cache); softmax rows of at most
-# SOFTMAX_GROUP_ROW_BYTES at any size. Medians of 31
-# interleaved rounds, grouped time over a row at a time, several runs each.
+# the cross-entropy's such rows also in parallel calls of at most
+# CE_GROUP_MAX_BYTES (in cache; the loss alone in float32); softmax rows of at
+# most SOFTMAX_GROUP_ROW_BYTES at any size. Medians of 31 interleaved rounds,
+# grouped time over a row at a time, several runs each.
 # Tried and not kept: prefetching the next group's rows (out of cache it made
 # up for the bursts; in cache it gave back much of the gain, 0.93-0.98 against
 # 0.79 at 128 float32 classes), and grouping the statistics alone (log_softmax
@@ -627,16 +627,19 @@ cross-entropy with its gradient 0.65-0.69, 0.77-0.84 and 0.78-0.91. At 128
 float64 and 256 classes 0.84-1.16: not taken. (SERIAL_MAX elements of 64
 float32 classes, 512 rows, gave the same: 0.58 and 0.65-0.66.)"""
 
-CE_GRAD_GROUP_MAX_BYTES = 8 << 20
-"""The unsmoothed cross-entropy gradient takes the grouped passes, rows of
-``SHORT_C`` classes to ``SMALL_GROUP_ROW_BYTES``, in calls of any thread count
-up to this many bytes of logits: rows that come from cache, where grouping
-pays. Through ``python -m softcore bench --op cross_entropy_with_grad`` (2
-threads, the trees before and after alternating, two runs, allocating and
-``out=``), time after over before: 0.61-0.73 at 64 float32 classes (8192 and
-32768 rows), 0.75-0.84 at 128 (4096 and 8192 rows), 0.76-0.81 at 64 float64
-(8192 rows). At 16 MiB the gain went (65536x64 float32 0.90-1.09, 32768x64
-float64 0.90-1.25), and the kernels alone at 32 and 64 MiB took 1.00-1.05."""
+CE_GROUP_MAX_BYTES = 8 << 20
+"""The class-index cross-entropy takes the grouped passes, rows of ``SHORT_C``
+classes to ``SMALL_GROUP_ROW_BYTES``, in calls of any thread count up to this
+many bytes of logits (rows that come from cache, where grouping pays): its
+unsmoothed gradient, and its float32 loss alone. Through ``python -m softcore
+bench`` (2 threads, the trees before and after alternating, two runs), time
+after over before: with the gradient (allocating and ``out=``) 0.61-0.73 at 64
+float32 classes (8192 and 32768 rows), 0.75-0.84 at 128 (4096 and 8192 rows),
+0.76-0.81 at 64 float64 (8192 rows); at 16 MiB the gain went (65536x64 float32
+0.90-1.09, 32768x64 float64 0.90-1.25), and the kernels alone at 32 and 64 MiB
+took 1.00-1.05. The loss alone, float32: 0.71-0.78 at 64 classes, 0.80-0.85 at
+128 (0.72-1.01 with ignored rows); float64 0.92-1.13, so its float64 loss keeps
+a row at a time outside small calls."""
 
 SOFTMAX_GROUP_ROW_BYTES = 320
 """softmax rows of ``SHORT_C`` classes to this many bytes take the grouped
@@ -644,7 +647,7 @@ passes at every size. 65536 rows, 2 threads, out of cache: 0.63-0.92 of the time
 at 64 float32 classes (11 runs; a row at a time took 1.20-1.30x PyTorch's
 time there), 0.76 at 80 (one run); at 96-128 float32 classes 0.80-1.16, and the
 cross-entropy gradient at 64-512 classes 0.80-1.23: not taken (the gradient is
-grouped in cache only, ``CE_GRAD_GROUP_MAX_BYTES``)."""
+grouped in cache only, ``CE_GROUP_MAX_BYTES``)."""
 
 
 @njit(**_KW)
@@ -1702,6 +1705,27 @@ def cross_entropy_grouped_ser(x, target, alpha, beta, cw, loss_out):
     for g in range(0, n, LOG_ROWS):
         g1 = min(n, g + LOG_ROWS)
         _ce_loss_groups(x, target, alpha, beta, cw, W, g, g1, T, E, loss_out)
+
+
+@njit(**_PKW)
+def cross_entropy_grouped_par(x, target, alpha, beta, cw, loss_out):
+    """:func:`cross_entropy_grouped_ser` over tasks of rows; a group with a
+    smoothed row goes a row at a time (:func:`_ce_group`)."""
+    wide()
+    W = _wsum(cw)
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        buf = scratch(x)
+        T = group_scratch(_T_ROWS, R)
+        E = group_exps(x)
+        t1 = min(n, t * R + R)
+        for g in range(t * R, t1, LOG_ROWS):
+            g1 = min(t1, g + LOG_ROWS)
+            if _any_nonzero(beta, g, g1):
+                _ce_group(x, target, alpha, beta, cw, W, g, g1, buf, T, loss_out)
+            else:
+                _ce_loss_groups(x, target, alpha, beta, cw, W, g, g1, T, E, loss_out)
 
 
 @njit(**_PKW)

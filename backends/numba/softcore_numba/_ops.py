@@ -10,12 +10,13 @@ equal for any number of threads:
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy's loss, through log_softmax's grouped statistics)
-  or in a call of at most ``CE_GRAD_GROUP_MAX_BYTES`` (the class-index
-  cross-entropy's gradient), take the grouped drivers (each pass over a group of rows in
-  one function; the same bits); so do log_softmax rows of at most
-  ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in
-  a serial call, and logsumexp rows of at most ``LOGSUMEXP_GROUP_ROW_BYTES``,
-  or ``SMALL_GROUP_ROW_BYTES`` in a serial call;
+  or in a call of at most ``CE_GROUP_MAX_BYTES`` (the class-index
+  cross-entropy's gradient, and its float32 loss), take the grouped drivers
+  (each pass over a group of rows in one function; the same bits); so do
+  log_softmax rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or
+  ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call, and logsumexp rows of
+  at most ``LOGSUMEXP_GROUP_ROW_BYTES``, or ``SMALL_GROUP_ROW_BYTES`` in a
+  serial call;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay
   cheap), ``LOG_SOFTMAX_BACKWARD_SERIAL_MAX`` for log_softmax_backward;
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
@@ -107,9 +108,8 @@ _LOG_SOFTMAX_BACKWARD = _drivers("log_softmax_backward")
 _CE = _drivers("cross_entropy", short=True)
 _CE_GRAD = _drivers("cross_entropy_grad", split=True, short=True)
 _CE_GRAD_GROUPED = _drivers("cross_entropy_grad_grouped")
-CE_GRAD_GROUP_MAX_BYTES = K.CE_GRAD_GROUP_MAX_BYTES
-# small calls only (_grouped sends no parallel call here): serial drivers
-_CE_GROUPED = _serial_only(K.cross_entropy_grouped_ser)
+_CE_GROUPED = _drivers("cross_entropy_grouped")
+CE_GROUP_MAX_BYTES = K.CE_GROUP_MAX_BYTES
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
@@ -170,14 +170,19 @@ def log_softmax_backward_rows(grad, log_probs, out):
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    d = _CE_GROUPED if _grouped(x, 0) else _CE
+    grouped = _grouped(x, 0) or (
+        x.itemsize == 4
+        and x.nbytes <= CE_GROUP_MAX_BYTES
+        and _grouped(x, SMALL_GROUP_ROW_BYTES)
+    )
+    d = _CE_GROUPED if grouped else _CE
     _pick(d, x)(x, target, alpha, beta, class_weight, loss_out)
 
 
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    grouped = x.nbytes <= CE_GRAD_GROUP_MAX_BYTES and _grouped(x, SMALL_GROUP_ROW_BYTES)
+    grouped = x.nbytes <= CE_GROUP_MAX_BYTES and _grouped(x, SMALL_GROUP_ROW_BYTES)
     d = _CE_GRAD_GROUPED if grouped else _CE_GRAD
     _pick(d, x)(
         x,

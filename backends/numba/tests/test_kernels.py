@@ -372,6 +372,8 @@ def test_grouped_passes(shape, dtype, rng):
     lc = np.empty(n)
     K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # the loss alone
     np.testing.assert_array_equal(la, lc)
+    K.cross_entropy_grouped_par(x, y, alpha, beta, cw, lc)
+    np.testing.assert_array_equal(la, lc)
     lb = np.empty(n)
     xc = x.copy()  # the gradient over the logits: the target column read first
     grouped(xc, y, alpha, beta, cw, 0.5, lb, xc)
@@ -382,6 +384,8 @@ def test_grouped_passes(shape, dtype, rng):
     la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
     K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # rows one at a time
     np.testing.assert_array_equal(la, lc)
+    K.cross_entropy_grouped_par(x, y, alpha, beta, cw, lc)  # those groups so
+    np.testing.assert_array_equal(la, lc)
     K.cross_entropy_grad_grouped_par(x, y, alpha, beta, cw, 0.5, lp, gp)
     np.testing.assert_array_equal(la, lp)
     np.testing.assert_array_equal(ga, gp)
@@ -390,9 +394,9 @@ def test_grouped_passes(shape, dtype, rng):
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
-    rows (the loss alone) up to ``SMALL_GROUP_ROW_BYTES``; cross-entropy with its
-    gradient rows up to ``SMALL_GROUP_ROW_BYTES`` in calls of at most
-    ``CE_GRAD_GROUP_MAX_BYTES``;
+    rows up to ``SMALL_GROUP_ROW_BYTES``, and so in calls of at most
+    ``CE_GROUP_MAX_BYTES`` cross-entropy with its gradient and the float32 loss
+    alone;
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
@@ -423,21 +427,25 @@ def test_grouped_choice():
         ((small, 129), np.float32, False),
         ((8192, 1000), np.float32, False),
     ]
-    ce_cases = [
-        ((small, _ops.SHORT_C - 1), np.float32, False),
-        ((small, _ops.SHORT_C), np.float32, True),
-        ((small, 128), np.float32, True),
-        ((small + 1, 128), np.float32, False),
-        ((small, 64), np.float64, True),
-        ((small, 65), np.float64, False),
-        ((65536, 64), np.float32, False),
-    ]
-    big = _ops.CE_GRAD_GROUP_MAX_BYTES // (64 * 4)  # rows of 64 float32 classes
+    big = _ops.CE_GROUP_MAX_BYTES // (64 * 4)  # rows of 64 float32 classes
     ce_grad_cases = [
         ((small, _ops.SHORT_C - 1), np.float32, False),
         ((small, _ops.SHORT_C), np.float32, True),
         ((small + 1, 128), np.float32, True),
         ((small, 64), np.float64, True),
+        ((small, 65), np.float64, False),
+        ((small, 129), np.float32, False),
+        ((big, 64), np.float32, True),
+        ((big + 1, 64), np.float32, False),
+        ((big // 2, 128), np.float32, True),
+        ((big, 128), np.float32, False),
+    ]
+    ce_loss_cases = [
+        ((small, _ops.SHORT_C - 1), np.float32, False),
+        ((small, _ops.SHORT_C), np.float32, True),
+        ((small + 1, 128), np.float32, True),
+        ((small, 64), np.float64, True),
+        ((_ops.SERIAL_MAX // 64 + 1, 64), np.float64, False),  # float64: small only
         ((small, 65), np.float64, False),
         ((small, 129), np.float32, False),
         ((big, 64), np.float32, True),
@@ -473,7 +481,7 @@ def test_grouped_choice():
         for shape, dtype, _ in ce_grad_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_grad_rows(x, None, None, None, None, 1.0, None, x)
-        for shape, dtype, _ in ce_cases:  # the loss alone
+        for shape, dtype, _ in ce_loss_cases:  # the loss alone
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_rows(x, None, None, None, None, None)
         for shape, dtype, _ in log_softmax_cases:
@@ -483,7 +491,11 @@ def test_grouped_choice():
             x = np.broadcast_to(dtype(0), shape)
             _ops.logsumexp_rows(x, x[:, 0])
     cases = (
-        softmax_cases + ce_grad_cases + ce_cases + log_softmax_cases + logsumexp_cases
+        softmax_cases
+        + ce_grad_cases
+        + ce_loss_cases
+        + log_softmax_cases
+        + logsumexp_cases
     )
     assert picked == [want for *_, want in cases]
 
