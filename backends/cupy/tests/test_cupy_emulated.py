@@ -33,16 +33,6 @@ TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 NO_CXX = "no C++ compiler: the host emulation of the kernels is not built"
 
 
-def _few_threads_rule(n_classes, itemsize, op="softmax"):
-    """A power of two of threads with about 256 elements each: rows of a few hundred
-    classes already re-read what their threads' registers do not hold."""
-    cap = 512 if op in K._TWO_OPERAND else 1024
-    t = 32
-    while t < cap and t * 256 < n_classes:
-        t *= 2
-    return t
-
-
 @pytest.fixture(scope="module", params=["rule", "few-threads"])
 def emu(tmp_path_factory, request):
     """The emulation, launched by the shipped threads-per-row rule and by one with
@@ -50,14 +40,14 @@ def emu(tmp_path_factory, request):
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     dll = _emu.build(tmp_path_factory.getbasetemp())
-    rule = K.threads_per_row
-    if request.param == "few-threads":
-        K.threads_per_row = _few_threads_rule
+    per_thread = K._PER_THREAD
+    if request.param == "few-threads":  # about 256 elements a thread
+        K._PER_THREAD = {4: 256, 8: 256}
     try:
         with _emu.emulated(dll):
             yield
     finally:
-        K.threads_per_row = rule
+        K._PER_THREAD = per_thread
 
 
 def _close(got, ref, dtype, what):
