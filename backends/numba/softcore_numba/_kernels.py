@@ -1629,9 +1629,11 @@ def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
         )  # fmt: skip
 
 
-# The grouped passes' driver for small calls (SMALL_GROUP_ROW_BYTES): a driver
-# of its own, as the grouped code inlined beside the row loop can make that
-# loop slower (softmax's parallel driver: 1.2-1.3x at 8192x1000 float32).
+# The grouped passes' drivers (SMALL_GROUP_ROW_BYTES rows; in parallel calls up
+# to CE_GROUP_MAX_BYTES): drivers of their own, as the grouped code inlined
+# beside the row loop can make that loop slower (softmax's parallel driver:
+# 1.2-1.3x at 8192x1000 float32). The serial loss checks for smoothed rows once
+# and then needs no row buffer; the parallel one checks each group.
 
 
 @njit(**_PKW)
