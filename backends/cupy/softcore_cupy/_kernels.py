@@ -47,7 +47,11 @@ _CACHE = {4: 16, 8: 8}
 # the best launch at every swept shape and op but float32 cross-entropy at C = 32000
 # (1.08x its best, 128 threads). Rows up to 16384 floats then stay in registers.
 _PER_THREAD = {4: 16, 8: 16}
-_WARP_ROWS = 4  # rows per block when one warp handles a row
+# Fewest threads a row gets. 8 and 16 are valid launches too (group mode: a few rows
+# share a warp, which shares each row's double exp, log and shuffles between them); the
+# rule keeps one warp per row until the sweep has timed them on a GPU.
+_MIN_THREADS = 32
+_GROUP_BLOCK = 128  # threads per block when a warp or less handles a row
 # Ops that keep two operands in registers are compiled for at most 512 threads
 # (SC_BOUNDS_2 in kernels.cu), the others for 1024 (SC_BOUNDS_1).
 _TWO_OPERAND = frozenset(
@@ -91,18 +95,27 @@ def _function(name: str, device_id: int):
 
 
 def threads_per_row(n_classes: int, itemsize: int, op: str = "softmax") -> int:
-    """Threads that share a row: a power of two from 32 (one warp) to the kernel's
-    launch bound, about ``_PER_THREAD`` elements each.
+    """Threads that share a row: a power of two from ``_MIN_THREADS`` (32 as shipped) to
+    the kernel's launch bound, about ``_PER_THREAD`` elements each.
 
     A function of the op, the row length and the dtype alone, so the order in which
     a row's sums are formed (and therefore every result bit) never depends on the
     number of rows, on the other rows or on the array's address.
     """
-    cap = 512 if op in _TWO_OPERAND else 1024
-    t = 32
+    cap = max_threads_per_row(op)
+    t = _MIN_THREADS
     while t < cap and t * _PER_THREAD[itemsize] < n_classes:
         t *= 2
     return t
+
+
+def max_threads_per_row(op: str) -> int:
+    """The launch bound of the op's row kernels (two operands in registers: 512)."""
+    return 512 if op in _TWO_OPERAND else 1024
+
+
+#: Every threads-per-row count a row kernel accepts (up to its ``max_threads_per_row``).
+THREADS_PER_ROW: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
@@ -124,9 +137,12 @@ def _row_launch(op: str, x, arrays, args) -> None:
     itemsize = x.dtype.itemsize
     name = f"sc_{op}_{_row_variant(n_classes, itemsize, *arrays)}"
     t = threads_per_row(n_classes, itemsize, op)
-    if t == 32:
-        block = (32, _WARP_ROWS, 1)
-        grid = (-(-rows // _WARP_ROWS), 1, 1)
+    if t not in THREADS_PER_ROW or t > max_threads_per_row(op):
+        raise ValueError(f"{t} threads per row is not a launch of sc_{op}")
+    if t <= 32:  # group mode: _GROUP_BLOCK // t rows per block
+        per_block = _GROUP_BLOCK // t
+        block = (t, per_block, 1)
+        grid = (-(-rows // per_block), 1, 1)
     else:
         block = (t, 1, 1)
         grid = (rows, 1, 1)

@@ -5,7 +5,8 @@
 // includes no header, so NVRTC needs nothing beyond its built-ins.
 //
 // Launch layouts (chosen on the Python side from C and the dtype alone):
-//   warp mode   blockDim = (32, R): one warp per row, R rows per block
+//   group mode  blockDim = (T, R), T = 8, 16 or 32: T consecutive lanes of a warp per
+//               row (32 / T rows per warp), R rows per block
 //   block mode  blockDim = (T, 1), T a multiple of 32 up to 1024: one block per row
 // A thread handles the "slots" tid, tid + T, tid + 2T, ... of its row, a slot being
 // VEC consecutive elements read or written with one vector access. The first CACHE
@@ -14,8 +15,8 @@
 // memory exactly once; longer rows re-read the rest (mostly from L2).
 //
 // Determinism: a row's sums are formed in an order fixed by C alone (per-thread
-// sequential sums, a shuffle butterfly inside a warp, then the warp partials added
-// in index order by every thread). There are no atomics.
+// sequential sums, a shuffle butterfly over the row's lanes of a warp, then the warp
+// partials added in index order by every thread). There are no atomics.
 //
 // Accuracy: sums are accumulated in double for float inputs too; the row maximum is
 // tracked exactly, and the row's log-sum-exp is formed in double.
@@ -220,19 +221,38 @@ __device__ __forceinline__ Shift make_shift(double m, double s) {
 }
 
 // ---------------------------------------------------------------------------
-// Row reductions (warp mode: blockDim.x == 32; block mode: blockDim.y == 1)
+// Row reductions (group mode: blockDim.x <= 32; block mode: blockDim.y == 1)
 
-__device__ __forceinline__ bool warp_mode() { return blockDim.x == 32; }
+__device__ __forceinline__ bool group_mode() { return blockDim.x <= 32; }
 
 __device__ __forceinline__ i64 row_index() {
-    return warp_mode() ? (i64)blockIdx.x * blockDim.y + threadIdx.y : (i64)blockIdx.x;
+    return group_mode() ? (i64)blockIdx.x * blockDim.y + threadIdx.y : (i64)blockIdx.x;
+}
+
+// The lanes of this thread's warp that hold its row: all 32 in block mode, the
+// aligned run of blockDim.x lanes of the row in group mode. A row's threads leave
+// together (r >= rows), so the lanes a shuffle names are always all present.
+__device__ __forceinline__ int row_lane0() {
+    return group_mode() ? (int)((threadIdx.y * blockDim.x) & 31) : 0;
+}
+__device__ __forceinline__ unsigned row_mask() {
+    return blockDim.x >= 32 ? SC_FULL_MASK : ((1u << blockDim.x) - 1u) << row_lane0();
+}
+
+// Butterfly over the row's lanes (offsets below blockDim.x, at most 16), then every
+// lane takes the first lane's value: the lanes' sums differ in the order of their
+// terms, and all threads of a row must use the same bits.
+__device__ __forceinline__ double lanes_sum(double v) {
+    const unsigned mask = row_mask();
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        if (o < (int)blockDim.x) v += __shfl_xor_sync(mask, v, o);
+    return __shfl_sync(mask, v, row_lane0());
 }
 
 __device__ __forceinline__ double row_sum(double v, double* sm) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SC_FULL_MASK, v, o);
-    v = __shfl_sync(SC_FULL_MASK, v, 0);
-    if (warp_mode()) return v;
+    v = lanes_sum(v);
+    if (group_mode()) return v;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();  // the previous reduction has finished reading sm
     if (lane == 0) sm[w] = v;
@@ -249,11 +269,13 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
 // five in a warp, which dominated rows of a few hundred classes. A thread whose m is
 // -inf holds s = 0 and adds 0; a NaN or +inf maximum makes the row NaN (make_shift).
 __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+    const unsigned mask = row_mask();
     double mm = m;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mm = nanmax(mm, __shfl_xor_sync(SC_FULL_MASK, mm, o));
-    mm = __shfl_sync(SC_FULL_MASK, mm, 0);
-    if (!warp_mode()) {
+    for (int o = 16; o > 0; o >>= 1)
+        if (o < (int)blockDim.x) mm = nanmax(mm, __shfl_xor_sync(mask, mm, o));
+    mm = __shfl_sync(mask, mm, row_lane0());
+    if (!group_mode()) {
         const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
         __syncthreads();  // the previous reduction has finished reading sm
         if (lane == 0) sm[32 + w] = mm;

@@ -2,13 +2,16 @@
 //
 // One std::thread per CUDA thread, blocks one after another: __syncthreads is a
 // barrier over the block, warp shuffles exchange through a per-warp buffer between
-// two barriers over the warp. Slow, but it executes the kernels' real control flow
-// (warp and block reductions, register caches, vector slots, early exits).
+// two barriers over the lanes their mask names (which must all take part). Slow, but
+// it executes the kernels' real control flow (row-group, warp and block reductions,
+// register caches, vector slots, early exits).
 #pragma once
 
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -44,9 +47,15 @@ inline float __int_as_float(int v) {
     return f;
 }
 
+// A warp's shuffle buffer, and one barrier per group of lanes a shuffle may name: the
+// whole warp, either half, or any aligned quarter (the row groups of kernels.cu),
+// at bars[32 / width + base / width], numbered as in a binary heap.
 struct WarpState {
-    std::barrier<> bar{32};
+    std::unique_ptr<std::barrier<>> bars[8];
     double buf[32];
+    WarpState() {
+        for (int i = 1; i < 8; ++i) bars[i] = std::make_unique<std::barrier<>>(i == 1 ? 32 : i < 4 ? 16 : 8);
+    }
 };
 
 // The block state (barrier, warp buffers, __shared__ statics) is global, so one
@@ -60,24 +69,45 @@ inline int emu_tid() { return threadIdx.x + threadIdx.y * blockDim.x; }
 
 inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
 
-inline double __shfl_xor_sync(unsigned, double v, int o) {
+// The barrier of the lanes in mask, which must be an aligned run of 8, 16 or 32 lanes
+// holding the caller (a CUDA shuffle whose mask leaves out a lane it reads from, or
+// the caller itself, is undefined): anything else aborts the test run.
+inline std::barrier<>& emu_lanes(WarpState& w, unsigned mask, int lane) {
+    const int width = __builtin_popcount(mask);
+    const int base = mask ? __builtin_ctz(mask) : 0;
+    const unsigned run = width == 32 ? 0xffffffffu : ((1u << width) - 1u) << base;
+    if ((width != 8 && width != 16 && width != 32) || base % width || mask != run ||
+        !((mask >> lane) & 1u)) {
+        std::fprintf(stderr, "host_cuda.h: shuffle mask %08x from lane %d\n", mask, lane);
+        std::abort();
+    }
+    return *w.bars[32 / width + base / width];
+}
+
+// Every lane in mask writes its value, then reads lane from_lane(lane)'s.
+template <typename F>
+double emu_exchange(unsigned mask, double v, F from_lane) {
     const int t = emu_tid(), lane = t & 31;
     WarpState& w = *g_warps[t >> 5];
+    std::barrier<>& bar = emu_lanes(w, mask, lane);
     w.buf[lane] = v;
-    w.bar.arrive_and_wait();
-    const double r = w.buf[lane ^ o];
-    w.bar.arrive_and_wait();
+    bar.arrive_and_wait();
+    const int from = from_lane(lane) & 31;
+    if (!((mask >> from) & 1u)) {
+        std::fprintf(stderr, "host_cuda.h: lane %d reads lane %d outside mask %08x\n", lane, from, mask);
+        std::abort();
+    }
+    const double r = w.buf[from];
+    bar.arrive_and_wait();
     return r;
 }
 
-inline double __shfl_sync(unsigned, double v, int src) {
-    const int t = emu_tid(), lane = t & 31;
-    WarpState& w = *g_warps[t >> 5];
-    w.buf[lane] = v;
-    w.bar.arrive_and_wait();
-    const double r = w.buf[src];
-    w.bar.arrive_and_wait();
-    return r;
+inline double __shfl_xor_sync(unsigned mask, double v, int o) {
+    return emu_exchange(mask, v, [o](int lane) { return lane ^ o; });
+}
+
+inline double __shfl_sync(unsigned mask, double v, int src) {
+    return emu_exchange(mask, v, [src](int) { return src; });
 }
 
 template <typename... A, std::size_t... I>

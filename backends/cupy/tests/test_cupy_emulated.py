@@ -33,21 +33,24 @@ TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 NO_CXX = "no C++ compiler: the host emulation of the kernels is not built"
 
 
-@pytest.fixture(scope="module", params=["rule", "few-threads"])
+@pytest.fixture(scope="module", params=["rule", "few-threads", "rows-share-warps"])
 def emu(tmp_path_factory, request):
-    """The emulation, launched by the shipped threads-per-row rule and by one with
-    fewer threads (any multiple of 32 up to the bound is a valid launch)."""
+    """The emulation, launched by the shipped threads-per-row rule, by one with fewer
+    threads (any count of K.THREADS_PER_ROW up to the bound is a valid launch), and by
+    one that gives narrow rows 8 or 16 lanes of a warp (group mode)."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     dll = _emu.build(tmp_path_factory.getbasetemp())
-    per_thread = K._PER_THREAD
+    per_thread, least = K._PER_THREAD, K._MIN_THREADS
     if request.param == "few-threads":  # about 256 elements a thread
         K._PER_THREAD = {4: 256, 8: 256}
+    elif request.param == "rows-share-warps":  # 8 threads up to 32 classes, 16 to 64
+        K._PER_THREAD, K._MIN_THREADS = {4: 4, 8: 4}, 8
     try:
         with _emu.emulated(dll):
             yield
     finally:
-        K._PER_THREAD = per_thread
+        K._PER_THREAD, K._MIN_THREADS = per_thread, least
 
 
 def _close(got, ref, dtype, what):
@@ -348,6 +351,33 @@ def test_a_row_does_not_depend_on_its_batch(emu, c, dtype):
     again = _emu.dev(np.empty_like(x))
     K.log_softmax_rows(_emu.dev(x), again)
     np.testing.assert_array_equal(np.asarray(again), np.asarray(full))
+
+
+@pytest.mark.parametrize("threads", [8, 16])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_rows_sharing_a_warp(tmp_path_factory, monkeypatch, threads, dtype):
+    """8 or 16 lanes per row, rows longer than those lanes' register cache, special
+    rows, and a last block whose groups past the last row leave before the shuffles
+    (the emulation aborts on a shuffle whose lanes are not all present)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    monkeypatch.setattr(K, "threads_per_row", lambda *a: threads)
+    rng = np.random.default_rng(threads)
+    c, rows = 1001, 11  # 11 of a block's 128 / threads rows
+    x = _logits(rng, rows, c, dtype)
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        for op in ("softmax_rows", "log_softmax_rows"):
+            got, ref = _row_op(op, x)
+            _close(got, ref, dtype, f"{op} at {threads} threads")
+        target, alpha, beta, cw = _ce_args(rng, rows, c, 0.1, True)
+        args = [_emu.dev(a) for a in (target, alpha, beta, cw)]
+        loss = _emu.dev(np.empty(rows))
+        grad = _emu.dev(np.empty_like(x))
+        K.cross_entropy_grad_rows(_emu.dev(x), *args, 0.5, loss, grad)
+    rloss, rgrad = np.empty(rows), np.empty_like(x)
+    reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.5, rloss, rgrad)
+    _close(loss, rloss, dtype, "loss")  # from float32 logits: float32's tolerance
+    _close(grad, rgrad, dtype, "grad")
 
 
 @pytest.mark.skipif(

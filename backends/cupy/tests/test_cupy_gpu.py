@@ -106,6 +106,31 @@ def test_cross_entropy_kernels(c, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [3, 64, 1001])
+def test_every_threads_per_row_launch(c, dtype, monkeypatch):
+    """Each launch the sweep may pick, rows sharing a warp (8, 16) included, gives the
+    reference's values; 37 rows leave a partly filled last block in every layout."""
+    rng = np.random.default_rng(c)
+    rows = 37
+    x = _logits(rng, rows, c, dtype)
+    target = rng.integers(0, c, rows).astype(np.int64)
+    alpha, beta, cw = np.full(rows, 0.9), np.full(rows, 0.1 / c), np.ones(c)
+    d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
+    ref, rloss, rgrad = np.empty_like(x), np.empty(rows), np.empty_like(x)
+    reference.softmax_rows(x, ref)
+    reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.5, rloss, rgrad)
+    for t in K.THREADS_PER_ROW:
+        monkeypatch.setattr(K, "threads_per_row", lambda *a, _t=t: _t)
+        got = cupy.empty_like(d[0])
+        K.softmax_rows(d[0], got)
+        _close(got, ref, dtype, f"softmax at {t} threads")
+        loss, grad = cupy.empty(rows), cupy.empty_like(d[0])
+        K.cross_entropy_grad_rows(*d, 0.5, loss, grad)
+        _close(loss, rloss, dtype, f"CE loss at {t} threads")
+        _close(grad, rgrad, dtype, f"CE grad at {t} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_public_api_on_cupy_arrays(dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 50, 3)).astype(dtype)

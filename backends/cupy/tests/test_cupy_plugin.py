@@ -139,21 +139,43 @@ def test_linear_chunk_rows_bounds_the_buffer(n_classes, n_features, itemsize):
     assert rows * n_classes * itemsize <= max(256 << 20, 128 * n_classes * itemsize)
 
 
+@pytest.mark.parametrize("least", [32, 8])
 @pytest.mark.parametrize("itemsize", [4, 8])
 @pytest.mark.parametrize("op", ["softmax", "ce_grad", "softmax_backward", "ce_prob"])
-def test_threads_per_row(op, itemsize):
+def test_threads_per_row(op, itemsize, least, monkeypatch):
+    """The shipped rule (one warp at least), and with rows sharing a warp allowed."""
+    monkeypatch.setattr(_kernels, "_MIN_THREADS", least)
     cap = 512 if op in _kernels._TWO_OPERAND else 1024
+    assert _kernels.max_threads_per_row(op) == cap
     per = _kernels._PER_THREAD[itemsize]
     last = 0
     for c in [1, 2, 31, 32, 33, 100, 511, 512, 513, 1000, 4096, 32000, 10**6]:
         t = _kernels.threads_per_row(c, itemsize, op)
-        assert t in (32, 64, 128, 256, 512, 1024)
-        assert 32 <= t <= cap
+        assert t in _kernels.THREADS_PER_ROW
+        assert least <= t <= cap
         assert t >= last  # wider rows never get fewer threads
         last = t
         if t < cap:  # about per elements per thread: at most per, more than per / 2
             assert c <= t * per
-            assert t == 32 or c > t * per // 2
+            assert t == least or c > t * per // 2
+
+
+def test_a_launch_the_kernels_do_not_take_is_refused(monkeypatch):
+    """threads_per_row is patched by the sweep; a count no kernel is built for (not a
+    power of two from 8, or over the launch bound) fails before anything launches."""
+    launched = []
+    monkeypatch.setattr(_kernels, "_function", lambda *a: launched.append(a))
+
+    class X:  # what _row_launch reads of an array
+        shape, dtype = (4, 64), np.dtype(np.float32)
+        data = type("D", (), {"ptr": 0})()
+
+    bad_launches = [(4, "softmax"), (48, "softmax"), (2048, "ce"), (1024, "ce_prob")]
+    for bad, op in bad_launches:
+        monkeypatch.setattr(_kernels, "threads_per_row", lambda *a, _t=bad: _t)
+        with pytest.raises(ValueError, match="threads per row"):
+            _kernels._row_launch(op, X(), (X(),), ())
+    assert launched == []
 
 
 def test_every_launched_name_is_an_entry_point():

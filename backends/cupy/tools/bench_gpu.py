@@ -224,8 +224,9 @@ def summary(results) -> list[str]:
 def bench_sweep(cupy, K, shapes, dtypes, results):
     """Every threads-per-row choice for the row kernels, by monkeypatching the rule.
 
-    Results of a row kernel do not depend on the launch being fast, and any multiple
-    of 32 up to the kernel's launch bound is a valid launch, so this only measures.
+    Results of a row kernel do not depend on the launch being fast, and any count of
+    ``K.THREADS_PER_ROW`` up to the kernel's launch bound is a valid launch (8 and 16:
+    rows share a warp), so this only measures.
     """
     rule = K.threads_per_row
     try:
@@ -241,7 +242,7 @@ def bench_sweep(cupy, K, shapes, dtypes, results):
                         "rule_threads": rule(c, x.dtype.itemsize, op),
                         "ratio_by_threads": {},
                     }
-                    for threads in (32, 64, 128, 256, 512, 1024):
+                    for threads in K.THREADS_PER_ROW:
                         K.threads_per_row = lambda *_a, _t=threads: _t
                         row["ratio_by_threads"][threads] = _timer(cupy, call) / floor
                     results.append(("sweep", row))
@@ -294,8 +295,8 @@ def main(argv=None) -> int:
     bench_jacobian(cupy, sc, K, jac, [cupy.float32, cupy.float64], results)
     bench_linear(cupy, sc, lin, torch, results)
     if args.sweep:
-        sweep = [(65536, 128), (8192, 1000), (8192, 4096), (1024, 32000)]
-        sweep += [(256, 128256)]
+        sweep = [(262144, 32), (65536, 128), (32768, 256), (8192, 1000)]
+        sweep += [(8192, 4096), (1024, 32000), (256, 128256)]
         bench_sweep(cupy, K, sweep, [cupy.float32, cupy.float64], results)
     if args.json:
         with open(args.json, "w") as f:
