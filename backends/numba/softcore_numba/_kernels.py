@@ -1671,10 +1671,12 @@ def cross_entropy_grad_grouped_ser(x, target, alpha, beta, cw, gs, loss_out, gra
 
 @njit(**_GLUE)
 def _ce_loss_groups(x, target, alpha, beta, cw, W, r0, r1, T, E, loss_out):
-    """The losses of unsmoothed one-block rows ``r0:r1`` from log_softmax's
-    grouped statistics (:func:`_log_softmax_groups`: the rows' ranges, their
-    exps' float64 sums, ``E`` from :func:`group_exps`); nothing else written.
-    Ignored rows are computed, their losses 0."""
+    """The losses of one-block rows ``r0:r1`` from log_softmax's grouped
+    statistics (:func:`_log_softmax_groups`: the rows' ranges, their exps'
+    float64 sums, ``E`` from :func:`group_exps`); nothing else written. A
+    smoothed row's weighted sum is :func:`_ce_row_stats`' loop, once its
+    maximum is known, so every row gets the bits of :func:`_ce_group`. Ignored
+    rows are computed, their losses 0."""
     for r in range(r0, r1):
         T[_T_XY, r - r0] = np.float64(x[r, target[r]])
         T[_T_WDOT, r - r0] = 0.0
@@ -1684,6 +1686,9 @@ def _ce_loss_groups(x, target, alpha, beta, cw, W, r0, r1, T, E, loss_out):
         o, k = q - r0, q1 - q
         M, S, L = T[_T_M, o : o + k], T[_T_S, o : o + k], T[_T_LOGS, o : o + k]
         _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+        for r in range(q, q1):  # the group's rows are still in L1
+            if beta[r] != 0.0:
+                T[_T_WDOT, r - r0] = _seg_wdot(x[r], 0, x.shape[1], M[r - q], cw)
     _ce_group_transcendentals(T, r1 - r0)
     for r in range(r0, r1):
         loss_out[r] = _group_loss(T, r - r0, alpha[r], beta[r], W)
@@ -1694,12 +1699,7 @@ def cross_entropy_grouped_ser(x, target, alpha, beta, cw, loss_out):
     """The loss alone by grouped passes (:func:`_ce_loss_groups`): the same
     bits as :func:`cross_entropy_ser`, whose narrow rows go one at a time (a
     small call). It went through the grouped gradient into a scratch array
-    before, which wrote (and allocated) a gradient only to drop it.
-    Smoothed rows need their weighted sums, which the row-at-a-time passes
-    take: with any, the rows go one at a time here."""
-    if _any_nonzero(beta, 0, beta.shape[0]):
-        cross_entropy_ser(x, target, alpha, beta, cw, loss_out)
-        return
+    before, which wrote (and allocated) a gradient only to drop it."""
     W = _wsum(cw)
     n = x.shape[0]
     T = group_scratch(_T_ROWS, n)
@@ -1711,23 +1711,18 @@ def cross_entropy_grouped_ser(x, target, alpha, beta, cw, loss_out):
 
 @njit(**_PKW)
 def cross_entropy_grouped_par(x, target, alpha, beta, cw, loss_out):
-    """:func:`cross_entropy_grouped_ser` over tasks of rows; a group with a
-    smoothed row goes a row at a time (:func:`_ce_group`)."""
+    """:func:`cross_entropy_grouped_ser` over tasks of rows."""
     wide()
     W = _wsum(cw)
     n = x.shape[0]
     R = _task_rows(x.shape[1])
     for t in prange((n + R - 1) // R):
-        buf = scratch(x)
         T = group_scratch(_T_ROWS, R)
         E = group_exps(x)
         t1 = min(n, t * R + R)
         for g in range(t * R, t1, LOG_ROWS):
             g1 = min(t1, g + LOG_ROWS)
-            if _any_nonzero(beta, g, g1):
-                _ce_group(x, target, alpha, beta, cw, W, g, g1, buf, T, loss_out)
-            else:
-                _ce_loss_groups(x, target, alpha, beta, cw, W, g, g1, T, E, loss_out)
+            _ce_loss_groups(x, target, alpha, beta, cw, W, g, g1, T, E, loss_out)
 
 
 @njit(**_PKW)

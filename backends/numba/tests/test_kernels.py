@@ -339,7 +339,8 @@ def test_grouped_passes(shape, dtype, rng):
     picks them by row width) against the row-at-a-time ones: the same bits,
     serial, parallel and in place, a partial last group included, and the
     reference's values; ignored rows are 0; a smoothed row in a group sends the
-    group back to a row at a time."""
+    group's gradient back to a row at a time, while the loss alone keeps the
+    grouped statistics and adds the smoothed rows' weighted sums."""
     x = _grouped_rows(rng, shape, dtype)
     n = shape[0]
     assert n % K._reread_rows(x)  # a partial last group
@@ -379,13 +380,24 @@ def test_grouped_passes(shape, dtype, rng):
     grouped(xc, y, alpha, beta, cw, 0.5, lb, xc)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(ga, xc)
-    # a smoothed row sends its group back to a row at a time: the same bits
+    # smoothed rows in some groups, then in all: the same bits either way
     beta[: n // 2 : 50] = 0.05
     la, ga = _ce_index_modes_agree(x, y, alpha, beta, cw, grouped)
-    K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)  # rows one at a time
+    K.cross_entropy_grouped_ser(x, y, alpha, beta, cw, lc)
     np.testing.assert_array_equal(la, lc)
-    K.cross_entropy_grouped_par(x, y, alpha, beta, cw, lc)  # those groups so
+    K.cross_entropy_grouped_par(x, y, alpha, beta, cw, lc)
     np.testing.assert_array_equal(la, lc)
+    every = np.full(n, 0.05)
+    every[::9] = 0.0  # and the ignored rows stay ignored
+    rows, lg = np.empty(n), np.empty(n)
+    K.cross_entropy_par(x, y, alpha, every, cw, rows)  # a row at a time
+    K.cross_entropy_grouped_ser(x, y, alpha, every, cw, lg)
+    np.testing.assert_array_equal(rows, lg)
+    K.cross_entropy_grouped_par(x, y, alpha, every, cw, lg)
+    np.testing.assert_array_equal(rows, lg)
+    rl = np.empty(n)
+    ref.cross_entropy_rows(x, y, alpha, every, cw, rl)
+    np.testing.assert_allclose(lg, rl, rtol=1e-5 if dtype == np.float32 else 1e-12)
     K.cross_entropy_grad_grouped_par(x, y, alpha, beta, cw, 0.5, lp, gp)
     np.testing.assert_array_equal(la, lp)
     np.testing.assert_array_equal(ga, gp)
