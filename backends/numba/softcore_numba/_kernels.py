@@ -639,7 +639,9 @@ float32 classes (8192 and 32768 rows), 0.75-0.84 at 128 (4096 and 8192 rows),
 0.90-1.09, 32768x64 float64 0.90-1.25), and the kernels alone at 32 and 64 MiB
 took 1.00-1.05. The loss alone, float32: 0.71-0.78 at 64 classes, 0.80-0.85 at
 128 (0.72-1.01 with ignored rows); float64 0.92-1.13, so its float64 loss keeps
-a row at a time outside small calls."""
+a row at a time outside small calls. The float32 probability-target loss alone
+takes them under the same limits: 0.71-0.91 at 512x64 to 8192x128 (its
+float64 kernels 0.94-1.18, not taken)."""
 
 SOFTMAX_GROUP_ROW_BYTES = 320
 """softmax rows of ``SHORT_C`` classes to this many bytes take the grouped
@@ -1752,6 +1754,50 @@ def cross_entropy_prob_ser(x, target, eps, cw, loss_out):
     for g in range(0, n, LOG_ROWS):
         g1 = min(n, g + LOG_ROWS)
         _ce_prob_group(x, target, cw, k1, k0, g, g1, buf, st, loss_out)
+
+
+@njit(**_GLUE)
+def _ce_prob_loss_groups(x, target, cw, k1, k0, r0, r1, st, E, loss_out):
+    """:func:`_ce_prob_group` of one-block rows with log_softmax's grouped
+    statistics (:func:`_grp_stats`, ``REREAD_BYTES`` of rows at a time; the
+    same ``(M, S)``, so the same bits)."""
+    G = _reread_rows(x)
+    for q in range(r0, r1, G):
+        q1 = min(r1, q + G)
+        k = q1 - q
+        M, S, L = st[0, :k], st[1, :k], st[2, :k]
+        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+        _log_group(st, k)
+        for r in range(q, q1):  # the group's rows are still in L1
+            i = r - q
+            loss_out[r] = _prob_loss(x[r], target[r], cw, k1, k0, M[i], L[i])
+
+
+@njit(**_PKW)
+def cross_entropy_prob_grouped_par(x, target, eps, cw, loss_out):
+    """The probability-target loss alone by grouped statistics, over tasks."""
+    wide()
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    n = x.shape[0]
+    R = _task_rows(x.shape[1])
+    for t in prange((n + R - 1) // R):
+        st = group_scratch(3, R)
+        E = group_exps(x)
+        _ce_prob_loss_groups(
+            x, target, cw, k1, k0, t * R, min(n, t * R + R), st, E, loss_out
+        )
+
+
+@njit(**_KW)
+def cross_entropy_prob_grouped_ser(x, target, eps, cw, loss_out):
+    """The probability-target loss alone by grouped statistics."""
+    wide()
+    k1 = 1.0 - eps
+    k0 = eps / x.shape[1]
+    st = group_scratch(3, x.shape[0])
+    E = group_exps(x)
+    _ce_prob_loss_groups(x, target, cw, k1, k0, 0, x.shape[0], st, E, loss_out)
 
 
 @njit(**_PKW)

@@ -11,7 +11,8 @@ equal for any number of threads:
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy's loss, through log_softmax's grouped statistics)
   or in a call of at most ``CE_GROUP_MAX_BYTES`` (the class-index
-  cross-entropy's gradient, and its float32 loss), take the grouped drivers
+  cross-entropy's gradient, and its float32 loss, also with probability
+  targets), take the grouped drivers
   (each pass over a group of rows in one function; the same bits); so do
   log_softmax rows of at most ``LOG_SOFTMAX_GROUP_ROW_BYTES``, or
   ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES`` in a serial call, and logsumexp rows of
@@ -111,6 +112,7 @@ _CE_GRAD_GROUPED = _drivers("cross_entropy_grad_grouped")
 _CE_GROUPED = _drivers("cross_entropy_grouped")
 CE_GROUP_MAX_BYTES = K.CE_GROUP_MAX_BYTES
 _CE_PROB = _drivers("cross_entropy_prob")
+_CE_PROB_GROUPED = _drivers("cross_entropy_prob_grouped")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
 
 
@@ -169,12 +171,18 @@ def log_softmax_backward_rows(grad, log_probs, out):
     )
 
 
-def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    grouped = _grouped(x, 0) or (
+def _f32_loss_grouped(x) -> bool:
+    """Whether a float32 loss alone takes the grouped statistics: rows to
+    ``SMALL_GROUP_ROW_BYTES`` in calls to ``CE_GROUP_MAX_BYTES`` (in cache)."""
+    return (
         x.itemsize == 4
         and x.nbytes <= CE_GROUP_MAX_BYTES
         and _grouped(x, SMALL_GROUP_ROW_BYTES)
     )
+
+
+def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
+    grouped = _grouped(x, 0) or _f32_loss_grouped(x)
     d = _CE_GROUPED if grouped else _CE
     _pick(d, x)(x, target, alpha, beta, class_weight, loss_out)
 
@@ -197,7 +205,8 @@ def cross_entropy_grad_rows(
 
 
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
-    _pick(_CE_PROB, x)(x, target, float(smoothing), class_weight, loss_out)
+    d = _CE_PROB_GROUPED if _f32_loss_grouped(x) else _CE_PROB
+    _pick(d, x)(x, target, float(smoothing), class_weight, loss_out)
 
 
 def cross_entropy_prob_grad_rows(

@@ -387,6 +387,15 @@ def test_grouped_passes(shape, dtype, rng):
     np.testing.assert_array_equal(la, lc)
     K.cross_entropy_grouped_par(x, y, alpha, beta, cw, lc)
     np.testing.assert_array_equal(la, lc)
+    tp = rng.uniform(size=x.shape)
+    tp[:, ::3] = 0.0  # terms with a_c == 0, also where x_c is -inf
+    tp = (tp / tp.sum(axis=1, keepdims=True)).astype(dtype)
+    pa, pb = np.empty(n), np.empty(n)
+    K.cross_entropy_prob_par(x, tp, 0.1, cw, pa)  # a row at a time
+    K.cross_entropy_prob_grouped_ser(x, tp, 0.1, cw, pb)
+    np.testing.assert_array_equal(pa, pb)
+    K.cross_entropy_prob_grouped_par(x, tp, 0.1, cw, pb)
+    np.testing.assert_array_equal(pa, pb)
     every = np.full(n, 0.05)
     every[::9] = 0.0  # and the ignored rows stay ignored
     rows, lg = np.empty(n), np.empty(n)
@@ -408,7 +417,7 @@ def test_grouped_choice():
     ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
     rows up to ``SMALL_GROUP_ROW_BYTES``, and so in calls of at most
     ``CE_GROUP_MAX_BYTES`` cross-entropy with its gradient and the float32 loss
-    alone;
+    alone (class-index or, float32 only, probability targets);
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
@@ -422,6 +431,7 @@ def test_grouped_choice():
             _ops._CE_GROUPED,
             _ops._LOG_SOFTMAX_GROUPED,
             _ops._LOGSUMEXP_GROUPED,
+            _ops._CE_PROB_GROUPED,
         )
         picked.append(drivers in grouped)
         return lambda *args: None
@@ -465,6 +475,15 @@ def test_grouped_choice():
         ((big // 2, 128), np.float32, True),
         ((big, 128), np.float32, False),
     ]
+    ce_prob_cases = [
+        ((small, _ops.SHORT_C - 1), np.float32, False),
+        ((small, _ops.SHORT_C), np.float32, True),
+        ((small, 64), np.float64, False),  # float64: a row at a time
+        ((small, 129), np.float32, False),
+        ((big, 64), np.float32, True),
+        ((big + 1, 64), np.float32, False),
+        ((big // 2, 128), np.float32, True),
+    ]
     log_softmax_cases = [
         ((65536, _ops.SHORT_C - 1), np.float32, False),
         ((65536, _ops.SHORT_C), np.float32, True),
@@ -496,6 +515,9 @@ def test_grouped_choice():
         for shape, dtype, _ in ce_loss_cases:  # the loss alone
             x = np.broadcast_to(dtype(0), shape)
             _ops.cross_entropy_rows(x, None, None, None, None, None)
+        for shape, dtype, _ in ce_prob_cases:
+            x = np.broadcast_to(dtype(0), shape)
+            _ops.cross_entropy_prob_rows(x, x, 0.0, None, None)
         for shape, dtype, _ in log_softmax_cases:
             x = np.broadcast_to(dtype(0), shape)
             _ops.log_softmax_rows(x, x)
@@ -506,6 +528,7 @@ def test_grouped_choice():
         softmax_cases
         + ce_grad_cases
         + ce_loss_cases
+        + ce_prob_cases
         + log_softmax_cases
         + logsumexp_cases
     )
