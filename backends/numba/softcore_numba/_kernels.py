@@ -77,6 +77,9 @@ BLOCK = 16384
 TASK = 1 << 15
 """Elements per parallel task of the row-statistics kernels (one scratch each)."""
 
+MIN_TASKS = 4
+"""Fewest tasks a parallel row driver splits a call into (rows allowing)."""
+
 BACKWARD_TASK = 1 << 12
 """Elements per parallel task of the backward passes (no scratch): a call just
 above the serial limit still has a task for each thread (log_softmax_backward
@@ -490,9 +493,12 @@ def _block_stats(xr, j0, j1, buf):
 
 
 @njit(**_GLUE)
-def _task_rows(C):
-    """Rows per task: a task allocates one scratch; many rows share it."""
-    return max(1, TASK // C)
+def _task_rows(x):
+    """Rows per task: a task allocates one scratch; many rows share it. At
+    least ``MIN_TASKS`` tasks where there are rows enough, so that a call just
+    above the serial limit still gives every thread work."""
+    n, C = x.shape
+    return max(1, min(TASK // C, -(-n // MIN_TASKS)))
 
 
 @njit(**_GLUE)
@@ -1423,7 +1429,7 @@ def softmax_grouped_par(x, out):
     wide()
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         _softmax_groups(x, out, t * R, min(n, t * R + R), ip, group_scratch(3, R))
 
@@ -1441,7 +1447,7 @@ def log_softmax_par(x, out):
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
     G = _reread_rows(x)
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         st = group_scratch(3, R)
@@ -1467,7 +1473,7 @@ def log_softmax_grouped_par(x, out):
     wide()
     ip = x.ctypes.data == out.ctypes.data
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         st = group_scratch(3, R)
         _log_softmax_groups(x, out, t * R, min(n, t * R + R), ip, st, group_exps(x))
@@ -1509,7 +1515,7 @@ def _lse_groups(x, out, r0, r1, st, E):
 def logsumexp_grouped_par(x, out):
     wide()
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         st = group_scratch(3, R)
         _lse_groups(x, out, t * R, min(n, t * R + R), st, group_exps(x))
@@ -1526,7 +1532,7 @@ def logsumexp_grouped_ser(x, out):
 def logsumexp_par(x, out):
     wide()
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         st = group_scratch(3, R)
@@ -1576,7 +1582,7 @@ def cross_entropy_par(x, target, alpha, beta, cw, loss_out):
     wide()
     W = _wsum(cw)
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         T = group_scratch(_T_ROWS, R)
@@ -1604,7 +1610,7 @@ def cross_entropy_grad_par(x, target, alpha, beta, cw, gs, loss_out, grad_out):
     W = _wsum(cw)
     ip = x.ctypes.data == grad_out.ctypes.data
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         T = group_scratch(_T_ROWS, R)
@@ -1644,7 +1650,7 @@ def cross_entropy_grad_grouped_par(x, target, alpha, beta, cw, gs, loss_out, gra
     W = _wsum(cw)
     ip = x.ctypes.data == grad_out.ctypes.data
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         T = group_scratch(_T_ROWS, R)
@@ -1717,7 +1723,7 @@ def cross_entropy_grouped_par(x, target, alpha, beta, cw, loss_out):
     wide()
     W = _wsum(cw)
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         T = group_scratch(_T_ROWS, R)
         E = group_exps(x)
@@ -1733,7 +1739,7 @@ def cross_entropy_prob_par(x, target, eps, cw, loss_out):
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         st = group_scratch(3, R)
@@ -1780,7 +1786,7 @@ def cross_entropy_prob_grouped_par(x, target, eps, cw, loss_out):
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         st = group_scratch(3, R)
         E = group_exps(x)
@@ -1807,7 +1813,7 @@ def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
     k1 = 1.0 - eps
     k0 = eps / x.shape[1]
     n = x.shape[0]
-    R = _task_rows(x.shape[1])
+    R = _task_rows(x)
     for t in prange((n + R - 1) // R):
         buf = scratch(x)
         st = group_scratch(4, R)

@@ -19,7 +19,9 @@ equal for any number of threads:
   at most ``LOGSUMEXP_GROUP_ROW_BYTES``, or ``SMALL_GROUP_ROW_BYTES`` in a
   serial call;
 * serial below ``SERIAL_MAX`` elements (no thread launch: small calls stay
-  cheap), ``LOG_SOFTMAX_BACKWARD_SERIAL_MAX`` for log_softmax_backward;
+  cheap), ``LOG_SOFTMAX_BACKWARD_SERIAL_MAX`` for log_softmax_backward,
+  ``GROUPED_SERIAL_MAX`` for grouped log_softmax calls (and grouped softmax
+  and logsumexp calls of ``GROUPED_THREAD_ROWS`` rows or more);
 * split over row blocks when there are fewer than ``SPLIT_ROWS`` rows wider than
   one block (a few very wide rows still use every thread);
 * parallel over rows otherwise.
@@ -45,6 +47,19 @@ LOG_SOFTMAX_BACKWARD_SERIAL_MAX = SERIAL_MAX // 2
 threads pay for their launch from about half the size (two threads against
 one at 512x64: float32 7.4-7.9 against 8.1-8.7 us, float64 15.9 against 20.5;
 at 384x64 float32 about even, float64 11.0 against 15.5)."""
+GROUPED_SERIAL_MAX = SERIAL_MAX * 3 // 4
+"""log_softmax calls that take the grouped drivers thread above three
+quarters of ``SERIAL_MAX`` elements (whether they are grouped still counts to
+``SERIAL_MAX``), in at least ``K.MIN_TASKS`` tasks; so do softmax and
+logsumexp calls of ``GROUPED_THREAD_ROWS`` rows or more. Such calls of 32768
+elements went on one thread. Threaded ÷ serial, 2 threads, medians of 5
+interleaved rounds: log_softmax 0.79 (512x64 float32), 0.84 (448x64), 0.80
+(256x128), 0.79 (512x64 float64), 0.65 (448x64 float64), 0.64 (256x128
+float64), 0.82 (64x512 float64), 0.99-1.02 at 128x256 and 32x1000 float32;
+softmax and logsumexp 0.84 (512x64 float32), 0.64-0.66 (float64), but 1.17
+and 1.04 at 256x128 float32; at 320x64 float32 (20480 elements) all three
+lost (1.05-1.20)."""
+GROUPED_THREAD_ROWS = 512
 BLOCK = K.BLOCK
 
 
@@ -127,22 +142,30 @@ def _grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:
     return b <= limit or (b <= small_limit and n * c <= SERIAL_MAX)
 
 
+def _grouped_serial_max(x) -> int:
+    """The serial limit of a grouped softmax or logsumexp call."""
+    return GROUPED_SERIAL_MAX if x.shape[0] >= GROUPED_THREAD_ROWS else SERIAL_MAX
+
+
 def softmax_rows(x, out):
-    d = _SOFTMAX_GROUPED if _grouped(x, SOFTMAX_GROUP_ROW_BYTES) else _SOFTMAX
-    _pick(d, x)(x, out)
+    if _grouped(x, SOFTMAX_GROUP_ROW_BYTES):
+        _pick(_SOFTMAX_GROUPED, x, _grouped_serial_max(x))(x, out)
+    else:
+        _pick(_SOFTMAX, x)(x, out)
 
 
 def log_softmax_rows(x, out):
-    grouped = _grouped(
-        x, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES
-    )
-    d = _LOG_SOFTMAX_GROUPED if grouped else _LOG_SOFTMAX
-    _pick(d, x)(x, out)
+    if _grouped(x, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES):
+        _pick(_LOG_SOFTMAX_GROUPED, x, GROUPED_SERIAL_MAX)(x, out)
+    else:
+        _pick(_LOG_SOFTMAX, x)(x, out)
 
 
 def logsumexp_rows(x, out):
-    grouped = _grouped(x, LOGSUMEXP_GROUP_ROW_BYTES)
-    _pick(_LOGSUMEXP_GROUPED if grouped else _LOGSUMEXP, x)(x, out)
+    if _grouped(x, LOGSUMEXP_GROUP_ROW_BYTES):
+        _pick(_LOGSUMEXP_GROUPED, x, _grouped_serial_max(x))(x, out)
+    else:
+        _pick(_LOGSUMEXP, x)(x, out)
 
 
 def _jacobian(x, out, log):

@@ -424,7 +424,7 @@ def test_grouped_choice():
     ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
     picked = []
 
-    def pick(drivers, x):
+    def pick(drivers, x, serial_max=None):
         grouped = (
             _ops._SOFTMAX_GROUPED,
             _ops._CE_GRAD_GROUPED,
@@ -558,6 +558,35 @@ def test_backward_serial_limits():
             x = np.broadcast_to(np.float32(0), (rows, 64))
             _ops.softmax_backward_rows(x, x, x)
     assert picked == ["ser", "par", "par", "ser", "par"]
+
+
+def test_grouped_serial_limits():
+    """Grouped log_softmax threads above ``GROUPED_SERIAL_MAX`` elements, grouped
+    softmax and logsumexp too when they have ``GROUPED_THREAD_ROWS`` rows, else
+    from ``SERIAL_MAX``; the other modes keep ``SERIAL_MAX``."""
+    assert _ops.GROUPED_SERIAL_MAX < _ops.SERIAL_MAX
+    picked = []
+
+    def spy(mode):
+        return lambda *args: picked.append(mode)
+
+    drivers = (spy("ser"), None, spy("par"), spy("ser"), spy("par"))
+    lim = _ops.GROUPED_SERIAL_MAX // 64  # rows of 64 float32 classes
+    full = _ops.SERIAL_MAX // 64
+    assert lim < _ops.GROUPED_THREAD_ROWS <= full
+    patched = [
+        mock.patch.object(_ops, name, drivers)
+        for name in ("_LOG_SOFTMAX_GROUPED", "_SOFTMAX_GROUPED", "_LOGSUMEXP_GROUPED")
+    ]
+    with patched[0], patched[1], patched[2]:
+        for rows in (lim, lim + 1, full):
+            x = np.broadcast_to(np.float32(0), (rows, 64))
+            _ops.log_softmax_rows(x, x)
+        for rows in (lim + 1, _ops.GROUPED_THREAD_ROWS - 1, _ops.GROUPED_THREAD_ROWS):
+            x = np.broadcast_to(np.float32(0), (rows, 64))
+            _ops.softmax_rows(x, x)
+            _ops.logsumexp_rows(x, x[:, 0])
+    assert picked == ["ser", "par", "par"] + ["ser"] * 4 + ["par"] * 2
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
