@@ -394,8 +394,13 @@ def plan_cross_entropy(
         elif not dt.isnative:  # the unsigned view below is native-endian
             t = t.astype(dt.newbyteorder("="))
         flat = t if t.ndim == 1 else t.reshape(-1)
+        if xp is not np:
+            _index_plan_device(
+                plan, t, flat, n_classes, weight, ignore_index, eps, reduction, xp
+            )
+            return _with_grad_scale(plan, reduction)
         unsigned = None  # flat seen as unsigned, made where it is needed
-        if n_rows <= _SMALL_ROWS and xp is np:
+        if n_rows <= _SMALL_ROWS:
             # a short batch: the same maximum from a Python list, in half the time
             values = flat.tolist()
             hi = max(values, default=0)
@@ -416,15 +421,12 @@ def plan_cross_entropy(
             if lo_t <= ignore_index <= hi_t:
                 keep = flat != ignore_index
             if not in_range:  # some target is no class: it must be ignored
-                if keep is not None and xp is np:  # one reduction over kept rows
+                if keep is not None:  # one reduction over kept rows
                     out_of_range = (
                         int(_MAX(unsigned, where=keep, initial=0)) >= n_classes
                     )
-                else:
-                    bad = unsigned >= n_classes  # C <= hi fits the dtype
-                    if keep is not None:
-                        bad &= keep
-                    out_of_range = bool(bad.any())
+                else:  # C <= hi fits the dtype
+                    out_of_range = bool((unsigned >= n_classes).any())
                 if out_of_range:
                     msg = first_bad_target(t, n_classes, ignore_index, xp)
                     raise ValueError(msg)
@@ -501,8 +503,82 @@ def plan_cross_entropy(
             f"target has dtype {t.dtype}; expected integer class indices or "
             "floating class probabilities"
         )
+    return _with_grad_scale(plan, reduction)
+
+
+def _with_grad_scale(plan: CrossEntropyPlan, reduction: str) -> CrossEntropyPlan:
     if reduction == "mean":
         plan.grad_scale = 1.0 / plan.normaliser if plan.normaliser != 0 else 0.0
     else:
         plan.grad_scale = 1.0
     return plan
+
+
+def _index_plan_device(
+    plan: CrossEntropyPlan,
+    t: Any,
+    flat: Any,
+    n_classes: int,
+    weight: Any,
+    ignore_index: int,
+    eps: float,
+    reduction: str,
+    xp: Any,
+) -> None:
+    """:func:`plan_cross_entropy`'s class-index plan for device arrays.
+
+    What the host must know (whether every target is a class, the mean's
+    denominator) comes back in one read of device memory, each read a wait for
+    the device: the largest target, with the summed weight of the targets read
+    along with it where there are class weights; where a target is
+    ``ignore_index`` or no class, one more read brings whether one is bad,
+    the kept rows' weight and whether any row is kept. Values, checks and
+    errors are those of the host path.
+    """
+    n_rows = flat.shape[0]
+    cw = class_weight(weight, n_classes, xp)
+    t64 = xp.ascontiguousarray(flat, dtype=np.int64)
+    unsigned = _as_unsigned(flat)
+    hi, total = 0.0, 0.0
+    if n_rows:
+        got = xp.zeros(2, dtype=_F64)
+        got[0] = unsigned.max()  # exact below 2**53: it decides only hi < C then
+        if weight is not None:  # the denominator, if every row is kept
+            got[1] = cw[t64].sum()  # (a bad target's index wraps; it raises below)
+        hi, total = (float(v) for v in got.get())
+    plan.probs = False
+    plan.class_weight = cw
+    if hi < n_classes and not 0 <= ignore_index <= hi:  # every row kept
+        plan.target = t64
+        plan.beta = xp.full(n_rows, eps / n_classes)
+        if weight is None:
+            plan.alpha = xp.full(n_rows, 1.0 - eps)
+            plan.normaliser = float(n_rows)
+        else:
+            plan.alpha = (1.0 - eps) * cw[t64]
+            plan.normaliser = total
+            if reduction == "mean" and total == 0 and n_rows:
+                plan.nan_rows = xp.ones(n_rows, dtype=bool)  # as below: 0/0
+        return
+    lo_t, hi_t = _int_range(t.dtype)
+    if lo_t <= ignore_index <= hi_t:  # compared in the target's own dtype
+        keep = flat != ignore_index
+    else:
+        keep = xp.ones(n_rows, dtype=bool)
+    t0 = xp.where(keep, t64, 0)
+    w_y = cw[t0] * keep
+    got = xp.zeros(3, dtype=_F64)
+    if hi >= n_classes:  # C fits the dtype here (small dtypes were widened)
+        got[0] = ((unsigned >= n_classes) & keep).any()
+    got[1] = w_y.sum()
+    got[2] = keep.any()
+    bad, total, kept = (float(v) for v in got.get())
+    if bad:
+        raise ValueError(first_bad_target(t, n_classes, ignore_index, xp))
+    plan.target = t0
+    plan.normaliser = total
+    plan.alpha = (1.0 - eps) * w_y
+    plan.beta = (eps / n_classes) * keep.astype(_F64)
+    if reduction == "mean" and total == 0 and kept:
+        # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
+        plan.nan_rows = keep

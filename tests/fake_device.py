@@ -21,6 +21,9 @@ kit use; what it holds behaves as in CuPy:
   reductions, and either side of a dtype conversion, but not copies or
   ``matmul`` (cuBLAS). On a GPU that flush lost linear cross-entropy's float32
   gradients of 1e-40; the fake reproduces it.
+- :func:`host_reads` counts the host's reads of device memory (``.get()``,
+  ``int``, ``float``, ``bool``): on a GPU each one waits for the device, so the
+  tests hold the core to how often a call may wait.
 - :data:`xp` is the array module: ``asarray`` of host data copies it to the current
   device, native-endian, C (or F, for an F-ordered array) ordered, and raises
   ``ValueError`` for a dtype CuPy has no arrays of (object, strings);
@@ -81,6 +84,20 @@ class Device:
 
     def __exit__(self, *exc: Any) -> None:
         _state.stack.pop()
+
+
+class _HostReads(threading.local):
+    n = 0
+
+
+_host_reads = _HostReads()
+
+
+def host_reads() -> int:
+    """Reads of device memory by the host so far in this thread: ``.get()``, and
+    ``int``, ``float``, ``bool`` or ``repr`` of an array. On a GPU each one waits
+    for the device to finish the work queued before it."""
+    return _host_reads.n
 
 
 def _check_device(*arrays: Any) -> None:
@@ -231,7 +248,8 @@ class ndarray:
         )
 
     def get(self, stream: Any = None, order: str = "C") -> np.ndarray:
-        """A host copy (0-d for a 0-d array)."""
+        """A host copy (0-d for a 0-d array): on a GPU, a wait for the device."""
+        _host_reads.n += 1
         return np.array(self._a, order=order, copy=True)
 
     def __int__(self) -> int:

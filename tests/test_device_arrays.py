@@ -12,6 +12,7 @@ temporary) allocated on the wrong device fails.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -354,6 +355,65 @@ def test_cross_entropy_zero_total_weight():
     grad = got[1].get()
     assert np.isnan(grad[:2]).all()
     assert (grad[2] == 0).all()
+
+
+def _reads(fn: Any, *args: Any, **kwargs: Any) -> int:
+    """Host reads of device memory (each a wait for a GPU) during one call."""
+    dev_args = [_to_dev(a) for a in args]
+    dev_kwargs = {k: _to_dev(v) for k, v in kwargs.items()}
+    before = fd.host_reads()
+    fn(*dev_args, backend=NAME, **dev_kwargs)
+    return fd.host_reads() - before
+
+
+def test_what_waits_for_the_device():
+    """The row ops and probability targets never read device memory back; a
+    class-index target is read once (its largest value, with class weights
+    their summed weight too), twice where some target is ``ignore_index`` or no
+    class (whether one is bad, the kept rows' weight and whether any is kept
+    come back together); a bad target's message may read more."""
+    x = _logits((6, 5))
+    t = np.array([0, 4, 2, 2, 1, 3])
+    t_ign = np.array([0, 4, -100, 2, 1, 3])
+    probs = np.full((6, 5), 0.2)
+    w = np.linspace(0.5, 2.0, 5)
+    for op in ROW_OPS + ["logsumexp"]:
+        assert _reads(getattr(sc, op), x) == 0, op
+    assert _reads(sc.softmax_backward, x, x) == 0
+    assert _reads(sc.log_softmax_backward, x, x) == 0
+    for fn in map(functools.partial(getattr, sc), CE_FNS):
+        assert _reads(fn, x, probs) == 0
+        assert _reads(fn, x, probs, weight=w, label_smoothing=0.1) == 0
+        assert _reads(fn, x, t) == 1
+        assert _reads(fn, x, t, reduction="none") == 1
+        assert _reads(fn, x, t, weight=w, label_smoothing=0.1) == 1
+        assert _reads(fn, x, t.astype(np.uint8), weight=w) == 1
+        assert _reads(fn, x, t_ign) == 2
+        assert _reads(fn, x, t_ign, weight=w, reduction="sum") == 2
+        assert _reads(fn, x, t, ignore_index=2) == 2
+    xin, lw = _logits((6, 3)), _logits((5, 3))
+    for fn in (sc.linear_cross_entropy, sc.linear_cross_entropy_with_grad):
+        assert _reads(fn, xin, lw, t) == 1
+        assert _reads(fn, xin, lw, t, chunk_size=2) == 1
+        assert _reads(fn, xin, lw, t_ign, chunk_size=2) == 2
+
+
+def test_cross_entropy_zero_total_weight_every_row_kept():
+    """Class weights that are 0 at every target, no row ignored: the mean is
+    0/0, NaN, and so is the gradient, as on the host (the device plan takes a
+    path of its own there)."""
+    logits = _logits((3, 4))
+    target = np.array([0, 0, 0])
+    weight = np.array([0.0, 1.0, 1.0, 1.0])
+    for reduction in ("mean", "sum"):
+        got, want = _both(
+            sc.cross_entropy_with_grad, logits, target, weight=weight,
+            reduction=reduction,
+        )  # fmt: skip
+        _same(got, want)
+    got, _ = _both(sc.cross_entropy_with_grad, logits, target, weight=weight)
+    assert np.isnan(float(got[0]))
+    assert np.isnan(got[1].get()).all()
 
 
 @pytest.mark.parametrize("fn", CE_FNS)
