@@ -218,6 +218,16 @@ def summary(results) -> list[str]:
             f"{text}: {verdict}; worst {worst[0]:.2f} at {worst[1]} {worst[2]}, "
             f"best {best[0]:.2f} at {best[1]} {best[2]}"
         )
+    for kind, r in results:  # the data for the launch rule, one line a case
+        if kind != "sweep":
+            continue
+        by = {int(t): q for t, q in r["ratio_by_threads"].items()}
+        rule = r["rule_threads"]
+        best = min(by, key=by.get)
+        lines.append(
+            f"threads per row, {r['op']} {r['shape']} {r['dtype']}: rule {rule} "
+            f"{by[rule]:.2f}, best {best} {by[best]:.2f} ({by[best] / by[rule]:.2f}x)"
+        )
     return lines
 
 

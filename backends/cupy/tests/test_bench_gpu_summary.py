@@ -1,0 +1,46 @@
+"""The GPU benchmark's summary lines, from results made up here (no GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_gpu.py"
+
+
+def _bench_gpu():
+    spec = importlib.util.spec_from_file_location("bench_gpu", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_targets_and_the_threads_per_row_sweep():
+    b = _bench_gpu()
+    big = [65536, 128]  # 32 MiB of float32: counted against the targets
+    results = [
+        ("rows", {"shape": big, "dtype": "float32", "softmax": 1.5}),
+        ("rows", {"shape": [32, 10], "dtype": "float32", "softmax": 9.0}),
+        (
+            "sweep",
+            {
+                "shape": big,
+                "dtype": "float32",
+                "op": "softmax",
+                "rule_threads": 32,
+                # JSON keys come back as strings
+                "ratio_by_threads": {"8": 1.2, "16": 1.3, "32": 2.0, "64": 2.1},
+            },
+        ),
+    ]
+    lines = b.summary(results)
+    (softmax,) = [ln for ln in lines if ln.startswith("softmax kernel")]
+    assert "MISSED" in softmax
+    assert "worst 1.50" in softmax
+    assert "9.00" not in softmax  # a small call is not held to the target
+    assert any(ln.endswith(": not measured") for ln in lines)
+    sweep = [ln for ln in lines if ln.startswith("threads per row")]
+    assert sweep == [
+        "threads per row, softmax [65536, 128] float32: rule 32 2.00, "
+        "best 8 1.20 (0.60x)"
+    ]
