@@ -1137,11 +1137,10 @@ def _group_loss(T, i, a, b, W):
 @njit(**_GLUE)
 def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
     for r in range(r0, r1):
-        a, b = alpha[r], beta[r]
-        if a != 0.0 or b != 0.0:
-            M, S, xy, wdot = _ce_row_stats(x[r], target[r], b, cw, buf)
-        else:  # ignored: only its (unused) terms are set
-            M, S, xy, wdot = 0.0, 1.0, 0.0, 0.0
+        # an ignored row (loss 0 by _group_loss) is read as its neighbours are:
+        # skipping it broke the prefetcher's stream (every other row of 128
+        # doubles ignored took 1.6x the time of none)
+        M, S, xy, wdot = _ce_row_stats(x[r], target[r], beta[r], cw, buf)
         _put_stats(T, r - r0, M, S, xy, wdot)
     _ce_group_transcendentals(T, r1 - r0)
     for r in range(r0, r1):
@@ -1241,6 +1240,10 @@ def _ce_grad_group(
                 x[r], grad_out[r], target[r], a, b, cw, W, gs, ip, buf
             )
         else:
+            # an ignored row is read and computed as its neighbours are, then
+            # zeroed: skipping its read broke the prefetcher's stream, and rows
+            # of 128 doubles with every tenth one ignored took 1.35x the time
+            _ce_grad_body(x[r], grad_out[r], target[r], 1.0, 0.0, cw, W, gs, ip, buf)
             _zero_row(grad_out[r])
             M, S, xy, wdot = 0.0, 1.0, 0.0, 0.0
         _put_stats(T, r - r0, M, S, xy, wdot)
