@@ -451,11 +451,10 @@ def plan_cross_entropy(
             if keep is None:  # weights only: every row kept
                 keep = xp.ones(n_rows, dtype=bool)
             if scratch is None:
-                t = xp.where(keep, t, 0)
-                w_y = cw[t] * keep
+                t, w_y, plan.alpha, plan.beta = _kept_terms(
+                    t, keep, cw, eps, n_classes, xp
+                )
                 plan.normaliser = float(w_y.sum())
-                plan.alpha = (1.0 - eps) * w_y
-                plan.beta = (eps / n_classes) * keep.astype(_F64)
             else:  # the same in the thread's scratch: no fresh pages to fault in
                 # an ignored row's target: 0 (the caller's array is never written)
                 t64 = scratch.target
@@ -514,6 +513,18 @@ def _with_grad_scale(plan: CrossEntropyPlan, reduction: str) -> CrossEntropyPlan
     return plan
 
 
+def _kept_terms(
+    t: Any, keep: Any, cw: Any, eps: float, n_classes: int, xp: Any
+) -> tuple[Any, Any, Any, Any]:
+    """The class-index plan's per-row arrays where rows may be ignored, as
+    fresh arrays: the targets with an ignored row's set to 0 (the caller's are
+    never written), each row's target weight ``w_y`` (0 where ignored),
+    ``alpha = (1 - eps) w_y`` and ``beta = eps / C`` where kept, else 0."""
+    t0 = xp.where(keep, t, 0)
+    w_y = cw[t0] * keep
+    return t0, w_y, (1.0 - eps) * w_y, (eps / n_classes) * keep.astype(_F64)
+
+
 def _index_plan_device(
     plan: CrossEntropyPlan,
     t: Any,
@@ -539,12 +550,15 @@ def _index_plan_device(
     cw = class_weight(weight, n_classes, xp)
     t64 = xp.ascontiguousarray(flat, dtype=np.int64)
     unsigned = _as_unsigned(flat)
+    # each row's target weight, if every row is kept (a bad target's index
+    # wraps: it raises below)
+    w_t = None if weight is None else cw[t64]
     hi, total = 0.0, 0.0
     if n_rows:
         got = xp.zeros(2, dtype=_F64)
         got[0] = unsigned.max()  # exact below 2**53: it decides only hi < C then
-        if weight is not None:  # the denominator, if every row is kept
-            got[1] = cw[t64].sum()  # (a bad target's index wraps; it raises below)
+        if w_t is not None:  # the denominator, if every row is kept
+            got[1] = w_t.sum()
         hi, total = (float(v) for v in got.get())
     plan.probs = False
     plan.class_weight = cw
@@ -555,7 +569,7 @@ def _index_plan_device(
             plan.alpha = xp.full(n_rows, 1.0 - eps)
             plan.normaliser = float(n_rows)
         else:
-            plan.alpha = (1.0 - eps) * cw[t64]
+            plan.alpha = (1.0 - eps) * w_t
             plan.normaliser = total
             if reduction == "mean" and total == 0 and n_rows:
                 plan.nan_rows = xp.ones(n_rows, dtype=bool)  # as below: 0/0
@@ -565,8 +579,7 @@ def _index_plan_device(
         keep = flat != ignore_index
     else:
         keep = xp.ones(n_rows, dtype=bool)
-    t0 = xp.where(keep, t64, 0)
-    w_y = cw[t0] * keep
+    t0, w_y, alpha, beta = _kept_terms(t64, keep, cw, eps, n_classes, xp)
     got = xp.zeros(3, dtype=_F64)
     if hi >= n_classes:  # C fits the dtype here (small dtypes were widened)
         got[0] = ((unsigned >= n_classes) & keep).any()
@@ -575,10 +588,8 @@ def _index_plan_device(
     bad, total, kept = (float(v) for v in got.get())
     if bad:
         raise ValueError(first_bad_target(t, n_classes, ignore_index, xp))
-    plan.target = t0
+    plan.target, plan.alpha, plan.beta = t0, alpha, beta
     plan.normaliser = total
-    plan.alpha = (1.0 - eps) * w_y
-    plan.beta = (eps / n_classes) * keep.astype(_F64)
     if reduction == "mean" and total == 0 and kept:
         # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
         plan.nan_rows = keep
