@@ -1643,8 +1643,8 @@ def cross_entropy_grad_ser(x, target, alpha, beta, cw, gs, loss_out, grad_out):
 # The grouped passes' drivers (SMALL_GROUP_ROW_BYTES rows; in parallel calls up
 # to CE_GROUP_MAX_BYTES): drivers of their own, as the grouped code inlined
 # beside the row loop can make that loop slower (softmax's parallel driver:
-# 1.2-1.3x at 8192x1000 float32). The serial loss checks for smoothed rows once
-# and then needs no row buffer; the parallel one checks each group.
+# 1.2-1.3x at 8192x1000 float32). The loss alone needs no row buffer, smoothed
+# rows included; the gradient's smoothed groups go a row at a time.
 
 
 @njit(**_PKW)

@@ -85,12 +85,6 @@ def _drivers(op: str, split: bool = False, short: bool = False) -> tuple:
     )
 
 
-def _serial_only(ser) -> tuple:
-    """The drivers of a mode that only serial calls take, as :func:`_drivers`
-    lays them out."""
-    return (ser, None, None, ser, None)
-
-
 def _pick(drivers, x, serial_max=None):
     """The driver of the mode ``x``'s shape picks, by the rule of the module's
     docstring (``drivers`` from :func:`_drivers`). The serial modes are tested
