@@ -46,6 +46,11 @@ inline float __int_as_float(int v) {
     std::memcpy(&f, &v, sizeof f);
     return f;
 }
+inline int __float_as_int(float f) {
+    int v;
+    std::memcpy(&v, &f, sizeof v);
+    return v;
+}
 
 // A warp's shuffle buffer, and one barrier per group of lanes a shuffle may name: the
 // whole warp, either half, or any aligned quarter (the row groups of kernels.cu),

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import cupy_emulation as _emu
+import float32_rows
 import numpy as np
 import pytest
 
@@ -182,33 +183,6 @@ def test_cross_entropy_index(emu, c, dtype, smoothing, weighted):
     np.testing.assert_array_equal(np.asarray(only), np.asarray(loss))
 
 
-def _ulps32(got, want, floor=0.0):
-    """|got - want| in float32 ULPs of max(|want|, floor) (2^-149 at subnormals)."""
-    got = np.asarray(got, dtype=np.float64)
-    want32 = np.maximum(np.abs(want), floor).astype(np.float32)
-    ulp = np.spacing(want32).astype(np.float64)
-    diff = np.where(got == want, 0.0, np.abs(got - want))
-    return diff / ulp
-
-
-def _branch_rows():
-    """float32 rows whose probabilities reach every branch of the float32 exp.
-
-    Row 0: shifts from 0 down past -87 (subnormal results, from double exp) and past
-    -104 (zero), plus a -inf entry. Row 1: logits near 1e4, so x - m is exact only as a
-    pair. Row 2: +-3e38 beside subnormal inputs. Row 3: tiny logits around 1e-40.
-    """
-    c = 64
-    x = np.zeros((4, c), np.float32)
-    x[0] = -np.linspace(0.0, 110.0, c, dtype=np.float32)
-    x[0, 5] = -np.inf
-    x[1] = 1e4 + np.linspace(-30.0, 0.0, c, dtype=np.float32) * np.float32(1.37)
-    x[2] = np.float32(1e-40)
-    x[2, :4] = [3e38, -3e38, 2.9e38, -1e-41]
-    x[3] = np.linspace(-1e-40, 1e-40, c, dtype=np.float32)
-    return x
-
-
 def test_float32_exp_and_log_branches(emu):
     """softmax within 1.5 ULP and log_softmax within 0.6 ULP (of max(|x - lse|, 1):
     rounded once) of float64 math, on every branch (normal, subnormal, zero, -inf,
@@ -216,12 +190,8 @@ def test_float32_exp_and_log_branches(emu):
     rng = np.random.default_rng(5)
     mixed = (rng.standard_normal((8, 64)) * 30).astype(np.float32)
     mixed[::2] += np.float32(3e3)  # x - m inexact as one float: the pair must carry it
-    x = np.concatenate([_branch_rows(), mixed])
-    x64 = x.astype(np.float64)
-    m = x64.max(axis=1, keepdims=True)
-    lse = m + np.log(np.exp(x64 - m).sum(axis=1, keepdims=True))
-    want_p = np.exp((x64 - m) - (lse - m))
-    want_l = (x64 - m) - (lse - m)
+    x = np.concatenate([float32_rows.branch_rows(), mixed])
+    want_p, want_l = float32_rows.softmax64(x)
     with np.errstate(over="ignore"):  # the reference's own -6e38, not checked here
         got_p, _ = _row_op("softmax_rows", x)
         got_l, _ = _row_op("log_softmax_rows", x)
@@ -230,17 +200,19 @@ def test_float32_exp_and_log_branches(emu):
     assert (got_p[0, -4:] == 0).all()
     assert got_p[0, 5] == 0
     assert got_l[0, 5] == -np.inf
-    assert _ulps32(got_p, want_p).max() <= 1.5
+    assert ((got_p[4] > 0) & (got_p[4] < 2**-126)).sum() == 63  # subnormal factors
+    assert float32_rows.ulps32(got_p, want_p).max() <= 1.5
     with np.errstate(over="ignore"):  # -3e38 - 3e38 is beyond float32: -inf
         finite = np.isfinite(want_l.astype(np.float32))
-    assert _ulps32(got_l[finite], want_l[finite], floor=1.0).max() <= 0.6
+    assert float32_rows.ulps32(got_l[finite], want_l[finite], floor=1.0).max() <= 0.6
     assert np.isneginf(got_l[~finite]).all()
     assert (~finite).sum() == 2  # the -inf entry and -3e38
 
 
 def test_float32_fast_gradient_matches_the_literal_formula(emu):
-    """Unsmoothed float32 rows take exp(x - lse + log(scale coef)); smoothed rows the
-    literal formula. Both are held to 2 ULPs of the metric scale * (p coef + alpha)."""
+    """Unsmoothed float32 rows scale the exps kept from the statistics pass (past the
+    register cache, exp(x - lse + log(scale coef))); smoothed rows take the literal
+    formula. Both are held to 2 ULPs of the metric scale * (p coef + alpha)."""
     rng = np.random.default_rng(11)
     rows, c = 8, 600
     x = (rng.standard_normal((rows, c)) * 6).astype(np.float32)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import float32_rows
 import numpy as np
 import pytest
 
@@ -94,6 +95,7 @@ def test_cross_entropy_kernels(c, dtype):
     cw = rng.uniform(0.5, 2.0, c)
     alpha = 0.9 * cw[target]
     beta = np.full(rows, 0.1 / c)
+    beta[1::2] = 0.0  # unsmoothed rows keep their exps in registers
     alpha[0] = beta[0] = 0.0
     d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
     loss, grad = cupy.empty(rows), cupy.empty(x.shape, dtype)
@@ -115,6 +117,7 @@ def test_every_threads_per_row_launch(c, dtype, monkeypatch):
     x = _logits(rng, rows, c, dtype)
     target = rng.integers(0, c, rows).astype(np.int64)
     alpha, beta, cw = np.full(rows, 0.9), np.full(rows, 0.1 / c), np.ones(c)
+    beta[1::2] = 0.0  # unsmoothed rows: the kept exps
     d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
     ref, rloss, rgrad = np.empty_like(x), np.empty(rows), np.empty_like(x)
     reference.softmax_rows(x, ref)
@@ -128,6 +131,65 @@ def test_every_threads_per_row_launch(c, dtype, monkeypatch):
         K.cross_entropy_grad_rows(*d, 0.5, loss, grad)
         _close(loss, rloss, dtype, f"CE loss at {t} threads")
         _close(grad, rgrad, dtype, f"CE grad at {t} threads")
+
+
+def _branch_logits():
+    rng = np.random.default_rng(5)
+    mixed = (rng.standard_normal((8, 64)) * 30).astype(np.float32)
+    mixed[::2] += np.float32(3e3)  # x - m inexact as one float
+    return np.concatenate([float32_rows.branch_rows(), mixed])
+
+
+def test_float32_exp_branches_under_ftz():
+    """The float32 exps where -ftz is in force (the host emulation cannot show it):
+    subnormal probabilities come out, not zeros, both where e^(x - m) is subnormal
+    (row 0) and where a thread's factor exp(mc - lse) is (row 4). Bounds: softmax
+    3 ULPs of p (CUDA's expf is within 2 ULPs, then one rounded product),
+    log_softmax 0.6 ULP of max(|x - lse|, 1) (no float exp in it)."""
+    x = _branch_logits()
+    want_p, want_l = float32_rows.softmax64(x)
+    got_p, got_l = cupy.empty(x.shape, np.float32), cupy.empty(x.shape, np.float32)
+    K.softmax_rows(cupy.asarray(x), got_p)
+    K.log_softmax_rows(cupy.asarray(x), got_l)
+    got_p, got_l = cupy.asnumpy(got_p), cupy.asnumpy(got_l)
+    assert ((got_p[0] > 0) & (got_p[0] < 2**-126)).any()
+    assert ((got_p[4] > 0) & (got_p[4] < 2**-126)).sum() == 63
+    assert got_p[0, 5] == 0
+    assert (got_p[0, -4:] == 0).all()
+    assert float32_rows.ulps32(got_p, want_p).max() <= 3.0
+    with np.errstate(over="ignore"):  # -3e38 - 3e38 is beyond float32: -inf
+        finite = np.isfinite(want_l.astype(np.float32))
+    assert float32_rows.ulps32(got_l[finite], want_l[finite], floor=1.0).max() <= 0.6
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_float32_gradient_branches_under_ftz(smoothing):
+    """The float32 cross-entropy gradient on the same rows, unsmoothed (kept exps)
+    and smoothed (the literal formula): within 3 ULPs of scale (p coef + alpha onehot
+    + beta w), with its subnormal entries."""
+    x = _branch_logits()
+    rows, c = x.shape
+    target = np.random.default_rng(3).integers(0, c, rows).astype(np.int64)
+    target[0] = 5  # a -inf logit at the target
+    alpha, beta = np.full(rows, 1 - smoothing), np.full(rows, smoothing / c)
+    cw = np.ones(c)
+    scale = 1.0 / rows
+    d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
+    loss, grad = cupy.empty(rows), cupy.empty(x.shape, np.float32)
+    K.cross_entropy_grad_rows(*d, scale, loss, grad)
+    grad = cupy.asnumpy(grad).astype(np.float64)
+    p, _ = float32_rows.softmax64(x)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(rows), target] = 1.0
+    coef = (alpha + beta * c)[:, None]
+    want = scale * (p * coef - alpha[:, None] * onehot - beta[:, None])
+    metric = scale * (p * coef + alpha[:, None] * onehot + beta[:, None])
+    ok = np.isfinite(want)  # row 2's -3e38 logit: the reference's own overflow aside
+    ulp = np.spacing(metric.astype(np.float32)).astype(np.float64)
+    assert (np.abs(grad - want)[ok] / ulp[ok]).max() <= 3.0
+    if smoothing == 0.0:
+        assert ((grad[4] > 0) & (grad[4] < 2**-126)).sum() >= 62
+        assert grad[0, 5] == np.float32(-scale * alpha[0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
