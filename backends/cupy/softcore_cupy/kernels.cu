@@ -254,35 +254,96 @@ __device__ __forceinline__ Kept kept_factor(double mc, double m, double ls) {
     return f;
 }
 
-// s += exp(x - m); where keep, x becomes exp(x - m) as a T (see above)
-__device__ __forceinline__ void add_term(float& x, double m, double& s, bool keep) {
-    float dl;
-    const float d = two_sum(x, -(float)m, dl);  // d: the difference exp_term rounds to
-    const float ev = expf(d);
-    s += to_d(ev);
-    if (keep) {
-        if (d >= -87.0f) x = fmaf(ev, dl, ev);                // exp(d + dl)
-        else if (d < -104.0f) x = 0.0f;                      // below any float, or -inf
-        else if (d != d) x = d;                              // NaN
-        else x = exp_shift_subnormal(x, m, 0.0);             // subnormal: from double
+// The slot's kept exps, formed a slot at a time: the rare cases (the subnormal window of
+// e, products below the smallest normal) are redone out of line for the whole slot, so
+// that the common path carries one flag per element and one branch per slot, not the
+// rare paths' conversions (which the compiler would predicate into every element).
+
+// e_j of every element of a float slot: exp(x - m) from the pair x - mf (mf = (float)m,
+// exact), as the common path forms it where x - m >= -87, from double in the subnormal
+// window [-104, -87), 0 below it (and for -inf). Only called for a slot with an element
+// in that window, so m is finite (a thread whose slots hold a NaN keeps no term, and a
+// +inf maximum leaves every difference -inf or NaN).
+template <int N>
+__device__ __noinline__ Pack<float, N> kept_slot_low(Pack<float, N> p, double m) {
+    const float mf = (float)m;
+    Pack<float, N> o;
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+        float dl;
+        const float d = two_sum(p.v[e], -mf, dl);
+        if (d >= -87.0f) {
+            const float ev = expf(d);
+            o.v[e] = fmaf(ev, dl, ev);
+        } else {
+            o.v[e] = d < -104.0f ? 0.0f : from_d<float>(exp(to_d(p.v[e]) - m));
+        }
     }
-}
-__device__ __forceinline__ void add_term(double& x, double m, double& s, bool keep) {
-    const double ev = exp(x - m);
-    s += ev;
-    if (keep) x = ev;
+    return o;
 }
 
-// e f rounded to T. A float product below the smallest normal (-ftz would flush it,
-// and a subnormal e is read as 0) is formed in double; so is every one of a big f.
-__device__ __forceinline__ float scale_kept(float e, const Kept& f) {
-    if (f.big) return from_d<float>(to_d(e) * f.d);
-    const float t = e * f.h;
-    const float r = t + fmaf(e, f.l, fmaf(e, f.h, -t));
-    if (r < 1.17549435e-38f && __float_as_int(e) != 0) return from_d<float>(to_d(e) * f.d);
-    return r;
+// s += exp(x - m) over a cached slot (mf = (float)m); where keep, the slot becomes its
+// exps (see above). The sum takes the same expf of the rounded difference as stats_pack.
+template <int N>
+__device__ __forceinline__ void add_slot(Pack<float, N>& p, double m, float mf, double& s,
+                                         bool keep) {
+    Pack<float, N> ek;
+    bool low = false;
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+        float dl;
+        const float d = two_sum(p.v[e], -mf, dl);
+        const float ev = expf(d);
+        s += to_d(ev);
+        ek.v[e] = d >= -87.0f ? fmaf(ev, dl, ev) : 0.0f;
+        low |= d < -87.0f && d >= -104.0f;
+    }
+    if (keep) p = low ? kept_slot_low<N>(p, m) : ek;
 }
-__device__ __forceinline__ double scale_kept(double e, const Kept& f) { return e * f.d; }
+template <int N>
+__device__ __forceinline__ void add_slot(Pack<double, N>& p, double m, float, double& s,
+                                         bool keep) {
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+        const double ev = exp(p.v[e] - m);
+        s += ev;
+        if (keep) p.v[e] = ev;
+    }
+}
+
+// e f rounded to float for a whole slot, in double: the slots that the pair cannot take.
+template <int N>
+__device__ __noinline__ Pack<float, N> scale_slot_double(Pack<float, N> p, double fd) {
+    Pack<float, N> o;
+#pragma unroll
+    for (int e = 0; e < N; ++e) o.v[e] = from_d<float>(to_d(p.v[e]) * fd);
+    return o;
+}
+
+// e f of a kept slot, rounded to T. A float slot with a product below the smallest
+// normal (-ftz would flush it, and a subnormal e reads as 0) or a big f is formed in
+// double, every element of it.
+template <int N>
+__device__ __forceinline__ Pack<float, N> scale_slot(const Pack<float, N>& p, const Kept& f) {
+    Pack<float, N> o;
+    bool slow = f.big;
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+        const float ev = p.v[e];
+        const float t = ev * f.h;
+        const float r = t + fmaf(ev, f.l, fmaf(ev, f.h, -t));
+        o.v[e] = r;
+        slow |= r < 1.17549435e-38f && __float_as_int(ev) != 0;
+    }
+    return slow ? scale_slot_double<N>(p, f.d) : o;
+}
+template <int N>
+__device__ __forceinline__ Pack<double, N> scale_slot(const Pack<double, N>& p, const Kept& f) {
+    Pack<double, N> o;
+#pragma unroll
+    for (int e = 0; e < N; ++e) o.v[e] = p.v[e] * f.d;
+    return o;
+}
 
 // ---------------------------------------------------------------------------
 // Row reductions (group mode: blockDim.x <= 32; block mode: blockDim.y == 1)
@@ -382,7 +443,7 @@ __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N
 }
 
 // (m, s) of the whole row; the first K slots of the thread are left in c: as read, or
-// where keep, as exp(x - mc) (add_term), mc the thread's maximum over those slots
+// where keep, as exp(x - mc) (add_slot), mc the thread's maximum over those slots
 // (-inf, all kept terms 0, where it has none).
 template <typename T, int N, int K, bool A>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
@@ -402,13 +463,11 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         }
     }
     if (stats_raise(m, s, to_d(tm))) {
+        const float mf = (float)m;  // for float rows: m is a float value, exact
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;
-            if (v < nslot) {
-#pragma unroll
-                for (int e = 0; e < N; ++e) add_term(c[k].v[e], m, s, keep);
-            }
+            if (v < nslot) add_slot<N>(c[k], m, mf, s, keep);
         }
     } else if (keep) {  // no finite maximum: -inf (terms 0) or NaN (the row is NaN)
 #pragma unroll
@@ -454,9 +513,12 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
         i64 v = tid + (i64)k * nt;
         if (v < nslot) {
             Pack<T, N> o;
+            if (MODE == 0) {
+                o = scale_slot<N>(c[k], f);
+            } else {
 #pragma unroll
-            for (int e = 0; e < N; ++e)
-                o.v[e] = MODE == 0 ? scale_kept(c[k].v[e], f) : log_shift(c[k].v[e], lse);
+                for (int e = 0; e < N; ++e) o.v[e] = log_shift(c[k].v[e], lse);
+            }
             st<T, N, A>(orow, v, o);
         }
     }
@@ -700,11 +762,11 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;
             if (keep && v < nslot) {
-                Pack<T, N> o;
+                Pack<T, N> o = scale_slot<N>(c[k], f);
+                if (v == y / N) {  // the target's slot: less scale a there
 #pragma unroll
-                for (int e = 0; e < N; ++e) {
-                    const T ev = c[k].v[e];
-                    o.v[e] = v * N + e == y ? from_d<T>(to_d(ev) * f.d - ga) : scale_kept(ev, f);
+                    for (int e = 0; e < N; ++e)
+                        if (v * N + e == y) o.v[e] = from_d<T>(to_d(c[k].v[e]) * f.d - ga);
                 }
                 st<T, N, A>(grow, v, o);
             } else if (v < nslot) {

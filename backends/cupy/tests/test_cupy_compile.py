@@ -6,6 +6,7 @@ tests skip and say so.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_compile_check_tool(nvrtc):
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "all compiled" in res.stdout
+
+
+def test_sass_counts_tool(nvrtc):
+    """The static-count tool (registers, spills, SASS opcodes) on one kernel."""
+    sys.path.insert(0, str(TOOL.parent))
+    try:
+        import sass_counts
+    finally:
+        sys.path.pop(0)
+    if shutil.which("ptxas") is None or sass_counts.find_nvdisasm() is None:
+        pytest.skip("ptxas or nvdisasm not found (CUDA toolkit): SASS not counted")
+    res = subprocess.run(
+        [sys.executable, str(TOOL.parent / "sass_counts.py"), "sc_softmax_f32_v4"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = res.stdout.splitlines()[1]
+    counts = dict(kv.split("=") for kv in line.split(":", 1)[1].split())
+    assert 0 < int(counts["regs"]) <= 64  # __launch_bounds__(1024)
+    assert int(counts["MUFU"]) > 0  # expf's ex2
