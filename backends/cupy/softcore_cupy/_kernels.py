@@ -36,7 +36,12 @@ _JAC_OPS = ("softmax_jacobian", "log_softmax_jacobian")
 #: Every entry point the backend may launch (the compile check asserts each exists).
 KERNEL_NAMES: tuple[str, ...] = tuple(
     [f"sc_{op}_{v}" for op in _ROW_OPS for v in _ROW_VARIANTS]
-    + [f"sc_{op}_{d}" for op in _JAC_OPS for d in ("f32", "f64")]
+    + [
+        f"sc_{op}{k}_{d}"
+        for op in _JAC_OPS
+        for k in ("", "_rows")
+        for d in ("f32", "f64")
+    ]
 )
 
 # Per itemsize: elements per vector access, and elements a thread keeps in registers.
@@ -177,6 +182,14 @@ def log_softmax_backward_rows(grad, log_probs, out):
     )
 
 
+#: Widest rows whose Jacobian takes the shared-memory kernel (``SC_JAC_ROWS`` in
+#: kernels.cu: it holds that many doubles of probabilities); wider rows take the
+#: kernel that forms both probabilities of each output from the row shift.
+JAC_ROWS_MAX = 1024
+_JAC_BLOCK = 256
+_JAC_GRID = 65535  # blocks of the shared-memory kernel; each loops over its groups
+
+
 def _jacobian(op, x, out):
     import cupy
     import numpy as np
@@ -187,13 +200,19 @@ def _jacobian(op, x, out):
     with x.device:
         shift = cupy.empty((rows, 2), dtype=cupy.float64)  # (max, log-sum) per row
         _row_launch("row_shift", x, (x,), (x, shift))
+        sfx = "f32" if x.dtype.itemsize == 4 else "f64"
+        args = (x, shift, out, np.int64(rows), np.int64(n_classes))
+        if n_classes <= JAC_ROWS_MAX:  # JAC_ROWS_MAX // C rows per group
+            groups = -(-rows // (JAC_ROWS_MAX // n_classes))
+            fn = _function(f"sc_{op}_rows_{sfx}", x.device.id)
+            fn((min(groups, _JAC_GRID), 1, 1), (_JAC_BLOCK, 1, 1), args)
+            return
         bx = min(128, -(-n_classes // 32) * 32)
         by = 256 // bx
         nq = rows * n_classes
         grid = (-(-n_classes // bx), min(65535, -(-nq // by)), 1)
-        sfx = "f32" if x.dtype.itemsize == 4 else "f64"
         fn = _function(f"sc_{op}_{sfx}", x.device.id)
-        fn(grid, (bx, by, 1), (x, shift, out, np.int64(rows), np.int64(n_classes)))
+        fn(grid, (bx, by, 1), args)
 
 
 def softmax_jacobian_rows(x, out):

@@ -690,6 +690,66 @@ __device__ void jacobian_impl(const T* x, const double* sh, T* out, i64 rows, i6
     }
 }
 
+// Jacobians of rows up to SC_JAC_ROWS classes: a block takes R = SC_JAC_ROWS / C rows
+// at a time, writes their probabilities p = exp((x - m) - ls) in double to shared
+// memory (one exp per row element, not two per output), then the rows' C x C outputs,
+// each one product of two of them rounded once: the kernel above converts three
+// values and takes two float exps per output. From 32 classes a thread takes a column
+// of outputs; narrower rows are written in memory order. Wider rows take the kernel
+// above.
+#define SC_JAC_ROWS 1024
+
+template <typename T, int LOG>
+__device__ void jacobian_rows_impl(const T* x, const double* sh, T* out, i64 rows, i64 C) {
+    __shared__ double sp[SC_JAC_ROWS];
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int c = (int)C, R = SC_JAC_ROWS / c;
+    // an output q = t c + j of a group, t = rr c + i: stepped by nt = dt c + dj
+    const int dj = nt % c, dt = nt / c, dti = dt % c;
+    for (i64 r0 = (i64)blockIdx.x * R; r0 < rows; r0 += (i64)gridDim.x * R) {
+        const int nr = (int)(rows - r0 < R ? rows - r0 : R);
+        __syncthreads();  // the previous group's outputs have read sp
+        for (int k = tid; k < nr * c; k += nt) {
+            const i64 r = r0 + k / c;
+            sp[k] = exp((to_d(x[r0 * C + k]) - sh[2 * r]) - sh[2 * r + 1]);
+        }
+        __syncthreads();
+        if (c >= 32) {
+            // a thread per column (rr, j) of the group, down its c outputs: p_j in a
+            // register, p_i read by the whole warp at once, stores coalesced over j
+            for (int k = tid; k < nr * c; k += nt) {
+                const int rr = k / c, j = k - rr * c;
+                const double pj = sp[k];
+                const double* pr = sp + rr * c;
+                T* o = out + (r0 + rr) * C * C + j;
+                for (int i = 0; i < c; ++i, o += c) {
+                    const double pi = pr[i];
+                    *o = from_d<T>(LOG ? (i == j) - pj : pi * ((i == j) - pj));
+                }
+            }
+            continue;
+        }
+        const int total = nr * c * c;  // at most SC_JAC_ROWS * c
+        T* o = out + r0 * C * C + tid;
+        const T* const end = out + r0 * C * C + total;
+        int t = tid / c, j = tid % c, i = t % c;
+        for (; o < end; o += nt) {
+            const double pj = sp[t - i + j];
+            const double d = (i == j) ? 1.0 : 0.0;
+            *o = from_d<T>(LOG ? d - pj : sp[t] * (d - pj));
+            j += dj;
+            t += dt;
+            i += dti;
+            if (j >= c) {
+                j -= c;
+                t += 1;
+                i += 1;
+            }
+            if (i >= c) i -= c;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Cross-entropy with class-index targets (GRAD = 0: loss only; 1: loss and gradient)
 //   loss[r] = alpha (lse - x_y) + beta sum_c w_c (lse - x_c),  lse - x = -shifted(x)
@@ -945,6 +1005,22 @@ SC_ROW_KERNELS(double, f64_v1, 1, 8, true)
 SC_ROW_KERNELS(double, f64_v2, 2, 4, true)
 SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
 
+extern "C" __global__ void sc_softmax_jacobian_rows_f32(const float* x, const double* sh,
+                                                        float* out, i64 rows, i64 C) {
+    jacobian_rows_impl<float, 0>(x, sh, out, rows, C);
+}
+extern "C" __global__ void sc_log_softmax_jacobian_rows_f32(const float* x, const double* sh,
+                                                            float* out, i64 rows, i64 C) {
+    jacobian_rows_impl<float, 1>(x, sh, out, rows, C);
+}
+extern "C" __global__ void sc_softmax_jacobian_rows_f64(const double* x, const double* sh,
+                                                        double* out, i64 rows, i64 C) {
+    jacobian_rows_impl<double, 0>(x, sh, out, rows, C);
+}
+extern "C" __global__ void sc_log_softmax_jacobian_rows_f64(const double* x, const double* sh,
+                                                            double* out, i64 rows, i64 C) {
+    jacobian_rows_impl<double, 1>(x, sh, out, rows, C);
+}
 extern "C" __global__ void sc_softmax_jacobian_f32(const float* x, const double* sh, float* out,
                                                    i64 rows, i64 C) {
     jacobian_impl<float, 0>(x, sh, out, rows, C);

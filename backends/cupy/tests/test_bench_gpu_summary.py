@@ -44,3 +44,18 @@ def test_targets_and_the_threads_per_row_sweep():
         "threads per row, softmax [65536, 128] float32: rule 32 2.00, "
         "best 8 1.20 (0.60x)"
     ]
+
+
+def test_jacobian_kernels_side_by_side():
+    b = _bench_gpu()
+    row = {"shape": [4096, 64], "dtype": "float32", "softmax_jacobian": 1.5}
+    wide = {**row, "shape": [16, 4096], "softmax_jacobian": 4.0}  # one kernel only
+    results = [
+        ("jacobian", {**row, "softmax_jacobian_wide_kernel": 6.0}),
+        ("jacobian", wide),
+    ]
+    jac = [ln for ln in b.summary(results) if ln.startswith("softmax_jacobian")]
+    assert jac == [
+        "softmax_jacobian [4096, 64] float32: 1.50 a fill, the wide-row kernel 6.00 "
+        "(0.25x)"
+    ]

@@ -136,14 +136,33 @@ def test_backward(emu, op, c, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("c", [1, 3, 10, 40])
+@pytest.mark.parametrize("kernel", ["rows", "wide"])
 @pytest.mark.parametrize("op", ["softmax_jacobian_rows", "log_softmax_jacobian_rows"])
-def test_jacobian(emu, op, c, dtype):
+def test_jacobian(emu, op, kernel, c, dtype, monkeypatch):
+    """Both Jacobian kernels: probabilities staged in shared memory (rows to
+    JAC_ROWS_MAX classes), and the one wider rows take, forced here."""
+    if kernel == "wide":
+        monkeypatch.setattr(K, "JAC_ROWS_MAX", 0)
     x = _logits(np.random.default_rng(c), 5, c, dtype)
     got = _emu.dev(np.empty((5, c, c), dtype))
     getattr(K, op)(_emu.dev(x), got)
     ref = np.empty((5, c, c), dtype)
     getattr(reference, op)(x, ref)
     _close(got, ref, dtype, f"{op} C={c}")
+
+
+@pytest.mark.parametrize(("rows", "c"), [(60, 40), (700, 3), (2, 1024), (3, 513)])
+def test_jacobian_row_groups(emu, rows, c, monkeypatch):
+    """The shared-memory kernel's groups of JAC_ROWS_MAX // C rows: several per block
+    (two blocks for all of them), a partial last one, one row of 1024 classes."""
+    monkeypatch.setattr(K, "_JAC_GRID", 2)
+    x = _logits(np.random.default_rng(rows), rows, c, np.float32)
+    for op in ("softmax_jacobian_rows", "log_softmax_jacobian_rows"):
+        got = _emu.dev(np.empty((rows, c, c), np.float32))
+        getattr(K, op)(_emu.dev(x), got)
+        ref = np.empty((rows, c, c), np.float32)
+        getattr(reference, op)(x, ref)
+        _close(got, ref, np.float32, f"{op} {rows}x{c}")
 
 
 def _ce_args(rng, rows, c, smoothing, weighted):

@@ -108,6 +108,25 @@ def test_cross_entropy_kernels(c, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize(("rows", "c"), [(700, 3), (60, 40), (5, 1024), (3, 1100)])
+@pytest.mark.parametrize("kernel", ["rows", "wide"])
+def test_jacobian_kernels(kernel, rows, c, dtype, monkeypatch):
+    """Both Jacobian kernels (probabilities in shared memory to 1024 classes, and the
+    one wider rows take, forced here at every width) against the reference."""
+    if kernel == "wide":
+        monkeypatch.setattr(K, "JAC_ROWS_MAX", 0)
+    x = _logits(np.random.default_rng(c), rows, c, dtype)
+    xd = cupy.asarray(x)
+    for op in ("softmax_jacobian_rows", "log_softmax_jacobian_rows"):
+        got = cupy.empty((rows, c, c), dtype)
+        with cupyx.allow_synchronize(False):
+            getattr(K, op)(xd, got)
+        ref = np.empty((rows, c, c), dtype)
+        getattr(reference, op)(x, ref)
+        _close(got, ref, dtype, f"{op} {kernel} {rows}x{c}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("c", [3, 64, 1001])
 def test_every_threads_per_row_launch(c, dtype, monkeypatch):
     """Each launch the sweep may pick, rows sharing a warp (8, 16) included, gives the

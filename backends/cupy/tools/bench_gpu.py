@@ -142,6 +142,14 @@ def bench_jacobian(cupy, sc, K, shapes, dtypes, results):
             row["log_softmax_jacobian"] = (
                 _timer(cupy, lambda: K.log_softmax_jacobian_rows(x, jac)) / floor
             )
+            if c <= K.JAC_ROWS_MAX:  # the kernel wider rows take, at the same shape
+                saved, K.JAC_ROWS_MAX = K.JAC_ROWS_MAX, 0
+                try:
+                    row["softmax_jacobian_wide_kernel"] = (
+                        _timer(cupy, lambda: K.softmax_jacobian_rows(x, jac)) / floor
+                    )
+                finally:
+                    K.JAC_ROWS_MAX = saved
             results.append(("jacobian", row))
             print(json.dumps(row), flush=True)
 
@@ -218,6 +226,13 @@ def summary(results) -> list[str]:
             f"{text}: {verdict}; worst {worst[0]:.2f} at {worst[1]} {worst[2]}, "
             f"best {best[0]:.2f} at {best[1]} {best[2]}"
         )
+    for kind, r in results:  # the Jacobian kernels side by side, one line a case
+        if kind == "jacobian" and "softmax_jacobian_wide_kernel" in r:
+            a, w = r["softmax_jacobian"], r["softmax_jacobian_wide_kernel"]
+            lines.append(
+                f"softmax_jacobian {r['shape']} {r['dtype']}: {a:.2f} a fill, "
+                f"the wide-row kernel {w:.2f} ({a / w:.2f}x)"
+            )
     for kind, r in results:  # the data for the launch rule, one line a case
         if kind != "sweep":
             continue
