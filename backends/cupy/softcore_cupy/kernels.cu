@@ -1005,35 +1005,18 @@ SC_ROW_KERNELS(double, f64_v1, 1, 8, true)
 SC_ROW_KERNELS(double, f64_v2, 2, 4, true)
 SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
 
-extern "C" __global__ void sc_softmax_jacobian_rows_f32(const float* x, const double* sh,
-                                                        float* out, i64 rows, i64 C) {
-    jacobian_rows_impl<float, 0>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_log_softmax_jacobian_rows_f32(const float* x, const double* sh,
-                                                            float* out, i64 rows, i64 C) {
-    jacobian_rows_impl<float, 1>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_softmax_jacobian_rows_f64(const double* x, const double* sh,
-                                                        double* out, i64 rows, i64 C) {
-    jacobian_rows_impl<double, 0>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_log_softmax_jacobian_rows_f64(const double* x, const double* sh,
-                                                            double* out, i64 rows, i64 C) {
-    jacobian_rows_impl<double, 1>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_softmax_jacobian_f32(const float* x, const double* sh, float* out,
-                                                   i64 rows, i64 C) {
-    jacobian_impl<float, 0>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_log_softmax_jacobian_f32(const float* x, const double* sh,
-                                                       float* out, i64 rows, i64 C) {
-    jacobian_impl<float, 1>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_softmax_jacobian_f64(const double* x, const double* sh,
-                                                   double* out, i64 rows, i64 C) {
-    jacobian_impl<double, 0>(x, sh, out, rows, C);
-}
-extern "C" __global__ void sc_log_softmax_jacobian_f64(const double* x, const double* sh,
-                                                       double* out, i64 rows, i64 C) {
-    jacobian_impl<double, 1>(x, sh, out, rows, C);
-}
+// The Jacobians' entry points: sc_<op>[_rows]_<dtype> (the shared-memory kernel, and
+// the one for wider rows), LOG = 0 for softmax, 1 for log_softmax.
+#define SC_JAC_KERNEL(NAME, IMPL, T, LOG)                                                \
+    extern "C" __global__ void NAME(const T* x, const double* sh, T* out, i64 rows,      \
+                                    i64 C) {                                             \
+        IMPL<T, LOG>(x, sh, out, rows, C);                                               \
+    }
+#define SC_JAC_KERNELS(T, SFX)                                                           \
+    SC_JAC_KERNEL(sc_softmax_jacobian_rows_##SFX, jacobian_rows_impl, T, 0)              \
+    SC_JAC_KERNEL(sc_log_softmax_jacobian_rows_##SFX, jacobian_rows_impl, T, 1)          \
+    SC_JAC_KERNEL(sc_softmax_jacobian_##SFX, jacobian_impl, T, 0)                        \
+    SC_JAC_KERNEL(sc_log_softmax_jacobian_##SFX, jacobian_impl, T, 1)
+
+SC_JAC_KERNELS(float, f32)
+SC_JAC_KERNELS(double, f64)
