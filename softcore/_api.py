@@ -640,7 +640,11 @@ def _ce(
     backend: Any,
     want_grad: bool,
     out: Any = None,
+    want_loss: bool = True,
 ) -> tuple[Any, Any]:
+    """``(loss, grad)``: grad None unless ``want_grad``, loss None unless
+    ``want_loss`` (the gradient alone skips the loss's reduction: on a device two
+    kernel launches)."""
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
@@ -727,7 +731,8 @@ def _ce(
             else:
                 out[...] = 0
                 grad = out
-        return _reduce(loss_rows, plan, batch, result, xp), grad
+        loss = _reduce(loss_rows, plan, batch, result, xp) if want_loss else None
+        return loss, grad
     finally:
         _workspace.give_back(scratch)
 
@@ -967,6 +972,7 @@ def cross_entropy_grad(
             backend,
             True,
             out,
+            want_loss=False,
         )[1]
 
 

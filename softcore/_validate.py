@@ -452,7 +452,7 @@ def plan_cross_entropy(
                 keep = xp.ones(n_rows, dtype=bool)
             if scratch is None:
                 t, w_y, plan.alpha, plan.beta = _kept_terms(
-                    t, keep, cw, eps, n_classes, xp
+                    t, keep, cw, eps, n_classes, xp, weight is None
                 )
                 plan.normaliser = float(w_y.sum())
             else:  # the same in the thread's scratch: no fresh pages to fault in
@@ -514,14 +514,27 @@ def _with_grad_scale(plan: CrossEntropyPlan, reduction: str) -> CrossEntropyPlan
 
 
 def _kept_terms(
-    t: Any, keep: Any, cw: Any, eps: float, n_classes: int, xp: Any
+    t: Any,
+    keep: Any,
+    cw: Any,
+    eps: float,
+    n_classes: int,
+    xp: Any,
+    unweighted: bool = False,
 ) -> tuple[Any, Any, Any, Any]:
     """The class-index plan's per-row arrays where rows may be ignored, as
     fresh arrays: the targets with an ignored row's set to 0 (the caller's are
     never written), each row's target weight ``w_y`` (0 where ignored),
-    ``alpha = (1 - eps) w_y`` and ``beta = eps / C`` where kept, else 0."""
+    ``alpha = (1 - eps) w_y`` and ``beta = eps / C`` where kept, else 0.
+
+    The same values in fewer array operations (each one a kernel launch on a
+    device) where the class weights are all 1 (``unweighted``: ``w_y`` is
+    ``keep``) and without smoothing (``alpha`` is ``w_y`` itself, read-only
+    like every plan array; ``beta`` zeros)."""
     t0 = xp.where(keep, t, 0)
-    w_y = cw[t0] * keep
+    w_y = keep.astype(_F64) if unweighted else cw[t0] * keep
+    if not eps:
+        return t0, w_y, w_y, xp.zeros(t0.shape[0], dtype=_F64)
     return t0, w_y, (1.0 - eps) * w_y, (eps / n_classes) * keep.astype(_F64)
 
 
@@ -554,11 +567,12 @@ def _index_plan_device(
     # wraps: it raises below)
     w_t = None if weight is None else cw[t64]
     hi, total = 0.0, 0.0
-    if n_rows:
+    if n_rows and w_t is None:  # float: exact below 2**53, where it decides hi < C
+        hi = float(unsigned.max())
+    elif n_rows:
         got = xp.zeros(2, dtype=_F64)
-        got[0] = unsigned.max()  # exact below 2**53: it decides only hi < C then
-        if w_t is not None:  # the denominator, if every row is kept
-            got[1] = w_t.sum()
+        got[0] = unsigned.max()
+        got[1] = w_t.sum()  # the denominator, if every row is kept
         hi, total = (float(v) for v in got.get())
     plan.probs = False
     plan.class_weight = cw
@@ -579,14 +593,16 @@ def _index_plan_device(
         keep = flat != ignore_index
     else:
         keep = xp.ones(n_rows, dtype=bool)
-    t0, w_y, alpha, beta = _kept_terms(t64, keep, cw, eps, n_classes, xp)
+    t0, w_y, alpha, beta = _kept_terms(
+        t64, keep, cw, eps, n_classes, xp, weight is None
+    )
     got = xp.zeros(3, dtype=_F64)
-    if hi >= n_classes:  # C fits the dtype here (small dtypes were widened)
-        got[0] = ((unsigned >= n_classes) & keep).any()
+    if hi >= n_classes:  # a kept target outside [0, C) is one at or past C unsigned
+        got[0] = _as_unsigned(t0).max()  # (t0: ignored rows' targets are 0)
     got[1] = w_y.sum()
     got[2] = keep.any()
-    bad, total, kept = (float(v) for v in got.get())
-    if bad:
+    top, total, kept = (float(v) for v in got.get())
+    if top >= n_classes:
         raise ValueError(first_bad_target(t, n_classes, ignore_index, xp))
     plan.target, plan.alpha, plan.beta = t0, alpha, beta
     plan.normaliser = total

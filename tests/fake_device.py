@@ -100,8 +100,24 @@ def host_reads() -> int:
     return _host_reads.n
 
 
+class _Launches(threading.local):
+    n = 0
+
+
+_launches = _Launches()
+
+
+def launches() -> int:
+    """Kernels launched so far in this thread: array operations that compute on the
+    device (``zeros``, ``ones`` and ``full`` included, ``empty`` and views not)
+    and the loopback backend's kernels. On a GPU each costs a launch, most of it
+    host time in CuPy, however small the array."""
+    return _launches.n
+
+
 def _check_device(*arrays: Any) -> None:
     """A kernel launch: every array must be on the current device."""
+    _launches.n += 1
     cur = _current()
     for a in arrays:
         if isinstance(a, ndarray) and a._dev != cur:
@@ -511,12 +527,14 @@ def empty(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
 
 def zeros(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
     a = _alloc(shape, dtype, order)
+    _launches.n += 1
     a._a[...] = 0
     return a
 
 
 def ones(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
     a = _alloc(shape, dtype, order)
+    _launches.n += 1
     a._a[...] = 1
     return a
 
@@ -739,6 +757,7 @@ class FakeDeviceBackend:
     def _run(self, kernel: str, ops: dict[str, Any], *args: Any) -> None:
         _no_partial_overlap({k: v for k, v in ops.items() if type(v) is np.ndarray})
         self.calls.append(kernel)
+        _launches.n += 1
         getattr(self._ref, kernel)(*args)
 
     # row-wise ops
@@ -837,6 +856,7 @@ class FakeDeviceBackend:
             raise KernelContractError(f"first is a {type(first).__name__}, not bool")
         _no_partial_overlap(ops)
         self.calls.append("linear_grad_accumulate")
+        _launches.n += 1
         sums = {"d_weight": hg.T @ hx, "d_bias": hg.sum(axis=0)}
         for name in ("d_weight", "d_bias"):
             if name in ops:

@@ -398,6 +398,47 @@ def test_what_waits_for_the_device():
         assert _reads(fn, xin, lw, t_ign, chunk_size=2) == 2
 
 
+def _launches(fn: Any, *args: Any, **kwargs: Any) -> int:
+    """Kernels that one call of ``fn`` on device copies of ``args`` launches."""
+    dev_args = [_to_dev(a) for a in args]
+    dev_kwargs = {k: _to_dev(v) for k, v in kwargs.items()}
+    before = fd.launches()
+    fn(*dev_args, backend=NAME, **dev_kwargs)
+    return fd.launches() - before
+
+
+def test_kernel_launches_per_call():
+    """Kernels launched per call on device arrays (each a launch's host time in
+    CuPy, however small the array): one for a row op; for cross-entropy the
+    backend's kernel and the plan's few array operations (the class weights of
+    ones, the largest target, alpha and beta, the loss's sum and mean); the
+    gradient alone skips the loss's reduction. Pinned so that an added array
+    operation in the core's device path shows."""
+    x = _logits((6, 5))
+    t = np.array([0, 4, 2, 2, 1, 3])
+    t_ign = np.array([0, 4, -100, 2, 1, 3])
+    probs = np.full((6, 5), 0.2)
+    w = np.linspace(0.5, 2.0, 5)
+    for op in ROW_OPS + ["logsumexp"]:
+        assert _launches(getattr(sc, op), x) == 1, op
+    assert _launches(sc.softmax_backward, x, x) == 1
+    assert _launches(sc.softmax_jacobian, x) == 1
+    cases = [  # (target, options, loss or loss and gradient, gradient alone)
+        (t, {}, 7, 5),
+        (t, {"reduction": "none"}, 6, 5),
+        (t, {"label_smoothing": 0.1}, 7, 5),
+        (t, {"weight": w}, 12, 10),
+        (t_ign, {}, 16, 14),
+        (t_ign, {"weight": w, "label_smoothing": 0.1}, 25, 23),
+        (probs, {}, 4, 2),
+    ]
+    for target, kw, both, grad_only in cases:
+        what = f"{target.dtype} {kw}"
+        assert _launches(sc.cross_entropy, x, target, **kw) == both, what
+        assert _launches(sc.cross_entropy_with_grad, x, target, **kw) == both, what
+        assert _launches(sc.cross_entropy_grad, x, target, **kw) == grad_only, what
+
+
 def test_cross_entropy_zero_total_weight_every_row_kept():
     """Class weights that are 0 at every target, no row ignored: the mean is
     0/0, NaN, and so is the gradient, as on the host (the device plan takes a
