@@ -245,13 +245,26 @@ struct Kept {
     bool big;
 };
 
-__device__ __forceinline__ Kept kept_factor(double mc, double m, double ls) {
+__device__ __forceinline__ Kept kept_of(double d) {
     Kept f;
-    f.d = exp((mc - m) - ls);  // 0 where mc = -inf (no term kept), NaN for a NaN row
-    f.h = from_d<float>(f.d);
-    f.l = from_d<float>(f.d - to_d(f.h));
+    f.d = d;
+    f.h = from_d<float>(d);
+    f.l = from_d<float>(d - to_d(f.h));
     f.big = !(f.h < sc_inff());
     return f;
+}
+
+// f = scale exp(mc - lse) from the row's shift: 0 where mc = -inf (no term kept), NaN
+// for a NaN row. Rows with slots past the register cache take it so.
+__device__ __forceinline__ Kept kept_factor(double mc, double m, double ls, double scale) {
+    return kept_of(exp((mc - m) - (ls - log(scale))));
+}
+
+// The same where every slot of the row is cached (mc is the thread's maximum then): f =
+// scale g / S with g = exp(mc - M) from row_stats, so that such rows take no log of S
+// and no second exp per thread (M is the row's maximum; NaN where it is not finite).
+__device__ __forceinline__ Kept kept_cached(double g, double M, double S, double scale) {
+    return kept_of(M > -sc_inf() && M < sc_inf() ? g * scale / S : sc_nan());
 }
 
 // The slot's kept exps, formed a slot at a time: the rare cases (the subnormal window of
@@ -393,7 +406,10 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
 // per thread and row: merging the pairs step by step took one per butterfly step,
 // five in a warp, which dominated rows of a few hundred classes. A thread whose m is
 // -inf holds s = 0 and adds 0; a NaN or +inf maximum makes the row NaN (make_shift).
-__device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+// gp, where given, takes the factor this thread's s was rescaled by, exp(m - M) (1 or 0
+// where no rescale was needed; NaN for a NaN row): the kept exps' factor is gp / S.
+__device__ __forceinline__ void row_stats(double& m, double& s, double* sm,
+                                          double* gp = nullptr) {
     const unsigned mask = row_mask();
     double mm = m;
 #pragma unroll
@@ -411,9 +427,13 @@ __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
     if (mm != mm || mm == sc_inf()) {
         m = mm;
         s = sc_nan();
+        if (gp) *gp = sc_nan();
         return;
     }
-    const double part = (m == mm || m == -sc_inf()) ? s : s * exp(m - mm);
+    const bool same = m == mm || m == -sc_inf();  // s needs no rescale (or is 0)
+    const double g = same ? (m == mm ? 1.0 : 0.0) : exp(m - mm);
+    const double part = same ? s : s * g;
+    if (gp) *gp = g;
     m = mm;
     s = row_sum(part, sm);
 }
@@ -448,7 +468,8 @@ __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N
 template <typename T, int N, int K, bool A>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
-                                          bool keep = false, double* mc = nullptr) {
+                                          bool keep = false, double* mc = nullptr,
+                                          double* gp = nullptr) {
     const int tid = threadIdx.x, nt = blockDim.x;
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
@@ -477,7 +498,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     }
     if (keep) *mc = m;
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) stats_pack<T, N, A>(m, s, ld<T, N, A>(row, v));
-    row_stats(m, s, sm);
+    row_stats(m, s, sm, gp);
 }
 
 // ---------------------------------------------------------------------------
@@ -503,11 +524,14 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     const T* xr = x + r * C;
     T* orow = out + r * C;
     Pack<T, N> c[K];
-    double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc);  // softmax keeps exp
-    const Shift lse = make_shift(m, s);
+    double m, s, mc, g;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc, &g);  // softmax keeps exp
+    // softmax rows held in registers need no log-sum-exp (uniform per row)
+    const bool cached = MODE == 0 && nslot <= (i64)K * nt;
+    Shift lse;
+    if (!cached) lse = make_shift(m, s);
     Kept f;
-    if (MODE == 0) f = kept_factor(mc, lse.m, lse.ls);
+    if (MODE == 0) f = cached ? kept_cached(g, m, s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
@@ -799,9 +823,12 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     const double ga = scale * a;
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
-    double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc);
-    const Shift lse = make_shift(m, s);
+    double m, s, mc, g;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc, &g);
+    // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
+    const bool lean = keep && nslot <= (i64)K * nt;
+    Shift lse;
+    if (!lean || tid == 0) lse = make_shift(m, s);
     double wsum = 0.0;
     if (GRAD && b != 0.0) {
         for (i64 j = tid; j < C; j += nt) wsum += cw[j];
@@ -813,11 +840,11 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     // exp(x_j - lse + log(scale coef)) is one exp_shift with that shift, straight to float
     const double gsc = scale * coef;
     const bool fast = GRAD && sizeof(T) == 4 && b == 0.0 && gsc > 0.0 && gsc < sc_inf();
-    const Shift hg = fast ? shift_of(lse.m, lse.ls - log(gsc)) : lse;
+    const Shift hg = fast && !lean ? shift_of(lse.m, lse.ls - log(gsc)) : lse;
     double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
     if (GRAD || b != 0.0) {
         Kept f;
-        if (keep) f = kept_factor(mc, lse.m, lse.ls - log(ga));
+        if (keep) f = lean ? kept_cached(g, m, s, ga) : kept_factor(mc, lse.m, lse.ls, ga);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;
