@@ -6,7 +6,6 @@ tests skip and say so.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +84,7 @@ def test_sass_counts_tool(nvrtc):
         import sass_counts
     finally:
         sys.path.pop(0)
-    if shutil.which("ptxas") is None or sass_counts.find_nvdisasm() is None:
+    if None in (sass_counts.find_tool("ptxas"), sass_counts.find_tool("nvdisasm")):
         pytest.skip("ptxas or nvdisasm not found (CUDA toolkit): SASS not counted")
     res = subprocess.run(
         [sys.executable, str(TOOL.parent / "sass_counts.py"), "sc_softmax_f32_v4"],

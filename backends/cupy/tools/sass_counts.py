@@ -9,8 +9,8 @@ same for the source at a git revision beside it.
 
 These are static counts of the compiled code, rare branches included: a proxy for
 the work per element, not a timing (the driver's JIT may also allocate registers
-differently). ``ptxas`` and ``nvdisasm`` come from a CUDA toolkit; ``nvdisasm`` is
-also looked up in the Triton package that PyTorch installs.
+differently). ``ptxas`` and ``nvdisasm`` come from a CUDA toolkit, or from the
+Triton package that PyTorch installs.
 
     python backends/cupy/tools/sass_counts.py sc_softmax_f32_v4 sc_softmax_f64_v2u
     python backends/cupy/tools/sass_counts.py --base HEAD~1 'sc_ce_grad_f32_*'
@@ -39,21 +39,24 @@ from softcore_cupy._kernels import NVRTC_OPTIONS, kernel_source  # noqa: E402
 OPCODES = ("MUFU", "F2F", "DFMA", "DADD", "DMUL", "BRA", "CALL", "STL", "LDL")
 
 
-def find_nvdisasm() -> str | None:
-    found = shutil.which("nvdisasm")
+def find_tool(name: str) -> str | None:
+    """``name`` (ptxas, nvdisasm) on the PATH, else the copy Triton ships."""
+    found = shutil.which(name)
     if found:
         return found
     spec = importlib.util.find_spec("triton")
     if spec is None or not spec.submodule_search_locations:
         return None
     for base in spec.submodule_search_locations:
-        cand = Path(base, "backends", "nvidia", "bin", "nvdisasm")
+        cand = Path(base, "backends", "nvidia", "bin", name)
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
     return None
 
 
-def compile_cubin(source: str, arch: str, workdir: Path) -> tuple[Path, str]:
+def compile_cubin(
+    source: str, arch: str, workdir: Path, ptxas: str
+) -> tuple[Path, str]:
     """(cubin path, ptxas -v log) of ``source`` for ``sm_<arch>``."""
     lib = _nvrtc.load_nvrtc()
     ok, log, ptx = _nvrtc.compile_source(lib, source, arch, NVRTC_OPTIONS)
@@ -62,7 +65,7 @@ def compile_cubin(source: str, arch: str, workdir: Path) -> tuple[Path, str]:
     (workdir / "k.ptx").write_text(ptx)
     cubin = workdir / "k.cubin"
     res = subprocess.run(
-        ["ptxas", f"-arch=sm_{arch}", "-v", str(workdir / "k.ptx"), "-o", str(cubin)],
+        [ptxas, f"-arch=sm_{arch}", "-v", str(workdir / "k.ptx"), "-o", str(cubin)],
         capture_output=True,
         text=True,
         check=True,
@@ -105,9 +108,11 @@ def opcode_counts(sass: str) -> dict[str, collections.Counter]:
     return out
 
 
-def measure(source: str, arch: str, nvdisasm: str) -> dict[str, dict[str, int]]:
+def measure(
+    source: str, arch: str, ptxas: str, nvdisasm: str
+) -> dict[str, dict[str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
-        cubin, log = compile_cubin(source, arch, Path(tmp))
+        cubin, log = compile_cubin(source, arch, Path(tmp), ptxas)
         sass = subprocess.run(
             [nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True
         ).stdout
@@ -131,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="90", help="sm_ architecture (default 90)")
     ap.add_argument("--base", help="a git revision to compare with")
     args = ap.parse_args(argv)
-    nvdisasm = find_nvdisasm()
-    if shutil.which("ptxas") is None or nvdisasm is None:
-        print("needs ptxas and nvdisasm (a CUDA toolkit, or Triton for nvdisasm)")
+    ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm")
+    if ptxas is None or nvdisasm is None:
+        print("needs ptxas and nvdisasm (a CUDA toolkit, or the copies Triton ships)")
         return 2
-    new = measure(kernel_source(), args.arch, nvdisasm)
+    new = measure(kernel_source(), args.arch, ptxas, nvdisasm)
     old = None
     if args.base:
         rel = "backends/cupy/softcore_cupy/kernels.cu"
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             cwd=top,
         ).stdout
-        old = measure(src, args.arch, nvdisasm)
+        old = measure(src, args.arch, ptxas, nvdisasm)
     names = sorted(n for n in new if any(fnmatch.fnmatch(n, p) for p in args.kernels))
     for name in names:
         print(name)
