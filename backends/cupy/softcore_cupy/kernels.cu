@@ -835,12 +835,12 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
         wsum = row_sum(wsum, sm);
     }
     const double coef = a + b * wsum;
-    // float rows without smoothing, past the register cache: each gradient element is
-    // scale coef p_j (less scale a at the target), and scale coef p_j =
-    // exp(x_j - lse + log(scale coef)) is one exp_shift with that shift, straight to float
-    const double gsc = scale * coef;
-    const bool fast = GRAD && sizeof(T) == 4 && b == 0.0 && gsc > 0.0 && gsc < sc_inf();
-    const Shift hg = fast && !lean ? shift_of(lse.m, lse.ls - log(gsc)) : lse;
+    // float kept rows past the register cache: each uncached gradient element is
+    // scale a p_j (coef = a without smoothing; less scale a at the target), and
+    // scale a p_j = exp(x_j - lse + log(scale a)) is one exp_shift with that shift,
+    // straight to float
+    const bool fast = keep && sizeof(T) == 4;
+    const Shift hg = fast && !lean ? shift_of(lse.m, lse.ls - log(ga)) : lse;
     double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
     if (GRAD || b != 0.0) {
         Kept f;
