@@ -23,7 +23,8 @@ kit use; what it holds behaves as in CuPy:
   gradients of 1e-40; the fake reproduces it.
 - :func:`host_reads` counts the host's reads of device memory (``.get()``,
   ``int``, ``float``, ``bool``): on a GPU each one waits for the device, so the
-  tests hold the core to how often a call may wait.
+  tests hold the core to how often a call may wait; :func:`launches` counts the
+  kernels a call launches, each a launch's host time in CuPy.
 - :data:`xp` is the array module: ``asarray`` of host data copies it to the current
   device, native-endian, C (or F, for an F-ordered array) ordered, and raises
   ``ValueError`` for a dtype CuPy has no arrays of (object, strings);
@@ -86,25 +87,19 @@ class Device:
         _state.stack.pop()
 
 
-class _HostReads(threading.local):
-    n = 0
+class _Counts(threading.local):
+    reads = 0
+    launches = 0
 
 
-_host_reads = _HostReads()
+_counts = _Counts()
 
 
 def host_reads() -> int:
     """Reads of device memory by the host so far in this thread: ``.get()``, and
     ``int``, ``float``, ``bool`` or ``repr`` of an array. On a GPU each one waits
     for the device to finish the work queued before it."""
-    return _host_reads.n
-
-
-class _Launches(threading.local):
-    n = 0
-
-
-_launches = _Launches()
+    return _counts.reads
 
 
 def launches() -> int:
@@ -112,12 +107,12 @@ def launches() -> int:
     device (``zeros``, ``ones`` and ``full`` included, ``empty`` and views not)
     and the loopback backend's kernels. On a GPU each costs a launch, most of it
     host time in CuPy, however small the array."""
-    return _launches.n
+    return _counts.launches
 
 
 def _check_device(*arrays: Any) -> None:
     """A kernel launch: every array must be on the current device."""
-    _launches.n += 1
+    _counts.launches += 1
     cur = _current()
     for a in arrays:
         if isinstance(a, ndarray) and a._dev != cur:
@@ -265,7 +260,7 @@ class ndarray:
 
     def get(self, stream: Any = None, order: str = "C") -> np.ndarray:
         """A host copy (0-d for a 0-d array): on a GPU, a wait for the device."""
-        _host_reads.n += 1
+        _counts.reads += 1
         return np.array(self._a, order=order, copy=True)
 
     def __int__(self) -> int:
@@ -527,15 +522,13 @@ def empty(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
 
 def zeros(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
     a = _alloc(shape, dtype, order)
-    _launches.n += 1
-    a._a[...] = 0
+    a.fill(0)
     return a
 
 
 def ones(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
     a = _alloc(shape, dtype, order)
-    _launches.n += 1
-    a._a[...] = 1
+    a.fill(1)
     return a
 
 
@@ -757,7 +750,7 @@ class FakeDeviceBackend:
     def _run(self, kernel: str, ops: dict[str, Any], *args: Any) -> None:
         _no_partial_overlap({k: v for k, v in ops.items() if type(v) is np.ndarray})
         self.calls.append(kernel)
-        _launches.n += 1
+        _counts.launches += 1
         getattr(self._ref, kernel)(*args)
 
     # row-wise ops
@@ -856,7 +849,7 @@ class FakeDeviceBackend:
             raise KernelContractError(f"first is a {type(first).__name__}, not bool")
         _no_partial_overlap(ops)
         self.calls.append("linear_grad_accumulate")
-        _launches.n += 1
+        _counts.launches += 1
         sums = {"d_weight": hg.T @ hx, "d_bias": hg.sum(axis=0)}
         for name in ("d_weight", "d_bias"):
             if name in ops:

@@ -357,13 +357,19 @@ def test_cross_entropy_zero_total_weight():
     assert (grad[2] == 0).all()
 
 
-def _reads(fn: Any, *args: Any, **kwargs: Any) -> int:
-    """Host reads of device memory (each a wait for a GPU) during one call."""
+def _counted(counter: Any, fn: Any, *args: Any, **kwargs: Any) -> int:
+    """How far ``counter`` (a count of the stand-in device's) moves during one call
+    of ``fn`` on device copies of ``args``."""
     dev_args = [_to_dev(a) for a in args]
     dev_kwargs = {k: _to_dev(v) for k, v in kwargs.items()}
-    before = fd.host_reads()
+    before = counter()
     fn(*dev_args, backend=NAME, **dev_kwargs)
-    return fd.host_reads() - before
+    return counter() - before
+
+
+def _reads(fn: Any, *args: Any, **kwargs: Any) -> int:
+    """Host reads of device memory (each a wait for a GPU) during one call."""
+    return _counted(fd.host_reads, fn, *args, **kwargs)
 
 
 def test_what_waits_for_the_device():
@@ -400,11 +406,7 @@ def test_what_waits_for_the_device():
 
 def _launches(fn: Any, *args: Any, **kwargs: Any) -> int:
     """Kernels that one call of ``fn`` on device copies of ``args`` launches."""
-    dev_args = [_to_dev(a) for a in args]
-    dev_kwargs = {k: _to_dev(v) for k, v in kwargs.items()}
-    before = fd.launches()
-    fn(*dev_args, backend=NAME, **dev_kwargs)
-    return fd.launches() - before
+    return _counted(fd.launches, fn, *args, **kwargs)
 
 
 def test_kernel_launches_per_call():
