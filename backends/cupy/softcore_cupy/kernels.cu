@@ -289,7 +289,7 @@ __device__ __noinline__ Pack<float, N> kept_slot_low(Pack<float, N> p, double m)
             const float ev = expf(d);
             o.v[e] = fmaf(ev, dl, ev);
         } else {
-            o.v[e] = d < -104.0f ? 0.0f : from_d<float>(exp(to_d(p.v[e]) - m));
+            o.v[e] = d < -104.0f ? 0.0f : exp_shift_subnormal(p.v[e], m, 0.0);
         }
     }
     return o;
