@@ -144,9 +144,10 @@ __device__ __forceinline__ Shift shift_of(double m, double ls) {
 }
 
 // a + b = s + e exactly (Knuth's TwoSum; no branch, any order of magnitudes).
-__device__ __forceinline__ float two_sum(float a, float b, float& e) {
-    const float s = a + b;
-    const float bb = s - a;
+template <typename T>
+__device__ __forceinline__ T two_sum(T a, T b, T& e) {
+    const T s = a + b;
+    const T bb = s - a;
     e = (a - (s - bb)) + (b - bb);
     return s;
 }
@@ -188,7 +189,22 @@ __device__ __forceinline__ float exp_shift(float x, const Shift& h) {
     if (th != th) return th;
     return exp_shift_subnormal(x, h.m, h.ls);
 }
-__device__ __forceinline__ double exp_shift(double x, const Shift& h) { return exp(shifted(x, h)); }
+// exp((x - m) - ls) in double with exp's error and ls's own rounding (|ls| / 2 ulps)
+// alone: both subtractions as exact pairs (TwoSum), their rounding errors added back
+// through the derivative, as the float pair does. The argument rounded once would cost
+// |x - lse| / 2 ulps of the result (35 at x - lse = -70): the contract allows that (it
+// is exp's condition number), and so did these kernels before; numpy's exp(x - m) / S
+// pays it where x - m rounds. x = -inf gives 0, a NaN row NaN.
+__device__ __forceinline__ double exp_shift_d(double x, double m, double ls) {
+    double ed, et;
+    const double d = two_sum(x, -m, ed);
+    const double th = two_sum(d, -ls, et);
+    const double r = exp(th);
+    return r > 0.0 ? fma(r, et + ed, r) : r;
+}
+__device__ __forceinline__ double exp_shift(double x, const Shift& h) {
+    return exp_shift_d(x, h.m, h.ls);
+}
 
 // NaN-propagating maximum, in the row's own type: the maximum of floats is one of
 // them, so it is found in float and crosses to double once per tile, not per element.
@@ -196,6 +212,16 @@ __device__ __forceinline__ double exp_shift(double x, const Shift& h) { return e
 // maximum, which changes no exp(x - m) and no m + ls.)
 template <typename T>
 __device__ __forceinline__ T nanmax(T a, T b) { return (b > a || b != b) ? b : a; }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// One instruction where the comparisons above take four (max.NaN: sm_80 and later;
+// without .ftz, so subnormals compare as themselves). Any NaN operand gives NaN.
+template <>
+__device__ __forceinline__ float nanmax<float>(float a, float b) {
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+#endif
 template <typename T>
 __device__ __forceinline__ T neg_inf();
 template <>
@@ -226,10 +252,11 @@ __device__ __forceinline__ Shift make_shift(double m, double s) {
 //
 // softmax and the unsmoothed cross-entropy gradient need e_j = exp(x_j - m) in the
 // statistics pass (for the sum) and a multiple of exp(x_j - lse) in the write pass.
-// Their kernels keep e_j in the register cache in place of x_j, with m = mc the
-// thread's maximum over its cached slots, and write e_j f with one factor per thread,
-// f = exp(mc - lse) (times the gradient's scale): a product per element where the
-// write pass took a second exp. On the H200 the write pass's exp was what separated
+// Their kernels keep e_j in the register cache in place of x_j and write e_j f with one
+// factor per thread: a product per element where the write pass took a second exp.
+// Where the whole row is cached, m is the row's maximum M (taken before any exp) and
+// f = 1 / S (times the gradient's scale); otherwise m = mc, the thread's maximum over
+// its cached slots, and f = exp(mc - lse). On the H200 the write pass's exp was what separated
 // softmax from log_softmax (float64 32768 x 1000: 2.25x a copy against 1.36x).
 //
 // Accuracy as exp_shift's: for float, e_j is expf of x - mc carried as a float pair
@@ -260,12 +287,10 @@ __device__ __forceinline__ Kept kept_factor(double mc, double m, double ls, doub
     return kept_of(exp((mc - m) - (ls - log(scale))));
 }
 
-// The same where every slot of the row is cached (mc is the thread's maximum then): f =
-// scale g / S with g = exp(mc - M) from row_stats, so that such rows take no log of S
-// and no second exp per thread (M is the row's maximum; NaN where it is not finite).
-__device__ __forceinline__ Kept kept_cached(double g, double M, double S, double scale) {
-    return kept_of(M > -sc_inf() && M < sc_inf() ? g * scale / S : sc_nan());
-}
+// The same where every slot of the row is cached: stats_row then keeps exp(x - M), M the
+// row's maximum, and f = scale / S, so that such rows take no log of S and no exp per
+// thread (S is NaN where M is not finite).
+__device__ __forceinline__ Kept kept_cached(double S, double scale) { return kept_of(scale / S); }
 
 // The slot's kept exps, formed a slot at a time: the rare cases (the subnormal window of
 // e, products below the smallest normal) are redone out of line for the whole slot, so
@@ -295,6 +320,10 @@ __device__ __noinline__ Pack<float, N> kept_slot_low(Pack<float, N> p, double m)
     return o;
 }
 
+// A float row's maximum as add_slot's mf (double rows do not use it).
+__device__ __forceinline__ float float_part(float m) { return m; }
+__device__ __forceinline__ float float_part(double) { return 0.0f; }
+
 // s += exp(x - m) over a cached slot (mf = (float)m); where keep, the slot becomes its
 // exps (see above). The sum takes the same expf of the rounded difference as stats_pack.
 template <int N>
@@ -318,9 +347,11 @@ __device__ __forceinline__ void add_slot(Pack<double, N>& p, double m, float, do
                                          bool keep) {
 #pragma unroll
     for (int e = 0; e < N; ++e) {
-        const double ev = exp(p.v[e] - m);
+        double dl;  // x - m = d + dl exactly: a kept exp carries exp's error alone
+        const double d = two_sum(p.v[e], -m, dl);
+        const double ev = exp(d);
         s += ev;
-        if (keep) p.v[e] = ev;
+        if (keep) p.v[e] = ev > 0.0 ? fma(ev, dl, ev) : ev;
     }
 }
 
@@ -377,19 +408,39 @@ __device__ __forceinline__ unsigned row_mask() {
     return blockDim.x >= 32 ? SC_FULL_MASK : ((1u << blockDim.x) - 1u) << row_lane0();
 }
 
-// Butterfly over the row's lanes (offsets below blockDim.x, at most 16), then every
-// lane takes the first lane's value: the lanes' sums differ in the order of their
-// terms, and all threads of a row must use the same bits.
-__device__ __forceinline__ double lanes_sum(double v) {
-    const unsigned mask = row_mask();
+// Butterfly over the row's lanes (offsets below blockDim.x, at most 16), folding with
+// op. Where a row owns whole warps (blockDim.x >= 32) every condition a reduction is
+// called under is the same for the whole warp, so the mask is the constant full one:
+// with a mask computed at run time the compiler checks the warp's convergence before
+// every shuffle (five more instructions a step). Narrower rows name their own lanes.
+struct OpAdd {
+    template <typename V>
+    __device__ __forceinline__ V operator()(V a, V b) const { return a + b; }
+};
+struct OpMax {
+    template <typename V>
+    __device__ __forceinline__ V operator()(V a, V b) const { return nanmax(a, b); }
+};
+
+template <typename V, typename Op>
+__device__ __forceinline__ V lanes_fold(V v, Op op) {
+    if (blockDim.x >= 32) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        if (o < (int)blockDim.x) v += __shfl_xor_sync(mask, v, o);
-    return __shfl_sync(mask, v, row_lane0());
+        for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(SC_FULL_MASK, v, o));
+    } else {
+        const unsigned mask = row_mask();
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            if (o < (int)blockDim.x) v = op(v, __shfl_xor_sync(mask, v, o));
+    }
+    return v;
 }
 
+// The row's sum of every thread's v. Every lane of a butterfly ends with the same bits:
+// at each step lanes i and i ^ o add the same two values, a + b and b + a, which
+// round alike. In block mode every thread then adds the warps' partials in index order.
 __device__ __forceinline__ double row_sum(double v, double* sm) {
-    v = lanes_sum(v);
+    v = lanes_fold(v, OpAdd());
     if (group_mode()) return v;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();  // the previous reduction has finished reading sm
@@ -400,40 +451,43 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
     return t;
 }
 
-// The row's (m, s) from every thread's partial (m, s): the maximum first (a
-// NaN-propagating butterfly, then the warps' maxima in index order), then each thread
-// rescales its s to that maximum once and the sums are added as in row_sum. One exp
-// per thread and row: merging the pairs step by step took one per butterfly step,
-// five in a warp, which dominated rows of a few hundred classes. A thread whose m is
-// -inf holds s = 0 and adds 0; a NaN or +inf maximum makes the row NaN (make_shift).
-// gp, where given, takes the factor this thread's s was rescaled by, exp(m - M) (1 or 0
-// where no rescale was needed; NaN for a NaN row): the kept exps' factor is gp / S.
-__device__ __forceinline__ void row_stats(double& m, double& s, double* sm,
-                                          double* gp = nullptr) {
-    const unsigned mask = row_mask();
-    double mm = m;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        if (o < (int)blockDim.x) mm = nanmax(mm, __shfl_xor_sync(mask, mm, o));
-    mm = __shfl_sync(mask, mm, row_lane0());
-    if (!group_mode()) {
-        const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-        __syncthreads();  // the previous reduction has finished reading sm
-        if (lane == 0) sm[32 + w] = mm;
-        __syncthreads();
-        mm = sm[32];
-        for (int k = 1; k < nw; ++k) mm = nanmax(mm, sm[32 + k]);
-    }
+// The row's maximum of every thread's v, in the row's own type (a float row's
+// maximum is one of its floats: one shuffle per step, not two): a NaN-propagating
+// butterfly over the row's lanes, then in block mode the warps' maxima in index
+// order. Every lane ends with the same value (a maximum does not depend on the
+// order), so no broadcast is needed.
+template <typename T>
+__device__ __forceinline__ T row_max(T v, double* sm) {
+    v = lanes_fold(v, OpMax());
+    if (group_mode()) return v;
+    T* smt = reinterpret_cast<T*>(sm + 32);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();  // the previous reduction has finished reading sm
+    if (lane == 0) smt[w] = v;
+    __syncthreads();
+    v = smt[0];
+    for (int k = 1; k < nw; ++k) v = nanmax(v, smt[k]);
+    return v;
+}
+
+// The row's (m, s) from every thread's partial (m, s) (m a value of the row, or
+// -inf): the maximum first (row_max), then each thread rescales its s to that
+// maximum once and the sums are added as in row_sum. One exp per thread and row:
+// merging the pairs step by step took one per butterfly step, five in a warp, which
+// dominated rows of a few hundred classes. A thread whose m is -inf holds s = 0 and
+// adds 0; a NaN or +inf maximum makes the row NaN (make_shift). Rows held wholly in
+// registers take their maximum before any exp instead (stats_row).
+template <typename T>
+__device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+    const double mm = to_d(row_max(from_d<T>(m), sm));  // exact: m is a T value
     if (mm != mm || mm == sc_inf()) {
         m = mm;
         s = sc_nan();
-        if (gp) *gp = sc_nan();
         return;
     }
     const bool same = m == mm || m == -sc_inf();  // s needs no rescale (or is 0)
     const double g = same ? (m == mm ? 1.0 : 0.0) : exp(m - mm);
     const double part = same ? s : s * g;
-    if (gp) *gp = g;
     m = mm;
     s = row_sum(part, sm);
 }
@@ -463,13 +517,13 @@ __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N
 }
 
 // (m, s) of the whole row; the first K slots of the thread are left in c: as read, or
-// where keep, as exp(x - mc) (add_slot), mc the thread's maximum over those slots
-// (-inf, all kept terms 0, where it has none).
+// where keep, as exp(x - mc) (add_slot). mc is the row's maximum where the whole row
+// is cached, else the thread's maximum over its cached slots (-inf, all kept terms 0,
+// where it has none).
 template <typename T, int N, int K, bool A>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
-                                          bool keep = false, double* mc = nullptr,
-                                          double* gp = nullptr) {
+                                          bool keep = false, double* mc = nullptr) {
     const int tid = threadIdx.x, nt = blockDim.x;
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
@@ -482,6 +536,28 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
 #pragma unroll
             for (int e = 0; e < N; ++e) tm = nanmax(tm, c[k].v[e]);
         }
+    }
+    if (nslot <= (i64)K * nt) {
+        // The whole row is in registers (a choice per launch): its maximum M comes
+        // first, so the terms are exp(x - M) at once and no thread rescales its sum
+        // (g = 1), which saves a double exp per thread and row.
+        tm = row_max(tm, sm);
+        m = to_d(tm);
+        const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
+        if (fin) {
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+                i64 v = tid + (i64)k * nt;
+                if (v < nslot) add_slot<N>(c[k], m, float_part(tm), s, keep);
+            }
+            s = row_sum(s, sm);
+        } else {
+            // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
+            // the kept factor 1 / S, which turns whatever the cache holds into NaN
+            s = sc_nan();
+        }
+        if (keep) *mc = m;
+        return;
     }
     if (stats_raise(m, s, to_d(tm))) {
         const float mf = (float)m;  // for float rows: m is a float value, exact
@@ -498,7 +574,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     }
     if (keep) *mc = m;
     for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) stats_pack<T, N, A>(m, s, ld<T, N, A>(row, v));
-    row_stats(m, s, sm, gp);
+    row_stats<T>(m, s, sm);
 }
 
 // ---------------------------------------------------------------------------
@@ -524,14 +600,14 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     const T* xr = x + r * C;
     T* orow = out + r * C;
     Pack<T, N> c[K];
-    double m, s, mc, g;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc, &g);  // softmax keeps exp
+    double m, s, mc;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc);  // softmax keeps exp
     // softmax rows held in registers need no log-sum-exp (uniform per row)
     const bool cached = MODE == 0 && nslot <= (i64)K * nt;
     Shift lse;
     if (!cached) lse = make_shift(m, s);
     Kept f;
-    if (MODE == 0) f = cached ? kept_cached(g, m, s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
+    if (MODE == 0) f = cached ? kept_cached(s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
@@ -735,7 +811,7 @@ __device__ void jacobian_rows_impl(const T* x, const double* sh, T* out, i64 row
         __syncthreads();  // the previous group's outputs have read sp
         for (int k = tid; k < nr * c; k += nt) {
             const i64 r = r0 + k / c;
-            sp[k] = exp((to_d(x[r0 * C + k]) - sh[2 * r]) - sh[2 * r + 1]);
+            sp[k] = exp_shift_d(to_d(x[r0 * C + k]), sh[2 * r], sh[2 * r + 1]);
         }
         __syncthreads();
         if (c >= 32) {
@@ -823,8 +899,8 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     const double ga = scale * a;
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
-    double m, s, mc, g;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc, &g);
+    double m, s, mc;
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc);
     // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
     const bool lean = keep && nslot <= (i64)K * nt;
     Shift lse;
@@ -844,7 +920,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     double ls = 0.0;  // sum_c w_c (lse - x_c), only with smoothing
     if (GRAD || b != 0.0) {
         Kept f;
-        if (keep) f = lean ? kept_cached(g, m, s, ga) : kept_factor(mc, lse.m, lse.ls, ga);
+        if (keep) f = lean ? kept_cached(s, ga) : kept_factor(mc, lse.m, lse.ls, ga);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;

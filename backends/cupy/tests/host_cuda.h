@@ -115,6 +115,11 @@ inline double __shfl_sync(unsigned mask, double v, int src) {
     return emu_exchange(mask, v, [src](int) { return src; });
 }
 
+// float values travel through the double buffer exactly (row_max of float rows)
+inline float __shfl_xor_sync(unsigned mask, float v, int o) {
+    return (float)__shfl_xor_sync(mask, (double)v, o);
+}
+
 template <typename... A, std::size_t... I>
 void emu_call(void (*k)(A...), void** a, std::index_sequence<I...>) {
     k(*static_cast<std::remove_reference_t<A>*>(a[I])...);

@@ -60,6 +60,15 @@ def test_float_conversions_keep_subnormals(nvrtc):
     assert "cvt.ftz.f64.f32" not in ptx
 
 
+def test_nan_propagating_max_by_architecture(nvrtc):
+    """sm_80 and later find a float maximum with max.NaN (one instruction); compute_75,
+    which lacks it, with the comparisons."""
+    for arch, has in (("75", False), ("90", True)):
+        ok, log, ptx = _compile(nvrtc, arch)
+        assert ok, log
+        assert ("max.NaN.f32" in ptx) == has, arch
+
+
 def test_a_syntax_error_is_reported(nvrtc):
     bad = _kernels.kernel_source().replace("__shfl_xor_sync", "__shfl_xor_sync_typo", 1)
     ok, log, _ = _nvrtc.compile_source(nvrtc, bad, "90", _kernels.NVRTC_OPTIONS)
@@ -77,13 +86,55 @@ def test_compile_check_tool(nvrtc):
     assert "all compiled" in res.stdout
 
 
-def test_sass_counts_tool(nvrtc):
-    """The static-count tool (registers, spills, SASS opcodes) on one kernel."""
+def _sass_counts():
     sys.path.insert(0, str(TOOL.parent))
     try:
         import sass_counts
     finally:
         sys.path.pop(0)
+    return sass_counts
+
+
+def test_path_probes_compile(nvrtc):
+    """sass_counts.py --path: every op's probe kernel compiles (its template calls
+    follow the kernels' signatures), in both dtypes."""
+    sass_counts = _sass_counts()
+    ops = sass_counts._PROBE_CALLS
+    specs = [f"{op}:{d}:64:32" for op in ops for d in ("f32", "f64")]
+    src = sass_counts.probe_source(_kernels.kernel_source(), *specs)
+    ok, log, ptx = _nvrtc.compile_source(nvrtc, src, "90", _kernels.NVRTC_OPTIONS)
+    assert ok, log
+    for i in range(len(specs)):
+        assert f".entry sc_probe{i}(" in ptx, specs[i]
+    with pytest.raises(SystemExit):
+        sass_counts.probe_source("", "softmax:f32:64:48")  # no such launch
+
+
+def test_path_counts(nvrtc):
+    """--path counts one thread's code: a warp's row has its shuffles and no barrier,
+    a block's row its barriers too."""
+    sass_counts = _sass_counts()
+    ptxas, nvdisasm = sass_counts.find_tool("ptxas"), sass_counts.find_tool("nvdisasm")
+    if None in (ptxas, nvdisasm):
+        pytest.skip("ptxas or nvdisasm not found (CUDA toolkit): SASS not counted")
+    src = _kernels.kernel_source()
+    warp = sass_counts.path_counts(
+        sass_counts.probe_source(src, "softmax:f32:128:32"), "90", ptxas, nvdisasm
+    )
+    block = sass_counts.path_counts(
+        sass_counts.probe_source(src, "softmax:f32:1024:64"), "90", ptxas, nvdisasm
+    )
+    assert warp["SHFL"] >= 10  # a maximum and a sum, 5 steps each
+    assert warp["BAR"] == 0
+    assert block["SHFL"] >= 10
+    assert block["BAR"] >= 2
+    assert 0 < warp["path"] < block["path"]  # 4 floats a thread against 16
+    assert warp["MUFU"] >= 4  # an exp per element
+
+
+def test_sass_counts_tool(nvrtc):
+    """The static-count tool (registers, spills, SASS opcodes) on one kernel."""
+    sass_counts = _sass_counts()
     if None in (sass_counts.find_tool("ptxas"), sass_counts.find_tool("nvdisasm")):
         pytest.skip("ptxas or nvdisasm not found (CUDA toolkit): SASS not counted")
     res = subprocess.run(
