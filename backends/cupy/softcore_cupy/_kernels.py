@@ -47,11 +47,17 @@ KERNEL_NAMES: tuple[str, ...] = tuple(
 # Per itemsize: elements per vector access, and elements a thread keeps in registers.
 _VEC = {4: 4, 8: 2}
 _CACHE = {4: 16, 8: 8}
-# Elements of a row per thread in the launch rule (either dtype), from the threads-
-# per-row sweep of tools/bench_gpu.py on an H200 (C from 128 to 128256): within 5% of
-# the best launch at every swept shape and op but float32 cross-entropy at C = 32000
-# (1.08x its best, 128 threads). Rows up to 16384 floats then stay in registers.
-_PER_THREAD = {4: 16, 8: 16}
+# Elements of a row per thread in the launch rule: as many as a thread keeps in
+# registers, so rows up to 16384 floats or 8192 doubles are read once. The threads-
+# per-row sweep of tools/bench_gpu.py on an H200 (2026-12-04, C from 128 to 128256)
+# put 16 per thread within 5% of the best launch at every swept shape and op for both
+# dtypes (float32 cross-entropy at C = 32000: 1.08x its best), so float64 rows took
+# 16, half of them past the registers. Since then a cached element takes one exp and
+# an uncached one still two, and wholly cached rows take no per-thread rescale: the
+# code thread 0 runs for a float64 softmax row of 1024 is 467 instructions at 128
+# threads (8 each) against 1213 at 64 (static counts of the compiled code), so
+# float64 takes 8 until the next sweep on a GPU says otherwise.
+_PER_THREAD = {4: 16, 8: 8}
 # Fewest threads a row gets. 8 and 16 are valid launches too (group mode: a few rows
 # share a warp, which shares each row's double exp, log and shuffles between them); the
 # rule keeps one warp per row until the sweep has timed them on a GPU.
