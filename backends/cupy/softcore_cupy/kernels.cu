@@ -282,9 +282,17 @@ __device__ __forceinline__ Kept kept_of(double d) {
 }
 
 // f = scale exp(mc - lse) from the row's shift: 0 where mc = -inf (no term kept), NaN
-// for a NaN row. Rows with slots past the register cache take it so.
+// for a NaN row. Rows with slots past the register cache take it so. The argument
+// (mc - m) - ls + log(scale) is a sum of pairs (TwoSum), its rounding errors added back
+// as in exp_shift_d: rounded once, a thread whose maximum mc lies 70 below the row's
+// would scale all its elements by a factor |mc - lse| / 2 ulps off.
 __device__ __forceinline__ Kept kept_factor(double mc, double m, double ls, double scale) {
-    return kept_of(exp((mc - m) - (ls - log(scale))));
+    double ed, et, eg;
+    const double d = two_sum(mc, -m, ed);
+    const double t = two_sum(d, -ls, et);
+    const double th = two_sum(t, log(scale), eg);
+    const double r = exp(th);
+    return kept_of(r > 0.0 ? fma(r, (ed + et) + eg, r) : r);
 }
 
 // The same where every slot of the row is cached: stats_row then keeps exp(x - M), M the

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cupy_emulation as _emu
 import float32_rows
+import float64_rows
 import numpy as np
 import pytest
 
@@ -154,32 +155,29 @@ def test_jacobian(emu, op, kernel, c, dtype, monkeypatch):
 @pytest.mark.parametrize("kernel", ["rows", "wide"])
 @pytest.mark.parametrize("op", ["softmax_jacobian_rows", "log_softmax_jacobian_rows"])
 def test_jacobian_float64_tiny_probabilities(emu, op, kernel, monkeypatch):
-    """float64 off-diagonal entries (-p_i p_j, -p_j) within 3 ulps (2^-52 relative) of
-    each entry, against mpmath, in rows whose logits span about 150: probabilities far
-    below 1, whose argument x - lse rounded in double had cost up to 110 ulps here."""
-    mpmath = pytest.importorskip("mpmath")
+    """float64 off-diagonal entries (-p_i p_j, -p_j) within 3 ulps of mpmath in rows
+    whose logits span about 150 (110 ulps when the exp's argument was rounded)."""
+    pytest.importorskip("mpmath")
     if kernel == "wide":
         monkeypatch.setattr(K, "JAC_ROWS_MAX", 0)
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((4, 7)) * 30
-    x[0, :5] = [7.54381327, -7.9262918, 38.42535903, 6.29400703, -32.14016239]
+    x = float64_rows.wide_span_rows(7)
     got = _emu.dev(np.empty((4, 7, 7)))
     getattr(K, op)(_emu.dev(x), got)
-    got = np.asarray(got)
-    mpmath.mp.prec = 120
-    worst = 0.0
-    for r in range(4):
-        top = mpmath.mpf(float(x[r].max()))
-        e = [mpmath.exp(mpmath.mpf(float(v)) - top) for v in x[r]]
-        p = [v / mpmath.fsum(e) for v in e]
-        for i in range(7):
-            for j in range(7):
-                if i == j:
-                    continue
-                want = -p[j] if op.startswith("log") else -p[i] * p[j]
-                err = abs((mpmath.mpf(float(got[r, i, j])) - want) / want)
-                worst = max(worst, float(err) / 2.0**-52)
+    worst = float64_rows.jacobian_offdiag_ulps(x, np.asarray(got), op.startswith("log"))
     assert worst <= 3, f"{op} ({kernel} kernel): {worst:.2f} ulps"
+
+
+@pytest.mark.parametrize("c", [7, 600])
+def test_softmax_float64_tiny_probabilities(emu, c):
+    """float64 softmax within 3 ulps of mpmath on the same rows: kept exps (every
+    layout of 7 classes, 600 under the rule) and, under the few-threads launch, the
+    slots of 600 past the registers (exp_shift)."""
+    pytest.importorskip("mpmath")
+    x = float64_rows.wide_span_rows(c)
+    got = _emu.dev(np.empty_like(x))
+    K.softmax_rows(_emu.dev(x), got)
+    worst = float64_rows.softmax_ulps(x, np.asarray(got))
+    assert worst <= 3, f"softmax C={c}: {worst:.2f} ulps"
 
 
 @pytest.mark.parametrize(("rows", "c"), [(60, 40), (700, 3), (2, 1024), (3, 513)])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import float32_rows
+import float64_rows
 import numpy as np
 import pytest
 
@@ -124,6 +125,31 @@ def test_jacobian_kernels(kernel, rows, c, dtype, monkeypatch):
         ref = np.empty((rows, c, c), dtype)
         getattr(reference, op)(x, ref)
         _close(got, ref, dtype, f"{op} {kernel} {rows}x{c}")
+
+
+@pytest.mark.parametrize("c", [7, 600, 9000])
+def test_float64_tiny_probabilities(c, monkeypatch):
+    """float64 softmax and the Jacobians' off-diagonal entries against mpmath in rows
+    whose logits span about 150, where a rounded exp argument costs up to 110 ulps:
+    kept exps (7 and 600 classes), slots past the registers (9000), both Jacobian
+    kernels. Bounds: the emulation's largest errors (2.3 ulps of 2^-52 for either)
+    plus about one for each CUDA exp in an entry (1 ulp each)."""
+    pytest.importorskip("mpmath")
+    x = float64_rows.wide_span_rows(c)
+    got = cupy.empty_like(cupy.asarray(x))
+    K.softmax_rows(cupy.asarray(x), got)
+    assert float64_rows.softmax_ulps(x, cupy.asnumpy(got)) <= 4
+    if c != 7:
+        return
+    for kernel in ("rows", "wide"):
+        monkeypatch.setattr(K, "JAC_ROWS_MAX", 0 if kernel == "wide" else 1024)
+        for op in ("softmax_jacobian_rows", "log_softmax_jacobian_rows"):
+            jac = cupy.empty((4, 7, 7))
+            getattr(K, op)(cupy.asarray(x), jac)
+            worst = float64_rows.jacobian_offdiag_ulps(
+                x, cupy.asnumpy(jac), op.startswith("log")
+            )
+            assert worst <= 5, f"{op} ({kernel} kernel): {worst:.2f} ulps"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
