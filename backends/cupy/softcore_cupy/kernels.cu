@@ -256,8 +256,8 @@ __device__ __forceinline__ Shift make_shift(double m, double s) {
 // factor per thread: a product per element where the write pass took a second exp.
 // Where the whole row is cached, m is the row's maximum M (taken before any exp) and
 // f = 1 / S (times the gradient's scale); otherwise m = mc, the thread's maximum over
-// its cached slots, and f = exp(mc - lse). On the H200 the write pass's exp was what separated
-// softmax from log_softmax (float64 32768 x 1000: 2.25x a copy against 1.36x).
+// its cached slots, and f = exp(mc - lse). On the H200 the write pass's exp was what
+// separated softmax from log_softmax (float64 32768 x 1000: 2.25x a copy against 1.36x).
 //
 // Accuracy as exp_shift's: for float, e_j is expf of x - mc carried as a float pair
 // (the sum takes the same expf of the rounded difference, so its bits do not change)
@@ -547,8 +547,8 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     }
     if (nslot <= (i64)K * nt) {
         // The whole row is in registers (a choice per launch): its maximum M comes
-        // first, so the terms are exp(x - M) at once and no thread rescales its sum
-        // (g = 1), which saves a double exp per thread and row.
+        // first, so the terms are exp(x - M) at once and no thread rescales its sum,
+        // which saves a double exp per thread and row.
         tm = row_max(tm, sm);
         m = to_d(tm);
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
