@@ -132,11 +132,16 @@ def test_backward_is_vector_jacobian_product(
     gl = np.moveaxis(g, axis, -1).astype(np.longdouble)
     jl = jac.astype(np.longdouble)
     want = np.moveaxis(np.einsum("...i,...ij->...j", gl, jl), -1, axis)
-    # the magnitudes of the contraction, and the op's own metric on its rounded
-    # second argument (1 - p is ill-conditioned in a rounded p)
+    # the magnitudes of the contraction, the op's own metric on its rounded second
+    # argument (1 - p is ill-conditioned in a rounded p), and the contraction of the
+    # Jacobian's own metric: its tolerance allows errors scaled by exp's condition
+    # number (|log p|), which |J| alone does not carry (a Jacobian with p's argument
+    # rounded, within that tolerance, was 39 ulps from g.J on |J| alone)
     ((_, own),) = getattr(_oracle, op)(gl, np.moveaxis(_cases.to_host(y), axis, -1))
     terms = np.einsum("...i,...ij->...j", np.abs(gl), np.abs(jl))
-    scale = np.moveaxis(np.maximum(terms, own), -1, axis)
+    ((_, jscale),) = getattr(_oracle, fwd + "_jacobian")(np.moveaxis(x, axis, -1))
+    jterms = np.einsum("...i,...ij->...j", np.abs(gl), jscale)
+    scale = np.moveaxis(np.maximum(np.maximum(terms, own), jterms), -1, axis)
     # two computations, each within the op's tolerance of the exact value
     assert_ulp(
         got,
