@@ -8,7 +8,9 @@
 #pragma once
 
 #include <barrier>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +20,11 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+// The longest a block may run before the emulation takes it for a deadlock.
+#ifndef EMU_BLOCK_SECONDS
+#define EMU_BLOCK_SECONDS 120
+#endif
 
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
@@ -138,13 +145,33 @@ void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args) {
             for (unsigned w = 0; w < (n + 31) / 32; ++w) g_warps.push_back(std::make_unique<WarpState>());
             std::vector<std::thread> threads;
             threads.reserve(n);
+            std::mutex done_mu;
+            std::condition_variable done_cv;
+            unsigned done = 0;
             for (unsigned ty = 0; ty < b.y; ++ty) {
                 for (unsigned tx = 0; tx < b.x; ++tx) {
-                    threads.emplace_back([=] {
+                    threads.emplace_back([=, &done_mu, &done_cv, &done] {
                         threadIdx = dim3{tx, ty, 1};
                         blockIdx = dim3{bx, by, 1};
                         emu_call(k, args, std::index_sequence_for<A...>{});
+                        const std::lock_guard<std::mutex> lk(done_mu);
+                        if (++done == n) done_cv.notify_one();
                     });
+                }
+            }
+            {
+                // A block's threads that never finish wait at a barrier or a shuffle
+                // some of them do not reach (on a GPU: undefined, often a hang):
+                // abort with the block's place rather than hang the test run.
+                std::unique_lock<std::mutex> lk(done_mu);
+                if (!done_cv.wait_for(lk, std::chrono::seconds(EMU_BLOCK_SECONDS),
+                                      [&] { return done == n; })) {
+                    std::fprintf(stderr,
+                                 "host_cuda.h: block (%u, %u) of %u threads: %u finished in "
+                                 "%d s; the others wait at a barrier or shuffle that not "
+                                 "all of them reach\n",
+                                 bx, by, n, done, EMU_BLOCK_SECONDS);
+                    std::abort();
                 }
             }
             for (auto& t : threads) t.join();

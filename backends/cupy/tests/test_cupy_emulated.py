@@ -400,6 +400,33 @@ def test_rows_sharing_a_warp(tmp_path_factory, monkeypatch, threads, dtype):
     _close(grad, rgrad, dtype, "grad")
 
 
+def test_a_deadlocked_block_aborts(tmp_path):
+    """A block whose threads do not all reach a barrier (a kernel bug that hangs a GPU)
+    ends the emulation with the block's place after EMU_BLOCK_SECONDS, here 1, rather
+    than hanging the test run."""
+    cxx = _emu.compiler()
+    if cxx is None:
+        pytest.skip(NO_CXX)
+    (tmp_path / "host_cuda.h").write_text(
+        Path(__file__).with_name("host_cuda.h").read_text()
+    )
+    (tmp_path / "main.cpp").write_text(
+        '#include "host_cuda.h"\n'
+        "__global__ void stuck() { if (threadIdx.x != 0) __syncthreads(); }\n"
+        "int main() { emu_launch(stuck, dim3{1, 1, 1}, dim3{4, 1, 1}, nullptr); }\n"
+    )
+    exe = tmp_path / "stuck"
+    build = subprocess.run(
+        [cxx, "-std=c++20", "-pthread", "-DEMU_BLOCK_SECONDS=1", "-o", str(exe),
+         str(tmp_path / "main.cpp")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert "block (0, 0) of 4 threads: 1 finished in 1 s" in res.stderr
+
+
 @pytest.mark.skipif(
     not os.environ.get("SOFTCORE_CUPY_EMULATED_KIT"),
     reason="the conformance kit on the host emulation takes minutes: "
