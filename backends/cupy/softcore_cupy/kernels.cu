@@ -524,6 +524,20 @@ __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N
     }
 }
 
+// s += exp(x - m) over the thread's cached slots, m = tm (a finite value of the row),
+// each slot left as its exps where keep (add_slot).
+template <typename T, int N, int K>
+__device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm, double& s,
+                                           bool keep) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const double m = to_d(tm);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) add_slot<N>(c[k], m, float_part(tm), s, keep);
+    }
+}
+
 // (m, s) of the whole row; the first K slots of the thread are left in c: as read, or
 // where keep, as exp(x - mc) (add_slot). mc is the row's maximum where the whole row
 // is cached, else the thread's maximum over its cached slots (-inf, all kept terms 0,
@@ -553,11 +567,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         m = to_d(tm);
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
         if (fin) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) {
-                i64 v = tid + (i64)k * nt;
-                if (v < nslot) add_slot<N>(c[k], m, float_part(tm), s, keep);
-            }
+            add_cached<T, N, K>(c, nslot, tm, s, keep);
             s = row_sum(s, sm);
         } else {
             // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
@@ -567,13 +577,8 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         if (keep) *mc = m;
         return;
     }
-    if (stats_raise(m, s, to_d(tm))) {
-        const float mf = (float)m;  // for float rows: m is a float value, exact
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-            i64 v = tid + (i64)k * nt;
-            if (v < nslot) add_slot<N>(c[k], m, mf, s, keep);
-        }
+    if (stats_raise(m, s, to_d(tm))) {  // m = tm now
+        add_cached<T, N, K>(c, nslot, tm, s, keep);
     } else if (keep) {  // no finite maximum: -inf (terms 0) or NaN (the row is NaN)
 #pragma unroll
         for (int k = 0; k < K; ++k)
