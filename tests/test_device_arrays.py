@@ -367,6 +367,18 @@ def _counted(counter: Any, fn: Any, *args: Any, **kwargs: Any) -> int:
     return counter() - before
 
 
+def _counted_inputs() -> tuple[Any, Any, Any, Any, Any]:
+    """Logits, class-index targets (also with an ignored row), probability targets
+    and class weights for the counting tests."""
+    return (
+        _logits((6, 5)),
+        np.array([0, 4, 2, 2, 1, 3]),
+        np.array([0, 4, -100, 2, 1, 3]),
+        np.full((6, 5), 0.2),
+        np.linspace(0.5, 2.0, 5),
+    )
+
+
 def _reads(fn: Any, *args: Any, **kwargs: Any) -> int:
     """Host reads of device memory (each a wait for a GPU) during one call."""
     return _counted(fd.host_reads, fn, *args, **kwargs)
@@ -378,11 +390,7 @@ def test_what_waits_for_the_device():
     their summed weight too), twice where some target is ``ignore_index`` or no
     class (whether one is bad, the kept rows' weight and whether any is kept
     come back together); a bad target's message may read more."""
-    x = _logits((6, 5))
-    t = np.array([0, 4, 2, 2, 1, 3])
-    t_ign = np.array([0, 4, -100, 2, 1, 3])
-    probs = np.full((6, 5), 0.2)
-    w = np.linspace(0.5, 2.0, 5)
+    x, t, t_ign, probs, w = _counted_inputs()
     for op in ROW_OPS + ["logsumexp"]:
         assert _reads(getattr(sc, op), x) == 0, op
     assert _reads(sc.softmax_backward, x, x) == 0
@@ -416,11 +424,7 @@ def test_kernel_launches_per_call():
     ones, the largest target, alpha and beta, the loss's sum and mean); the
     gradient alone skips the loss's reduction. Pinned so that an added array
     operation in the core's device path shows."""
-    x = _logits((6, 5))
-    t = np.array([0, 4, 2, 2, 1, 3])
-    t_ign = np.array([0, 4, -100, 2, 1, 3])
-    probs = np.full((6, 5), 0.2)
-    w = np.linspace(0.5, 2.0, 5)
+    x, t, t_ign, probs, w = _counted_inputs()
     for op in ROW_OPS + ["logsumexp"]:
         assert _launches(getattr(sc, op), x) == 1, op
     assert _launches(sc.softmax_backward, x, x) == 1
