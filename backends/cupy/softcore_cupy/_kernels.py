@@ -54,8 +54,8 @@ _CACHE = {4: 16, 8: 8}
 # dtypes (float32 cross-entropy at C = 32000: 1.08x its best), so float64 rows took
 # 16, half of them past the registers. Since then a cached element takes one exp and
 # an uncached one still two, and wholly cached rows take no per-thread rescale: the
-# code thread 0 runs for a float64 softmax row of 1024 is 467 instructions at 128
-# threads (8 each) against 1213 at 64 (static counts of the compiled code), so
+# code thread 0 runs for a float64 softmax row of 1024 is 544 instructions at 128
+# threads (8 each) against 1215 at 64 before (tools/sass_counts.py --path), so
 # float64 takes 8 until the next sweep on a GPU says otherwise.
 _PER_THREAD = {4: 16, 8: 8}
 # Fewest threads a row gets. 8 and 16 are valid launches too (group mode: a few rows
