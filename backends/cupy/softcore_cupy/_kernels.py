@@ -27,6 +27,8 @@ _ROW_OPS = (
     "log_softmax_backward",
     "ce",
     "ce_grad",
+    "ce_idx",
+    "ce_idx_grad",
     "ce_prob",
     "ce_prob_grad",
 )
@@ -42,6 +44,8 @@ KERNEL_NAMES: tuple[str, ...] = tuple(
         for k in ("", "_rows")
         for d in ("f32", "f64")
     ]
+    + ["sc_ce_target_stats", "sc_ce_target_finish"]
+    + ["sc_ce_total_f32", "sc_ce_total_f64"]
 )
 
 # Per itemsize: elements per vector access, and elements a thread keeps in registers.
@@ -273,3 +277,84 @@ def cross_entropy_prob_grad_rows(
         grad_out,
     )
     _row_launch("ce_prob_grad", x, (x, target, grad_out), args)
+
+
+#: Rows of class-index targets per block of the device statistics (sc_ce_target_stats):
+#: calls up to this many rows take one launch for them, longer ones two.
+STATS_ROWS = 16384
+_STATS_THREADS = 256
+
+
+def cross_entropy_index_rows(
+    x,
+    target,
+    class_weight,
+    ignore_index,
+    smoothing,
+    mean,
+    loss_rows,
+    loss_out,
+    grad_out,
+):
+    """The optional class-index cross-entropy of backends/README.md, on the device.
+
+    Launches: the targets' statistics (one kernel, two past ``STATS_ROWS`` rows), the
+    row kernel, and for a scalar loss the rows' sum and ``sc_ce_total``. Returns the
+    statistics array, whose element 0 is the first bad row or -1; the core reads it
+    once, after all of these are queued.
+    """
+    import cupy
+    import numpy as np
+
+    rows, n_classes = x.shape
+    nparts = -(-rows // STATS_ROWS)
+    with x.device:
+        # the 5 statistics, then the blocks' parts where there are several
+        stats = cupy.empty(5 + (3 * nparts if nparts > 1 else 0), dtype=cupy.float64)
+        weighted = class_weight is not None
+        part = stats[5:] if nparts > 1 else stats
+        mean_flag = np.int64(1 if mean else 0)
+        _function("sc_ce_target_stats", x.device.id)(
+            (nparts, 1, 1),
+            (_STATS_THREADS, 1, 1),
+            (
+                target,
+                class_weight if weighted else stats,
+                np.int64(weighted),
+                np.int64(rows),
+                np.int64(n_classes),
+                np.int64(ignore_index),
+                np.int64(STATS_ROWS),
+                mean_flag,
+                part,
+            ),
+        )
+        if nparts > 1:
+            _function("sc_ce_target_finish", x.device.id)(
+                (1, 1, 1),
+                (_STATS_THREADS, 1, 1),
+                (part, np.int64(nparts), mean_flag, stats),
+            )
+        # without weights every class's is stats[4] = 1, at stride 0
+        cw, wstride = (class_weight, 1) if weighted else (stats[4:5], 0)
+        plan = (
+            target,
+            cw,
+            np.int64(wstride),
+            stats,
+            np.int64(ignore_index),
+            np.float64(1.0 - smoothing),
+            np.float64(smoothing / n_classes),
+            loss_rows,
+        )
+        if grad_out is None:
+            _row_launch("ce_idx", x, (x,), (x, *plan))
+        else:
+            _row_launch("ce_idx_grad", x, (x, grad_out), (x, *plan, grad_out))
+        if loss_out is not None:
+            total = loss_rows.sum(keepdims=True)
+            sfx = "f32" if loss_out.dtype.itemsize == 4 else "f64"
+            _function(f"sc_ce_total_{sfx}", x.device.id)(
+                (1, 1, 1), (1, 1, 1), (total, stats, mean_flag, loss_out)
+            )
+    return stats

@@ -871,6 +871,52 @@ __device__ void jacobian_rows_impl(const T* x, const double* sh, T* out, i64 row
 // literally otherwise (0 * inf is NaN, as in PyTorch); the smoothing sum is skipped
 // in rows with beta == 0.
 
+// Where a row's target, alpha and beta, the class weights and the gradient's scale
+// come from. CeArrays: the core's per-row arrays and a host scale (the kernel
+// contract's cross_entropy_rows and cross_entropy_grad_rows). CeTargets: the caller's
+// targets, unchecked, with the statistics sc_ce_target_stats left in device memory
+// (the optional cross_entropy_index_rows; see "Class-index targets on the device").
+struct CeRow {
+    i64 y;
+    double a, b;
+    bool kept;
+};
+
+struct CeArrays {
+    const i64* target;
+    const double *alpha, *beta, *cw;
+    double scale;
+    static constexpr bool nan_scale = false;  // the core writes NaN rows itself
+    __device__ __forceinline__ bool halted() const { return false; }
+    __device__ __forceinline__ double grad_scale() const { return scale; }
+    __device__ __forceinline__ CeRow row(i64 r) const {
+        return CeRow{target[r], alpha[r], beta[r], true};
+    }
+    __device__ __forceinline__ double w(i64 j) const { return cw[j]; }
+};
+
+struct CeTargets {
+    const i64* target;
+    const double* cw;  // class c's weight at cw[c * wstride]: stride 0 at stats[4] = 1
+    const double* stats;
+    i64 ignore, C, wstride;
+    double keep, spread;  // 1 - eps and eps / C, as the core's plan forms them
+    // a NaN scale (a mean over kept rows whose weights sum to 0) makes every kept
+    // row's gradient NaN, as PyTorch's 0/0; the mean of the loss is NaN then anyway
+    static constexpr bool nan_scale = true;
+    // a bad target (stats[0] >= 0): the core raises, and no kernel writes anything
+    __device__ __forceinline__ bool halted() const { return stats[0] >= 0.0; }
+    __device__ __forceinline__ double grad_scale() const { return stats[3]; }
+    __device__ __forceinline__ CeRow row(i64 r) const {
+        const i64 t = target[r];
+        if (t == ignore) return CeRow{0, 0.0, 0.0, false};
+        return CeRow{t, keep * cw[t * wstride], spread, true};
+    }
+    // no branch on the weights' presence: with one the compiler unswitches every loop
+    // that reads them, two copies of the row kernel's body
+    __device__ __forceinline__ double w(i64 j) const { return cw[j * wstride]; }
+};
+
 // One gradient element, scale (p_j coef - alpha [j == y] - beta w_j): literally, with
 // h the row's log-sum-exp, or on the fast path (see ce_impl) as exp_shift with h the
 // shift that makes it scale coef p_j, less scale alpha at j == y.
@@ -883,28 +929,37 @@ __device__ __forceinline__ T ce_grad_term(T xv, i64 j, i64 y, const Shift& h, bo
     return from_d<T>(scale * (to_d(e) * coef - (j == y ? a : 0.0) - b * wj));
 }
 
-template <typename T, int N, int K, bool A, int GRAD>
-__device__ void ce_impl(const T* x, const i64* target, const double* alpha, const double* beta,
-                        const double* cw, double scale, double* loss, T* grad, i64 rows, i64 C) {
+// A row of N-element slots set to v.
+template <typename T, int N, bool A>
+__device__ __forceinline__ void fill_row(T* row, i64 nslot, T v) {
+    Pack<T, N> z;
+#pragma unroll
+    for (int e = 0; e < N; ++e) z.v[e] = v;
+    for (i64 s = threadIdx.x; s < nslot; s += blockDim.x) st<T, N, A>(row, s, z);
+}
+
+template <typename T, int N, int K, bool A, int GRAD, typename P>
+__device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 rows, i64 C) {
     __shared__ double sm[64];
     const i64 r = row_index();
-    if (r >= rows) return;
+    if (r >= rows || plan.halted()) return;
     const int tid = threadIdx.x, nt = blockDim.x;
     const i64 nslot = C / N;
     const T* xr = x + r * C;
     T* grow = GRAD ? grad + r * C : (T*)0;
-    const double a = alpha[r], b = beta[r];
+    const CeRow rw = plan.row(r);
+    const double a = rw.a, b = rw.b, scale = plan.grad_scale();
+    if (P::nan_scale && GRAD && rw.kept && scale != scale) {
+        fill_row<T, N, A>(grow, nslot, (T)sc_nan());
+        if (tid == 0) loss[r] = sc_nan();
+        return;
+    }
     if (a == 0.0 && b == 0.0) {  // uniform over the row's threads
-        if (GRAD) {
-            Pack<T, N> z;
-#pragma unroll
-            for (int e = 0; e < N; ++e) z.v[e] = (T)0;
-            for (i64 v = tid; v < nslot; v += nt) st<T, N, A>(grow, v, z);
-        }
+        if (GRAD) fill_row<T, N, A>(grow, nslot, (T)0);
         if (tid == 0) loss[r] = 0.0;
         return;
     }
-    const i64 y = target[r];
+    const i64 y = rw.y;
     const double xy = to_d(xr[y]);  // read before any thread writes the row
     // unsmoothed gradient rows (a uniform choice per row) keep exp(x - mc) in the
     // cache: each element is then e_j f with f = scale a exp(mc - lse), the target's
@@ -920,7 +975,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
     if (!lean || tid == 0) lse = make_shift(m, s);
     double wsum = 0.0;
     if (GRAD && b != 0.0) {
-        for (i64 j = tid; j < C; j += nt) wsum += cw[j];
+        for (i64 j = tid; j < C; j += nt) wsum += plan.w(j);
         wsum = row_sum(wsum, sm);
     }
     const double coef = a + b * wsum;
@@ -953,7 +1008,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                     const T xv = c[k].v[e];
                     double wj = 0.0;
                     if (b != 0.0) {
-                        wj = cw[jj];
+                        wj = plan.w(jj);
                         ls += wj * -shifted(to_d(xv), lse);
                     }
                     if (GRAD) o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
@@ -969,7 +1024,7 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
                 const T xv = p.v[e];
                 double wj = 0.0;
                 if (b != 0.0) {
-                    wj = cw[jj];
+                    wj = plan.w(jj);
                     ls += wj * -shifted(to_d(xv), lse);
                 }
                 if (GRAD) o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
@@ -983,6 +1038,117 @@ __device__ void ce_impl(const T* x, const i64* target, const double* alpha, cons
         if (b != 0.0) l += b * ls;
         loss[r] = l;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Class-index targets on the device (the optional cross_entropy_index_rows of
+// backends/README.md). What the core's plan finds on the host before a launch, here
+// left in device memory for the row kernel (CeTargets) to read, so that the host
+// waits for the device once, after every launch of the call:
+//   stats[0]  the first row whose target is neither in [0, C) nor ignore, or -1
+//   stats[1]  the kept rows' summed class weight (their count without weights)
+//   stats[2]  the number of kept rows
+//   stats[3]  the gradient's scale: 1 / stats[1] for a mean, NaN where that is 1 / 0
+//             with rows kept (PyTorch's 0/0), 0 with none kept; 1 for a sum
+//   stats[4]  1: every class's weight where there are none (CeTargets, stride 0)
+// sc_ce_target_stats gives each block of SC_STATS_THREADS threads `per` rows. One block
+// writes stats; more write (first bad or -1, weight, count) to part[3 b ..], which
+// sc_ce_target_finish combines. Every sum is formed in an order fixed by the number
+// of rows (per-thread sums over a stride, then a tree over the block): no atomics.
+
+#define SC_STATS_THREADS 256
+#define SC_NO_BAD 0x7fffffffffffffffLL
+
+// The block's (first bad row, weight, count); the result is in thread 0's arguments.
+__device__ __forceinline__ void stats_block(i64& bad, double& w, i64& kept) {
+    __shared__ i64 sb[SC_STATS_THREADS], sk[SC_STATS_THREADS];
+    __shared__ double sw[SC_STATS_THREADS];
+    const int tid = threadIdx.x;
+    sb[tid] = bad;
+    sw[tid] = w;
+    sk[tid] = kept;
+    __syncthreads();
+    for (int o = SC_STATS_THREADS / 2; o > 0; o >>= 1) {
+        if (tid < o) {
+            if (sb[tid + o] < sb[tid]) sb[tid] = sb[tid + o];
+            sw[tid] += sw[tid + o];
+            sk[tid] += sk[tid + o];
+        }
+        __syncthreads();
+    }
+    bad = sb[0];
+    w = sw[0];
+    kept = sk[0];
+}
+
+__device__ __forceinline__ void stats_write(i64 bad, double w, i64 kept, i64 mean,
+                                            double* stats) {
+    stats[0] = bad == SC_NO_BAD ? -1.0 : (double)bad;
+    stats[1] = w;
+    stats[2] = (double)kept;
+    stats[3] = !mean ? 1.0 : w != 0.0 ? 1.0 / w : kept ? sc_nan() : 0.0;
+    stats[4] = 1.0;
+}
+
+extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
+    sc_ce_target_stats(const i64* t, const double* cw, i64 weighted, i64 rows, i64 C,
+                       i64 ignore, i64 per, i64 mean, double* out) {
+    const i64 lo = (i64)blockIdx.x * per, hi = lo + per < rows ? lo + per : rows;
+    i64 bad = SC_NO_BAD, kept = 0;
+    double w = 0.0;
+    for (i64 r = lo + threadIdx.x; r < hi; r += SC_STATS_THREADS) {
+        const i64 v = t[r];
+        if (v == ignore) continue;
+        if (v < 0 || v >= C) {  // this thread's first: its rows only increase
+            bad = r;
+            break;
+        }
+        ++kept;
+        w += weighted ? cw[v] : 1.0;
+    }
+    stats_block(bad, w, kept);
+    if (threadIdx.x != 0) return;
+    if (gridDim.x == 1) {
+        stats_write(bad, w, kept, mean, out);
+    } else {
+        double* p = out + 3 * (i64)blockIdx.x;
+        p[0] = bad == SC_NO_BAD ? -1.0 : (double)bad;
+        p[1] = w;
+        p[2] = (double)kept;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
+    sc_ce_target_finish(const double* part, i64 nparts, i64 mean, double* stats) {
+    i64 bad = SC_NO_BAD, kept = 0;
+    double w = 0.0;
+    for (i64 b = threadIdx.x; b < nparts; b += SC_STATS_THREADS) {
+        const double* p = part + 3 * b;
+        if (p[0] >= 0.0 && (i64)p[0] < bad) bad = (i64)p[0];
+        w += p[1];
+        kept += (i64)p[2];
+    }
+    stats_block(bad, w, kept);
+    if (threadIdx.x == 0) stats_write(bad, w, kept, mean, stats);
+}
+
+// The call's loss from the sum of its row losses: divided by the kept weight for a
+// mean (NaN where that is 0, as PyTorch's mean over no target), in the logits' type.
+template <typename T>
+__device__ __forceinline__ void ce_total(const double* total, const double* stats, i64 mean,
+                                         T* out) {
+    if (stats[0] >= 0.0) return;
+    double v = total[0];
+    if (mean) v = stats[1] != 0.0 ? v / stats[1] : v * sc_nan();
+    out[0] = from_d<T>(v);
+}
+extern "C" __global__ void sc_ce_total_f32(const double* total, const double* stats, i64 mean,
+                                           float* out) {
+    ce_total<float>(total, stats, mean, out);
+}
+extern "C" __global__ void sc_ce_total_f64(const double* total, const double* stats, i64 mean,
+                                           double* out) {
+    ce_total<double>(total, stats, mean, out);
 }
 
 // ---------------------------------------------------------------------------
@@ -1094,13 +1260,25 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
                                           const double* alpha, const double* beta,          \
                                           const double* cw, double* loss, i64 rows,         \
                                           i64 C) {                                          \
-        ce_impl<T, N, K, A, 0>(x, target, alpha, beta, cw, 1.0, loss, (T*)0, rows, C);         \
+        ce_impl<T, N, K, A, 0>(x, CeArrays{target, alpha, beta, cw, 1.0}, loss, (T*)0, rows, C); \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_ce_grad_##SFX(const T* x, const i64* target,             \
                                                const double* alpha, const double* beta,     \
                                                const double* cw, double scale,              \
                                                double* loss, T* grad, i64 rows, i64 C) {    \
-        ce_impl<T, N, K, A, 1>(x, target, alpha, beta, cw, scale, loss, grad, rows, C);        \
+        ce_impl<T, N, K, A, 1>(x, CeArrays{target, alpha, beta, cw, scale}, loss, grad, rows, C); \
+    }                                                                                       \
+    extern "C" __global__ void SC_BOUNDS_1 sc_ce_idx_##SFX(                                  \
+        const T* x, const i64* target, const double* cw, i64 wstride, const double* stats,  \
+        i64 ignore, double keep, double spread, double* loss, i64 rows, i64 C) {           \
+        const CeTargets p{target, cw, stats, ignore, C, wstride, keep, spread};             \
+        ce_impl<T, N, K, A, 0>(x, p, loss, (T*)0, rows, C);                                 \
+    }                                                                                       \
+    extern "C" __global__ void SC_BOUNDS_1 sc_ce_idx_grad_##SFX(                             \
+        const T* x, const i64* target, const double* cw, i64 wstride, const double* stats,  \
+        i64 ignore, double keep, double spread, double* loss, T* grad, i64 rows, i64 C) {  \
+        const CeTargets p{target, cw, stats, ignore, C, wstride, keep, spread};             \
+        ce_impl<T, N, K, A, 1>(x, p, loss, grad, rows, C);                                  \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_2 sc_ce_prob_##SFX(const T* x, const T* t, double eps,        \
                                                const double* cw, double* loss, i64 rows,    \

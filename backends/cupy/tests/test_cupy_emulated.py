@@ -231,6 +231,140 @@ def test_cross_entropy_index(emu, c, dtype, smoothing, weighted):
     np.testing.assert_array_equal(np.asarray(only), np.asarray(loss))
 
 
+def _host_index_plan(target, c, cw, ignore, eps):
+    """The core's host plan for class-index targets (ignored rows: target 0,
+    alpha = beta = 0), and the kept rows' summed weight."""
+    keep = target != ignore
+    t0 = np.where(keep, target, 0)
+    w_y = (np.ones(c) if cw is None else cw)[t0] * keep
+    alpha = (1.0 - eps) * w_y
+    beta = np.where(keep, eps / c, 0.0)
+    return t0, alpha, beta, w_y.sum(), int(keep.sum())
+
+
+def _index_rows(x, target, cw, ignore, eps, mean, grad=True, loss_out=True):
+    """cross_entropy_index_rows on the emulation: (stats, row losses, loss, grad),
+    outputs that start as all-ones bits so that a write that should not happen shows."""
+    rows = x.shape[0]
+    loss_rows = _emu.dev(np.full(rows, 7.0))
+    total = _emu.dev(np.full(1, 7.0, dtype=x.dtype)) if loss_out else None
+    g = _emu.dev(np.full_like(x, 7.0)) if grad else None
+    stats = K.cross_entropy_index_rows(
+        _emu.dev(x),
+        _emu.dev(np.ascontiguousarray(target, dtype=np.int64)),
+        None if cw is None else _emu.dev(cw),
+        ignore,
+        eps,
+        mean,
+        loss_rows,
+        total,
+        g,
+    )
+    return np.asarray(stats)[:4].copy(), np.asarray(loss_rows), total, g
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 64, 1001])
+@pytest.mark.parametrize(("ignore", "stats_rows"), [(-100, K.STATS_ROWS), (2, 3)])
+@pytest.mark.parametrize(("eps", "weighted"), [(0.0, False), (0.1, False), (0.1, True)])
+def test_cross_entropy_index_rows_is_the_plan_on_the_device(
+    emu, c, dtype, ignore, eps, weighted, stats_rows, monkeypatch
+):
+    """The targets checked, weighed and counted on the device (one block of
+    statistics, or several of 3 rows and the finish kernel; ignore_index 2 is a
+    class), then the row kernel reading
+    them: the same row losses and gradient bits as the contract's kernels given
+    the core's host plan and the statistics' scale, which for a mean is 1 / the
+    kept weight (exactly the host's without weights); the loss is the rows' sum
+    divided by it."""
+    monkeypatch.setattr(K, "STATS_ROWS", stats_rows)
+    rng = np.random.default_rng(c)
+    rows = 11
+    x = _logits(rng, rows, c, dtype)
+    target = rng.integers(0, c, rows)
+    target[[0, 7]] = ignore  # ignored rows (a class of its own where ignore = 2)
+    x[0, :] = np.nan  # an ignored row gives 0 whatever its logits
+    cw = rng.uniform(0.5, 2.0, c) if weighted else None
+    for mean in (True, False):
+        stats, loss_rows, total, g = _index_rows(x, target, cw, ignore, eps, mean)
+        t0, alpha, beta, norm, kept = _host_index_plan(target, c, cw, ignore, eps)
+        assert stats[0] == -1.0
+        assert stats[2] == kept
+        if weighted:
+            np.testing.assert_allclose(stats[1], norm, rtol=1e-15)
+        else:
+            assert stats[1] == norm
+        assert stats[3] == (1.0 / stats[1] if mean else 1.0)
+        if not weighted and mean:
+            assert stats[3] == 1.0 / norm
+        rloss, rgrad = np.empty(rows), np.empty_like(x)
+        ones = np.ones(c) if cw is None else cw
+        K.cross_entropy_grad_rows(
+            _emu.dev(x),
+            *map(_emu.dev, (t0, alpha, beta, ones)),
+            float(stats[3]),
+            _emu.dev(rloss),
+            _emu.dev(rgrad),
+        )
+        np.testing.assert_array_equal(loss_rows, rloss)
+        np.testing.assert_array_equal(np.asarray(g), rgrad)
+        want = loss_rows.sum() / stats[1] if mean else loss_rows.sum()
+        np.testing.assert_array_equal(np.asarray(total)[0], dtype(want))
+        only_stats, only_rows, _, _ = _index_rows(
+            x, target, cw, ignore, eps, mean, grad=False, loss_out=False
+        )
+        np.testing.assert_array_equal(only_stats, stats)
+        np.testing.assert_array_equal(only_rows, loss_rows)
+
+
+@pytest.mark.parametrize("stats_rows", [K.STATS_ROWS, 4])
+@pytest.mark.parametrize("bad", [-1, 5, 10**12, -(2**63)])
+def test_cross_entropy_index_rows_writes_nothing_for_a_bad_target(
+    emu, bad, stats_rows, monkeypatch
+):
+    """A target neither in [0, C) nor ignore_index: the statistics name the first
+    such row, across blocks too, and no kernel writes a row loss, a gradient or
+    the loss (the core then raises; out= stays as it was)."""
+    monkeypatch.setattr(K, "STATS_ROWS", stats_rows)
+    rng = np.random.default_rng(5)
+    x = _logits(rng, 13, 5, np.float32, special=False)
+    target = rng.integers(0, 5, 13)
+    target[[6, 11]] = bad
+    target[2] = -100
+    for grad in (True, False):
+        stats, loss_rows, total, g = _index_rows(x, target, None, -100, 0.1, True, grad)
+        assert stats[0] == 6.0
+        assert (loss_rows == 7.0).all()
+        assert np.asarray(total)[0] == 7.0
+        if grad:
+            assert (np.asarray(g) == 7.0).all()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_index_rows_mean_over_zero_weight(emu, eps):
+    """Kept rows whose class weights are all 0, one row ignored: the mean is 0/0,
+    NaN, every kept row's gradient is NaN and the ignored row's is 0, as the core's
+    host path (and PyTorch) give; without a kept row the scale is 0."""
+    rng = np.random.default_rng(3)
+    x = _logits(rng, 4, 6, np.float64, special=False)
+    target = np.array([1, -100, 1, 4])
+    cw = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    stats, _, total, g = _index_rows(x, target, cw, -100, eps, True)
+    assert stats[1] == 0.0
+    assert stats[2] == 3.0
+    assert np.isnan(stats[3])
+    assert np.isnan(np.asarray(total)[0])
+    g = np.asarray(g)
+    assert np.isnan(g[[0, 2, 3]]).all()
+    assert (g[1] == 0.0).all()
+    stats, _, total, g = _index_rows(x, np.full(4, -100), cw, -100, eps, True)
+    assert stats[1] == 0.0
+    assert stats[2] == 0.0
+    assert stats[3] == 0.0
+    assert np.isnan(np.asarray(total)[0])
+    assert (np.asarray(g) == 0.0).all()
+
+
 def test_float32_exp_and_log_branches(emu):
     """softmax within 1.5 ULP and log_softmax within 0.6 ULP (of max(|x - lse|, 1):
     rounded once) of float64 math, on every branch (normal, subnormal, zero, -inf,

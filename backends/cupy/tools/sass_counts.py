@@ -62,8 +62,14 @@ _PROBE_CALLS = {
     "log_softmax_backward": (
         "log_softmax_backward_impl<T, N, 4, true>(x, y, o, rows, C)"
     ),
-    "ce": "ce_impl<T, N, 4, true, 0>(x, t, d, d, d, 1.0, d, (T*)0, rows, C)",
-    "ce_grad": "ce_impl<T, N, 4, true, 1>(x, t, d, d, d, 1.0, d, o, rows, C)",
+    "ce": "ce_impl<T, N, 4, true, 0>(x, CeArrays{t, d, d, d, 1.0}, d, (T*)0, rows, C)",
+    "ce_grad": (
+        "ce_impl<T, N, 4, true, 1>(x, CeArrays{t, d, d, d, d[0]}, d, o, rows, C)"
+    ),
+    "ce_idx_grad": (
+        "ce_impl<T, N, 4, true, 1>(x, CeTargets{t, d, d, t[0], C, t[1], d[1], d[2]}, "
+        "d, o, rows, C)"
+    ),
     "ce_prob": "ce_prob_impl<T, N, 4, true, 0>(x, y, 0.0, d, 1.0, d, (T*)0, rows, C)",
     "ce_prob_grad": "ce_prob_impl<T, N, 4, true, 1>(x, y, 0.0, d, 1.0, d, o, rows, C)",
 }
