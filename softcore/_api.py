@@ -17,6 +17,7 @@ from softcore._validate import (
     check_ce_options,
     check_out,
     check_same_shape,
+    class_weight,
     first_bad_target,
     float_dtypes,
     is_multi_axis,
@@ -648,6 +649,14 @@ def _ce(
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
+    hook = getattr(be, "cross_entropy_index_rows", None)
+    if hook is not None:
+        done = _index_rows_call(
+            hook, arr, ax, target, weight, ignore_index, reduction,
+            label_smoothing, compute, result, xp, want_grad, want_loss, out,
+        )  # fmt: skip
+        if done is not None:
+            return done
     if not want_grad and reduction != "none":
         hook = getattr(be, "cross_entropy_index_sum", None)
         if hook is not None:
@@ -735,6 +744,75 @@ def _ce(
         return loss, grad
     finally:
         _workspace.give_back(scratch)
+
+
+def _index_rows_call(
+    hook: Any,
+    arr: Any,
+    ax: int,
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    compute: Any,
+    result: Any,
+    xp: Any,
+    want_grad: bool,
+    want_loss: bool,
+    out: Any,
+) -> tuple[Any, Any] | None:
+    """``(loss, grad)`` through the backend's optional ``cross_entropy_index_rows``
+    (backends/README.md), or None where the general path must run: targets that are
+    not integers other than uint64 of the batch's shape, an empty batch, an
+    ``ignore_index`` no int64 holds.
+
+    The backend checks, weighs and counts the targets where they are and returns
+    the verdict as an array; the core reads it once, after every launch of the call
+    is queued (on a device, one wait at the end instead of one before the row
+    kernel). Where a target is bad the backend has written nothing, and the error
+    is the general path's, so nothing differs for the user."""
+    eps = check_ce_options(reduction, label_smoothing, ignore_index)
+    n_classes = arr.shape[ax]
+    batch = arr.shape[:ax] + arr.shape[ax + 1 :]
+    n = math.prod(batch)
+    if n == 0 or n_classes == 0:
+        return None
+    t = as_array(target, xp, "target")
+    dt = t.dtype
+    if not (dt.kind == "i" or (dt.kind == "u" and dt.itemsize < 8)):
+        return None
+    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
+    if tuple(t.shape) != batch or not -(1 << 63) <= ignore < 1 << 63:
+        return None
+    cw = None if weight is None else class_weight(weight, n_classes, xp)
+    x2 = rows(arr, ax, compute, xp)
+    t64 = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
+    loss_rows = xp.empty(n, dtype=_F64)
+    total = None
+    if want_loss and reduction != "none":  # float16 is rounded once, from float64
+        total = xp.empty(1, dtype=compute if result == compute else _F64)
+    g2, direct = None, False
+    if want_grad:
+        kept_apart = (t64,) if cw is None else (t64, cw)
+        g2 = _direct_out(out, ax, x2.shape, compute, result, xp, (x2,), kept_apart)
+        direct = g2 is not None
+        if not direct:
+            g2 = xp.empty(x2.shape, dtype=compute)
+    check = hook(x2, t64, cw, ignore, eps, reduction == "mean", loss_rows, total, g2)
+    loss = None
+    if want_loss:
+        with np.errstate(over="ignore"):  # beyond float16: inf, as it should
+            if total is None:
+                loss = loss_rows.reshape(batch).astype(result)
+            else:
+                loss = total.astype(result, copy=False).reshape(())[()]
+    if float(check[0]) >= 0:
+        raise ValueError(first_bad_target(t, n_classes, ignore_index, xp))
+    grad = None
+    if want_grad:
+        grad = out if direct else _to_out(g2, arr.shape, ax, out, result, xp)
+    return loss, grad
 
 
 _CAST_MAX = {

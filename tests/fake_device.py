@@ -829,6 +829,81 @@ class FakeDeviceBackend:
         names = (*self._PROB, "grad_scale", "loss_out", "grad_out")
         self._ce("cross_entropy_prob_grad_rows", names, *args)
 
+    #: Whether the optional ``cross_entropy_index_rows`` is offered (tests run the
+    #: core's own device plan with it off).
+    index_rows = True
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "cross_entropy_index_rows" and not object.__getattribute__(
+            self, "index_rows"
+        ):
+            return None
+        return object.__getattribute__(self, name)
+
+    def cross_entropy_index_rows(
+        self,
+        x: Any,
+        target: Any,
+        class_weight: Any,
+        ignore_index: Any,
+        smoothing: Any,
+        mean: Any,
+        loss_rows: Any,
+        loss_out: Any,
+        grad_out: Any,
+    ) -> Any:
+        """The optional hook, checked like a kernel, and computed as the core's
+        host plan and the reference kernels compute it (so its bits are the host
+        path's). Counted as the cupy backend's launches: the targets' statistics
+        and the row kernel, and for a scalar loss the rows' sum and the total."""
+        hx = _operand("x", x, _FLOATS)
+        rows, c = hx.shape
+        i64 = (np.dtype(np.int64),)
+        ops = {"x": hx, "target": _operand("target", target, i64, (rows,))}
+        if class_weight is not None:
+            ops["class_weight"] = _operand("class_weight", class_weight, _F64, (c,))
+        if type(ignore_index) is not int:
+            what = type(ignore_index).__name__
+            raise KernelContractError(f"ignore_index is a {what}, not int")
+        eps = _scalar("smoothing", smoothing)
+        if type(mean) is not bool:
+            raise KernelContractError(f"mean is a {type(mean).__name__}, not bool")
+        ops["loss_rows"] = _operand("loss_rows", loss_rows, _F64, (rows,))
+        if loss_out is not None:
+            ops["loss_out"] = _operand("loss_out", loss_out, _FLOATS, (1,))
+        if grad_out is not None:
+            ops["grad_out"] = _operand("grad_out", grad_out, (hx.dtype,), hx.shape)
+        _no_partial_overlap(ops)
+        self.calls.append("cross_entropy_index_rows")
+        _counts.launches += 2 if loss_out is None else 4
+        t = ops["target"]
+        keep = t != ignore_index
+        bad = np.flatnonzero(keep & ((t < 0) | (t >= c)))
+        if bad.size:  # nothing is written
+            return xp.asarray(np.array([float(bad[0])]))
+        t0 = np.where(keep, t, 0)
+        cw = np.ones(c) if class_weight is None else ops["class_weight"]
+        w_y = cw[t0] * keep
+        norm = float(w_y.sum())
+        alpha = (1.0 - eps) * w_y
+        beta = np.where(keep, eps / c, 0.0)
+        scale = (1.0 / norm if norm else 0.0) if mean else 1.0
+        if grad_out is None:
+            self._ref.cross_entropy_rows(hx, t0, alpha, beta, cw, ops["loss_rows"])
+        else:
+            g = ops["grad_out"]
+            self._ref.cross_entropy_grad_rows(
+                hx, t0, alpha, beta, cw, scale, ops["loss_rows"], g
+            )
+            if mean and not norm:  # PyTorch's 0/0 in every kept row
+                g[keep] = np.nan
+        if loss_out is not None:
+            total = ops["loss_rows"].sum()
+            if mean:
+                total = total / norm if norm else total * np.nan
+            ops["loss_out"][0] = total
+        return xp.asarray(np.array([-1.0]))
+
     def linear_grad_accumulate(
         self, grad: Any, x: Any, d_weight: Any, d_bias: Any, first: Any
     ) -> None:

@@ -39,6 +39,16 @@ def _fakedev():
         _registry.unregister(NAME)
 
 
+@pytest.fixture(params=["backend_hook", "core_plan"])
+def index_path(request, monkeypatch):
+    """Class-index cross-entropy through the backend's optional
+    ``cross_entropy_index_rows`` (the targets checked and summed on the device,
+    read once at the end) and through the core's own device plan (read before
+    the row kernel): both give the host path's bits and errors."""
+    monkeypatch.setattr(fd.backend, "index_rows", request.param == "backend_hook")
+    return request.param
+
+
 def _to_dev(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return fd.device_array(v, DEV)
@@ -287,7 +297,7 @@ CE_FNS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 @pytest.mark.parametrize("axis", [-1, 1])
 @pytest.mark.parametrize("options", CE_OPTIONS, ids=lambda o: str(o) or "defaults")
 @pytest.mark.parametrize("fn", CE_FNS)
-def test_cross_entropy(fn, options, axis, dtype):
+def test_cross_entropy(fn, options, axis, dtype, index_path):
     logits, target, opts = _ce_inputs(options, axis, dtype)
     got, want = _both(getattr(sc, fn), logits, target, axis=axis, **opts)
     _same(got, want, fn)
@@ -300,7 +310,7 @@ def test_cross_entropy(fn, options, axis, dtype):
 @pytest.mark.parametrize("axis", [-1, 1])
 @pytest.mark.parametrize("options", CE_OPTIONS, ids=lambda o: str(o) or "defaults")
 @pytest.mark.parametrize("fn", ["cross_entropy_grad", "cross_entropy_with_grad"])
-def test_cross_entropy_grad_out_on_the_device(fn, options, axis, where):
+def test_cross_entropy_grad_out_on_the_device(fn, options, axis, where, index_path):
     """The gradient written into a device ``out`` (or over the device logits),
     the same bits as the host path's fresh gradient."""
     logits, target, opts = _ce_inputs(options, axis, "float32")
@@ -322,7 +332,7 @@ def test_cross_entropy_grad_out_on_the_device(fn, options, axis, where):
 
 @pytest.mark.parametrize("dtype", ["int8", "int16", "uint8"])
 @pytest.mark.parametrize("fn", CE_FNS)
-def test_small_integer_targets_with_many_classes(fn, dtype):
+def test_small_integer_targets_with_many_classes(fn, dtype, index_path):
     """More classes than the target dtype's non-negative half (int8: 128): the
     targets are checked, and ignored rows ignored, all the same."""
     c = 300
@@ -336,7 +346,7 @@ def test_small_integer_targets_with_many_classes(fn, dtype):
 
 
 @pytest.mark.parametrize("fn", CE_FNS)
-def test_cross_entropy_every_row_ignored(fn):
+def test_cross_entropy_every_row_ignored(fn, index_path):
     logits = _logits((4, 3))
     target = np.full(4, -100)
     got, want = _both(getattr(sc, fn), logits, target)
@@ -346,7 +356,7 @@ def test_cross_entropy_every_row_ignored(fn):
         assert np.isnan(float(loss))
 
 
-def test_cross_entropy_zero_total_weight():
+def test_cross_entropy_zero_total_weight(index_path):
     logits = _logits((3, 4))
     target = np.array([0, 0, -100])
     weight = np.array([0.0, 1.0, 1.0, 1.0])
@@ -384,12 +394,16 @@ def _reads(fn: Any, *args: Any, **kwargs: Any) -> int:
     return _counted(fd.host_reads, fn, *args, **kwargs)
 
 
-def test_what_waits_for_the_device():
-    """The row ops and probability targets never read device memory back; a
-    class-index target is read once (its largest value, with class weights
-    their summed weight too), twice where some target is ``ignore_index`` or no
-    class (whether one is bad, the kept rows' weight and whether any is kept
-    come back together); a bad target's message may read more."""
+def test_what_waits_for_the_device(index_path):
+    """The row ops and probability targets never read device memory back. A
+    class-index target is read once through the backend's
+    ``cross_entropy_index_rows``: its verdict, after every launch of the call.
+    Through the core's own plan, once before the row kernel (the largest target,
+    with class weights their summed weight too), twice where some target is
+    ``ignore_index`` or no class (whether one is bad, the kept rows' weight and
+    whether any is kept come back together). A bad target's message may read
+    more."""
+    hook = index_path == "backend_hook"
     x, t, t_ign, probs, w = _counted_inputs()
     for op in ROW_OPS + ["logsumexp"]:
         assert _reads(getattr(sc, op), x) == 0, op
@@ -402,9 +416,10 @@ def test_what_waits_for_the_device():
         assert _reads(fn, x, t, reduction="none") == 1
         assert _reads(fn, x, t, weight=w, label_smoothing=0.1) == 1
         assert _reads(fn, x, t.astype(np.uint8), weight=w) == 1
-        assert _reads(fn, x, t_ign) == 2
-        assert _reads(fn, x, t_ign, weight=w, reduction="sum") == 2
-        assert _reads(fn, x, t, ignore_index=2) == 2
+        ignoring = 1 if hook else 2
+        assert _reads(fn, x, t_ign) == ignoring
+        assert _reads(fn, x, t_ign, weight=w, reduction="sum") == ignoring
+        assert _reads(fn, x, t, ignore_index=2) == ignoring
     xin, lw = _logits((6, 3)), _logits((5, 3))
     for fn in (sc.linear_cross_entropy, sc.linear_cross_entropy_with_grad):
         assert _reads(fn, xin, lw, t) == 1
@@ -417,35 +432,40 @@ def _launches(fn: Any, *args: Any, **kwargs: Any) -> int:
     return _counted(fd.launches, fn, *args, **kwargs)
 
 
-def test_kernel_launches_per_call():
+def test_kernel_launches_per_call(index_path):
     """Kernels launched per call on device arrays (each a launch's host time in
-    CuPy, however small the array): one for a row op; for cross-entropy the
-    backend's kernel and the plan's few array operations (the class weights of
-    ones, the largest target, alpha and beta, the loss's sum and mean); the
-    gradient alone skips the loss's reduction. Pinned so that an added array
-    operation in the core's device path shows."""
+    CuPy, however small the array): one for a row op. For a class-index
+    cross-entropy through the backend's ``cross_entropy_index_rows``, whatever the
+    options: the targets' statistics and the row kernel, and for a scalar loss the
+    rows' sum and the total (``"none"``: the rows' cast instead). Through the core's
+    plan: the backend's kernel and the plan's array operations (the class weights
+    of ones, the largest target, alpha and beta, the loss's sum and mean), more
+    where rows are ignored. The gradient alone skips the loss's reduction. Pinned
+    so that an added array operation in the core's device path shows."""
+    hook = index_path == "backend_hook"
     x, t, t_ign, probs, w = _counted_inputs()
     for op in ROW_OPS + ["logsumexp"]:
         assert _launches(getattr(sc, op), x) == 1, op
     assert _launches(sc.softmax_backward, x, x) == 1
     assert _launches(sc.softmax_jacobian, x) == 1
     cases = [  # (target, options, loss or loss and gradient, gradient alone)
-        (t, {}, 7, 5),
-        (t, {"reduction": "none"}, 6, 5),
-        (t, {"label_smoothing": 0.1}, 7, 5),
-        (t, {"weight": w}, 12, 10),
-        (t_ign, {}, 16, 14),
-        (t_ign, {"weight": w, "label_smoothing": 0.1}, 25, 23),
-        (probs, {}, 4, 2),
+        (t, {}, (7, 5), (4, 2)),
+        (t, {"reduction": "none"}, (6, 5), (3, 2)),
+        (t, {"label_smoothing": 0.1}, (7, 5), (4, 2)),
+        (t, {"weight": w}, (12, 10), (4, 2)),
+        (t_ign, {}, (16, 14), (4, 2)),
+        (t_ign, {"weight": w, "label_smoothing": 0.1}, (25, 23), (4, 2)),
+        (probs, {}, (4, 2), (4, 2)),
     ]
-    for target, kw, both, grad_only in cases:
+    for target, kw, plan_counts, hook_counts in cases:
+        both, grad_only = hook_counts if hook else plan_counts
         what = f"{target.dtype} {kw}"
         assert _launches(sc.cross_entropy, x, target, **kw) == both, what
         assert _launches(sc.cross_entropy_with_grad, x, target, **kw) == both, what
         assert _launches(sc.cross_entropy_grad, x, target, **kw) == grad_only, what
 
 
-def test_cross_entropy_zero_total_weight_every_row_kept():
+def test_cross_entropy_zero_total_weight_every_row_kept(index_path):
     """Class weights that are 0 at every target, no row ignored: the mean is
     0/0, NaN, and so is the gradient, as on the host (the device plan takes a
     path of its own there)."""
@@ -464,14 +484,14 @@ def test_cross_entropy_zero_total_weight_every_row_kept():
 
 
 @pytest.mark.parametrize("fn", CE_FNS)
-def test_cross_entropy_empty_batch(fn):
+def test_cross_entropy_empty_batch(fn, index_path):
     for reduction in ("mean", "sum", "none"):
         for shape in ((0, 3), (2, 0, 3)):
             logits, target = np.zeros(shape), np.zeros(shape[:-1], np.int64)
             _same(*_both(getattr(sc, fn), logits, target, reduction=reduction))
 
 
-def test_cross_entropy_of_one_row():
+def test_cross_entropy_of_one_row(index_path):
     """A 1-D logit vector and a 0-d target: a 0-d device loss."""
     got, want = _both(sc.cross_entropy_with_grad, _logits((6,)), np.array(4))
     _same(got, want)
@@ -697,9 +717,10 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_raises_as_on_the_host(case):
+def test_bad_input_raises_as_on_the_host(case, index_path):
     """The same exception and the same message as for NumPy arrays, before any
-    kernel runs, with nothing written to ``out``."""
+    kernel runs (but the optional ``cross_entropy_index_rows``, which checks the
+    targets and writes nothing then), with nothing written to ``out``."""
     fn, make, kwargs = BAD[case]
     args = make()
     with pytest.raises((ValueError, TypeError)) as host:
@@ -713,7 +734,10 @@ def test_bad_input_raises_as_on_the_host(case):
     with pytest.raises(type(host.value)) as dev:
         fn(*[_to_dev(a) for a in args], backend=NAME, **dev_kwargs)
     assert str(dev.value) == str(host.value)
-    assert len(fd.backend.calls) == calls, "a kernel ran before the error"
+    # the backend's cross_entropy_index_rows checks class-index targets itself and
+    # writes nothing for a bad one; no other kernel may have run
+    ran = set(fd.backend.calls[calls:]) - {"cross_entropy_index_rows"}
+    assert not ran, f"{ran} ran before the error"
     if out is not None:
         assert np.all(out.get() == 7.0), "out was written before the error"
 

@@ -133,6 +133,65 @@ class FusedMeanOverRows(Wrapped):
         return -1, float(total), float(len(target))
 
 
+class IndexRows(Wrapped):
+    """A correct optional ``cross_entropy_index_rows`` on NumPy arrays: the core's
+    plan and the reference kernels (the subclasses below break it)."""
+
+    def _grad_first(self, grad_out: Any) -> None:
+        """What happens to the gradient before the targets are checked: nothing."""
+
+    def _scale(self, norm: float, rows: int) -> float:
+        return 1.0 / norm if norm else 0.0
+
+    def cross_entropy_index_rows(
+        self, x: Any, target: Any, cw: Any, ignore_index: int, smoothing: float,
+        mean: bool, loss_rows: Any, loss_out: Any, grad_out: Any,
+    ) -> Any:  # fmt: skip
+        rows, c = x.shape
+        if grad_out is not None:
+            self._grad_first(grad_out)
+        keep = target != ignore_index
+        bad = np.flatnonzero(keep & ((target < 0) | (target >= c)))
+        if bad.size:
+            return np.array([float(bad[0])])
+        t0 = np.where(keep, target, 0)
+        w = np.ones(c) if cw is None else cw
+        w_y = w[t0] * keep
+        norm = float(w_y.sum())
+        alpha, beta = (1.0 - smoothing) * w_y, np.where(keep, smoothing / c, 0.0)
+        scale = self._scale(norm, rows) if mean else 1.0
+        if grad_out is None:
+            self._ref.cross_entropy_rows(x, t0, alpha, beta, w, loss_rows)
+        else:
+            self._ref.cross_entropy_grad_rows(
+                x, t0, alpha, beta, w, scale, loss_rows, grad_out
+            )
+            if mean and not norm:
+                grad_out[keep] = np.nan
+        if loss_out is not None:
+            total = loss_rows.sum()
+            if mean:
+                total = total / norm if norm else total * np.nan
+            loss_out[0] = total
+        return np.array([-1.0])
+
+
+class IndexRowsWritesFirst(IndexRows):
+    """``cross_entropy_index_rows`` that zeroes the gradient before it checks the
+    targets, so a bad target leaves ``out`` written."""
+
+    def _grad_first(self, grad_out: Any) -> None:
+        grad_out[...] = 0.0
+
+
+class IndexRowsMeanOverRows(IndexRows):
+    """``cross_entropy_index_rows`` whose gradient divides by the row count,
+    forgetting ignored rows and class weights."""
+
+    def _scale(self, norm: float, rows: int) -> float:
+        return 1.0 / rows
+
+
 class BackwardNoDot(Wrapped):
     """softmax_backward as p * g, the sum(g * p) term forgotten."""
 
@@ -167,6 +226,9 @@ FAKES = {
     "kit-half-precision": HalfPrecision,
     "kit-ignores-weight": IgnoresWeight,
     "kit-fused-mean-over-rows": FusedMeanOverRows,
+    "kit-index-rows": IndexRows,
+    "kit-index-rows-writes-first": IndexRowsWritesFirst,
+    "kit-index-rows-mean-over-rows": IndexRowsMeanOverRows,
     "kit-loopback": Wrapped,
     "kit-backward-no-dot": BackwardNoDot,
     "kit-rounded-argument-jacobian": RoundedArgumentJacobian,
@@ -243,6 +305,18 @@ BROKEN = [
         "zero_total_weight",
         "expected loss nan",
     ),
+    (
+        "kit-index-rows-writes-first",
+        "bad_input_raises",
+        "bad_input_raises",
+        "out was written before the error",
+    ),
+    (
+        "kit-index-rows-mean-over-rows",
+        "cross_entropy_grad_finite_differences",
+        "cross_entropy_grad_finite_differences",
+        "disagrees with central finite differences",
+    ),
 ]
 
 
@@ -281,3 +355,18 @@ def test_kit_passes_a_jacobian_within_its_tolerance() -> None:
     table = out[out.find("softcore conformance kit:") :]
     assert code == 0, f"the kit failed a Jacobian within its tolerance:\n{table}"
     assert "PASS  backward_is_vector_jacobian_product" in table, table
+
+
+def test_kit_passes_a_correct_index_rows_hook() -> None:
+    """A correct optional ``cross_entropy_index_rows`` (which sees bad targets
+    itself) passes the cross-entropy properties and the bad-input one."""
+    code, out = _run_kit(
+        "kit-index-rows",
+        "-k",
+        "cross_entropy or bad_input or zero_total or ignored",
+        "--max-examples",
+        "10",
+    )
+    table = out[out.find("softcore conformance kit:") :]
+    assert code == 0, f"the kit failed a correct index-rows hook:\n{table}"
+    assert "PASS  bad_input_raises" in table, table
