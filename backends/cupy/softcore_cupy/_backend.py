@@ -106,6 +106,7 @@ class CupyBackend:
     cross_entropy_grad_rows = staticmethod(_kernels.cross_entropy_grad_rows)
     cross_entropy_prob_rows = staticmethod(_kernels.cross_entropy_prob_rows)
     cross_entropy_prob_grad_rows = staticmethod(_kernels.cross_entropy_prob_grad_rows)
+    cross_entropy_index_rows = staticmethod(_kernels.cross_entropy_index_rows)
 
     def __repr__(self) -> str:
         return "<softcore backend 'cupy' (softcore-cupy)>"

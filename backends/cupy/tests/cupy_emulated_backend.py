@@ -31,7 +31,7 @@ def _wrap(fn):
             _emu.dev(a) if isinstance(a, np.ndarray) and a.ndim > 0 else a for a in args
         ]
         with _emu.emulated(_emu.build()):
-            fn(*conv)
+            return fn(*conv)
 
     kernel.__name__ = fn.__name__
     return kernel
@@ -64,6 +64,7 @@ class EmulatedCupyBackend:
     cross_entropy_prob_grad_rows = staticmethod(
         _wrap(_kernels.cross_entropy_prob_grad_rows)
     )
+    cross_entropy_index_rows = staticmethod(_wrap(_kernels.cross_entropy_index_rows))
 
 
 backend = EmulatedCupyBackend()

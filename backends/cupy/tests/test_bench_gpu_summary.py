@@ -59,3 +59,20 @@ def test_jacobian_kernels_side_by_side():
         "softmax_jacobian [4096, 64] float32: 1.50 a fill, the wide-row kernel 6.00 "
         "(0.25x)"
     ]
+
+
+def test_public_cross_entropy_against_the_core_plan():
+    b = _bench_gpu()
+    row = {
+        "shape": [32, 10],
+        "dtype": "float32",
+        "ce_loss_grad_api": 9.0,
+        "ce_loss_grad_plan_api": 20.0,
+        "ce_padded_api": 9.5,
+        "ce_padded_plan_api": 30.0,
+    }
+    lines = [ln for ln in b.summary([("rows", row)]) if ln.startswith("sc.cross")]
+    assert lines == [
+        "sc.cross_entropy_with_grad [32, 10] float32: 9.00 a copy (20.00 through "
+        "the core's plan), one row in 8 ignored 9.50 (30.00)"
+    ]

@@ -268,6 +268,47 @@ def test_public_api_on_cupy_arrays(dtype):
     _close(grad, rg, dtype, "ce grad")
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("rows", [50, 3 * K.STATS_ROWS + 5])
+def test_cross_entropy_index_rows_against_the_core_plan(rows, dtype, monkeypatch):
+    """Class-index cross-entropy through the backend's cross_entropy_index_rows
+    (targets checked and summed on the device, one read at the end) against the
+    core's own device plan: the same bits without class weights (the kept count is
+    exact either way), within rounding of the kept weight's sum with them; a bad
+    target raises the same error and leaves out= as it was."""
+    rng = np.random.default_rng(rows)
+    c = 37
+    x = cupy.asarray(rng.standard_normal((rows, c)).astype(dtype))
+    t = rng.integers(0, c, rows)
+    t[::7] = -100
+    td = cupy.asarray(t)
+    w = cupy.asarray(rng.uniform(0.5, 2.0, c))
+    cases = [{}, {"label_smoothing": 0.1}, {"reduction": "sum"}, {"reduction": "none"}]
+    hooked = [sc.cross_entropy_with_grad(x, td, **kw) for kw in cases]
+    weighted = sc.cross_entropy_with_grad(x, td, weight=w)
+    with monkeypatch.context() as m:
+        m.setattr(type(softcore_cupy.backend), "cross_entropy_index_rows", None)
+        plain = [sc.cross_entropy_with_grad(x, td, **kw) for kw in cases]
+        weighted_plan = sc.cross_entropy_with_grad(x, td, weight=w)
+    for kw, got, want in zip(cases, hooked, plain, strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(
+                cupy.asnumpy(a), cupy.asnumpy(b), err_msg=str(kw)
+            )
+    tol = {np.float16: 1e-3, np.float32: 1e-6, np.float64: 1e-14}[dtype]
+    for a, b in zip(weighted, weighted_plan, strict=True):
+        np.testing.assert_allclose(
+            cupy.asnumpy(a).astype(np.float64), cupy.asnumpy(b).astype(np.float64),
+            rtol=tol, atol=tol,
+        )  # fmt: skip
+    bad = t.copy()
+    bad[rows - 2] = c
+    out = cupy.full(x.shape, 7.0, dtype=dtype)
+    with pytest.raises(ValueError, match=str(c)):
+        sc.cross_entropy_with_grad(x, cupy.asarray(bad), out=out)
+    assert bool((out == 7.0).all())
+
+
 def test_float16_is_computed_in_float32():
     x = np.random.default_rng(1).standard_normal((4, 300)).astype(np.float16)
     got = sc.softmax(cupy.asarray(x))

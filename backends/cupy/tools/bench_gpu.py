@@ -25,6 +25,7 @@ design's targets beside the worst ratio measured for each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -84,6 +85,20 @@ def _row_case(cupy, K, n, c, dtype):
     return x, t, floor, kernels, (g, p)
 
 
+@contextlib.contextmanager
+def _core_plan():
+    """The cupy backend without its cross_entropy_index_rows: the core's own plan."""
+    import softcore_cupy
+
+    cls = type(softcore_cupy.backend)
+    hook = cls.__dict__["cross_entropy_index_rows"]
+    cls.cross_entropy_index_rows = None
+    try:
+        yield
+    finally:
+        cls.cross_entropy_index_rows = hook
+
+
 def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
     for dtype in dtypes:
         for n, c in shapes:
@@ -97,9 +112,20 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
             for op, call in kernels.items():
                 row[op] = _timer(cupy, call) / floor
             row["softmax_api"] = _timer(cupy, lambda: sc.softmax(x)) / floor
-            row["ce_loss_grad_api"] = (
-                _timer(cupy, lambda: sc.cross_entropy_with_grad(x, t)) / floor
-            )
+            # the public call through the backend's cross_entropy_index_rows and
+            # through the core's own plan, with every target kept and with one row
+            # in eight ignored (a padded batch), side by side
+            t_pad = t.copy()
+            t_pad[::8] = -100
+            for key, tt in (("ce_loss_grad_api", t), ("ce_padded_api", t_pad)):
+
+                def public_ce():
+                    sc.cross_entropy_with_grad(x, tt)
+
+                row[key] = _timer(cupy, public_ce) / floor
+                with _core_plan():
+                    plan = _timer(cupy, public_ce)
+                row[key.replace("_api", "_plan_api")] = plan / floor
             if torch is not None:
                 tx = torch.as_tensor(x, device="cuda")
                 tt = torch.as_tensor(t, device="cuda")
@@ -232,6 +258,15 @@ def summary(results) -> list[str]:
             lines.append(
                 f"softmax_jacobian {r['shape']} {r['dtype']}: {a:.2f} a fill, "
                 f"the wide-row kernel {w:.2f} ({a / w:.2f}x)"
+            )
+    for kind, r in results:  # the public cross-entropy, hook against core plan
+        if kind == "rows" and "ce_loss_grad_plan_api" in r:
+            lines.append(
+                f"sc.cross_entropy_with_grad {r['shape']} {r['dtype']}: "
+                f"{r['ce_loss_grad_api']:.2f} a copy "
+                f"({r['ce_loss_grad_plan_api']:.2f} through the core's plan), "
+                f"one row in 8 ignored {r['ce_padded_api']:.2f} "
+                f"({r['ce_padded_plan_api']:.2f})"
             )
     for kind, r in results:  # the data for the launch rule, one line a case
         if kind != "sweep":
