@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import types
 from pathlib import Path
 
@@ -148,21 +149,39 @@ class _EmuFunction:
         assert rc == 0, f"unknown kernel {self.name}"
 
 
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_saved: tuple = ()
+
+
 @contextlib.contextmanager
 def emulated(dll: ctypes.CDLL):
-    """Route softcore_cupy._kernels' launches to the host build."""
-    fake_cupy = types.ModuleType("cupy")
-    fake_cupy.float64 = np.float64
-    fake_cupy.empty = lambda shape, dtype: dev(np.empty(shape, dtype))
-    saved_fn = _kernels._function
-    saved_mod = sys.modules.get("cupy")
-    _kernels._function = lambda name, device_id: _EmuFunction(dll, name)
-    sys.modules["cupy"] = fake_cupy
+    """Route softcore_cupy._kernels' launches to the host build.
+
+    Reentrant and safe across threads (the kit's concurrent-calls property calls a
+    kernel from several at once): the first entry patches, the last exit restores.
+    A thread-unsafe version let one thread's exit pull ``cupy`` from under another
+    thread's launch sequence (cross_entropy_index_rows imports it between launches).
+    """
+    global _patch_depth, _saved
+    with _patch_lock:
+        if _patch_depth == 0:
+            fake_cupy = types.ModuleType("cupy")
+            fake_cupy.float64 = np.float64
+            fake_cupy.empty = lambda shape, dtype: dev(np.empty(shape, dtype))
+            _saved = (_kernels._function, sys.modules.get("cupy"))
+            _kernels._function = lambda name, device_id: _EmuFunction(dll, name)
+            sys.modules["cupy"] = fake_cupy
+        _patch_depth += 1
     try:
         yield
     finally:
-        _kernels._function = saved_fn
-        if saved_mod is None:
-            sys.modules.pop("cupy", None)
-        else:
-            sys.modules["cupy"] = saved_mod
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                saved_fn, saved_mod = _saved
+                _kernels._function = saved_fn
+                if saved_mod is None:
+                    sys.modules.pop("cupy", None)
+                else:
+                    sys.modules["cupy"] = saved_mod
