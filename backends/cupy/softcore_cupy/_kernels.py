@@ -44,7 +44,7 @@ KERNEL_NAMES: tuple[str, ...] = tuple(
         for k in ("", "_rows")
         for d in ("f32", "f64")
     ]
-    + ["sc_ce_target_stats", "sc_ce_target_finish"]
+    + ["sc_ce_target_stats", "sc_ce_target_finish", "sc_ce_loss_parts"]
     + ["sc_ce_total_f32", "sc_ce_total_f64"]
 )
 
@@ -299,7 +299,8 @@ def cross_entropy_index_rows(
     """The optional class-index cross-entropy of backends/README.md, on the device.
 
     Launches: the targets' statistics (one kernel, two past ``STATS_ROWS`` rows), the
-    row kernel, and for a scalar loss the rows' sum and ``sc_ce_total``. Returns the
+    row kernel, and for a scalar loss ``sc_ce_total`` (after ``sc_ce_loss_parts``
+    past ``STATS_ROWS`` rows): 3 to 5 raw kernels, no CuPy reduction. Returns the
     statistics array, whose element 0 is the first bad row or -1; the core reads it
     once, after all of these are queued.
     """
@@ -351,10 +352,19 @@ def cross_entropy_index_rows(
             _row_launch("ce_idx", x, (x,), (x, *plan))
         else:
             _row_launch("ce_idx_grad", x, (x, grad_out), (x, *plan, grad_out))
-        if loss_out is not None:
-            total = loss_rows.sum(keepdims=True)
+        if loss_out is not None:  # the rows' losses summed in order, then the total
+            sums, n = loss_rows, rows
+            if rows > STATS_ROWS:
+                sums, n = cupy.empty(nparts, dtype=cupy.float64), nparts
+                _function("sc_ce_loss_parts", x.device.id)(
+                    (nparts, 1, 1),
+                    (_STATS_THREADS, 1, 1),
+                    (loss_rows, np.int64(rows), np.int64(STATS_ROWS), sums),
+                )
             sfx = "f32" if loss_out.dtype.itemsize == 4 else "f64"
             _function(f"sc_ce_total_{sfx}", x.device.id)(
-                (1, 1, 1), (1, 1, 1), (total, stats, mean_flag, loss_out)
+                (1, 1, 1),
+                (_STATS_THREADS, 1, 1),
+                (sums, np.int64(n), stats, mean_flag, loss_out),
             )
     return stats

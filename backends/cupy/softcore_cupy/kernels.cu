@@ -1132,23 +1132,53 @@ extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
     if (threadIdx.x == 0) stats_write(bad, w, kept, mean, stats);
 }
 
-// The call's loss from the sum of its row losses: divided by the kept weight for a
-// mean (NaN where that is 0, as PyTorch's mean over no target), in the logits' type.
+// The call's loss: the row losses summed (no CuPy reduction, whose launch costs more
+// host time than a raw kernel's), divided by the kept weight for a mean (NaN where that
+// is 0, as PyTorch's mean over no target), in the result's type. Up to SC_STATS_THREADS
+// x `per` rows one block of sc_ce_total sums them; past that sc_ce_loss_parts sums
+// `per` rows a block first. Per-thread sums over a stride, then a tree: an order fixed
+// by the number of rows.
+__device__ __forceinline__ double block_sum(double v) {
+    __shared__ double sv[SC_STATS_THREADS];
+    const int tid = threadIdx.x;
+    sv[tid] = v;
+    __syncthreads();
+    for (int o = SC_STATS_THREADS / 2; o > 0; o >>= 1) {
+        if (tid < o) sv[tid] += sv[tid + o];
+        __syncthreads();
+    }
+    return sv[0];
+}
+
+__device__ __forceinline__ double strided_sum(const double* v, i64 lo, i64 hi) {
+    double s = 0.0;
+    for (i64 i = lo + threadIdx.x; i < hi; i += SC_STATS_THREADS) s += v[i];
+    return block_sum(s);
+}
+
+extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
+    sc_ce_loss_parts(const double* loss, i64 rows, i64 per, double* part) {
+    const i64 lo = (i64)blockIdx.x * per, hi = lo + per < rows ? lo + per : rows;
+    const double s = strided_sum(loss, lo, hi);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
 template <typename T>
-__device__ __forceinline__ void ce_total(const double* total, const double* stats, i64 mean,
+__device__ __forceinline__ void ce_total(const double* v, i64 n, const double* stats, i64 mean,
                                          T* out) {
-    if (stats[0] >= 0.0) return;
-    double v = total[0];
-    if (mean) v = stats[1] != 0.0 ? v / stats[1] : v * sc_nan();
-    out[0] = from_d<T>(v);
+    if (stats[0] >= 0.0) return;  // a bad target: nothing is written
+    double s = strided_sum(v, 0, n);
+    if (threadIdx.x != 0) return;
+    if (mean) s = stats[1] != 0.0 ? s / stats[1] : s * sc_nan();
+    out[0] = from_d<T>(s);
 }
-extern "C" __global__ void sc_ce_total_f32(const double* total, const double* stats, i64 mean,
-                                           float* out) {
-    ce_total<float>(total, stats, mean, out);
+extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
+    sc_ce_total_f32(const double* v, i64 n, const double* stats, i64 mean, float* out) {
+    ce_total<float>(v, n, stats, mean, out);
 }
-extern "C" __global__ void sc_ce_total_f64(const double* total, const double* stats, i64 mean,
-                                           double* out) {
-    ce_total<double>(total, stats, mean, out);
+extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
+    sc_ce_total_f64(const double* v, i64 n, const double* stats, i64 mean, double* out) {
+    ce_total<double>(v, n, stats, mean, out);
 }
 
 // ---------------------------------------------------------------------------
