@@ -775,16 +775,11 @@ def _index_rows_call(
     eps = check_ce_options(reduction, label_smoothing, ignore_index)
     n_classes = arr.shape[ax]
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
-    n = math.prod(batch)
-    if n == 0 or n_classes == 0:
-        return None
     t = as_array(target, xp, "target")
-    dt = t.dtype
-    if not (dt.kind == "i" or (dt.kind == "u" and dt.itemsize < 8)):
+    ignore = _int64_targets(t, batch, ignore_index)
+    if ignore is None or n_classes == 0:
         return None
-    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
-    if tuple(t.shape) != batch or not -(1 << 63) <= ignore < 1 << 63:
-        return None
+    n = math.prod(batch)
     cw = None if weight is None else class_weight(weight, n_classes, xp)
     x2 = rows(arr, ax, compute, xp)
     t64 = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
@@ -851,11 +846,9 @@ def _fused_args(
     t = _host_array(target)
     if t is None:
         return None
-    kind = t.dtype.kind
-    if not (kind == "i" or (kind == "u" and t.dtype.itemsize < 8)):
-        return None
     eps = check_ce_options(reduction, label_smoothing, ignore_index)
-    if t.shape != batch or n_classes == 0 or 0 in batch:
+    ignore = _int64_targets(t, batch, ignore_index)
+    if ignore is None or n_classes == 0:
         return None
     if weight is None:
         cw = _NO_WEIGHT
@@ -864,11 +857,22 @@ def _fused_args(
         if cw is None or cw.dtype.kind not in "biuf" or cw.shape != (n_classes,):
             return None
         cw = _writable(np.ascontiguousarray(cw, dtype=np.float64))
-    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
-    if not -(1 << 63) <= ignore < 1 << 63:
-        return None
     flat = t if t.ndim == 1 else t.reshape(-1)
     return _writable(np.ascontiguousarray(flat, dtype=np.int64)), cw, ignore, eps
+
+
+def _int64_targets(t: Any, batch: tuple, ignore_index: Any) -> int | None:
+    """``ignore_index`` as an int where class-index targets ``t`` can go to a
+    backend's fused path as int64 rows, else None: integers other than uint64
+    (int64 cannot hold them all) of the batch's shape, a batch that is not empty,
+    an ``ignore_index`` that int64 holds. After :func:`check_ce_options`."""
+    kind = t.dtype.kind
+    if not (kind == "i" or (kind == "u" and t.dtype.itemsize < 8)):
+        return None
+    if tuple(t.shape) != batch or 0 in batch:
+        return None
+    ignore = int(ignore_index)  # an integer: check_ce_options saw to it
+    return ignore if -(1 << 63) <= ignore < 1 << 63 else None
 
 
 def _host_array(v: Any) -> Any:
