@@ -174,3 +174,62 @@ class ReferenceBackend:
 
 
 backend = ReferenceBackend()
+
+
+# ------------------------------------- the optional cross_entropy_index_rows
+# What a backend's cross_entropy_index_rows must compute (backends/README.md), in
+# NumPy: the core's class-index plan from unchecked targets, then the reference
+# kernels. The reference backend does not offer it (its calls take the core's own
+# plan); the test doubles of the hook call these.
+
+
+def index_plan(
+    target: np.ndarray, n_classes: int, class_weight: Any, ignore_index: int, eps: float
+) -> tuple[np.ndarray, ...]:
+    """``(t0, alpha, beta, cw, norm, keep)`` of in-range class-index targets as the
+    core forms them: ignored rows' targets 0 and ``alpha = beta = 0``, ``cw`` the
+    class weights (ones for None), ``norm`` the kept rows' summed weight."""
+    keep = target != ignore_index
+    t0 = np.where(keep, target, 0)
+    cw = np.ones(n_classes) if class_weight is None else class_weight
+    w_y = cw[t0] * keep
+    alpha = (1.0 - eps) * w_y
+    beta = np.where(keep, eps / n_classes, 0.0)
+    return t0, alpha, beta, cw, float(w_y.sum()), keep
+
+
+def index_rows(
+    x: np.ndarray,
+    target: np.ndarray,
+    class_weight: Any,
+    ignore_index: int,
+    smoothing: float,
+    mean: bool,
+    loss_rows: np.ndarray,
+    loss_out: Any,
+    grad_out: Any,
+) -> np.ndarray:
+    """``cross_entropy_index_rows`` on NumPy arrays; returns ``[first bad row]``
+    (-1 for none), having written nothing where a target is bad."""
+    c = x.shape[1]
+    bad = np.flatnonzero((target != ignore_index) & ((target < 0) | (target >= c)))
+    if bad.size:
+        return np.array([float(bad[0])])
+    t0, alpha, beta, cw, norm, keep = index_plan(
+        target, c, class_weight, ignore_index, smoothing
+    )
+    if grad_out is None:
+        backend.cross_entropy_rows(x, t0, alpha, beta, cw, loss_rows)
+    else:
+        scale = (1.0 / norm if norm else 0.0) if mean else 1.0
+        backend.cross_entropy_grad_rows(
+            x, t0, alpha, beta, cw, scale, loss_rows, grad_out
+        )
+        if mean and not norm:  # PyTorch's 0/0 in every kept row
+            grad_out[keep] = np.nan
+    if loss_out is not None:
+        total = loss_rows.sum()
+        if mean:
+            total = total / norm if norm else total * np.nan
+        loss_out[0] = total
+    return np.array([-1.0])

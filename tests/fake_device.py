@@ -852,10 +852,11 @@ class FakeDeviceBackend:
         loss_out: Any,
         grad_out: Any,
     ) -> Any:
-        """The optional hook, checked like a kernel, and computed as the core's
-        host plan and the reference kernels compute it (so its bits are the host
-        path's). Counted as the cupy backend's launches on a small batch: the
-        targets' statistics and the row kernel, and for a scalar loss the total."""
+        """The optional hook, checked like a kernel, and computed by the
+        reference's ``index_rows`` (the core's host plan and the reference
+        kernels: the host path's bits). Counted as the cupy backend's launches on
+        a small batch: the targets' statistics and the row kernel, and for a
+        scalar loss the total."""
         hx = _operand("x", x, _FLOATS)
         rows, c = hx.shape
         i64 = (np.dtype(np.int64),)
@@ -876,33 +877,13 @@ class FakeDeviceBackend:
         _no_partial_overlap(ops)
         self.calls.append("cross_entropy_index_rows")
         _counts.launches += 2 if loss_out is None else 3
-        t = ops["target"]
-        keep = t != ignore_index
-        bad = np.flatnonzero(keep & ((t < 0) | (t >= c)))
-        if bad.size:  # nothing is written
-            return xp.asarray(np.array([float(bad[0])]))
-        t0 = np.where(keep, t, 0)
-        cw = np.ones(c) if class_weight is None else ops["class_weight"]
-        w_y = cw[t0] * keep
-        norm = float(w_y.sum())
-        alpha = (1.0 - eps) * w_y
-        beta = np.where(keep, eps / c, 0.0)
-        scale = (1.0 / norm if norm else 0.0) if mean else 1.0
-        if grad_out is None:
-            self._ref.cross_entropy_rows(hx, t0, alpha, beta, cw, ops["loss_rows"])
-        else:
-            g = ops["grad_out"]
-            self._ref.cross_entropy_grad_rows(
-                hx, t0, alpha, beta, cw, scale, ops["loss_rows"], g
-            )
-            if mean and not norm:  # PyTorch's 0/0 in every kept row
-                g[keep] = np.nan
-        if loss_out is not None:
-            total = ops["loss_rows"].sum()
-            if mean:
-                total = total / norm if norm else total * np.nan
-            ops["loss_out"][0] = total
-        return xp.asarray(np.array([-1.0]))
+        from softcore._reference import index_rows
+
+        check = index_rows(
+            hx, ops["target"], ops.get("class_weight"), ignore_index, eps, mean,
+            ops["loss_rows"], ops.get("loss_out"), ops.get("grad_out"),
+        )  # fmt: skip
+        return xp.asarray(check)
 
     def linear_grad_accumulate(
         self, grad: Any, x: Any, d_weight: Any, d_bias: Any, first: Any

@@ -134,62 +134,46 @@ class FusedMeanOverRows(Wrapped):
 
 
 class IndexRows(Wrapped):
-    """A correct optional ``cross_entropy_index_rows`` on NumPy arrays: the core's
-    plan and the reference kernels (the subclasses below break it)."""
+    """A correct optional ``cross_entropy_index_rows`` on NumPy arrays: the
+    reference's (the subclasses below break it)."""
 
-    def _grad_first(self, grad_out: Any) -> None:
-        """What happens to the gradient before the targets are checked: nothing."""
+    def cross_entropy_index_rows(self, *args: Any) -> Any:
+        from softcore._reference import index_rows
 
-    def _scale(self, norm: float, rows: int) -> float:
-        return 1.0 / norm if norm else 0.0
-
-    def cross_entropy_index_rows(
-        self, x: Any, target: Any, cw: Any, ignore_index: int, smoothing: float,
-        mean: bool, loss_rows: Any, loss_out: Any, grad_out: Any,
-    ) -> Any:  # fmt: skip
-        rows, c = x.shape
-        if grad_out is not None:
-            self._grad_first(grad_out)
-        keep = target != ignore_index
-        bad = np.flatnonzero(keep & ((target < 0) | (target >= c)))
-        if bad.size:
-            return np.array([float(bad[0])])
-        t0 = np.where(keep, target, 0)
-        w = np.ones(c) if cw is None else cw
-        w_y = w[t0] * keep
-        norm = float(w_y.sum())
-        alpha, beta = (1.0 - smoothing) * w_y, np.where(keep, smoothing / c, 0.0)
-        scale = self._scale(norm, rows) if mean else 1.0
-        if grad_out is None:
-            self._ref.cross_entropy_rows(x, t0, alpha, beta, w, loss_rows)
-        else:
-            self._ref.cross_entropy_grad_rows(
-                x, t0, alpha, beta, w, scale, loss_rows, grad_out
-            )
-            if mean and not norm:
-                grad_out[keep] = np.nan
-        if loss_out is not None:
-            total = loss_rows.sum()
-            if mean:
-                total = total / norm if norm else total * np.nan
-            loss_out[0] = total
-        return np.array([-1.0])
+        return index_rows(*args)
 
 
 class IndexRowsWritesFirst(IndexRows):
     """``cross_entropy_index_rows`` that zeroes the gradient before it checks the
     targets, so a bad target leaves ``out`` written."""
 
-    def _grad_first(self, grad_out: Any) -> None:
-        grad_out[...] = 0.0
+    def cross_entropy_index_rows(self, *args: Any) -> Any:
+        grad_out = args[-1]
+        if grad_out is not None:
+            grad_out[...] = 0.0
+        return super().cross_entropy_index_rows(*args)
 
 
 class IndexRowsMeanOverRows(IndexRows):
     """``cross_entropy_index_rows`` whose gradient divides by the row count,
-    forgetting ignored rows and class weights."""
+    forgetting ignored rows and class weights (the loss is right)."""
 
-    def _scale(self, norm: float, rows: int) -> float:
-        return 1.0 / rows
+    def cross_entropy_index_rows(
+        self, x: Any, target: Any, cw: Any, ignore_index: int, smoothing: float,
+        mean: bool, loss_rows: Any, loss_out: Any, grad_out: Any,
+    ) -> Any:  # fmt: skip
+        from softcore._reference import index_rows
+
+        check = index_rows(
+            x, target, cw, ignore_index, smoothing, mean, loss_rows, loss_out, None
+        )
+        if grad_out is not None and check[0] < 0:
+            index_rows(
+                x, target, cw, ignore_index, smoothing, False, loss_rows, None, grad_out
+            )
+            if mean:
+                grad_out /= len(target)
+        return check
 
 
 class BackwardNoDot(Wrapped):

@@ -25,7 +25,8 @@ import pytest
 
 from softcore_cupy import _kernels as K
 
-reference = pytest.importorskip("softcore._reference").backend
+_ref_module = pytest.importorskip("softcore._reference")
+reference, index_plan = _ref_module.backend, _ref_module.index_plan
 
 DTYPES = [np.float32, np.float64]
 # warp mode, vector slots or not, block mode (600 and 1001 under the shipped rule), and
@@ -232,17 +233,6 @@ def test_cross_entropy_index(emu, c, dtype, smoothing, weighted):
     np.testing.assert_array_equal(np.asarray(only), np.asarray(loss))
 
 
-def _host_index_plan(target, c, cw, ignore, eps):
-    """The core's host plan for class-index targets (ignored rows: target 0,
-    alpha = beta = 0), and the kept rows' summed weight."""
-    keep = target != ignore
-    t0 = np.where(keep, target, 0)
-    w_y = (np.ones(c) if cw is None else cw)[t0] * keep
-    alpha = (1.0 - eps) * w_y
-    beta = np.where(keep, eps / c, 0.0)
-    return t0, alpha, beta, w_y.sum(), int(keep.sum())
-
-
 def _index_rows(x, target, cw, ignore, eps, mean, grad=True, loss_out=True):
     """cross_entropy_index_rows on the emulation: (stats, row losses, loss, grad),
     outputs that start as all-ones bits so that a write that should not happen shows."""
@@ -288,9 +278,9 @@ def test_cross_entropy_index_rows_is_the_plan_on_the_device(
     cw = rng.uniform(0.5, 2.0, c) if weighted else None
     for mean in (True, False):
         stats, loss_rows, total, g = _index_rows(x, target, cw, ignore, eps, mean)
-        t0, alpha, beta, norm, kept = _host_index_plan(target, c, cw, ignore, eps)
+        t0, alpha, beta, w, norm, keep = index_plan(target, c, cw, ignore, eps)
         assert stats[0] == -1.0
-        assert stats[2] == kept
+        assert stats[2] == keep.sum()
         if weighted:
             np.testing.assert_allclose(stats[1], norm, rtol=1e-15)
         else:
@@ -299,10 +289,9 @@ def test_cross_entropy_index_rows_is_the_plan_on_the_device(
         if not weighted and mean:
             assert stats[3] == 1.0 / norm
         rloss, rgrad = np.empty(rows), np.empty_like(x)
-        ones = np.ones(c) if cw is None else cw
         K.cross_entropy_grad_rows(
             _emu.dev(x),
-            *map(_emu.dev, (t0, alpha, beta, ones)),
+            *map(_emu.dev, (t0, alpha, beta, w)),
             float(stats[3]),
             _emu.dev(rloss),
             _emu.dev(rgrad),
