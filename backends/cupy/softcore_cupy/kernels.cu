@@ -899,7 +899,7 @@ struct CeTargets {
     const i64* target;
     const double* cw;  // class c's weight at cw[c * wstride]: stride 0 at stats[4] = 1
     const double* stats;
-    i64 ignore, C, wstride;
+    i64 ignore, wstride;
     double keep, spread;  // 1 - eps and eps / C, as the core's plan forms them
     // a NaN scale (a mean over kept rows whose weights sum to 0) makes every kept
     // row's gradient NaN, as PyTorch's 0/0; the mean of the loss is NaN then anyway
@@ -1059,31 +1059,46 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
 #define SC_STATS_THREADS 256
 #define SC_NO_BAD 0x7fffffffffffffffLL
 
-// The block's (first bad row, weight, count); the result is in thread 0's arguments.
-__device__ __forceinline__ void stats_block(i64& bad, double& w, i64& kept) {
-    __shared__ i64 sb[SC_STATS_THREADS], sk[SC_STATS_THREADS];
-    __shared__ double sw[SC_STATS_THREADS];
+// The block's fold of every thread's v with op (a tree over the SC_STATS_THREADS
+// threads, the same for every call of that many): every thread gets the result.
+struct OpMin {
+    template <typename V>
+    __device__ __forceinline__ V operator()(V a, V b) const { return b < a ? b : a; }
+};
+
+template <typename V, typename Op>
+__device__ __forceinline__ V block_fold(V v, Op op) {
+    __shared__ V sv[SC_STATS_THREADS];
     const int tid = threadIdx.x;
-    sb[tid] = bad;
-    sw[tid] = w;
-    sk[tid] = kept;
+    __syncthreads();  // a previous fold of this type has finished reading sv
+    sv[tid] = v;
     __syncthreads();
     for (int o = SC_STATS_THREADS / 2; o > 0; o >>= 1) {
-        if (tid < o) {
-            if (sb[tid + o] < sb[tid]) sb[tid] = sb[tid + o];
-            sw[tid] += sw[tid + o];
-            sk[tid] += sk[tid + o];
-        }
+        if (tid < o) sv[tid] = op(sv[tid], sv[tid + o]);
         __syncthreads();
     }
-    bad = sb[0];
-    w = sw[0];
-    kept = sk[0];
+    return sv[0];
 }
+
+// Block b's run of `per` of the `rows` rows, [lo, hi).
+__device__ __forceinline__ void block_rows(i64 rows, i64 per, i64& lo, i64& hi) {
+    lo = (i64)blockIdx.x * per;
+    hi = lo + per < rows ? lo + per : rows;
+}
+
+// The block's (first bad row, weight, count); every thread gets them.
+__device__ __forceinline__ void stats_block(i64& bad, double& w, i64& kept) {
+    bad = block_fold(bad, OpMin());
+    w = block_fold(w, OpAdd());
+    kept = block_fold(kept, OpAdd());
+}
+
+// A part's or the statistics' first bad row: -1 for none.
+__device__ __forceinline__ double bad_row(i64 bad) { return bad == SC_NO_BAD ? -1.0 : (double)bad; }
 
 __device__ __forceinline__ void stats_write(i64 bad, double w, i64 kept, i64 mean,
                                             double* stats) {
-    stats[0] = bad == SC_NO_BAD ? -1.0 : (double)bad;
+    stats[0] = bad_row(bad);
     stats[1] = w;
     stats[2] = (double)kept;
     stats[3] = !mean ? 1.0 : w != 0.0 ? 1.0 / w : kept ? sc_nan() : 0.0;
@@ -1093,8 +1108,8 @@ __device__ __forceinline__ void stats_write(i64 bad, double w, i64 kept, i64 mea
 extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
     sc_ce_target_stats(const i64* t, const double* cw, i64 weighted, i64 rows, i64 C,
                        i64 ignore, i64 per, i64 mean, double* out) {
-    const i64 lo = (i64)blockIdx.x * per, hi = lo + per < rows ? lo + per : rows;
-    i64 bad = SC_NO_BAD, kept = 0;
+    i64 lo, hi, bad = SC_NO_BAD, kept = 0;
+    block_rows(rows, per, lo, hi);
     double w = 0.0;
     for (i64 r = lo + threadIdx.x; r < hi; r += SC_STATS_THREADS) {
         const i64 v = t[r];
@@ -1112,7 +1127,7 @@ extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
         stats_write(bad, w, kept, mean, out);
     } else {
         double* p = out + 3 * (i64)blockIdx.x;
-        p[0] = bad == SC_NO_BAD ? -1.0 : (double)bad;
+        p[0] = bad_row(bad);
         p[1] = w;
         p[2] = (double)kept;
     }
@@ -1134,31 +1149,20 @@ extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
 
 // The call's loss: the row losses summed (no CuPy reduction, whose launch costs more
 // host time than a raw kernel's), divided by the kept weight for a mean (NaN where that
-// is 0, as PyTorch's mean over no target), in the result's type. Up to SC_STATS_THREADS
-// x `per` rows one block of sc_ce_total sums them; past that sc_ce_loss_parts sums
-// `per` rows a block first. Per-thread sums over a stride, then a tree: an order fixed
-// by the number of rows.
-__device__ __forceinline__ double block_sum(double v) {
-    __shared__ double sv[SC_STATS_THREADS];
-    const int tid = threadIdx.x;
-    sv[tid] = v;
-    __syncthreads();
-    for (int o = SC_STATS_THREADS / 2; o > 0; o >>= 1) {
-        if (tid < o) sv[tid] += sv[tid + o];
-        __syncthreads();
-    }
-    return sv[0];
-}
-
+// is 0, as PyTorch's mean over no target), in the result's type. Up to `per` rows (the
+// statistics' 16384) one block of sc_ce_total sums them; past that sc_ce_loss_parts
+// sums `per` rows a block first. Per-thread sums over a stride, then a tree: an order
+// fixed by the number of rows.
 __device__ __forceinline__ double strided_sum(const double* v, i64 lo, i64 hi) {
     double s = 0.0;
     for (i64 i = lo + threadIdx.x; i < hi; i += SC_STATS_THREADS) s += v[i];
-    return block_sum(s);
+    return block_fold(s, OpAdd());
 }
 
 extern "C" __global__ void __launch_bounds__(SC_STATS_THREADS)
     sc_ce_loss_parts(const double* loss, i64 rows, i64 per, double* part) {
-    const i64 lo = (i64)blockIdx.x * per, hi = lo + per < rows ? lo + per : rows;
+    i64 lo, hi;
+    block_rows(rows, per, lo, hi);
     const double s = strided_sum(loss, lo, hi);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
@@ -1301,13 +1305,13 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     extern "C" __global__ void SC_BOUNDS_1 sc_ce_idx_##SFX(                                  \
         const T* x, const i64* target, const double* cw, i64 wstride, const double* stats,  \
         i64 ignore, double keep, double spread, double* loss, i64 rows, i64 C) {           \
-        const CeTargets p{target, cw, stats, ignore, C, wstride, keep, spread};             \
+        const CeTargets p{target, cw, stats, ignore, wstride, keep, spread};                \
         ce_impl<T, N, K, A, 0>(x, p, loss, (T*)0, rows, C);                                 \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_ce_idx_grad_##SFX(                             \
         const T* x, const i64* target, const double* cw, i64 wstride, const double* stats,  \
         i64 ignore, double keep, double spread, double* loss, T* grad, i64 rows, i64 C) {  \
-        const CeTargets p{target, cw, stats, ignore, C, wstride, keep, spread};             \
+        const CeTargets p{target, cw, stats, ignore, wstride, keep, spread};                \
         ce_impl<T, N, K, A, 1>(x, p, loss, grad, rows, C);                                  \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_2 sc_ce_prob_##SFX(const T* x, const T* t, double eps,        \

@@ -67,8 +67,8 @@ _PROBE_CALLS = {
         "ce_impl<T, N, 4, true, 1>(x, CeArrays{t, d, d, d, d[0]}, d, o, rows, C)"
     ),
     "ce_idx_grad": (
-        "ce_impl<T, N, 4, true, 1>(x, CeTargets{t, d, d, t[0], C, t[1], d[1], d[2]}, "
-        "d, o, rows, C)"
+        "ce_impl<T, N, 4, true, 1>(x, CeTargets{t, d, d, t[0], t[1], d[1], d[2]}, d, "
+        "o, rows, C)"
     ),
     "ce_prob": "ce_prob_impl<T, N, 4, true, 0>(x, y, 0.0, d, 1.0, d, (T*)0, rows, C)",
     "ce_prob_grad": "ce_prob_impl<T, N, 4, true, 1>(x, y, 0.0, d, 1.0, d, o, rows, C)",
