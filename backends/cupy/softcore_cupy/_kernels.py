@@ -133,6 +133,79 @@ def max_threads_per_row(op: str) -> int:
 THREADS_PER_ROW: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+# Staged tails ("Staged tails" in kernels.cu): in block mode, the slots of a row past
+# the register cache are kept in dynamic shared memory between the statistics pass and
+# the write pass, which then reads them from there instead of from global memory. Same
+# bits either way. Only ops whose write pass reads the row again take it (the loss
+# alone of class-index targets reads it again only with label smoothing).
+STAGE = True
+#: Upper bound on a block's staged bytes (None: the block's share of the SM, see
+#: _stage_capacity). The tests set small bounds to stage part of a tail.
+STAGE_LIMIT: int | None = None
+_STAGED = frozenset(
+    {
+        "softmax",
+        "log_softmax",
+        "ce_grad",
+        "ce_idx",
+        "ce_idx_grad",
+        "ce_prob",
+        "ce_prob_grad",
+    }
+)
+# cudaDevAttr numbers (driver_types.h): threads, shared memory and registers per SM,
+# and the most shared memory one block may opt in to
+_ATTR_THREADS_SM, _ATTR_SHARED_SM, _ATTR_REGS_SM, _ATTR_OPTIN = 39, 81, 82, 97
+_DEFAULT_SHARED = 48 * 1024  # what a block may use without opting in
+_RESERVED_SHARED = 1024  # shared memory the system takes per block (sm_80 and later)
+_stage_caps: dict[tuple[int, str, int], int] = {}
+
+
+def _stage_capacity(fn, name: str, device_id: int, threads: int) -> int:
+    """Dynamic shared memory a block of ``threads`` may stage without costing the SM a
+    resident block: the SM's shared memory shared by as many blocks as its registers
+    and threads let run at once (one at 1024 threads with 64 registers each, so up to
+    the per-block opt-in, 227 KiB on an H100 or H200), less what each block has
+    already. Opts the kernel in past the 48 KiB default, once per device and size;
+    where the device refuses, the default is the bound."""
+    key = (device_id, name, threads)
+    cap = _stage_caps.get(key)
+    if cap is None:
+        import cupy
+
+        def attr(a):
+            return int(cupy.cuda.runtime.deviceGetAttribute(a, device_id))
+
+        static = int(fn.shared_size_bytes)
+        regs = -(-int(fn.num_regs) // 8) * 8  # allocated in units of 8 a thread
+        resident = min(
+            attr(_ATTR_REGS_SM) // max(1, regs * threads),
+            attr(_ATTR_THREADS_SM) // threads,
+        )
+        share = attr(_ATTR_SHARED_SM) // max(1, resident)
+        cap = max(0, min(attr(_ATTR_OPTIN), share - _RESERVED_SHARED) - static)
+        cap -= cap % 16
+        if cap > _DEFAULT_SHARED - static and cap > fn.max_dynamic_shared_size_bytes:
+            try:
+                fn.max_dynamic_shared_size_bytes = cap
+            except cupy.cuda.driver.CUDADriverError:  # the device keeps the default
+                cap = max(0, _DEFAULT_SHARED - static)
+        _stage_caps[key] = cap
+    return cap
+
+
+def stage_bytes(
+    op: str, n_classes: int, itemsize: int, threads: int, variant: str
+) -> int:
+    """Bytes of a row's tail a block of ``threads`` stages (0: none), before the cap."""
+    if not STAGE or op not in _STAGED or threads <= 32:
+        return 0
+    n = 1 if variant.endswith("_v1") else _VEC[itemsize]
+    cached_slots = _CACHE[itemsize] // n * threads
+    tail = n_classes // n - cached_slots
+    return max(0, tail) * n * itemsize
+
+
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
     d = "f32" if itemsize == 4 else "f64"
     n = _VEC[itemsize]
@@ -142,15 +215,18 @@ def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
     return f"{d}_v{n}" if aligned else f"{d}_v{n}u"
 
 
-def _row_launch(op: str, x, arrays, args) -> None:
-    """Launch a row kernel: ``arrays`` are the (rows, C) operands (for alignment)."""
+def _row_launch(op: str, x, arrays, args, staged: bool = True) -> None:
+    """Launch a row kernel: ``arrays`` are the (rows, C) operands (for alignment);
+    ``staged=False`` keeps the tail out of shared memory (an op of ``_STAGED`` whose
+    call will not read it again)."""
     import numpy as np
 
     rows, n_classes = x.shape
     if rows == 0 or n_classes == 0:  # the core never sends these; nothing to launch
         return
     itemsize = x.dtype.itemsize
-    name = f"sc_{op}_{_row_variant(n_classes, itemsize, *arrays)}"
+    variant = _row_variant(n_classes, itemsize, *arrays)
+    name = f"sc_{op}_{variant}"
     t = threads_per_row(n_classes, itemsize, op)
     if t not in THREADS_PER_ROW or t > max_threads_per_row(op):
         raise ValueError(f"{t} threads per row is not a launch of sc_{op}")
@@ -161,9 +237,21 @@ def _row_launch(op: str, x, arrays, args) -> None:
     else:
         block = (t, 1, 1)
         grid = (rows, 1, 1)
+    want = stage_bytes(op, n_classes, itemsize, t, variant) if staged else 0
     with x.device:
         fn = _function(name, x.device.id)
-        fn(grid, block, (*args, np.int64(rows), np.int64(n_classes)))
+        shared = 0
+        if want:
+            pack = (1 if variant.endswith("_v1") else _VEC[itemsize]) * itemsize
+            cap = _stage_capacity(fn, name, x.device.id, t)
+            if STAGE_LIMIT is not None:
+                cap = min(cap, STAGE_LIMIT)
+            shared = min(want, cap // pack * pack)
+        args = (*args, np.int64(rows), np.int64(n_classes))
+        if shared:
+            fn(grid, block, args, shared_mem=shared)
+        else:
+            fn(grid, block, args)
 
 
 # ---------------------------------------------------------------------------
@@ -348,8 +436,8 @@ def cross_entropy_index_rows(
             np.float64(smoothing / n_classes),
             loss_rows,
         )
-        if grad_out is None:
-            _row_launch("ce_idx", x, (x,), (x, *plan))
+        if grad_out is None:  # the loss alone reads a row twice only with smoothing
+            _row_launch("ce_idx", x, (x,), (x, *plan), staged=smoothing > 0)
         else:
             _row_launch("ce_idx_grad", x, (x, grad_out), (x, *plan, grad_out))
         if loss_out is not None:  # the rows' losses summed in order, then the total

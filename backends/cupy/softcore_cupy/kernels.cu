@@ -501,6 +501,54 @@ __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
 }
 
 // ---------------------------------------------------------------------------
+// Staged tails (block mode): slots past the register cache kept in shared memory
+//
+// A thread's slots v >= K * nt (the row's "tail") are read by the statistics pass and
+// read again by the write pass, so rows wider than the register cache (float32 past
+// 16384 classes at 1024 threads, float64 past 8192) read their tail twice. Where the
+// launch gives the block dynamic shared memory, the statistics pass also stores the
+// row's first ns tail slots there (slot v at index j = v - K * nt) and the write pass
+// takes them from there. Each thread takes back only the slots it stored itself (both
+// passes step v by nt from the same start), so no barrier stands between the store and
+// the load; the bits are the same either way, so no result depends on ns. ns = 0 (no
+// dynamic shared memory; group mode, whose blocks hold several rows) is the plain
+// re-read. Nothing of it stays in registers between the passes (the float64 kernels
+// are at their register bound): each tail loop reads ns from the launch and counts
+// its own j, and the slots' address is a constant.
+#ifdef __CUDA_ARCH__
+extern __shared__ double2 sc_stage[];  // 16-byte aligned: a float or double pack
+#endif
+
+template <typename T, int N>
+__device__ __forceinline__ Pack<T, N>* stage_slots() {
+#ifdef __CUDA_ARCH__
+    return reinterpret_cast<Pack<T, N>*>(sc_stage);
+#else  // the tests' host emulation
+    unsigned bytes;
+    return reinterpret_cast<Pack<T, N>*>(emu_dynamic_shared(bytes));
+#endif
+}
+
+// Tail slots a thread's row may stage (summed over its threads): 0 in group mode.
+template <typename T, int N>
+__device__ __forceinline__ int stage_count() {
+    if (group_mode()) return 0;
+    unsigned bytes;
+#ifdef __CUDA_ARCH__
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+#else
+    emu_dynamic_shared(bytes);
+#endif
+    return (int)(bytes / sizeof(Pack<T, N>));
+}
+
+// Tail slot v (tail index j) as the statistics pass read it: staged where j < ns.
+template <typename T, int N, bool A>
+__device__ __forceinline__ Pack<T, N> tail_ld(const T* row, i64 v, int j, int ns) {
+    return j < ns ? stage_slots<T, N>()[j] : ld<T, N, A>(row, v);
+}
+
+// ---------------------------------------------------------------------------
 // Pass 1 helpers: running (m, s) over cached slots, then over the rest
 
 template <typename T, int N, int K, bool A>
@@ -545,7 +593,8 @@ __device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm, 
 template <typename T, int N, int K, bool A>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
-                                          bool keep = false, double* mc = nullptr) {
+                                          bool keep = false, double* mc = nullptr,
+                                          bool stage = false) {
     const int tid = threadIdx.x, nt = blockDim.x;
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
@@ -586,7 +635,13 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
             for (int e = 0; e < N; ++e) c[k].v[e] = (T)0;
     }
     if (keep) *mc = m;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) stats_pack<T, N, A>(m, s, ld<T, N, A>(row, v));
+    const int ns = stage ? stage_count<T, N>() : 0;
+    int j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+        const Pack<T, N> p = ld<T, N, A>(row, v);
+        if (j < ns) stage_slots<T, N>()[j] = p;
+        stats_pack<T, N, A>(m, s, p);
+    }
     row_stats<T>(m, s, sm);
 }
 
@@ -614,7 +669,7 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     T* orow = out + r * C;
     Pack<T, N> c[K];
     double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc);  // softmax keeps exp
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true);  // softmax keeps exp
     // softmax rows held in registers need no log-sum-exp (uniform per row)
     const bool cached = MODE == 0 && nslot <= (i64)K * nt;
     Shift lse;
@@ -635,8 +690,10 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
             st<T, N, A>(orow, v, o);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-        Pack<T, N> p = ld<T, N, A>(xr, v), o;
+    const int ns = stage_count<T, N>();
+    int j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+        Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), o;
 #pragma unroll
         for (int e = 0; e < N; ++e)
             o.v[e] = MODE == 0 ? exp_shift(p.v[e], lse) : log_shift(p.v[e], lse);
@@ -968,7 +1025,7 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
     double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc);
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc, true);
     // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
     const bool lean = keep && nslot <= (i64)K * nt;
     Shift lse;
@@ -1016,8 +1073,10 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
                 if (GRAD) st<T, N, A>(grow, v, o);
             }
         }
-        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-            Pack<T, N> p = ld<T, N, A>(xr, v), o;
+        const int ns = stage_count<T, N>();
+        int j = tid;
+        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+            Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), o;
 #pragma unroll
             for (int e = 0; e < N; ++e) {
                 const i64 jj = v * N + e;
@@ -1207,7 +1266,7 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     Pack<T, N> c[K], ct[K];
     double m, s;
     load_cache<T, N, K, A>(tr, nslot, ct);
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm);
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, false, nullptr, true);
     const Shift lse = make_shift(m, s);
     double asum = 0.0;
     if (GRAD) {
@@ -1242,8 +1301,10 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
             if (GRAD) st<T, N, A>(grow, v, o);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-        Pack<T, N> p = ld<T, N, A>(xr, v), q = ld<T, N, A>(tr, v), o;
+    const int ns = stage_count<T, N>();
+    int j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+        Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), q = ld<T, N, A>(tr, v), o;
 #pragma unroll
         for (int e = 0; e < N; ++e) {
             const double aj = (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
@@ -1265,7 +1326,7 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
 // Most threads a row kernel is launched with: every register budget must fit it.
 // Kernels that keep one operand in registers take up to 1024 threads per block,
 // those that keep two (a gradient and the probabilities, logits and targets) 512.
-#define SC_BOUNDS_1 __launch_bounds__(1024)
+#define SC_BOUNDS_1 __launch_bounds__(1024, 1)
 #define SC_BOUNDS_2 __launch_bounds__(512)
 
 #define SC_ROW_KERNELS(T, SFX, N, K, A)                                                         \

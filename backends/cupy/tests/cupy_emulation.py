@@ -70,14 +70,15 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
     names = _kernels.KERNEL_NAMES
     table = "\n".join(
         f'    if (!std::strcmp(name, "{n}"))'
-        f" {{ emu_launch({n}, g, b, args); return 0; }}"
+        f" {{ emu_launch({n}, g, b, args, shm); return 0; }}"
         for n in names
     )
     harness = (
         '#include "host_cuda.h"\n'
         '#include "kernels.cu"\n'
         'extern "C" int sc_emulate(const char* name, unsigned gx, unsigned gy,\n'
-        "                          unsigned bx, unsigned by, void** args) {\n"
+        "                          unsigned bx, unsigned by, void** args,\n"
+        "                          unsigned shm) {\n"
         "    dim3 g{gx, gy, 1}, b{bx, by, 1};\n"
         f"{table}\n"
         "    return -1;\n"
@@ -120,15 +121,33 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
         ctypes.c_uint,
         ctypes.c_uint,
         ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_uint,
     ]
     return dll
 
 
+# What the emulated device answers, as an H100 or H200 does (cudaDevAttr numbers:
+# threads, shared memory and registers per SM, a block's shared-memory opt-in), and its
+# kernels: the row kernels' static shared memory is their 64 doubles, and ptxas gives
+# the widest of them 64 registers a thread.
+DEVICE_ATTRIBUTES = {39: 2048, 81: 233472, 82: 65536, 97: 232448}
+STATIC_SHARED = 512
+
+
 class _EmuFunction:
+    shared_size_bytes = STATIC_SHARED
+    num_regs = 64
+
     def __init__(self, dll: ctypes.CDLL, name: str):
         self.dll, self.name = dll, name
+        self.max_dynamic_shared_size_bytes = 48 * 1024 - STATIC_SHARED
 
-    def __call__(self, grid, block, args):
+    def __call__(self, grid, block, args, shared_mem=0):
+        if shared_mem > self.max_dynamic_shared_size_bytes:  # as a GPU refuses it
+            raise RuntimeError(
+                f"{self.name}: {shared_mem} bytes of dynamic shared memory, "
+                f"{self.max_dynamic_shared_size_bytes} allowed"
+            )
         keep = []
         ptrs = (ctypes.c_void_p * len(args))()
         for i, a in enumerate(args):
@@ -144,7 +163,7 @@ class _EmuFunction:
             keep.append(c)
             ptrs[i] = ctypes.cast(ctypes.pointer(c), ctypes.c_void_p)
         rc = self.dll.sc_emulate(
-            self.name.encode(), grid[0], grid[1], block[0], block[1], ptrs
+            self.name.encode(), grid[0], grid[1], block[0], block[1], ptrs, shared_mem
         )
         assert rc == 0, f"unknown kernel {self.name}"
 
@@ -169,8 +188,29 @@ def emulated(dll: ctypes.CDLL):
             fake_cupy = types.ModuleType("cupy")
             fake_cupy.float64 = np.float64
             fake_cupy.empty = lambda shape, dtype: dev(np.empty(shape, dtype))
-            _saved = (_kernels._function, sys.modules.get("cupy"))
-            _kernels._function = lambda name, device_id: _EmuFunction(dll, name)
+            fake_cupy.cuda = types.SimpleNamespace(
+                runtime=types.SimpleNamespace(
+                    deviceGetAttribute=lambda attr, device: DEVICE_ATTRIBUTES[attr]
+                ),
+                driver=types.SimpleNamespace(CUDADriverError=RuntimeError),
+            )
+            _saved = (
+                _kernels._function,
+                sys.modules.get("cupy"),
+                dict(_kernels._stage_caps),
+            )
+            # one function object per name, as CuPy keeps them (a shared-memory
+            # opt-in set on one stays set), and the opt-ins of a fresh device
+            functions: dict[str, _EmuFunction] = {}
+            _kernels._stage_caps.clear()
+
+            def function(name, device_id):
+                fn = functions.get(name)
+                if fn is None:  # setdefault: threads racing here get one object
+                    fn = functions.setdefault(name, _EmuFunction(dll, name))
+                return fn
+
+            _kernels._function = function
             sys.modules["cupy"] = fake_cupy
         _patch_depth += 1
     try:
@@ -179,8 +219,10 @@ def emulated(dll: ctypes.CDLL):
         with _patch_lock:
             _patch_depth -= 1
             if _patch_depth == 0:
-                saved_fn, saved_mod = _saved
+                saved_fn, saved_mod, saved_caps = _saved
                 _kernels._function = saved_fn
+                _kernels._stage_caps.clear()
+                _kernels._stage_caps.update(saved_caps)
                 if saved_mod is None:
                     sys.modules.pop("cupy", None)
                 else:

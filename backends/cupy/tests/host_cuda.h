@@ -79,6 +79,21 @@ inline std::vector<std::unique_ptr<WarpState>> g_warps;
 
 inline int emu_tid() { return threadIdx.x + threadIdx.y * blockDim.x; }
 
+// The launch's dynamic shared memory (extern __shared__ on a GPU), 16-byte aligned. Its
+// contents are undefined at a block's start on a GPU: here every block starts with all
+// bytes 0xff (NaN in either float type), so a kernel that reads a staged slot it never
+// stored gets NaN.
+struct alignas(16) EmuChunk {
+    unsigned char b[16];
+};
+inline std::vector<EmuChunk> g_dyn;
+inline unsigned g_dyn_bytes = 0;
+
+inline void* emu_dynamic_shared(unsigned& bytes) {
+    bytes = g_dyn_bytes;
+    return g_dyn.data();
+}
+
 inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
 
 // The barrier of the lanes in mask, which must be an aligned run of 8, 16 or 32 lanes
@@ -133,14 +148,17 @@ void emu_call(void (*k)(A...), void** a, std::index_sequence<I...>) {
 }
 
 template <typename... A>
-void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args) {
+void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_bytes = 0) {
     const std::lock_guard<std::mutex> one_at_a_time(g_launch);
     gridDim = g;
     blockDim = b;
+    g_dyn_bytes = shared_bytes;
+    g_dyn.resize((shared_bytes + 15) / 16);
     const unsigned n = b.x * b.y;
     for (unsigned by = 0; by < g.y; ++by) {
         for (unsigned bx = 0; bx < g.x; ++bx) {
             g_block_bar = std::make_unique<std::barrier<>>(n);
+            if (!g_dyn.empty()) std::memset(g_dyn.data(), 0xff, g_dyn.size() * sizeof(EmuChunk));
             g_warps.clear();
             for (unsigned w = 0; w < (n + 31) / 32; ++w) g_warps.push_back(std::make_unique<WarpState>());
             std::vector<std::thread> threads;

@@ -76,3 +76,25 @@ def test_public_cross_entropy_against_the_core_plan():
         "sc.cross_entropy_with_grad [32, 10] float32: 9.00 a copy (20.00 through "
         "the core's plan), one row in 8 ignored 9.50 (30.00)"
     ]
+
+
+def test_staged_tails_against_tails_read_again():
+    b = _bench_gpu()
+    row = {"shape": [4096, 32768], "dtype": "float32"}
+    for op, staged, again in (
+        ("softmax", 1.5, 2.0),
+        ("log_softmax", 1.2, 1.5),
+        ("ce_loss_grad", 1.8, 2.4),
+    ):
+        row[op], row[op + "_reread"] = staged, again
+    narrow = {"shape": [65536, 128], "dtype": "float32", "softmax": 2.0}
+    lines = [
+        ln
+        for ln in b.summary([("rows", row), ("rows", narrow)])
+        if ln.startswith("staged")
+    ]
+    assert lines == [
+        "staged tails [4096, 32768] float32: softmax 1.50 (2.00, 0.75x), "
+        "log_softmax 1.20 (1.50, 0.80x), ce_loss_grad 1.80 (2.40, 0.75x) a copy "
+        "(read again; staged / read again)"
+    ]

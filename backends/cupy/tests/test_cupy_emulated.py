@@ -526,6 +526,109 @@ def test_rows_sharing_a_warp(tmp_path_factory, monkeypatch, threads, dtype):
     _close(grad, rgrad, dtype, "grad")
 
 
+def _staged_calls(x, rng):
+    """Every op that stages a tail, on x: {name: output arrays}."""
+    rows, c = x.shape
+    out = {}
+    for op in ("softmax_rows", "log_softmax_rows"):
+        got = _emu.dev(np.empty_like(x))
+        getattr(K, op)(_emu.dev(x), got)
+        out[op] = [np.asarray(got)]
+    for eps in (0.0, 0.1):  # the kept-exp gradient, and the literal one
+        target, alpha, beta, cw = _ce_args(rng, rows, c, eps, eps > 0)
+        args = [_emu.dev(a) for a in (target, alpha, beta, cw)]
+        loss, grad = _emu.dev(np.empty(rows)), _emu.dev(np.empty_like(x))
+        K.cross_entropy_grad_rows(_emu.dev(x), *args, 0.5, loss, grad)
+        out[f"ce_grad eps={eps}"] = [np.asarray(loss), np.asarray(grad)]
+        tg = rng.integers(0, c, rows)
+        tg[2] = -100
+        for grad_too in (True, False):
+            _, rl, total, g = _index_rows(x, tg, None, -100, eps, True, grad_too)
+            parts = [rl, np.asarray(total)] + ([np.asarray(g)] if grad_too else [])
+            out[f"index_rows eps={eps} grad={grad_too}"] = parts
+    t = rng.uniform(0, 1, (rows, c))
+    t = (t / t.sum(axis=1, keepdims=True)).astype(x.dtype)
+    cw = _emu.dev(rng.uniform(0.5, 2.0, c))
+    loss, grad = _emu.dev(np.empty(rows)), _emu.dev(np.empty_like(x))
+    K.cross_entropy_prob_grad_rows(_emu.dev(x), _emu.dev(t), 0.2, cw, 0.25, loss, grad)
+    only = _emu.dev(np.empty(rows))
+    K.cross_entropy_prob_rows(_emu.dev(x), _emu.dev(t), 0.2, cw, only)
+    out["ce_prob"] = [np.asarray(loss), np.asarray(grad), np.asarray(only)]
+    return out
+
+
+def _row_op_of(name):
+    """The row op of a row kernel's entry point (sc_<op>_<variant>), else None."""
+    for v in K._ROW_VARIANTS:
+        if name.endswith("_" + v):
+            return name[3 : -len(v) - 1]
+    return None
+
+
+@pytest.mark.parametrize(
+    ("dtype", "c"),
+    [(np.float32, 3000), (np.float32, 3001), (np.float64, 1500), (np.float64, 1501)],
+    ids=["f32-v4", "f32-v1", "f64-v2", "f64-v1"],
+)
+def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c):
+    """Block mode (64 threads a row) with rows past the register cache: the tails
+    kept in shared memory whole, in part (the rest read again) or not at all give
+    the same bits for every op that stages, special rows and a maximum in the tail
+    included; each launch asks for the shared memory its tail needs (the loss alone
+    of class-index targets only with smoothing, which reads the row again)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    monkeypatch.setattr(K, "threads_per_row", lambda *a: 64)
+    x = _logits(np.random.default_rng(c), 6, c, dtype)
+    x[5, -2] = 60.0  # the row's maximum in its tail
+    vec = K._VEC[x.itemsize]
+    n = vec if c % vec == 0 else 1  # elements a slot
+    pack = n * x.itemsize
+    tail = (c // n - K._CACHE[x.itemsize] // n * 64) * pack
+    assert tail > 1000
+    asked: list[tuple[str | None, int]] = []
+    runs = {}
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        real = K._function
+
+        def spy(name, device_id):
+            fn = real(name, device_id)
+
+            def call(grid, block, args, shared_mem=0):
+                asked.append((_row_op_of(name), shared_mem))
+                return fn(grid, block, args, shared_mem=shared_mem)
+
+            call.shared_size_bytes = fn.shared_size_bytes
+            return call
+
+        monkeypatch.setattr(K, "_function", spy)
+        monkeypatch.setattr(K, "_stage_capacity", lambda fn, name, dev, t: 200_000)
+        for how, stage, limit in (
+            ("re-read", False, None),
+            ("whole", True, None),
+            ("part", True, 1000),
+        ):
+            monkeypatch.setattr(K, "STAGE", stage)
+            monkeypatch.setattr(K, "STAGE_LIMIT", limit)
+            asked.clear()
+            runs[how] = _staged_calls(x, np.random.default_rng(7))
+            want = 0 if not stage else tail if limit is None else limit // pack * pack
+            for op, b in asked:
+                if op == "ce_idx":  # once without smoothing, once with
+                    assert b in (0, want), (how, op, b)
+                else:
+                    assert b == (want if op in K._STAGED else 0), (how, op, b, want)
+            idx = sorted(b for op, b in asked if op == "ce_idx")
+            assert idx == [0, want], (how, idx)
+    for how in ("whole", "part"):
+        for key, parts in runs["re-read"].items():
+            for a, b in zip(parts, runs[how][key], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"{how}: {key}")
+    ref = np.empty_like(x)
+    reference.softmax_rows(x, ref)
+    _close(runs["whole"]["softmax_rows"][0], ref, dtype, "softmax")
+
+
 def test_the_emulation_is_safe_across_threads(tmp_path_factory):
     """Threads that launch through the emulation at once (as the kit's
     concurrent-calls property does) each see it patched until the last leaves.

@@ -179,6 +179,56 @@ def test_every_threads_per_row_launch(c, dtype, monkeypatch):
         _close(grad, rgrad, dtype, f"CE grad at {t} threads")
 
 
+@pytest.mark.parametrize(
+    ("dtype", "c", "limit"),
+    [
+        (np.float32, 40000, None),  # the tail wholly in shared memory
+        (np.float32, 128256, None),  # more than a block may hold: in part
+        (np.float64, 20002, None),
+        (np.float32, 40000, 4096),  # a few slots a thread staged, the rest read again
+    ],
+)
+def test_staged_tails_on_the_device(dtype, c, limit, monkeypatch):
+    """Rows past the register cache under the shipped launch, their tails kept in
+    shared memory (past the 48 KiB default: the opt-in) or read again: the same bits,
+    the reference's values, and the launch asks for the shared memory."""
+    monkeypatch.setattr(K, "STAGE_LIMIT", limit)
+    rng = np.random.default_rng(c)
+    rows = 6
+    x = _logits(rng, rows, c, dtype)
+    x[5, -3] = 60.0  # a row's maximum in its tail
+    target = rng.integers(0, c, rows).astype(np.int64)
+    alpha, beta, cw = np.full(rows, 0.9), np.full(rows, 0.1 / c), np.ones(c)
+    beta[1::2] = 0.0
+    d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
+    variant = f"f{x.itemsize * 8}_v{K._VEC[x.itemsize]}"  # C a multiple of the vector
+    t = K.threads_per_row(c, x.itemsize, "softmax")
+    assert K.stage_bytes("softmax", c, x.itemsize, t, variant) > 0
+    runs = {}
+    for stage in (False, True):
+        monkeypatch.setattr(K, "STAGE", stage)
+        out = {}
+        for op in ("softmax_rows", "log_softmax_rows"):
+            got = cupy.empty_like(d[0])
+            getattr(K, op)(d[0], got)
+            out[op] = (cupy.asnumpy(got),)
+        loss, grad = cupy.empty(rows), cupy.empty_like(d[0])
+        K.cross_entropy_grad_rows(*d, 0.5, loss, grad)
+        out["ce"] = cupy.asnumpy(loss), cupy.asnumpy(grad)
+        runs[stage] = out
+    cap = K._stage_caps[(d[0].device.id, f"sc_softmax_{variant}")]
+    assert cap > 48 * 1024, f"the device let a block opt in to {cap} bytes only"
+    for key, parts in runs[False].items():
+        for u, v in zip(parts, runs[True][key], strict=True):
+            np.testing.assert_array_equal(u, v, err_msg=key)
+    ref = np.empty_like(x)
+    reference.softmax_rows(x, ref)
+    _close(runs[True]["softmax_rows"][0], ref, dtype, "softmax")
+    rloss, rgrad = np.empty(rows), np.empty_like(x)
+    reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.5, rloss, rgrad)
+    _close(runs[True]["ce"][1], rgrad, dtype, "CE grad")
+
+
 def _branch_logits():
     rng = np.random.default_rng(5)
     mixed = (rng.standard_normal((8, 64)) * 30).astype(np.float32)

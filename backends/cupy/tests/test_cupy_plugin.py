@@ -194,3 +194,89 @@ def test_every_launched_name_is_an_entry_point():
     src = re.sub(r"//[^\n]*", "", _kernels.kernel_source())
     assert "INFINITY" not in src  # NVRTC has no INFINITY macro
     assert "#include" not in src
+
+
+class _FakeFunction:
+    """A kernel as CuPy's RawKernel answers for shared memory and registers."""
+
+    shared_size_bytes = 512
+
+    def __init__(self, regs=64, refuse=False):
+        self.num_regs, self.refuse, self.sets = regs, refuse, []
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return self.sets[-1] if self.sets else 48 * 1024 - 512
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value):
+        if self.refuse:
+            raise RuntimeError("CUDA_ERROR_INVALID_VALUE")
+        self.sets.append(value)
+
+
+# an H100's or H200's answers: threads, shared memory and registers per SM, opt-in
+_H100 = {39: 2048, 81: 233472, 82: 65536, 97: 232448}
+
+
+@pytest.mark.parametrize(
+    ("threads", "regs", "refuse", "want", "sets"),
+    [
+        # one block of 1024 threads fills the registers: it may have the opt-in
+        (1024, 64, False, 232448 - 512, [232448 - 512]),
+        (1024, 64, True, 48 * 1024 - 512, []),  # the device refuses the opt-in
+        # 512 threads at 60 registers (64 allocated): 2 blocks share the SM
+        (512, 60, False, 233472 // 2 - 1024 - 512, [233472 // 2 - 1024 - 512]),
+        # 128 threads at 40: 12 blocks, within the default; nothing to opt in to
+        (128, 40, False, (233472 // 12 - 1024 - 512) // 16 * 16, []),
+    ],
+)
+def test_stage_capacity_keeps_every_resident_block(
+    monkeypatch, threads, regs, refuse, want, sets
+):
+    """A block stages at most its share of the SM's shared memory among the blocks
+    that its registers and threads let run at once (so staging costs no resident
+    block), within what one block may opt in to, less its static shared memory and
+    the system's; the opt-in is set once per kernel, device and launch, and where the
+    device refuses it the 48 KiB default is the bound."""
+    import types
+
+    asked = []
+
+    def attribute(attr, device):
+        asked.append(device)
+        return _H100[attr]
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(deviceGetAttribute=attribute),
+        driver=types.SimpleNamespace(CUDADriverError=RuntimeError),
+    )
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(_kernels, "_stage_caps", {})
+    fn = _FakeFunction(regs, refuse)
+    for _ in range(3):
+        assert _kernels._stage_capacity(fn, "sc_softmax_f32_v4", 1, threads) == want
+    assert asked == [1] * 4  # four attributes of this device, asked once
+    assert fn.sets == sets
+
+
+@pytest.mark.parametrize(
+    ("op", "c", "itemsize", "threads", "variant", "want"),
+    [
+        # float32 slots of 4 hold 16 a thread: 1024 threads cache 16384 classes
+        ("softmax", 16384, 4, 1024, "f32_v4", 0),
+        ("softmax", 16388, 4, 1024, "f32_v4", 16),
+        ("softmax", 128256, 4, 1024, "f32_v4", (32064 - 4096) * 16),
+        ("ce_grad", 16385, 4, 1024, "f32_v1", 4),
+        ("softmax", 8194, 8, 1024, "f64_v2", 16),
+        ("log_softmax", 8193, 8, 1024, "f64_v1", 8),
+        # group mode (a block holds several rows), ops that read a row once
+        ("softmax", 2000, 4, 32, "f32_v4", 0),
+        ("logsumexp", 128256, 4, 1024, "f32_v4", 0),
+        ("ce", 128256, 4, 1024, "f32_v4", 0),
+        ("softmax_backward", 128256, 4, 512, "f32_v4", 0),
+    ],
+)
+def test_stage_bytes(op, c, itemsize, threads, variant, want):
+    assert _kernels.stage_bytes(op, c, itemsize, threads, variant) == want

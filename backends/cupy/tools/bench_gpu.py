@@ -85,6 +85,26 @@ def _row_case(cupy, K, n, c, dtype):
     return x, t, floor, kernels, (g, p)
 
 
+_STAGED_OPS = ("softmax", "log_softmax", "ce_loss_grad")
+
+
+def _stages(K, x) -> bool:
+    """Whether softmax of x stages part of its rows under the shipped launch."""
+    c = x.shape[1]
+    t = K.threads_per_row(c, x.dtype.itemsize, "softmax")
+    variant = K._row_variant(c, x.dtype.itemsize, x)
+    return K.stage_bytes("softmax", c, x.dtype.itemsize, t, variant) > 0
+
+
+@contextlib.contextmanager
+def _staging(K, on: bool):
+    saved, K.STAGE = K.STAGE, on
+    try:
+        yield
+    finally:
+        K.STAGE = saved
+
+
 @contextlib.contextmanager
 def _core_plan():
     """The cupy backend without its cross_entropy_index_rows: the core's own plan."""
@@ -111,6 +131,12 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
             }
             for op, call in kernels.items():
                 row[op] = _timer(cupy, call) / floor
+            # rows past the register cache: their tails kept in shared memory (as
+            # shipped) against read again, side by side
+            if _stages(K, x):
+                with _staging(K, False):
+                    for op in _STAGED_OPS:
+                        row[f"{op}_reread"] = _timer(cupy, kernels[op]) / floor
             row["softmax_api"] = _timer(cupy, lambda: sc.softmax(x)) / floor
             # the public call through the backend's cross_entropy_index_rows and
             # through the core's own plan, with every target kept and with one row
@@ -258,6 +284,17 @@ def summary(results) -> list[str]:
             lines.append(
                 f"softmax_jacobian {r['shape']} {r['dtype']}: {a:.2f} a fill, "
                 f"the wide-row kernel {w:.2f} ({a / w:.2f}x)"
+            )
+    for kind, r in results:  # staged tails against tails read again
+        if kind == "rows" and "softmax_reread" in r:
+            parts = ", ".join(
+                f"{op} {r[op]:.2f} ({r[op + '_reread']:.2f}, "
+                f"{r[op] / r[op + '_reread']:.2f}x)"
+                for op in _STAGED_OPS
+            )
+            lines.append(
+                f"staged tails {r['shape']} {r['dtype']}: {parts} a copy "
+                "(read again; staged / read again)"
             )
     for kind, r in results:  # the public cross-entropy, hook against core plan
         if kind == "rows" and "ce_loss_grad_plan_api" in r:
