@@ -137,7 +137,9 @@ THREADS_PER_ROW: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
 # the register cache are kept in dynamic shared memory between the statistics pass and
 # the write pass, which then reads them from there instead of from global memory. Same
 # bits either way. Only ops whose write pass reads the row again take it (the loss
-# alone of class-index targets reads it again only with label smoothing).
+# alone of class-index targets reads it again only with label smoothing);
+# softmax_backward stages both of its operands, half the bytes each, in float32 only
+# (in float64 the code would cost registers that ptxas finds only by spilling).
 STAGE = True
 #: Upper bound on a block's staged bytes (None: the block's share of the SM, see
 #: _stage_capacity). The tests set small bounds to stage part of a tail.
@@ -151,8 +153,11 @@ _STAGED = frozenset(
         "ce_idx_grad",
         "ce_prob",
         "ce_prob_grad",
+        "softmax_backward",
+        "log_softmax_backward",
     }
 )
+_STAGED_OPERANDS = {"softmax_backward": 2}
 # cudaDevAttr numbers (driver_types.h): threads, shared memory and registers per SM,
 # and the most shared memory one block may opt in to
 _ATTR_THREADS_SM, _ATTR_SHARED_SM, _ATTR_REGS_SM, _ATTR_OPTIN = 39, 81, 82, 97
@@ -200,10 +205,12 @@ def stage_bytes(
     """Bytes of a row's tail a block of ``threads`` stages (0: none), before the cap."""
     if not STAGE or op not in _STAGED or threads <= 32:
         return 0
+    if op == "softmax_backward" and itemsize != 4:
+        return 0
     n = 1 if variant.endswith("_v1") else _VEC[itemsize]
     cached_slots = _CACHE[itemsize] // n * threads
     tail = n_classes // n - cached_slots
-    return max(0, tail) * n * itemsize
+    return max(0, tail) * n * itemsize * _STAGED_OPERANDS.get(op, 1)
 
 
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
@@ -243,6 +250,7 @@ def _row_launch(op: str, x, arrays, args, staged: bool = True) -> None:
         shared = 0
         if want:
             pack = (1 if variant.endswith("_v1") else _VEC[itemsize]) * itemsize
+            pack *= _STAGED_OPERANDS.get(op, 1)  # a slot of each staged operand
             cap = _stage_capacity(fn, name, x.device.id, t)
             if STAGE_LIMIT is not None:
                 cap = min(cap, STAGE_LIMIT)

@@ -512,9 +512,12 @@ __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
 // passes step v by nt from the same start), so no barrier stands between the store and
 // the load; the bits are the same either way, so no result depends on ns. ns = 0 (no
 // dynamic shared memory; group mode, whose blocks hold several rows) is the plain
-// re-read. Nothing of it stays in registers between the passes (the float64 kernels
-// are at their register bound): each tail loop reads ns from the launch and counts
-// its own j, and the slots' address is a constant.
+// re-read. softmax_backward stages both of its operands, ns slots of each (the
+// gradient's at [j], the probabilities' at [ns + j]; float rows only), and
+// log_softmax_backward the gradient (it reads the log-probabilities once, in the
+// write pass). Nothing of it stays in registers between the passes (the float64
+// kernels are at their register bound): each tail loop reads ns from the launch and
+// counts its own j, and the slots' address is a constant.
 #ifdef __CUDA_ARCH__
 extern __shared__ double2 sc_stage[];  // 16-byte aligned: a float or double pack
 #endif
@@ -535,7 +538,8 @@ __device__ __forceinline__ int stage_count() {
     if (group_mode()) return 0;
     unsigned bytes;
 #ifdef __CUDA_ARCH__
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+    // volatile: read where it is used, not held in a register across a pass
+    asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
 #else
     emu_dynamic_shared(bytes);
 #endif
@@ -749,8 +753,19 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
             for (int e = 0; e < N; ++e) dot += to_d(cg[k].v[e]) * to_d(cp[k].v[e]);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+    // the tails of both operands staged, float rows only: the gradient's at [j], the
+    // probabilities' at [ns + j] (a double row's two caches leave no register for it:
+    // ptxas spilled cached slots across the reduction, at every row length)
+    constexpr bool staging = sizeof(T) == 4;
+    Pack<T, N>* const sg = stage_slots<T, N>();
+    int ns = staging ? stage_count<T, N>() / 2 : 0;
+    int j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v);
+        if (staging && j < ns) {
+            sg[j] = a;
+            sg[ns + j] = b;
+        }
 #pragma unroll
         for (int e = 0; e < N; ++e) dot += to_d(a.v[e]) * to_d(b.v[e]);
     }
@@ -766,8 +781,12 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
             st<T, N, A>(orow, v, o);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v), o;
+    ns = staging ? stage_count<T, N>() / 2 : 0;
+    j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+        const bool staged = staging && j < ns;
+        Pack<T, N> a = staged ? sg[j] : ld<T, N, A>(gr, v);
+        Pack<T, N> b = staged ? sg[ns + j] : ld<T, N, A>(pr, v), o;
 #pragma unroll
         for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(b.v[e]) * (to_d(a.v[e]) - dot));
         st<T, N, A>(orow, v, o);
@@ -799,8 +818,11 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
             for (int e = 0; e < N; ++e) sg += to_d(cg[k].v[e]);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
+    const int ns = stage_count<T, N>();  // the gradient's tail staged
+    int j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
         Pack<T, N> a = ld<T, N, A>(gr, v);
+        if (j < ns) stage_slots<T, N>()[j] = a;
 #pragma unroll
         for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
     }
@@ -815,8 +837,9 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
             st<T, N, A>(orow, v, o);
         }
     }
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(lr, v), o;
+    j = tid;
+    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
+        Pack<T, N> a = tail_ld<T, N, A>(gr, v, j, ns), b = ld<T, N, A>(lr, v), o;
 #pragma unroll
         for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(a.v[e]) - exp_in(b.v[e]) * sg);
         st<T, N, A>(orow, v, o);

@@ -85,6 +85,8 @@ def test_staged_tails_against_tails_read_again():
         ("softmax", 1.5, 2.0),
         ("log_softmax", 1.2, 1.5),
         ("ce_loss_grad", 1.8, 2.4),
+        ("softmax_backward", 2.0, 2.5),
+        ("log_softmax_backward", 1.6, 2.0),
     ):
         row[op], row[op + "_reread"] = staged, again
     narrow = {"shape": [65536, 128], "dtype": "float32", "softmax": 2.0}
@@ -95,6 +97,7 @@ def test_staged_tails_against_tails_read_again():
     ]
     assert lines == [
         "staged tails [4096, 32768] float32: softmax 1.50 (2.00, 0.75x), "
-        "log_softmax 1.20 (1.50, 0.80x), ce_loss_grad 1.80 (2.40, 0.75x) a copy "
-        "(read again; staged / read again)"
+        "log_softmax 1.20 (1.50, 0.80x), ce_loss_grad 1.80 (2.40, 0.75x), "
+        "softmax_backward 2.00 (2.50, 0.80x), log_softmax_backward 1.60 (2.00, "
+        "0.80x) a copy (read again; staged / read again)"
     ]

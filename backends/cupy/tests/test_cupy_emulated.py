@@ -534,6 +534,14 @@ def _staged_calls(x, rng):
         got = _emu.dev(np.empty_like(x))
         getattr(K, op)(_emu.dev(x), got)
         out[op] = [np.asarray(got)]
+    g = _emu.dev(rng.standard_normal(x.shape).astype(x.dtype))
+    for op, saved in (
+        ("softmax_backward_rows", "softmax_rows"),
+        ("log_softmax_backward_rows", "log_softmax_rows"),
+    ):
+        got = _emu.dev(np.empty_like(x))
+        getattr(K, op)(g, _emu.dev(out[saved][0]), got)
+        out[op] = [np.asarray(got)]
     for eps in (0.0, 0.1):  # the kept-exp gradient, and the literal one
         target, alpha, beta, cw = _ce_args(rng, rows, c, eps, eps > 0)
         args = [_emu.dev(a) for a in (target, alpha, beta, cw)]
@@ -575,7 +583,8 @@ def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c
     kept in shared memory whole, in part (the rest read again) or not at all give
     the same bits for every op that stages, special rows and a maximum in the tail
     included; each launch asks for the shared memory its tail needs (the loss alone
-    of class-index targets only with smoothing, which reads the row again)."""
+    of class-index targets only with smoothing, which reads the row again;
+    softmax_backward for both of its operands), and every op that stages does."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     monkeypatch.setattr(K, "threads_per_row", lambda *a: 64)
@@ -583,6 +592,7 @@ def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c
     x[5, -2] = 60.0  # the row's maximum in its tail
     vec = K._VEC[x.itemsize]
     n = vec if c % vec == 0 else 1  # elements a slot
+    variant = f"f{x.itemsize * 8}_v{n}"
     pack = n * x.itemsize
     tail = (c // n - K._CACHE[x.itemsize] // n * 64) * pack
     assert tail > 1000
@@ -612,14 +622,24 @@ def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c
             monkeypatch.setattr(K, "STAGE_LIMIT", limit)
             asked.clear()
             runs[how] = _staged_calls(x, np.random.default_rng(7))
-            want = 0 if not stage else tail if limit is None else limit // pack * pack
+            staged = set()
             for op, b in asked:
+                # the whole tail (softmax_backward: of both operands, in float32 only)
+                whole = K.stage_bytes(op, c, x.itemsize, 64, variant) if op else 0
+                unit = pack * K._STAGED_OPERANDS.get(op, 1)
+                want = whole if limit is None else min(whole, limit // unit * unit)
                 if op == "ce_idx":  # once without smoothing, once with
                     assert b in (0, want), (how, op, b)
                 else:
-                    assert b == (want if op in K._STAGED else 0), (how, op, b, want)
+                    assert b == want, (how, op, b, want)
+                if b:
+                    staged.add(op)
             idx = sorted(b for op, b in asked if op == "ce_idx")
-            assert idx == [0, want], (how, idx)
+            assert idx == [0, (tail if limit is None else limit // pack * pack) * stage]
+            expect = set(K._STAGED) if stage else set()
+            if x.itemsize == 8:
+                expect.discard("softmax_backward")
+            assert staged == expect, how
     for how in ("whole", "part"):
         for key, parts in runs["re-read"].items():
             for a, b in zip(parts, runs[how][key], strict=True):

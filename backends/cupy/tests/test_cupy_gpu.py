@@ -190,8 +190,9 @@ def test_every_threads_per_row_launch(c, dtype, monkeypatch):
 )
 def test_staged_tails_on_the_device(dtype, c, limit, monkeypatch):
     """Rows past the register cache under the shipped launch, their tails kept in
-    shared memory (past the 48 KiB default: the opt-in) or read again: the same bits,
-    the reference's values, and the launch asks for the shared memory."""
+    shared memory (past the 48 KiB default: the opt-in) or read again: the same bits
+    for every op that stages (the backward ops too), the reference's values, and a
+    block at 1024 threads may opt in past the default."""
     monkeypatch.setattr(K, "STAGE_LIMIT", limit)
     rng = np.random.default_rng(c)
     rows = 6
@@ -201,6 +202,7 @@ def test_staged_tails_on_the_device(dtype, c, limit, monkeypatch):
     alpha, beta, cw = np.full(rows, 0.9), np.full(rows, 0.1 / c), np.ones(c)
     beta[1::2] = 0.0
     d = [cupy.asarray(a) for a in (x, target, alpha, beta, cw)]
+    g = cupy.asarray(rng.standard_normal((rows, c)).astype(dtype))
     variant = f"f{x.itemsize * 8}_v{K._VEC[x.itemsize]}"  # C a multiple of the vector
     t = K.threads_per_row(c, x.itemsize, "softmax")
     assert K.stage_bytes("softmax", c, x.itemsize, t, variant) > 0
@@ -215,6 +217,13 @@ def test_staged_tails_on_the_device(dtype, c, limit, monkeypatch):
         loss, grad = cupy.empty(rows), cupy.empty_like(d[0])
         K.cross_entropy_grad_rows(*d, 0.5, loss, grad)
         out["ce"] = cupy.asnumpy(loss), cupy.asnumpy(grad)
+        for op, saved in (
+            ("softmax_backward_rows", "softmax_rows"),
+            ("log_softmax_backward_rows", "log_softmax_rows"),
+        ):
+            got = cupy.empty_like(d[0])
+            getattr(K, op)(g, cupy.asarray(out[saved][0]), got)
+            out[op] = (cupy.asnumpy(got),)
         runs[stage] = out
     cap = K._stage_caps[(d[0].device.id, f"sc_softmax_{variant}")]
     assert cap > 48 * 1024, f"the device let a block opt in to {cap} bytes only"

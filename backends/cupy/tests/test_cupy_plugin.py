@@ -275,7 +275,11 @@ def test_stage_capacity_keeps_every_resident_block(
         ("softmax", 2000, 4, 32, "f32_v4", 0),
         ("logsumexp", 128256, 4, 1024, "f32_v4", 0),
         ("ce", 128256, 4, 1024, "f32_v4", 0),
-        ("softmax_backward", 128256, 4, 512, "f32_v4", 0),
+        # two operands read again: both staged; one read again, one read once
+        ("softmax_backward", 16392, 4, 512, "f32_v4", (4098 - 2048) * 16 * 2),
+        ("log_softmax_backward", 16392, 4, 512, "f32_v4", (4098 - 2048) * 16),
+        ("log_softmax_backward", 8194, 8, 512, "f64_v2", (4097 - 2048) * 16),
+        ("softmax_backward", 8194, 8, 512, "f64_v2", 0),  # float32 only
     ],
 )
 def test_stage_bytes(op, c, itemsize, threads, variant, want):

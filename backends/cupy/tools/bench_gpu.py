@@ -85,7 +85,13 @@ def _row_case(cupy, K, n, c, dtype):
     return x, t, floor, kernels, (g, p)
 
 
-_STAGED_OPS = ("softmax", "log_softmax", "ce_loss_grad")
+_STAGED_OPS = (
+    "softmax",
+    "log_softmax",
+    "ce_loss_grad",
+    "softmax_backward",
+    "log_softmax_backward",
+)
 
 
 def _stages(K, x) -> bool:
