@@ -225,7 +225,7 @@ def test_staged_tails_on_the_device(dtype, c, limit, monkeypatch):
             getattr(K, op)(g, cupy.asarray(out[saved][0]), got)
             out[op] = (cupy.asnumpy(got),)
         runs[stage] = out
-    cap = K._stage_caps[(d[0].device.id, f"sc_softmax_{variant}")]
+    cap = K._stage_caps[(d[0].device.id, f"sc_softmax_{variant}", t)]
     assert cap > 48 * 1024, f"the device let a block opt in to {cap} bytes only"
     for key, parts in runs[False].items():
         for u, v in zip(parts, runs[True][key], strict=True):
