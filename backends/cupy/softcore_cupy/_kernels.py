@@ -199,6 +199,12 @@ def _stage_capacity(fn, name: str, device_id: int, threads: int) -> int:
     return cap
 
 
+def _stage_unit(op: str, itemsize: int, variant: str) -> tuple[int, int]:
+    """(elements a slot holds, bytes a staged slot takes: one slot of each operand)."""
+    n = 1 if variant.endswith("_v1") else _VEC[itemsize]
+    return n, n * itemsize * _STAGED_OPERANDS.get(op, 1)
+
+
 def stage_bytes(
     op: str, n_classes: int, itemsize: int, threads: int, variant: str
 ) -> int:
@@ -207,10 +213,9 @@ def stage_bytes(
         return 0
     if op == "softmax_backward" and itemsize != 4:
         return 0
-    n = 1 if variant.endswith("_v1") else _VEC[itemsize]
-    cached_slots = _CACHE[itemsize] // n * threads
-    tail = n_classes // n - cached_slots
-    return max(0, tail) * n * itemsize * _STAGED_OPERANDS.get(op, 1)
+    n, unit = _stage_unit(op, itemsize, variant)
+    tail = n_classes // n - _CACHE[itemsize] // n * threads
+    return max(0, tail) * unit
 
 
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
@@ -249,12 +254,11 @@ def _row_launch(op: str, x, arrays, args, staged: bool = True) -> None:
         fn = _function(name, x.device.id)
         shared = 0
         if want:
-            pack = (1 if variant.endswith("_v1") else _VEC[itemsize]) * itemsize
-            pack *= _STAGED_OPERANDS.get(op, 1)  # a slot of each staged operand
+            unit = _stage_unit(op, itemsize, variant)[1]
             cap = _stage_capacity(fn, name, x.device.id, t)
             if STAGE_LIMIT is not None:
                 cap = min(cap, STAGE_LIMIT)
-            shared = min(want, cap // pack * pack)
+            shared = min(want, cap // unit * unit)
         args = (*args, np.int64(rows), np.int64(n_classes))
         if shared:
             fn(grid, block, args, shared_mem=shared)
