@@ -83,6 +83,7 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
         f"{table}\n"
         "    return -1;\n"
         "}\n"
+        'extern "C" void sc_emulate_reverse(int r) { g_reverse = r != 0; }\n'
     )
     key = hashlib.sha256((src + header + harness).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir or tempfile.gettempdir()) / "softcore-cupy-emu"
@@ -123,7 +124,19 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
         ctypes.POINTER(ctypes.c_void_p),
         ctypes.c_uint,
     ]
+    dll.sc_emulate_reverse.restype = None
+    dll.sc_emulate_reverse.argtypes = [ctypes.c_int]
     return dll
+
+
+@contextlib.contextmanager
+def reverse_order(dll: ctypes.CDLL):
+    """Launches in which a block's last thread takes the first turn (host_cuda.h)."""
+    dll.sc_emulate_reverse(1)
+    try:
+        yield
+    finally:
+        dll.sc_emulate_reverse(0)
 
 
 # What the emulated device answers, as an H100 or H200 does (cudaDevAttr numbers:

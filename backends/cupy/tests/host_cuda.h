@@ -1,13 +1,19 @@
 // Run the CUDA kernels of kernels.cu on the host, for tests on machines without a GPU.
 //
-// One std::thread per CUDA thread, blocks one after another: __syncthreads is a
-// barrier over the block, warp shuffles exchange through a per-warp buffer between
-// two barriers over the lanes their mask names (which must all take part). Slow, but
-// it executes the kernels' real control flow (row-group, warp and block reductions,
-// register caches, vector slots, early exits).
+// One fiber (a ucontext with its own stack) per CUDA thread, all on the launching
+// host thread, blocks one after another: a fiber runs until it waits at __syncthreads
+// or a warp shuffle, then the next one runs; a barrier releases its waiters when the
+// last of them arrives. Shuffles exchange through a per-warp buffer between two
+// barriers over the lanes their mask names (which must all take part). It executes
+// the kernels' real control flow (row-group, warp and block reductions, register
+// caches, vector slots, early exits), sequentially: it checks what the kernels
+// compute, not how they race.
 #pragma once
 
-#include <barrier>
+#include <ucontext.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -15,15 +21,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
-// The longest a block may run before the emulation takes it for a deadlock.
+// The longest a block may run before the emulation takes it for a kernel that never
+// ends (a loop without a barrier; a barrier not all threads reach is found at once).
 #ifndef EMU_BLOCK_SECONDS
 #define EMU_BLOCK_SECONDS 120
+#endif
+
+// Each fiber's stack (the kernels keep their register caches there), and a guard page
+// below it, so an overflow faults rather than writes over the next fiber's stack.
+#ifndef EMU_STACK_BYTES
+#define EMU_STACK_BYTES (128 * 1024)
 #endif
 
 struct dim3 {
@@ -59,23 +73,43 @@ inline int __float_as_int(float f) {
     return v;
 }
 
+// A barrier over some of a block's fibers: the last to arrive releases the others
+// (they wait for its generation to change) and goes on.
+struct EmuBarrier {
+    unsigned expected = 0, count = 0, gen = 0;
+};
+
 // A warp's shuffle buffer, and one barrier per group of lanes a shuffle may name: the
 // whole warp, either half, or any aligned quarter (the row groups of kernels.cu),
 // at bars[32 / width + base / width], numbered as in a binary heap.
 struct WarpState {
-    std::unique_ptr<std::barrier<>> bars[8];
+    EmuBarrier bars[8];
     double buf[32];
     WarpState() {
-        for (int i = 1; i < 8; ++i) bars[i] = std::make_unique<std::barrier<>>(i == 1 ? 32 : i < 4 ? 16 : 8);
+        for (int i = 1; i < 8; ++i) bars[i].expected = i == 1 ? 32 : i < 4 ? 16 : 8;
     }
 };
 
-// The block state (barrier, warp buffers, __shared__ statics) is global, so one
-// launch runs at a time, as kernels on one stream do; concurrent launches from
+struct EmuFiber {
+    ucontext_t ctx;
+    dim3 idx;
+    const unsigned* wait_gen = nullptr;  // the barrier generation it waits to change
+    unsigned wait_val = 0;
+    bool done = false;
+};
+
+// The launch state (barrier, warp buffers, fibers, __shared__ statics) is global, so
+// one launch runs at a time, as kernels on one stream do; concurrent launches from
 // several host threads (the kit's concurrent-calls property) wait their turn.
 inline std::mutex g_launch;
-inline std::unique_ptr<std::barrier<>> g_block_bar;
+inline EmuBarrier g_block_bar;
 inline std::vector<std::unique_ptr<WarpState>> g_warps;
+inline std::vector<EmuFiber> g_fibers;
+inline EmuFiber* g_cur = nullptr;
+inline ucontext_t g_sched;
+inline std::function<void()> g_body;
+inline unsigned char* g_stacks = nullptr;
+inline std::size_t g_stack_slots = 0, g_stack_slot_bytes = 0;
 
 inline int emu_tid() { return threadIdx.x + threadIdx.y * blockDim.x; }
 
@@ -94,12 +128,60 @@ inline void* emu_dynamic_shared(unsigned& bytes) {
     return g_dyn.data();
 }
 
-inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
+inline unsigned g_block_threads = 0, g_finished = 0;
+
+// The order fibers take turns in: by thread index, or (g_reverse) the last thread
+// first. A kernel that reads shared memory or a shuffle buffer before the barrier
+// that makes the value ready reads a stale value in one order or the other, so the
+// tests run every kernel both ways.
+inline bool g_reverse = false;
+
+inline unsigned emu_turn(unsigned i) { return g_reverse ? g_block_threads - 1 - i : i; }
+
+[[noreturn]] inline void emu_deadlock() {
+    // on a GPU: undefined, often a hang
+    std::fprintf(stderr,
+                 "host_cuda.h: block (%u, %u) of %u threads: %u finished, the others "
+                 "wait at a barrier or shuffle that not all of them reach\n",
+                 blockIdx.x, blockIdx.y, g_block_threads, g_finished);
+    std::abort();
+}
+
+// The first fiber from turn t on (cyclically) that has not finished and is not waiting.
+inline EmuFiber* emu_runnable(unsigned t) {
+    for (unsigned k = 0; k < g_block_threads; ++k) {
+        EmuFiber& f = g_fibers[emu_turn((t + k) % g_block_threads)];
+        if (!f.done && !(f.wait_gen && *f.wait_gen == f.wait_val)) return &f;
+    }
+    return nullptr;
+}
+
+// Arrive at b; unless this is the last arrival, hand over to the next fiber that can
+// run (none: a barrier that not all threads reach) until the last one comes.
+inline void emu_wait(EmuBarrier& b) {
+    const unsigned gen = b.gen;
+    if (++b.count == b.expected) {
+        b.count = 0;
+        ++b.gen;
+        return;
+    }
+    EmuFiber* me = g_cur;
+    me->wait_gen = &b.gen;
+    me->wait_val = gen;
+    EmuFiber* next = emu_runnable(emu_turn(static_cast<unsigned>(me - g_fibers.data())) + 1);
+    if (!next) emu_deadlock();
+    g_cur = next;
+    threadIdx = next->idx;
+    swapcontext(&me->ctx, &next->ctx);
+    me->wait_gen = nullptr;  // released, and handed a turn
+}
+
+inline void __syncthreads() { emu_wait(g_block_bar); }
 
 // The barrier of the lanes in mask, which must be an aligned run of 8, 16 or 32 lanes
 // holding the caller (a CUDA shuffle whose mask leaves out a lane it reads from, or
 // the caller itself, is undefined): anything else aborts the test run.
-inline std::barrier<>& emu_lanes(WarpState& w, unsigned mask, int lane) {
+inline EmuBarrier& emu_lanes(WarpState& w, unsigned mask, int lane) {
     const int width = __builtin_popcount(mask);
     const int base = mask ? __builtin_ctz(mask) : 0;
     const unsigned run = width == 32 ? 0xffffffffu : ((1u << width) - 1u) << base;
@@ -108,7 +190,7 @@ inline std::barrier<>& emu_lanes(WarpState& w, unsigned mask, int lane) {
         std::fprintf(stderr, "host_cuda.h: shuffle mask %08x from lane %d\n", mask, lane);
         std::abort();
     }
-    return *w.bars[32 / width + base / width];
+    return w.bars[32 / width + base / width];
 }
 
 // Every lane in mask writes its value, then reads lane from_lane(lane)'s.
@@ -116,16 +198,16 @@ template <typename F>
 double emu_exchange(unsigned mask, double v, F from_lane) {
     const int t = emu_tid(), lane = t & 31;
     WarpState& w = *g_warps[t >> 5];
-    std::barrier<>& bar = emu_lanes(w, mask, lane);
+    EmuBarrier& bar = emu_lanes(w, mask, lane);
     w.buf[lane] = v;
-    bar.arrive_and_wait();
+    emu_wait(bar);
     const int from = from_lane(lane) & 31;
     if (!((mask >> from) & 1u)) {
         std::fprintf(stderr, "host_cuda.h: lane %d reads lane %d outside mask %08x\n", lane, from, mask);
         std::abort();
     }
     const double r = w.buf[from];
-    bar.arrive_and_wait();
+    emu_wait(bar);
     return r;
 }
 
@@ -147,6 +229,57 @@ void emu_call(void (*k)(A...), void** a, std::index_sequence<I...>) {
     k(*static_cast<std::remove_reference_t<A>*>(a[I])...);
 }
 
+inline void emu_fiber_main() {
+    g_body();
+    g_cur->done = true;  // and back to the scheduler through uc_link
+}
+
+// Stacks for n fibers, each with a guard page below it, kept for later launches.
+inline void emu_stacks(std::size_t n) {
+    if (n <= g_stack_slots) return;
+    const std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
+    const std::size_t slot = page + (EMU_STACK_BYTES + page - 1) / page * page;
+    if (g_stacks) munmap(g_stacks, g_stack_slots * g_stack_slot_bytes);
+    void* m = mmap(nullptr, n * slot, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        std::perror("host_cuda.h: fiber stacks");
+        std::abort();
+    }
+    g_stacks = static_cast<unsigned char*>(m);
+    for (std::size_t i = 0; i < n; ++i) mprotect(g_stacks + i * slot, page, PROT_NONE);
+    g_stack_slots = n;
+    g_stack_slot_bytes = slot;
+}
+
+// Run one block: fibers hand over to one another at barriers; a fiber that finishes
+// returns here, and the next one that can run goes on.
+inline void emu_block(unsigned n) {
+    const std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
+    g_block_threads = n;
+    g_finished = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        EmuFiber& f = g_fibers[i];
+        f.idx = dim3{i % blockDim.x, i / blockDim.x, 1};
+        f.wait_gen = nullptr;
+        f.done = false;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = g_stacks + i * g_stack_slot_bytes + page;
+        f.ctx.uc_stack.ss_size = g_stack_slot_bytes - page;
+        f.ctx.uc_link = &g_sched;
+        makecontext(&f.ctx, emu_fiber_main, 0);
+    }
+    unsigned from = 0;
+    while (g_finished < n) {
+        EmuFiber* f = emu_runnable(from);
+        if (!f) emu_deadlock();
+        g_cur = f;
+        threadIdx = f->idx;
+        swapcontext(&g_sched, &f->ctx);
+        ++g_finished;  // g_cur finished
+        from = emu_turn(static_cast<unsigned>(g_cur - g_fibers.data())) + 1;
+    }
+}
+
 template <typename... A>
 void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_bytes = 0) {
     const std::lock_guard<std::mutex> one_at_a_time(g_launch);
@@ -155,44 +288,52 @@ void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_by
     g_dyn_bytes = shared_bytes;
     g_dyn.resize((shared_bytes + 15) / 16);
     const unsigned n = b.x * b.y;
+    emu_stacks(n);
+    g_fibers.resize(n);
+    g_body = [k, args] { emu_call(k, args, std::index_sequence_for<A...>{}); };
+
+    // A block that runs on and on (a loop that never ends) aborts, naming the block,
+    // rather than hang the test run.
+    std::mutex dog_mu;
+    std::condition_variable dog_cv;
+    unsigned long long blocks_done = 0;
+    bool launch_done = false;
+    dim3 current{};
+    std::thread dog([&] {
+        std::unique_lock<std::mutex> lk(dog_mu);
+        while (!launch_done) {
+            const unsigned long long seen = blocks_done;
+            if (!dog_cv.wait_for(lk, std::chrono::seconds(EMU_BLOCK_SECONDS),
+                                 [&] { return launch_done || blocks_done != seen; })) {
+                std::fprintf(stderr,
+                             "host_cuda.h: block (%u, %u) of %u threads ran for more "
+                             "than %d s\n",
+                             current.x, current.y, n, EMU_BLOCK_SECONDS);
+                std::abort();
+            }
+        }
+    });
     for (unsigned by = 0; by < g.y; ++by) {
         for (unsigned bx = 0; bx < g.x; ++bx) {
-            g_block_bar = std::make_unique<std::barrier<>>(n);
+            {
+                const std::lock_guard<std::mutex> lk(dog_mu);
+                current = dim3{bx, by, 1};
+            }
+            blockIdx = dim3{bx, by, 1};
+            g_block_bar = EmuBarrier{n, 0, 0};
             if (!g_dyn.empty()) std::memset(g_dyn.data(), 0xff, g_dyn.size() * sizeof(EmuChunk));
             g_warps.clear();
             for (unsigned w = 0; w < (n + 31) / 32; ++w) g_warps.push_back(std::make_unique<WarpState>());
-            std::vector<std::thread> threads;
-            threads.reserve(n);
-            std::mutex done_mu;
-            std::condition_variable done_cv;
-            unsigned done = 0;
-            for (unsigned ty = 0; ty < b.y; ++ty) {
-                for (unsigned tx = 0; tx < b.x; ++tx) {
-                    threads.emplace_back([=, &done_mu, &done_cv, &done] {
-                        threadIdx = dim3{tx, ty, 1};
-                        blockIdx = dim3{bx, by, 1};
-                        emu_call(k, args, std::index_sequence_for<A...>{});
-                        const std::lock_guard<std::mutex> lk(done_mu);
-                        if (++done == n) done_cv.notify_one();
-                    });
-                }
-            }
-            {
-                // A block's threads that never finish wait at a barrier or a shuffle
-                // some of them do not reach (on a GPU: undefined, often a hang):
-                // abort with the block's place rather than hang the test run.
-                std::unique_lock<std::mutex> lk(done_mu);
-                if (!done_cv.wait_for(lk, std::chrono::seconds(EMU_BLOCK_SECONDS),
-                                      [&] { return done == n; })) {
-                    std::fprintf(stderr,
-                                 "host_cuda.h: block (%u, %u) of %u threads: %u finished in "
-                                 "%d s; the others wait at a barrier or shuffle that not "
-                                 "all of them reach\n",
-                                 bx, by, n, done, EMU_BLOCK_SECONDS);
-                    std::abort();
-                }
-            }
-            for (auto& t : threads) t.join();
+            emu_block(n);
+            const std::lock_guard<std::mutex> lk(dog_mu);
+            ++blocks_done;
+            dog_cv.notify_one();
         }
     }
+    {
+        const std::lock_guard<std::mutex> lk(dog_mu);
+        launch_done = true;
+    }
+    dog_cv.notify_one();
+    dog.join();
 }

@@ -1,16 +1,18 @@
 """The CUDA kernels, executed on the host, against the NumPy reference backend.
 
-``host_cuda.h`` compiles ``kernels.cu`` as C++ with one thread per CUDA
-thread, so these tests run the kernels' real code (warp and block reductions,
-register caches, vector and unaligned slots, special values, aliasing) on machines
-without a GPU. They also drive the real launch code of ``softcore_cupy._kernels``.
-What they cannot show: GPU timing, the NVRTC/PTX code generation itself (see
-test_cupy_compile.py) and -ftz (see test_float_conversions_keep_subnormals). The
-tests on a real device are in test_cupy_gpu.py.
+``host_cuda.h`` compiles ``kernels.cu`` as C++ with one fiber per CUDA thread
+(taking turns first to last, and last to first), so these tests run the kernels'
+real code (warp and block reductions, register caches, vector and unaligned slots,
+special values, aliasing) on machines without a GPU. They also drive the real
+launch code of ``softcore_cupy._kernels``. What they cannot show: GPU timing, the
+NVRTC/PTX code generation itself (see test_cupy_compile.py), -ftz (see
+test_float_conversions_keep_subnormals) and races between threads that run at once
+(the fibers take turns). The tests on a real device are in test_cupy_gpu.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,21 +39,35 @@ TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 NO_CXX = "no C++ compiler: the host emulation of the kernels is not built"
 
 
-@pytest.fixture(scope="module", params=["rule", "few-threads", "rows-share-warps"])
+LAUNCHES = ["rule", "few-threads", "rows-share-warps"]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[f"{launch}{order}" for order in ("", "-reverse") for launch in LAUNCHES],
+)
 def emu(tmp_path_factory, request):
     """The emulation, launched by the shipped threads-per-row rule, by one with fewer
     threads (any count of K.THREADS_PER_ROW up to the bound is a valid launch), and by
-    one that gives narrow rows 8 or 16 lanes of a warp (group mode)."""
+    one that gives narrow rows 8 or 16 lanes of a warp (group mode); each with a
+    block's threads taking turns first to last and last to first (a value read before
+    the barrier that makes it ready is stale in one of the two orders)."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     dll = _emu.build(tmp_path_factory.getbasetemp())
     per_thread, least = K._PER_THREAD, K._MIN_THREADS
-    if request.param == "few-threads":  # about 256 elements a thread
+    launch = request.param.removesuffix("-reverse")
+    if launch == "few-threads":  # about 256 elements a thread
         K._PER_THREAD = {4: 256, 8: 256}
-    elif request.param == "rows-share-warps":  # 8 threads up to 32 classes, 16 to 64
+    elif launch == "rows-share-warps":  # 8 threads up to 32 classes, 16 to 64
         K._PER_THREAD, K._MIN_THREADS = {4: 4, 8: 4}, 8
+    order = (
+        _emu.reverse_order(dll)
+        if request.param.endswith("-reverse")
+        else contextlib.nullcontext()
+    )
     try:
-        with _emu.emulated(dll):
+        with _emu.emulated(dll), order:
             yield
     finally:
         K._PER_THREAD, K._MIN_THREADS = per_thread, least
@@ -689,31 +705,72 @@ def test_the_emulation_is_safe_across_threads(tmp_path_factory):
     assert not errors, errors
 
 
-def test_a_deadlocked_block_aborts(tmp_path):
-    """A block whose threads do not all reach a barrier (a kernel bug that hangs a GPU)
-    ends the emulation with the block's place after EMU_BLOCK_SECONDS, here 1, rather
-    than hanging the test run."""
+def _host_program(tmp_path, body, *defines):
+    """Build a program of host_cuda.h and body; return what running it gives."""
     cxx = _emu.compiler()
     if cxx is None:
         pytest.skip(NO_CXX)
     (tmp_path / "host_cuda.h").write_text(
         Path(__file__).with_name("host_cuda.h").read_text()
     )
-    (tmp_path / "main.cpp").write_text(
-        '#include "host_cuda.h"\n'
-        "__global__ void stuck() { if (threadIdx.x != 0) __syncthreads(); }\n"
-        "int main() { emu_launch(stuck, dim3{1, 1, 1}, dim3{4, 1, 1}, nullptr); }\n"
-    )
-    exe = tmp_path / "stuck"
+    (tmp_path / "main.cpp").write_text('#include "host_cuda.h"\n' + body)
+    exe = tmp_path / "main"
     build = subprocess.run(
-        [cxx, "-std=c++20", "-pthread", "-DEMU_BLOCK_SECONDS=1", "-o", str(exe),
+        [cxx, "-std=c++20", "-pthread", *defines, "-o", str(exe),
          str(tmp_path / "main.cpp")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
-    res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+
+
+def test_a_deadlocked_block_aborts(tmp_path):
+    """A block whose threads do not all reach a barrier (a kernel bug that hangs a GPU)
+    ends the emulation at once, with the block's place, rather than hang the test
+    run."""
+    res = _host_program(
+        tmp_path,
+        "__global__ void stuck() { if (threadIdx.x != 0) __syncthreads(); }\n"
+        "int main() { emu_launch(stuck, dim3{2, 1, 1}, dim3{4, 1, 1}, nullptr); }\n",
+    )
     assert res.returncode != 0
-    assert "block (0, 0) of 4 threads: 1 finished in 1 s" in res.stderr
+    assert "block (0, 0) of 4 threads: 1 finished, the others wait" in res.stderr
+
+
+def test_a_block_that_never_ends_aborts(tmp_path):
+    """A block that loops on (no barrier to wait at) is stopped after
+    EMU_BLOCK_SECONDS, here 1, naming the block."""
+    res = _host_program(
+        tmp_path,
+        "__global__ void spin(int* flag) { while (*(volatile int*)flag == 0) {} }\n"
+        "int main() { int f = 0, *p = &f; void* a[] = {&p};\n"
+        "             emu_launch(spin, dim3{1, 1, 1}, dim3{2, 1, 1}, a); }\n",
+        "-DEMU_BLOCK_SECONDS=1",
+    )
+    assert res.returncode != 0
+    assert "block (0, 0) of 2 threads ran for more than 1 s" in res.stderr
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_missing_barrier_shows_in_one_order(tmp_path, reverse):
+    """The two orders the tests run blocks in: thread 0 stores a value that the
+    others read without waiting at a barrier. Taking turns first to last they read
+    it; last to first they read what was there before (the kind of bug the reverse
+    launches of every kernel test are for)."""
+    res = _host_program(
+        tmp_path,
+        "__global__ void racy(float* out) {\n"
+        "    __shared__ float s;\n"
+        "    if (threadIdx.x == 0) s = 1.0f;\n"
+        "    out[threadIdx.x] = s;  // no __syncthreads() before the read\n"
+        "}\n"
+        "int main() { float o[4] = {}, *p = o; void* a[] = {&p};\n"
+        f"             g_reverse = {str(reverse).lower()};\n"
+        "             emu_launch(racy, dim3{1, 1, 1}, dim3{4, 1, 1}, a);\n"
+        '             std::printf("%g %g %g %g", o[0], o[1], o[2], o[3]); }\n',
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("1 0 0 0" if reverse else "1 1 1 1")
 
 
 @pytest.mark.skipif(
