@@ -1,4 +1,4 @@
-"""``python -m softcore info | demo | check NAME | bench``."""
+"""``python -m softcore info | demo | check NAME | bench | warmup``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ commands:
   demo            train a softmax-regression classifier on every available backend
   check NAME      run the conformance kit on backend NAME (python -m softcore check -h)
   bench           benchmark matrix with ratios (python -m softcore bench -h)
+  warmup [NAME]   compile the backends' kernels ahead of first use (-j N processes)
 """
 
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         from softcore.testing import main as run
     elif cmd == "bench":
         from softcore._bench import main as run
+    elif cmd == "warmup":
+        from softcore._warmup import main as run
     else:
         print(f"unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -48,7 +48,9 @@ class Backend(Protocol):
     ``linear_chunk_rows(n_classes, n_features, itemsize)``, rows per chunk of
     linear cross-entropy; ``cross_entropy_index_sum(x, target, class_weight,
     ignore_index, smoothing)``, a small loss-only class-index call in one step,
-    returning ``(bad_row, total, normaliser)`` or None to decline.
+    returning ``(bad_row, total, normaliser)`` or None to decline;
+    ``precompile(jobs=None)``, compile every kernel into the on-disk cache ahead of
+    first use (``python -m softcore warmup``), returning a line of what it did.
     """
 
     name: str

@@ -66,6 +66,16 @@ class CupyBackend:
     def accepts(self, x: Any) -> bool:
         return _is_cupy_type(type(x))
 
+    def precompile(self, jobs: int | None = None) -> str:
+        """Compile kernels.cu for the current device with NVRTC (CuPy keeps the
+        binary in its kernel cache, so a later process loads it); ``jobs`` is
+        unused: one module, one compile."""
+        import cupy
+
+        device = cupy.cuda.Device().id
+        _kernels._module(device)
+        return f"{len(_kernels.KERNEL_NAMES)} kernels compiled for device {device}"
+
     def linear_chunk_rows(self, n_classes: int, n_features: int, itemsize: int) -> int:
         """Rows per linear cross-entropy chunk: a (rows, C) buffer of about 256 MiB.
 

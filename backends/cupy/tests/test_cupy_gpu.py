@@ -474,3 +474,14 @@ def test_second_device():
         x = cupy.asarray(np.random.default_rng(5).standard_normal((64, 100)))
     out = sc.softmax(x)
     assert out.device.id == 1
+
+
+def test_precompile_builds_the_module_for_the_current_device():
+    """``python -m softcore warmup cupy``: kernels.cu compiled for this device, the
+    module kept for the launches that follow."""
+    line = softcore_cupy.backend.precompile()
+    device = cupy.cuda.Device().id
+    assert line == f"{len(K.KERNEL_NAMES)} kernels compiled for device {device}"
+    assert device in K._modules
+    fn = K._function("sc_softmax_f32_v1", device)
+    assert fn is K._function("sc_softmax_f32_v1", device)

@@ -97,6 +97,14 @@ class NumbaBackend:
         rows = budget // max(1, n_classes * itemsize)
         return max(256, min(rows, 8192)) // 64 * 64
 
+    def precompile(self, jobs: int | None = None) -> str:
+        """Compile every driver for float32 and float64 into the on-disk cache
+        ahead of first use, in ``jobs`` processes (default one per CPU, at most
+        4); what was done, in a line. ``python -m softcore warmup`` calls it."""
+        from . import _warmup
+
+        return _warmup.precompile(jobs)
+
     def __getattr__(self, name: str) -> Any:
         if name in KERNELS or name in _OPTIONAL:
             from . import _ops

@@ -1,0 +1,167 @@
+"""Compile every kernel ahead of its first call, into the on-disk cache.
+
+A kernel is otherwise compiled on its first call: a second or more per op, dtype
+and driver, ten or more for a first ``cross_entropy_with_grad``. ``precompile``
+compiles each driver ``_ops`` may pick, for float32 and float64, with the argument
+types ``_ops`` passes for writeable C-contiguous arrays (what the core hands over
+for such inputs), by ``Dispatcher.compile``: nothing runs, and the code lands in
+the same cache a first call would read. A read-only input is a different type to
+numba and still compiles on its first call.
+
+``jobs`` processes split the drivers between them (numba compiles on one core),
+each driver's dtypes in one process. numba's cache index is read, extended and
+written back without a lock (numba issue 10128): two processes saving overloads of
+one function at once can lose an entry, or give two overloads one data file (and
+load the wrong code later). The drivers' helpers are shared, so each job takes a
+lock file in the cache directory around every save; without ``fcntl`` (Windows)
+the jobs run one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+# Driver suffixes, in the order _ops names them, and each family's argument types:
+# "X2" the logits' dtype in 2-D, "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D, "I1"
+# int64 1-D; "f" float64, "i" int64, "b" bool.
+_ROWS = ("ser", "par", "split", "short_ser", "short_par", "grouped_ser", "grouped_par")
+_FAMILIES = {
+    "softmax": (_ROWS, ("X2", "X2")),
+    "log_softmax": (_ROWS, ("X2", "X2")),
+    "logsumexp": (_ROWS, ("X2", "X1")),
+    "softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
+    "log_softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
+    "jacobian": (("ser", "par"), ("X2", "X3", "b")),
+    "cross_entropy": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "F1")),
+    "cross_entropy_grad": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob": (_ROWS, ("X2", "X2", "f", "F1", "F1")),
+    "cross_entropy_prob_grad": (_ROWS, ("X2", "X2", "f", "F1", "f", "F1", "X2")),
+    "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
+}
+DTYPES = ("float32", "float64")
+# Drivers _ops never picks in float64: the loss alone groups float64 rows only in a
+# serial call, and probability targets group float32 losses only.
+_NOT_FLOAT64 = {
+    "cross_entropy_grouped_par",
+    "cross_entropy_prob_grouped_ser",
+    "cross_entropy_prob_grouped_par",
+}
+
+
+def _signature(codes: tuple[str, ...], dtype: str) -> tuple:
+    from numba import types
+
+    x = getattr(types, dtype)
+
+    def one(code):
+        if code[0] == "X":
+            return types.Array(x, int(code[1]), "C")
+        return {
+            "F1": types.Array(types.float64, 1, "C"),
+            "I1": types.Array(types.int64, 1, "C"),
+            "f": types.float64,
+            "i": types.int64,
+            "b": types.boolean,
+        }[code]
+
+    return tuple(one(c) for c in codes)
+
+
+def entries() -> list[tuple[str, str, tuple]]:
+    """``(driver name, dtype, argument types)`` for every driver and dtype _ops
+    may call it with."""
+    from . import _ops
+
+    K = _ops.K
+    out = []
+    for family, (suffixes, codes) in _FAMILIES.items():
+        for suffix in suffixes:
+            name = f"{family}_{suffix}"
+            if not hasattr(K, name):
+                continue  # this op has no such mode
+            for dtype in DTYPES:
+                if dtype == "float64" and name in _NOT_FLOAT64:
+                    continue
+                out.append((name, dtype, _signature(codes, dtype)))
+    return out
+
+
+def shares(parts: int) -> list[list[tuple[str, str, tuple]]]:
+    """The entries split into ``parts`` jobs: drivers dealt out in turn, each with
+    all its dtypes (its cache index then has one writer)."""
+    names = list(dict.fromkeys(name for name, _, _ in entries()))
+    mine = {name: i % parts for i, name in enumerate(names)}
+    out: list[list[tuple[str, str, tuple]]] = [[] for _ in range(parts)]
+    for entry in entries():
+        out[mine[entry[0]]].append(entry)
+    return out
+
+
+def _lock_cache_saves() -> None:
+    """Make this process's numba cache saves take an exclusive lock file in the
+    cache directory, so jobs running at once extend an index one at a time."""
+    import fcntl
+
+    from numba.core import caching
+
+    from . import _runtime
+
+    lock_path = os.path.join(_runtime.cache_dir(), ".softcore-warmup.lock")
+    save = caching.IndexDataCacheFile.save
+
+    def locked_save(self, key, data):
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                save(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    caching.IndexDataCacheFile.save = locked_save
+
+
+def compile_part(part: int = 0, parts: int = 1) -> int:
+    """Compile share ``part`` of ``parts``; the number of entries compiled."""
+    from . import _ops
+
+    if parts > 1:
+        _lock_cache_saves()
+    todo = shares(parts)[part]
+    for name, _dtype, sig in todo:
+        getattr(_ops.K, name).compile(sig)
+    return len(todo)
+
+
+def precompile(jobs: int | None = None) -> str:
+    """Compile every driver for both dtypes into the cache, in ``jobs`` processes
+    (default: one per CPU, at most 4); a line saying what was done."""
+    jobs = max(1, jobs or min(4, os.cpu_count() or 1))
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # no lock file for the jobs' cache saves: one at a time
+        jobs = 1
+    n = len(entries())
+    if jobs == 1:
+        compile_part()
+    else:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "softcore_numba._warmup", str(i), str(jobs)]
+            )
+            for i in range(jobs)
+        ]
+        failed = [p.args for p in procs if p.wait() != 0]
+        if failed:
+            raise RuntimeError(f"precompiling failed in {len(failed)} of {jobs} jobs")
+    from . import _runtime
+
+    return (
+        f"{n} kernels (drivers x float32, float64) compiled or loaded, cache "
+        f"{_runtime.cache_dir()}, {jobs} job{'s' if jobs > 1 else ''}"
+    )
+
+
+if __name__ == "__main__":  # one job of precompile
+    compile_part(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,176 @@
+"""``precompile`` (``python -m softcore warmup``): every driver ``_ops`` picks, with
+the argument types it passes, compiled into the cache a later process loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from softcore_numba import _warmup
+
+# In a fresh process: call every kernel of _ops at shapes that take each mode (short
+# rows, grouped, a row at a time, split rows; serial and threaded), for both dtypes,
+# then the conformance kit; report the jitted drivers' signatures with writeable
+# arrays (a read-only input is another type to numba, compiled on its first call:
+# the kit passes some, and with them compiles helpers, which are left out), and
+# those of them that were compiled rather than loaded from the cache.
+USED = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from numba import types
+    from numba.core.registry import CPUDispatcher
+    from softcore_numba import _ops
+    import softcore.testing
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for n, c in [(4, 8), (6000, 8), (4, 64), (400, 64), (512, 64), (2000, 64),
+                     (6, 300), (300, 300), (9, 1500), (40, 2000), (3, 20000)]:
+            x = rng.standard_normal((n, c)).astype(dtype)
+            out, lse = np.empty_like(x), np.empty(n, dtype)
+            _ops.softmax_rows(x, out)
+            _ops.log_softmax_rows(x, out)
+            _ops.logsumexp_rows(x, lse)
+            g = rng.standard_normal((n, c)).astype(dtype)
+            _ops.softmax_backward_rows(g, out, np.empty_like(x))
+            _ops.log_softmax_backward_rows(g, out, np.empty_like(x))
+            y = rng.integers(0, c, n)
+            w = np.ones(n)
+            cw = np.ones(c)
+            loss = np.empty(n)
+            _ops.cross_entropy_rows(x, y, w, np.zeros(n), cw, loss)
+            _ops.cross_entropy_grad_rows(x, y, w, np.zeros(n), cw, 1.0, loss,
+                                         np.empty_like(x))
+            p = np.full_like(x, 1.0 / c)
+            _ops.cross_entropy_prob_rows(x, p, 0.0, cw, loss)
+            _ops.cross_entropy_prob_grad_rows(x, p, 0.0, cw, 1.0, loss,
+                                              np.empty_like(x))
+            _ops.cross_entropy_index_sum(x, y, cw, -100, 0.0)
+            if c <= 300:
+                _ops.softmax_jacobian_rows(x[:2], np.empty((2, c, c), dtype))
+                _ops.softmax_jacobian_rows(x, np.empty((n, c, c), dtype))
+    assert softcore.testing.check("numba", max_examples=2) == 0
+
+    used, compiled = [], []
+    for name, d in sorted(vars(_ops.K).items()):
+        if not isinstance(d, CPUDispatcher) or name.startswith("_"):
+            continue
+        if d.py_func.__module__ != _ops.K.__name__:
+            continue  # the exp and log of _vexp, compiled inside the drivers
+        for sig in d.signatures:
+            if any(isinstance(t, types.Array) and not t.mutable for t in sig):
+                continue  # a read-only array
+            used.append([name, str(tuple(sig))])
+            if d.stats.cache_misses.get(tuple(sig)):
+                compiled.append(f"{name}{tuple(sig)}")
+    print("USED " + json.dumps({"used": used, "compiled": compiled}))
+    """
+)
+
+
+def test_entries_are_the_drivers_of_ops_for_both_dtypes():
+    """Every name is a jitted driver of _kernels, and every driver _ops binds is
+    among them."""
+    from numba.core.registry import CPUDispatcher
+
+    from softcore_numba import _ops
+
+    entries = _warmup.entries()
+    names = {name for name, _, _ in entries}
+    for name in names:
+        assert isinstance(getattr(_ops.K, name), CPUDispatcher), name
+    assert {d for _, d, _ in entries} == set(_warmup.DTYPES)
+    assert len(entries) == len(set(map(str, entries)))
+    bound = set()
+    for table in [v for k, v in vars(_ops).items() if k.isupper() and k[0] == "_"]:
+        for driver in table if isinstance(table, tuple) else ():
+            fn = getattr(driver, "args", (driver,))[0]  # launch partials: the driver
+            if isinstance(fn, CPUDispatcher):
+                bound.add(fn.__name__)
+    assert bound, "no driver tables found in _ops"
+    assert bound <= names, sorted(bound - names)
+    assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
+    # the jobs' shares are the whole list, once each, a driver in one share only
+    parts = _warmup.shares(3)
+    dealt = [entry for part in parts for entry in part]
+    assert sorted(map(str, dealt)) == sorted(map(str, entries))
+    owners = [{name for name, _, _ in part} for part in parts]
+    assert all(owners)
+    assert sum(map(len, owners)) == len(names)
+
+
+def test_a_warmed_cache_leaves_nothing_to_compile(tmp_path):
+    """precompile in two processes, then a fresh process that calls every kernel in
+    every mode, and the conformance kit: the jitted signatures it used (writeable
+    arrays) are exactly those precompile lists, and were loaded from the cache, not
+    compiled.
+    Runs in the default cache, so after ``python -m softcore warmup`` (as CI runs
+    it) it only loads; on a cold cache it compiles everything once (minutes)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    warm = subprocess.run(
+        [sys.executable, "-m", "softcore", "warmup", "numba", "-j", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+    assert f"numba: {len(_warmup.entries())} kernels" in warm.stdout, warm.stdout
+    res = subprocess.run(
+        [sys.executable, "-c", USED],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    line = next(x for x in res.stdout.splitlines() if x.startswith("USED "))
+    report = json.loads(line[5:])
+    listed = {(name, str(sig)) for name, _, sig in _warmup.entries()}
+    used = {tuple(u) for u in report["used"]}
+    assert report["compiled"] == [], "compiled after the warmup"
+    assert used <= listed, sorted(used - listed)  # compiled on a first call
+    assert listed <= used, sorted(listed - used)  # compiled for nothing
+
+
+@pytest.mark.parametrize("jobs", [None, 1, 3])
+def test_precompile_says_what_it_did(monkeypatch, jobs):
+    """The job count (default one per CPU, at most 4) and the line it returns,
+    without compiling: each job's share goes to compile_part or a process."""
+    parts = []
+    monkeypatch.setattr(_warmup, "compile_part", lambda *a: parts.append(a))
+
+    class Proc:
+        def __init__(self, args):
+            self.args = args
+            parts.append(tuple(int(a) for a in args[-2:]))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(_warmup.subprocess, "Popen", Proc)
+    line = _warmup.precompile(jobs)
+    n = jobs or min(4, os.cpu_count() or 1)
+    assert parts == ([()] if n == 1 else [(i, n) for i in range(n)])
+    assert line.startswith(f"{len(_warmup.entries())} kernels")
+    assert line.endswith(f"{n} job" + ("s" if n > 1 else ""))
+
+
+def test_a_failing_job_fails_precompile(monkeypatch):
+    class Proc:
+        def __init__(self, args):
+            self.args = args
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(_warmup.subprocess, "Popen", Proc)
+    with pytest.raises(RuntimeError, match="failed in 2 of 2 jobs"):
+        _warmup.precompile(2)
