@@ -1244,7 +1244,7 @@ def _check_grad_outs(
                         f"({_GRAD_NAMES[j]}) share memory; each gradient needs its "
                         "own array"
                     )
-    return out
+    return tuple(out)
 
 
 def _linear_ce(
@@ -1316,14 +1316,16 @@ def _linear_ce(
             out, (tuple(x.shape), (n_classes, n_features), (n_classes,)),
             b is not None, result, xp,
         )  # fmt: skip
-    x2 = w2 = b2 = None
+    x2: Any = None
+    w2: Any = None
+    b2: Any = None
     if (
         not want_grad
         and reduction != "none"
         and xp is np
         and n * n_classes <= _FUSED_MAX
     ):  # a small loss: the logits at once, then the backend's fused kernel
-        hook = getattr(be, "cross_entropy_index_sum", None)
+        hook: Any = getattr(be, "cross_entropy_index_sum", None)
         args = None
         if hook is not None:
             args = _fused_args(
@@ -1372,7 +1374,7 @@ def _linear_ce(
         o = (None, None, None) if out is None else out
         reads = (w2, b2, plan.target, plan.class_weight)
         shapes = ((n, n_features), (n_classes, n_features), (n_classes,))
-        made = []
+        made: list[Any] = []
         for i, g in enumerate(o):
             # d_input may be exactly the input; dW and db share nothing read
             inputs, others = ((x2,), reads) if i == 0 else ((), (x2,) + reads)

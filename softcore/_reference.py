@@ -185,7 +185,7 @@ backend = ReferenceBackend()
 
 def index_plan(
     target: np.ndarray, n_classes: int, class_weight: Any, ignore_index: int, eps: float
-) -> tuple[np.ndarray, ...]:
+) -> tuple[Any, ...]:
     """``(t0, alpha, beta, cw, norm, keep)`` of in-range class-index targets as the
     core forms them: ignored rows' targets 0 and ``alpha = beta = 0``, ``cw`` the
     class weights (ones for None), ``norm`` the kept rows' summed weight."""

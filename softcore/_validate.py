@@ -565,7 +565,7 @@ def _index_plan_device(
     unsigned = _as_unsigned(flat)
     # each row's target weight, if every row is kept (a bad target's index
     # wraps: it raises below)
-    w_t = None if weight is None else cw[t64]
+    w_t: Any = None if weight is None else cw[t64]
     hi, total = 0.0, 0.0
     if n_rows and w_t is None:  # float: exact below 2**53, where it decides hi < C
         hi = float(unsigned.max())
