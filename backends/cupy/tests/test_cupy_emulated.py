@@ -773,6 +773,34 @@ def test_a_missing_barrier_shows_in_one_order(tmp_path, reverse):
     assert res.stdout == ("1 0 0 0" if reverse else "1 1 1 1")
 
 
+# Left out on the stand-in: the kit (test_conformance_kit_on_the_emulation runs it on
+# the same kernels). The -ftz tests run, though only a GPU has -ftz to show.
+ON_HARDWARE_ONLY = ("test_conformance_kit",)
+
+
+def test_the_device_tests_on_a_stand_in_for_cupy():
+    """test_cupy_gpu.py, run against ``standin/cupy`` (NumPy arrays dressed as
+    CuPy's, its RawModule this emulation): a device test whose own Python is wrong
+    (a stale name, a wrong key, a bad shape) fails here, on every machine, rather
+    than on the rare run with a GPU."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    here = Path(__file__).parent
+    path = os.pathsep.join(
+        [str(here / "standin"), str(here), os.environ.get("PYTHONPATH", "")]
+    )
+    deselect = " and ".join(f"not {name}" for name in ON_HARDWARE_ONLY)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         str(here / "test_cupy_gpu.py"), "-k", deselect],
+        capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    print(res.stdout[-20000:], res.stderr[-5000:])
+    assert res.returncode == 0
+    assert " passed" in res.stdout.splitlines()[-1]
+
+
 @pytest.mark.skipif(
     not os.environ.get("SOFTCORE_CUPY_EMULATED_KIT"),
     reason="the conformance kit on the host emulation takes minutes: "

@@ -1,0 +1,195 @@
+"""A stand-in for CuPy on machines without a GPU: NumPy arrays dressed as CuPy's, and
+``RawModule`` built on the host emulation of kernels.cu (``cupy_emulation``).
+
+It exists to run ``test_cupy_gpu.py`` here (``test_cupy_emulated.py`` does, in a
+subprocess with this folder first on ``sys.path``), so that a device test whose own
+Python is wrong fails on every machine, not on the rare run with a GPU. It is no
+GPU: what those tests check about the hardware (-ftz, CUDA's exp, streams, a second
+device) it cannot show, and the run deselects the tests that need a real one.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+
+import numpy as _np
+
+__version__ = "0.0-emulated"
+
+
+class _Data:
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+
+class _Device:
+    def __init__(self, i: int = 0):
+        if i != 0:
+            raise RuntimeError(f"the emulated device has one device, not {i + 1}")
+        self.id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        pass
+
+    def __eq__(self, other):
+        return isinstance(other, _Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+
+class ndarray(_np.ndarray):  # CuPy's name
+    """A NumPy array that answers as a CuPy one (``data.ptr``, ``device``, ``get``)."""
+
+    @property
+    def data(self):  # type: ignore[override]
+        return _Data(self.ctypes.data)
+
+    @property
+    def device(self):  # type: ignore[override]
+        return _Device()
+
+    def get(self):
+        return _np.array(self)
+
+    def __getitem__(self, key):
+        # CuPy wraps an out-of-bounds integer-array index where NumPy raises (the
+        # core's device plan relies on it, and checks the targets after)
+        if isinstance(key, _np.ndarray) and key.dtype.kind in "iu" and self.ndim:
+            return _wrap(_np.take(_np.asarray(self), key, axis=0, mode="wrap"))
+        return super().__getitem__(key)
+
+
+def _wrap(r):
+    if isinstance(r, _np.ndarray) and not isinstance(r, ndarray):
+        return r.view(ndarray)
+    return r
+
+
+def asnumpy(a):
+    return _np.array(a) if isinstance(a, ndarray) else _np.asarray(a)
+
+
+def asarray(a, dtype=None, order=None):
+    """A device array: a copy of a host array (as a transfer is), the array itself
+    when it is already one and no conversion is asked for."""
+    if isinstance(a, ndarray):
+        return _wrap(_np.asarray(a, dtype=dtype, order=order))
+    return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
+
+
+def __getattr__(name):  # the rest of the array API: NumPy's, results dressed
+    obj = getattr(_np, name)
+    if callable(obj) and not isinstance(obj, type):
+
+        def call(*args, **kwargs):
+            return _wrap(obj(*args, **kwargs))
+
+        return call
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# cupy.cuda: one device, one stream, the device attributes of an H100
+
+
+class _Event:
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class _Stream:
+    null = None
+
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        pass
+
+
+def _device_attribute(attr: int, device: int) -> int:
+    import cupy_emulation
+
+    return cupy_emulation.DEVICE_ATTRIBUTES[attr]
+
+
+class CUDADriverError(RuntimeError):
+    pass
+
+
+cuda = types.SimpleNamespace(
+    Device=_Device,
+    Stream=_Stream,
+    Event=_Event,
+    get_current_stream=lambda: _Stream(),
+    runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        deviceGetAttribute=_device_attribute,
+        getDeviceProperties=lambda i: {"name": b"host emulation"},
+    ),
+    driver=types.SimpleNamespace(CUDADriverError=CUDADriverError),
+)
+
+
+# ---------------------------------------------------------------------------
+# RawModule: the kernels built for the host
+
+
+class RawModule:
+    _lock = threading.Lock()
+    _dll = None
+
+    def __init__(self, code: str, options=()):
+        self.code, self._functions = code, {}
+
+    def compile(self):
+        import cupy_emulation
+
+        with RawModule._lock:
+            if RawModule._dll is None:
+                RawModule._dll = cupy_emulation.build()
+
+    def get_function(self, name: str):
+        import cupy_emulation
+
+        self.compile()
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = self._functions.setdefault(
+                name, cupy_emulation._EmuFunction(RawModule._dll, name)
+            )
+        return fn
+
+
+# ---------------------------------------------------------------------------
+# cublas.gemm, as linear_grad_accumulate calls it
+
+
+def _gemm(transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
+    a = a.T if transa == "T" else a
+    b = b.T if transb == "T" else b
+    r = alpha * _np.matmul(_np.asarray(a), _np.asarray(b))
+    if beta:
+        r = r + beta * _np.asarray(out)
+    out[...] = r
+    return out
+
+
+cublas = types.SimpleNamespace(gemm=_gemm)
