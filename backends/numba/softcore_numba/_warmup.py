@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 # Driver suffixes, in the order _ops names them, and each family's argument types:
 # "X2" the logits' dtype in 2-D, "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D, "I1"
@@ -109,6 +110,13 @@ def _lock_cache_saves() -> None:
     from . import _runtime
 
     lock_path = os.path.join(_runtime.cache_dir(), ".softcore-warmup.lock")
+    try:
+        os.makedirs(_runtime.cache_dir(), exist_ok=True)
+        open(lock_path, "a").close()
+    except OSError:  # numba's own locators then: one lock for this user's jobs
+        lock_path = os.path.join(
+            tempfile.gettempdir(), f"softcore-warmup-{os.getuid()}.lock"
+        )
     save = caching.IndexDataCacheFile.save
 
     def locked_save(self, key, data):

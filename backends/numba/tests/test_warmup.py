@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,35 @@ def test_a_failing_job_fails_precompile(monkeypatch):
     monkeypatch.setattr(_warmup.subprocess, "Popen", Proc)
     with pytest.raises(RuntimeError, match="failed in 2 of 2 jobs"):
         _warmup.precompile(2)
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_jobs_save_to_the_cache_under_a_lock(tmp_path, monkeypatch, writable):
+    """A job's numba cache saves hold an exclusive lock file: in the cache
+    directory, or in the temporary directory where that cannot be written."""
+    fcntl = pytest.importorskip("fcntl", reason="no fcntl: the jobs run one at a time")
+    import tempfile
+
+    from numba.core import caching
+
+    if writable:
+        cache = tmp_path / "cache"
+        lock = cache / ".softcore-warmup.lock"
+    else:
+        (tmp_path / "file").write_text("")
+        cache = tmp_path / "file" / "cache"  # below a file: cannot be made
+        lock = Path(tempfile.gettempdir()) / f"softcore-warmup-{os.getuid()}.lock"
+    monkeypatch.setenv("SOFTCORE_NUMBA_CACHE_DIR", str(cache))
+    held = []
+
+    def save(self, key, data):  # numba's save, as the lock wraps it
+        with open(lock) as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append((key, data))
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", save)  # restored after
+    _warmup._lock_cache_saves()
+    caching.IndexDataCacheFile.save(None, "key", "data")
+    assert held == [("key", "data")]
+    with open(lock) as f:  # released after the save
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
