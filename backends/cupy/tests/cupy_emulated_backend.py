@@ -5,7 +5,9 @@ the real launch code of ``softcore_cupy._kernels`` on the host build of
 ``kernels.cu``. Registering it lets the conformance kit judge the CUDA kernels'
 numerics on a machine without a GPU:
 
-    python backends/cupy/tests/cupy_emulated_backend.py [kit options]
+    python backends/cupy/tests/cupy_emulated_backend.py [--reverse] [kit options]
+
+``--reverse``: every block's threads take turns last to first (see host_cuda.h).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
     if NAME not in [b.name for b in softcore.list_backends()]:
         _registry.register(backend)
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--reverse" in args:
+        args.remove("--reverse")
+        _emu.build().sc_emulate_reverse(1)  # the library every launch here uses
     return kit([NAME, *args])
 
 

@@ -806,14 +806,18 @@ def test_the_device_tests_on_a_stand_in_for_cupy():
     reason="the conformance kit on the host emulation takes minutes: "
     "set SOFTCORE_CUPY_EMULATED_KIT=1 (or =N examples) to run it",
 )
-def test_conformance_kit_on_the_emulation():
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_conformance_kit_on_the_emulation(order):
+    """The kit's verdict on the kernels, with a block's threads taking turns first
+    to last, and last to first."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     n = os.environ["SOFTCORE_CUPY_EMULATED_KIT"]
     examples = n if n.isdigit() and int(n) > 1 else "3"
     script = Path(__file__).with_name("cupy_emulated_backend.py")
+    reverse = ["--reverse"] if order == "reverse" else []
     res = subprocess.run(
-        [sys.executable, str(script), "--max-examples", examples],
+        [sys.executable, str(script), *reverse, "--max-examples", examples],
         capture_output=True,
         text=True,
     )
