@@ -27,6 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 
 class _Device:
+    """The one emulated device: a context manager, equal to any other handle on it
+    (as CuPy's devices compare by id)."""
+
     id = 0
 
     def __enter__(self):
@@ -34,6 +37,12 @@ class _Device:
 
     def __exit__(self, *exc):
         return False
+
+    def __eq__(self, other):
+        return isinstance(other, _Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
 
 
 class _Data:

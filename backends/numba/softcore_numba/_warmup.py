@@ -92,10 +92,11 @@ def entries() -> list[tuple[str, str, tuple]]:
 def shares(parts: int) -> list[list[tuple[str, str, tuple]]]:
     """The entries split into ``parts`` jobs: drivers dealt out in turn, each with
     all its dtypes (its cache index then has one writer)."""
-    names = list(dict.fromkeys(name for name, _, _ in entries()))
+    todo = entries()
+    names = list(dict.fromkeys(name for name, _, _ in todo))
     mine = {name: i % parts for i, name in enumerate(names)}
     out: list[list[tuple[str, str, tuple]]] = [[] for _ in range(parts)]
-    for entry in entries():
+    for entry in todo:
         out[mine[entry[0]]].append(entry)
     return out
 

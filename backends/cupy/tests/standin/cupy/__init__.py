@@ -13,21 +13,15 @@ from __future__ import annotations
 import threading
 import types
 
+import cupy_emulation
 import numpy as _np
+from cupy_emulation import EmuArray
 
 __version__ = "0.0-emulated"
 
 
-class _Data:
-    def __init__(self, ptr: int):
-        self.ptr = ptr
-
-
-class _Device:
-    def __init__(self, i: int = 0):
-        if i != 0:
-            raise RuntimeError(f"the emulated device has one device, not {i + 1}")
-        self.id = 0
+class _Context:
+    """A context manager with nothing to switch and nothing to wait for."""
 
     def __enter__(self):
         return self
@@ -38,23 +32,15 @@ class _Device:
     def synchronize(self):
         pass
 
-    def __eq__(self, other):
-        return isinstance(other, _Device) and other.id == self.id
 
-    def __hash__(self):
-        return hash(self.id)
+class _Device(_Context, cupy_emulation._Device):
+    def __init__(self, i: int = 0):
+        if i != 0:
+            raise RuntimeError(f"the emulated device has one device, not {i + 1}")
 
 
-class ndarray(_np.ndarray):  # CuPy's name
-    """A NumPy array that answers as a CuPy one (``data.ptr``, ``device``, ``get``)."""
-
-    @property
-    def data(self):  # type: ignore[override]
-        return _Data(self.ctypes.data)
-
-    @property
-    def device(self):  # type: ignore[override]
-        return _Device()
+class ndarray(EmuArray):  # CuPy's name, in this module: the backend accepts it
+    """The emulation's array (``data.ptr``, ``device``), with CuPy's ``get``."""
 
     def get(self):
         return _np.array(self)
@@ -108,25 +94,14 @@ class _Event:
         pass
 
 
-class _Stream:
+class _Stream(_Context):
     null = None
 
     def __init__(self, *a, **k):
         pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def synchronize(self):
-        pass
-
 
 def _device_attribute(attr: int, device: int) -> int:
-    import cupy_emulation
-
     return cupy_emulation.DEVICE_ATTRIBUTES[attr]
 
 
@@ -160,15 +135,11 @@ class RawModule:
         self.code, self._functions = code, {}
 
     def compile(self):
-        import cupy_emulation
-
         with RawModule._lock:
             if RawModule._dll is None:
                 RawModule._dll = cupy_emulation.build()
 
     def get_function(self, name: str):
-        import cupy_emulation
-
         self.compile()
         fn = self._functions.get(name)
         if fn is None:
