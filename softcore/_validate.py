@@ -252,7 +252,16 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
             f"weight must be 1-D with one entry per class, shape ({n_classes},); "
             f"received shape {tuple(w.shape)}"
         )
-    return xp.ascontiguousarray(w, dtype=_F64)
+    w = xp.ascontiguousarray(w, dtype=_F64)
+    return w if xp is not np or w.flags.writeable else w.copy()  # see _own
+
+
+def _own(a: Any, xp: Any) -> Any:
+    """``a``, copied where it is the caller's read-only NumPy array: a kernel
+    compiled for each input's writeability (numba's JIT) then meets read-only
+    logits only, not also each mix of read-only targets and weights. A copy of a
+    target or weight vector is small beside the logits."""
+    return a if xp is not np or a.flags.writeable else a.copy()
 
 
 def _as_unsigned(t: Any) -> Any:
@@ -261,12 +270,15 @@ def _as_unsigned(t: Any) -> Any:
 
 
 def _int64_rows(t: Any, xp: Any, scratch: Any) -> Any:
-    """Flat targets as contiguous int64: ``t`` itself where it is, else a copy
-    (into ``scratch.target`` where there is a scratch)."""
+    """Flat targets as contiguous int64: ``t`` itself where it is (and is
+    writeable, on the host), else a copy (into ``scratch.target`` where there is
+    a scratch)."""
     if scratch is None:
-        return xp.ascontiguousarray(t, dtype=np.int64)
-    if t.dtype == np.int64 and t.flags.c_contiguous:
-        return t
+        return _own(xp.ascontiguousarray(t, dtype=np.int64), xp)
+    if t.dtype == np.int64:
+        f = t.flags
+        if f.c_contiguous and f.writeable:
+            return t
     out = scratch.target
     np.copyto(out, t, casting="unsafe")
     return out

@@ -1188,3 +1188,45 @@ def test_the_chunk_buffer_is_given_back_when_a_call_fails(rng, monkeypatch):
     with pytest.raises(RuntimeError, match="kernel failed"):
         sc.linear_cross_entropy_with_grad(x, w, y, backend=B)
     assert not _workspace._KEPT.busy
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("op", ["cross_entropy", "cross_entropy_grad"])
+def test_read_only_targets_and_weights_reach_kernels_writeable(
+    rng, monkeypatch, op, weighted, ignore
+):
+    """A JIT types arrays by their writeability: the core hands a kernel the
+    caller's read-only logits as they are (no copy of the large array), but
+    read-only class-index targets and weights as writeable copies, so no kernel
+    meets a mix of the two. The answers are those of writeable inputs."""
+    n, c = 300, 120  # loss-only calls this size take the general path
+    x = rng.standard_normal((n, c))
+    y = rng.integers(0, c, n)
+    if ignore:
+        y[::7] = -100
+    w = rng.random(c) + 0.5 if weighted else None
+    want = getattr(sc, op)(x, y, weight=w, backend=B)
+    be = sc.get_backend(B)
+    seen = []
+    for name in ("cross_entropy_rows", "cross_entropy_grad_rows"):
+        kernel = getattr(be, name)
+
+        def spy(xr, t, alpha, beta, cw, *rest, _kernel=kernel):
+            seen.append((xr, t, cw))
+            return _kernel(xr, t, alpha, beta, cw, *rest)
+
+        monkeypatch.setattr(be, name, spy)
+    ro = [a.copy() for a in (x, y, w) if a is not None]
+    for a in ro:
+        a.setflags(write=False)
+    got = getattr(sc, op)(ro[0], ro[1], weight=ro[2] if weighted else None, backend=B)
+    np.testing.assert_array_equal(got, want)
+    assert seen, "no row kernel ran"
+    for xr, t, cw in seen:
+        assert xr is ro[0], "the logits were copied"
+        assert t.flags.writeable
+        assert t.dtype == np.int64
+        assert cw.flags.writeable
+        assert not np.shares_memory(t, ro[1])
+    assert all(not a.flags.writeable for a in ro)  # the caller's flags kept

@@ -3,13 +3,18 @@
 A kernel is otherwise compiled on its first call: a second or more per op, dtype
 and driver, ten or more for a first ``cross_entropy_with_grad``. ``precompile``
 compiles each driver ``_ops`` may pick, for float32 and float64, with the argument
-types ``_ops`` passes for writeable C-contiguous arrays (what the core hands over
-for such inputs), by ``Dispatcher.compile``: nothing runs, and the code lands in
-the same cache a first call would read. A read-only input is a different type to
-numba and still compiles on its first call.
+types ``_ops`` passes (what the core hands over), by ``Dispatcher.compile``: nothing
+runs, and the code lands in the same cache a first call would read. A read-only
+array is its own type to numba, so a driver whose inputs may be the caller's
+arrays is compiled twice: for writeable inputs, and for read-only ones (as
+``np.asarray`` gives for a JAX array, or a memory map opened "r"). Targets and
+class weights come writeable (the core copies read-only ones: they are small), so
+those are all the variants, but for calls that mix a read-only input with a
+writeable one (a backward pass with one of its two arrays read-only): those still
+compile on their first call.
 
 ``jobs`` processes split the drivers between them (numba compiles on one core),
-each driver's dtypes in one process. numba's cache index is read, extended and
+each driver's variants in one process. numba's cache index is read, extended and
 written back without a lock (numba issue 10128): two processes saving overloads of
 one function at once can lose an entry, or give two overloads one data file (and
 load the wrong code later). The drivers' helpers are shared, so each job takes a
@@ -25,20 +30,23 @@ import sys
 import tempfile
 
 # Driver suffixes, in the order _ops names them, and each family's argument types:
-# "X2" the logits' dtype in 2-D, "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D, "I1"
-# int64 1-D; "f" float64, "i" int64, "b" bool.
+# "R2" an input of the logits' dtype in 2-D (a read-only array where the caller's
+# is: its own type to numba), "X2" a writeable one in 2-D (an output, or an input
+# the core hands over writeable), "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D,
+# "I1" int64 1-D (the core hands both over writeable); "f" float64, "i" int64,
+# "b" bool.
 _ROWS = ("ser", "par", "split", "short_ser", "short_par", "grouped_ser", "grouped_par")
 _FAMILIES = {
-    "softmax": (_ROWS, ("X2", "X2")),
-    "log_softmax": (_ROWS, ("X2", "X2")),
-    "logsumexp": (_ROWS, ("X2", "X1")),
-    "softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
-    "log_softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
-    "jacobian": (("ser", "par"), ("X2", "X3", "b")),
-    "cross_entropy": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "F1")),
-    "cross_entropy_grad": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
-    "cross_entropy_prob": (_ROWS, ("X2", "X2", "f", "F1", "F1")),
-    "cross_entropy_prob_grad": (_ROWS, ("X2", "X2", "f", "F1", "f", "F1", "X2")),
+    "softmax": (_ROWS, ("R2", "X2")),
+    "log_softmax": (_ROWS, ("R2", "X2")),
+    "logsumexp": (_ROWS, ("R2", "X1")),
+    "softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
+    "log_softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
+    "jacobian": (("ser", "par"), ("R2", "X3", "b")),
+    "cross_entropy": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "F1")),
+    "cross_entropy_grad": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob": (_ROWS, ("R2", "R2", "f", "F1", "F1")),
+    "cross_entropy_prob_grad": (_ROWS, ("R2", "R2", "f", "F1", "f", "F1", "X2")),
     "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
 }
 DTYPES = ("float32", "float64")
@@ -51,14 +59,15 @@ _NOT_FLOAT64 = {
 }
 
 
-def _signature(codes: tuple[str, ...], dtype: str) -> tuple:
+def _signature(codes: tuple[str, ...], dtype: str, read_only: bool) -> tuple:
     from numba import types
 
     x = getattr(types, dtype)
 
     def one(code):
-        if code[0] == "X":
-            return types.Array(x, int(code[1]), "C")
+        if code[0] in "RX":
+            ro = read_only and code[0] == "R"
+            return types.Array(x, int(code[1]), "C", readonly=ro)
         return {
             "F1": types.Array(types.float64, 1, "C"),
             "I1": types.Array(types.int64, 1, "C"),
@@ -72,7 +81,8 @@ def _signature(codes: tuple[str, ...], dtype: str) -> tuple:
 
 def entries() -> list[tuple[str, str, tuple]]:
     """``(driver name, dtype, argument types)`` for every driver and dtype _ops
-    may call it with."""
+    may call it with: its inputs writeable, and (where it has inputs the caller's
+    array may be) all of them read-only."""
     from . import _ops
 
     K = _ops.K
@@ -85,13 +95,14 @@ def entries() -> list[tuple[str, str, tuple]]:
             for dtype in DTYPES:
                 if dtype == "float64" and name in _NOT_FLOAT64:
                     continue
-                out.append((name, dtype, _signature(codes, dtype)))
+                for read_only in (False, True) if "R2" in codes else (False,):
+                    out.append((name, dtype, _signature(codes, dtype, read_only)))
     return out
 
 
 def shares(parts: int) -> list[list[tuple[str, str, tuple]]]:
     """The entries split into ``parts`` jobs: drivers dealt out in turn, each with
-    all its dtypes (its cache index then has one writer)."""
+    all its dtypes and variants (its cache index then has one writer)."""
     todo = entries()
     names = list(dict.fromkeys(name for name, _, _ in todo))
     mine = {name: i % parts for i, name in enumerate(names)}
@@ -144,8 +155,9 @@ def compile_part(part: int = 0, parts: int = 1) -> int:
 
 
 def precompile(jobs: int | None = None) -> str:
-    """Compile every driver for both dtypes into the cache, in ``jobs`` processes
-    (default: one per CPU, at most 4); a line saying what was done."""
+    """Compile every driver for both dtypes, writeable and read-only inputs, into
+    the cache, in ``jobs`` processes (default: one per CPU, at most 4); a line
+    saying what was done."""
     jobs = max(1, jobs or min(4, os.cpu_count() or 1))
     try:
         import fcntl  # noqa: F401
@@ -167,7 +179,8 @@ def precompile(jobs: int | None = None) -> str:
     from . import _runtime
 
     return (
-        f"{n} kernels (drivers x float32, float64) compiled or loaded, cache "
+        f"{n} kernels (drivers x float32, float64 x writeable, read-only inputs) "
+        f"compiled or loaded, cache "
         f"{_runtime.cache_dir()}, {jobs} job{'s' if jobs > 1 else ''}"
     )
 
