@@ -7,6 +7,10 @@ listed on first use and each plugin object is loaded only when it is first neede
     backend= argument > use_backend(...) > set_backend(...) > $SOFTCORE_BACKEND
         > the highest-priority available backend that accepts the input array
 
+Host data that no backend takes as it is but ``numpy.asarray`` converts (a list, a
+pandas Series, a CPU tensor) is computed as that NumPy array, by any backend that
+computes on NumPy arrays; data on a device is never moved to the host.
+
 Naming a backend that is missing, unavailable, or cannot take the array is an error
 that says what is installed; there is never a silent fallback.
 
@@ -27,6 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
+
+import numpy as np
+
+from softcore._validate import host_array_like, on_device
 
 ENTRY_POINT_GROUP = "softcore.backends"
 ENV_VAR = "SOFTCORE_BACKEND"
@@ -267,10 +275,19 @@ def _automatic(x: Any) -> Any:
         if _availability_of(name, cand) is True and cand.accepts(x):
             _auto[t] = cand
             return cand
+    if host_array_like(x):  # computed as the NumPy array it converts to
+        if t in _HOST_TYPES:  # not cached for others: a tensor may be on a device
+            _auto[t] = _automatic(_NUMPY_LIKE)
+        return _automatic(_NUMPY_LIKE)
+    where = " on a device" if on_device(x) else ""
     raise TypeError(
         f"no available softcore backend accepts an array of type "
-        f"{t.__module__}.{t.__qualname__}; installed: {_installed_text()}"
+        f"{t.__module__}.{t.__qualname__}{where}; installed: {_installed_text()}"
     )
+
+
+_NUMPY_LIKE = np.empty(0)
+_HOST_TYPES = (list, tuple, int, float, bool)
 
 
 def resolve(x: Any, backend: Any = None) -> Any:
@@ -289,7 +306,9 @@ def resolve(x: Any, backend: Any = None) -> Any:
     obj = _ready.get(choice) if type(choice) is str else None
     if obj is None:
         obj = _named(choice) if isinstance(choice, str) else choice
-    if not obj.accepts(x):
+    if not obj.accepts(x) and not (
+        getattr(obj, "xp", None) is np and host_array_like(x)
+    ):
         t = type(x)
         raise TypeError(
             f"softcore backend {obj.name!r} cannot take an array of type "

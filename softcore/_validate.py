@@ -111,13 +111,52 @@ def check_axes(axis: Any, ndim: int, what: str) -> tuple[int, ...]:
     return tuple(sorted(axes))
 
 
+_DLPACK_HOST = (1, 3)  # kDLCPU, kDLCUDAHost (pinned host memory)
+
+
+def on_device(x: Any) -> bool:
+    """Whether ``x``'s data lives on a device: it gives a
+    ``__cuda_array_interface__`` (a CuPy array, a CUDA tensor), or a
+    ``__dlpack_device__`` other than host memory. A CPU tensor's
+    ``__cuda_array_interface__`` raises, which counts as none."""
+    try:
+        x.__cuda_array_interface__  # noqa: B018 (reading it is the test)
+        return True
+    except Exception:
+        pass
+    if getattr(type(x), "__dlpack_device__", None) is None:
+        return False
+    try:
+        kind = int(x.__dlpack_device__()[0])
+    except Exception:
+        return False
+    return kind not in _DLPACK_HOST
+
+
+_HOST_SCALARS = (list, tuple, int, float, bool, np.generic)
+_ARRAY_PROTOCOLS = ("__array__", "__array_interface__", "__array_struct__")
+
+
+def host_array_like(x: Any) -> bool:
+    """Whether ``x`` is host data that ``numpy.asarray`` converts but that is no
+    NumPy array: a list, a tuple, a Python or NumPy scalar, or an object with one
+    of NumPy's array protocols (a pandas Series, a CPU tensor, a JAX array on the
+    CPU) whose data is not on a device."""
+    if isinstance(x, _HOST_SCALARS):
+        return True
+    t = type(x)
+    if not any(hasattr(t, name) for name in _ARRAY_PROTOCOLS):
+        return False
+    return not on_device(x)
+
+
 def as_array(x: Any, xp: Any, what: str) -> Any:
     """``x`` as an array of the backend's module (lists and scalars are converted).
 
     softcore never copies between host and device behind the caller's back, so an
     array the call's backend cannot take is a ``TypeError``: in a call on device
     arrays (CuPy), any array of another type, a NumPy array included; in a call on
-    NumPy arrays, an array that lives on a device (``__cuda_array_interface__``).
+    NumPy arrays, an array that lives on a device (:func:`on_device`).
     Host array-likes (a pandas Series, a CPU tensor) in a NumPy call are converted
     as ``numpy.asarray`` converts them.
     """
@@ -127,7 +166,7 @@ def as_array(x: Any, xp: Any, what: str) -> Any:
         hasattr(x, "shape")
         and hasattr(x, "dtype")
         and not isinstance(x, xp.ndarray | np.generic)
-        and (xp is not np or hasattr(x, "__cuda_array_interface__"))
+        and (xp is not np or on_device(x))
     ):
         t, want = type(x), xp.ndarray
         raise TypeError(

@@ -109,6 +109,73 @@ def test_backend_that_cannot_take_the_array_is_an_error(fresh_registry):
         sc.softmax(Foreign(), backend="numpy")
 
 
+class _HostLike:
+    """Host data with NumPy's array protocol (a pandas Series, a CPU tensor):
+    ``cuda`` says what ``__cuda_array_interface__`` does (absent; raising
+    AttributeError, as a CPU tensor's; raising another error; giving one, as a
+    CUDA tensor's), ``dlpack`` the ``__dlpack_device__`` kind, if any."""
+
+    def __init__(self, a, cuda=None, dlpack=None):
+        self._a, self._cuda, self._dlpack = np.asarray(a), cuda, dlpack
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+    def __getattr__(self, name):
+        if name == "__cuda_array_interface__" and self._cuda is not None:
+            if self._cuda == "gives":
+                return {"shape": self._a.shape, "data": (1, False), "version": 3}
+            raise self._cuda("no CUDA data here")
+        raise AttributeError(name)
+
+    def __dlpack_device__(self):
+        if self._dlpack is None:
+            raise AttributeError("__dlpack_device__")
+        return (self._dlpack, 0)
+
+
+@pytest.mark.parametrize(
+    "like",
+    [
+        [[0.0, 1.0]],
+        (0.0, 1.0),
+        np.float64(1.0),
+        _HostLike(X),
+        _HostLike(X, cuda=AttributeError, dlpack=1),
+        _HostLike(X, cuda=ValueError),
+        _HostLike(X, dlpack=3),  # pinned host memory
+    ],
+    ids=["list", "tuple", "numpy_scalar", "array", "cpu_tensor", "raises", "pinned"],
+)
+def test_host_array_likes_select_as_numpy_arrays(install_plugin, fake_source, like):
+    """Host data no backend takes as it is goes to the backend a NumPy array
+    would (not only to one that lists Python lists, as the reference once did),
+    automatically and by name, and computes as the array it converts to."""
+    install_plugin("np2", {"np2": "mod_np2:backend"}, {"mod_np2": fake_source("np2")})
+    assert sc.get_backend(like=like).name == "np2"
+    assert _registry.resolve(like, "numpy").name == "numpy"
+    assert _registry.resolve(like).name == "np2"  # again, from the cache where kept
+    a = np.asarray(like, dtype=np.float64)
+    if a.ndim:
+        got = sc.softmax(like, backend="numpy")
+        assert type(got) is np.ndarray
+        np.testing.assert_array_equal(got, sc.softmax(a, backend="numpy"))
+
+
+@pytest.mark.parametrize(
+    "like",
+    [_HostLike(X, cuda="gives"), _HostLike(X, dlpack=2), _HostLike(X, dlpack=13)],
+    ids=["cuda_array_interface", "dlpack_cuda", "dlpack_oneapi"],
+)
+def test_device_array_likes_are_refused(fresh_registry, like):
+    """Data on a device is never copied to the host: with no backend for its
+    type, a clear error, automatically and by name."""
+    with pytest.raises(TypeError, match=r"accepts an array of type .*_HostLike on a"):
+        sc.softmax(like)
+    with pytest.raises(TypeError, match=r"backend 'numpy' cannot take"):
+        sc.softmax(like, backend="numpy")
+
+
 def test_selection_order(install_plugin, fake_source, monkeypatch):
     install_plugin(
         "order",
