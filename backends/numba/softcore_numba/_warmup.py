@@ -143,14 +143,29 @@ def _lock_cache_saves() -> None:
 
 
 def compile_part(part: int = 0, parts: int = 1) -> int:
-    """Compile share ``part`` of ``parts``; the number of entries compiled."""
+    """Compile share ``part`` of ``parts``; the number of entries compiled. A line
+    on stderr for each driver done (the whole takes minutes)."""
+    import time
+
     from . import _ops
 
     if parts > 1:
         _lock_cache_saves()
     todo = shares(parts)[part]
+    by_name: dict[str, list[tuple]] = {}
     for name, _dtype, sig in todo:
-        getattr(_ops.K, name).compile(sig)
+        by_name.setdefault(name, []).append(sig)
+    job = f"job {part + 1} of {parts}, " if parts > 1 else ""
+    for i, (name, sigs) in enumerate(by_name.items(), 1):
+        t0 = time.perf_counter()
+        for sig in sigs:
+            getattr(_ops.K, name).compile(sig)
+        print(
+            f"  numba {name}: {len(sigs)} kernels, {time.perf_counter() - t0:.1f} s "
+            f"({job}{i}/{len(by_name)} drivers)",
+            file=sys.stderr,
+            flush=True,
+        )
     return len(todo)
 
 

@@ -150,6 +150,7 @@ def test_a_warmed_cache_leaves_nothing_to_compile(tmp_path):
 def test_precompile_says_what_it_did(monkeypatch, jobs):
     """The job count (default one per CPU, at most 4) and the line it returns,
     without compiling: each job's share goes to compile_part or a process."""
+    n_entries = len(_warmup.entries())  # imports numba's set-up before Popen is faked
     parts = []
     monkeypatch.setattr(_warmup, "compile_part", lambda *a: parts.append(a))
 
@@ -165,11 +166,13 @@ def test_precompile_says_what_it_did(monkeypatch, jobs):
     line = _warmup.precompile(jobs)
     n = jobs or min(4, os.cpu_count() or 1)
     assert parts == ([()] if n == 1 else [(i, n) for i in range(n)])
-    assert line.startswith(f"{len(_warmup.entries())} kernels")
+    assert line.startswith(f"{n_entries} kernels")
     assert line.endswith(f"{n} job" + ("s" if n > 1 else ""))
 
 
 def test_a_failing_job_fails_precompile(monkeypatch):
+    _warmup.entries()  # numba's set-up, before Popen is faked
+
     class Proc:
         def __init__(self, args):
             self.args = args
@@ -212,3 +215,40 @@ def test_jobs_save_to_the_cache_under_a_lock(tmp_path, monkeypatch, writable):
     assert held == [("key", "data")]
     with open(lock) as f:  # released after the save
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_compile_part_compiles_its_share_and_says_so(monkeypatch, capsys):
+    """Each driver of the share is compiled with each of its signatures, and a
+    line per driver goes to stderr (a warmup takes minutes)."""
+    import types as pytypes
+
+    from softcore_numba import _ops
+
+    compiled = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def compile(self, sig):
+            compiled.append((self.name, sig))
+
+    share = [
+        ("a_ser", "float32", (1,)),
+        ("a_ser", "float64", (2,)),
+        ("b_par", "", (3,)),
+    ]
+    monkeypatch.setattr(_warmup, "shares", lambda parts: [[], share][:parts])
+    monkeypatch.setattr(_warmup, "_lock_cache_saves", lambda: None)
+    monkeypatch.setattr(
+        _ops, "K", pytypes.SimpleNamespace(a_ser=Fake("a_ser"), b_par=Fake("b_par"))
+    )
+    assert _warmup.compile_part(1, 2) == 3
+    assert compiled == [("a_ser", (1,)), ("a_ser", (2,)), ("b_par", (3,))]
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0].strip() for line in err] == [
+        "numba a_ser",
+        "numba b_par",
+    ]
+    assert "2 kernels" in err[0]
+    assert err[1].endswith("(job 2 of 2, 2/2 drivers)")
