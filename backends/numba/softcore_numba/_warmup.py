@@ -6,12 +6,11 @@ compiles each driver ``_ops`` may pick, for float32 and float64, with the argume
 types ``_ops`` passes (what the core hands over), by ``Dispatcher.compile``: nothing
 runs, and the code lands in the same cache a first call would read. A read-only
 array is its own type to numba, so a driver whose inputs may be the caller's
-arrays is compiled twice: for writeable inputs, and for read-only ones (as
-``np.asarray`` gives for a JAX array, or a memory map opened "r"). Targets and
-class weights come writeable (the core copies read-only ones: they are small), so
-those are all the variants, but for calls that mix a read-only input with a
-writeable one (a backward pass with one of its two arrays read-only): those still
-compile on their first call.
+arrays is compiled for each mix of writeable and read-only ones (as ``np.asarray``
+gives for a JAX array, or a memory map opened "r"): two for one input, four for
+two (a backward pass whose incoming gradient is read-only and whose saved
+softmax is softcore's own). Targets and class weights come writeable (the core
+copies read-only ones: they are small), so those are all the variants.
 
 ``jobs`` processes split the drivers between them (numba compiles on one core),
 each driver's variants in one process. numba's cache index is read, extended and
@@ -24,6 +23,7 @@ the jobs run one at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -59,14 +59,17 @@ _NOT_FLOAT64 = {
 }
 
 
-def _signature(codes: tuple[str, ...], dtype: str, read_only: bool) -> tuple:
+def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tuple:
+    """The argument types of ``codes``, the ``k``-th "R" input read-only where
+    ``read_only[k]`` is true."""
     from numba import types
 
     x = getattr(types, dtype)
+    flags = iter(read_only)
 
     def one(code):
         if code[0] in "RX":
-            ro = read_only and code[0] == "R"
+            ro = code[0] == "R" and next(flags, False)
             return types.Array(x, int(code[1]), "C", readonly=ro)
         return {
             "F1": types.Array(types.float64, 1, "C"),
@@ -81,13 +84,14 @@ def _signature(codes: tuple[str, ...], dtype: str, read_only: bool) -> tuple:
 
 def entries() -> list[tuple[str, str, tuple]]:
     """``(driver name, dtype, argument types)`` for every driver and dtype _ops
-    may call it with: its inputs writeable, and (where it has inputs the caller's
-    array may be) all of them read-only."""
+    may call it with, and every mix of writeable and read-only inputs the
+    caller's arrays may bring (all writeable first)."""
     from . import _ops
 
     K = _ops.K
     out = []
     for family, (suffixes, codes) in _FAMILIES.items():
+        mixes = list(itertools.product((False, True), repeat=codes.count("R2")))
         for suffix in suffixes:
             name = f"{family}_{suffix}"
             if not hasattr(K, name):
@@ -95,8 +99,8 @@ def entries() -> list[tuple[str, str, tuple]]:
             for dtype in DTYPES:
                 if dtype == "float64" and name in _NOT_FLOAT64:
                     continue
-                for read_only in (False, True) if "R2" in codes else (False,):
-                    out.append((name, dtype, _signature(codes, dtype, read_only)))
+                for mix in mixes:
+                    out.append((name, dtype, _signature(codes, dtype, mix)))
     return out
 
 

@@ -16,7 +16,7 @@ from softcore_numba import _warmup
 
 # In a fresh process: call every kernel of _ops at shapes that take each mode (short
 # rows, grouped, a row at a time, split rows; serial and threaded), for both dtypes,
-# with writeable inputs and with read-only ones (another type to numba), then the
+# with writeable inputs, read-only ones (another type to numba) and each mix, then the
 # conformance kit (whose read-only layout passes every array read-only: the core
 # copies the targets and weights, so the kernels see read-only logits); report the
 # jitted drivers' signatures, and those of them that were compiled rather than
@@ -46,23 +46,25 @@ USED = textwrap.dedent(
             cw = np.ones(c)
             loss = np.empty(n)
             _ops.cross_entropy_index_sum(xw, y, cw, -100, 0.0)
-            for x, g, p in [(xw, gw, pw), (ro(xw), ro(gw), ro(pw))]:
+            for x in (xw, ro(xw)):
                 out, lse = np.empty_like(xw), np.empty(n, dtype)
                 _ops.softmax_rows(x, out)
                 _ops.log_softmax_rows(x, out)
                 _ops.logsumexp_rows(x, lse)
-                s = out if x is xw else ro(out)
-                _ops.softmax_backward_rows(g, s, np.empty_like(xw))
-                _ops.log_softmax_backward_rows(g, s, np.empty_like(xw))
                 _ops.cross_entropy_rows(x, y, w, np.zeros(n), cw, loss)
                 _ops.cross_entropy_grad_rows(x, y, w, np.zeros(n), cw, 1.0, loss,
                                              np.empty_like(xw))
-                _ops.cross_entropy_prob_rows(x, p, 0.0, cw, loss)
-                _ops.cross_entropy_prob_grad_rows(x, p, 0.0, cw, 1.0, loss,
-                                                  np.empty_like(xw))
+                for p in (pw, ro(pw)):
+                    _ops.cross_entropy_prob_rows(x, p, 0.0, cw, loss)
+                    _ops.cross_entropy_prob_grad_rows(x, p, 0.0, cw, 1.0, loss,
+                                                      np.empty_like(xw))
                 if c <= 300:
                     _ops.softmax_jacobian_rows(x[:2], np.empty((2, c, c), dtype))
                     _ops.softmax_jacobian_rows(x, np.empty((n, c, c), dtype))
+            for g in (gw, ro(gw)):
+                for s in (out, ro(out)):
+                    _ops.softmax_backward_rows(g, s, np.empty_like(xw))
+                    _ops.log_softmax_backward_rows(g, s, np.empty_like(xw))
     assert softcore.testing.check("numba", max_examples=2) == 0
 
     used, compiled = [], []
