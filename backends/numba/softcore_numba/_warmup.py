@@ -12,13 +12,15 @@ two (a backward pass whose incoming gradient is read-only and whose saved
 softmax is softcore's own). Targets and class weights come writeable (the core
 copies read-only ones: they are small), so those are all the variants.
 
-``jobs`` processes split the drivers between them (numba compiles on one core),
-each driver's variants in one process. numba's cache index is read, extended and
-written back without a lock (numba issue 10128): two processes saving overloads of
-one function at once can lose an entry, or give two overloads one data file (and
-load the wrong code later). The drivers' helpers are shared, so each job takes a
-lock file in the cache directory around every save; without ``fcntl`` (Windows)
-the jobs run one at a time.
+``jobs`` processes (numba compiles on one core) take the drivers one at a time
+from a counter file they share, the dearest families first (a job that drew a
+long driver last kept the others waiting), each driver's variants in one
+process. numba's cache index is read, extended and written back without a lock
+(numba issue 10128): two processes saving overloads of one function at once can
+lose an entry, or give two overloads one data file (and load the wrong code
+later). The drivers' helpers are shared, so each job takes a lock file in the
+cache directory around every save; without ``fcntl`` (Windows) the jobs run one
+at a time.
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ import tempfile
 # "I1" int64 1-D (the core hands both over writeable); "f" float64, "i" int64,
 # "b" bool.
 _ROWS = ("ser", "par", "split", "short_ser", "short_par", "grouped_ser", "grouped_par")
-_FAMILIES = {
+_FAMILIES = {  # the dearest to compile first
+    "cross_entropy_grad": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob_grad": (_ROWS, ("R2", "R2", "f", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob": (_ROWS, ("R2", "R2", "f", "F1", "F1")),
     "softmax": (_ROWS, ("R2", "X2")),
     "log_softmax": (_ROWS, ("R2", "X2")),
+    "cross_entropy": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "F1")),
+    "jacobian": (("ser", "par"), ("R2", "X3", "b")),
     "logsumexp": (_ROWS, ("R2", "X1")),
     "softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
     "log_softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
-    "jacobian": (("ser", "par"), ("R2", "X3", "b")),
-    "cross_entropy": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "F1")),
-    "cross_entropy_grad": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
-    "cross_entropy_prob": (_ROWS, ("R2", "R2", "f", "F1", "F1")),
-    "cross_entropy_prob_grad": (_ROWS, ("R2", "R2", "f", "F1", "f", "F1", "X2")),
     "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
 }
 DTYPES = ("float32", "float64")
@@ -104,16 +106,11 @@ def entries() -> list[tuple[str, str, tuple]]:
     return out
 
 
-def shares(parts: int) -> list[list[tuple[str, str, tuple]]]:
-    """The entries split into ``parts`` jobs: drivers dealt out in turn, each with
-    all its dtypes and variants (its cache index then has one writer)."""
-    todo = entries()
-    names = list(dict.fromkeys(name for name, _, _ in todo))
-    mine = {name: i % parts for i, name in enumerate(names)}
-    out: list[list[tuple[str, str, tuple]]] = [[] for _ in range(parts)]
-    for entry in todo:
-        out[mine[entry[0]]].append(entry)
-    return out
+def drivers() -> list[str]:
+    """The drivers to compile, in the order the jobs take them: the families in
+    ``_FAMILIES``' order, the dearest to compile first (so no job is left with a
+    long one at the end)."""
+    return list(dict.fromkeys(name for name, _, _ in entries()))
 
 
 def _lock_cache_saves() -> None:
@@ -146,31 +143,56 @@ def _lock_cache_saves() -> None:
     caching.IndexDataCacheFile.save = locked_save
 
 
-def compile_part(part: int = 0, parts: int = 1) -> int:
-    """Compile share ``part`` of ``parts``; the number of entries compiled. A line
-    on stderr for each driver done (the whole takes minutes)."""
+def _take(queue: str) -> int:
+    """The next driver's index from the counter file ``queue`` that the jobs share
+    (read and advanced under its lock)."""
+    import fcntl
+
+    with open(queue, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            i = int(f.read() or 0)
+            f.seek(0)
+            f.write(str(i + 1))
+            f.truncate()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return i
+
+
+def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> int:
+    """Compile drivers with every entry of each, one at a time: all of them, or,
+    as job ``job`` of ``jobs``, whichever the shared counter file ``queue`` hands
+    out next; the number of entries compiled. A line on stderr for each driver
+    done (the whole takes minutes)."""
     import time
 
     from . import _ops
 
-    if parts > 1:
+    if queue is not None:
         _lock_cache_saves()
-    todo = shares(parts)[part]
     by_name: dict[str, list[tuple]] = {}
-    for name, _dtype, sig in todo:
+    for name, _dtype, sig in entries():
         by_name.setdefault(name, []).append(sig)
-    job = f"job {part + 1} of {parts}, " if parts > 1 else ""
-    for i, (name, sigs) in enumerate(by_name.items(), 1):
+    names = list(by_name)
+    who = f"job {job + 1} of {jobs}, " if jobs > 1 else ""
+    done = 0
+    k = -1
+    while True:
+        k = _take(queue) if queue is not None else k + 1
+        if k >= len(names):
+            return done
+        name = names[k]
         t0 = time.perf_counter()
-        for sig in sigs:
+        for sig in by_name[name]:
             getattr(_ops.K, name).compile(sig)
+        done += len(by_name[name])
         print(
-            f"  numba {name}: {len(sigs)} kernels, {time.perf_counter() - t0:.1f} s "
-            f"({job}{i}/{len(by_name)} drivers)",
+            f"  numba {name}: {len(by_name[name])} kernels, "
+            f"{time.perf_counter() - t0:.1f} s ({who}driver {k + 1} of {len(names)})",
             file=sys.stderr,
             flush=True,
         )
-    return len(todo)
 
 
 def precompile(jobs: int | None = None) -> str:
@@ -184,15 +206,21 @@ def precompile(jobs: int | None = None) -> str:
         jobs = 1
     n = len(entries())
     if jobs == 1:
-        compile_part()
+        compile_drivers()
     else:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "softcore_numba._warmup", str(i), str(jobs)]
-            )
-            for i in range(jobs)
-        ]
-        failed = [p.args for p in procs if p.wait() != 0]
+        fd, queue = tempfile.mkstemp(prefix="softcore-warmup-", suffix=".next")
+        os.close(fd)  # empty: the first driver is number 0
+        try:
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "softcore_numba._warmup", queue]
+                    + [str(i), str(jobs)]
+                )
+                for i in range(jobs)
+            ]
+            failed = [p.args for p in procs if p.wait() != 0]
+        finally:
+            os.unlink(queue)
         if failed:
             raise RuntimeError(f"precompiling failed in {len(failed)} of {jobs} jobs")
     from . import _runtime
@@ -204,5 +232,5 @@ def precompile(jobs: int | None = None) -> str:
     )
 
 
-if __name__ == "__main__":  # one job of precompile
-    compile_part(int(sys.argv[1]), int(sys.argv[2]))
+if __name__ == "__main__":  # one job of precompile: QUEUE JOB JOBS
+    compile_drivers(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -104,13 +104,9 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert bound, "no driver tables found in _ops"
     assert bound <= names, sorted(bound - names)
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
-    # the jobs' shares are the whole list, once each, a driver in one share only
-    parts = _warmup.shares(3)
-    dealt = [entry for part in parts for entry in part]
-    assert sorted(map(str, dealt)) == sorted(map(str, entries))
-    owners = [{name for name, _, _ in part} for part in parts]
-    assert all(owners)
-    assert sum(map(len, owners)) == len(names)
+    # the jobs take the drivers in this order, each once
+    assert _warmup.drivers() == list(dict.fromkeys(n for n, _, _ in entries))
+    assert _warmup.drivers()[0] == "cross_entropy_grad_ser"  # the dearest first
 
 
 def test_a_warmed_cache_leaves_nothing_to_compile(tmp_path):
@@ -151,15 +147,17 @@ def test_a_warmed_cache_leaves_nothing_to_compile(tmp_path):
 @pytest.mark.parametrize("jobs", [None, 1, 3])
 def test_precompile_says_what_it_did(monkeypatch, jobs):
     """The job count (default one per CPU, at most 4) and the line it returns,
-    without compiling: each job's share goes to compile_part or a process."""
+    without compiling: one job compiles in the process, more start processes that
+    share a counter file, removed afterwards."""
     n_entries = len(_warmup.entries())  # imports numba's set-up before Popen is faked
-    parts = []
-    monkeypatch.setattr(_warmup, "compile_part", lambda *a: parts.append(a))
+    ran = []
+    monkeypatch.setattr(_warmup, "compile_drivers", lambda *a: ran.append(a))
 
     class Proc:
         def __init__(self, args):
             self.args = args
-            parts.append(tuple(int(a) for a in args[-2:]))
+            assert os.path.exists(args[-3])
+            ran.append(tuple(args[-3:]))
 
         def wait(self):
             return 0
@@ -167,7 +165,12 @@ def test_precompile_says_what_it_did(monkeypatch, jobs):
     monkeypatch.setattr(_warmup.subprocess, "Popen", Proc)
     line = _warmup.precompile(jobs)
     n = jobs or min(4, os.cpu_count() or 1)
-    assert parts == ([()] if n == 1 else [(i, n) for i in range(n)])
+    if n == 1:
+        assert ran == [()]
+    else:
+        queue = ran[0][0]
+        assert ran == [(queue, str(i), str(n)) for i in range(n)]
+        assert not os.path.exists(queue)
     assert line.startswith(f"{n_entries} kernels")
     assert line.endswith(f"{n} job" + ("s" if n > 1 else ""))
 
@@ -185,6 +188,52 @@ def test_a_failing_job_fails_precompile(monkeypatch):
     monkeypatch.setattr(_warmup.subprocess, "Popen", Proc)
     with pytest.raises(RuntimeError, match="failed in 2 of 2 jobs"):
         _warmup.precompile(2)
+
+
+def test_jobs_take_each_driver_once(tmp_path, monkeypatch, capsys):
+    """Jobs sharing a counter file compile every driver once between them, each
+    with all its signatures, a line on stderr per driver; one job alone takes
+    them in order."""
+    pytest.importorskip("fcntl", reason="no fcntl: the jobs run one at a time")
+    import types as pytypes
+
+    from softcore_numba import _ops
+
+    compiled = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def compile(self, sig):
+            compiled.append((self.name, sig))
+
+    entries = [("a_ser", "float32", (1,)), ("a_ser", "float64", (2,))]
+    entries += [("b_par", "float32", (3,)), ("c_par", "float32", (4,))]
+    monkeypatch.setattr(_warmup, "entries", lambda: entries)
+    monkeypatch.setattr(_warmup, "_lock_cache_saves", lambda: None)
+    fakes = {n: Fake(n) for n in ("a_ser", "b_par", "c_par")}
+    monkeypatch.setattr(_ops, "K", pytypes.SimpleNamespace(**fakes))
+    assert _warmup.compile_drivers() == 4
+    assert compiled == [(n, s) for n, _, s in entries]
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0].strip() for line in err] == [
+        "numba a_ser",
+        "numba b_par",
+        "numba c_par",
+    ]
+    assert err[0].endswith("2 kernels, 0.0 s (driver 1 of 3)")
+    # two jobs, one after the other here, sharing the counter: the first takes
+    # the next driver after each, so it takes all; then the second finds none
+    compiled.clear()
+    queue = tmp_path / "next"
+    queue.write_text("1")  # another job has taken driver 0
+    assert _warmup.compile_drivers(str(queue), 0, 2) == 2
+    assert _warmup.compile_drivers(str(queue), 1, 2) == 0
+    assert compiled == [("b_par", (3,)), ("c_par", (4,))]
+    assert (
+        capsys.readouterr().err.splitlines()[-1].endswith("(job 1 of 2, driver 3 of 3)")
+    )
 
 
 @pytest.mark.parametrize("writable", [True, False])
@@ -217,40 +266,3 @@ def test_jobs_save_to_the_cache_under_a_lock(tmp_path, monkeypatch, writable):
     assert held == [("key", "data")]
     with open(lock) as f:  # released after the save
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def test_compile_part_compiles_its_share_and_says_so(monkeypatch, capsys):
-    """Each driver of the share is compiled with each of its signatures, and a
-    line per driver goes to stderr (a warmup takes minutes)."""
-    import types as pytypes
-
-    from softcore_numba import _ops
-
-    compiled = []
-
-    class Fake:
-        def __init__(self, name):
-            self.name = name
-
-        def compile(self, sig):
-            compiled.append((self.name, sig))
-
-    share = [
-        ("a_ser", "float32", (1,)),
-        ("a_ser", "float64", (2,)),
-        ("b_par", "", (3,)),
-    ]
-    monkeypatch.setattr(_warmup, "shares", lambda parts: [[], share][:parts])
-    monkeypatch.setattr(_warmup, "_lock_cache_saves", lambda: None)
-    monkeypatch.setattr(
-        _ops, "K", pytypes.SimpleNamespace(a_ser=Fake("a_ser"), b_par=Fake("b_par"))
-    )
-    assert _warmup.compile_part(1, 2) == 3
-    assert compiled == [("a_ser", (1,)), ("a_ser", (2,)), ("b_par", (3,))]
-    err = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[0].strip() for line in err] == [
-        "numba a_ser",
-        "numba b_par",
-    ]
-    assert "2 kernels" in err[0]
-    assert err[1].endswith("(job 2 of 2, 2/2 drivers)")
