@@ -150,6 +150,14 @@ def host_array_like(x: Any) -> bool:
     return not on_device(x)
 
 
+def _masks_entries(x: Any) -> bool:
+    """Whether ``x`` is a NumPy masked array with an entry masked."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return False
+    mask = np.ma.getmask(x)
+    return mask is not np.ma.nomask and bool(mask.any())
+
+
 def as_array(x: Any, xp: Any, what: str) -> Any:
     """``x`` as an array of the backend's module (lists and scalars are converted).
 
@@ -161,7 +169,14 @@ def as_array(x: Any, xp: Any, what: str) -> Any:
     as ``numpy.asarray`` converts them.
     """
     if isinstance(x, np.ndarray) and xp is np:
-        return x
+        if type(x) is not np.ndarray and _masks_entries(x):
+            raise TypeError(
+                f"{what} is a masked array with masked entries, and softcore does "
+                "not read masks: fill them first (for logits, "
+                f"{what}.filled(-np.inf) gives masked classes probability 0), or "
+                f"pass {what}.data to compute on every entry"
+            )
+        return x if type(x) is np.ndarray else np.asarray(x)  # a subclass: its data
     if (
         hasattr(x, "shape")
         and hasattr(x, "dtype")

@@ -1280,3 +1280,47 @@ def test_read_only_targets_and_weights_reach_kernels_writeable(
         assert cw.flags.writeable
         assert not np.shares_memory(t, ro[1])
     assert all(not a.flags.writeable for a in ro)  # the caller's flags kept
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("backend", _host_backends())
+def test_ndarray_subclasses_compute_on_their_data(rng, backend):
+    """A masked array with nothing masked and a matrix compute as their data
+    (numba cannot type a subclass: a masked array once reached its kernel and
+    raised there); results are plain arrays, bit for bit those of the data."""
+    x = rng.standard_normal((4, 5))
+    y = np.array([0, 4, 1, 3])
+    for wrapped in (np.ma.array(x), np.ma.array(x, mask=False), np.matrix(x)):
+        for f in (sc.softmax, sc.log_softmax, sc.logsumexp):
+            got = f(wrapped, backend=backend)
+            assert type(got) is np.ndarray
+            np.testing.assert_array_equal(got, f(x, backend=backend))
+        got = sc.cross_entropy_with_grad(wrapped, np.ma.array(y), backend=backend)
+        want = sc.cross_entropy_with_grad(x, y, backend=backend)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_masked_entries_are_an_error(rng, backend):
+    """softcore does not read masks: an array with masked entries is a
+    TypeError that names the argument and says how to fill it, before any
+    work is done (PyTorch and JAX users mask with -inf logits)."""
+    x = rng.standard_normal((4, 5))
+    mx = np.ma.array(x, mask=np.eye(4, 5, dtype=bool))
+    with pytest.raises(
+        TypeError, match=r"x is a masked array .* x\.filled\(-np\.inf\)"
+    ):
+        sc.softmax(mx, backend=backend)
+    with pytest.raises(TypeError, match=r"target is a masked array"):
+        sc.cross_entropy(
+            x, np.ma.array([0, 1, 2, 3], mask=[0, 1, 0, 0]), backend=backend
+        )
+    out = np.full_like(x, 7.0)
+    with pytest.raises(TypeError, match=r"masked array"):
+        sc.cross_entropy_grad(mx, np.array([0, 1, 2, 3]), out=out, backend=backend)
+    assert np.all(out == 7.0)
+    # filled with -inf, the masked classes get probability 0
+    p = sc.softmax(mx.filled(-np.inf), backend=backend)
+    assert np.all(p[np.eye(4, 5, dtype=bool)] == 0.0)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-12)
