@@ -44,6 +44,9 @@ def main(argv: list[str]) -> int:
             f"  {r.name:<{width}}  {r.version:<10} priority {r.priority:>4}  "
             f"{state}{threads}  [{r.source}]"
         )
+        if r.available is True:
+            for line in _details(softcore.get_backend(r.name)):
+                print(f"  {'':<{width}}  {line}")
     try:
         default = _registry.get_backend().name
     except Exception as exc:  # report, do not crash the report
@@ -53,3 +56,16 @@ def main(argv: list[str]) -> int:
     for var in _THREAD_VARS:
         print(f"  {var}={os.environ.get(var, '')}")
     return 0
+
+
+def _details(backend: object) -> list[str]:
+    """The lines of a backend's optional ``describe()``: ``key: value`` each
+    (how it will run: threading layer, kernel cache, device), or why it failed."""
+    describe = getattr(backend, "describe", None)
+    if describe is None:
+        return []
+    try:
+        facts = describe()
+    except Exception as exc:  # report, do not crash the report
+        return [f"(describe failed: {type(exc).__name__}: {exc})"]
+    return [f"{key}: {value}" for key, value in dict(facts).items()]

@@ -25,6 +25,46 @@ def test_info_lists_backends_with_availability():
     assert "default for NumPy arrays:" in proc.stdout
 
 
+DESCRIBED_PLUGIN = """
+    from softcore._reference import ReferenceBackend
+
+    class Described(ReferenceBackend):
+        name = "{name}"
+        priority = -5
+
+        def available(self):
+            return True
+
+        def describe(self):
+            if "{name}" == "broken":
+                raise RuntimeError("no driver")
+            return {{"device": "widget 3", "cache": "/tmp/widgets"}}
+
+    backend = Described()
+"""
+
+
+def test_info_prints_what_backends_describe(install_plugin, capsys, monkeypatch):
+    """A backend's optional describe() goes under its line; one that fails is
+    reported there, and the report goes on."""
+    import softcore
+    from softcore._info import main
+
+    for name in ("described", "broken"):
+        src = DESCRIBED_PLUGIN.format(name=name)
+        install_plugin(
+            f"{name}-dist", {name: f"{name}_mod:backend"}, {f"{name}_mod": src}
+        )
+    rows = [r for r in softcore.list_backends() if r.name in ("described", "broken")]
+    monkeypatch.setattr(softcore, "list_backends", lambda: rows)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"described .*\n\s+device: widget 3\n\s+cache: /tmp/widgets\n", out
+    )
+    assert re.search(r"broken .*\n\s+\(describe failed: RuntimeError: no driver\)", out)
+
+
 def test_unknown_command():
     proc = run("frobnicate")
     assert proc.returncode == 2

@@ -66,6 +66,33 @@ class CupyBackend:
     def accepts(self, x: Any) -> bool:
         return _is_cupy_type(type(x))
 
+    def describe(self) -> dict[str, str]:
+        """CuPy's version, the current device and CUDA runtime, and where CuPy
+        keeps compiled kernels, for ``python -m softcore info``."""
+        import os
+
+        import cupy
+
+        device = cupy.cuda.Device().id
+        props = cupy.cuda.runtime.getDeviceProperties(device)
+        name = props.get("name", b"?")
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        what = f"{device}: {name}"
+        if "major" in props:
+            what += f", compute capability {props['major']}.{props.get('minor', 0)}"
+        if "totalGlobalMem" in props:
+            what += f", {props['totalGlobalMem'] / 2**30:.1f} GiB"
+        runtime = cupy.cuda.runtime.runtimeGetVersion()  # e.g. 12080 for 12.8
+        cache = os.environ.get("CUPY_CACHE_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cupy", "kernel_cache"
+        )
+        return {
+            "cupy": cupy.__version__,
+            "device": what,
+            "CUDA runtime": f"{runtime // 1000}.{runtime % 1000 // 10}",
+            "kernel cache": cache,
+        }
+
     def precompile(self, jobs: int | None = None) -> str:
         """Compile kernels.cu for the current device with NVRTC (CuPy keeps the
         binary in its kernel cache, so a later process loads it); ``jobs`` is

@@ -10,6 +10,7 @@ shows it). On a machine with a GPU:
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -481,6 +482,19 @@ def test_second_device():
         x = cupy.asarray(np.random.default_rng(5).standard_normal((64, 100)))
     out = sc.softmax(x)
     assert out.device.id == 1
+
+
+def test_describe_names_the_device():
+    """``python -m softcore info``'s lines for this backend: CuPy's version, the
+    current device by CUDA's own name for it, the runtime, the kernel cache."""
+    facts = softcore_cupy.backend.describe()
+    device = cupy.cuda.Device().id
+    name = cupy.cuda.runtime.getDeviceProperties(device)["name"]
+    assert facts["cupy"] == cupy.__version__
+    assert facts["device"].startswith(f"{device}: {name.decode()}, compute capability")
+    assert facts["device"].endswith(" GiB")
+    assert re.fullmatch(r"\d+\.\d", facts["CUDA runtime"])
+    assert facts["kernel cache"]
 
 
 def test_precompile_builds_the_module_for_the_current_device():

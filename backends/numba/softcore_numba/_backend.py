@@ -97,6 +97,13 @@ class NumbaBackend:
         rows = budget // max(1, n_classes * itemsize)
         return max(256, min(rows, 8192)) // 64 * 64
 
+    def describe(self) -> dict[str, str]:
+        """numba's version, threading layer, kernel cache and settings, for
+        ``python -m softcore info``."""
+        from . import _runtime
+
+        return _runtime.describe()
+
     def precompile(self, jobs: int | None = None) -> str:
         """Compile every driver for float32 and float64 into the on-disk cache
         ahead of first use, in ``jobs`` processes (default one per CPU, at most

@@ -208,3 +208,61 @@ def get_num_threads() -> int:
     import numba
 
     return int(numba.get_num_threads())
+
+
+def _cache_files() -> tuple[str, int, int, int]:
+    """This install's folder in :func:`cache_dir` (numba names it by the source
+    folder's path), the count and total bytes of its files, and how many other
+    folders there are (other installs or clones)."""
+    from numba.core import caching
+
+    mine = caching._CacheLocator.get_suitable_cache_subpath(
+        os.path.join(_PKG_DIR, "_kernels.py")
+    )
+    path = os.path.join(cache_dir(), mine)
+    n = size = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                size += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                continue
+            n += 1
+    try:
+        others = sum(1 for e in os.scandir(cache_dir()) if e.is_dir()) - (n > 0)
+    except OSError:
+        others = 0
+    return path, n, size, others
+
+
+def describe() -> dict[str, str]:
+    """How kernels will run here, for ``python -m softcore info``: numba's
+    version, the threading layer (in use, or asked for until the first parallel
+    call starts one), the kernel cache and this backend's settings. Compiles
+    nothing."""
+    ensure()
+    import numba
+
+    layer = threading_layer()
+    if layer is None:
+        asked = numba.config.THREADING_LAYER
+        how = f"{asked} (asked for; the first parallel call starts it)"
+    elif layer == "tbb":  # launch() drops its lock at the first launch
+        how = f"{layer} (threads may launch kernels at once)"
+    else:
+        how = f"{layer} (parallel launches from several threads take turns)"
+    path, n, size, others = _cache_files()
+    cache = f"{path}, {n} file{'' if n == 1 else 's'}, {size / 2**20:.1f} MiB"
+    if n == 0:
+        cache += " (empty: python -m softcore warmup compiles ahead)"
+    if others > 0:
+        cache += f"; other installs' folders beside it: {others}"
+    out = {"numba": numba.__version__, "threading layer": how, "kernel cache": cache}
+    for var in (
+        "SOFTCORE_NUMBA_CACHE_DIR",
+        "SOFTCORE_NUMBA_CHUNK_ROWS",
+        "SOFTCORE_NUMBA_SERIAL_MAX",
+    ):
+        if os.environ.get(var):
+            out[var] = os.environ[var]
+    return out

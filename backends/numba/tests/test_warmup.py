@@ -266,3 +266,29 @@ def test_jobs_save_to_the_cache_under_a_lock(tmp_path, monkeypatch, writable):
     assert held == [("key", "data")]
     with open(lock) as f:  # released after the save
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_describe_says_how_kernels_will_run(tmp_path, monkeypatch):
+    """numba's version, the threading layer and this install's kernel cache
+    folder with its files, the settings that are set; nothing compiled."""
+    import numba
+
+    from softcore_numba import _runtime, backend
+
+    monkeypatch.setenv("SOFTCORE_NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SOFTCORE_NUMBA_CHUNK_ROWS", "512")
+    facts = backend.describe()
+    assert facts["numba"] == numba.__version__
+    layer = _runtime.threading_layer() or numba.config.THREADING_LAYER
+    assert facts["threading layer"].startswith(layer)
+    cache = facts["kernel cache"]
+    folder = cache.split(",")[0]
+    assert os.path.dirname(folder) == str(tmp_path)
+    assert "0 files, 0.0 MiB (empty: python -m softcore warmup" in cache
+    assert facts["SOFTCORE_NUMBA_CHUNK_ROWS"] == "512"
+    assert "SOFTCORE_NUMBA_SERIAL_MAX" not in facts
+    os.makedirs(os.path.join(folder, "sub"))
+    Path(folder, "sub", "k.nbc").write_bytes(b"x" * 2**20)
+    (tmp_path / "another_install").mkdir()
+    cache = backend.describe()["kernel cache"]
+    assert "1 file, 1.0 MiB; other installs' folders beside it: 1" in cache

@@ -117,7 +117,13 @@ cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(
         getDeviceCount=lambda: 1,
         deviceGetAttribute=_device_attribute,
-        getDeviceProperties=lambda i: {"name": b"host emulation"},
+        getDeviceProperties=lambda i: {
+            "name": b"host emulation",
+            "major": 9,
+            "minor": 0,
+            "totalGlobalMem": 1 << 30,
+        },
+        runtimeGetVersion=lambda: 12080,
     ),
     driver=types.SimpleNamespace(CUDADriverError=CUDADriverError),
 )
