@@ -276,9 +276,10 @@ def _automatic(x: Any) -> Any:
             _auto[t] = cand
             return cand
     if host_array_like(x):  # computed as the NumPy array it converts to
+        obj = _automatic(_NUMPY_LIKE)
         if t in _HOST_TYPES:  # not cached for others: a tensor may be on a device
-            _auto[t] = _automatic(_NUMPY_LIKE)
-        return _automatic(_NUMPY_LIKE)
+            _auto[t] = obj
+        return obj
     where = " on a device" if on_device(x) else ""
     raise TypeError(
         f"no available softcore backend accepts an array of type "
