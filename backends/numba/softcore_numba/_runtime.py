@@ -96,6 +96,59 @@ def _install_cache_locator() -> None:
             return self
 
     impl._locator_classes.insert(0, SoftcoreCacheLocator)
+    _mark_folder()
+
+
+SOURCE_MARK = "softcore-source.txt"
+"""The file in this install's cache folder that names the package folder it
+caches: a folder whose package is gone (a deleted environment or clone) is
+removed by the next warmup (:func:`prune_folders`)."""
+
+
+def _cache_folder() -> str:
+    """This install's folder in :func:`cache_dir`: numba names it by the
+    package folder's name and a hash of its path."""
+    from numba.core import caching
+
+    sub = caching._CacheLocator.get_suitable_cache_subpath(
+        os.path.join(_PKG_DIR, "_kernels.py")
+    )
+    return os.path.join(cache_dir(), sub)
+
+
+def _mark_folder() -> None:
+    """Write :data:`SOURCE_MARK` into this install's cache folder, once."""
+    try:
+        mark = os.path.join(_cache_folder(), SOURCE_MARK)
+        if not os.path.exists(mark):
+            os.makedirs(os.path.dirname(mark), exist_ok=True)
+            with open(mark, "w") as f:
+                f.write(_PKG_DIR)
+    except (OSError, AttributeError):  # read-only cache, or numba's layout moved
+        pass
+
+
+def prune_folders() -> list[str]:
+    """Remove the cache folders of installs whose package folder is gone (each
+    names it in :data:`SOURCE_MARK`; folders without one are left alone); the
+    folders removed."""
+    import shutil
+
+    gone = []
+    try:
+        entries = list(os.scandir(cache_dir()))
+    except OSError:
+        return gone
+    for entry in entries:
+        try:
+            with open(os.path.join(entry.path, SOURCE_MARK)) as f:
+                source = f.read().strip()
+        except OSError:
+            continue
+        if source and not os.path.isdir(source):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            gone.append(entry.path)
+    return gone
 
 
 def _load_tbb() -> bool:
@@ -210,29 +263,36 @@ def get_num_threads() -> int:
     return int(numba.get_num_threads())
 
 
-def _cache_files() -> tuple[str, int, int, int]:
-    """This install's folder in :func:`cache_dir` (numba names it by the source
-    folder's path), the count and total bytes of its files, and how many other
-    folders there are (other installs or clones)."""
-    from numba.core import caching
-
-    mine = caching._CacheLocator.get_suitable_cache_subpath(
-        os.path.join(_PKG_DIR, "_kernels.py")
-    )
-    path = os.path.join(cache_dir(), mine)
+def _cache_files() -> tuple[str, int, int, int, int]:
+    """This install's folder in :func:`cache_dir`, the count and total bytes of
+    its files, how many other installs' folders there are, and how many of those
+    are of installs that are gone."""
+    path = _cache_folder()
     n = size = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
+            if name == SOURCE_MARK:
+                continue
             try:
                 size += os.path.getsize(os.path.join(root, name))
             except OSError:
                 continue
             n += 1
+    others = gone = 0
     try:
-        others = sum(1 for e in os.scandir(cache_dir()) if e.is_dir()) - (n > 0)
+        entries = [e for e in os.scandir(cache_dir()) if e.is_dir()]
     except OSError:
-        others = 0
-    return path, n, size, others
+        entries = []
+    for entry in entries:
+        if entry.path == path:
+            continue
+        others += 1
+        try:
+            with open(os.path.join(entry.path, SOURCE_MARK)) as f:
+                gone += not os.path.isdir(f.read().strip())
+        except OSError:
+            pass
+    return path, n, size, others, gone
 
 
 def describe() -> dict[str, str]:
@@ -251,12 +311,14 @@ def describe() -> dict[str, str]:
         how = f"{layer} (threads may launch kernels at once)"
     else:
         how = f"{layer} (parallel launches from several threads take turns)"
-    path, n, size, others = _cache_files()
+    path, n, size, others, gone = _cache_files()
     cache = f"{path}, {n} file{'' if n == 1 else 's'}, {size / 2**20:.1f} MiB"
     if n == 0:
         cache += " (empty: python -m softcore warmup compiles ahead)"
     if others > 0:
         cache += f"; other installs' folders beside it: {others}"
+        if gone:
+            cache += f" ({gone} of installs that are gone: the warmup removes them)"
     out = {"numba": numba.__version__, "threading layer": how, "kernel cache": cache}
     for var in (
         "SOFTCORE_NUMBA_CACHE_DIR",

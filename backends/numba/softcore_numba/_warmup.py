@@ -204,6 +204,9 @@ def precompile(jobs: int | None = None) -> str:
         import fcntl  # noqa: F401
     except ImportError:  # no lock file for the jobs' cache saves: one at a time
         jobs = 1
+    from . import _runtime
+
+    pruned = _runtime.prune_folders()
     n = len(entries())
     if jobs == 1:
         compile_drivers()
@@ -223,13 +226,14 @@ def precompile(jobs: int | None = None) -> str:
             os.unlink(queue)
         if failed:
             raise RuntimeError(f"precompiling failed in {len(failed)} of {jobs} jobs")
-    from . import _runtime
-
-    return (
+    line = (
         f"{n} kernels (drivers x float32, float64 x writeable, read-only inputs) "
         f"compiled or loaded, cache "
         f"{_runtime.cache_dir()}, {jobs} job{'s' if jobs > 1 else ''}"
     )
+    if pruned:
+        line += f"; removed {len(pruned)} folders of installs that are gone"
+    return line
 
 
 if __name__ == "__main__":  # one job of precompile: QUEUE JOB JOBS

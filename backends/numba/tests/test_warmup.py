@@ -292,3 +292,35 @@ def test_describe_says_how_kernels_will_run(tmp_path, monkeypatch):
     (tmp_path / "another_install").mkdir()
     cache = backend.describe()["kernel cache"]
     assert "1 file, 1.0 MiB; other installs' folders beside it: 1" in cache
+
+
+def test_the_warmup_removes_the_cache_folders_of_installs_that_are_gone(
+    tmp_path, monkeypatch
+):
+    """Each install marks its cache folder with its package folder; a warmup
+    removes the folders whose package folder no longer exists (a deleted
+    environment or clone), and leaves live and unmarked ones alone; info counts
+    them first."""
+    from softcore_numba import _runtime, backend
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SOFTCORE_NUMBA_CACHE_DIR", str(cache))
+    _runtime._mark_folder()
+    mine = Path(_runtime._cache_folder())
+    assert (mine / _runtime.SOURCE_MARK).read_text() == _runtime._PKG_DIR
+    live_src = tmp_path / "live-env" / "softcore_numba"
+    live_src.mkdir(parents=True)
+    for name, source in [("live", live_src), ("gone", tmp_path / "deleted-env")]:
+        (cache / name).mkdir()
+        (cache / name / _runtime.SOURCE_MARK).write_text(str(source))
+        (cache / name / "k.nbi").write_bytes(b"index")
+    (cache / "unmarked").mkdir()
+    facts = backend.describe()["kernel cache"]
+    assert "other installs' folders beside it: 3 (1 of installs that are gone" in facts
+    monkeypatch.setattr(_warmup, "compile_drivers", lambda *a: 0)
+    line = _warmup.precompile(1)
+    assert line.endswith("; removed 1 folders of installs that are gone")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["live", "unmarked", mine.name]
+    )
+    assert _runtime.prune_folders() == []  # nothing more to remove
