@@ -11,6 +11,7 @@ import numpy as np
 from softcore import _registry as _reg
 from softcore import _workspace
 from softcore._validate import (
+    _writable,
     as_array,
     check_axes,
     check_axis,
@@ -880,12 +881,6 @@ def _host_array(v: Any) -> Any:
     if type(v) is np.ndarray:
         return v
     return np.asarray(v) if isinstance(v, list | tuple) else None
-
-
-def _writable(a: Any) -> Any:
-    """``a``, copied where it is the caller's read-only array (one compiled
-    variant of a kernel fewer; the kernels never write their inputs)."""
-    return a if a.flags.writeable else a.copy()
 
 
 def _fused_loss(

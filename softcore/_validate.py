@@ -307,15 +307,15 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
             f"received shape {tuple(w.shape)}"
         )
     w = xp.ascontiguousarray(w, dtype=_F64)
-    return w if xp is not np or w.flags.writeable else w.copy()  # see _own
+    return _writable(w) if xp is np else w
 
 
-def _own(a: Any, xp: Any) -> Any:
-    """``a``, copied where it is the caller's read-only NumPy array: a kernel
-    compiled for each input's writeability (numba's JIT) then meets read-only
-    logits only, not also each mix of read-only targets and weights. A copy of a
-    target or weight vector is small beside the logits."""
-    return a if xp is not np or a.flags.writeable else a.copy()
+def _writable(a: Any) -> Any:
+    """Host array ``a``, copied where it is the caller's read-only array: the
+    kernels never write their inputs, but a JIT compiles a variant per input's
+    writeability (numba's does), and a target or weight vector is small beside
+    the logits, which the kernels take read-only as they come."""
+    return a if a.flags.writeable else a.copy()
 
 
 def _as_unsigned(t: Any) -> Any:
@@ -328,7 +328,8 @@ def _int64_rows(t: Any, xp: Any, scratch: Any) -> Any:
     writeable, on the host), else a copy (into ``scratch.target`` where there is
     a scratch)."""
     if scratch is None:
-        return _own(xp.ascontiguousarray(t, dtype=np.int64), xp)
+        t = xp.ascontiguousarray(t, dtype=np.int64)
+        return _writable(t) if xp is np else t
     if t.dtype == np.int64:
         f = t.flags
         if f.c_contiguous and f.writeable:
