@@ -74,9 +74,7 @@ def _install_cache_locator() -> None:
         def __init__(self, py_func, py_file):
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
-            self._cache_path = os.path.join(
-                cache_dir(), self.get_suitable_cache_subpath(py_file)
-            )
+            self._cache_path = _cache_folder()  # from_function: py_file is ours
 
         def get_cache_path(self):
             return self._cache_path
@@ -128,15 +126,12 @@ def _mark_folder() -> None:
         pass
 
 
-def prune_folders() -> list[str]:
-    """Remove the cache folders of installs whose package folder is gone (each
-    names it in :data:`SOURCE_MARK`; folders without one are left alone); the
-    folders removed."""
-    import shutil
-
+def _gone_folders() -> list[str]:
+    """The folders in :func:`cache_dir` whose :data:`SOURCE_MARK` names a package
+    folder that no longer exists (folders without one are not counted)."""
     gone = []
     try:
-        entries = list(os.scandir(cache_dir()))
+        entries = [e for e in os.scandir(cache_dir()) if e.is_dir()]
     except OSError:
         return gone
     for entry in entries:
@@ -146,8 +141,18 @@ def prune_folders() -> list[str]:
         except OSError:
             continue
         if source and not os.path.isdir(source):
-            shutil.rmtree(entry.path, ignore_errors=True)
             gone.append(entry.path)
+    return gone
+
+
+def prune_folders() -> list[str]:
+    """Remove the cache folders of installs whose package folder is gone
+    (:func:`_gone_folders`); the folders removed."""
+    import shutil
+
+    gone = _gone_folders()
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
     return gone
 
 
@@ -278,21 +283,11 @@ def _cache_files() -> tuple[str, int, int, int, int]:
             except OSError:
                 continue
             n += 1
-    others = gone = 0
     try:
-        entries = [e for e in os.scandir(cache_dir()) if e.is_dir()]
+        others = sum(e.is_dir() and e.path != path for e in os.scandir(cache_dir()))
     except OSError:
-        entries = []
-    for entry in entries:
-        if entry.path == path:
-            continue
-        others += 1
-        try:
-            with open(os.path.join(entry.path, SOURCE_MARK)) as f:
-                gone += not os.path.isdir(f.read().strip())
-        except OSError:
-            pass
-    return path, n, size, others, gone
+        others = 0
+    return path, n, size, others, len(_gone_folders())
 
 
 def describe() -> dict[str, str]:

@@ -106,11 +106,14 @@ def entries() -> list[tuple[str, str, tuple]]:
     return out
 
 
-def drivers() -> list[str]:
-    """The drivers to compile, in the order the jobs take them: the families in
-    ``_FAMILIES``' order, the dearest to compile first (so no job is left with a
-    long one at the end)."""
-    return list(dict.fromkeys(name for name, _, _ in entries()))
+def by_driver() -> dict[str, list[tuple]]:
+    """Each driver's argument types (:func:`entries` grouped), in the order the
+    jobs take the drivers: the families in ``_FAMILIES``' order, the dearest to
+    compile first (so no job is left with a long one at the end)."""
+    out: dict[str, list[tuple]] = {}
+    for name, _dtype, sig in entries():
+        out.setdefault(name, []).append(sig)
+    return out
 
 
 def _lock_cache_saves() -> None:
@@ -171,9 +174,7 @@ def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> in
 
     if queue is not None:
         _lock_cache_saves()
-    by_name: dict[str, list[tuple]] = {}
-    for name, _dtype, sig in entries():
-        by_name.setdefault(name, []).append(sig)
+    by_name = by_driver()
     names = list(by_name)
     who = f"job {job + 1} of {jobs}, " if jobs > 1 else ""
     done = 0

@@ -105,8 +105,12 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert bound <= names, sorted(bound - names)
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
     # the jobs take the drivers in this order, each once
-    assert _warmup.drivers() == list(dict.fromkeys(n for n, _, _ in entries))
-    assert _warmup.drivers()[0] == "cross_entropy_grad_ser"  # the dearest first
+    grouped = _warmup.by_driver()
+    assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))
+    assert next(iter(grouped)) == "cross_entropy_grad_ser"  # the dearest first
+    assert [(n, s) for n, sigs in grouped.items() for s in sigs] == sorted(
+        ((n, s) for n, _, s in entries), key=lambda e: list(grouped).index(e[0])
+    )
 
 
 def test_a_warmed_cache_leaves_nothing_to_compile(tmp_path):
