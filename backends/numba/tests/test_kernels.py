@@ -849,6 +849,66 @@ def test_transposed_column_sum_is_compensated(dtype, rng):
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
 
 
+def _exact_softmax_backward(g, p):
+    """``p (g - <g, p>)`` per row with the dot product summed exactly (fsum of
+    the float32 products, each exact in float64), then the rest in float64."""
+    g64, p64 = g.astype(float), p.astype(float)
+    d = np.array([math.fsum(a * b) for a, b in zip(g64, p64, strict=True)])
+    return p64 * (g64 - d[:, None]), d
+
+
+def test_softmax_backward_float32_lanes_error_bound(rng):
+    """float32 rows written in float32 lanes stay within the docstring's bound:
+    2.5 ULP of each result (two roundings of relative 2^-24, each under an ULP
+    of the result, and the last, half an ULP), plus what the dot product's
+    float64 rounding and its split into two float32 parts carry
+    (``2^-47 |d| p``); rows with uniform and peaked probabilities, gradients
+    of mixed scale."""
+    n, c = 96, 257
+    x = (rng.standard_normal((n, c)) * rng.uniform(0.1, 8, (n, 1))).astype(np.float32)
+    p = np.empty_like(x)
+    ref.softmax_rows(x, p)
+    scale = 10.0 ** rng.integers(-3, 4, (n, 1))
+    g = (rng.standard_normal((n, c)) * scale).astype(np.float32)
+    got = np.empty_like(g)
+    K.softmax_backward_ser(g, p, got)
+    want, d = _exact_softmax_backward(g, p)
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(float)
+    dots = np.abs(g * p.astype(float)).sum(1, keepdims=True)
+    slack = np.abs(p) * (2.0**-47 * np.abs(d)[:, None] + c * 2.0**-52 * dots)
+    assert (np.abs(got - want) <= 2.5 * ulp + slack).all()
+
+
+def test_softmax_backward_float32_cancellation_is_exact():
+    """Where ``g_j`` equals the dot product, ``g - dh`` cancels exactly in
+    float32 and the result is the float64 write's (0 for a constant gradient,
+    which any other probabilities leave at ``<g, p> = g``)."""
+    p = np.array([[0.125, 0.375, 0.5], [0.25, 0.25, 0.5]], np.float32)
+    g = np.array([[3.0, 3.0, 3.0], [1.0, 4.0, 2.5]], np.float32)  # row 1: <g, p> = 2.5
+    got = np.empty_like(g)
+    K.softmax_backward_ser(g, p, got)
+    want, _ = _exact_softmax_backward(g, p)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert got[0].tolist() == [0.0, 0.0, 0.0]
+    assert got[1, 2] == 0.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0], ids=["below", "at"])
+def test_softmax_backward_float32_lanes_limit(scale):
+    """Rows with a gradient just below 2^126 in magnitude run in float32 lanes,
+    rows at it in float64; both give the float64 block's result where that is
+    finite, including ``g - <g, p>`` beyond float32's largest."""
+    top = np.float32(2.0**126)
+    g_big = np.nextafter(top, np.float32(0)) if scale == 1.0 else top
+    g = np.array([[g_big, -g_big, 1.0], [-g_big, 0.5, g_big]], np.float32)
+    p = np.array([[0.25, 0.5, 0.25], [0.75, 0.125, 0.125]], np.float32)
+    got = np.empty_like(g)
+    K.softmax_backward_ser(g, p, got)
+    want, _ = _exact_softmax_backward(g, p)
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=4 * 2.0**-24)
+
+
 def test_backward_huge_gradients():
     """float32 gradients near float32's largest value: where the exact result
     is finite, so is the kernels' (float32 rows run in float32 lanes only where
