@@ -24,12 +24,24 @@ _SMALL_ROWS = 64
 (one ``tolist`` and two builtins beat NumPy's reduction's fixed cost there)."""
 
 
+def is_bfloat16(dt: np.dtype) -> bool:
+    """Whether ``dt`` is ml_dtypes' ``bfloat16``, the NumPy dtype of JAX's and
+    TensorFlow's bfloat16 arrays on the host (known by name: softcore does not
+    import ml_dtypes)."""
+    return dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16"
+
+
+def is_real(dt: np.dtype) -> bool:
+    """Whether ``dt`` holds real numbers: bool, integers, floating, bfloat16."""
+    return dt.kind in "biuf" or is_bfloat16(dt)
+
+
 def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
     """``(compute, result)`` dtypes for an input of ``dtype``.
 
-    float32/float64 compute in their own precision; float16 computes in float32 and
-    returns float16; bool and integers promote to float64 (NumPy's rule); everything
-    else is a ``TypeError``.
+    float32/float64 compute in their own precision; float16 and bfloat16 compute
+    in float32 and return their own dtype; bool and integers promote to float64
+    (NumPy's rule); everything else is a ``TypeError``.
     """
     found = _DTYPE_RULES.get(dtype)
     if found is not None:
@@ -44,11 +56,14 @@ def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
         if dt.itemsize == 2:
             return _F32, _F16
         raise TypeError(
-            f"{what} has dtype {dt}; expected float16, float32 or float64 "
-            "(extended precision is not supported)"
+            f"{what} has dtype {dt}; expected float16, bfloat16, float32 or float64"
+            + (" (extended precision is not supported)" if dt.itemsize > 8 else "")
         )
     if kind in "biu":
         return _F64, _F64
+    if is_bfloat16(dt):
+        _DTYPE_RULES[dt] = (_F32, dt)
+        return _F32, dt
     raise TypeError(
         f"{what} has dtype {dt}; expected a real floating, integer or bool array"
     )
@@ -299,7 +314,7 @@ def class_weight(weight: Any, n_classes: int, xp: Any) -> Any:
         w.fill(1.0)  # a microsecond sooner than xp.ones on a small call
         return w
     w = as_array(weight, xp, "weight")
-    if w.dtype.kind not in "biuf":
+    if not is_real(w.dtype):
         raise TypeError(f"weight has dtype {w.dtype}; expected a real array")
     if w.ndim != 1 or w.shape[0] != n_classes:
         raise ValueError(
@@ -548,7 +563,7 @@ def plan_cross_entropy(
                 # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
                 plan.nan_rows = keep
         plan.class_weight = cw
-    elif t.dtype.kind == "f":
+    elif t.dtype.kind == "f" or is_bfloat16(t.dtype):
         if ignore_index != -100:
             raise ValueError(
                 "ignore_index is not supported with probability (floating) targets; "

@@ -62,6 +62,54 @@ def test_float16_is_float32_rounded(
         )
 
 
+def _bfloat16(backend: Any) -> np.dtype:
+    """ml_dtypes' bfloat16, or a skip that says why it cannot be checked."""
+    if backend.xp is not np:
+        pytest.skip(
+            f"bfloat16 arrays exist in NumPy only (ml_dtypes); {backend.name!r} "
+            "takes other arrays"
+        )
+    try:
+        import ml_dtypes
+    except ImportError:
+        pytest.skip(
+            "ml_dtypes is not installed: bfloat16, its NumPy dtype, is not "
+            "checked (pip install ml_dtypes)"
+        )
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+@given(data=st.data())
+@kit_settings(0.5)
+def test_bfloat16_is_float32_rounded(
+    sc: Any, backend: Any, op: str, data: st.DataObject
+) -> None:
+    """bfloat16 inputs (ml_dtypes', as JAX hands its arrays to NumPy) give
+    bfloat16 results equal to the float32 results of the same values, rounded
+    once to bfloat16."""
+    bf16 = _bfloat16(backend)
+    spec = draw_spec(data, op)
+    as_bf16 = _cases.build(op, spec, "float32").map_floats(
+        lambda a: a.astype(bf16) if a.dtype == np.float32 else a
+    )
+    as_f32 = as_bf16
+    for k, a in as_bf16.arrays():
+        if a.dtype == bf16:
+            as_f32 = as_f32.replace(k, a.astype(np.float32))
+    got16 = OPS[op].call(sc, as_bf16, backend)
+    got32 = OPS[op].call(sc, as_f32, backend)
+    for name, g16, g32 in zip(OPS[op].outputs, got16, got32, strict=True):
+        if g32 is None:
+            continue
+        assert_identical(
+            g16,
+            np.asarray(g32).astype(bf16),
+            what=f"{op}[{backend.name}] {name}: bfloat16 result vs float32 result "
+            "rounded to bfloat16",
+            **spec,
+        )
+
+
 @pytest.mark.parametrize("dtype", PROMOTED_DTYPES)
 @given(data=st.data())
 @kit_settings(0.2)
