@@ -262,8 +262,9 @@ def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) ->
     Parameters
     ----------
     x : array_like
-        Logits; any number of batch dimensions. float16 is computed in float32 and
-        returned as float16; integers and bool are promoted to float64.
+        Logits; any number of batch dimensions. float16 and bfloat16 (ml_dtypes')
+        are computed in float32 and returned in their own dtype; integers and bool
+        are promoted to float64.
     axis : int, tuple of ints or None, default -1
         The class axis. Several axes (``None``: all of them) are taken together as
         one flattened class axis, as SciPy and JAX do.
