@@ -35,6 +35,32 @@ def test_accuracy(
     check_against_reference(sc, backend, op, inputs, ctx=spec)
 
 
+def _check_rounded_from_float32(
+    sc: Any, backend: Any, op: str, spec: dict, low_in: Inputs, low: np.dtype
+) -> None:
+    """Inputs ``low_in``, whose floating arrays are ``low`` (float16 or
+    bfloat16), give ``low`` results bitwise the results of the same values in
+    float32, rounded to ``low``."""
+    f32_in = low_in
+    for k, a in low_in.arrays():
+        if a.dtype == low:
+            f32_in = f32_in.replace(k, a.astype(np.float32))
+    got_low = OPS[op].call(sc, low_in, backend)
+    got32 = OPS[op].call(sc, f32_in, backend)
+    for name, g_low, g32 in zip(OPS[op].outputs, got_low, got32, strict=True):
+        if g32 is None:
+            continue
+        with np.errstate(over="ignore"):
+            want = np.asarray(g32).astype(low)
+        assert_identical(
+            g_low,
+            want,
+            what=f"{op}[{backend.name}] {name}: {low} result vs float32 result "
+            f"rounded to {low}",
+            **spec,
+        )
+
+
 @given(data=st.data())
 @kit_settings(0.5)
 def test_float16_is_float32_rounded(
@@ -42,24 +68,8 @@ def test_float16_is_float32_rounded(
 ) -> None:
     """float16 inputs give float16 results equal to the float32 results rounded."""
     spec = draw_spec(data, op)
-    inp16 = _cases.build(op, spec, "float16")
-    inp32 = inp16.map_floats(
-        lambda a: a.astype(np.float32) if a.dtype == np.float16 else a
-    )
-    got16 = OPS[op].call(sc, inp16, backend)
-    got32 = OPS[op].call(sc, inp32, backend)
-    for name, g16, g32 in zip(OPS[op].outputs, got16, got32, strict=True):
-        if g32 is None:
-            continue
-        with np.errstate(over="ignore"):
-            want = g32.astype(np.float16)
-        assert_identical(
-            g16,
-            want,
-            what=f"{op}[{backend.name}] {name}: float16 result vs float32 result "
-            "rounded to float16",
-            **spec,
-        )
+    inputs = _cases.build(op, spec, "float16")
+    _check_rounded_from_float32(sc, backend, op, spec, inputs, np.dtype(np.float16))
 
 
 def _bfloat16(backend: Any) -> np.dtype:
@@ -89,25 +99,10 @@ def test_bfloat16_is_float32_rounded(
     once to bfloat16."""
     bf16 = _bfloat16(backend)
     spec = draw_spec(data, op)
-    as_bf16 = _cases.build(op, spec, "float32").map_floats(
+    inputs = _cases.build(op, spec, "float32").map_floats(  # bfloat16's range
         lambda a: a.astype(bf16) if a.dtype == np.float32 else a
     )
-    as_f32 = as_bf16
-    for k, a in as_bf16.arrays():
-        if a.dtype == bf16:
-            as_f32 = as_f32.replace(k, a.astype(np.float32))
-    got16 = OPS[op].call(sc, as_bf16, backend)
-    got32 = OPS[op].call(sc, as_f32, backend)
-    for name, g16, g32 in zip(OPS[op].outputs, got16, got32, strict=True):
-        if g32 is None:
-            continue
-        assert_identical(
-            g16,
-            np.asarray(g32).astype(bf16),
-            what=f"{op}[{backend.name}] {name}: bfloat16 result vs float32 result "
-            "rounded to bfloat16",
-            **spec,
-        )
+    _check_rounded_from_float32(sc, backend, op, spec, inputs, bf16)
 
 
 @pytest.mark.parametrize("dtype", PROMOTED_DTYPES)
