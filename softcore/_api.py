@@ -22,6 +22,7 @@ from softcore._validate import (
     first_bad_target,
     float_dtypes,
     is_multi_axis,
+    is_real,
     may_alias,
     plan_cross_entropy,
     rows,
@@ -856,7 +857,7 @@ def _fused_args(
         cw = _NO_WEIGHT
     else:
         cw = _host_array(weight)
-        if cw is None or cw.dtype.kind not in "biuf" or cw.shape != (n_classes,):
+        if cw is None or not is_real(cw.dtype) or cw.shape != (n_classes,):
             return None
         cw = _writable(np.ascontiguousarray(cw, dtype=np.float64))
     flat = t if t.ndim == 1 else t.reshape(-1)

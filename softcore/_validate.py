@@ -31,9 +31,14 @@ def is_bfloat16(dt: np.dtype) -> bool:
     return dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16"
 
 
+def is_floating(dt: np.dtype) -> bool:
+    """Whether ``dt`` is a floating dtype: NumPy's, or bfloat16."""
+    return dt.kind == "f" or is_bfloat16(dt)
+
+
 def is_real(dt: np.dtype) -> bool:
     """Whether ``dt`` holds real numbers: bool, integers, floating, bfloat16."""
-    return dt.kind in "biuf" or is_bfloat16(dt)
+    return dt.kind in "biu" or is_floating(dt)
 
 
 def float_dtypes(dtype: Any, what: str) -> tuple[np.dtype, np.dtype]:
@@ -563,7 +568,7 @@ def plan_cross_entropy(
                 # PyTorch: the kept rows' gradient is w_y / 0 = 0/0 = NaN
                 plan.nan_rows = keep
         plan.class_weight = cw
-    elif t.dtype.kind == "f" or is_bfloat16(t.dtype):
+    elif is_floating(t.dtype):
         if ignore_index != -100:
             raise ValueError(
                 "ignore_index is not supported with probability (floating) targets; "

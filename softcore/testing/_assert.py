@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from softcore._validate import is_bfloat16
+from softcore._validate import is_floating
 from softcore.testing._runtime import ACCURACY
 
 LD = np.longdouble
@@ -115,7 +115,7 @@ def assert_identical(got: Any, want: Any, *, what: str, **ctx: Any) -> None:
     else:
         same = a == b
     # NaN payloads may differ: any NaN matches any NaN
-    if a.dtype.kind == "f" or is_bfloat16(a.dtype):
+    if is_floating(a.dtype):
         same = same | (np.isnan(a) & np.isnan(b))
     if not np.all(same):
         idx = np.unravel_index(int(np.argmin(same)), same.shape) if same.ndim else ()
