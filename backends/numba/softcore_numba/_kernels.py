@@ -932,8 +932,8 @@ def _dot_row(g, p):
 
 _F32_BIG = np.float32(2.0**126)
 """A float32 row's ``g - <g, p>`` cannot overflow where every ``|g_j|`` and
-``|<g, p>|`` is below this (half of float32's largest, rounded down)."""
-_F32_BIG64 = 2.0**126
+``|<g, p>|`` is below this (half of float32's largest, rounded down; exact in
+float64, so the float64 dot product is compared with it as it is)."""
 
 
 @njit(fastmath=_RED, **_KW)
@@ -974,7 +974,7 @@ def _softmax_backward_block(g, p, out, r0, r1):
         gr, pr, outr = g[r], p[r], out[r]
         if f32_row(gr):
             d, big = _dot_row_big(gr, pr)
-            if not big and abs(d) < _F32_BIG64:
+            if not big and abs(d) < _F32_BIG:
                 dh, dl = split_factor(d, gr)
                 for j in range(gr.shape[0]):
                     outr[j] = ((gr[j] - dh) - dl) * pr[j]
