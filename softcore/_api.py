@@ -19,6 +19,8 @@ from softcore._validate import (
     check_out,
     check_same_shape,
     class_weight,
+    contiguous,
+    converted,
     first_bad_target,
     float_dtypes,
     is_multi_axis,
@@ -115,19 +117,23 @@ def _direct_out(
     return cand
 
 
-def _deliver(y: Any, out: Any, result: Any, xp: Any) -> Any:
+def _deliver(y: Any, out: Any, result: Any, xp: Any, be: Any = None) -> Any:
     """A temporary result already in the caller's layout: cast to ``result`` in a
-    new array, or copied into ``out``."""
-    if out is None:
-        return y.astype(result) if y.dtype != result else y
-    xp.copyto(out, y, casting="same_kind")
-    return out
+    new array, or copied into ``out`` (through ``be``'s ``cast`` hook where
+    that converts, :func:`converted`)."""
+    return converted(y, result, xp, be, out)
 
 
-def _to_out(y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any) -> Any:
+def _to_out(
+    y2: Any, shape: tuple, ax: int, out: Any, result: Any, xp: Any, be: Any = None
+) -> Any:
     """The temporary result ``y2`` (``(rows, C)``, compute dtype) in the caller's
-    layout, through :func:`_deliver`."""
-    return _deliver(_restore(y2, shape, ax, xp), out, result, xp)
+    layout, through :func:`_deliver`. Where the layout is not ``y2``'s own, a
+    result to convert is converted first, while it is contiguous."""
+    y = _restore(y2, shape, ax, xp)
+    if y2.dtype != result and not y.flags.c_contiguous:
+        y = _restore(converted(y2, result, xp, be), shape, ax, xp)
+    return _deliver(y, out, result, xp, be)
 
 
 _F32 = np.dtype(np.float32)
@@ -198,12 +204,12 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
         check_out(out, arr.shape, result, xp)
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
-    x2 = rows(arr, ax, compute, xp)
+    x2 = rows(arr, ax, compute, xp, be)
     o2 = _direct_out(out, ax, x2.shape, compute, result, xp, (x2,))
     if o2 is None:
         y2 = xp.empty(x2.shape, dtype=compute)
         getattr(be, kernel)(x2, y2)
-        return _to_out(y2, arr.shape, ax, out, result, xp)
+        return _to_out(y2, arr.shape, ax, out, result, xp, be)
     getattr(be, kernel)(x2, o2)
     return out
 
@@ -234,7 +240,7 @@ def _over_axes(
     if kernel == "logsumexp_rows":
         x2 = None
         if arr.size:
-            x2 = xp.ascontiguousarray(xt, dtype=compute).reshape(-1, k)
+            x2 = contiguous(xt, compute, xp, be).reshape(-1, k)
         res = _lse_rows(be, xp, x2, batch, compute, result)
         if keepdims:
             res = res.reshape(
@@ -243,7 +249,7 @@ def _over_axes(
         return res[()] if res.ndim == 0 else res
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
-    x2 = xp.ascontiguousarray(xt, dtype=compute).reshape(-1, k)
+    x2 = contiguous(xt, compute, xp, be).reshape(-1, k)
     # with the class axes already last, out's last axis stands for all of them
     o2 = None
     if not moved:
@@ -253,8 +259,10 @@ def _over_axes(
         return out
     y2 = xp.empty(x2.shape, dtype=compute)
     getattr(be, kernel)(x2, y2)
+    if moved and result != compute:  # convert while contiguous
+        y2 = converted(y2, result, xp, be)
     y = y2.reshape(xt.shape)
-    return _deliver(xp.moveaxis(y, last, axes) if moved else y, out, result, xp)
+    return _deliver(xp.moveaxis(y, last, axes) if moved else y, out, result, xp, be)
 
 
 def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) -> Any:
@@ -411,14 +419,13 @@ def _lse_rows(
         return xp.full(batch, -np.inf, dtype=result)
     lse = xp.empty(x2.shape[0], dtype=compute)
     be.logsumexp_rows(x2, lse)
-    res = lse.reshape(batch)
-    return res.astype(result) if result != compute else res
+    return converted(lse, result, xp, be).reshape(batch)
 
 
 def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
-    x2 = rows(arr, ax, compute, xp) if arr.size else None
+    x2 = rows(arr, ax, compute, xp, be) if arr.size else None
     res = _lse_rows(be, xp, x2, batch, compute, result)
     if keepdims:
         return xp.expand_dims(res, ax)
@@ -431,11 +438,10 @@ def _jacobian(kernel: str, x: Any, axis: Any, backend: Any) -> Any:
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     if arr.size == 0:
         return xp.empty(batch + (c, c), dtype=result)
-    x2 = rows(arr, ax, compute, xp)
+    x2 = rows(arr, ax, compute, xp, be)
     jac = xp.empty((x2.shape[0], c, c), dtype=compute)
     getattr(be, kernel)(x2, jac)
-    if result != compute:
-        jac = jac.astype(result)
+    jac = converted(jac, result, xp, be)
     return jac.reshape(batch + (c, c))
 
 
@@ -535,13 +541,13 @@ def _backward(
         check_out(out, g.shape, result, xp)
     if g.size == 0:
         return xp.empty(g.shape, dtype=result) if out is None else out
-    g2 = rows(g, ax, compute, xp)
-    s2 = rows(s, ax, compute, xp)
+    g2 = rows(g, ax, compute, xp, be)
+    s2 = rows(s, ax, compute, xp, be)
     o2 = _direct_out(out, ax, g2.shape, compute, result, xp, (g2, s2))
     if o2 is None:
         y2 = xp.empty(g2.shape, dtype=compute)
         getattr(be, kernel)(g2, s2, y2)
-        return _to_out(y2, g.shape, ax, out, result, xp)
+        return _to_out(y2, g.shape, ax, out, result, xp, be)
     getattr(be, kernel)(g2, s2, o2)
     return out
 
@@ -661,10 +667,9 @@ def _ce(
         if done is not None:
             return done
     if not want_grad and reduction != "none":
-        hook = getattr(be, "cross_entropy_index_sum", None)
-        if hook is not None:
+        if getattr(be, "cross_entropy_index_sum", None) is not None:
             loss = _fused_index_loss(
-                hook, arr, ax, target, weight, ignore_index, reduction,
+                be, arr, ax, target, weight, ignore_index, reduction,
                 label_smoothing, compute, result,
             )  # fmt: skip
             if loss is not None:
@@ -684,11 +689,12 @@ def _ce(
             reduction=reduction,
             label_smoothing=label_smoothing,
             scratch=scratch,
+            be=be,
         )
         loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch.loss
         grad = None
         if n:
-            x2 = rows(arr, ax, compute, xp)
+            x2 = rows(arr, ax, compute, xp, be)
             if want_grad:
                 # the gradient may overwrite the logits (out=logits), never the
                 # targets or weights, which the kernels read in their own order
@@ -728,7 +734,9 @@ def _ce(
                     )
                 if plan.nan_rows is not None:
                     g2[plan.nan_rows] = np.nan
-                grad = out if direct else _to_out(g2, arr.shape, ax, out, result, xp)
+                grad = out
+                if not direct:
+                    grad = _to_out(g2, arr.shape, ax, out, result, xp, be)
             elif plan.probs:
                 be.cross_entropy_prob_rows(
                     x2, plan.target, plan.smoothing, plan.class_weight, loss_rows
@@ -898,7 +906,7 @@ def _fused_loss(
 
 
 def _fused_index_loss(
-    hook: Any,
+    be: Any,
     arr: Any,
     ax: int,
     target: Any,
@@ -921,7 +929,8 @@ def _fused_index_loss(
     )  # fmt: skip
     if args is None:
         return None
-    got = hook(_writable(rows(arr, ax, compute, np)), *args)
+    x2 = _writable(rows(arr, ax, compute, np, be))
+    got = be.cross_entropy_index_sum(x2, *args)
     if got is None:
         return None
     return _fused_loss(got, target, shape[ax], args, reduction, result)
@@ -1195,13 +1204,13 @@ def _dw_block(n_classes: int, dw: Any) -> int:
 
 
 def _linear_operands(
-    x: Any, w: Any, b: Any, n: int, n_features: int, compute: Any, xp: Any
+    x: Any, w: Any, b: Any, n: int, n_features: int, compute: Any, xp: Any, be: Any
 ) -> tuple:
     """Input ``(N, D)``, weight and bias, C-contiguous in the compute dtype."""
     return (
-        xp.ascontiguousarray(x.reshape(n, n_features), dtype=compute),
-        xp.ascontiguousarray(w, dtype=compute),
-        None if b is None else xp.ascontiguousarray(b, dtype=compute),
+        contiguous(x.reshape(n, n_features), compute, xp, be),
+        contiguous(w, compute, xp, be),
+        None if b is None else contiguous(b, compute, xp, be),
     )
 
 
@@ -1330,7 +1339,7 @@ def _linear_ce(
                 n_classes,
             )  # fmt: skip
         if args is not None:  # nothing is converted before the options are checked
-            x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp)
+            x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp, be)
             z = xp.matmul(x2, w2.T)
             if b2 is not None:
                 z += b2
@@ -1350,6 +1359,7 @@ def _linear_ce(
         reduction=reduction,
         label_smoothing=label_smoothing,
         logits_name="input @ linear_weight.T",
+        be=be,
     )
     if chunk_size is None:
         hint = getattr(be, "linear_chunk_rows", None)
@@ -1360,7 +1370,7 @@ def _linear_ce(
             chunk = _DEFAULT_CHUNK_BYTES // max(1, n_classes * itemsize)
     chunk = max(1, min(chunk, n))
     if x2 is None:
-        x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp)
+        x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp, be)
     wt = w2.T
     loss_rows = xp.empty(n, dtype=np.float64)
     if want_grad:
@@ -1470,7 +1480,7 @@ def _linear_ce(
     if not want_grad:
         return loss, None
     grads = tuple(
-        o[i] if direct[i] else None if g is None else _deliver(g, o[i], result, xp)
+        o[i] if direct[i] else None if g is None else _deliver(g, o[i], result, xp, be)
         for i, g in enumerate((dx.reshape(batch + (n_features,)), dw, db))
     )
     return loss, grads

@@ -50,7 +50,9 @@ class Backend(Protocol):
     ignore_index, smoothing)``, a small loss-only class-index call in one step,
     returning ``(bad_row, total, normaliser)`` or None to decline;
     ``precompile(jobs=None)``, compile every kernel into the on-disk cache ahead of
-    first use (``python -m softcore warmup``), returning a line of what it did.
+    first use (``python -m softcore warmup``), returning a line of what it did;
+    ``cast(src, dst)``, float16 or bfloat16 to or from float32 in NumPy's and
+    ml_dtypes' bits, returning False (nothing written) to decline.
     """
 
     name: str

@@ -141,49 +141,65 @@ def shape_fits(op: Op, shape: tuple[int, ...], dtype: str) -> str | None:
         return f"{op.name} takes {'NxDxC' if want == 3 else 'NxC'} shapes"
     if op.family == "jacobian":
         n, c = shape
-        nbytes = n * c * c * np.dtype(dtype).itemsize
+        nbytes = n * c * c * bench_dtype(dtype).itemsize
         if nbytes > JACOBIAN_MAX_BYTES:
             return f"(N, C, C) output would be {nbytes / 2**30:.1f} GiB"
     return None
 
 
+def bench_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype of a bench dtype name; bfloat16 is ml_dtypes'."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
 def make_inputs(
     op: Op, variant: str, shape: tuple[int, ...], dtype: str, seed: int = 0
 ) -> dict[str, Any]:
-    """Seeded NumPy inputs for one case: positional ``args`` and keyword ``kwargs``."""
+    """Seeded NumPy inputs for one case: positional ``args`` and keyword ``kwargs``.
+    float16 and bfloat16 inputs are the float32 ones rounded (NumPy draws
+    float32 and float64 only)."""
     rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
+    out_dt = bench_dtype(dtype)
+    dt = out_dt if out_dt.itemsize >= 4 else np.dtype(np.float32)
+
+    def low(a: np.ndarray) -> np.ndarray:
+        return a if a.dtype == out_dt else a.astype(out_dt)
+
     if op.family == "linear_ce":
         n, d, c = shape
         x = rng.standard_normal((n, d), dtype=dt)
         w = rng.standard_normal((c, d), dtype=dt)
         w *= dt.type(1.0 / math.sqrt(d))
         labels = rng.integers(0, c, size=n, dtype=np.int64)
-        return {"args": (x, w, labels), "kwargs": {}, "n": n, "c": c, "d": d}
+        return {"args": (low(x), low(w), labels), "kwargs": {}, "n": n, "c": c, "d": d}
     n, c = shape
     x = rng.standard_normal((n, c), dtype=dt)
     x *= dt.type(3.0)
-    case: dict[str, Any] = {"args": (x,), "kwargs": {}, "n": n, "c": c}
+    case: dict[str, Any] = {"args": (low(x),), "kwargs": {}, "n": n, "c": c}
     if op.family == "backward":
         g = rng.standard_normal((n, c), dtype=dt)
         p = _np_softmax(x)
         if op.name == "log_softmax_backward":
             p = np.log(p)
-        case["args"] = (g, p)
+        case["args"] = (low(g), low(p))
     elif op.family == "ce":
         kwargs: dict[str, Any] = {}
         if variant == "prob":
-            t: Any = _np_softmax(rng.standard_normal((n, c), dtype=dt))
+            t: Any = low(_np_softmax(rng.standard_normal((n, c), dtype=dt)))
         else:
             t = rng.integers(0, c, size=n, dtype=np.int64)
         if variant in ("ignore", "all"):
             t[rng.random(n) < 0.1] = -100
             kwargs["ignore_index"] = -100
         if variant in ("weight", "all"):
-            kwargs["weight"] = rng.uniform(0.5, 1.5, size=c).astype(dt)
+            kwargs["weight"] = low(rng.uniform(0.5, 1.5, size=c).astype(dt))
         if variant in ("smoothing", "all"):
             kwargs["label_smoothing"] = 0.1
-        case["args"] = (x, t)
+        case["args"] = (low(x), t)
         case["kwargs"] = kwargs
     return case
 
@@ -334,9 +350,15 @@ def torch_call(
     import torch
     import torch.nn.functional as F
 
-    args = [torch.from_numpy(np.ascontiguousarray(a)) for a in case["args"]]
+    def tensor(a: np.ndarray) -> Any:
+        a = np.ascontiguousarray(a)
+        if a.dtype.kind == "V":  # ml_dtypes' bfloat16: torch takes its bits
+            return torch.from_numpy(a.view(np.uint16)).view(torch.bfloat16)
+        return torch.from_numpy(a)
+
+    args = [tensor(a) for a in case["args"]]
     kwargs: dict[str, Any] = {
-        k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+        k: tensor(v) if isinstance(v, np.ndarray) else v
         for k, v in case["kwargs"].items()
     }
     name = op.name
@@ -1343,7 +1365,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         type=_csv(_dtype_name),
         metavar="DTYPES",
-        help="float32,float64 (default both)",
+        help="float32,float64 (default both); float16, bfloat16 (ml_dtypes')",
     )
     p.add_argument(
         "--threads",
@@ -1428,15 +1450,26 @@ def _op_name(text: str) -> str:
 def _dtype_name(text: str) -> str:
     text = text.strip()
     aliases = {
+        "f16": "float16",
         "f32": "float32",
         "f64": "float64",
+        "bf16": "bfloat16",
+        "float16": "float16",
         "float32": "float32",
         "float64": "float64",
+        "bfloat16": "bfloat16",
     }
     if text not in aliases:
         raise argparse.ArgumentTypeError(
-            f"dtype must be float32 or float64, got {text!r}"
+            f"dtype must be float16, bfloat16, float32 or float64, got {text!r}"
         )
+    if aliases[text] == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: F401
+        except ImportError:
+            raise argparse.ArgumentTypeError(
+                "bfloat16 needs ml_dtypes, its NumPy dtype (pip install ml_dtypes)"
+            ) from None
     return aliases[text]
 
 

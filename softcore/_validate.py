@@ -219,12 +219,67 @@ def as_array(x: Any, xp: Any, what: str) -> Any:
     return arr
 
 
-def rows(x: Any, axis: int, compute: np.dtype, xp: Any) -> Any:
-    """``x`` with ``axis`` moved last, flattened to a C-contiguous ``(rows, C)``."""
+CAST_MIN = 1024
+"""Arrays of fewer elements convert between float32 and float16/bfloat16 with
+the array module's own cast, not a backend's ``cast`` hook (one call of it
+costs about what NumPy's whole cast of a small array does)."""
+
+
+def _cast_hook(be: Any, x: Any, dtype: Any) -> Any:
+    """``be``'s ``cast`` hook where it may convert ``x`` to ``dtype``: float16 or
+    bfloat16 to or from float32, ``CAST_MIN`` elements or more; else None."""
+    if be is None or x.size < CAST_MIN:
+        return None
+    a, b = x.dtype, np.dtype(dtype)
+    low = b if a == _F32 else a if b == _F32 else None
+    if low is None or low.itemsize != 2 or not is_floating(low):
+        return None
+    return getattr(be, "cast", None)
+
+
+def contiguous(x: Any, dtype: Any, xp: Any, be: Any = None) -> Any:
+    """``x`` as a C-contiguous array of ``dtype`` (``x`` itself when it is one).
+    float16 and bfloat16 go to float32 through the backend's ``cast`` hook where
+    it has one (NumPy converts them one element at a time)."""
+    hook = None if x.dtype == dtype else _cast_hook(be, x, dtype)
+    if hook is not None:
+        src = x if x.flags.c_contiguous else xp.ascontiguousarray(x)
+        dst = xp.empty(x.shape, dtype=dtype)
+        if hook(src, dst):
+            return dst
+    return xp.ascontiguousarray(x, dtype=dtype)
+
+
+def converted(y: Any, dtype: Any, xp: Any, be: Any = None, out: Any = None) -> Any:
+    """A result ``y`` in ``dtype``: written into ``out`` where given (of ``y``'s
+    shape, and ``dtype``), else a new array with ``y``'s layout (``y`` itself
+    when it has ``dtype``). float32 goes to float16 and bfloat16 through the
+    backend's ``cast`` hook, as in :func:`contiguous`, where ``y`` (and ``out``)
+    are C-contiguous."""
+    hook = None if y.dtype == dtype else _cast_hook(be, y, dtype)
+    if hook is not None and y.flags.c_contiguous:
+        if out is not None and out.flags.c_contiguous:
+            if hook(y, out):
+                return out
+        else:
+            dst = xp.empty(y.shape, dtype=dtype)
+            if hook(y, dst):
+                if out is None:
+                    return dst
+                y = dst  # into a strided out: NumPy copies, in one dtype
+    if out is None:
+        return y if y.dtype == dtype else y.astype(dtype)
+    xp.copyto(out, y, casting="same_kind")
+    return out
+
+
+def rows(x: Any, axis: int, compute: np.dtype, xp: Any, be: Any = None) -> Any:
+    """``x`` with ``axis`` moved last, flattened to a C-contiguous ``(rows, C)``
+    (through ``be``'s ``cast`` hook, :func:`contiguous`, where that converts)."""
     if axis != x.ndim - 1:
         x = xp.moveaxis(x, axis, -1)
     if x.dtype is not compute or not x.flags.c_contiguous:
-        x = xp.ascontiguousarray(x, dtype=compute)
+        x = contiguous(x, compute, xp, be)
     return x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
 
 
@@ -444,13 +499,16 @@ def plan_cross_entropy(
     label_smoothing: float,
     logits_name: str = "logits",
     scratch: Any = None,
+    be: Any = None,
 ) -> CrossEntropyPlan:
     """Check ``target`` and the options and resolve them per row.
 
     ``logits_shape`` is the user's shape; ``axis`` the (normalised) class axis.
     ``scratch``, the thread's :class:`softcore._workspace.Rows` or None, holds
     the per-row arrays of a class-index target (``alpha``, ``beta`` and, where
-    they must be copied, the targets); its ``loss`` is the caller's.
+    they must be copied, the targets); its ``loss`` is the caller's. ``be``, the
+    call's backend, converts float16 and bfloat16 probability targets where it
+    has a ``cast`` hook (:func:`contiguous`).
     """
     eps = check_ce_options(reduction, label_smoothing, ignore_index)
     n_classes = logits_shape[axis]
@@ -581,7 +639,7 @@ def plan_cross_entropy(
             )
         plan.probs = True
         plan.class_weight = class_weight(weight, n_classes, xp)
-        plan.target = rows(t, axis, compute, xp)
+        plan.target = rows(t, axis, compute, xp, be)
         plan.alpha = plan.beta = None
         plan.normaliser = float(n_rows)
     else:

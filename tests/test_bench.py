@@ -279,3 +279,32 @@ def test_load_merges_stored_runs(tmp_path, capsys):
     head, _rule, line = md.read_text().splitlines()
     assert head == "| op | variant | shape | dtype | numba 2t | numpy 2t | torch 2t |"
     assert line == "| softmax | out | 64x10 | float32 | 1.00 | 1.00 | 9.00 |"
+
+
+def test_sixteen_bit_dtypes_run_and_round_the_float32_inputs(tmp_path):
+    """float16 and bfloat16 (by name or alias) time like the others, on inputs
+    that are the float32 case's values rounded once."""
+    pytest.importorskip("ml_dtypes", reason="bfloat16's NumPy dtype is not installed")
+    rows = run_json(
+        tmp_path,
+        "--op",
+        "softmax,cross_entropy_with_grad",
+        "--backend",
+        "numpy",
+        "--shape",
+        "16x8",
+        "--dtype",
+        "f16,bfloat16",
+        "--variant",
+        "alloc,prob",
+    )
+    assert {r["dtype"] for r in rows} == {"float16", "bfloat16"}
+    op = _bench.OPS["cross_entropy_with_grad"]
+    wide = _bench.make_inputs(op, "prob", (16, 8), "float32")
+    for name in ("float16", "bfloat16"):
+        low = _bench.make_inputs(op, "prob", (16, 8), name)
+        for a, b in zip(low["args"], wide["args"], strict=True):
+            assert a.dtype == _bench.bench_dtype(name)
+            assert a.tobytes() == b.astype(a.dtype).tobytes()
+    with pytest.raises(SystemExit):
+        _bench.main([*TINY, "--dtype", "float8"])

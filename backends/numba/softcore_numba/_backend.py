@@ -11,7 +11,7 @@ import numpy as np
 from softcore._backend import KERNELS  # the contract's kernel names
 
 _DEFAULT_L3 = 32 << 20
-_OPTIONAL = ("cross_entropy_index_sum",)  # optional fast paths of the contract
+_OPTIONAL = ("cross_entropy_index_sum", "cast")  # optional fast paths of the contract
 
 
 @functools.cache

@@ -32,10 +32,15 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
+
+from softcore._validate import is_bfloat16
+
 from . import _runtime
 
 _runtime.ensure()
 
+from . import _casts as C  # noqa: E402
 from . import _kernels as K  # noqa: E402
 
 launch = _runtime.launch
@@ -253,3 +258,50 @@ def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
         else K.cross_entropy_index_sum_rows
     )
     return fused(x, target, class_weight, int(ignore_index), float(smoothing))
+
+
+_F32_TYPE = np.dtype(np.float32)
+_U16 = np.dtype(np.uint16)
+
+
+def _sixteen_bit(dt) -> bool | None:
+    """True for float16, False for bfloat16, None for any other dtype."""
+    if dt.itemsize != 2:
+        return None
+    if dt.kind == "f":
+        return True
+    return False if is_bfloat16(dt) else None
+
+
+def cast(src, dst) -> bool:
+    """The optional ``cast`` hook: ``dst[...] = src`` converted between float32
+    and float16 or bfloat16 (either way), both C-contiguous and of one shape, in
+    the bits NumPy's (float16) and ml_dtypes' (bfloat16) casts give (see
+    ``_casts``); False, writing nothing, for any other pair of dtypes."""
+    if src.shape != dst.shape or not (
+        src.flags.c_contiguous and dst.flags.c_contiguous
+    ):
+        return False
+    if dst.dtype == _F32_TYPE:
+        half = _sixteen_bit(src.dtype)
+        if half is None:
+            return False
+        s = src.reshape(-1).view(_U16)
+        d = dst.reshape(-1)
+        if s.size <= C.SERIAL_MAX:
+            C.widen_ser(s, d, half)
+        else:
+            launch(C.widen_par, s, d, half)
+        return True
+    if src.dtype == _F32_TYPE:
+        half = _sixteen_bit(dst.dtype)
+        if half is None:
+            return False
+        s = src.reshape(-1)
+        d = dst.reshape(-1).view(_U16)
+        if s.size <= C.SERIAL_MAX:
+            C.narrow_ser(s, d, half)
+        else:
+            launch(C.narrow_par, s, d, half)
+        return True
+    return False

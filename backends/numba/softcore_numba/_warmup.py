@@ -4,7 +4,8 @@ A kernel is otherwise compiled on its first call: a second or more per op, dtype
 and driver, ten or more for a first ``cross_entropy_with_grad``. ``precompile``
 compiles each driver ``_ops`` may pick, for float32 and float64, with the argument
 types ``_ops`` passes (what the core hands over), by ``Dispatcher.compile``: nothing
-runs, and the code lands in the same cache a first call would read. A read-only
+runs, and the code lands in the same cache a first call would read. So are the
+float16/bfloat16 conversions of ``_casts``. A read-only
 array is its own type to numba, so a driver whose inputs may be the caller's
 arrays is compiled for each mix of writeable and read-only ones (as ``np.asarray``
 gives for a JAX array, or a memory map opened "r"): two for one input, four for
@@ -84,10 +85,36 @@ def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tup
     return tuple(one(c) for c in codes)
 
 
+def _cast_entries() -> list[tuple[str, str, tuple]]:
+    """The float16/bfloat16 conversions of ``_casts`` (``_ops.cast``): 16-bit
+    patterns (uint16, the caller's input, writeable or read-only) to float32,
+    and float32 (softcore's own result) to uint16; listed under float32."""
+    from numba import types
+
+    f32 = types.Array(types.float32, 1, "C")
+    out = []
+    for suffix in ("ser", "par"):
+        for ro in (False, True):
+            u16 = types.Array(types.uint16, 1, "C", readonly=ro)
+            out.append((f"widen_{suffix}", "float32", (u16, f32, types.boolean)))
+        u16 = types.Array(types.uint16, 1, "C")
+        out.append((f"narrow_{suffix}", "float32", (f32, u16, types.boolean)))
+    return out
+
+
+def driver(name: str):
+    """The jitted driver ``name`` of ``_kernels`` or ``_casts``."""
+    from . import _ops
+
+    found = getattr(_ops.K, name, None)
+    return found if found is not None else getattr(_ops.C, name)
+
+
 def entries() -> list[tuple[str, str, tuple]]:
     """``(driver name, dtype, argument types)`` for every driver and dtype _ops
     may call it with, and every mix of writeable and read-only inputs the
-    caller's arrays may bring (all writeable first)."""
+    caller's arrays may bring (all writeable first); the row kernels' families,
+    then the conversions (:func:`_cast_entries`)."""
     from . import _ops
 
     K = _ops.K
@@ -103,7 +130,7 @@ def entries() -> list[tuple[str, str, tuple]]:
                     continue
                 for mix in mixes:
                     out.append((name, dtype, _signature(codes, dtype, mix)))
-    return out
+    return out + _cast_entries()
 
 
 def by_driver() -> dict[str, list[tuple]]:
@@ -170,8 +197,6 @@ def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> in
     done (the whole takes minutes)."""
     import time
 
-    from . import _ops
-
     if queue is not None:
         _lock_cache_saves()
     by_name = by_driver()
@@ -186,7 +211,7 @@ def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> in
         name = names[k]
         t0 = time.perf_counter()
         for sig in by_name[name]:
-            getattr(_ops.K, name).compile(sig)
+            driver(name).compile(sig)
         done += len(by_name[name])
         print(
             f"  numba {name}: {len(by_name[name])} kernels, "

@@ -65,13 +65,20 @@ USED = textwrap.dedent(
                 for s in (out, ro(out)):
                     _ops.softmax_backward_rows(g, s, np.empty_like(xw))
                     _ops.log_softmax_backward_rows(g, s, np.empty_like(xw))
+    for n in (2000, 200000):  # the float16 conversions, serial and threaded
+        h = rng.standard_normal(n).astype(np.float16)
+        f = np.empty(n, np.float32)
+        for src in (h, ro(h)):
+            assert _ops.cast(src, f)
+        assert _ops.cast(f, np.empty(n, np.float16))
     assert softcore.testing.check("numba", max_examples=2) == 0
 
     used, compiled = [], []
-    for name, d in sorted(vars(_ops.K).items()):
+    drivers = [*vars(_ops.K).items(), *vars(_ops.C).items()]
+    for name, d in sorted(drivers, key=lambda e: e[0]):
         if not isinstance(d, CPUDispatcher) or name.startswith("_"):
             continue
-        if d.py_func.__module__ != _ops.K.__name__:
+        if d.py_func.__module__ not in (_ops.K.__name__, _ops.C.__name__):
             continue  # the exp and log of _vexp, compiled inside the drivers
         for sig in d.signatures:
             used.append([name, str(tuple(sig))])
@@ -83,8 +90,8 @@ USED = textwrap.dedent(
 
 
 def test_entries_are_the_drivers_of_ops_for_both_dtypes():
-    """Every name is a jitted driver of _kernels, and every driver _ops binds is
-    among them."""
+    """Every name is a jitted driver of _kernels or _casts, and every driver _ops
+    binds is among them."""
     from numba.core.registry import CPUDispatcher
 
     from softcore_numba import _ops
@@ -92,7 +99,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     entries = _warmup.entries()
     names = {name for name, _, _ in entries}
     for name in names:
-        assert isinstance(getattr(_ops.K, name), CPUDispatcher), name
+        assert isinstance(_warmup.driver(name), CPUDispatcher), name
     assert {d for _, d, _ in entries} == set(_warmup.DTYPES)
     assert len(entries) == len(set(map(str, entries)))
     bound = set()
@@ -104,6 +111,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert bound, "no driver tables found in _ops"
     assert bound <= names, sorted(bound - names)
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
+    assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
     # the jobs take the drivers in this order, each once
     grouped = _warmup.by_driver()
     assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))

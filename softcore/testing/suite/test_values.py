@@ -105,6 +105,37 @@ def test_bfloat16_is_float32_rounded(
     _check_rounded_from_float32(sc, backend, op, spec, inputs, bf16)
 
 
+def _large_spec(data: st.DataObject, op: str) -> dict:
+    """A spec whose arrays have thousands of elements (the drawn ones seldom
+    reach a thousand): where a backend converts 16-bit floats itself (its
+    ``cast`` hook, from ``CAST_MIN`` elements), it is these that reach it; the
+    row ops more than 32768 elements, a size a threaded backend splits."""
+    fam = OPS[op].family
+    if fam in ("rows", "backward"):
+        if "jacobian" in op:
+            return draw_spec(data, op, n_classes=40, batch=(30,))
+        return draw_spec(data, op, n_classes=4100, batch=(9,))
+    if fam == "ce":
+        return draw_spec(data, op, n_classes=2000, batch=(9,))
+    return draw_spec(data, op, n_classes=40, N=80, D=40)
+
+
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+@given(data=st.data())
+@kit_settings(0.1)
+def test_large_16bit_arrays_are_float32_rounded(
+    sc: Any, backend: Any, op: str, low: str, data: st.DataObject
+) -> None:
+    """``float16_is_float32_rounded`` and ``bfloat16_is_float32_rounded`` at
+    sizes where a backend may convert the arrays with its own ``cast`` hook:
+    the same bits as NumPy's and ml_dtypes' casts."""
+    dt = _bfloat16(backend) if low == "bfloat16" else np.dtype(np.float16)
+    spec = _large_spec(data, op)
+    inputs = _cases.build(op, spec, "float32" if low == "bfloat16" else low)
+    inputs = inputs.map_floats(lambda a: a.astype(dt) if a.dtype.kind == "f" else a)
+    _check_rounded_from_float32(sc, backend, op, spec, inputs, dt)
+
+
 @pytest.mark.parametrize("dtype", PROMOTED_DTYPES)
 @given(data=st.data())
 @kit_settings(0.2)

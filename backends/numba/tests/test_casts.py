@@ -1,0 +1,149 @@
+"""The ``cast`` hook: float32 to and from float16 and bfloat16 on the bits, against
+NumPy's float16 cast and ml_dtypes' bfloat16 cast (the references the core's
+results are defined by), over every 16-bit pattern and every float32 rounding
+case, on one thread and threaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from softcore_numba import _casts, _ops
+
+ml_dtypes = pytest.importorskip(
+    "ml_dtypes", reason="ml_dtypes (bfloat16's NumPy dtype) is not installed"
+)
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+LOW = [pytest.param(F16, id="float16"), pytest.param(BF16, id="bfloat16")]
+# sizes that take the serial and the threaded drivers (and a ragged last chunk)
+SIZES = [_casts.SERIAL_MAX, _casts.SERIAL_MAX + 3 * _casts.CHUNK + 5]
+
+
+def _bits(a):
+    return a.view(np.uint16 if a.itemsize == 2 else np.uint32)
+
+
+def _tiled(a, n):
+    """``a`` repeated to ``n`` elements at least."""
+    return np.resize(a, max(n, a.size))
+
+
+def _float32_cases():
+    """float32 patterns around every rounding boundary of both formats: every
+    value of the top 19 bits with the low 13 bits (float16's dropped bits) at
+    ties, just off them, zero and full; every top 16 bits with the low 16
+    (bfloat16's) likewise; and random patterns. Subnormals, the overflow
+    boundary, infinities and NaNs of both signs and of every payload top are
+    among them."""
+    top19 = np.arange(1 << 19, dtype=np.uint32) << 13
+    low13 = np.array([0, 1, 0x7FF, 0xFFF, 0x1000, 0x1001, 0x17FF, 0x1FFF], np.uint32)
+    top16 = np.arange(1 << 16, dtype=np.uint32) << 16
+    low16 = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF], np.uint32)
+    rnd = np.random.default_rng(5).integers(0, 1 << 32, 1 << 20, dtype=np.uint64)
+    u = np.concatenate(
+        [
+            (top19[:, None] | low13).ravel(),
+            (top16[:, None] | low16).ravel(),
+            rnd.astype(np.uint32),
+        ]
+    )
+    return u.view(np.float32)
+
+
+CASES = _float32_cases()
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("n", SIZES)
+def test_widening_every_pattern_matches_the_reference(low, n):
+    """Every 16-bit pattern (NaN payloads and signs included) widens to the
+    float32 bits NumPy's (float16) or ml_dtypes' (bfloat16) cast gives."""
+    h = _tiled(np.arange(1 << 16, dtype=np.uint16), n).view(low)
+    with np.errstate(invalid="ignore"):  # NumPy's cast flags signalling NaNs
+        want = h.astype(np.float32)
+    got = np.full(h.shape, np.nan, np.float32)
+    assert _ops.cast(h, got)
+    bad = np.flatnonzero(_bits(got) != _bits(want))
+    assert bad.size == 0, [
+        (hex(_bits(h)[i]), hex(_bits(got)[i]), hex(_bits(want)[i])) for i in bad[:5]
+    ]
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("threaded", [False, True])
+def test_rounding_every_boundary_matches_the_reference(low, threaded):
+    """float32 values at and around every rounding boundary round to the 16-bit
+    patterns of NumPy's (float16) or ml_dtypes' (bfloat16) cast: ties to even,
+    subnormals, overflow to infinity, NaNs of their sign (and, for float16,
+    payload top)."""
+    x = CASES if threaded else CASES[: _casts.SERIAL_MAX]
+    with np.errstate(all="ignore"):
+        want = x.astype(low)
+    got = np.zeros(x.shape, low)
+    assert _ops.cast(x, got)
+    bad = np.flatnonzero(_bits(got) != _bits(want))
+    assert bad.size == 0, [
+        (hex(_bits(x)[i]), hex(_bits(got)[i]), hex(_bits(want)[i])) for i in bad[:5]
+    ]
+
+
+def test_known_values():
+    """A few patterns worked by hand, independent of either library."""
+    x = np.array(
+        [1.0, -2.5, 65504.0, 65519.99, 65520.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26],
+        np.float32,
+    )
+    h = np.empty(x.size, F16)
+    assert _ops.cast(x, h)
+    want = [0x3C00, 0xC100, 0x7BFF, 0x7BFF, 0x7C00, 0x0001, 0x0000, 0x0001]
+    assert _bits(h).tolist() == want  # 2**-25 is a tie: to even, zero
+    b = np.empty(x.size, BF16)
+    assert _ops.cast(np.array([1.0, 1.00390625, 1.01171875, -0.0], np.float32), b[:4])
+    # 1 + 2**-8 is a tie (to even: 1.0); 1 + 3 * 2**-8 a tie (to even: 1 + 2**-6)
+    assert _bits(b[:4]).tolist() == [0x3F80, 0x3F80, 0x3F82, 0x8000]
+
+
+@pytest.mark.parametrize("low", LOW)
+def test_shapes_and_read_only_inputs(rng, low):
+    """Any C-contiguous shape, both ways; a read-only input (the caller's)."""
+    x = rng.standard_normal((7, 300, 20)).astype(np.float32)
+    x.setflags(write=False)
+    lo = np.empty(x.shape, low)
+    assert _ops.cast(x, lo)
+    assert np.array_equal(_bits(lo), _bits(x.astype(low)))
+    lo.setflags(write=False)
+    back = np.empty(x.shape, np.float32)
+    assert _ops.cast(lo, back)
+    assert np.array_equal(back, lo.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        (np.ones(4096, np.float64), np.empty(4096, np.float16)),
+        (np.ones(4096, np.float32), np.empty(4096, np.float64)),
+        (np.ones(4096, np.int16), np.empty(4096, np.float32)),
+        (np.ones(4096, np.float32), np.empty(4096, np.uint16)),
+        (np.ones(4096, np.float32), np.empty(4096, np.float32)),
+        (np.ones(4096, np.float32), np.empty(4095, np.float16)),
+        (np.ones((64, 128), np.float32).T, np.empty((128, 64), np.float16)),
+        (np.ones(4096, np.float32), np.empty(8192, np.float16)[::2]),
+    ],
+    ids=[
+        "float64-in",
+        "float64-out",
+        "int16",
+        "uint16",
+        "same",
+        "sizes",
+        "strided-in",
+        "strided-out",
+    ],
+)
+def test_declines_what_it_does_not_convert(src, dst):
+    """Any other pair of dtypes, other shapes, or a strided array: False, and
+    nothing written (the core then casts with NumPy)."""
+    before = dst.copy()
+    assert _ops.cast(src, dst) is False
+    assert dst.tobytes() == before.tobytes()

@@ -1,0 +1,165 @@
+"""The core's use of a backend's optional ``cast`` hook: float16 and bfloat16
+inputs widened to float32, and results rounded back, by the backend where it
+offers the hook (NumPy's float16 cast runs an element at a time).
+
+The backend here is the NumPy reference with a hook that casts as NumPy does and
+records its calls, so every result must be bitwise the reference's own: what is
+checked is where the core calls the hook (every op, moved axes, ``out=``) and
+that a hook that declines, or a small array, leaves NumPy's cast in charge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import softcore as sc
+from softcore import _validate
+
+BIG = (40, 300)  # 12000 elements, above CAST_MIN
+SMALL = (3, 16)  # and its Jacobian, 768 elements
+LOW = ["float16"]
+try:
+    import ml_dtypes
+
+    LOW.append(np.dtype(ml_dtypes.bfloat16).name)
+    _BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # the bfloat16 cases need ml_dtypes, a test dependency
+    _BF16 = None
+
+
+def _dtype(name):
+    return _BF16 if name == "bfloat16" else np.dtype(name)
+
+
+class Hooked:
+    """The NumPy reference backend with a ``cast`` hook that records its calls
+    and casts as NumPy does, or declines (``decline``)."""
+
+    def __init__(self, decline=False):
+        self._inner = sc.get_backend("numpy")
+        self.decline = decline
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def cast(self, src, dst):
+        assert src.flags.c_contiguous
+        assert dst.flags.c_contiguous
+        assert src.shape == dst.shape
+        self.calls.append((src.dtype.name, dst.dtype.name))
+        if self.decline:
+            return False
+        np.copyto(dst, src, casting="same_kind")
+        return True
+
+
+def _run(op, x, backend, rng):
+    """``op`` on ``x`` (and companions of its dtype and shape): its results."""
+    if op == "softmax_axis0":
+        return (sc.softmax(x, axis=0, backend=backend),)
+    if op == "softmax_axes":
+        return (sc.softmax(x.reshape(x.shape[0], 2, -1), axis=(0, 2), backend=backend),)
+    if op == "softmax_out":
+        out = np.empty(x.shape, x.dtype)
+        return (sc.softmax(x, out=out, backend=backend), out)
+    if op == "softmax_strided_out":
+        out = np.empty(x.shape[::-1], x.dtype).T
+        return (sc.log_softmax(x, out=out, backend=backend), out)
+    if op == "softmax_axis0_out":
+        out = np.empty(x.shape, x.dtype)
+        return (sc.softmax(x, axis=0, out=out, backend=backend), out)
+    if op == "logsumexp":
+        return (
+            sc.logsumexp(x, backend=backend),
+            sc.logsumexp(x.reshape(x.shape[0], 2, -1), axis=(1, 2), backend=backend),
+        )
+    if op == "jacobian":
+        return (sc.softmax_jacobian(x[:, :40], backend=backend),)
+    if op == "backward":
+        g = np.asarray(rng.standard_normal(x.shape), dtype=x.dtype)
+        p = sc.softmax(x, backend="numpy")
+        return (
+            sc.softmax_backward(g, p, backend=backend),
+            sc.log_softmax_backward(g, p, axis=0, backend=backend),
+        )
+    if op == "ce_prob":
+        p = sc.softmax(x * 0.5, backend="numpy")
+        loss, grad = sc.cross_entropy_with_grad(x, p, reduction="none", backend=backend)
+        return loss, grad
+    if op == "ce_index":
+        t = rng.integers(0, x.shape[1], x.shape[0])
+        return sc.cross_entropy_with_grad(x, t, backend=backend)
+    if op == "linear":
+        w = np.asarray(rng.standard_normal((50, x.shape[1])) * 0.1, dtype=x.dtype)
+        b = np.asarray(rng.standard_normal(50), dtype=x.dtype)
+        t = rng.integers(0, 50, x.shape[0])
+        loss, grads = sc.linear_cross_entropy_with_grad(
+            x, w, t, linear_bias=b, backend=backend
+        )
+        return (loss, *grads)
+    raise AssertionError(op)
+
+
+OPS = [
+    "softmax_axis0",
+    "softmax_axes",
+    "softmax_out",
+    "softmax_strided_out",
+    "softmax_axis0_out",
+    "logsumexp",
+    "jacobian",
+    "backward",
+    "ce_prob",
+    "ce_index",
+    "linear",
+]
+WIDENS_ONLY = {"logsumexp"}  # 40 and 40 results: too few to round through it
+
+
+def _same(got, want):
+    for g, w in zip(got, want, strict=True):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.dtype == w.dtype
+        assert g.shape == w.shape
+        assert g.tobytes() == w.tobytes()  # in C order, whatever the layout
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("op", OPS)
+def test_the_hook_widens_and_rounds_with_the_same_bits(op, low):
+    """Large 16-bit inputs go through the hook both ways, and the results are
+    bitwise those of the backend without a hook."""
+    rng = np.random.default_rng(1)
+    x = np.asarray(rng.standard_normal(BIG) * 3, dtype=_dtype(low))
+    hooked = Hooked()
+    got = _run(op, x, hooked, np.random.default_rng(2))
+    want = _run(op, x, "numpy", np.random.default_rng(2))
+    _same(got, want)
+    assert (low, "float32") in hooked.calls
+    if op not in WIDENS_ONLY:
+        assert ("float32", low) in hooked.calls
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("op", OPS)
+def test_a_declining_hook_leaves_the_cast_to_numpy(op, low):
+    rng = np.random.default_rng(3)
+    x = np.asarray(rng.standard_normal(BIG) * 3, dtype=_dtype(low))
+    hooked = Hooked(decline=True)
+    got = _run(op, x, hooked, np.random.default_rng(4))
+    want = _run(op, x, "numpy", np.random.default_rng(4))
+    _same(got, want)
+    assert hooked.calls  # asked, declined
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
+    """Below ``CAST_MIN`` elements NumPy casts (a hook call costs about as much);
+    float32 and float64 inputs have nothing to convert."""
+    rng = np.random.default_rng(5)
+    for dtype, shape in [("float16", SMALL), ("float32", BIG), ("float64", BIG)]:
+        hooked = Hooked()
+        _run(op, np.asarray(rng.standard_normal(shape), dtype=dtype), hooked, rng)
+        assert hooked.calls == [], (dtype, shape)
+    assert np.prod(SMALL) < _validate.CAST_MIN <= np.prod(BIG)
