@@ -11,6 +11,7 @@ import numpy as np
 from softcore import _registry as _reg
 from softcore import _workspace
 from softcore._validate import (
+    CAST_MIN,
     _writable,
     as_array,
     check_axes,
@@ -204,6 +205,10 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
         check_out(out, arr.shape, result, xp)
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
+    if result != compute and arr.size >= CAST_MIN:
+        done = _low_precision_rows(kernel, be, xp, arr, ax, out, result)
+        if done is not None:
+            return done
     x2 = rows(arr, ax, compute, xp, be)
     o2 = _direct_out(out, ax, x2.shape, compute, result, xp, (x2,))
     if o2 is None:
@@ -212,6 +217,24 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
         return _to_out(y2, arr.shape, ax, out, result, xp, be)
     getattr(be, kernel)(x2, o2)
     return out
+
+
+def _low_precision_rows(
+    kernel: str, be: Any, xp: Any, arr: Any, ax: int, out: Any, result: Any
+) -> Any:
+    """A float16 or bfloat16 softmax or log_softmax through the backend's
+    optional ``low_precision_rows`` hook, which converts the rows in cache
+    (no float32 copy of the array), or None where the backend has no such hook
+    or declines."""
+    hook = getattr(be, "low_precision_rows", None)
+    if hook is None or arr.dtype != result:
+        return None
+    x2 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
+    o2 = _direct_out(out, ax, x2.shape, result, result, xp, (x2,))
+    y2 = o2 if o2 is not None else xp.empty(x2.shape, dtype=result)
+    if not hook(kernel, x2, y2):
+        return None
+    return out if o2 is not None else _to_out(y2, arr.shape, ax, out, result, xp)
 
 
 def _over_axes(

@@ -54,8 +54,37 @@ class Hooked:
         return True
 
 
+class RowsHooked(Hooked):
+    """:class:`Hooked` with a ``low_precision_rows`` hook too, recorded, that
+    computes as the cast path would (the float32 kernel, NumPy's cast), or
+    declines (``decline_rows``)."""
+
+    def __init__(self, decline_rows=False):
+        super().__init__()
+        self.decline_rows = decline_rows
+        self.rows_calls = []
+
+    def low_precision_rows(self, kernel, x, out):
+        assert x.flags.c_contiguous
+        assert out.flags.c_contiguous
+        assert x.ndim == 2
+        assert x.dtype == out.dtype
+        self.rows_calls.append(kernel)
+        if self.decline_rows:
+            return False
+        y = np.empty(x.shape, np.float32)
+        getattr(self._inner, kernel)(x.astype(np.float32), y)
+        np.copyto(out, y, casting="same_kind")
+        return True
+
+
 def _run(op, x, backend, rng):
     """``op`` on ``x`` (and companions of its dtype and shape): its results."""
+    if op == "softmax":
+        return (sc.softmax(x, backend=backend),)
+    if op == "log_softmax_in_place":
+        y = x.copy()
+        return (sc.log_softmax(y, out=y, backend=backend), y)
     if op == "softmax_axis0":
         return (sc.softmax(x, axis=0, backend=backend),)
     if op == "softmax_axes":
@@ -101,7 +130,17 @@ def _run(op, x, backend, rng):
     raise AssertionError(op)
 
 
+ROWS_OPS = [
+    "softmax",
+    "log_softmax_in_place",
+    "softmax_axis0",
+    "softmax_out",
+    "softmax_strided_out",
+    "softmax_axis0_out",
+]
 OPS = [
+    "softmax",
+    "log_softmax_in_place",
     "softmax_axis0",
     "softmax_axes",
     "softmax_out",
@@ -163,3 +202,26 @@ def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
         _run(op, np.asarray(rng.standard_normal(shape), dtype=dtype), hooked, rng)
         assert hooked.calls == [], (dtype, shape)
     assert np.prod(SMALL) < _validate.CAST_MIN <= np.prod(BIG)
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("op", ROWS_OPS)
+def test_low_precision_rows_hook_takes_softmax_and_log_softmax(op, low):
+    """A backend with ``low_precision_rows`` gets large 16-bit softmax and
+    log_softmax rows in their own dtype (no cast either way), moved axes and
+    ``out=`` included, with the same bits as the cast path; one that declines
+    leaves them to the cast path."""
+    rng = np.random.default_rng(6)
+    x = np.asarray(rng.standard_normal(BIG) * 3, dtype=_dtype(low))
+    want = _run(op, x, "numpy", rng)
+    hooked = RowsHooked()
+    _same(_run(op, x, hooked, rng), want)
+    assert len(hooked.rows_calls) == 1
+    assert hooked.calls == []
+    declining = RowsHooked(decline_rows=True)
+    _same(_run(op, x, declining, rng), want)
+    assert len(declining.rows_calls) == 1
+    assert (low, "float32") in declining.calls
+    small = RowsHooked()
+    _run(op, x[:3, :16], small, rng)
+    assert small.rows_calls == []

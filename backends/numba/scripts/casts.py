@@ -1,12 +1,16 @@
-"""float16 and bfloat16 calls through the numba backend's ``cast`` hook against the
-same calls with the hook declined (NumPy's and ml_dtypes' casts), as ratios to the
-float32 call of the same values: medians of 9 rounds, interleaved in one process.
+"""float16 and bfloat16 calls through the numba backend, as ratios to the float32
+call of the same values: as they run (``low_precision_rows`` for softmax and
+log_softmax, the ``cast`` hook otherwise), with ``low_precision_rows`` declined
+(the cast hook: widen, the float32 kernel, round), with both declined (NumPy's and
+ml_dtypes' casts), and PyTorch's 16-bit call where PyTorch is installed. Medians
+of 9 rounds, interleaved in one process.
 
-    python backends/numba/scripts/casts.py
+    python backends/numba/scripts/casts.py [--shapes 8192x1000,64x32000,512x64]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -32,20 +36,51 @@ def calls_per_sample(f, target=0.02):
         n *= 2
 
 
-def declined(op, x):
+def declining(op, x, *hooks):
     def call():
-        backend.cast = lambda src, dst: False
+        for h in hooks:
+            setattr(backend, h, lambda *args: False)
         try:
             return op(x)
         finally:
             backend.cast = _ops.cast
+            backend.low_precision_rows = _ops.low_precision_rows
 
     return call
 
 
+def torch_calls(name, x, t):
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    if x.dtype == BF16:
+        tx = torch.from_numpy(x.view(np.uint16)).view(torch.bfloat16)
+    else:
+        tx = torch.from_numpy(x)
+    if name == "softmax":
+        return lambda: torch.softmax(tx, -1)
+    if name == "log_softmax":
+        return lambda: torch.log_softmax(tx, -1)
+    tt = torch.from_numpy(t)
+    xg = tx.clone().requires_grad_(True)
+
+    def ce():
+        xg.grad = None
+        loss = F.cross_entropy(xg, tt)
+        loss.backward()
+        return loss, xg.grad
+
+    return ce
+
+
 def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--shapes", default="8192x1000,64x32000,512x64")
+    shapes = [tuple(map(int, s.split("x"))) for s in p.parse_args().shapes.split(",")]
     rng = np.random.default_rng(0)
-    for shape in [(8192, 1000), (64, 32000), (512, 64)]:
+    for shape in shapes:
         x32 = (rng.standard_normal(shape) * 3).astype(np.float32)
         t = rng.integers(0, shape[1], shape[0])
         ops = {
@@ -57,10 +92,17 @@ def main():
         }
         for name, op in ops.items():
             fns = {"float32": lambda op=op, x=x32: op(x)}
-            for low, dt in (("float16", np.float16), ("bfloat16", BF16)):
+            for low, dt in (("f16", np.float16), ("bf16", BF16)):
                 xl = x32.astype(dt)
-                fns[f"{low} hook"] = lambda op=op, xl=xl: op(xl)
-                fns[f"{low} declined"] = declined(op, xl)
+                fns[low] = lambda op=op, xl=xl: op(xl)
+                if name != "ce_with_grad":
+                    fns[f"{low} cast-hook"] = declining(op, xl, "low_precision_rows")
+                fns[f"{low} numpy-casts"] = declining(
+                    op, xl, "low_precision_rows", "cast"
+                )
+                peer = torch_calls(name, xl, t)
+                if peer is not None:
+                    fns[f"{low} torch"] = peer
             numbers = {k: calls_per_sample(f) for k, f in fns.items()}
             samples = {k: [] for k in fns}
             for _ in range(9):

@@ -11,7 +11,8 @@ import numpy as np
 from softcore._backend import KERNELS  # the contract's kernel names
 
 _DEFAULT_L3 = 32 << 20
-_OPTIONAL = ("cross_entropy_index_sum", "cast")  # optional fast paths of the contract
+# the contract's optional fast paths
+_OPTIONAL = ("cross_entropy_index_sum", "cast", "low_precision_rows")
 
 
 @functools.cache

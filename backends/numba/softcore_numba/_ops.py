@@ -42,6 +42,7 @@ _runtime.ensure()
 
 from . import _casts as C  # noqa: E402
 from . import _kernels as K  # noqa: E402
+from . import _rows16 as R  # noqa: E402
 
 launch = _runtime.launch
 
@@ -305,3 +306,54 @@ def cast(src, dst) -> bool:
             launch(C.narrow_par, s, d, half)
         return True
     return False
+
+
+_ROWS16_MAX_C = 1 << 22
+"""Widest 16-bit row taken whole (a float32 scratch of 16 MiB)."""
+
+
+def _mode32(n, c, log) -> int:
+    """The float32 driver ``_ops`` takes for ``(n, c)`` float32 rows, as the
+    fused 16-bit drivers name it: 0 a row at a time, 1 grouped, 2 short rows."""
+    if c < SHORT_C:
+        return 2
+    b = 4 * c
+    if log:
+        grouped = b <= LOG_SOFTMAX_GROUP_ROW_BYTES or (
+            b <= LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
+        )
+    else:
+        grouped = b <= SOFTMAX_GROUP_ROW_BYTES or (
+            b <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
+        )
+    return 1 if grouped else 0
+
+
+def low_precision_rows(kernel, x, out) -> bool:
+    """The optional ``low_precision_rows`` hook: softmax or log_softmax
+    (``kernel``) of float16 or bfloat16 rows ``x`` into ``out`` of the same
+    dtype (both C-contiguous ``(rows, C)``; ``out`` may be ``x``), converted a
+    block at a time in cache (``_rows16``); False, writing nothing, for rows the
+    float32 path would split over threads, rows wider than ``_ROWS16_MAX_C``, or
+    anything else."""
+    if kernel == "softmax_rows":
+        log = False
+    elif kernel == "log_softmax_rows":
+        log = True
+    else:
+        return False
+    half = _sixteen_bit(x.dtype)
+    if half is None or out.dtype != x.dtype or out.shape != x.shape or x.ndim != 2:
+        return False
+    if not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return False
+    n, c = x.shape
+    if c > _ROWS16_MAX_C or (c > BLOCK and n < SPLIT_ROWS) or n * c == 0:
+        return False
+    xs, os_ = x.view(_U16), out.view(_U16)
+    mode = _mode32(n, c, log)
+    if n * c <= SERIAL_MAX:
+        R.rows16_ser(xs, os_, half, mode, log)
+    else:
+        launch(R.rows16_par, xs, os_, half, mode, log)
+    return True

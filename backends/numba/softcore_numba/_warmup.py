@@ -5,8 +5,8 @@ and driver, ten or more for a first ``cross_entropy_with_grad``. ``precompile``
 compiles each driver ``_ops`` may pick, for float32 and float64, with the argument
 types ``_ops`` passes (what the core hands over), by ``Dispatcher.compile``: nothing
 runs, and the code lands in the same cache a first call would read. So are the
-float16/bfloat16 conversions of ``_casts``. A read-only
-array is its own type to numba, so a driver whose inputs may be the caller's
+float16/bfloat16 conversions of ``_casts`` and the 16-bit rows of ``_rows16``.
+A read-only array is its own type to numba, so a driver whose inputs may be the caller's
 arrays is compiled for each mix of writeable and read-only ones (as ``np.asarray``
 gives for a JAX array, or a memory map opened "r"): two for one input, four for
 two (a backward pass whose incoming gradient is read-only and whose saved
@@ -88,7 +88,8 @@ def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tup
 def _cast_entries() -> list[tuple[str, str, tuple]]:
     """The float16/bfloat16 conversions of ``_casts`` (``_ops.cast``): 16-bit
     patterns (uint16, the caller's input, writeable or read-only) to float32,
-    and float32 (softcore's own result) to uint16; listed under float32."""
+    and float32 (softcore's own result) to uint16; and the 16-bit rows of
+    ``_rows16``; listed under float32."""
     from numba import types
 
     f32 = types.Array(types.float32, 1, "C")
@@ -99,15 +100,25 @@ def _cast_entries() -> list[tuple[str, str, tuple]]:
             out.append((f"widen_{suffix}", "float32", (u16, f32, types.boolean)))
         u16 = types.Array(types.uint16, 1, "C")
         out.append((f"narrow_{suffix}", "float32", (f32, u16, types.boolean)))
+    # _rows16 (_ops.low_precision_rows): 16-bit rows in, 16-bit rows out
+    for suffix in ("ser", "par"):
+        for ro in (False, True):
+            x = types.Array(types.uint16, 2, "C", readonly=ro)
+            y = types.Array(types.uint16, 2, "C")
+            sig = (x, y, types.boolean, types.int64, types.boolean)
+            out.append((f"rows16_{suffix}", "float32", sig))
     return out
 
 
 def driver(name: str):
-    """The jitted driver ``name`` of ``_kernels`` or ``_casts``."""
+    """The jitted driver ``name`` of ``_kernels``, ``_casts`` or ``_rows16``."""
     from . import _ops
 
-    found = getattr(_ops.K, name, None)
-    return found if found is not None else getattr(_ops.C, name)
+    for module in (_ops.K, _ops.C, _ops.R):
+        found = getattr(module, name, None)
+        if found is not None:
+            return found
+    raise AttributeError(name)
 
 
 def entries() -> list[tuple[str, str, tuple]]:

@@ -147,3 +147,50 @@ def test_declines_what_it_does_not_convert(src, dst):
     before = dst.copy()
     assert _ops.cast(src, dst) is False
     assert dst.tobytes() == before.tobytes()
+
+
+# (rows, classes) taking each float32 mode, serial and threaded: short rows,
+# grouped, a row at a time, rows wider than a block (one per task)
+ROW_SHAPES = [(5000, 8), (100, 64), (600, 64), (2000, 100), (40, 1000), (300, 1000)]
+ROW_SHAPES += [(20, 40000), (1, 7)]
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("kernel", ["softmax_rows", "log_softmax_rows"])
+@pytest.mark.parametrize(("n", "c"), ROW_SHAPES)
+def test_low_precision_rows_are_the_float32_rows_rounded(rng, low, kernel, n, c):
+    """16-bit rows converted a block at a time give bitwise the float32 kernel's
+    results rounded by NumPy's (ml_dtypes') cast, into another array, in place,
+    and from a read-only input."""
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32).astype(low)
+    y32 = np.empty((n, c), np.float32)
+    getattr(_ops, kernel)(x.astype(np.float32), y32)
+    want = y32.astype(low)
+    out = np.empty_like(x)
+    ro = x.copy()
+    ro.setflags(write=False)
+    assert _ops.low_precision_rows(kernel, ro, out)
+    assert out.tobytes() == want.tobytes()
+    y = x.copy()
+    assert _ops.low_precision_rows(kernel, y, y)
+    assert y.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "x", "out"),
+    [
+        ("softmax_rows", np.ones((4, 40000), F16), np.empty((4, 40000), F16)),
+        ("logsumexp_rows", np.ones((40, 100), F16), np.empty((40, 100), F16)),
+        ("softmax_rows", np.ones((40, 100), np.float32), np.empty((40, 100), F16)),
+        ("softmax_rows", np.ones((40, 100), F16), np.empty((40, 100), BF16)),
+        ("softmax_rows", np.ones((100, 40), F16).T, np.empty((40, 100), F16)),
+        ("softmax_rows", np.ones((40, 100), F16), np.empty((40, 99), F16)),
+    ],
+    ids=["split-rows", "other-kernel", "float32", "mixed", "strided", "shapes"],
+)
+def test_low_precision_rows_declines(kernel, x, out):
+    """Rows the float32 path would split across threads, other kernels, dtypes
+    and layouts: False and nothing written (the core takes the cast path)."""
+    before = out.copy()
+    assert _ops.low_precision_rows(kernel, x, out) is False
+    assert out.tobytes() == before.tobytes()

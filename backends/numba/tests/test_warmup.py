@@ -71,14 +71,19 @@ USED = textwrap.dedent(
         for src in (h, ro(h)):
             assert _ops.cast(src, f)
         assert _ops.cast(f, np.empty(n, np.float16))
+    for n in (20, 400):  # 16-bit rows, serial and threaded
+        h = rng.standard_normal((n, 1000)).astype(np.float16)
+        for src in (h, ro(h)):
+            assert _ops.low_precision_rows("softmax_rows", src, np.empty_like(h))
     assert softcore.testing.check("numba", max_examples=2) == 0
 
     used, compiled = [], []
-    drivers = [*vars(_ops.K).items(), *vars(_ops.C).items()]
+    modules = (_ops.K, _ops.C, _ops.R)
+    drivers = [e for m in modules for e in vars(m).items()]
     for name, d in sorted(drivers, key=lambda e: e[0]):
         if not isinstance(d, CPUDispatcher) or name.startswith("_"):
             continue
-        if d.py_func.__module__ not in (_ops.K.__name__, _ops.C.__name__):
+        if d.py_func.__module__ not in [m.__name__ for m in modules]:
             continue  # the exp and log of _vexp, compiled inside the drivers
         for sig in d.signatures:
             used.append([name, str(tuple(sig))])
@@ -90,8 +95,8 @@ USED = textwrap.dedent(
 
 
 def test_entries_are_the_drivers_of_ops_for_both_dtypes():
-    """Every name is a jitted driver of _kernels or _casts, and every driver _ops
-    binds is among them."""
+    """Every name is a jitted driver of _kernels, _casts or _rows16, and every
+    driver _ops binds is among them."""
     from numba.core.registry import CPUDispatcher
 
     from softcore_numba import _ops
@@ -112,6 +117,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert bound <= names, sorted(bound - names)
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
     assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
+    assert {"rows16_ser", "rows16_par"} <= names
     # the jobs take the drivers in this order, each once
     grouped = _warmup.by_driver()
     assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))
