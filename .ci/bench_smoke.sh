@@ -4,8 +4,8 @@
 # 1. `asv check`: every benchmark module imports and every benchmark is well formed.
 # 2. A quick asv run (each benchmark once, nothing saved) in the current
 #    environment, on one small parameter combination per benchmark of every class:
-#    reference backend, smallest shape, float64, and PyTorch as the peer where the
-#    class has peers. asv exits non-zero if any benchmark raises.
+#    reference backend, smallest shape, float64 (float16 for the 16-bit classes),
+#    and PyTorch as the peer where the class has peers. asv exits non-zero if any benchmark raises.
 # 3. The bench command on tiny shapes, its JSON and the regression guard.
 #
 # Timing numbers from this script mean nothing; it only proves the suite runs.
@@ -21,7 +21,8 @@ cd "$here/../asv_bench"
 
 lead="('(softmax|softmax_backward|softmax_jacobian|cross_entropy_with_grad"
 lead+="|linear_cross_entropy_with_grad|all)', )('(out|plain)', )?"
-regex="\\(($lead)?'numpy', '(32x10|256x64x1000)', 'float64'(, '(torch|torch-chunked)')?\\)\$"
+regex="\\(($lead)?'numpy', '(32x10|256x64x1000)', '(float64|float16)'"
+regex+="(, '(torch|torch-chunked)')?\\)\$"
 "$PY" -m asv run --python=same --machine ci-smoke --quick --dry-run --show-stderr \
     --bench "$regex"
 

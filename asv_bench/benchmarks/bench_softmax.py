@@ -5,7 +5,17 @@
 
 from __future__ import annotations
 
-from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer
+from .common import (
+    BACKENDS,
+    DTYPES,
+    LOW_DTYPES,
+    LOW_SHAPES,
+    ROW_SHAPES,
+    Case,
+    peer_supported,
+    require_dtype,
+    require_peer,
+)
 
 
 class Softmax:
@@ -70,6 +80,45 @@ class SoftmaxPeers:
         self.case = Case(op, variant, backend, shape, dtype)
 
     def track_ratio_peer(self, op, variant, backend, shape, dtype, peer):
+        return self.case.ratio_to_peer(peer)
+
+    track_ratio_peer.unit = "ratio"
+
+
+class SoftmaxLowPrecision:
+    """float16 and bfloat16 softmax / log_softmax (computed in float32): time,
+    and the ratio to ``np.copyto`` of the 16-bit array."""
+
+    params = [["softmax", "log_softmax"], BACKENDS, LOW_SHAPES, LOW_DTYPES]
+    param_names = ["op", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype):
+        require_dtype(dtype)
+        self.case = Case(op, "alloc", backend, shape, dtype)
+
+    def time_op(self, *params):
+        self.case.call()
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class SoftmaxLowPrecisionPeers:
+    """softcore's 16-bit softmax / log_softmax time / PyTorch's 16-bit call's."""
+
+    params = [["softmax", "log_softmax"], BACKENDS, LOW_SHAPES, LOW_DTYPES, ["torch"]]
+    param_names = ["op", "backend", "shape", "dtype", "peer"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype, peer):
+        require_dtype(dtype)
+        require_peer(peer)
+        self.case = Case(op, "alloc", backend, shape, dtype)
+
+    def track_ratio_peer(self, op, backend, shape, dtype, peer):
         return self.case.ratio_to_peer(peer)
 
     track_ratio_peer.unit = "ratio"

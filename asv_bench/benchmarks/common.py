@@ -35,6 +35,9 @@ JACOBIAN_SHAPES = ["4096x128", "64x1000", "32x10"]
 #: ``NxDxC`` (rows, features, classes); the last one is small, for smoke runs.
 LINEAR_SHAPES = ["4096x512x32000", "2048x1024x50257", "256x64x1000"]
 DTYPES = ["float32", "float64"]
+#: The 16-bit dtypes, computed in float32 (their own classes: fewer shapes).
+LOW_DTYPES = ["float16", "bfloat16"]
+LOW_SHAPES = ["32x10", "512x64", "8192x1000", "1024x32000"]
 
 #: Samples per ratio (median reported) and the minimum duration of one sample.
 RATIO_REPEAT = 5
@@ -68,6 +71,13 @@ def require_backend(name: str) -> None:
         raise NotImplementedError(f"backend {name!r} is not installed")
     if infos[name].available is not True:
         raise NotImplementedError(f"backend {name!r}: {infos[name].available}")
+
+
+def require_dtype(dtype: str) -> None:
+    """Raise ``NotImplementedError`` (asv: skipped) where ``dtype`` has no NumPy
+    dtype here: bfloat16 is ml_dtypes'."""
+    if dtype == "bfloat16" and importlib.util.find_spec("ml_dtypes") is None:
+        raise NotImplementedError("ml_dtypes (bfloat16's NumPy dtype) is not installed")
 
 
 def require_peer(peer: str) -> None:
