@@ -206,7 +206,7 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
     if result != compute and arr.size >= CAST_MIN:
-        done = _low_precision_rows(kernel, be, xp, arr, ax, out, result)
+        done = _low_precision_rows(kernel, be, xp, (arr,), ax, out, result)
         if done is not None:
             return done
     x2 = rows(arr, ax, compute, xp, be)
@@ -220,21 +220,23 @@ def _rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
 
 
 def _low_precision_rows(
-    kernel: str, be: Any, xp: Any, arr: Any, ax: int, out: Any, result: Any
+    kernel: str, be: Any, xp: Any, arrays: tuple, ax: int, out: Any, result: Any
 ) -> Any:
-    """A float16 or bfloat16 softmax or log_softmax through the backend's
-    optional ``low_precision_rows`` hook, which converts the rows in cache
-    (no float32 copy of the array), or None where the backend has no such hook
-    or declines."""
+    """A float16 or bfloat16 softmax, log_softmax or backward pass (``arrays``,
+    its inputs) through the backend's optional ``low_precision_rows`` hook,
+    which converts the rows in cache (no float32 copy of the arrays), or None
+    where the backend has no such hook or declines."""
     hook = getattr(be, "low_precision_rows", None)
-    if hook is None or arr.dtype != result:
+    if hook is None or any(a.dtype != result for a in arrays):
         return None
-    x2 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
-    o2 = _direct_out(out, ax, x2.shape, result, result, xp, (x2,))
-    y2 = o2 if o2 is not None else xp.empty(x2.shape, dtype=result)
-    if not hook(kernel, x2, y2):
+    # copies only for a moved or strided axis
+    args = tuple(rows(a, ax, result, xp) for a in arrays)
+    shape = arrays[0].shape
+    o2 = _direct_out(out, ax, args[0].shape, result, result, xp, args)
+    y2 = o2 if o2 is not None else xp.empty(args[0].shape, dtype=result)
+    if not hook(kernel, args, y2):
         return None
-    return out if o2 is not None else _to_out(y2, arr.shape, ax, out, result, xp)
+    return out if o2 is not None else _to_out(y2, shape, ax, out, result, xp)
 
 
 def _over_axes(
@@ -564,6 +566,10 @@ def _backward(
         check_out(out, g.shape, result, xp)
     if g.size == 0:
         return xp.empty(g.shape, dtype=result) if out is None else out
+    if result != compute and g.size >= CAST_MIN:
+        done = _low_precision_rows(kernel, be, xp, (g, s), ax, out, result)
+        if done is not None:
+            return done
     g2 = rows(g, ax, compute, xp, be)
     s2 = rows(s, ax, compute, xp, be)
     o2 = _direct_out(out, ax, g2.shape, compute, result, xp, (g2, s2))

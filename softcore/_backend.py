@@ -53,8 +53,8 @@ class Backend(Protocol):
     first use (``python -m softcore warmup``), returning a line of what it did;
     ``cast(src, dst)``, float16 or bfloat16 to or from float32 in NumPy's and
     ml_dtypes' bits, returning False (nothing written) to decline;
-    ``low_precision_rows(kernel, x, out)``, a float16 or bfloat16 softmax or
-    log_softmax in its own dtype, or False to decline.
+    ``low_precision_rows(kernel, args, out)``, a float16 or bfloat16 softmax,
+    log_softmax or backward pass in its own dtype, or False to decline.
     """
 
     name: str

@@ -64,16 +64,18 @@ class RowsHooked(Hooked):
         self.decline_rows = decline_rows
         self.rows_calls = []
 
-    def low_precision_rows(self, kernel, x, out):
-        assert x.flags.c_contiguous
+    def low_precision_rows(self, kernel, args, out):
         assert out.flags.c_contiguous
-        assert x.ndim == 2
-        assert x.dtype == out.dtype
+        assert out.ndim == 2
+        for a in args:
+            assert a.flags.c_contiguous
+            assert a.dtype == out.dtype
+            assert a.shape == out.shape
         self.rows_calls.append(kernel)
         if self.decline_rows:
             return False
-        y = np.empty(x.shape, np.float32)
-        getattr(self._inner, kernel)(x.astype(np.float32), y)
+        y = np.empty(out.shape, np.float32)
+        getattr(self._inner, kernel)(*(a.astype(np.float32) for a in args), y)
         np.copyto(out, y, casting="same_kind")
         return True
 
@@ -112,6 +114,10 @@ def _run(op, x, backend, rng):
             sc.softmax_backward(g, p, backend=backend),
             sc.log_softmax_backward(g, p, axis=0, backend=backend),
         )
+    if op == "backward_in_place":
+        g = np.asarray(rng.standard_normal(x.shape), dtype=x.dtype)
+        p = sc.softmax(x, backend="numpy")
+        return (sc.softmax_backward(g, p, out=g, backend=backend), g)
     if op == "ce_prob":
         p = sc.softmax(x * 0.5, backend="numpy")
         loss, grad = sc.cross_entropy_with_grad(x, p, reduction="none", backend=backend)
@@ -137,6 +143,8 @@ ROWS_OPS = [
     "softmax_out",
     "softmax_strided_out",
     "softmax_axis0_out",
+    "backward",
+    "backward_in_place",
 ]
 OPS = [
     "softmax",
@@ -149,6 +157,7 @@ OPS = [
     "logsumexp",
     "jacobian",
     "backward",
+    "backward_in_place",
     "ce_prob",
     "ce_index",
     "linear",
@@ -207,21 +216,21 @@ def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
 @pytest.mark.parametrize("low", LOW)
 @pytest.mark.parametrize("op", ROWS_OPS)
 def test_low_precision_rows_hook_takes_softmax_and_log_softmax(op, low):
-    """A backend with ``low_precision_rows`` gets large 16-bit softmax and
-    log_softmax rows in their own dtype (no cast either way), moved axes and
-    ``out=`` included, with the same bits as the cast path; one that declines
-    leaves them to the cast path."""
-    rng = np.random.default_rng(6)
-    x = np.asarray(rng.standard_normal(BIG) * 3, dtype=_dtype(low))
-    want = _run(op, x, "numpy", rng)
+    """A backend with ``low_precision_rows`` gets large 16-bit softmax,
+    log_softmax and backward rows in their own dtype (no cast either way),
+    moved axes and ``out=`` included, with the same bits as the cast path; one
+    that declines leaves them to the cast path."""
+    x = np.asarray(np.random.default_rng(6).standard_normal(BIG) * 3, _dtype(low))
+    want = _run(op, x, "numpy", np.random.default_rng(7))
     hooked = RowsHooked()
-    _same(_run(op, x, hooked, rng), want)
-    assert len(hooked.rows_calls) == 1
+    _same(_run(op, x, hooked, np.random.default_rng(7)), want)
+    calls = 2 if op == "backward" else 1  # softmax_backward, log_softmax_backward
+    assert len(hooked.rows_calls) == calls
     assert hooked.calls == []
     declining = RowsHooked(decline_rows=True)
-    _same(_run(op, x, declining, rng), want)
-    assert len(declining.rows_calls) == 1
+    _same(_run(op, x, declining, np.random.default_rng(7)), want)
+    assert len(declining.rows_calls) == calls
     assert (low, "float32") in declining.calls
     small = RowsHooked()
-    _run(op, x[:3, :16], small, rng)
+    _run(op, x[:3, :16], small, np.random.default_rng(7))
     assert small.rows_calls == []

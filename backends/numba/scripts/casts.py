@@ -1,9 +1,10 @@
 """float16 and bfloat16 calls through the numba backend, as ratios to the float32
-call of the same values: as they run (``low_precision_rows`` for softmax and
-log_softmax, the ``cast`` hook otherwise), with ``low_precision_rows`` declined
-(the cast hook: widen, the float32 kernel, round), with both declined (NumPy's and
-ml_dtypes' casts), and PyTorch's 16-bit call where PyTorch is installed. Medians
-of 9 rounds, interleaved in one process.
+call of the same values: as they run (``low_precision_rows`` for softmax,
+log_softmax and their backward passes, the ``cast`` hook otherwise), with
+``low_precision_rows`` declined (the cast hook: widen, the float32 kernel,
+round), with both declined (NumPy's and ml_dtypes' casts), and PyTorch's 16-bit
+call where PyTorch is installed. Medians of 9 rounds, interleaved in one
+process.
 
     python backends/numba/scripts/casts.py [--shapes 8192x1000,64x32000,512x64]
 """
@@ -63,6 +64,13 @@ def torch_calls(name, x, t):
         return lambda: torch.softmax(tx, -1)
     if name == "log_softmax":
         return lambda: torch.log_softmax(tx, -1)
+    if name in ("softmax_backward", "log_softmax_backward"):
+        tp = torch.softmax(tx.float(), -1)
+        if name == "softmax_backward":
+            tp = tp.to(tx.dtype)
+            return lambda: torch._softmax_backward_data(tx, tp, -1, tx.dtype)
+        tp = torch.log(tp).to(tx.dtype)
+        return lambda: torch._log_softmax_backward_data(tx, tp, -1, tx.dtype)
     tt = torch.from_numpy(t)
     xg = tx.clone().requires_grad_(True)
 
@@ -83,9 +91,20 @@ def main():
     for shape in shapes:
         x32 = (rng.standard_normal(shape) * 3).astype(np.float32)
         t = rng.integers(0, shape[1], shape[0])
+        # backward passes: the incoming gradient is x, the saved output x's
+        # softmax (log_softmax), in x's dtype
+        p32 = sc.softmax(x32, backend="numba")
+        sp = {np.dtype(d): p32.astype(d) for d in (np.float32, np.float16, BF16)}
+        slp = {d: np.log(p32).astype(d) for d in sp}
         ops = {
             "softmax": lambda x: sc.softmax(x, backend="numba"),
             "log_softmax": lambda x: sc.log_softmax(x, backend="numba"),
+            "softmax_backward": lambda x, sp=sp: sc.softmax_backward(
+                x, sp[x.dtype], backend="numba"
+            ),
+            "log_softmax_backward": lambda x, slp=slp: sc.log_softmax_backward(
+                x, slp[x.dtype], backend="numba"
+            ),
             "ce_with_grad": lambda x, t=t: sc.cross_entropy_with_grad(
                 x, t, backend="numba"
             ),

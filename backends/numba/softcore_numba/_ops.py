@@ -329,28 +329,41 @@ def _mode32(n, c, log) -> int:
     return 1 if grouped else 0
 
 
-def low_precision_rows(kernel, x, out) -> bool:
-    """The optional ``low_precision_rows`` hook: softmax or log_softmax
-    (``kernel``) of float16 or bfloat16 rows ``x`` into ``out`` of the same
-    dtype (both C-contiguous ``(rows, C)``; ``out`` may be ``x``), converted a
-    block at a time in cache (``_rows16``); False, writing nothing, for rows the
-    float32 path would split over threads, rows wider than ``_ROWS16_MAX_C``, or
-    anything else."""
-    if kernel == "softmax_rows":
-        log = False
-    elif kernel == "log_softmax_rows":
-        log = True
-    else:
+_ROWS16 = {"softmax_rows": False, "log_softmax_rows": True}
+_BACK16 = {"softmax_backward_rows": False, "log_softmax_backward_rows": True}
+
+
+def low_precision_rows(kernel, args, out) -> bool:
+    """The optional ``low_precision_rows`` hook: ``kernel`` (softmax,
+    log_softmax or their backward passes) of float16 or bfloat16 rows
+    ``args`` (its inputs) into ``out``, all of one dtype, C-contiguous ``(rows,
+    C)``, ``out`` possibly one of them; converted a block at a time in cache
+    (``_rows16``). False, writing nothing, for rows the float32 softmax would
+    split over threads, rows wider than ``_ROWS16_MAX_C``, or anything else."""
+    log = _ROWS16.get(kernel)
+    back = _BACK16.get(kernel)
+    if (log is None) == (back is None) or len(args) != (1 if back is None else 2):
         return False
-    half = _sixteen_bit(x.dtype)
-    if half is None or out.dtype != x.dtype or out.shape != x.shape or x.ndim != 2:
+    half = _sixteen_bit(out.dtype)
+    if half is None or out.ndim != 2 or not out.flags.c_contiguous:
         return False
-    if not (x.flags.c_contiguous and out.flags.c_contiguous):
+    for a in args:
+        if a.dtype != out.dtype or a.shape != out.shape or not a.flags.c_contiguous:
+            return False
+    n, c = out.shape
+    if c > _ROWS16_MAX_C or n * c == 0:
         return False
-    n, c = x.shape
-    if c > _ROWS16_MAX_C or (c > BLOCK and n < SPLIT_ROWS) or n * c == 0:
-        return False
-    xs, os_ = x.view(_U16), out.view(_U16)
+    os_ = out.view(_U16)
+    if back is not None:
+        g, p = (a.view(_U16) for a in args)
+        if n * c <= SERIAL_MAX:
+            R.back16_ser(g, p, os_, half, back)
+        else:
+            launch(R.back16_par, g, p, os_, half, back)
+        return True
+    if c > BLOCK and n < SPLIT_ROWS:
+        return False  # the float32 path splits these rows over threads
+    xs = args[0].view(_U16)
     mode = _mode32(n, c, log)
     if n * c <= SERIAL_MAX:
         R.rows16_ser(xs, os_, half, mode, log)

@@ -107,6 +107,12 @@ def _cast_entries() -> list[tuple[str, str, tuple]]:
             y = types.Array(types.uint16, 2, "C")
             sig = (x, y, types.boolean, types.int64, types.boolean)
             out.append((f"rows16_{suffix}", "float32", sig))
+    for suffix in ("ser", "par"):  # backward: incoming gradient, saved output
+        for mix in itertools.product((False, True), repeat=2):
+            g, p = (types.Array(types.uint16, 2, "C", readonly=ro) for ro in mix)
+            y = types.Array(types.uint16, 2, "C")
+            sig = (g, p, y, types.boolean, types.boolean)
+            out.append((f"back16_{suffix}", "float32", sig))
     return out
 
 

@@ -169,10 +169,10 @@ def test_low_precision_rows_are_the_float32_rows_rounded(rng, low, kernel, n, c)
     out = np.empty_like(x)
     ro = x.copy()
     ro.setflags(write=False)
-    assert _ops.low_precision_rows(kernel, ro, out)
+    assert _ops.low_precision_rows(kernel, (ro,), out)
     assert out.tobytes() == want.tobytes()
     y = x.copy()
-    assert _ops.low_precision_rows(kernel, y, y)
+    assert _ops.low_precision_rows(kernel, (y,), y)
     assert y.tobytes() == want.tobytes()
 
 
@@ -192,5 +192,37 @@ def test_low_precision_rows_declines(kernel, x, out):
     """Rows the float32 path would split across threads, other kernels, dtypes
     and layouts: False and nothing written (the core takes the cast path)."""
     before = out.copy()
-    assert _ops.low_precision_rows(kernel, x, out) is False
+    assert _ops.low_precision_rows(kernel, (x,), out) is False
+    assert _ops.low_precision_rows("softmax_backward_rows", (x,), out) is False
     assert out.tobytes() == before.tobytes()
+
+
+BACKWARD = ["softmax_backward_rows", "log_softmax_backward_rows"]
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("kernel", BACKWARD)
+@pytest.mark.parametrize(("n", "c"), [(5000, 8), (600, 64), (40, 1000), (4, 40000)])
+def test_low_precision_backward_is_the_float32_pass_rounded(rng, low, kernel, n, c):
+    """16-bit backward passes a block at a time: bitwise the float32 kernel's
+    results rounded, into another array, over either input, and from
+    read-only inputs (a few very wide rows too: the backward pass has no split
+    mode to leave them to)."""
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    g = (rng.standard_normal((n, c)) * 2).astype(low)
+    s = np.empty_like(x)
+    (_ops.log_softmax_rows if "log" in kernel else _ops.softmax_rows)(x, s)
+    s = s.astype(low)
+    y32 = np.empty((n, c), np.float32)
+    getattr(_ops, kernel)(g.astype(np.float32), s.astype(np.float32), y32)
+    want = y32.astype(low)
+    g_ro, s_ro = g.copy(), s.copy()
+    g_ro.setflags(write=False)
+    s_ro.setflags(write=False)
+    out = np.empty_like(g)
+    assert _ops.low_precision_rows(kernel, (g_ro, s_ro), out)
+    assert out.tobytes() == want.tobytes()
+    for i in (0, 1):
+        args = [g.copy(), s.copy()]
+        assert _ops.low_precision_rows(kernel, tuple(args), args[i])
+        assert args[i].tobytes() == want.tobytes()
