@@ -226,3 +226,35 @@ def test_low_precision_backward_is_the_float32_pass_rounded(rng, low, kernel, n,
         args = [g.copy(), s.copy()]
         assert _ops.low_precision_rows(kernel, tuple(args), args[i])
         assert args[i].tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize("kernel", ["softmax_rows", "log_softmax_rows", *BACKWARD])
+@pytest.mark.parametrize(("n", "c"), [(600, 64), (40, 1000), (5000, 8)])
+def test_low_precision_special_values(rng, low, kernel, n, c):
+    """NaN, infinities, rows of only -inf, values beyond float16's range and
+    subnormal ones: the 16-bit rows are bitwise the float32 kernel's results
+    rounded (NaNs compared by their bits too)."""
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    x[1, 3] = np.nan
+    x[2, 0] = np.inf
+    x[3, :] = -np.inf
+    x[4, 1] = -np.inf
+    x[5, :] = 60000.0 if low == F16 else 1e38
+    x[6, :2] = 6e-8  # float16's subnormals
+    x = x.astype(low)
+    args32 = [x.astype(np.float32)]
+    args = [x]
+    if kernel in BACKWARD:
+        s = np.abs(rng.standard_normal((n, c))).astype(low)
+        s[7, 2] = np.inf
+        s[8, 5] = np.nan
+        args32.append(s.astype(np.float32))
+        args.append(s)
+    y32 = np.empty((n, c), np.float32)
+    with np.errstate(all="ignore"):
+        getattr(_ops, kernel)(*args32, y32)
+        want = y32.astype(low)
+    out = np.empty_like(x)
+    assert _ops.low_precision_rows(kernel, tuple(args), out)
+    assert out.tobytes() == want.tobytes()
