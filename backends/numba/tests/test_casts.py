@@ -258,3 +258,23 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
     out = np.empty_like(x)
     assert _ops.low_precision_rows(kernel, tuple(args), out)
     assert out.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("n", "c"), [(9, 8), (9, 64), (600, 64), (50, 80), (600, 80), (4, 1000), (3, 999)]
+)
+def test_16bit_rows_take_the_float32_rows_mode(n, c):
+    """The blockwise drivers run the float32 driver that a float32 call of the
+    same shape takes (``softmax_rows``' and ``log_softmax_rows``' rule): the
+    bits are the same in every mode, the speed is not."""
+    x = np.empty((n, c), np.float32)
+    rules = {
+        False: (_ops.SOFTMAX_GROUP_ROW_BYTES, _ops.SMALL_GROUP_ROW_BYTES),
+        True: (
+            _ops.LOG_SOFTMAX_GROUP_ROW_BYTES,
+            _ops.LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES,
+        ),
+    }
+    for log, (limit, small) in rules.items():
+        want = 2 if c < _ops.SHORT_C else 1 if _ops._grouped(x, limit, small) else 0
+        assert _ops._mode32(n, c, log) == want
