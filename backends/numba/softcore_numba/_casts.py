@@ -8,7 +8,8 @@ float32 softmax to float16 took 295 times as long as the softmax itself.
 ml_dtypes' bfloat16 casts are scalar loops too. The kernels here are branch-free
 (every case a ``select``) integer and float arithmetic on the bits, so LLVM
 vectorises them, and they run parallel over chunks of ``CHUNK`` elements on
-large arrays.
+large arrays. float16 converts in hardware where the CPU has F16C
+(:data:`HARDWARE_HALF`), its NaNs given NumPy's bits back.
 
 Results are bitwise those of ``numpy.ndarray.astype`` (float16) and of
 ml_dtypes (bfloat16), which ``tests/test_casts.py`` checks over every 16-bit
@@ -53,6 +54,34 @@ _I32 = llir.IntType(32)
 _F32 = llir.FloatType()
 
 
+_HALF = llir.HalfType()
+
+
+def _hardware_half() -> bool:
+    """Whether the code numba compiles here may convert float16 in hardware:
+    x86's F16C (``vcvtph2ps``, ``vcvtps2ph``, 16 lanes an instruction) on the
+    host CPU, numba compiling for the host (``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` unset). Elsewhere LLVM may turn the conversion into a
+    call to a runtime function the JIT does not link."""
+    import os
+
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        return False
+    import llvmlite.binding as llb
+
+    try:
+        return "f16c" in llb.get_host_cpu_features().flatten()
+    except RuntimeError:  # features unknown to LLVM on this host
+        return False
+
+
+HARDWARE_HALF = _hardware_half()
+"""float16 conversions in hardware (F16C), with NumPy's NaN bits restored;
+otherwise on the bits in integer lanes. Same results either way. One thread,
+32768 elements in L1: float16 to float32 0.059 ns an element against 0.113,
+float32 to float16 0.060 against 0.191 (a Zen 4 host)."""
+
+
 def _k(v):
     return llir.Constant(_I32, v)
 
@@ -76,6 +105,11 @@ def half_to_f32(typingctx, h):
         a = b.and_(x, _k(0x7FFF))
         sign = b.shl(b.and_(x, _k(0x8000)), _k(16))
         a13 = b.shl(a, _k(13))
+        if HARDWARE_HALF:  # F16C quiets a signalling NaN; NumPy keeps its bits
+            hw = b.bitcast(b.fpext(b.bitcast(args[0], _HALF), _F32), _I32)
+            nan = b.or_(b.or_(sign, _k(0x7F800000)), a13)
+            is_nan = b.icmp_signed(">", a, _k(0x7C00))
+            return b.bitcast(b.select(is_nan, nan, hw), _F32)
         normal = b.add(a13, _k(112 << 23))  # rebias: (127 - 15) << 23
         special = b.or_(a13, _k(0x7F800000))  # inf, NaN: payload kept
         unit = llir.Constant(_F32, 2.0**-24)  # float16's smallest subnormal
@@ -104,6 +138,12 @@ def f32_to_half(typingctx, v):
         x = b.bitcast(args[0], _I32)
         sign = b.and_(b.lshr(x, _k(16)), _k(0x8000))
         a = b.and_(x, _k(0x7FFFFFFF))
+        top = b.and_(b.lshr(a, _k(13)), _k(0x3FF))
+        nan = b.or_(_k(0x7C00), b.select(b.icmp_signed("==", top, _k(0)), _k(1), top))
+        is_nan = b.icmp_signed(">", a, _k(0x7F800000))
+        if HARDWARE_HALF:  # F16C sets the quiet bit of a NaN; NumPy does not
+            hw = b.zext(b.bitcast(b.fptrunc(args[0], _HALF), _I16), _I32)
+            return b.trunc(b.select(is_nan, b.or_(nan, sign), hw), _I16)
         # normal: rebias the exponent, round the 13 dropped bits to nearest even
         odd = b.and_(b.lshr(a, _k(13)), _k(1))
         normal = b.lshr(b.add(b.sub(a, _k(112 << 23)), b.add(_k(0xFFF), odd)), _k(13))
@@ -114,12 +154,10 @@ def f32_to_half(typingctx, v):
         small = b.select(b.fcmp_ordered("<", av, tiny), av, tiny)
         half = llir.Constant(_F32, 0.5)
         sub = b.sub(b.bitcast(b.fadd(small, half), _I32), _k(0x3F000000))
-        top = b.and_(b.lshr(a, _k(13)), _k(0x3FF))
-        nan = b.or_(_k(0x7C00), b.select(b.icmp_signed("==", top, _k(0)), _k(1), top))
         r = _pick(
             b,
             [
-                (b.icmp_signed(">", a, _k(0x7F800000)), nan),
+                (is_nan, nan),
                 (b.icmp_signed(">=", a, _k(0x477FF000)), _k(0x7C00)),  # 65520 up: inf
                 (b.icmp_signed("<", a, _k(0x38800000)), sub),
             ],

@@ -5,6 +5,10 @@ case, on one thread and threaded."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -278,3 +282,55 @@ def test_16bit_rows_take_the_float32_rows_mode(n, c):
     for log, (limit, small) in rules.items():
         want = 2 if c < _ops.SHORT_C else 1 if _ops._grouped(x, limit, small) else 0
         assert _ops._mode32(n, c, log) == want
+
+
+SOFTWARE_HALF = """
+import numpy as np
+from softcore_numba import _casts, _ops
+
+assert not _casts.HARDWARE_HALF
+h = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+f = np.empty(h.size, np.float32)
+assert _ops.cast(h, f)
+with np.errstate(invalid="ignore"):
+    assert (f.view(np.uint32) == h.astype(np.float32).view(np.uint32)).all()
+top = np.arange(1 << 19, dtype=np.uint32) << 13
+low = np.array([0, 1, 0xFFF, 0x1000, 0x1001, 0x1FFF], np.uint32)
+x = (top[:, None] | low).ravel().view(np.float32)
+got = np.empty(x.size, np.float16)
+assert _ops.cast(x, got)
+with np.errstate(all="ignore"):
+    assert (got.view(np.uint16) == x.astype(np.float16).view(np.uint16)).all()
+print("software float16 conversions: ok")
+"""
+
+
+def test_float16_without_hardware_conversions(tmp_path):
+    """Where numba does not compile for the host CPU (``NUMBA_CPU_NAME`` set, as
+    for a portable cache) or the CPU has no F16C, float16 converts on the bits
+    in integer lanes: the same results, every pattern and rounding case (in a
+    fresh process with its own kernel cache)."""
+    env = {
+        **os.environ,
+        "NUMBA_CPU_NAME": "generic",
+        "SOFTCORE_NUMBA_CACHE_DIR": str(tmp_path),
+    }
+    res = subprocess.run(
+        [sys.executable, "-c", SOFTWARE_HALF],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "software float16 conversions: ok" in res.stdout
+
+
+def test_hardware_half_is_what_the_host_offers():
+    """F16C conversions exactly where numba compiles for a host CPU that has
+    F16C (here: whichever this machine is; the other case runs above)."""
+    import llvmlite.binding as llb
+
+    host = "f16c" in llb.get_host_cpu_features().flatten()
+    pinned = os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES")
+    assert _casts.HARDWARE_HALF == (host and not pinned)
