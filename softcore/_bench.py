@@ -258,10 +258,14 @@ def _sync_for(xp: Any) -> Callable[[], None]:
 
 
 def floor_call(op: Op, case: dict[str, Any], xp: Any = np) -> Callable[[], Any]:
-    """The floor of the op: a copy, a Jacobian fill, or the three GEMMs."""
+    """The floor of the op: a copy, a Jacobian fill, or the three GEMMs (in
+    float32 for 16-bit inputs, which softcore computes in float32: NumPy's
+    float16 GEMM runs a scalar loop)."""
     sync = _sync_for(xp)
     if op.floor == "gemm3":
         x, w, _ = (xp.asarray(a) for a in case["args"])
+        if x.dtype.itemsize == 2:  # 16-bit: computed in float32, so are its GEMMs
+            x, w = x.astype(np.float32), w.astype(np.float32)
         n, c, d = case["n"], case["c"], case["d"]
         logits = xp.empty((n, c), dtype=x.dtype)
         dx = xp.empty((n, d), dtype=x.dtype)

@@ -308,3 +308,18 @@ def test_sixteen_bit_dtypes_run_and_round_the_float32_inputs(tmp_path):
             assert a.tobytes() == b.astype(a.dtype).tobytes()
     with pytest.raises(SystemExit):
         _bench.main([*TINY, "--dtype", "float8"])
+
+
+def test_linear_floor_of_16bit_inputs_is_the_float32_gemms():
+    """softcore computes 16-bit linear cross-entropy in float32, so the floor it
+    is measured against is the three float32 GEMMs, not NumPy's float16 GEMM
+    (a scalar loop: the ratio to it read 0.00)."""
+    op = _bench.OPS["linear_cross_entropy_with_grad"]
+    fn = _bench.floor_call(op, _bench.make_inputs(op, "plain", (8, 4, 6), "float16"))
+    arrays = [
+        c.cell_contents
+        for c in fn.__closure__ or ()
+        if isinstance(c.cell_contents, np.ndarray)
+    ]
+    assert len(arrays) == 5  # x, w and the three products
+    assert {a.dtype for a in arrays} == {np.dtype(np.float32)}
