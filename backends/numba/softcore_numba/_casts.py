@@ -52,8 +52,6 @@ _KW = {"cache": True, "nogil": True, "error_model": "numpy"}
 _I16 = llir.IntType(16)
 _I32 = llir.IntType(32)
 _F32 = llir.FloatType()
-
-
 _HALF = llir.HalfType()
 
 

@@ -29,6 +29,7 @@ equal for any number of threads:
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 
@@ -312,20 +313,23 @@ _ROWS16_MAX_C = 1 << 22
 """Widest 16-bit row taken whole (a float32 scratch of 16 MiB)."""
 
 
+_Rows32 = collections.namedtuple("_Rows32", "shape itemsize")
+
+
 def _mode32(n, c, log) -> int:
-    """The float32 driver ``_ops`` takes for ``(n, c)`` float32 rows, as the
-    fused 16-bit drivers name it: 0 a row at a time, 1 grouped, 2 short rows."""
+    """The float32 driver ``softmax_rows`` (``log_softmax_rows`` where ``log``)
+    takes for ``(n, c)`` float32 rows, as the fused 16-bit drivers name it: 0 a
+    row at a time, 1 grouped, 2 short rows. Their own rule, :func:`_grouped`,
+    asked of a float32 stand-in of the 16-bit rows."""
     if c < SHORT_C:
         return 2
-    b = 4 * c
+    rows = _Rows32((n, c), 4)
     if log:
-        grouped = b <= LOG_SOFTMAX_GROUP_ROW_BYTES or (
-            b <= LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
+        grouped = _grouped(
+            rows, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES
         )
     else:
-        grouped = b <= SOFTMAX_GROUP_ROW_BYTES or (
-            b <= SMALL_GROUP_ROW_BYTES and n * c <= SERIAL_MAX
-        )
+        grouped = _grouped(rows, SOFTMAX_GROUP_ROW_BYTES)
     return 1 if grouped else 0
 
 

@@ -85,11 +85,12 @@ def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tup
     return tuple(one(c) for c in codes)
 
 
-def _cast_entries() -> list[tuple[str, str, tuple]]:
-    """The float16/bfloat16 conversions of ``_casts`` (``_ops.cast``): 16-bit
-    patterns (uint16, the caller's input, writeable or read-only) to float32,
-    and float32 (softcore's own result) to uint16; and the 16-bit rows of
-    ``_rows16``; listed under float32."""
+def _sixteen_bit_entries() -> list[tuple[str, str, tuple]]:
+    """The float16/bfloat16 drivers, on uint16 patterns, listed under float32:
+    the conversions of ``_casts`` (``_ops.cast``: 16-bit patterns, the caller's
+    input, writeable or read-only, to float32; float32, softcore's own result,
+    to uint16) and the 16-bit rows of ``_rows16`` (``_ops.low_precision_rows``:
+    inputs writeable or read-only, the output writeable)."""
     from numba import types
 
     f32 = types.Array(types.float32, 1, "C")
@@ -131,7 +132,7 @@ def entries() -> list[tuple[str, str, tuple]]:
     """``(driver name, dtype, argument types)`` for every driver and dtype _ops
     may call it with, and every mix of writeable and read-only inputs the
     caller's arrays may bring (all writeable first); the row kernels' families,
-    then the conversions (:func:`_cast_entries`)."""
+    then the 16-bit drivers (:func:`_sixteen_bit_entries`)."""
     from . import _ops
 
     K = _ops.K
@@ -147,7 +148,7 @@ def entries() -> list[tuple[str, str, tuple]]:
                     continue
                 for mix in mixes:
                     out.append((name, dtype, _signature(codes, dtype, mix)))
-    return out + _cast_entries()
+    return out + _sixteen_bit_entries()
 
 
 def by_driver() -> dict[str, list[tuple]]:
