@@ -179,7 +179,8 @@ def make_inputs(
     n, c = shape
     x = rng.standard_normal((n, c), dtype=dt)
     x *= dt.type(3.0)
-    case: dict[str, Any] = {"args": (low(x),), "kwargs": {}, "n": n, "c": c}
+    x_low = low(x)
+    case: dict[str, Any] = {"args": (x_low,), "kwargs": {}, "n": n, "c": c}
     if op.family == "backward":
         g = rng.standard_normal((n, c), dtype=dt)
         p = _np_softmax(x)
@@ -199,7 +200,7 @@ def make_inputs(
             kwargs["weight"] = low(rng.uniform(0.5, 1.5, size=c).astype(dt))
         if variant in ("smoothing", "all"):
             kwargs["label_smoothing"] = 0.1
-        case["args"] = (low(x), t)
+        case["args"] = (x_low, t)
         case["kwargs"] = kwargs
     return case
 
