@@ -60,12 +60,17 @@ _CACHE = {4: 16, 8: 8}
 # an uncached one still two, and wholly cached rows take no per-thread rescale: the
 # code thread 0 runs for a float64 softmax row of 1024 is 544 instructions at 128
 # threads (8 each) against 1215 at 64 before (tools/sass_counts.py --path), so
-# float64 takes 8 until the next sweep on a GPU says otherwise.
+# float64 takes 8. The H100 sweep (2026-12-05, two runs) found the rule's launch the
+# best one at every swept shape from 256 classes in float64, and from 1000 to 4096
+# and at 128256 in float32 (within 2%); at 1024 x 32000 float32, 512 threads took
+# 0.90-0.92x the time of the rule's 1024, not taken from one shape.
 _PER_THREAD = {4: 16, 8: 8}
-# Fewest threads a row gets. 8 and 16 are valid launches too (group mode: a few rows
-# share a warp, which shares each row's double exp, log and shuffles between them); the
-# rule keeps one warp per row until the sweep has timed them on a GPU.
-_MIN_THREADS = 32
+# Fewest threads a row gets: 8. Rows of up to 256 floats or 128 doubles get 8 or 16
+# (32 / T rows share a warp, and so its exp, log and shuffles). The sweep on an H100
+# (2026-12-05) timed those launches best wherever the rule gives them: one warp per
+# row of 32 classes took 2.6-3.2x (float32) and 2.0-2.6x (float64) the time of 8
+# threads for softmax and the cross-entropy gradient.
+_MIN_THREADS = 8
 _GROUP_BLOCK = 128  # threads per block when a warp or less handles a row
 # Ops that keep two operands in registers are compiled for at most 512 threads
 # (SC_BOUNDS_2 in kernels.cu), the others for 1024 (SC_BOUNDS_1).
@@ -110,7 +115,7 @@ def _function(name: str, device_id: int):
 
 
 def threads_per_row(n_classes: int, itemsize: int, op: str = "softmax") -> int:
-    """Threads that share a row: a power of two from ``_MIN_THREADS`` (32 as shipped) to
+    """Threads that share a row: a power of two from ``_MIN_THREADS`` (8 as shipped) to
     the kernel's launch bound, about ``_PER_THREAD`` elements each.
 
     A function of the op, the row length and the dtype alone, so the order in which

@@ -143,7 +143,7 @@ def test_linear_chunk_rows_bounds_the_buffer(n_classes, n_features, itemsize):
 @pytest.mark.parametrize("itemsize", [4, 8])
 @pytest.mark.parametrize("op", ["softmax", "ce_grad", "softmax_backward", "ce_prob"])
 def test_threads_per_row(op, itemsize, least, monkeypatch):
-    """The shipped rule (one warp at least), and with rows sharing a warp allowed."""
+    """The shipped rule (8 lanes of a warp at least), and one warp at least."""
     monkeypatch.setattr(_kernels, "_MIN_THREADS", least)
     cap = 512 if op in _kernels._TWO_OPERAND else 1024
     assert _kernels.max_threads_per_row(op) == cap
