@@ -84,30 +84,55 @@ def kernel_source() -> str:
     return resources.files("softcore_cupy").joinpath("kernels.cu").read_text()
 
 
-_modules: dict[int, object] = {}
+#: Tail slots a thread loads before it uses them, by itemsize ("Tail loops" in
+#: kernels.cu: SC_TAIL_BATCH_F32, SC_TAIL_BATCH_F64): the same bits for every batch.
+#: 1 as shipped; ``tools/bench_gpu.py`` times others beside it, each a module of its
+#: own (compiled on first use, like the shipped one).
+TAIL_BATCH: dict[int, int] = {4: 1, 8: 1}
+
+
+def tail_batch() -> tuple[int, int]:
+    """The batches in force, (float32, float64): part of every module's key."""
+    return TAIL_BATCH[4], TAIL_BATCH[8]
+
+
+def compile_options(batch: tuple[int, int] | None = None) -> tuple[str, ...]:
+    """NVRTC options of the module for ``batch`` (default: the batches in force)."""
+    f32, f64 = tail_batch() if batch is None else batch
+    defines = []
+    if f32 != 1:
+        defines.append(f"-DSC_TAIL_BATCH_F32={f32}")
+    if f64 != 1:
+        defines.append(f"-DSC_TAIL_BATCH_F64={f64}")
+    return NVRTC_OPTIONS + tuple(defines)
+
+
+_modules: dict[tuple[int, tuple[int, int]], object] = {}
 _lock = threading.Lock()
 
 
 def _module(device_id: int):
-    mod = _modules.get(device_id)
+    key = (device_id, tail_batch())
+    mod = _modules.get(key)
     if mod is None:
         import cupy
 
         with _lock:
-            mod = _modules.get(device_id)
+            mod = _modules.get(key)
             if mod is None:
+                options = compile_options(key[1])
                 with cupy.cuda.Device(device_id):
-                    mod = cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
+                    mod = cupy.RawModule(code=kernel_source(), options=options)
                     mod.compile()
-                _modules[device_id] = mod
+                _modules[key] = mod
     return mod
 
 
-_functions: dict[tuple[int, str], object] = {}
+_functions: dict[tuple[int, tuple[int, int], str], object] = {}
 
 
 def _function(name: str, device_id: int):
-    key = (device_id, name)
+    key = (device_id, tail_batch(), name)
     fn = _functions.get(key)
     if fn is None:
         fn = _functions[key] = _module(device_id).get_function(name)
@@ -168,7 +193,7 @@ _STAGED_OPERANDS = {"softmax_backward": 2}
 _ATTR_THREADS_SM, _ATTR_SHARED_SM, _ATTR_REGS_SM, _ATTR_OPTIN = 39, 81, 82, 97
 _DEFAULT_SHARED = 48 * 1024  # what a block may use without opting in
 _RESERVED_SHARED = 1024  # shared memory the system takes per block (sm_80 and later)
-_stage_caps: dict[tuple[int, str, int], int] = {}
+_stage_caps: dict[tuple[int, str, int, tuple[int, int]], int] = {}
 
 
 def _stage_capacity(fn, name: str, device_id: int, threads: int) -> int:
@@ -178,7 +203,7 @@ def _stage_capacity(fn, name: str, device_id: int, threads: int) -> int:
     the per-block opt-in, 227 KiB on an H100 or H200), less what each block has
     already. Opts the kernel in past the 48 KiB default, once per device and size;
     where the device refuses, the default is the bound."""
-    key = (device_id, name, threads)
+    key = (device_id, name, threads, tail_batch())
     cap = _stage_caps.get(key)
     if cap is None:
         import cupy

@@ -552,6 +552,50 @@ __device__ __forceinline__ Pack<T, N> tail_ld(const T* row, i64 v, int j, int ns
     return j < ns ? stage_slots<T, N>()[j] : ld<T, N, A>(row, v);
 }
 
+// Tail loops: a thread's slots past the register cache, v = v0, v0 + nt, ... below
+// nslot, with the tail index j alongside. load(v, j) reads a slot (or a pair of them,
+// P), use(v, j, p) does the pass's work on it. With a batch B > 1 a thread reads B
+// slots before it uses any of them, then uses them in the same order, so every sum is
+// formed as with B = 1 and every result bit is the same; the loads of a batch are in
+// flight together, where each slot's load otherwise waits for the previous slot's
+// arithmetic (one 16-byte load of each thread in flight: 16 KiB an SM at 1024 threads,
+// which at about a microsecond's latency bounds a read near 2 TB/s over an H100's 132
+// SMs, what logsumexp of 1024 x 128256 floats read there). B is SC_TAIL_BATCH_F32 for
+// float rows and SC_TAIL_BATCH_F64 for double ones, 1 as shipped until a GPU has timed
+// them (tools/bench_gpu.py, "tail batch" lines; _kernels.TAIL_BATCH). What ptxas makes
+// of them (sm_90, tools/sass_counts.py --define SC_TAIL_BATCH_F32=2): float at B = 2
+// spills only in the probability-target loss (32 bytes), at B = 4 16-24 bytes in the
+// class-index cross-entropy kernels; double at B = 2 spills more where it spilled
+// already (softmax 8 to 24 bytes, the cross-entropy gradient 112 to 208).
+#ifndef SC_TAIL_BATCH_F32
+#define SC_TAIL_BATCH_F32 1
+#endif
+#ifndef SC_TAIL_BATCH_F64
+#define SC_TAIL_BATCH_F64 1
+#endif
+
+template <typename T, typename P, typename Load, typename Use>
+__device__ __forceinline__ void tail_loop(i64 v, i64 nslot, int nt, int j, Load load,
+                                          Use use) {
+    constexpr int B = sizeof(T) == 4 ? SC_TAIL_BATCH_F32 : SC_TAIL_BATCH_F64;
+    if (B > 1) {
+        for (; v + (i64)(B - 1) * nt < nslot; v += (i64)B * nt, j += B * nt) {
+            P p[B];
+#pragma unroll
+            for (int b = 0; b < B; ++b) p[b] = load(v + (i64)b * nt, j + b * nt);
+#pragma unroll
+            for (int b = 0; b < B; ++b) use(v + (i64)b * nt, j + b * nt, p[b]);
+        }
+    }
+    for (; v < nslot; v += nt, j += nt) use(v, j, load(v, j));
+}
+
+// Two operands' slots, for the tail loops that read both.
+template <typename T, int N>
+struct Pack2 {
+    Pack<T, N> a, b;
+};
+
 // ---------------------------------------------------------------------------
 // Pass 1 helpers: running (m, s) over cached slots, then over the rest
 
@@ -640,12 +684,12 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     }
     if (keep) *mc = m;
     const int ns = stage ? stage_count<T, N>() : 0;
-    int j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        const Pack<T, N> p = ld<T, N, A>(row, v);
-        if (j < ns) stage_slots<T, N>()[j] = p;
-        stats_pack<T, N, A>(m, s, p);
-    }
+    tail_loop<T, Pack<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(row, v); },
+        [&](i64, int j, const Pack<T, N>& p) {
+            if (j < ns) stage_slots<T, N>()[j] = p;
+            stats_pack<T, N, A>(m, s, p);
+        });
     row_stats<T>(m, s, sm);
 }
 
@@ -695,14 +739,16 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
         }
     }
     const int ns = stage_count<T, N>();
-    int j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), o;
+    tail_loop<T, Pack<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid,
+        [&](i64 v, int j) { return tail_ld<T, N, A>(xr, v, j, ns); },
+        [&](i64 v, int, const Pack<T, N>& p) {
+            Pack<T, N> o;
 #pragma unroll
-        for (int e = 0; e < N; ++e)
-            o.v[e] = MODE == 0 ? exp_shift(p.v[e], lse) : log_shift(p.v[e], lse);
-        st<T, N, A>(orow, v, o);
-    }
+            for (int e = 0; e < N; ++e)
+                o.v[e] = MODE == 0 ? exp_shift(p.v[e], lse) : log_shift(p.v[e], lse);
+            st<T, N, A>(orow, v, o);
+        });
 }
 
 // SHIFT = 0: each row's log-sum-exp, as T (logsumexp_rows);
@@ -759,16 +805,17 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
     constexpr bool staging = sizeof(T) == 4;
     Pack<T, N>* const sg = stage_slots<T, N>();
     int ns = staging ? stage_count<T, N>() / 2 : 0;
-    int j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        Pack<T, N> a = ld<T, N, A>(gr, v), b = ld<T, N, A>(pr, v);
-        if (staging && j < ns) {
-            sg[j] = a;
-            sg[ns + j] = b;
-        }
+    tail_loop<T, Pack2<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid,
+        [&](i64 v, int) { return Pack2<T, N>{ld<T, N, A>(gr, v), ld<T, N, A>(pr, v)}; },
+        [&](i64, int j, const Pack2<T, N>& q) {
+            if (staging && j < ns) {
+                sg[j] = q.a;
+                sg[ns + j] = q.b;
+            }
 #pragma unroll
-        for (int e = 0; e < N; ++e) dot += to_d(a.v[e]) * to_d(b.v[e]);
-    }
+            for (int e = 0; e < N; ++e) dot += to_d(q.a.v[e]) * to_d(q.b.v[e]);
+        });
     dot = row_sum(dot, sm);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -782,15 +829,20 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
         }
     }
     ns = staging ? stage_count<T, N>() / 2 : 0;
-    j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        const bool staged = staging && j < ns;
-        Pack<T, N> a = staged ? sg[j] : ld<T, N, A>(gr, v);
-        Pack<T, N> b = staged ? sg[ns + j] : ld<T, N, A>(pr, v), o;
+    tail_loop<T, Pack2<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid,
+        [&](i64 v, int j) {
+            const bool staged = staging && j < ns;
+            return Pack2<T, N>{staged ? sg[j] : ld<T, N, A>(gr, v),
+                               staged ? sg[ns + j] : ld<T, N, A>(pr, v)};
+        },
+        [&](i64 v, int, const Pack2<T, N>& q) {
+            Pack<T, N> o;
 #pragma unroll
-        for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(b.v[e]) * (to_d(a.v[e]) - dot));
-        st<T, N, A>(orow, v, o);
-    }
+            for (int e = 0; e < N; ++e)
+                o.v[e] = from_d<T>(to_d(q.b.v[e]) * (to_d(q.a.v[e]) - dot));
+            st<T, N, A>(orow, v, o);
+        });
 }
 
 __device__ __forceinline__ double exp_in(float x) { return x < -87.0f ? exp(to_d(x)) : to_d(expf(x)); }
@@ -819,13 +871,13 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
         }
     }
     const int ns = stage_count<T, N>();  // the gradient's tail staged
-    int j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        Pack<T, N> a = ld<T, N, A>(gr, v);
-        if (j < ns) stage_slots<T, N>()[j] = a;
+    tail_loop<T, Pack<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(gr, v); },
+        [&](i64, int j, const Pack<T, N>& a) {
+            if (j < ns) stage_slots<T, N>()[j] = a;
 #pragma unroll
-        for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
-    }
+            for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
+        });
     sg = row_sum(sg, sm);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -837,13 +889,18 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
             st<T, N, A>(orow, v, o);
         }
     }
-    j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        Pack<T, N> a = tail_ld<T, N, A>(gr, v, j, ns), b = ld<T, N, A>(lr, v), o;
+    tail_loop<T, Pack2<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid,
+        [&](i64 v, int j) {
+            return Pack2<T, N>{tail_ld<T, N, A>(gr, v, j, ns), ld<T, N, A>(lr, v)};
+        },
+        [&](i64 v, int, const Pack2<T, N>& q) {
+            Pack<T, N> o;
 #pragma unroll
-        for (int e = 0; e < N; ++e) o.v[e] = from_d<T>(to_d(a.v[e]) - exp_in(b.v[e]) * sg);
-        st<T, N, A>(orow, v, o);
-    }
+            for (int e = 0; e < N; ++e)
+                o.v[e] = from_d<T>(to_d(q.a.v[e]) - exp_in(q.b.v[e]) * sg);
+            st<T, N, A>(orow, v, o);
+        });
 }
 
 // ---------------------------------------------------------------------------
@@ -1097,22 +1154,25 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
             }
         }
         const int ns = stage_count<T, N>();
-        int j = tid;
-        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-            Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), o;
+        tail_loop<T, Pack<T, N>>(
+            tid + (i64)K * nt, nslot, nt, tid,
+            [&](i64 v, int j) { return tail_ld<T, N, A>(xr, v, j, ns); },
+            [&](i64 v, int, const Pack<T, N>& p) {
+                Pack<T, N> o;
 #pragma unroll
-            for (int e = 0; e < N; ++e) {
-                const i64 jj = v * N + e;
-                const T xv = p.v[e];
-                double wj = 0.0;
-                if (b != 0.0) {
-                    wj = plan.w(jj);
-                    ls += wj * -shifted(to_d(xv), lse);
+                for (int e = 0; e < N; ++e) {
+                    const i64 jj = v * N + e;
+                    const T xv = p.v[e];
+                    double wj = 0.0;
+                    if (b != 0.0) {
+                        wj = plan.w(jj);
+                        ls += wj * -shifted(to_d(xv), lse);
+                    }
+                    if (GRAD)
+                        o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
                 }
-                if (GRAD) o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
-            }
-            if (GRAD) st<T, N, A>(grow, v, o);
-        }
+                if (GRAD) st<T, N, A>(grow, v, o);
+            });
     }
     if (b != 0.0) ls = row_sum(ls, sm);
     if (tid == 0) {
@@ -1302,11 +1362,13 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
                     asum += (keep * to_d(ct[k].v[e]) + spread) * cw[v * N + e];
             }
         }
-        for (i64 v = tid + (i64)K * nt; v < nslot; v += nt) {
-            Pack<T, N> q = ld<T, N, A>(tr, v);
+        tail_loop<T, Pack<T, N>>(
+            tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(tr, v); },
+            [&](i64 v, int, const Pack<T, N>& q) {
 #pragma unroll
-            for (int e = 0; e < N; ++e) asum += (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
-        }
+                for (int e = 0; e < N; ++e)
+                    asum += (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
+            });
         asum = row_sum(asum, sm);
     }
     double ls = 0.0;
@@ -1325,17 +1387,22 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
         }
     }
     const int ns = stage_count<T, N>();
-    int j = tid;
-    for (i64 v = tid + (i64)K * nt; v < nslot; v += nt, j += nt) {
-        Pack<T, N> p = tail_ld<T, N, A>(xr, v, j, ns), q = ld<T, N, A>(tr, v), o;
+    tail_loop<T, Pack2<T, N>>(
+        tid + (i64)K * nt, nslot, nt, tid,
+        [&](i64 v, int j) {
+            return Pack2<T, N>{tail_ld<T, N, A>(xr, v, j, ns), ld<T, N, A>(tr, v)};
+        },
+        [&](i64 v, int, const Pack2<T, N>& pq) {
+            Pack<T, N> o;
 #pragma unroll
-        for (int e = 0; e < N; ++e) {
-            const double aj = (keep * to_d(q.v[e]) + spread) * cw[v * N + e];
-            if (aj != 0.0) ls += aj * -shifted(to_d(p.v[e]), lse);
-            if (GRAD) o.v[e] = from_d<T>(scale * (to_d(exp_shift(p.v[e], lse)) * asum - aj));
-        }
-        if (GRAD) st<T, N, A>(grow, v, o);
-    }
+            for (int e = 0; e < N; ++e) {
+                const double aj = (keep * to_d(pq.b.v[e]) + spread) * cw[v * N + e];
+                if (aj != 0.0) ls += aj * -shifted(to_d(pq.a.v[e]), lse);
+                if (GRAD)
+                    o.v[e] = from_d<T>(scale * (to_d(exp_shift(pq.a.v[e], lse)) * asum - aj));
+            }
+            if (GRAD) st<T, N, A>(grow, v, o);
+        });
     ls = row_sum(ls, sm);
     // a NaN row's terms are NaN where a_c != 0; a row whose a_c are all 0 loses 0
     if (tid == 0) loss[r] = ls;

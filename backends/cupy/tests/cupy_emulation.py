@@ -70,7 +70,9 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
-def build(cache_dir: Path | None = None) -> ctypes.CDLL:
+def build(cache_dir: Path | None = None, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """The host build of kernels.cu (cached by its text), with ``defines`` (NVRTC's
+    ``-DNAME=VALUE`` options, as ``_kernels.compile_options`` gives them)."""
     cxx = compiler()
     if cxx is None:
         raise OSError("no C++ compiler (g++) to build the host emulation")
@@ -94,7 +96,9 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
         "}\n"
         'extern "C" void sc_emulate_reverse(int r) { g_reverse = r != 0; }\n'
     )
-    key = hashlib.sha256((src + header + harness).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        (src + header + harness + "\n".join(defines)).encode()
+    ).hexdigest()[:16]
     cache_dir = Path(cache_dir or tempfile.gettempdir()) / "softcore-cupy-emu"
     cache_dir.mkdir(parents=True, exist_ok=True)
     lib = cache_dir / f"emu-{key}.so"
@@ -112,6 +116,7 @@ def build(cache_dir: Path | None = None) -> ctypes.CDLL:
                 "-shared",
                 "-fPIC",
                 "-pthread",
+                *defines,
                 "-x",
                 "c++",
                 str(t / "harness.cpp"),

@@ -101,3 +101,22 @@ def test_staged_tails_against_tails_read_again():
         "softmax_backward 2.00 (2.50, 0.80x), log_softmax_backward 1.60 (2.00, "
         "0.80x) a copy (read again; staged / read again)"
     ]
+
+
+def test_tail_batches_side_by_side():
+    """One line a case: each op at one slot at a time, then each batch beside it
+    (keys as ints in memory, as strings from a JSON file)."""
+    b = _bench_gpu()
+    row = {
+        "shape": [1024, 128256],
+        "dtype": "float32",
+        "ratio_by_batch": {
+            "softmax": {1: 1.6, 2: 1.2, 4: 1.28},
+            "logsumexp": {"1": 0.8, "2": 0.6, "4": 0.56},
+        },
+    }
+    (line,) = [ln for ln in b.summary([("tail_batch", row)]) if "tail batch" in ln]
+    assert line == (
+        "tail batch [1024, 128256] float32: softmax 1.60 (b2 1.20 (0.75x), "
+        "b4 1.28 (0.80x)); logsumexp 0.80 (b2 0.60 (0.75x), b4 0.56 (0.70x)) a copy"
+    )

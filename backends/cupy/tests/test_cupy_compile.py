@@ -52,6 +52,22 @@ def test_kernels_compile(nvrtc, arch):
         assert f".entry {name}(" in ptx, f"{name} missing from the PTX"
 
 
+def test_tail_batch_modules_compile(nvrtc):
+    """The modules ``tools/bench_gpu.py`` builds to time tail batches (``_kernels.
+    TAIL_BATCH``): every kernel, no warning, and code other than the shipped
+    module's (the defines reach the source)."""
+    options = _kernels.compile_options((4, 2))
+    assert options[-2:] == ("-DSC_TAIL_BATCH_F32=4", "-DSC_TAIL_BATCH_F64=2")
+    assert _kernels.compile_options((1, 1)) == _kernels.NVRTC_OPTIONS
+    src = _kernels.kernel_source()
+    ok, log, ptx = _nvrtc.compile_source(nvrtc, src, "90", options)
+    assert ok, log
+    assert not [ln for ln in log.splitlines() if "warning" in ln], log
+    for name in _kernels.KERNEL_NAMES:
+        assert f".entry {name}(" in ptx, f"{name} missing from the PTX"
+    assert ptx != _compile(nvrtc, "90")[2]
+
+
 def test_float_conversions_keep_subnormals(nvrtc):
     # CuPy compiles with -ftz=true: float results must not be flushed on the way out
     ok, log, ptx = _compile(nvrtc, "90")

@@ -581,6 +581,21 @@ def _staged_calls(x, rng):
     return out
 
 
+def _stagings(monkeypatch):
+    """Each way a tail may be kept, set on ``_kernels`` in turn: ``(how, limit)``
+    for read again, staged whole and staged in part (1000 bytes); every block may
+    stage 200000 bytes."""
+    monkeypatch.setattr(K, "_stage_capacity", lambda fn, name, dev, t: 200_000)
+    for how, stage, limit in (
+        ("re-read", False, None),
+        ("whole", True, None),
+        ("part", True, 1000),
+    ):
+        monkeypatch.setattr(K, "STAGE", stage)
+        monkeypatch.setattr(K, "STAGE_LIMIT", limit)
+        yield how, limit
+
+
 def _row_op_of(name):
     """The row op of a row kernel's entry point (sc_<op>_<variant>), else None."""
     for v in K._ROW_VARIANTS:
@@ -628,14 +643,8 @@ def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c
             return call
 
         monkeypatch.setattr(K, "_function", spy)
-        monkeypatch.setattr(K, "_stage_capacity", lambda fn, name, dev, t: 200_000)
-        for how, stage, limit in (
-            ("re-read", False, None),
-            ("whole", True, None),
-            ("part", True, 1000),
-        ):
-            monkeypatch.setattr(K, "STAGE", stage)
-            monkeypatch.setattr(K, "STAGE_LIMIT", limit)
+        for how, limit in _stagings(monkeypatch):
+            stage = K.STAGE
             asked.clear()
             runs[how] = _staged_calls(x, np.random.default_rng(7))
             staged = set()
@@ -663,6 +672,42 @@ def test_staged_tails_give_the_same_bits(tmp_path_factory, monkeypatch, dtype, c
     ref = np.empty_like(x)
     reference.softmax_rows(x, ref)
     _close(runs["whole"]["softmax_rows"][0], ref, dtype, "softmax")
+
+
+@pytest.mark.parametrize("batch", [(2, 2), (4, 3)], ids=["b2", "b4-b3"])
+@pytest.mark.parametrize(
+    ("dtype", "c"),
+    [(np.float32, 3000), (np.float32, 3001), (np.float64, 1500), (np.float64, 1501)],
+    ids=["f32-v4", "f32-v1", "f64-v2", "f64-v1"],
+)
+def test_tail_batches_give_the_same_bits(
+    tmp_path_factory, monkeypatch, batch, dtype, c
+):
+    """Tail slots loaded a batch at a time ("Tail loops" in kernels.cu, built with
+    ``_kernels.compile_options`` for ``TAIL_BATCH``): the same bits as one at a time
+    for every op with a tail loop, its tail staged whole, in part or not at all. At
+    64 threads a row a thread has 7 or 8 tail slots: whole batches and a remainder
+    (a batch of 3 leaves one at every thread)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    monkeypatch.setattr(K, "threads_per_row", lambda *a: 64)
+    x = _logits(np.random.default_rng(c), 6, c, dtype)
+    x[5, -2] = 60.0  # the row's maximum in its tail
+    x[4, -5] = np.nan
+    n = K._VEC[x.itemsize] if c % K._VEC[x.itemsize] == 0 else 1
+    assert c // n - K._CACHE[x.itemsize] // n * 64 >= 7 * 64  # the tail slots
+    runs = {}
+    for b in ((1, 1), batch):
+        monkeypatch.setattr(K, "TAIL_BATCH", {4: b[0], 8: b[1]})
+        defines = K.compile_options()[len(K.NVRTC_OPTIONS) :]
+        assert len(defines) == (b != (1, 1)) * 2
+        with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp(), defines)):
+            for how, _ in _stagings(monkeypatch):
+                runs[b, how] = _staged_calls(x, np.random.default_rng(7))
+    for how in ("re-read", "whole", "part"):
+        for key, parts in runs[(1, 1), how].items():
+            for u, v in zip(parts, runs[batch, how][key], strict=True):
+                np.testing.assert_array_equal(u, v, err_msg=f"{batch} {how}: {key}")
 
 
 def test_the_emulation_is_safe_across_threads(tmp_path_factory):

@@ -186,6 +186,57 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
             print(json.dumps(row), flush=True)
 
 
+_TAIL_OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "ce_loss_grad",
+    "softmax_backward",
+    "log_softmax_backward",
+)
+TAIL_BATCHES = (1, 2, 4)
+
+
+@contextlib.contextmanager
+def _tail_batch(K, itemsize: int, b: int):
+    saved = dict(K.TAIL_BATCH)
+    K.TAIL_BATCH[itemsize] = b
+    try:
+        yield
+    finally:
+        K.TAIL_BATCH.clear()
+        K.TAIL_BATCH.update(saved)
+
+
+def bench_tail_batch(cupy, K, shapes, dtypes, results, rounds=5):
+    """Rows past the register cache with their tail slots loaded one at a time (as
+    shipped) and a batch at a time (``K.TAIL_BATCH``, a module of its own for each
+    batch; the same bits): each op's ratio to the copy at every batch, the batches
+    taken in turn ``rounds`` times and the median kept, so that a drift of the
+    device's clock falls on all of them alike."""
+    for dtype in dtypes:
+        for n, c in shapes:
+            x, _, floor, kernels, _ = _row_case(cupy, K, n, c, dtype)
+            size = x.dtype.itemsize
+            times: dict = {op: {b: [] for b in TAIL_BATCHES} for op in _TAIL_OPS}
+            for _ in range(rounds):
+                for b in TAIL_BATCHES:
+                    with _tail_batch(K, size, b):
+                        for op in _TAIL_OPS:
+                            t = _timer(cupy, kernels[op], reps=10)
+                            times[op][b].append(t / floor)
+            row = {
+                "shape": [n, c],
+                "dtype": str(x.dtype),
+                "ratio_by_batch": {
+                    op: {b: statistics.median(v) for b, v in by.items()}
+                    for op, by in times.items()
+                },
+            }
+            results.append(("tail_batch", row))
+            print(json.dumps(row), flush=True)
+
+
 def bench_jacobian(cupy, sc, K, shapes, dtypes, results):
     for dtype in dtypes:
         for n, c in shapes:
@@ -302,6 +353,19 @@ def summary(results) -> list[str]:
                 f"staged tails {r['shape']} {r['dtype']}: {parts} a copy "
                 "(read again; staged / read again)"
             )
+    for kind, r in results:  # tail slots a batch at a time against one at a time
+        if kind == "tail_batch":
+            parts = []
+            for op, by_key in r["ratio_by_batch"].items():
+                by = {int(b): q for b, q in by_key.items()}  # str keys from JSON
+                one = by[1]
+                rest = ", ".join(
+                    f"b{b} {q:.2f} ({q / one:.2f}x)" for b, q in by.items() if b != 1
+                )
+                parts.append(f"{op} {one:.2f} ({rest})")
+            lines.append(
+                f"tail batch {r['shape']} {r['dtype']}: " + "; ".join(parts) + " a copy"
+            )
     for kind, r in results:  # the public cross-entropy, hook against core plan
         if kind == "rows" and "ce_loss_grad_plan_api" in r:
             lines.append(
@@ -397,6 +461,9 @@ def main(argv=None) -> int:
     bench_rows(cupy, sc, K, rows, [cupy.float32, cupy.float64], torch, results)
     bench_jacobian(cupy, sc, K, jac, [cupy.float32, cupy.float64], results)
     bench_linear(cupy, sc, lin, torch, results)
+    if not args.quick:
+        tails = [(1024, 32000), (4096, 32768), (1024, 128256)]
+        bench_tail_batch(cupy, K, tails, [cupy.float32, cupy.float64], results)
     if args.sweep:
         sweep = [(262144, 32), (65536, 128), (32768, 256), (8192, 1000)]
         sweep += [(8192, 4096), (1024, 32000), (256, 128256)]

@@ -281,7 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="OP:DTYPE:C:T",
         help="the code one thread runs for a row (repeatable): softmax:f32:1024:64",
     )
+    ap.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a macro for the source counted as 'now' (repeatable): SC_TAIL_BATCH=4",
+    )
     args = ap.parse_args(argv)
+    defines = "".join(
+        "#define {} {}\n".format(*(d.split("=", 1) + ["1"])[:2]) for d in args.define
+    )
+    now_src = defines + kernel_source()
     ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm")
     if ptxas is None or nvdisasm is None:
         print("needs ptxas and nvdisasm (a CUDA toolkit, or the copies Triton ships)")
@@ -294,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             if base_src is not None:
                 old_p = path_counts(probe_source(base_src, spec), *tools)
                 print(f"  {args.base:>8}: {_path_row(old_p)}")
-            new_p = path_counts(probe_source(kernel_source(), spec), *tools)
+            new_p = path_counts(probe_source(now_src, spec), *tools)
             print(f"  {'now':>8}: {_path_row(new_p)}")
         return 0
-    new = measure(kernel_source(), args.arch, ptxas, nvdisasm)
+    new = measure(now_src, args.arch, ptxas, nvdisasm)
     old = None
     if args.base:
         old = measure(_source_at(args.base), args.arch, ptxas, nvdisasm)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import types
+from typing import ClassVar
 
 import cupy_emulation
 import numpy as _np
@@ -135,22 +136,26 @@ cuda = types.SimpleNamespace(
 
 class RawModule:
     _lock = threading.Lock()
-    _dll = None
+    _dlls: ClassVar[dict] = {}  # one host build per set of -D options
 
     def __init__(self, code: str, options=()):
         self.code, self._functions = code, {}
+        self._defines = tuple(o for o in options if o.startswith("-D"))
 
     def compile(self):
         with RawModule._lock:
-            if RawModule._dll is None:
-                RawModule._dll = cupy_emulation.build()
+            if self._defines not in RawModule._dlls:
+                RawModule._dlls[self._defines] = cupy_emulation.build(
+                    defines=self._defines
+                )
+        return RawModule._dlls[self._defines]
 
     def get_function(self, name: str):
-        self.compile()
+        dll = self.compile()
         fn = self._functions.get(name)
         if fn is None:
             fn = self._functions.setdefault(
-                name, cupy_emulation._EmuFunction(RawModule._dll, name)
+                name, cupy_emulation._EmuFunction(dll, name)
             )
         return fn
 
