@@ -13,6 +13,7 @@ test_float_conversions_keep_subnormals) and races between threads that run at on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -844,6 +845,54 @@ def test_the_device_tests_on_a_stand_in_for_cupy():
     print(res.stdout[-20000:], res.stderr[-5000:])
     assert res.returncode == 0
     assert " passed" in res.stdout.splitlines()[-1]
+
+
+_BENCH_TAIL = """
+import json, sys
+import bench_gpu, cupy
+from softcore_cupy import _kernels as K
+K.threads_per_row = lambda *a: 64  # tails at 3000 floats, and a quick emulation
+results = []
+bench_gpu.bench_tail_batch(cupy, K, [(6, 3000)], [cupy.float32], results, rounds=1)
+modules = sorted(map(str, K._modules))
+print(json.dumps([results, bench_gpu.summary(results), modules, K.TAIL_BATCH]))
+"""
+
+
+def test_the_tail_batch_bench_on_a_stand_in_for_cupy():
+    """tools/bench_gpu.py's tail-batch timings, run on the stand-in: a module for
+    each batch (the shipped one first, and restored after), every op at each, and
+    its summary line (the stand-in's clock gives every ratio 1)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    here = Path(__file__).parent
+    path = os.pathsep.join(
+        [str(here / "standin"), str(here), str(here.parent / "tools"),
+         os.environ.get("PYTHONPATH", "")]
+    )  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", _BENCH_TAIL],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-5000:]
+    results, lines, modules, batch = json.loads(res.stdout.splitlines()[-1])
+    assert batch == {"4": 1, "8": 1}  # the shipped batches, restored
+    ((kind, row),) = results
+    assert kind == "tail_batch"
+    assert row["shape"] == [6, 3000]
+    assert set(row["ratio_by_batch"]) == {
+        "softmax",
+        "log_softmax",
+        "logsumexp",
+        "ce_loss_grad",
+        "softmax_backward",
+        "log_softmax_backward",
+    }
+    for by in row["ratio_by_batch"].values():
+        assert by == {"1": 1.0, "2": 1.0, "4": 1.0}
+    assert modules == ["(0, (1, 1))", "(0, (2, 1))", "(0, (4, 1))"]
+    assert [ln for ln in lines if ln.startswith("tail batch [6, 3000] float32: ")]
 
 
 @pytest.mark.skipif(

@@ -427,7 +427,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="also time the row kernels at every threads-per-row choice",
     )
+    parts = ("rows", "jacobian", "linear", "tail", "sweep")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated parts to run, of {','.join(parts)} (default: all "
+        "but sweep, which --sweep adds)",
+    )
     args = p.parse_args(argv)
+    run = set(parts[:4]) | ({"sweep"} if args.sweep else set())
+    if args.only:
+        run = set(args.only.split(","))
+        if not run <= set(parts):
+            p.error(f"--only takes {', '.join(parts)}")
     import softcore as sc
     from softcore_cupy import _kernels as K
     from softcore_cupy import backend
@@ -458,13 +469,17 @@ def main(argv=None) -> int:
         jac = [(4096, 64), (512, 512), (16, 4096)]
         lin = [(8192, 4096, 32000), (8192, 4096, 128256)]
     results: list = []
-    bench_rows(cupy, sc, K, rows, [cupy.float32, cupy.float64], torch, results)
-    bench_jacobian(cupy, sc, K, jac, [cupy.float32, cupy.float64], results)
-    bench_linear(cupy, sc, lin, torch, results)
-    if not args.quick:
+    both = [cupy.float32, cupy.float64]
+    if "rows" in run:
+        bench_rows(cupy, sc, K, rows, both, torch, results)
+    if "jacobian" in run:
+        bench_jacobian(cupy, sc, K, jac, both, results)
+    if "linear" in run:
+        bench_linear(cupy, sc, lin, torch, results)
+    if "tail" in run and not args.quick:
         tails = [(1024, 32000), (4096, 32768), (1024, 128256)]
-        bench_tail_batch(cupy, K, tails, [cupy.float32, cupy.float64], results)
-    if args.sweep:
+        bench_tail_batch(cupy, K, tails, both, results)
+    if "sweep" in run:
         sweep = [(262144, 32), (65536, 128), (32768, 256), (8192, 1000)]
         sweep += [(8192, 4096), (1024, 32000), (256, 128256)]
         bench_sweep(cupy, K, sweep, [cupy.float32, cupy.float64], results)

@@ -72,6 +72,20 @@ def asarray(a, dtype=None, order=None):
     return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
 
 
+class _Generator:
+    """``cupy.random.default_rng``: NumPy's generator, its arrays dressed."""
+
+    def __init__(self, seed=None):
+        self._g = _np.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        method = getattr(self._g, name)
+        return lambda *a, **k: _wrap(method(*a, **k))
+
+
+random = types.SimpleNamespace(default_rng=_Generator)
+
+
 def __getattr__(name):  # the rest of the array API: NumPy's, results dressed
     obj = getattr(_np, name)
     if callable(obj) and not isinstance(obj, type):
@@ -114,6 +128,9 @@ cuda = types.SimpleNamespace(
     Device=_Device,
     Stream=_Stream,
     Event=_Event,
+    # no clock to read: every interval a millisecond (tools/bench_gpu.py then runs
+    # its code paths, its ratios all 1)
+    get_elapsed_time=lambda start, stop: 1.0,
     get_current_stream=lambda: _Stream(),
     runtime=types.SimpleNamespace(
         getDeviceCount=lambda: 1,
