@@ -582,6 +582,23 @@ def _staged_calls(x, rng):
     return out
 
 
+def _in_place_calls(x, rng):
+    """softmax, log_softmax and the cross-entropy gradient written over the logits
+    (a batch of tail slots is loaded before any of it is written)."""
+    rows, c = x.shape
+    out = {}
+    for op in ("softmax_rows", "log_softmax_rows"):
+        y = _emu.dev(x.copy())
+        getattr(K, op)(y, y)
+        out[op + " in place"] = [np.asarray(y)]
+    target, alpha, beta, cw = _ce_args(rng, rows, c, 0.1, True)
+    args = [_emu.dev(a) for a in (target, alpha, beta, cw)]
+    buf, loss = _emu.dev(x.copy()), _emu.dev(np.empty(rows))
+    K.cross_entropy_grad_rows(buf, *args, 0.5, loss, buf)
+    out["ce_grad in place"] = [np.asarray(buf), np.asarray(loss)]
+    return out
+
+
 def _stagings(monkeypatch):
     """Each way a tail may be kept, set on ``_kernels`` in turn: ``(how, limit)``
     for read again, staged whole and staged in part (1000 bytes); every block may
@@ -686,9 +703,10 @@ def test_tail_batches_give_the_same_bits(
 ):
     """Tail slots loaded a batch at a time ("Tail loops" in kernels.cu, built with
     ``_kernels.compile_options`` for ``TAIL_BATCH``): the same bits as one at a time
-    for every op with a tail loop, its tail staged whole, in part or not at all. At
-    64 threads a row a thread has 7 or 8 tail slots: whole batches and a remainder
-    (a batch of 3 leaves one at every thread)."""
+    for every op with a tail loop, its tail staged whole, in part or not at all, and
+    for softmax, log_softmax and the cross-entropy gradient written over their
+    logits. At 64 threads a row a thread has 7 or 8 tail slots: whole batches and a
+    remainder (a batch of 3 leaves one or two, of 4 three or none)."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     monkeypatch.setattr(K, "threads_per_row", lambda *a: 64)
@@ -705,10 +723,15 @@ def test_tail_batches_give_the_same_bits(
         with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp(), defines)):
             for how, _ in _stagings(monkeypatch):
                 runs[b, how] = _staged_calls(x, np.random.default_rng(7))
+                runs[b, how].update(_in_place_calls(x, np.random.default_rng(8)))
     for how in ("re-read", "whole", "part"):
         for key, parts in runs[(1, 1), how].items():
             for u, v in zip(parts, runs[batch, how][key], strict=True):
                 np.testing.assert_array_equal(u, v, err_msg=f"{batch} {how}: {key}")
+        for op in ("softmax_rows", "log_softmax_rows"):  # over x: what into another
+            np.testing.assert_array_equal(
+                runs[batch, how][op + " in place"][0], runs[(1, 1), how][op][0]
+            )
 
 
 def test_the_emulation_is_safe_across_threads(tmp_path_factory):
