@@ -493,12 +493,13 @@ def _block_stats(xr, j0, j1, buf):
 
 
 @njit(**_GLUE)
-def _task_rows(x):
-    """Rows per task: a task allocates one scratch; many rows share it. At
-    least ``MIN_TASKS`` tasks where there are rows enough, so that a call just
-    above the serial limit still gives every thread work."""
+def _task_rows(x, task=TASK):
+    """Rows per task of about ``task`` elements: a task allocates one scratch;
+    many rows share it. At least ``MIN_TASKS`` tasks where there are rows
+    enough, so that a call just above the serial limit still gives every
+    thread work."""
     n, C = x.shape
-    return max(1, min(TASK // C, -(-n // MIN_TASKS)))
+    return max(1, min(task // C, -(-n // MIN_TASKS)))
 
 
 @njit(**_GLUE)

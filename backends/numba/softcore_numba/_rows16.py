@@ -71,17 +71,12 @@ def _block(x, out, r0, r1, half, mode, log, buf):
     _narrow(flat, out[r0:r1].reshape(m), half)
 
 
-@njit(inline="always", **_KW)
-def _block_rows(c):
-    return max(1, TASK // c)
-
-
 @njit(**_KW)
 def rows16_ser(x, out, half, mode, log):
     """``out`` (uint16 patterns of float16 where ``half``, else bfloat16) the
     softmax (log_softmax where ``log``) of the rows of ``x``, one thread."""
     n, c = x.shape
-    R = _block_rows(c)
+    R = max(1, TASK // c)
     buf = np.empty(min(n, R) * c, np.float32)
     for r0 in range(0, n, R):
         _block(x, out, r0, min(n, r0 + R), half, mode, log, buf)
@@ -90,7 +85,7 @@ def rows16_ser(x, out, half, mode, log):
 @njit(parallel=True, **_KW)
 def rows16_par(x, out, half, mode, log):
     n, c = x.shape
-    R = max(1, min(_block_rows(c), (n + K.MIN_TASKS - 1) // K.MIN_TASKS))
+    R = K._task_rows(x)
     for t in prange((n + R - 1) // R):
         r0 = t * R
         r1 = min(n, r0 + R)
@@ -130,18 +125,13 @@ def _back_block(g, p, out, r0, r1, half, log, buf):
     _narrow(fo, out[r0:r1].reshape(m), half)
 
 
-@njit(inline="always", **_KW)
-def _back_rows(c):
-    return max(1, BACK_TASK // c)
-
-
 @njit(**_KW)
 def back16_ser(g, p, out, half, log):
     """``out`` the softmax (log_softmax where ``log``) backward pass of
     incoming gradient ``g`` and saved output ``p``, 16-bit patterns as in
     :func:`rows16_ser`, one thread."""
     n, c = g.shape
-    R = _back_rows(c)
+    R = max(1, BACK_TASK // c)
     buf = np.empty(3 * min(n, R) * c, np.float32)
     for r0 in range(0, n, R):
         _back_block(g, p, out, r0, min(n, r0 + R), half, log, buf)
@@ -150,7 +140,7 @@ def back16_ser(g, p, out, half, log):
 @njit(parallel=True, **_KW)
 def back16_par(g, p, out, half, log):
     n, c = g.shape
-    R = max(1, min(_back_rows(c), (n + K.MIN_TASKS - 1) // K.MIN_TASKS))
+    R = K._task_rows(g, BACK_TASK)
     for t in prange((n + R - 1) // R):
         r0 = t * R
         r1 = min(n, r0 + R)
