@@ -5,10 +5,19 @@
 
 from __future__ import annotations
 
-from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, require_peer
+from .common import (
+    BACKENDS,
+    DTYPES,
+    ROW_SHAPES,
+    Case,
+    _RatioToCopy,
+    _RatioToPeer,
+    _TimeOp,
+    require_peer,
+)
 
 
-class Backward:
+class Backward(_TimeOp, _RatioToCopy):
     params = [
         ["softmax_backward", "log_softmax_backward"],
         BACKENDS,
@@ -21,16 +30,8 @@ class Backward:
     def setup(self, op, backend, shape, dtype):
         self.case = Case(op, "alloc", backend, shape, dtype)
 
-    def time_op(self, *params):
-        self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
-
-    track_ratio_copy.unit = "ratio"
-
-
-class BackwardPeers:
+class BackwardPeers(_RatioToPeer):
     """softcore / ``torch._softmax_backward_data``; JAX: the same formula, jitted."""
 
     params = [
@@ -46,8 +47,3 @@ class BackwardPeers:
     def setup(self, op, backend, shape, dtype, peer):
         require_peer(peer)
         self.case = Case(op, "alloc", backend, shape, dtype)
-
-    def track_ratio_peer(self, op, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
-
-    track_ratio_peer.unit = "ratio"

@@ -5,7 +5,17 @@
 
 from __future__ import annotations
 
-from .common import BACKENDS, DTYPES, ROW_SHAPES, Case, peer_supported, require_peer
+from .common import (
+    BACKENDS,
+    DTYPES,
+    ROW_SHAPES,
+    Case,
+    _RatioToCopy,
+    _RatioToPeer,
+    _TimeOp,
+    peer_supported,
+    require_peer,
+)
 
 OPS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 #: plain: class-index targets, no option; the others as in ``softcore._bench``:
@@ -15,7 +25,7 @@ OPS = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 OPTIONS = ["weight", "smoothing", "ignore", "prob", "all", "out"]
 
 
-class CrossEntropy:
+class CrossEntropy(_TimeOp, _RatioToCopy):
     params = [OPS, BACKENDS, ROW_SHAPES, DTYPES]
     param_names = ["op", "backend", "shape", "dtype"]
     timeout = 300
@@ -23,16 +33,8 @@ class CrossEntropy:
     def setup(self, op, backend, shape, dtype):
         self.case = Case(op, "plain", backend, shape, dtype)
 
-    def time_op(self, *params):
-        self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
-
-    track_ratio_copy.unit = "ratio"
-
-
-class CrossEntropyOptions:
+class CrossEntropyOptions(_RatioToCopy):
     """The fused loss+gradient with each option of ``F.cross_entropy``."""
 
     params = [OPTIONS, BACKENDS, ROW_SHAPES, DTYPES]
@@ -45,13 +47,8 @@ class CrossEntropyOptions:
     def time_with_grad(self, *params):
         self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
 
-    track_ratio_copy.unit = "ratio"
-
-
-class CrossEntropyPeers:
+class CrossEntropyPeers(_RatioToPeer):
     """softcore / ``F.cross_entropy`` forward (+ backward for the gradient ops)."""
 
     params = [OPS, ["plain", *OPTIONS], BACKENDS, ROW_SHAPES, DTYPES, ["torch", "jax"]]
@@ -64,8 +61,3 @@ class CrossEntropyPeers:
         if op != "cross_entropy_with_grad" and variant != "plain":
             raise NotImplementedError("options are benchmarked on the fused op")
         self.case = Case(op, variant, backend, shape, dtype)
-
-    def track_ratio_peer(self, op, variant, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
-
-    track_ratio_peer.unit = "ratio"

@@ -5,10 +5,18 @@
 
 from __future__ import annotations
 
-from .common import BACKENDS, DTYPES, JACOBIAN_SHAPES, Case, require_peer
+from .common import (
+    BACKENDS,
+    DTYPES,
+    JACOBIAN_SHAPES,
+    Case,
+    _RatioToPeer,
+    _TimeOp,
+    require_peer,
+)
 
 
-class Jacobian:
+class Jacobian(_TimeOp):
     params = [
         ["softmax_jacobian", "log_softmax_jacobian"],
         BACKENDS,
@@ -21,16 +29,13 @@ class Jacobian:
     def setup(self, op, backend, shape, dtype):
         self.case = Case(op, "alloc", backend, shape, dtype)
 
-    def time_op(self, *params):
-        self.case.call()
-
     def track_ratio_fill(self, *params):
         return self.case.ratio_to_floor()
 
     track_ratio_fill.unit = "ratio"
 
 
-class JacobianPeers:
+class JacobianPeers(_RatioToPeer):
     """softcore / the closed form written in the peer (not jacrev: far slower)."""
 
     params = [
@@ -46,8 +51,3 @@ class JacobianPeers:
     def setup(self, op, backend, shape, dtype, peer):
         require_peer(peer)
         self.case = Case(op, "alloc", backend, shape, dtype)
-
-    def track_ratio_peer(self, op, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
-
-    track_ratio_peer.unit = "ratio"

@@ -5,12 +5,20 @@
 
 from __future__ import annotations
 
-from .common import BACKENDS, DTYPES, LINEAR_SHAPES, Case, require_peer
+from .common import (
+    BACKENDS,
+    DTYPES,
+    LINEAR_SHAPES,
+    Case,
+    _RatioToPeer,
+    _TimeOp,
+    require_peer,
+)
 
 OPS = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
 
 
-class LinearCrossEntropy:
+class LinearCrossEntropy(_TimeOp):
     """``variant``: ``plain`` allocates the gradients each call; ``out`` writes them
     into ``out=(dX, dW, None)`` kept across calls, as a training loop would
     (``linear_cross_entropy_with_grad`` only: the loss alone has no ``out``)."""
@@ -21,9 +29,6 @@ class LinearCrossEntropy:
 
     def setup(self, op, variant, backend, shape, dtype):
         self.case = Case(op, variant, backend, shape, dtype)
-
-    def time_op(self, *params):
-        self.case.call()
 
     def track_ratio_gemm(self, *params):
         """time / (X @ W.T, G @ W, G.T @ X) into preallocated outputs."""
@@ -50,7 +55,7 @@ class LinearCrossEntropy:
     track_peak_extra_mib.unit = "MiB"
 
 
-class LinearCrossEntropyPeers:
+class LinearCrossEntropyPeers(_RatioToPeer):
     """softcore / ``F.linear_cross_entropy``: reference path (``options=None``) and
     chunked (``options=torch.nn.LinearCrossEntropyOptions()``); JAX: linear + CE,
     jitted."""
@@ -62,11 +67,6 @@ class LinearCrossEntropyPeers:
     def setup(self, op, backend, shape, dtype, peer):
         require_peer(peer)
         self.case = Case(op, "plain", backend, shape, dtype)
-
-    def track_ratio_peer(self, op, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
-
-    track_ratio_peer.unit = "ratio"
 
     def track_peer_peak_extra_mib(self, op, backend, shape, dtype, peer):
         """The peer's own peak extra memory (same method as softcore's)."""

@@ -12,13 +12,16 @@ from .common import (
     LOW_SHAPES,
     ROW_SHAPES,
     Case,
+    _RatioToCopy,
+    _RatioToPeer,
+    _TimeOp,
     peer_supported,
     require_dtype,
     require_peer,
 )
 
 
-class Softmax:
+class Softmax(_TimeOp, _RatioToCopy):
     """softmax / log_softmax, into a preallocated ``out=`` and allocating."""
 
     params = [
@@ -34,16 +37,8 @@ class Softmax:
     def setup(self, op, variant, backend, shape, dtype):
         self.case = Case(op, variant, backend, shape, dtype)
 
-    def time_op(self, *params):
-        self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
-
-    track_ratio_copy.unit = "ratio"
-
-
-class LogSumExp:
+class LogSumExp(_RatioToCopy):
     params = [BACKENDS, ROW_SHAPES, DTYPES]
     param_names = ["backend", "shape", "dtype"]
     timeout = 300
@@ -54,13 +49,8 @@ class LogSumExp:
     def time_logsumexp(self, *params):
         self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
 
-    track_ratio_copy.unit = "ratio"
-
-
-class SoftmaxPeers:
+class SoftmaxPeers(_RatioToPeer):
     """softcore's time / the peer's time for the same call (PyTorch, JAX)."""
 
     params = [
@@ -79,13 +69,8 @@ class SoftmaxPeers:
         peer_supported(op, variant, peer)
         self.case = Case(op, variant, backend, shape, dtype)
 
-    def track_ratio_peer(self, op, variant, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
 
-    track_ratio_peer.unit = "ratio"
-
-
-class SoftmaxLowPrecision:
+class SoftmaxLowPrecision(_TimeOp, _RatioToCopy):
     """float16 and bfloat16 softmax / log_softmax (computed in float32): time,
     and the ratio to ``np.copyto`` of the 16-bit array."""
 
@@ -97,16 +82,8 @@ class SoftmaxLowPrecision:
         require_dtype(dtype)
         self.case = Case(op, "alloc", backend, shape, dtype)
 
-    def time_op(self, *params):
-        self.case.call()
 
-    def track_ratio_copy(self, *params):
-        return self.case.ratio_to_floor()
-
-    track_ratio_copy.unit = "ratio"
-
-
-class SoftmaxLowPrecisionPeers:
+class SoftmaxLowPrecisionPeers(_RatioToPeer):
     """softcore's 16-bit softmax / log_softmax time / PyTorch's 16-bit call's."""
 
     params = [["softmax", "log_softmax"], BACKENDS, LOW_SHAPES, LOW_DTYPES, ["torch"]]
@@ -117,8 +94,3 @@ class SoftmaxLowPrecisionPeers:
         require_dtype(dtype)
         require_peer(peer)
         self.case = Case(op, "alloc", backend, shape, dtype)
-
-    def track_ratio_peer(self, op, backend, shape, dtype, peer):
-        return self.case.ratio_to_peer(peer)
-
-    track_ratio_peer.unit = "ratio"

@@ -90,6 +90,38 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in text.split("x"))
 
 
+# The benchmarks most classes share, of the ``Case`` their ``setup`` leaves in
+# ``self.case``. asv finds benchmarks a class inherits, under the class's own name;
+# the leading underscore keeps these bases out of its discovery, here and where they
+# are imported.
+
+
+class _TimeOp:
+    """``time_op``: one call."""
+
+    def time_op(self, *params):
+        self.case.call()
+
+
+class _RatioToCopy:
+    """``track_ratio_copy``: the call's time over its floor's (a copy of the array)."""
+
+    def track_ratio_copy(self, *params):
+        return self.case.ratio_to_floor()
+
+    track_ratio_copy.unit = "ratio"
+
+
+class _RatioToPeer:
+    """``track_ratio_peer``: softcore's time over the peer's, ``peer`` being the
+    last parameter of every class that compares with one."""
+
+    def track_ratio_peer(self, *params):
+        return self.case.ratio_to_peer(params[-1])
+
+    track_ratio_peer.unit = "ratio"
+
+
 class Case:
     """One op on one backend, with its floor, built in ``setup``."""
 
