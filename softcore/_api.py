@@ -825,8 +825,8 @@ def _index_rows_call(
     t64 = xp.ascontiguousarray(t.reshape(-1), dtype=np.int64)
     loss_rows = xp.empty(n, dtype=_F64)
     total = None
-    if want_loss and reduction != "none":  # float16 is rounded once, from float64
-        total = xp.empty(1, dtype=compute if result == compute else _F64)
+    if want_loss and reduction != "none":  # a 16-bit loss: the float32 one rounded
+        total = xp.empty(1, dtype=compute)
     g2, direct = None, False
     if want_grad:
         kept_apart = (t64,) if cw is None else (t64, cw)
@@ -839,7 +839,7 @@ def _index_rows_call(
     if want_loss:
         with np.errstate(over="ignore"):  # beyond float16: inf, as it should
             if total is None:
-                loss = loss_rows.reshape(batch).astype(result)
+                loss = _loss_as(loss_rows.reshape(batch), result)
             else:
                 loss = total.astype(result, copy=False).reshape(())[()]
     if float(check[0]) >= 0:
@@ -850,10 +850,7 @@ def _index_rows_call(
     return loss, grad
 
 
-_CAST_MAX = {
-    np.dtype(np.float32): float(np.finfo(np.float32).max),
-    np.dtype(np.float16): float(np.finfo(np.float16).max),
-}
+_CAST_MAX = {np.dtype(np.float32): float(np.finfo(np.float32).max)}
 
 
 _NO_WEIGHT = np.empty(0)  # the fused kernel's "no class weight"
@@ -965,11 +962,23 @@ def _fused_index_loss(
     return _fused_loss(got, target, shape[ax], args, reduction, result)
 
 
+def _loss_as(loss: Any, result: Any) -> Any:
+    """Float64 losses (an array) in the result dtype. A 16-bit result goes
+    through float32, the dtype it is computed in, so its losses are the float32
+    call's rounded, bitwise, as every other 16-bit result is; rounded straight
+    from float64 they differed where the float32 loss lies halfway between two
+    16-bit numbers (the kit found a float16 loss of 273.25 where the float32
+    loss, 273.125, rounds to 273.0)."""
+    if result.itemsize == 2:
+        loss = loss.astype(_F32)
+    return loss.astype(result)
+
+
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
     # a float64 loss beyond float32's range becomes inf in the cast, as it should
     if plan.reduction == "none":
         with np.errstate(over="ignore"):
-            return loss_rows.reshape(batch).astype(result)
+            return _loss_as(loss_rows.reshape(batch), result)
     return _scalar_loss(loss_rows.sum(), plan.normaliser, plan.reduction, result, xp)
 
 
@@ -981,12 +990,17 @@ def _scalar_loss(
         # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
         total = total / normaliser if normaliser else total * np.nan
     if xp is np:
+        if result.itemsize == 2:  # through float32, as _loss_as
+            with np.errstate(over="ignore"):
+                return result.type(np.float32(total))
         top = _CAST_MAX.get(result)
         if top is None or abs(total) <= top:  # the cast cannot overflow
             return result.type(total)
         with np.errstate(over="ignore"):
             return result.type(total)
     with np.errstate(over="ignore"):
+        if result.itemsize == 2:
+            return xp.asarray(total, dtype=_F32).astype(result)[()]
         return xp.asarray(total, dtype=result)[()]
 
 

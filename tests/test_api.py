@@ -320,6 +320,70 @@ def test_float16_is_computed_in_float32():
     np.testing.assert_array_equal(sc.softmax(x, backend=B), expected)
 
 
+# Rows of logits whose float32 loss (target 0) lies exactly halfway between two
+# 16-bit numbers while the float64 loss does not (found by a search over random
+# rows): float16 losses 26.4453125, 25.0703125, 14.62890625, 36.015625;
+# bfloat16 ones 24.0625, 23.0625, 22.3125, 32.125.
+_TIE_ROWS = {
+    "float16": [
+        [-8.0859375, -6.3046875, -0.459716796875, 18.359375],
+        [-13.6796875, -13.6875, -4.8203125, 11.390625],
+        [-6.90234375, 7.7265625, -22.359375, -11.5],
+        [-13.46875, -11.6953125, 7.08203125, 22.546875],
+    ],
+    "bfloat16": [
+        [-4.1875, 2.28125, -5.1875, 19.875],
+        [-9.9375, -4.03125, -0.8984375, 13.125],
+        [-9.3125, -3.34375, 13.0, -9.4375],
+        [-16.25, 15.875, -18.0, -6.0625],
+    ],
+}
+
+
+def _ce_loss_only(*args, **kwargs):
+    return sc.cross_entropy_with_grad(*args, **kwargs)[0]
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_16bit_losses_are_the_float32_losses_rounded(backend, low):
+    """A 16-bit loss is the float32 call's loss rounded, as every 16-bit
+    result is, also where that rounding is a tie the float64 sum would have
+    broken the other way (the conformance kit found a float16 loss of 273.25
+    where the float32 loss, 273.125, rounds to 273.0): per row, summed and
+    averaged, through the loss alone and with its gradient, and through
+    linear cross-entropy (an identity weight: its logits are the rows)."""
+    if low == "float16":
+        dt = np.dtype(np.float16)
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    x = np.array(_TIE_ROWS[low], dtype=np.float32).astype(dt)
+    x32 = x.astype(np.float32)
+    assert (x32 == np.array(_TIE_ROWS[low])).all()  # the rows are exact in dt
+    t = np.zeros(len(x), dtype=np.int64)
+
+    def same(got, want, what):
+        got, want = np.asarray(got), np.asarray(want)
+        assert got.dtype == dt, what
+        np.testing.assert_array_equal(
+            got.view(np.uint16), want.astype(dt).view(np.uint16), err_msg=what
+        )
+
+    for f in (sc.cross_entropy, _ce_loss_only):
+        for reduction in ("none", "sum", "mean"):
+            kw = {"reduction": reduction, "backend": backend}
+            same(f(x, t, **kw), f(x32, t, **kw), f"{f.__name__}, {reduction}, batch")
+            for i in range(len(x)):
+                got = f(x[i : i + 1], t[:1], **kw)
+                same(got, f(x32[i : i + 1], t[:1], **kw), f"row {i}, {reduction}")
+    eye = np.eye(4, dtype=np.float32)
+    for reduction in ("none", "sum"):
+        kw = {"reduction": reduction, "backend": backend}
+        got = sc.linear_cross_entropy(x, eye.astype(dt), t, **kw)
+        same(got, sc.linear_cross_entropy(x32, eye, t, **kw), f"linear, {reduction}")
+
+
 def test_any_axis_and_batch_dims(rng):
     x = rng.standard_normal((3, 5, 4, 2))
     for axis in range(-4, 4):
