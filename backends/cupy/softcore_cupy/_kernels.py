@@ -34,6 +34,10 @@ _ROW_OPS = (
 )
 _ROW_VARIANTS = ("f32_v1", "f32_v4", "f32_v4u", "f64_v1", "f64_v2", "f64_v2u")
 _JAC_OPS = ("softmax_jacobian", "log_softmax_jacobian")
+_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp")
+_SPLIT_VARIANTS = ("f32_v4", "f64_v2")
+#: Blocks of a cluster that a split row may take (compiled instances, portable sizes).
+CLUSTERS: tuple[int, ...] = (2, 4, 8)
 
 #: Every entry point the backend may launch (the compile check asserts each exists).
 KERNEL_NAMES: tuple[str, ...] = tuple(
@@ -46,6 +50,12 @@ KERNEL_NAMES: tuple[str, ...] = tuple(
     ]
     + ["sc_ce_target_stats", "sc_ce_target_finish", "sc_ce_loss_parts"]
     + ["sc_ce_total_f32", "sc_ce_total_f64"]
+    + [
+        f"sc_split_{op}_{v}_c{cl}"
+        for op in _SPLIT_OPS
+        for v in _SPLIT_VARIANTS
+        for cl in CLUSTERS
+    ]
 )
 
 # Per itemsize: elements per vector access, and elements a thread keeps in registers.
@@ -248,6 +258,68 @@ def stage_bytes(
     return max(0, tail) * unit
 
 
+# Split rows ("Split rows" in kernels.cu): softmax, log_softmax and logsumexp rows
+# wider than a block's registers hold, over the blocks of a thread-block cluster
+# (sm_90 and later), each block caching its segment of the row. Off as shipped until
+# a GPU has timed them beside the one-block kernels (tools/bench_gpu.py, "split"
+# lines); the tests run them on the host emulation and, on a GPU, against the
+# references. SPLIT_THREADS: threads a block of a split row.
+SPLIT = False
+SPLIT_THREADS = 1024
+_split_capable: dict[int, bool] = {}
+
+
+def split_launch(op: str, n_classes: int, itemsize: int) -> int:
+    """Blocks of the cluster that shares each row (0: the row is not split): the
+    fewest of :data:`CLUSTERS` whose blocks of :data:`SPLIT_THREADS` cache the row,
+    where one block does not. A function of the op, C and the dtype alone."""
+    if op not in _SPLIT_OPS:
+        return 0
+    per = SPLIT_THREADS * _CACHE[itemsize]
+    if n_classes <= per:
+        return 0
+    for cl in CLUSTERS:
+        if cl * per >= n_classes:
+            return cl
+    return 0
+
+
+def _device_splits(device_id: int) -> bool:
+    """Whether the device runs thread-block clusters (compute capability 9.0 on)."""
+    ok = _split_capable.get(device_id)
+    if ok is None:
+        import cupy
+
+        cc = str(cupy.cuda.Device(device_id).compute_capability)
+        ok = _split_capable[device_id] = int(cc) >= 90
+    return ok
+
+
+def _split_row_launch(op: str, x, arrays, args) -> bool:
+    """Launch the split-row kernel of ``op`` where it applies (``SPLIT`` on, rows
+    of ``_SPLIT_VARIANTS``, a device with clusters); whether it did."""
+    import numpy as np
+
+    if not SPLIT:
+        return False
+    rows, n_classes = x.shape
+    itemsize = x.dtype.itemsize
+    cl = split_launch(op, n_classes, itemsize)
+    if not cl or rows == 0:
+        return False
+    variant = _row_variant(n_classes, itemsize, *arrays)
+    if variant not in _SPLIT_VARIANTS or not _device_splits(x.device.id):
+        return False
+    with x.device:
+        fn = _function(f"sc_split_{op}_{variant}_c{cl}", x.device.id)
+        fn(
+            (rows * cl, 1, 1),
+            (SPLIT_THREADS, 1, 1),
+            (*args, np.int64(rows), np.int64(n_classes)),
+        )
+    return True
+
+
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
     d = "f32" if itemsize == 4 else "f64"
     n = _VEC[itemsize]
@@ -265,6 +337,8 @@ def _row_launch(op: str, x, arrays, args, staged: bool = True) -> None:
 
     rows, n_classes = x.shape
     if rows == 0 or n_classes == 0:  # the core never sends these; nothing to launch
+        return
+    if _split_row_launch(op, x, arrays, args):
         return
     itemsize = x.dtype.itemsize
     variant = _row_variant(n_classes, itemsize, *arrays)

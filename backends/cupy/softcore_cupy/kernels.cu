@@ -8,6 +8,8 @@
 //   group mode  blockDim = (T, R), T = 8, 16 or 32: T consecutive lanes of a warp per
 //               row (32 / T rows per warp), R rows per block
 //   block mode  blockDim = (T, 1), T a multiple of 32 up to 1024: one block per row
+//   split mode  blockDim = (T, 1), CL blocks of a thread-block cluster per row (sm_90;
+//               softmax, log_softmax and logsumexp; "Split rows", off as shipped)
 // A thread handles the "slots" tid, tid + T, tid + 2T, ... of its row, a slot being
 // VEC consecutive elements read or written with one vector access. The first CACHE
 // slots of a thread are held in registers between the pass that reduces the row and
@@ -17,7 +19,8 @@
 //
 // Determinism: a row's sums are formed in an order fixed by C alone (per-thread
 // sequential sums, a shuffle butterfly over the row's lanes of a warp, then the warp
-// partials added in index order by every thread). There are no atomics.
+// partials added in index order by every thread; split rows then add the blocks'
+// partials in rank order). There are no atomics.
 //
 // Accuracy: sums are accumulated in double for float inputs too; the row maximum is
 // tracked exactly, and the row's log-sum-exp is formed in double.
@@ -620,6 +623,23 @@ __device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N
     }
 }
 
+// The thread's maximum over its cached slots, in the row's type (-inf where it has
+// none).
+template <typename T, int N, int K>
+__device__ __forceinline__ T cached_max(const Pack<T, N> (&c)[K], i64 nslot) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    T tm = neg_inf<T>();
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+#pragma unroll
+            for (int e = 0; e < N; ++e) tm = nanmax(tm, c[k].v[e]);
+        }
+    }
+    return tm;
+}
+
 // s += exp(x - m) over the thread's cached slots, m = tm (a finite value of the row),
 // each slot left as its exps where keep (add_slot).
 template <typename T, int N, int K>
@@ -647,15 +667,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
     s = 0.0;
-    T tm = neg_inf<T>();
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-        i64 v = tid + (i64)k * nt;
-        if (v < nslot) {
-#pragma unroll
-            for (int e = 0; e < N; ++e) tm = nanmax(tm, c[k].v[e]);
-        }
-    }
+    T tm = cached_max<T, N, K>(c, nslot);
     if (nslot <= (i64)K * nt) {
         // The whole row is in registers (a choice per launch): its maximum M comes
         // first, so the terms are exp(x - M) at once and no thread rescales its sum,
@@ -705,6 +717,28 @@ __device__ __forceinline__ float log_shift(float x, const Shift& h) {
     return (th - th == 0.0f) ? th + tl : th;
 }
 
+// The thread's cached slots of a softmax row (MODE 0: c holds the kept exps, written
+// times f) or a log_softmax row (MODE 1: x - lse), into orow.
+template <typename T, int N, int K, bool A, int MODE>
+__device__ __forceinline__ void write_cached(const Pack<T, N> (&c)[K], i64 nslot, T* orow,
+                                             const Kept& f, const Shift& lse) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        i64 v = tid + (i64)k * nt;
+        if (v < nslot) {
+            Pack<T, N> o;
+            if (MODE == 0) {
+                o = scale_slot<N>(c[k], f);
+            } else {
+#pragma unroll
+                for (int e = 0; e < N; ++e) o.v[e] = log_shift(c[k].v[e], lse);
+            }
+            st<T, N, A>(orow, v, o);
+        }
+    }
+}
+
 // MODE 0: softmax, 1: log_softmax
 template <typename T, int N, int K, bool A, int MODE>
 __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
@@ -724,20 +758,7 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     if (!cached) lse = make_shift(m, s);
     Kept f;
     if (MODE == 0) f = cached ? kept_cached(s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-        i64 v = tid + (i64)k * nt;
-        if (v < nslot) {
-            Pack<T, N> o;
-            if (MODE == 0) {
-                o = scale_slot<N>(c[k], f);
-            } else {
-#pragma unroll
-                for (int e = 0; e < N; ++e) o.v[e] = log_shift(c[k].v[e], lse);
-            }
-            st<T, N, A>(orow, v, o);
-        }
-    }
+    write_cached<T, N, K, A, MODE>(c, nslot, orow, f, lse);
     const int ns = stage_count<T, N>();
     tail_loop<T, Pack<T, N>>(
         tid + (i64)K * nt, nslot, nt, tid,
@@ -771,6 +792,129 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Split rows (sm_90 and later): a row over the CL blocks of a thread-block cluster
+//
+// A row wider than one block's registers hold (float32 past 16384 classes at 1024
+// threads, float64 past 8192) loads its tail a slot at a time, each load waiting on
+// the previous slot's arithmetic ("Tail loops"). Here the CL blocks of a cluster
+// (__cluster_dims__, CL = 2, 4 or 8, consecutive in x) share a row: the block of rank k
+// caches the row's slots [k P, k P + P), P = ceil(nslot / CL), which the launch keeps
+// within its K blockDim.x, so every slot is loaded before any is used, as in a row
+// one block holds. The row's maximum, then its sum of exp(x - M), are each block's
+// (row_max, row_sum over its segment) folded over the cluster's blocks in rank order
+// by every thread, each read from its block's shared memory (distributed shared
+// memory, cluster_ld): the same order in every block, so the same bits, and the
+// order depends on C alone (the launch takes CL and the block from C and the dtype).
+// A fold ends with a cluster barrier, so no block reuses or leaves its shared memory
+// while another may still read it. Every block of a cluster takes the same branches
+// around the folds (M, and so whether the row is finite, is the cluster's).
+// Accuracy as a row held in one block's registers: exp(x - M) summed in double, M the
+// row's maximum. Older architectures get entry points that trap; the launch takes
+// them only on sm_90 and later.
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SC_SPLIT 1
+#define SC_CLUSTER_DIMS(CL) __cluster_dims__(CL, 1, 1)
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+// every thread of the cluster arrives; a block's shared-memory stores before it are
+// seen by the loads of any block after it
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile(
+        "barrier.cluster.arrive.release.aligned;\n\t"
+        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// the double at p (this block's shared memory) in the block of the given rank
+__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
+    unsigned a, ra;
+    double v;
+    asm volatile("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}"
+                 : "=r"(a)
+                 : "l"(p));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f64 %0, [%1];" : "=d"(v) : "r"(ra) : "memory");
+    return v;
+}
+#elif defined(__CUDA_ARCH__)
+#define SC_SPLIT 0
+#define SC_CLUSTER_DIMS(CL)
+#else  // the tests' host emulation
+#define SC_SPLIT 1
+#define SC_CLUSTER_DIMS(CL)
+__device__ __forceinline__ unsigned cluster_rank() { return emu_cluster_rank(); }
+__device__ __forceinline__ void cluster_sync() { emu_cluster_sync(); }
+__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
+    return emu_cluster_ld(p, rank);
+}
+#endif
+
+#if SC_SPLIT
+// v (the same in every thread of the block) folded with op over the cluster's blocks in
+// rank order; slot is this block's scratch double for it. Every thread ends with the
+// same bits. Values travel as doubles: a float is exact in one (to_d and from_d, not
+// C casts, which -ftz would make flush a subnormal maximum).
+template <int CL, typename V, typename Op>
+__device__ __forceinline__ V cluster_fold(V v, Op op, double* slot) {
+    if (threadIdx.x == 0) *slot = to_d(v);
+    cluster_sync();
+    V t = from_d<V>(cluster_ld(slot, 0));
+#pragma unroll
+    for (int k = 1; k < CL; ++k) t = op(t, from_d<V>(cluster_ld(slot, (unsigned)k)));
+    cluster_sync();  // every block has read every slot
+    return t;
+}
+
+// MODE 0: softmax, 1: log_softmax, 2: logsumexp (out holds one T a row). Block mode,
+// blockDim.x a multiple of 32 from 64; gridDim.x = rows * CL.
+template <typename T, int N, int K, int MODE, int CL>
+__device__ void split_impl(const T* x, T* out, i64 C) {
+#ifdef __CUDA_ARCH__
+    __shared__ double sm[65];  // row_sum's 32, row_max's 32, the fold's slot
+#else
+    double* sm = emu_cta_scratch();
+#endif
+    const unsigned rank = cluster_rank();
+    const i64 r = (i64)(blockIdx.x / CL);
+    const i64 nslot = C / N;
+    const i64 per = (nslot + CL - 1) / CL;
+    const i64 s0 = (i64)rank * per;
+    const i64 nseg = s0 >= nslot ? 0 : (nslot - s0 < per ? nslot - s0 : per);
+    const T* xr = x + r * C + s0 * N;
+    Pack<T, N> c[K];
+    load_cache<T, N, K, true>(xr, nseg, c);
+    T tm = row_max(cached_max<T, N, K>(c, nseg), sm);
+    tm = cluster_fold<CL>(tm, OpMax(), sm + 64);
+    const double m = to_d(tm);
+    double s = 0.0;
+    if (m > -sc_inf() && m < sc_inf()) {  // the same for the whole cluster
+        add_cached<T, N, K>(c, nseg, tm, s, MODE == 0);
+        s = row_sum(s, sm);
+        s = cluster_fold<CL>(s, OpAdd(), sm + 64);
+    } else {
+        s = sc_nan();  // the whole row is NaN (make_shift; the kept factor 1 / S)
+    }
+    if (MODE == 2) {
+        if (rank == 0 && threadIdx.x == 0) {
+            const Shift h = make_shift(m, s);
+            out[r] = from_d<T>(h.m + h.ls);
+        }
+        return;
+    }
+    Shift lse;
+    Kept f;
+    if (MODE == 0) {
+        f = kept_cached(s, 1.0);
+    } else {
+        lse = make_shift(m, s);
+    }
+    write_cached<T, N, K, true, MODE>(c, nseg, out + r * C + s0 * N, f, lse);
+}
+#endif
 
 // ---------------------------------------------------------------------------
 // Vector-Jacobian products
@@ -1483,6 +1627,29 @@ SC_ROW_KERNELS(float, f32_v4u, 4, 4, false)
 SC_ROW_KERNELS(double, f64_v1, 1, 8, true)
 SC_ROW_KERNELS(double, f64_v2, 2, 4, true)
 SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
+
+// The split-row entry points: sc_split_<op>_<dtype>_v<VEC>_c<CL> (aligned rows only).
+#if SC_SPLIT
+#define SC_SPLIT_BODY(T, N, K, MODE, CL) split_impl<T, N, K, MODE, CL>(x, out, C);
+#else
+#define SC_SPLIT_BODY(T, N, K, MODE, CL) __trap();
+#endif
+#define SC_SPLIT_KERNEL(OP, T, SFX, N, K, MODE, CL)                                      \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_##OP##_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {            \
+        SC_SPLIT_BODY(T, N, K, MODE, CL)                                                 \
+    }
+#define SC_SPLIT_KERNELS(T, SFX, N, K, CL)                                               \
+    SC_SPLIT_KERNEL(softmax, T, SFX, N, K, 0, CL)                                        \
+    SC_SPLIT_KERNEL(log_softmax, T, SFX, N, K, 1, CL)                                    \
+    SC_SPLIT_KERNEL(logsumexp, T, SFX, N, K, 2, CL)
+
+SC_SPLIT_KERNELS(float, f32_v4, 4, 4, 2)
+SC_SPLIT_KERNELS(float, f32_v4, 4, 4, 4)
+SC_SPLIT_KERNELS(float, f32_v4, 4, 4, 8)
+SC_SPLIT_KERNELS(double, f64_v2, 2, 4, 2)
+SC_SPLIT_KERNELS(double, f64_v2, 2, 4, 4)
+SC_SPLIT_KERNELS(double, f64_v2, 2, 4, 8)
 
 // The Jacobians' entry points: sc_<op>[_rows]_<dtype> (the shared-memory kernel, and
 // the one for wider rows), LOG = 0 for softmax, 1 for log_softmax.

@@ -70,6 +70,14 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
+def _cluster_of(name: str) -> int:
+    """Blocks of a cluster a kernel is compiled for: a split-row kernel's ``_c<CL>``
+    suffix (its ``__cluster_dims__``), else 1."""
+    if name.startswith("sc_split_"):
+        return int(name.rsplit("_c", 1)[1])
+    return 1
+
+
 def build(cache_dir: Path | None = None, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
     """The host build of kernels.cu (cached by its text), with ``defines`` (NVRTC's
     ``-DNAME=VALUE`` options, as ``_kernels.compile_options`` gives them)."""
@@ -81,7 +89,7 @@ def build(cache_dir: Path | None = None, defines: tuple[str, ...] = ()) -> ctype
     names = _kernels.KERNEL_NAMES
     table = "\n".join(
         f'    if (!std::strcmp(name, "{n}"))'
-        f" {{ emu_launch({n}, g, b, args, shm); return 0; }}"
+        f" {{ emu_launch({n}, g, b, args, shm, {_cluster_of(n)}); return 0; }}"
         for n in names
     )
     harness = (
@@ -94,7 +102,7 @@ def build(cache_dir: Path | None = None, defines: tuple[str, ...] = ()) -> ctype
         f"{table}\n"
         "    return -1;\n"
         "}\n"
-        'extern "C" void sc_emulate_reverse(int r) { g_reverse = r != 0; }\n'
+        'extern "C" void sc_emulate_reverse(int r) { g_reverse = r; }\n'
     )
     key = hashlib.sha256(
         (src + header + harness + "\n".join(defines)).encode()
@@ -144,9 +152,10 @@ def build(cache_dir: Path | None = None, defines: tuple[str, ...] = ()) -> ctype
 
 
 @contextlib.contextmanager
-def reverse_order(dll: ctypes.CDLL):
-    """Launches in which a block's last thread takes the first turn (host_cuda.h)."""
-    dll.sc_emulate_reverse(1)
+def reverse_order(dll: ctypes.CDLL, order: int = 1):
+    """Launches in which a block's last thread takes the first turn (host_cuda.h's
+    g_reverse; ``order=2``: a cluster's last block first, threads in order)."""
+    dll.sc_emulate_reverse(order)
     try:
         yield
     finally:
@@ -220,16 +229,20 @@ def emulated(dll: ctypes.CDLL):
                     deviceGetAttribute=lambda attr, device: DEVICE_ATTRIBUTES[attr]
                 ),
                 driver=types.SimpleNamespace(CUDADriverError=RuntimeError),
+                # an sm_90 device: thread-block clusters (the split-row kernels)
+                Device=lambda device_id: types.SimpleNamespace(compute_capability="90"),
             )
             _saved = (
                 _kernels._function,
                 sys.modules.get("cupy"),
                 dict(_kernels._stage_caps),
+                dict(_kernels._split_capable),
             )
             # one function object per name, as CuPy keeps them (a shared-memory
             # opt-in set on one stays set), and the opt-ins of a fresh device
             functions: dict[str, _EmuFunction] = {}
             _kernels._stage_caps.clear()
+            _kernels._split_capable.clear()
 
             def function(name, device_id):
                 fn = functions.get(name)
@@ -246,10 +259,12 @@ def emulated(dll: ctypes.CDLL):
         with _patch_lock:
             _patch_depth -= 1
             if _patch_depth == 0:
-                saved_fn, saved_mod, saved_caps = _saved
+                saved_fn, saved_mod, saved_caps, saved_split = _saved
                 _kernels._function = saved_fn
                 _kernels._stage_caps.clear()
                 _kernels._stage_caps.update(saved_caps)
+                _kernels._split_capable.clear()
+                _kernels._split_capable.update(saved_split)
                 if saved_mod is None:
                     sys.modules.pop("cupy", None)
                 else:

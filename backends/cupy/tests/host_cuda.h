@@ -7,7 +7,9 @@
 // barriers over the lanes their mask names (which must all take part). It executes
 // the kernels' real control flow (row-group, warp and block reductions, register
 // caches, vector slots, early exits), sequentially: it checks what the kernels
-// compute, not how they race.
+// compute, not how they race. A cluster launch (the split-row kernels) runs the
+// blocks of a cluster together, each with its own barrier, warps and cta_scratch,
+// and a cluster barrier over all of their fibers.
 #pragma once
 
 #include <ucontext.h>
@@ -53,6 +55,7 @@ inline dim3 blockDim, gridDim;
 #define __noinline__
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __cluster_dims__(...)
 
 using std::exp;
 using std::log;
@@ -92,7 +95,8 @@ struct WarpState {
 
 struct EmuFiber {
     ucontext_t ctx;
-    dim3 idx;
+    dim3 idx, blk;
+    unsigned rank = 0;  // its block's rank in the cluster
     const unsigned* wait_gen = nullptr;  // the barrier generation it waits to change
     unsigned wait_val = 0;
     bool done = false;
@@ -102,8 +106,10 @@ struct EmuFiber {
 // one launch runs at a time, as kernels on one stream do; concurrent launches from
 // several host threads (the kit's concurrent-calls property) wait their turn.
 inline std::mutex g_launch;
-inline EmuBarrier g_block_bar;
-inline std::vector<std::unique_ptr<WarpState>> g_warps;
+inline std::vector<EmuBarrier> g_block_bars;  // one per block of the cluster
+inline EmuBarrier g_cluster_bar;
+inline unsigned g_cluster = 1;  // blocks run together: a cluster's
+inline std::vector<std::unique_ptr<WarpState>> g_warps;  // the cluster's, block by block
 inline std::vector<EmuFiber> g_fibers;
 inline EmuFiber* g_cur = nullptr;
 inline ucontext_t g_sched;
@@ -128,23 +134,53 @@ inline void* emu_dynamic_shared(unsigned& bytes) {
     return g_dyn.data();
 }
 
-inline unsigned g_block_threads = 0, g_finished = 0;
+inline unsigned g_block_threads = 0, g_finished = 0;  // fibers of the cluster
 
-// The order fibers take turns in: by thread index, or (g_reverse) the last thread
-// first. A kernel that reads shared memory or a shuffle buffer before the barrier
-// that makes the value ready reads a stale value in one order or the other, so the
-// tests run every kernel both ways.
-inline bool g_reverse = false;
+// Each block's own small shared array (cta_scratch in kernels.cu: a __shared__ array
+// on a GPU), which other blocks of its cluster read through cluster_ld.
+inline constexpr unsigned EMU_CTA_DOUBLES = 72;
+inline std::vector<std::vector<double>> g_cta;
 
-inline unsigned emu_turn(unsigned i) { return g_reverse ? g_block_threads - 1 - i : i; }
+// The order fibers take turns in: by thread index (g_reverse 0), the last thread first
+// (1), or a cluster's blocks last to first, each block's threads first to last, the
+// first fiber in that order that can run always taking the next turn (2; as 0 where a
+// block runs alone). A kernel that reads shared memory or a shuffle buffer before the
+// barrier that makes the value ready reads a stale value in one order or the other,
+// so the tests run every kernel both ways; and a block of a cluster that overwrites
+// what another block has yet to read shows in the third order, where the last block
+// runs as far ahead of the others as their barriers let it.
+inline int g_reverse = 0;
+
+inline unsigned emu_turn(unsigned i) {
+    if (g_reverse == 1) return g_block_threads - 1 - i;
+    if (g_reverse == 2 && g_cluster > 1) {
+        const unsigned n = g_block_threads / g_cluster;
+        return (g_cluster - 1 - i / n) * n + i % n;
+    }
+    return i;
+}
 
 [[noreturn]] inline void emu_deadlock() {
     // on a GPU: undefined, often a hang
-    std::fprintf(stderr,
-                 "host_cuda.h: block (%u, %u) of %u threads: %u finished, the others "
-                 "wait at a barrier or shuffle that not all of them reach\n",
-                 blockIdx.x, blockIdx.y, g_block_threads, g_finished);
+    if (g_cluster > 1)
+        std::fprintf(stderr,
+                     "host_cuda.h: the cluster of %u blocks from (%u, %u), %u threads "
+                     "each: %u finished, the others wait at a barrier or shuffle that "
+                     "not all of them reach\n",
+                     g_cluster, blockIdx.x - blockIdx.x % g_cluster, blockIdx.y,
+                     g_block_threads / g_cluster, g_finished);
+    else
+        std::fprintf(stderr,
+                     "host_cuda.h: block (%u, %u) of %u threads: %u finished, the others "
+                     "wait at a barrier or shuffle that not all of them reach\n",
+                     blockIdx.x, blockIdx.y, g_block_threads, g_finished);
     std::abort();
+}
+
+// The turn after fiber f's: the next one in order, or in order 2 the first.
+inline unsigned emu_next_turn(const EmuFiber* f) {
+    if (g_reverse == 2) return 0;
+    return emu_turn(static_cast<unsigned>(f - g_fibers.data())) + 1;
 }
 
 // The first fiber from turn t on (cyclically) that has not finished and is not waiting.
@@ -168,15 +204,31 @@ inline void emu_wait(EmuBarrier& b) {
     EmuFiber* me = g_cur;
     me->wait_gen = &b.gen;
     me->wait_val = gen;
-    EmuFiber* next = emu_runnable(emu_turn(static_cast<unsigned>(me - g_fibers.data())) + 1);
+    EmuFiber* next = emu_runnable(emu_next_turn(me));
     if (!next) emu_deadlock();
     g_cur = next;
     threadIdx = next->idx;
+    blockIdx = next->blk;
     swapcontext(&me->ctx, &next->ctx);
     me->wait_gen = nullptr;  // released, and handed a turn
 }
 
-inline void __syncthreads() { emu_wait(g_block_bar); }
+inline void __syncthreads() { emu_wait(g_block_bars[g_cur->rank]); }
+
+// The cluster's side of kernels.cu's split rows: the block's rank, the barrier of all
+// the cluster's threads, a block's scratch and another block's value at the same place.
+inline unsigned emu_cluster_rank() { return g_cur->rank; }
+inline void emu_cluster_sync() { emu_wait(g_cluster_bar); }
+inline double* emu_cta_scratch() { return g_cta[g_cur->rank].data(); }
+inline double emu_cluster_ld(const double* p, unsigned rank) {
+    const double* own = emu_cta_scratch();
+    if (rank >= g_cluster || p < own || p >= own + EMU_CTA_DOUBLES) {
+        std::fprintf(stderr, "host_cuda.h: cluster_ld of rank %u (a cluster of %u) "
+                     "outside the block's scratch\n", rank, g_cluster);
+        std::abort();
+    }
+    return g_cta[rank][static_cast<std::size_t>(p - own)];
+}
 
 // The barrier of the lanes in mask, which must be an aligned run of 8, 16 or 32 lanes
 // holding the caller (a CUDA shuffle whose mask leaves out a lane it reads from, or
@@ -197,7 +249,7 @@ inline EmuBarrier& emu_lanes(WarpState& w, unsigned mask, int lane) {
 template <typename F>
 double emu_exchange(unsigned mask, double v, F from_lane) {
     const int t = emu_tid(), lane = t & 31;
-    WarpState& w = *g_warps[t >> 5];
+    WarpState& w = *g_warps[g_cur->rank * ((blockDim.x * blockDim.y + 31) / 32) + (t >> 5)];
     EmuBarrier& bar = emu_lanes(w, mask, lane);
     w.buf[lane] = v;
     emu_wait(bar);
@@ -251,15 +303,19 @@ inline void emu_stacks(std::size_t n) {
     g_stack_slot_bytes = slot;
 }
 
-// Run one block: fibers hand over to one another at barriers; a fiber that finishes
-// returns here, and the next one that can run goes on.
-inline void emu_block(unsigned n) {
+// Run one cluster of blocks (one block, as most launches are): fibers hand over to one
+// another at barriers; a fiber that finishes returns here, and the next one that can
+// run goes on. n: threads a block; the cluster's first block is at (bx, by).
+inline void emu_block(unsigned n, unsigned bx, unsigned by) {
     const std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
-    g_block_threads = n;
+    g_block_threads = n * g_cluster;
     g_finished = 0;
-    for (unsigned i = 0; i < n; ++i) {
+    for (unsigned i = 0; i < g_block_threads; ++i) {
         EmuFiber& f = g_fibers[i];
-        f.idx = dim3{i % blockDim.x, i / blockDim.x, 1};
+        const unsigned t = i % n;
+        f.rank = i / n;
+        f.idx = dim3{t % blockDim.x, t / blockDim.x, 1};
+        f.blk = dim3{bx + f.rank, by, 1};
         f.wait_gen = nullptr;
         f.done = false;
         getcontext(&f.ctx);
@@ -269,27 +325,36 @@ inline void emu_block(unsigned n) {
         makecontext(&f.ctx, emu_fiber_main, 0);
     }
     unsigned from = 0;
-    while (g_finished < n) {
+    while (g_finished < g_block_threads) {
         EmuFiber* f = emu_runnable(from);
         if (!f) emu_deadlock();
         g_cur = f;
         threadIdx = f->idx;
+        blockIdx = f->blk;
         swapcontext(&g_sched, &f->ctx);
         ++g_finished;  // g_cur finished
-        from = emu_turn(static_cast<unsigned>(g_cur - g_fibers.data())) + 1;
+        from = emu_next_turn(g_cur);
     }
 }
 
+// cluster: blocks a cluster (__cluster_dims__ of the kernel), consecutive in x; the
+// grid's x must be a multiple of it, as a GPU requires.
 template <typename... A>
-void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_bytes = 0) {
+void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_bytes = 0,
+                unsigned cluster = 1) {
     const std::lock_guard<std::mutex> one_at_a_time(g_launch);
+    if (cluster == 0 || g.x % cluster) {
+        std::fprintf(stderr, "host_cuda.h: a grid of %u blocks in clusters of %u\n", g.x, cluster);
+        std::abort();
+    }
     gridDim = g;
     blockDim = b;
+    g_cluster = cluster;
     g_dyn_bytes = shared_bytes;
     g_dyn.resize((shared_bytes + 15) / 16);
     const unsigned n = b.x * b.y;
-    emu_stacks(n);
-    g_fibers.resize(n);
+    emu_stacks(n * cluster);
+    g_fibers.resize(n * cluster);
     g_body = [k, args] { emu_call(k, args, std::index_sequence_for<A...>{}); };
 
     // A block that runs on and on (a loop that never ends) aborts, naming the block,
@@ -314,17 +379,21 @@ void emu_launch(void (*k)(A...), dim3 g, dim3 b, void** args, unsigned shared_by
         }
     });
     for (unsigned by = 0; by < g.y; ++by) {
-        for (unsigned bx = 0; bx < g.x; ++bx) {
+        for (unsigned bx = 0; bx < g.x; bx += cluster) {
             {
                 const std::lock_guard<std::mutex> lk(dog_mu);
                 current = dim3{bx, by, 1};
             }
             blockIdx = dim3{bx, by, 1};
-            g_block_bar = EmuBarrier{n, 0, 0};
+            g_block_bars.assign(cluster, EmuBarrier{n, 0, 0});
+            g_cluster_bar = EmuBarrier{n * cluster, 0, 0};
+            // as dynamic shared memory, scratch starts as NaN in every block
+            g_cta.assign(cluster, std::vector<double>(EMU_CTA_DOUBLES, std::nan("")));
             if (!g_dyn.empty()) std::memset(g_dyn.data(), 0xff, g_dyn.size() * sizeof(EmuChunk));
             g_warps.clear();
-            for (unsigned w = 0; w < (n + 31) / 32; ++w) g_warps.push_back(std::make_unique<WarpState>());
-            emu_block(n);
+            for (unsigned w = 0; w < cluster * ((n + 31) / 32); ++w)
+                g_warps.push_back(std::make_unique<WarpState>());
+            emu_block(n, bx, by);
             const std::lock_guard<std::mutex> lk(dog_mu);
             ++blocks_done;
             dog_cv.notify_one();

@@ -85,6 +85,38 @@ def test_nan_propagating_max_by_architecture(nvrtc):
         assert ("max.NaN.f32" in ptx) == has, arch
 
 
+def _entries(ptx):
+    """Each entry point's PTX text (its directives and body), by name."""
+    out = {}
+    for part in ptx.split(".entry ")[1:]:
+        out[part.split("(", 1)[0]] = part
+    return out
+
+
+def test_split_kernels_by_architecture(nvrtc):
+    """The split-row kernels ("Split rows" in kernels.cu): on compute_90 each names
+    its cluster (``.reqnctapercluster``, the ``_c<CL>`` of its name) and reads the
+    other blocks' shared memory (``mapa``); before sm_90 they compile to a trap, and
+    no other kernel of the module touches a cluster (the module still loads there)."""
+    for arch in ("80", "90"):
+        ok, log, ptx = _compile(nvrtc, arch)
+        assert ok, log
+        entries = _entries(ptx)
+        split = {n: t for n, t in entries.items() if n.startswith("sc_split_")}
+        assert len(split) == 18, sorted(split)
+        for name, text in split.items():
+            cl = name.rsplit("_c", 1)[1]
+            if arch == "90":
+                assert f".reqnctapercluster {cl}, 1, 1" in text, name
+                assert "mapa.shared::cluster" in text, name
+                assert "barrier.cluster.arrive" in text, name
+            else:
+                assert "trap;" in text, name
+                assert "cluster" not in text, name
+        others = [t for n, t in entries.items() if not n.startswith("sc_split_")]
+        assert not any("cluster" in t for t in others), arch
+
+
 def test_a_syntax_error_is_reported(nvrtc):
     bad = _kernels.kernel_source().replace("__shfl_xor_sync", "__shfl_xor_sync_typo", 1)
     ok, log, _ = _nvrtc.compile_source(nvrtc, bad, "90", _kernels.NVRTC_OPTIONS)

@@ -25,6 +25,7 @@ import float32_rows
 import float64_rows
 import numpy as np
 import pytest
+import split_rows
 
 from softcore_cupy import _kernels as K
 
@@ -734,6 +735,154 @@ def test_tail_batches_give_the_same_bits(
             )
 
 
+SPLIT_OPS = ("softmax_rows", "log_softmax_rows", "logsumexp_rows")
+
+
+def _split_runs(x, names):
+    """softmax, log_softmax and logsumexp of x, and softmax and log_softmax written
+    over a copy of x; ``names`` collects the entry points launched."""
+    out = {}
+    for op in SPLIT_OPS:
+        shape = x.shape[:1] if op == "logsumexp_rows" else x.shape
+        got = _emu.dev(np.empty(shape, x.dtype))
+        getattr(K, op)(_emu.dev(x), got)
+        out[op] = np.asarray(got).copy()
+    for op in SPLIT_OPS[:2]:
+        y = _emu.dev(x.copy())
+        getattr(K, op)(y, y)
+        out[op + " in place"] = np.asarray(y).copy()
+    return out
+
+
+@pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
+def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
+    """Rows split over the blocks of a cluster ("Split rows" in kernels.cu; 64
+    threads a block here): the reference's values, NaN rows NaN, the row's maximum
+    in the first or the last block's segment; the same bits with the blocks'
+    threads taking turns first to last, last to first, and the cluster's last block
+    first (a block that runs ahead of another), and written over the input; close
+    to (not the bits of) the one-block kernels, whose sums run in another order;
+    and the launch is the split kernel for the width's cluster."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    itemsize = np.dtype(dtype).itemsize
+    c = split_rows.width(cl, itemsize, 64)
+    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
+    assert K.split_launch("softmax", c, itemsize) == cl
+    x = _logits(np.random.default_rng(cl), 8, c, dtype)
+    x[5, -3] = 60.0  # the maximum in the last segment
+    x[6, 2] = 60.0  # in the first
+    x[7, :] = 1.0  # every term equal
+    names: list[str] = []
+    runs = {}
+    dll = _emu.build(tmp_path_factory.getbasetemp())
+    with _emu.emulated(dll):
+        real = K._function
+
+        def spy(name, device_id):
+            names.append(name)
+            return real(name, device_id)
+
+        monkeypatch.setattr(K, "_function", spy)
+        monkeypatch.setattr(K, "SPLIT", True)
+        runs["forward"] = _split_runs(x, names)
+        assert set(names) == {
+            f"sc_split_{op[:-5]}_f{itemsize * 8}_v{K._VEC[itemsize]}_c{cl}"
+            for op in SPLIT_OPS
+        }
+        with _emu.reverse_order(dll):
+            runs["reverse"] = _split_runs(x, names)
+        with _emu.reverse_order(dll, 2):
+            runs["blocks reversed"] = _split_runs(x, names)
+        monkeypatch.setattr(K, "SPLIT", False)
+        names.clear()
+        runs["one block"] = _split_runs(x, names)
+        assert not any(n.startswith("sc_split_") for n in names)
+    got = runs["forward"]
+    for key, a in got.items():
+        for order in ("reverse", "blocks reversed"):
+            np.testing.assert_array_equal(
+                a, runs[order][key], err_msg=f"{order}: {key}"
+            )
+    for op in SPLIT_OPS[:2]:
+        np.testing.assert_array_equal(got[op + " in place"], got[op], err_msg=op)
+    for op in SPLIT_OPS:
+        shape = x.shape[:1] if op == "logsumexp_rows" else x.shape
+        ref = np.empty(shape, dtype)
+        getattr(reference, op)(x, ref)
+        _close(got[op], ref, dtype, f"{op} C={c}")
+        _close(got[op], runs["one block"][op], dtype, f"{op} against one block")
+        assert np.isnan(got[op][1:4]).all(), op  # NaN, +inf and all -inf rows
+        assert not np.isnan(got[op][[0, 4, 5, 6, 7]]).any(), op  # -inf at x = -inf
+    np.testing.assert_array_equal(
+        got["softmax_rows"][7], np.float64(1 / c).astype(dtype)
+    )
+
+
+@pytest.mark.parametrize(
+    ("why", "c", "dtype", "offset"),
+    [
+        (
+            "a width not a multiple of the vector",
+            split_rows.width(2, 4, 64) + 1,
+            np.float32,
+            0,
+        ),
+        ("an unaligned row", split_rows.width(2, 4, 64), np.float32, 1),
+        ("a row one block holds", 64 * 16, np.float32, 0),
+        ("a row past the largest cluster", 8 * 64 * 8 + 2, np.float64, 0),
+    ],
+    ids=["odd", "unaligned", "one-block", "too-wide"],
+)
+def test_split_rows_only_where_they_apply(
+    tmp_path_factory, monkeypatch, why, c, dtype, offset
+):
+    """Where a split launch does not apply the one-block kernels run (and give the
+    reference's values): rows not of the aligned vector variants, rows one block
+    caches, rows wider than 8 blocks cache; and with SPLIT off, as shipped."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
+    rng = np.random.default_rng(c)
+    base = (rng.standard_normal(2 * c + offset) * 4).astype(dtype)
+    x = base[offset:].reshape(2, c)  # offset by an element: unaligned
+    names: list[str] = []
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        real = K._function
+
+        def spy(name, device_id):
+            names.append(name)
+            return real(name, device_id)
+
+        monkeypatch.setattr(K, "_function", spy)
+        for split in (True, False):
+            monkeypatch.setattr(K, "SPLIT", split)
+            got = _emu.dev(np.empty((2, c), dtype))
+            K.softmax_rows(_emu.dev(x), got)
+            ref = np.empty((2, c), dtype)
+            reference.softmax_rows(np.ascontiguousarray(x), ref)
+            _close(np.asarray(got), ref, dtype, why)
+    assert names, why
+    assert not any(n.startswith("sc_split_") for n in names), (why, names)
+
+
+def test_a_cluster_barrier_not_every_block_reaches_aborts(tmp_path):
+    """A cluster whose blocks do not all reach the cluster barrier (a hang on a GPU)
+    ends the emulation at once, naming the cluster."""
+    res = _host_program(
+        tmp_path,
+        "__global__ void stuck() { if (blockIdx.x % 2 == 0) emu_cluster_sync(); }\n"
+        "int main() {\n"
+        "    emu_launch(stuck, dim3{4, 1, 1}, dim3{32, 1, 1}, nullptr, 0, 2);\n"
+        "}\n",
+    )
+    assert res.returncode != 0
+    assert (
+        "the cluster of 2 blocks from (0, 0), 32 threads each: 32 finished"
+        in res.stderr
+    )
+
+
 def test_the_emulation_is_safe_across_threads(tmp_path_factory):
     """Threads that launch through the emulation at once (as the kit's
     concurrent-calls property does) each see it patched until the last leaves.
@@ -870,6 +1019,25 @@ def test_the_device_tests_on_a_stand_in_for_cupy():
     assert " passed" in res.stdout.splitlines()[-1]
 
 
+def _bench_on_the_stand_in(code):
+    """Run ``code`` (a script driving tools/bench_gpu.py) against the stand-in for
+    CuPy; what its last line prints, as JSON."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    here = Path(__file__).parent
+    path = os.pathsep.join(
+        [str(here / "standin"), str(here), str(here.parent / "tools"),
+         os.environ.get("PYTHONPATH", "")]
+    )  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-5000:]
+    return json.loads(res.stdout.splitlines()[-1])
+
+
 _BENCH_TAIL = """
 import json, sys
 import bench_gpu, cupy
@@ -887,20 +1055,7 @@ def test_the_tail_batch_bench_on_a_stand_in_for_cupy():
     """tools/bench_gpu.py's tail-batch timings, run on the stand-in: a module for
     each batch (the shipped one first, and restored after), every op at each, and
     its summary line (the stand-in's clock gives every ratio 1)."""
-    if _emu.compiler() is None:
-        pytest.skip(NO_CXX)
-    here = Path(__file__).parent
-    path = os.pathsep.join(
-        [str(here / "standin"), str(here), str(here.parent / "tools"),
-         os.environ.get("PYTHONPATH", "")]
-    )  # fmt: skip
-    res = subprocess.run(
-        [sys.executable, "-c", _BENCH_TAIL],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": path},
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-5000:]
-    results, lines, modules, batch, ops = json.loads(res.stdout.splitlines()[-1])
+    results, lines, modules, batch, ops = _bench_on_the_stand_in(_BENCH_TAIL)
     assert batch == {"4": 1, "8": 1}  # the shipped batches, restored
     ((kind, row),) = results
     assert kind == "tail_batch"
@@ -911,6 +1066,36 @@ def test_the_tail_batch_bench_on_a_stand_in_for_cupy():
         assert by == {"1": 1.0, "2": 1.0, "4": 1.0}
     assert modules == ["(0, (1, 1))", "(0, (2, 1))", "(0, (4, 1))"]
     assert [ln for ln in lines if ln.startswith("tail batch [6, 3000] float32: ")]
+
+
+_BENCH_SPLIT = """
+import json, sys
+import bench_gpu, cupy
+from softcore_cupy import _kernels as K
+bench_gpu.SPLIT_BLOCKS = (64, 128)  # split rows at 3000 floats, a quick emulation
+results = []
+shapes = [(6, 3000), (6, 3001)]
+bench_gpu.bench_split(cupy, K, shapes, [cupy.float32], results, rounds=1)
+print(json.dumps([results, bench_gpu.summary(results), K.SPLIT, K.SPLIT_THREADS]))
+"""
+
+
+def test_the_split_row_bench_on_a_stand_in_for_cupy():
+    """tools/bench_gpu.py's split-row timings, run on the stand-in: the one-block
+    launch and a split one for each block size, every op at each; a width the split
+    kernels do not take (not a multiple of the vector) times the one-block launch
+    alone; SPLIT restored after; and the summary lines."""
+    results, lines, split, threads = _bench_on_the_stand_in(_BENCH_SPLIT)
+    assert (split, threads) == (K.SPLIT, K.SPLIT_THREADS)  # as shipped, restored
+    (k1, even), (k2, odd) = results
+    assert k1 == k2 == "split"
+    assert set(even["ratio_by_launch"]) == {"softmax", "log_softmax", "logsumexp"}
+    for by in even["ratio_by_launch"].values():
+        assert by == {"one block": 1.0, "split 4x64": 1.0, "split 2x128": 1.0}
+    for by in odd["ratio_by_launch"].values():
+        assert by == {"one block": 1.0}
+    assert [ln for ln in lines if ln.startswith("split rows [6, 3000] float32: ")]
+    assert [ln for ln in lines if "[6, 3001]" in ln and "not split" in ln]
 
 
 @pytest.mark.skipif(

@@ -18,6 +18,7 @@ import float32_rows
 import float64_rows
 import numpy as np
 import pytest
+import split_rows
 
 import softcore_cupy
 from softcore_cupy import _kernels as K
@@ -461,6 +462,49 @@ def test_deterministic(dtype):
         K.cross_entropy_grad_rows(x, t, a, bb, cw, 1 / n, loss1, g1)
         assert bool((loss1 == loss0).all())
         assert bool((g1 == g0).all())
+
+
+# The split-row launch at its shipped block (1024 threads) on a GPU; on the stand-in
+# at 64 threads a block, rows of the same shape in blocks a sixteenth the size.
+SPLIT_THREADS = 64 if STANDIN else K.SPLIT_THREADS
+
+
+@pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
+def test_split_rows_on_the_device(dtype, cl, monkeypatch):
+    """Rows split over a thread-block cluster (off as shipped; on here): the
+    reference's values, NaN rows NaN, the maximum in the first or the last block's
+    segment, the same bits on every call and written over the input, close to the
+    one-block kernels; the device runs clusters (compute capability 9.0 on)."""
+    monkeypatch.setattr(K, "SPLIT_THREADS", SPLIT_THREADS)
+    itemsize = np.dtype(dtype).itemsize
+    c = split_rows.width(cl, itemsize, SPLIT_THREADS)
+    assert K.split_launch("softmax", c, itemsize) == cl
+    device = cupy.cuda.Device().id
+    if not K._device_splits(device):
+        pytest.skip("the device has no thread-block clusters (sm_90 and later)")
+    x = _logits(np.random.default_rng(cl), 7, c, dtype)
+    x[5, -3] = 60.0
+    x[6, 2] = 60.0
+    xd = cupy.asarray(x)
+    for op in ("softmax_rows", "log_softmax_rows", "logsumexp_rows"):
+        shape = (7,) if op == "logsumexp_rows" else x.shape
+        runs = []
+        for split in (True, True, False):
+            monkeypatch.setattr(K, "SPLIT", split)
+            got = cupy.empty(shape, dtype)
+            getattr(K, op)(xd, got)
+            runs.append(cupy.asnumpy(got))
+        np.testing.assert_array_equal(runs[0], runs[1], err_msg=op)
+        ref = np.empty(shape, dtype)
+        getattr(reference, op)(x, ref)
+        _close(runs[0], ref, dtype, f"split {op} C={c}")
+        _close(runs[0], runs[2], dtype, f"split {op} against one block")
+        assert np.isnan(runs[0][1:4]).all(), op
+        if op != "logsumexp_rows":
+            monkeypatch.setattr(K, "SPLIT", True)
+            y = xd.copy()
+            getattr(K, op)(y, y)
+            np.testing.assert_array_equal(cupy.asnumpy(y), runs[0], err_msg=op)
 
 
 def test_runs_on_the_current_stream():

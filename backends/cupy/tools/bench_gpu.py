@@ -208,6 +208,23 @@ def _tail_batch(K, itemsize: int, b: int):
         K.TAIL_BATCH.update(saved)
 
 
+def _in_turn(cupy, kernels, ops, settings, floor, rounds):
+    """Each op's time over ``floor`` under each of ``settings`` (a name and a
+    function giving a context manager that sets it), the settings taken in turn
+    ``rounds`` times and the median kept, so that a drift of the device's clock
+    falls on all of them alike: ``{op: {setting: ratio}}``."""
+    times: dict = {op: {k: [] for k in settings} for op in ops}
+    for _ in range(rounds):
+        for key, setting in settings.items():
+            with setting():
+                for op in ops:
+                    t = _timer(cupy, kernels[op], reps=10)
+                    times[op][key].append(t / floor)
+    return {
+        op: {k: statistics.median(v) for k, v in by.items()} for op, by in times.items()
+    }
+
+
 def bench_tail_batch(cupy, K, shapes, dtypes, results, rounds=5):
     """Rows past the register cache with their tail slots loaded one at a time (as
     shipped) and a batch at a time (``K.TAIL_BATCH``, a module of its own for each
@@ -218,22 +235,47 @@ def bench_tail_batch(cupy, K, shapes, dtypes, results, rounds=5):
         for n, c in shapes:
             x, _, floor, kernels, _ = _row_case(cupy, K, n, c, dtype)
             size = x.dtype.itemsize
-            times: dict = {op: {b: [] for b in TAIL_BATCHES} for op in _TAIL_OPS}
-            for _ in range(rounds):
-                for b in TAIL_BATCHES:
-                    with _tail_batch(K, size, b):
-                        for op in _TAIL_OPS:
-                            t = _timer(cupy, kernels[op], reps=10)
-                            times[op][b].append(t / floor)
-            row = {
-                "shape": [n, c],
-                "dtype": str(x.dtype),
-                "ratio_by_batch": {
-                    op: {b: statistics.median(v) for b, v in by.items()}
-                    for op, by in times.items()
-                },
-            }
+            settings = {b: lambda b=b: _tail_batch(K, size, b) for b in TAIL_BATCHES}
+            ratios = _in_turn(cupy, kernels, _TAIL_OPS, settings, floor, rounds)
+            row = {"shape": [n, c], "dtype": str(x.dtype), "ratio_by_batch": ratios}
             results.append(("tail_batch", row))
+            print(json.dumps(row), flush=True)
+
+
+_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp")
+SPLIT_BLOCKS = (1024, 512)  # threads a block of a split row, timed beside each other
+
+
+@contextlib.contextmanager
+def _split(K, on: bool, threads: int):
+    saved = K.SPLIT, K.SPLIT_THREADS
+    K.SPLIT, K.SPLIT_THREADS = on, threads
+    try:
+        yield
+    finally:
+        K.SPLIT, K.SPLIT_THREADS = saved
+
+
+def bench_split(cupy, K, shapes, dtypes, results, rounds=5):
+    """Rows past one block's registers, one block a row (as shipped) and split over a
+    thread-block cluster (``K.SPLIT``; blocks of each of ``SPLIT_BLOCKS`` threads,
+    the cluster as wide as the row needs): each op's ratio to the copy, the launches
+    taken in turn ``rounds`` times and the median kept. A launch the split does not
+    apply to (a row too wide for 8 blocks, a device without clusters) is left out."""
+    cc = int(cupy.cuda.Device().compute_capability)
+    for dtype in dtypes:
+        for n, c in shapes:
+            x, _, floor, kernels, _ = _row_case(cupy, K, n, c, dtype)
+            size = x.dtype.itemsize
+            launches = {"one block": lambda: _split(K, False, K.SPLIT_THREADS)}
+            for t in SPLIT_BLOCKS:
+                with _split(K, True, t):
+                    cl = K.split_launch("softmax", c, size)
+                if cl and cc >= 90 and c % K._VEC[size] == 0:
+                    launches[f"split {cl}x{t}"] = lambda t=t: _split(K, True, t)
+            ratios = _in_turn(cupy, kernels, _SPLIT_OPS, launches, floor, rounds)
+            row = {"shape": [n, c], "dtype": str(x.dtype), "ratio_by_launch": ratios}
+            results.append(("split", row))
             print(json.dumps(row), flush=True)
 
 
@@ -366,6 +408,22 @@ def summary(results) -> list[str]:
             lines.append(
                 f"tail batch {r['shape']} {r['dtype']}: " + "; ".join(parts) + " a copy"
             )
+    for kind, r in results:  # split rows against one block a row
+        if kind == "split":
+            parts = []
+            for op, by in r["ratio_by_launch"].items():
+                one = by["one block"]
+                rest = ", ".join(
+                    f"{k} {q:.2f} ({q / one:.2f}x)"
+                    for k, q in by.items()
+                    if k != "one block"
+                )
+                parts.append(f"{op} {one:.2f} ({rest or 'not split'})")
+            lines.append(
+                f"split rows {r['shape']} {r['dtype']}: "
+                + "; ".join(parts)
+                + " a copy (one block a row; split: blocks x threads)"
+            )
     for kind, r in results:  # the public cross-entropy, hook against core plan
         if kind == "rows" and "ce_loss_grad_plan_api" in r:
             lines.append(
@@ -427,14 +485,14 @@ def main(argv=None) -> int:
         action="store_true",
         help="also time the row kernels at every threads-per-row choice",
     )
-    parts = ("rows", "jacobian", "linear", "tail", "sweep")
+    parts = ("rows", "jacobian", "linear", "tail", "split", "sweep")
     p.add_argument(
         "--only",
         help=f"comma-separated parts to run, of {','.join(parts)} (default: all "
         "but sweep, which --sweep adds)",
     )
     args = p.parse_args(argv)
-    run = set(parts[:4]) | ({"sweep"} if args.sweep else set())
+    run = set(parts[:5]) | ({"sweep"} if args.sweep else set())
     if args.only:
         run = set(args.only.split(","))
         if not run <= set(parts):
@@ -479,6 +537,9 @@ def main(argv=None) -> int:
     if "tail" in run and not args.quick:
         tails = [(1024, 32000), (4096, 32768), (1024, 128256)]
         bench_tail_batch(cupy, K, tails, both, results)
+    if "split" in run and not args.quick:
+        split = [(1024, 32000), (4096, 32768), (2048, 65536), (1024, 128256)]
+        bench_split(cupy, K, split, both, results)
     if "sweep" in run:
         sweep = [(262144, 32), (65536, 128), (32768, 256), (8192, 1000)]
         sweep += [(8192, 4096), (1024, 32000), (256, 128256)]

@@ -16,7 +16,8 @@
 #   tests    backends/cupy/tests on the device (kit deselected:   tests.txt
 #            it ran above)
 #   bench    tools/bench_gpu.py --sweep: ratios to a device copy, bench.txt, bench.json
-#            to the GEMMs, to torch; threads-per-row sweep; the
+#            to the GEMMs, to torch; tail batches and split rows
+#            beside the shipped launch; threads-per-row sweep; the
 #            design's targets with the worst ratio for each
 # summary.txt lists each phase's exit status and seconds. The exit status is 0 when
 # every phase passed, 1 otherwise (2 when cupy is not available: nothing to run).

@@ -35,6 +35,8 @@ class _Context:
 
 
 class _Device(_Context, cupy_emulation._Device):
+    compute_capability = "90"  # as an H100's: thread-block clusters
+
     def __init__(self, i: int = 0):
         if i != 0:
             raise RuntimeError(f"the emulated device has one device, not {i + 1}")
