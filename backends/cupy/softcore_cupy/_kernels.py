@@ -34,7 +34,7 @@ _ROW_OPS = (
 )
 _ROW_VARIANTS = ("f32_v1", "f32_v4", "f32_v4u", "f64_v1", "f64_v2", "f64_v2u")
 _JAC_OPS = ("softmax_jacobian", "log_softmax_jacobian")
-_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp")
+_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp", "ce_grad", "ce_idx_grad")
 _SPLIT_VARIANTS = ("f32_v4", "f64_v2")
 #: Blocks of a cluster that a split row may take (compiled instances, portable sizes).
 CLUSTERS: tuple[int, ...] = (2, 4, 8)
@@ -258,12 +258,13 @@ def stage_bytes(
     return max(0, tail) * unit
 
 
-# Split rows ("Split rows" in kernels.cu): softmax, log_softmax and logsumexp rows
-# wider than a block's registers hold, over the blocks of a thread-block cluster
-# (sm_90 and later), each block caching its segment of the row. Off as shipped until
-# a GPU has timed them beside the one-block kernels (tools/bench_gpu.py, "split"
-# lines); the tests run them on the host emulation and, on a GPU, against the
-# references. SPLIT_THREADS: threads a block of a split row.
+# Split rows ("Split rows" in kernels.cu): softmax, log_softmax, logsumexp and
+# cross-entropy gradient rows wider than a block's registers hold, over the blocks of
+# a thread-block cluster (sm_90 and later), each block caching its segment of the
+# row. Off as shipped until a GPU has timed them beside the one-block kernels
+# (tools/bench_gpu.py, "split rows" lines); the tests run them on the host emulation
+# and, on a GPU, against the references. SPLIT_THREADS: threads a block of a split
+# row.
 SPLIT = False
 SPLIT_THREADS = 1024
 _split_capable: dict[int, bool] = {}

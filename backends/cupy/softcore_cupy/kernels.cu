@@ -9,7 +9,8 @@
 //               row (32 / T rows per warp), R rows per block
 //   block mode  blockDim = (T, 1), T a multiple of 32 up to 1024: one block per row
 //   split mode  blockDim = (T, 1), CL blocks of a thread-block cluster per row (sm_90;
-//               softmax, log_softmax and logsumexp; "Split rows", off as shipped)
+//               softmax, log_softmax, logsumexp, the CE gradient; "Split rows", off
+//               as shipped)
 // A thread handles the "slots" tid, tid + T, tid + 2T, ... of its row, a slot being
 // VEC consecutive elements read or written with one vector access. The first CACHE
 // slots of a thread are held in registers between the pass that reduces the row and
@@ -504,6 +505,97 @@ __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
 }
 
 // ---------------------------------------------------------------------------
+// Thread-block clusters (sm_90 and later), for rows split over a cluster's blocks
+// ("Split rows", below): the block's rank, a barrier of the cluster's threads, another
+// block's shared memory, and a value folded over the cluster's blocks.
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SC_SPLIT 1
+#define SC_CLUSTER_DIMS(CL) __cluster_dims__(CL, 1, 1)
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+// every thread of the cluster arrives; a block's shared-memory stores before it are
+// seen by the loads of any block after it
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile(
+        "barrier.cluster.arrive.release.aligned;\n\t"
+        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// the double at p (this block's shared memory) in the block of the given rank
+__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
+    unsigned a, ra;
+    double v;
+    asm volatile("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}"
+                 : "=r"(a)
+                 : "l"(p));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f64 %0, [%1];" : "=d"(v) : "r"(ra) : "memory");
+    return v;
+}
+#elif defined(__CUDA_ARCH__)  // no clusters: the split entry points trap at once
+#define SC_SPLIT 0
+#define SC_CLUSTER_DIMS(CL)
+__device__ __forceinline__ unsigned cluster_rank() {
+    __trap();
+    return 0;
+}
+__device__ __forceinline__ void cluster_sync() { __trap(); }
+__device__ __forceinline__ double cluster_ld(const double*, unsigned) {
+    __trap();
+    return 0.0;
+}
+#else  // the tests' host emulation
+#define SC_SPLIT 1
+#define SC_CLUSTER_DIMS(CL)
+__device__ __forceinline__ unsigned cluster_rank() { return emu_cluster_rank(); }
+__device__ __forceinline__ void cluster_sync() { emu_cluster_sync(); }
+__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
+    return emu_cluster_ld(p, rank);
+}
+#endif
+
+// v (the same in every thread of the block) folded with op over the cluster's blocks in
+// rank order; slot is this block's scratch double for it. Every thread ends with the
+// same bits. Values travel as doubles: a float is exact in one (to_d and from_d, not
+// C casts, which -ftz would make flush a subnormal maximum).
+template <int CL, typename V, typename Op>
+__device__ __forceinline__ V cluster_fold(V v, Op op, double* slot) {
+    if (threadIdx.x == 0) *slot = to_d(v);
+    cluster_sync();
+    V t = from_d<V>(cluster_ld(slot, 0));
+#pragma unroll
+    for (int k = 1; k < CL; ++k) t = op(t, from_d<V>(cluster_ld(slot, (unsigned)k)));
+    cluster_sync();  // every block has read every slot
+    return t;
+}
+
+// A split row's segment: the first of the nslot slots of the row that the block of the
+// given rank caches, and how many (P = ceil(nslot / CL) a block, the last block's fewer).
+template <int CL>
+__device__ __forceinline__ i64 split_start(i64 nslot, unsigned rank) {
+    return (i64)rank * ((nslot + CL - 1) / CL);
+}
+template <int CL>
+__device__ __forceinline__ i64 split_slots(i64 nslot, i64 s0) {
+    const i64 per = (nslot + CL - 1) / CL;
+    return s0 >= nslot ? 0 : (nslot - s0 < per ? nslot - s0 : per);
+}
+
+// A row kernel's shared scratch: row_sum's 32 doubles and row_max's 32, and for a row
+// split over a cluster the folds' slot (sm[64]). The host emulation runs a cluster's
+// blocks at once, so a split row's blocks take their own (cta_scratch) there.
+#ifdef __CUDA_ARCH__
+#define SC_ROW_SCRATCH(CL) __shared__ double sm[(CL) > 1 ? 65 : 64];
+#else
+#define SC_ROW_SCRATCH(CL)            \
+    __shared__ double sm_static[64]; \
+    double* const sm = (CL) > 1 ? emu_cta_scratch() : sm_static;
+#endif
+
+// ---------------------------------------------------------------------------
 // Staged tails (block mode): slots past the register cache kept in shared memory
 //
 // A thread's slots v >= K * nt (the row's "tail") are read by the statistics pass and
@@ -657,8 +749,10 @@ __device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm, 
 // (m, s) of the whole row; the first K slots of the thread are left in c: as read, or
 // where keep, as exp(x - mc) (add_slot). mc is the row's maximum where the whole row
 // is cached, else the thread's maximum over its cached slots (-inf, all kept terms 0,
-// where it has none).
-template <typename T, int N, int K, bool A>
+// where it has none). CL > 1: row is the block's segment of a row split over the
+// cluster's CL blocks (which the launch makes fit the cache), and (m, s) the whole
+// row's, folded over the cluster.
+template <typename T, int N, int K, bool A, int CL = 1>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
                                           bool keep = false, double* mc = nullptr,
@@ -668,16 +762,18 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     m = -sc_inf();
     s = 0.0;
     T tm = cached_max<T, N, K>(c, nslot);
-    if (nslot <= (i64)K * nt) {
+    if (CL > 1 || nslot <= (i64)K * nt) {
         // The whole row is in registers (a choice per launch): its maximum M comes
         // first, so the terms are exp(x - M) at once and no thread rescales its sum,
         // which saves a double exp per thread and row.
         tm = row_max(tm, sm);
+        if (CL > 1) tm = cluster_fold<CL>(tm, OpMax(), sm + 64);
         m = to_d(tm);
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
         if (fin) {
             add_cached<T, N, K>(c, nslot, tm, s, keep);
             s = row_sum(s, sm);
+            if (CL > 1) s = cluster_fold<CL>(s, OpAdd(), sm + 64);
         } else {
             // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
             // the kept factor 1 / S, which turns whatever the cache holds into NaN
@@ -811,93 +907,23 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
 // while another may still read it. Every block of a cluster takes the same branches
 // around the folds (M, and so whether the row is finite, is the cluster's).
 // Accuracy as a row held in one block's registers: exp(x - M) summed in double, M the
-// row's maximum. Older architectures get entry points that trap; the launch takes
-// them only on sm_90 and later.
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define SC_SPLIT 1
-#define SC_CLUSTER_DIMS(CL) __cluster_dims__(CL, 1, 1)
-__device__ __forceinline__ unsigned cluster_rank() {
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-    return r;
-}
-// every thread of the cluster arrives; a block's shared-memory stores before it are
-// seen by the loads of any block after it
-__device__ __forceinline__ void cluster_sync() {
-    asm volatile(
-        "barrier.cluster.arrive.release.aligned;\n\t"
-        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-// the double at p (this block's shared memory) in the block of the given rank
-__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
-    unsigned a, ra;
-    double v;
-    asm volatile("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}"
-                 : "=r"(a)
-                 : "l"(p));
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
-    asm volatile("ld.shared::cluster.f64 %0, [%1];" : "=d"(v) : "r"(ra) : "memory");
-    return v;
-}
-#elif defined(__CUDA_ARCH__)
-#define SC_SPLIT 0
-#define SC_CLUSTER_DIMS(CL)
-#else  // the tests' host emulation
-#define SC_SPLIT 1
-#define SC_CLUSTER_DIMS(CL)
-__device__ __forceinline__ unsigned cluster_rank() { return emu_cluster_rank(); }
-__device__ __forceinline__ void cluster_sync() { emu_cluster_sync(); }
-__device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
-    return emu_cluster_ld(p, rank);
-}
-#endif
-
-#if SC_SPLIT
-// v (the same in every thread of the block) folded with op over the cluster's blocks in
-// rank order; slot is this block's scratch double for it. Every thread ends with the
-// same bits. Values travel as doubles: a float is exact in one (to_d and from_d, not
-// C casts, which -ftz would make flush a subnormal maximum).
-template <int CL, typename V, typename Op>
-__device__ __forceinline__ V cluster_fold(V v, Op op, double* slot) {
-    if (threadIdx.x == 0) *slot = to_d(v);
-    cluster_sync();
-    V t = from_d<V>(cluster_ld(slot, 0));
-#pragma unroll
-    for (int k = 1; k < CL; ++k) t = op(t, from_d<V>(cluster_ld(slot, (unsigned)k)));
-    cluster_sync();  // every block has read every slot
-    return t;
-}
+// row's maximum. softmax, log_softmax and logsumexp take split_impl (below); the
+// cross-entropy gradient takes ce_impl with CL > 1 (stats_row folds the statistics).
+// Older architectures get entry points that trap; the launch takes them only on
+// sm_90 and later.
 
 // MODE 0: softmax, 1: log_softmax, 2: logsumexp (out holds one T a row). Block mode,
 // blockDim.x a multiple of 32 from 64; gridDim.x = rows * CL.
 template <typename T, int N, int K, int MODE, int CL>
 __device__ void split_impl(const T* x, T* out, i64 C) {
-#ifdef __CUDA_ARCH__
-    __shared__ double sm[65];  // row_sum's 32, row_max's 32, the fold's slot
-#else
-    double* sm = emu_cta_scratch();
-#endif
+    SC_ROW_SCRATCH(CL)
     const unsigned rank = cluster_rank();
     const i64 r = (i64)(blockIdx.x / CL);
-    const i64 nslot = C / N;
-    const i64 per = (nslot + CL - 1) / CL;
-    const i64 s0 = (i64)rank * per;
-    const i64 nseg = s0 >= nslot ? 0 : (nslot - s0 < per ? nslot - s0 : per);
-    const T* xr = x + r * C + s0 * N;
+    const i64 s0 = split_start<CL>(C / N, rank);
+    const i64 nseg = split_slots<CL>(C / N, s0);
     Pack<T, N> c[K];
-    load_cache<T, N, K, true>(xr, nseg, c);
-    T tm = row_max(cached_max<T, N, K>(c, nseg), sm);
-    tm = cluster_fold<CL>(tm, OpMax(), sm + 64);
-    const double m = to_d(tm);
-    double s = 0.0;
-    if (m > -sc_inf() && m < sc_inf()) {  // the same for the whole cluster
-        add_cached<T, N, K>(c, nseg, tm, s, MODE == 0);
-        s = row_sum(s, sm);
-        s = cluster_fold<CL>(s, OpAdd(), sm + 64);
-    } else {
-        s = sc_nan();  // the whole row is NaN (make_shift; the kept factor 1 / S)
-    }
+    double m, s, mc;
+    stats_row<T, N, K, true, CL>(x + r * C + s0 * N, nseg, c, m, s, sm, MODE == 0, &mc);
     if (MODE == 2) {
         if (rank == 0 && threadIdx.x == 0) {
             const Shift h = make_shift(m, s);
@@ -914,7 +940,6 @@ __device__ void split_impl(const T* x, T* out, i64 C) {
     }
     write_cached<T, N, K, true, MODE>(c, nseg, out + r * C + s0 * N, f, lse);
 }
-#endif
 
 // ---------------------------------------------------------------------------
 // Vector-Jacobian products
@@ -1219,29 +1244,37 @@ __device__ __forceinline__ void fill_row(T* row, i64 nslot, T v) {
     for (i64 s = threadIdx.x; s < nslot; s += blockDim.x) st<T, N, A>(row, s, z);
 }
 
-template <typename T, int N, int K, bool A, int GRAD, typename P>
+// CL > 1: the row split over the CL blocks of a cluster ("Split rows"), each block its
+// segment of s0 + [0, nslot) slots: the statistics, the weights' sum and the smoothing
+// sum folded over the cluster, the loss written by the first block. Every early return
+// and fold depends on the row alone, so a cluster's blocks take them together.
+template <typename T, int N, int K, bool A, int GRAD, typename P, int CL = 1>
 __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 rows, i64 C) {
-    __shared__ double sm[64];
-    const i64 r = row_index();
+    SC_ROW_SCRATCH(CL)
+    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
     if (r >= rows || plan.halted()) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 nslot = C / N;
+    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
+    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
+    const bool lead = tid == 0 && (CL == 1 || s0 == 0);  // writes the row's loss
     const T* xr = x + r * C;
-    T* grow = GRAD ? grad + r * C : (T*)0;
+    T* grow = GRAD ? grad + r * C + s0 * N : (T*)0;
     const CeRow rw = plan.row(r);
     const double a = rw.a, b = rw.b, scale = plan.grad_scale();
     if (P::nan_scale && GRAD && rw.kept && scale != scale) {
         fill_row<T, N, A>(grow, nslot, (T)sc_nan());
-        if (tid == 0) loss[r] = sc_nan();
+        if (lead) loss[r] = sc_nan();
         return;
     }
     if (a == 0.0 && b == 0.0) {  // uniform over the row's threads
         if (GRAD) fill_row<T, N, A>(grow, nslot, (T)0);
-        if (tid == 0) loss[r] = 0.0;
+        if (lead) loss[r] = 0.0;
         return;
     }
     const i64 y = rw.y;
-    const double xy = to_d(xr[y]);  // read before any thread writes the row
+    // read before any thread writes the row (a split row: before the first cluster
+    // barrier, after which another block may write the target's segment)
+    const double xy = to_d(xr[y]);
     // unsmoothed gradient rows (a uniform choice per row) keep exp(x - mc) in the
     // cache: each element is then e_j f with f = scale a exp(mc - lse), the target's
     // less scale a
@@ -1249,15 +1282,20 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
     double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, keep, &mc, true);
+    stats_row<T, N, K, A, CL>(xr + s0 * N, nslot, c, m, s, sm, keep, &mc, true);
     // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
-    const bool lean = keep && nslot <= (i64)K * nt;
+    const bool lean = keep && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
     if (!lean || tid == 0) lse = make_shift(m, s);
     double wsum = 0.0;
     if (GRAD && b != 0.0) {
-        for (i64 j = tid; j < C; j += nt) wsum += plan.w(j);
-        wsum = row_sum(wsum, sm);
+        if (CL > 1) {  // the segment's weights, then the cluster's
+            for (i64 j = s0 * N + tid; j < (s0 + nslot) * N; j += nt) wsum += plan.w(j);
+            wsum = cluster_fold<CL>(row_sum(wsum, sm), OpAdd(), sm + 64);
+        } else {
+            for (i64 j = tid; j < C; j += nt) wsum += plan.w(j);
+            wsum = row_sum(wsum, sm);
+        }
     }
     const double coef = a + b * wsum;
     // float kept rows past the register cache: each uncached gradient element is
@@ -1273,19 +1311,20 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
 #pragma unroll
         for (int k = 0; k < K; ++k) {
             i64 v = tid + (i64)k * nt;
+            const i64 vr = s0 + v;  // the slot in the row
             if (keep && v < nslot) {
                 Pack<T, N> o = scale_slot<N>(c[k], f);
-                if (v == y / N) {  // the target's slot: less scale a there
+                if (vr == y / N) {  // the target's slot: less scale a there
 #pragma unroll
                     for (int e = 0; e < N; ++e)
-                        if (v * N + e == y) o.v[e] = from_d<T>(to_d(c[k].v[e]) * f.d - ga);
+                        if (vr * N + e == y) o.v[e] = from_d<T>(to_d(c[k].v[e]) * f.d - ga);
                 }
                 st<T, N, A>(grow, v, o);
             } else if (v < nslot) {
                 Pack<T, N> o;
 #pragma unroll
                 for (int e = 0; e < N; ++e) {
-                    const i64 jj = v * N + e;
+                    const i64 jj = vr * N + e;
                     const T xv = c[k].v[e];
                     double wj = 0.0;
                     if (b != 0.0) {
@@ -1297,29 +1336,34 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
                 if (GRAD) st<T, N, A>(grow, v, o);
             }
         }
-        const int ns = stage_count<T, N>();
-        tail_loop<T, Pack<T, N>>(
-            tid + (i64)K * nt, nslot, nt, tid,
-            [&](i64 v, int j) { return tail_ld<T, N, A>(xr, v, j, ns); },
-            [&](i64 v, int, const Pack<T, N>& p) {
-                Pack<T, N> o;
+        if (CL == 1) {  // a split row is all in registers
+            const int ns = stage_count<T, N>();
+            tail_loop<T, Pack<T, N>>(
+                tid + (i64)K * nt, nslot, nt, tid,
+                [&](i64 v, int j) { return tail_ld<T, N, A>(xr, v, j, ns); },
+                [&](i64 v, int, const Pack<T, N>& p) {
+                    Pack<T, N> o;
 #pragma unroll
-                for (int e = 0; e < N; ++e) {
-                    const i64 jj = v * N + e;
-                    const T xv = p.v[e];
-                    double wj = 0.0;
-                    if (b != 0.0) {
-                        wj = plan.w(jj);
-                        ls += wj * -shifted(to_d(xv), lse);
+                    for (int e = 0; e < N; ++e) {
+                        const i64 jj = v * N + e;
+                        const T xv = p.v[e];
+                        double wj = 0.0;
+                        if (b != 0.0) {
+                            wj = plan.w(jj);
+                            ls += wj * -shifted(to_d(xv), lse);
+                        }
+                        if (GRAD)
+                            o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
                     }
-                    if (GRAD)
-                        o.v[e] = ce_grad_term(xv, jj, y, hg, fast, scale, coef, a, b, wj);
-                }
-                if (GRAD) st<T, N, A>(grow, v, o);
-            });
+                    if (GRAD) st<T, N, A>(grow, v, o);
+                });
+        }
     }
-    if (b != 0.0) ls = row_sum(ls, sm);
-    if (tid == 0) {
+    if (b != 0.0) {
+        ls = row_sum(ls, sm);
+        if (CL > 1) ls = cluster_fold<CL>(ls, OpAdd(), sm + 64);
+    }
+    if (lead) {
         double l = a * -shifted(xy, lse);
         if (b != 0.0) l += b * ls;
         loss[r] = l;
@@ -1630,19 +1674,34 @@ SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
 
 // The split-row entry points: sc_split_<op>_<dtype>_v<VEC>_c<CL> (aligned rows only).
 #if SC_SPLIT
-#define SC_SPLIT_BODY(T, N, K, MODE, CL) split_impl<T, N, K, MODE, CL>(x, out, C);
+#define SC_SPLIT_ONLY(...) __VA_ARGS__
 #else
-#define SC_SPLIT_BODY(T, N, K, MODE, CL) __trap();
+#define SC_SPLIT_ONLY(...) __trap();
 #endif
 #define SC_SPLIT_KERNEL(OP, T, SFX, N, K, MODE, CL)                                      \
     extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
         sc_split_##OP##_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {            \
-        SC_SPLIT_BODY(T, N, K, MODE, CL)                                                 \
+        SC_SPLIT_ONLY(split_impl<T, N, K, MODE, CL>(x, out, C);)                         \
     }
 #define SC_SPLIT_KERNELS(T, SFX, N, K, CL)                                               \
     SC_SPLIT_KERNEL(softmax, T, SFX, N, K, 0, CL)                                        \
     SC_SPLIT_KERNEL(log_softmax, T, SFX, N, K, 1, CL)                                    \
-    SC_SPLIT_KERNEL(logsumexp, T, SFX, N, K, 2, CL)
+    SC_SPLIT_KERNEL(logsumexp, T, SFX, N, K, 2, CL)                                      \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL) sc_split_ce_grad_##SFX##_c##CL( \
+        const T* x, const i64* target, const double* alpha, const double* beta,          \
+        const double* cw, double scale, double* loss, T* grad, i64 rows, i64 C) {        \
+        SC_SPLIT_ONLY(ce_impl<T, N, K, true, 1, CeArrays, CL>(                           \
+            x, CeArrays{target, alpha, beta, cw, scale}, loss, grad, rows, C);)          \
+    }                                                                                    \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_ce_idx_grad_##SFX##_c##CL(                                              \
+            const T* x, const i64* target, const double* cw, i64 wstride,                \
+            const double* stats, i64 ignore, double keep, double spread, double* loss,   \
+            T* grad, i64 rows, i64 C) {                                                  \
+        SC_SPLIT_ONLY(ce_impl<T, N, K, true, 1, CeTargets, CL>(                          \
+            x, CeTargets{target, cw, stats, ignore, wstride, keep, spread}, loss, grad,  \
+            rows, C);)                                                                   \
+    }
 
 SC_SPLIT_KERNELS(float, f32_v4, 4, 4, 2)
 SC_SPLIT_KERNELS(float, f32_v4, 4, 4, 4)

@@ -736,33 +736,65 @@ def test_tail_batches_give_the_same_bits(
 
 
 SPLIT_OPS = ("softmax_rows", "log_softmax_rows", "logsumexp_rows")
+SPLIT_CE = ((0.0, False), (0.1, True))  # (smoothing, weighted): kept exps, or not
 
 
-def _split_runs(x, names):
-    """softmax, log_softmax and logsumexp of x, and softmax and log_softmax written
-    over a copy of x; ``names`` collects the entry points launched."""
+def _split_ce_args(x, eps, weighted):
+    """The class-index arguments of the split-row CE runs: per-row arrays (row 0
+    ignored), and the targets of cross_entropy_index_rows (row 2 ignored)."""
+    rng = np.random.default_rng(11)
+    rows, c = x.shape
+    target, alpha, beta, cw = _ce_args(rng, rows, c, eps, weighted)
+    target[5] = c - 3  # the target on the row's maximum, in the last segment
+    alpha[5] = (1 - eps) * cw[c - 3]
+    tg = rng.integers(0, c, rows)
+    tg[2] = -100
+    return (target, alpha, beta, cw), tg
+
+
+def _split_runs(x):
+    """softmax, log_softmax and logsumexp of x, the CE gradient (SPLIT_CE, each
+    also written over a copy of x) and cross_entropy_index_rows; softmax and
+    log_softmax written over a copy of x."""
     out = {}
     for op in SPLIT_OPS:
         shape = x.shape[:1] if op == "logsumexp_rows" else x.shape
         got = _emu.dev(np.empty(shape, x.dtype))
         getattr(K, op)(_emu.dev(x), got)
-        out[op] = np.asarray(got).copy()
+        out[op] = [np.asarray(got).copy()]
     for op in SPLIT_OPS[:2]:
         y = _emu.dev(x.copy())
         getattr(K, op)(y, y)
-        out[op + " in place"] = np.asarray(y).copy()
+        out[op + " in place"] = [np.asarray(y).copy()]
+    rows = x.shape[0]
+    for eps, weighted in SPLIT_CE:
+        ce, tg = _split_ce_args(x, eps, weighted)
+        args = [_emu.dev(a) for a in ce]
+        loss, grad = _emu.dev(np.empty(rows)), _emu.dev(np.empty_like(x))
+        K.cross_entropy_grad_rows(_emu.dev(x), *args, 0.5, loss, grad)
+        out[f"ce_grad {eps}"] = [np.asarray(loss).copy(), np.asarray(grad).copy()]
+        buf, loss = _emu.dev(x.copy()), _emu.dev(np.empty(rows))
+        K.cross_entropy_grad_rows(buf, *args, 0.5, loss, buf)
+        out[f"ce_grad {eps} in place"] = [np.asarray(loss), np.asarray(buf)]
+        _, rl, total, g = _index_rows(
+            x, tg, ce[3] if weighted else None, -100, eps, True
+        )
+        out[f"index_rows {eps}"] = [rl.copy(), np.asarray(total), np.asarray(g)]
     return out
 
 
 @pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
 def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
     """Rows split over the blocks of a cluster ("Split rows" in kernels.cu; 64
-    threads a block here): the reference's values, NaN rows NaN, the row's maximum
-    in the first or the last block's segment; the same bits with the blocks'
-    threads taking turns first to last, last to first, and the cluster's last block
-    first (a block that runs ahead of another), and written over the input; close
-    to (not the bits of) the one-block kernels, whose sums run in another order;
-    and the launch is the split kernel for the width's cluster."""
+    threads a block here): softmax, log_softmax, logsumexp and the CE gradient
+    (kept exps; smoothed and weighted: the weights' and the smoothing sums folded
+    too) give the reference's values, NaN rows NaN, with the row's maximum in the
+    first or the last block's segment (the target on it); the class-index rows of
+    the core's public calls too, close to the one-block kernels'; the same bits with
+    the blocks' threads taking turns first to last, last to first, and the
+    cluster's last block first (a block that runs ahead of another), and written
+    over the input; close to (not the bits of) the one-block kernels, whose sums
+    run in another order; and every row kernel launched is the split one."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     itemsize = np.dtype(dtype).itemsize
@@ -776,6 +808,7 @@ def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
     names: list[str] = []
     runs = {}
     dll = _emu.build(tmp_path_factory.getbasetemp())
+    variant = f"f{itemsize * 8}_v{K._VEC[itemsize]}"
     with _emu.emulated(dll):
         real = K._function
 
@@ -785,38 +818,54 @@ def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
 
         monkeypatch.setattr(K, "_function", spy)
         monkeypatch.setattr(K, "SPLIT", True)
-        runs["forward"] = _split_runs(x, names)
-        assert set(names) == {
-            f"sc_split_{op[:-5]}_f{itemsize * 8}_v{K._VEC[itemsize]}_c{cl}"
-            for op in SPLIT_OPS
+        runs["forward"] = _split_runs(x)
+        assert {n for n in names if n.startswith("sc_split_")} == {
+            f"sc_split_{op}_{variant}_c{cl}" for op in K._SPLIT_OPS
         }
+        assert not [n for n in names if _row_op_of(n)], names  # no one-block kernel
         with _emu.reverse_order(dll):
-            runs["reverse"] = _split_runs(x, names)
+            runs["reverse"] = _split_runs(x)
         with _emu.reverse_order(dll, 2):
-            runs["blocks reversed"] = _split_runs(x, names)
+            runs["blocks reversed"] = _split_runs(x)
         monkeypatch.setattr(K, "SPLIT", False)
         names.clear()
-        runs["one block"] = _split_runs(x, names)
+        runs["one block"] = _split_runs(x)
         assert not any(n.startswith("sc_split_") for n in names)
     got = runs["forward"]
-    for key, a in got.items():
+    for key, parts in got.items():
         for order in ("reverse", "blocks reversed"):
-            np.testing.assert_array_equal(
-                a, runs[order][key], err_msg=f"{order}: {key}"
-            )
-    for op in SPLIT_OPS[:2]:
-        np.testing.assert_array_equal(got[op + " in place"], got[op], err_msg=op)
+            for a, b in zip(parts, runs[order][key], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"{order}: {key}")
+    for op in [*SPLIT_OPS[:2], *(f"ce_grad {eps}" for eps, _ in SPLIT_CE)]:
+        for a, b in zip(got[op + " in place"], got[op], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=op)
     for op in SPLIT_OPS:
         shape = x.shape[:1] if op == "logsumexp_rows" else x.shape
         ref = np.empty(shape, dtype)
         getattr(reference, op)(x, ref)
-        _close(got[op], ref, dtype, f"{op} C={c}")
-        _close(got[op], runs["one block"][op], dtype, f"{op} against one block")
-        assert np.isnan(got[op][1:4]).all(), op  # NaN, +inf and all -inf rows
-        assert not np.isnan(got[op][[0, 4, 5, 6, 7]]).any(), op  # -inf at x = -inf
+        (mine,) = got[op]
+        _close(mine, ref, dtype, f"{op} C={c}")
+        _close(mine, runs["one block"][op][0], dtype, f"{op} against one block")
+        assert np.isnan(mine[1:4]).all(), op  # NaN, +inf and all -inf rows
+        assert not np.isnan(mine[[0, 4, 5, 6, 7]]).any(), op  # -inf at x = -inf
     np.testing.assert_array_equal(
-        got["softmax_rows"][7], np.float64(1 / c).astype(dtype)
+        got["softmax_rows"][0][7], np.float64(1 / c).astype(dtype)
     )
+    for eps, weighted in SPLIT_CE:
+        (target, alpha, beta, cw), _ = _split_ce_args(x, eps, weighted)
+        rloss, rgrad = np.empty(8), np.empty_like(x)
+        reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.5, rloss, rgrad)
+        loss, grad = got[f"ce_grad {eps}"]
+        _close(loss, rloss, dtype, f"CE loss {eps}")
+        _close(grad, rgrad, dtype, f"CE grad {eps}")
+        assert np.isnan(grad[1:4]).all()
+        assert not np.isnan(grad[[0, 4, 5, 6, 7]]).any()
+        for mine, one in zip(
+            got[f"index_rows {eps}"],
+            runs["one block"][f"index_rows {eps}"],
+            strict=True,
+        ):
+            _close(mine, one, dtype, f"index rows {eps} against one block")
 
 
 @pytest.mark.parametrize(
@@ -1089,7 +1138,12 @@ def test_the_split_row_bench_on_a_stand_in_for_cupy():
     assert (split, threads) == (K.SPLIT, K.SPLIT_THREADS)  # as shipped, restored
     (k1, even), (k2, odd) = results
     assert k1 == k2 == "split"
-    assert set(even["ratio_by_launch"]) == {"softmax", "log_softmax", "logsumexp"}
+    assert set(even["ratio_by_launch"]) == {
+        "softmax",
+        "log_softmax",
+        "logsumexp",
+        "ce_loss_grad",
+    }
     for by in even["ratio_by_launch"].values():
         assert by == {"one block": 1.0, "split 4x64": 1.0, "split 2x128": 1.0}
     for by in odd["ratio_by_launch"].values():

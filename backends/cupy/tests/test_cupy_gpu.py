@@ -471,10 +471,12 @@ SPLIT_THREADS = 64 if STANDIN else K.SPLIT_THREADS
 
 @pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
 def test_split_rows_on_the_device(dtype, cl, monkeypatch):
-    """Rows split over a thread-block cluster (off as shipped; on here): the
-    reference's values, NaN rows NaN, the maximum in the first or the last block's
-    segment, the same bits on every call and written over the input, close to the
-    one-block kernels; the device runs clusters (compute capability 9.0 on)."""
+    """Rows split over a thread-block cluster (off as shipped; on here): softmax,
+    log_softmax, logsumexp and the CE gradient (kept exps; smoothed and weighted)
+    give the reference's values, NaN rows NaN, the maximum in the first or the last
+    block's segment, the same bits on every call and written over the input, close
+    to the one-block kernels; the device runs clusters (compute capability 9.0
+    on)."""
     monkeypatch.setattr(K, "SPLIT_THREADS", SPLIT_THREADS)
     itemsize = np.dtype(dtype).itemsize
     c = split_rows.width(cl, itemsize, SPLIT_THREADS)
@@ -505,6 +507,30 @@ def test_split_rows_on_the_device(dtype, cl, monkeypatch):
             y = xd.copy()
             getattr(K, op)(y, y)
             np.testing.assert_array_equal(cupy.asnumpy(y), runs[0], err_msg=op)
+    rng = np.random.default_rng(cl)
+    for eps, weighted in ((0.0, False), (0.1, True)):  # kept exps; the folded sums
+        target = rng.integers(0, c, 7).astype(np.int64)
+        target[5] = c - 3  # on the row's maximum, in the last segment
+        cw = rng.uniform(0.5, 2.0, c) if weighted else np.ones(c)
+        alpha, beta = (1 - eps) * cw[target], np.full(7, eps / c)
+        d = [cupy.asarray(a) for a in (target, alpha, beta, cw)]
+        runs = []
+        for split in (True, True, False):
+            monkeypatch.setattr(K, "SPLIT", split)
+            loss, grad = cupy.empty(7), cupy.empty_like(xd)
+            K.cross_entropy_grad_rows(xd, *d, 0.5, loss, grad)
+            runs.append((cupy.asnumpy(loss), cupy.asnumpy(grad)))
+        monkeypatch.setattr(K, "SPLIT", True)
+        buf, loss = xd.copy(), cupy.empty(7)
+        K.cross_entropy_grad_rows(buf, *d, 0.5, loss, buf)
+        runs.append((cupy.asnumpy(loss), cupy.asnumpy(buf)))
+        rloss, rgrad = np.empty(7), np.empty_like(x)
+        reference.cross_entropy_grad_rows(x, target, alpha, beta, cw, 0.5, rloss, rgrad)
+        for i, (ref, what) in enumerate(((rloss, "loss"), (rgrad, "grad"))):
+            np.testing.assert_array_equal(runs[0][i], runs[1][i], err_msg=what)
+            np.testing.assert_array_equal(runs[0][i], runs[3][i], err_msg=what)
+            _close(runs[0][i], ref, dtype, f"split CE {what} eps={eps}")
+            _close(runs[0][i], runs[2][i], dtype, f"split CE {what} against one block")
 
 
 def test_runs_on_the_current_stream():

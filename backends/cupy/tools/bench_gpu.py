@@ -242,7 +242,7 @@ def bench_tail_batch(cupy, K, shapes, dtypes, results, rounds=5):
             print(json.dumps(row), flush=True)
 
 
-_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp")
+_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp", "ce_loss_grad")
 SPLIT_BLOCKS = (1024, 512)  # threads a block of a split row, timed beside each other
 
 
