@@ -518,11 +518,13 @@ __device__ __forceinline__ unsigned cluster_rank() {
     return r;
 }
 // every thread of the cluster arrives; a block's shared-memory stores before it are
-// seen by the loads of any block after it
+// seen by the loads of any block after it. Not .aligned: that form requires the
+// warp to execute it converged, which code after a branch (thread 0's store) need
+// not be under independent thread scheduling.
 __device__ __forceinline__ void cluster_sync() {
     asm volatile(
-        "barrier.cluster.arrive.release.aligned;\n\t"
-        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+        "barrier.cluster.arrive.release;\n\t"
+        "barrier.cluster.wait.acquire;" ::: "memory");
 }
 // the double at p (this block's shared memory) in the block of the given rank
 __device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
