@@ -34,7 +34,15 @@ _ROW_OPS = (
 )
 _ROW_VARIANTS = ("f32_v1", "f32_v4", "f32_v4u", "f64_v1", "f64_v2", "f64_v2u")
 _JAC_OPS = ("softmax_jacobian", "log_softmax_jacobian")
-_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp", "ce_grad", "ce_idx_grad")
+_SPLIT_OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "ce_grad",
+    "ce_idx_grad",
+    "softmax_backward",
+    "log_softmax_backward",
+)
 _SPLIT_VARIANTS = ("f32_v4", "f64_v2")
 #: Blocks of a cluster that a split row may take (compiled instances, portable sizes).
 CLUSTERS: tuple[int, ...] = (2, 4, 8)
@@ -270,13 +278,19 @@ SPLIT_THREADS = 1024
 _split_capable: dict[int, bool] = {}
 
 
+def split_threads(op: str) -> int:
+    """Threads a block of a split row: :data:`SPLIT_THREADS`, at most the op's launch
+    bound (512 for the backward passes, which cache two operands)."""
+    return min(SPLIT_THREADS, max_threads_per_row(op))
+
+
 def split_launch(op: str, n_classes: int, itemsize: int) -> int:
     """Blocks of the cluster that shares each row (0: the row is not split): the
-    fewest of :data:`CLUSTERS` whose blocks of :data:`SPLIT_THREADS` cache the row,
+    fewest of :data:`CLUSTERS` whose blocks of :func:`split_threads` cache the row,
     where one block does not. A function of the op, C and the dtype alone."""
     if op not in _SPLIT_OPS:
         return 0
-    per = SPLIT_THREADS * _CACHE[itemsize]
+    per = split_threads(op) * _CACHE[itemsize]
     if n_classes <= per:
         return 0
     for cl in CLUSTERS:
@@ -315,7 +329,7 @@ def _split_row_launch(op: str, x, arrays, args) -> bool:
         fn = _function(f"sc_split_{op}_{variant}_c{cl}", x.device.id)
         fn(
             (rows * cl, 1, 1),
-            (SPLIT_THREADS, 1, 1),
+            (split_threads(op), 1, 1),
             (*args, np.int64(rows), np.int64(n_classes)),
         )
     return True

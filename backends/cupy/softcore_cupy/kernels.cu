@@ -518,13 +518,16 @@ __device__ __forceinline__ unsigned cluster_rank() {
     return r;
 }
 // every thread of the cluster arrives; a block's shared-memory stores before it are
-// seen by the loads of any block after it. Not .aligned: that form requires the
-// warp to execute it converged, which code after a branch (thread 0's store) need
-// not be under independent thread scheduling.
+// seen by the loads of any block after it. The .aligned form wants each warp to
+// execute it converged: every caller reaches it with the whole warp (no divergent
+// condition around it), and __syncwarp reconverges the warp after thread 0's store
+// (the unaligned form made ptxas spill more: the float32 CE gradient 20 bytes
+// where 8).
 __device__ __forceinline__ void cluster_sync() {
+    __syncwarp();
     asm volatile(
-        "barrier.cluster.arrive.release;\n\t"
-        "barrier.cluster.wait.acquire;" ::: "memory");
+        "barrier.cluster.arrive.release.aligned;\n\t"
+        "barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 // the double at p (this block's shared memory) in the block of the given rank
 __device__ __forceinline__ double cluster_ld(const double* p, unsigned rank) {
@@ -947,17 +950,19 @@ __device__ void split_impl(const T* x, T* out, i64 C) {
 // Vector-Jacobian products
 
 
-// out = probs * (grad - sum(grad * probs))
-template <typename T, int N, int K, bool A>
+// out = probs * (grad - sum(grad * probs)); CL > 1: the row split over a cluster (the
+// segment's dot product, folded; see ce_impl)
+template <typename T, int N, int K, bool A, int CL = 1>
 __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, i64 C) {
-    __shared__ double sm[64];
-    const i64 r = row_index();
+    SC_ROW_SCRATCH(CL)
+    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 nslot = C / N;
-    const T* gr = g + r * C;
-    const T* pr = p + r * C;
-    T* orow = out + r * C;
+    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
+    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
+    const T* gr = g + r * C + s0 * N;
+    const T* pr = p + r * C + s0 * N;
+    T* orow = out + r * C + s0 * N;
     Pack<T, N> cg[K], cp[K];
     load_cache<T, N, K, A>(gr, nslot, cg);
     load_cache<T, N, K, A>(pr, nslot, cp);
@@ -976,18 +981,20 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
     constexpr bool staging = sizeof(T) == 4;
     Pack<T, N>* const sg = stage_slots<T, N>();
     int ns = staging ? stage_count<T, N>() / 2 : 0;
-    tail_loop<T, Pack2<T, N>>(
-        tid + (i64)K * nt, nslot, nt, tid,
-        [&](i64 v, int) { return Pack2<T, N>{ld<T, N, A>(gr, v), ld<T, N, A>(pr, v)}; },
-        [&](i64, int j, const Pack2<T, N>& q) {
-            if (staging && j < ns) {
-                sg[j] = q.a;
-                sg[ns + j] = q.b;
-            }
+    if (CL == 1)  // a split row is all in registers
+        tail_loop<T, Pack2<T, N>>(
+            tid + (i64)K * nt, nslot, nt, tid,
+            [&](i64 v, int) { return Pack2<T, N>{ld<T, N, A>(gr, v), ld<T, N, A>(pr, v)}; },
+            [&](i64, int j, const Pack2<T, N>& q) {
+                if (staging && j < ns) {
+                    sg[j] = q.a;
+                    sg[ns + j] = q.b;
+                }
 #pragma unroll
-            for (int e = 0; e < N; ++e) dot += to_d(q.a.v[e]) * to_d(q.b.v[e]);
-        });
+                for (int e = 0; e < N; ++e) dot += to_d(q.a.v[e]) * to_d(q.b.v[e]);
+            });
     dot = row_sum(dot, sm);
+    if (CL > 1) dot = cluster_fold<CL>(dot, OpAdd(), sm + 64);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
@@ -999,6 +1006,7 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
             st<T, N, A>(orow, v, o);
         }
     }
+    if (CL > 1) return;
     ns = staging ? stage_count<T, N>() / 2 : 0;
     tail_loop<T, Pack2<T, N>>(
         tid + (i64)K * nt, nslot, nt, tid,
@@ -1019,17 +1027,18 @@ __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, 
 __device__ __forceinline__ double exp_in(float x) { return x < -87.0f ? exp(to_d(x)) : to_d(expf(x)); }
 __device__ __forceinline__ double exp_in(double x) { return exp(x); }
 
-// out = grad - exp(log_probs) * sum(grad)
-template <typename T, int N, int K, bool A>
+// out = grad - exp(log_probs) * sum(grad); CL > 1: the row split over a cluster
+template <typename T, int N, int K, bool A, int CL = 1>
 __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 rows, i64 C) {
-    __shared__ double sm[64];
-    const i64 r = row_index();
+    SC_ROW_SCRATCH(CL)
+    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 nslot = C / N;
-    const T* gr = g + r * C;
-    const T* lr = lp + r * C;
-    T* orow = out + r * C;
+    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
+    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
+    const T* gr = g + r * C + s0 * N;
+    const T* lr = lp + r * C + s0 * N;
+    T* orow = out + r * C + s0 * N;
     Pack<T, N> cg[K];
     load_cache<T, N, K, A>(gr, nslot, cg);
     double sg = 0.0;
@@ -1042,14 +1051,16 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
         }
     }
     const int ns = stage_count<T, N>();  // the gradient's tail staged
-    tail_loop<T, Pack<T, N>>(
-        tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(gr, v); },
-        [&](i64, int j, const Pack<T, N>& a) {
-            if (j < ns) stage_slots<T, N>()[j] = a;
+    if (CL == 1)  // a split row is all in registers
+        tail_loop<T, Pack<T, N>>(
+            tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(gr, v); },
+            [&](i64, int j, const Pack<T, N>& a) {
+                if (j < ns) stage_slots<T, N>()[j] = a;
 #pragma unroll
-            for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
-        });
+                for (int e = 0; e < N; ++e) sg += to_d(a.v[e]);
+            });
     sg = row_sum(sg, sm);
+    if (CL > 1) sg = cluster_fold<CL>(sg, OpAdd(), sm + 64);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
         i64 v = tid + (i64)k * nt;
@@ -1060,6 +1071,7 @@ __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 r
             st<T, N, A>(orow, v, o);
         }
     }
+    if (CL > 1) return;
     tail_loop<T, Pack2<T, N>>(
         tid + (i64)K * nt, nslot, nt, tid,
         [&](i64 v, int j) {
@@ -1686,6 +1698,16 @@ SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
         SC_SPLIT_ONLY(split_impl<T, N, K, MODE, CL>(x, out, C);)                         \
     }
 #define SC_SPLIT_KERNELS(T, SFX, N, K, CL)                                               \
+    extern "C" __global__ void SC_BOUNDS_2 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_softmax_backward_##SFX##_c##CL(const T* g, const T* p, T* out, i64 rows, \
+                                                i64 C) {                                 \
+        SC_SPLIT_ONLY(softmax_backward_impl<T, N, K, true, CL>(g, p, out, rows, C);)     \
+    }                                                                                    \
+    extern "C" __global__ void SC_BOUNDS_2 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_log_softmax_backward_##SFX##_c##CL(const T* g, const T* lp, T* out,     \
+                                                    i64 rows, i64 C) {                   \
+        SC_SPLIT_ONLY(log_softmax_backward_impl<T, N, K, true, CL>(g, lp, out, rows, C);) \
+    }                                                                                    \
     SC_SPLIT_KERNEL(softmax, T, SFX, N, K, 0, CL)                                        \
     SC_SPLIT_KERNEL(log_softmax, T, SFX, N, K, 1, CL)                                    \
     SC_SPLIT_KERNEL(logsumexp, T, SFX, N, K, 2, CL)                                      \

@@ -752,6 +752,21 @@ def _split_ce_args(x, eps, weighted):
     return (target, alpha, beta, cw), tg
 
 
+SPLIT_BACKWARD = (
+    ("softmax_backward_rows", "softmax_rows"),
+    ("log_softmax_backward_rows", "log_softmax_rows"),
+)
+
+
+def _split_backward_args(x, saved):
+    """A gradient, and the reference's softmax or log_softmax of x (the same input
+    for every run)."""
+    g = np.random.default_rng(13).standard_normal(x.shape).astype(x.dtype)
+    y = np.empty_like(x)
+    getattr(reference, saved)(x, y)
+    return g, y
+
+
 def _split_runs(x):
     """softmax, log_softmax and logsumexp of x, the CE gradient (SPLIT_CE, each
     also written over a copy of x) and cross_entropy_index_rows; softmax and
@@ -766,6 +781,14 @@ def _split_runs(x):
         y = _emu.dev(x.copy())
         getattr(K, op)(y, y)
         out[op + " in place"] = [np.asarray(y).copy()]
+    for op, saved in SPLIT_BACKWARD:
+        g, y = _split_backward_args(x, saved)
+        got = _emu.dev(np.empty_like(x))
+        getattr(K, op)(_emu.dev(g), _emu.dev(y), got)
+        out[op] = [np.asarray(got).copy()]
+        buf = _emu.dev(g.copy())
+        getattr(K, op)(buf, _emu.dev(y), buf)
+        out[op + " in place"] = [np.asarray(buf).copy()]
     rows = x.shape[0]
     for eps, weighted in SPLIT_CE:
         ce, tg = _split_ce_args(x, eps, weighted)
@@ -786,15 +809,16 @@ def _split_runs(x):
 @pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
 def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
     """Rows split over the blocks of a cluster ("Split rows" in kernels.cu; 64
-    threads a block here): softmax, log_softmax, logsumexp and the CE gradient
-    (kept exps; smoothed and weighted: the weights' and the smoothing sums folded
-    too) give the reference's values, NaN rows NaN, with the row's maximum in the
-    first or the last block's segment (the target on it); the class-index rows of
-    the core's public calls too, close to the one-block kernels'; the same bits with
-    the blocks' threads taking turns first to last, last to first, and the
-    cluster's last block first (a block that runs ahead of another), and written
-    over the input; close to (not the bits of) the one-block kernels, whose sums
-    run in another order; and every row kernel launched is the split one."""
+    threads a block here): softmax, log_softmax, logsumexp, their backward passes
+    and the CE gradient (kept exps; smoothed and weighted: the weights' and the
+    smoothing sums folded too) give the reference's values, NaN rows NaN, with the
+    row's maximum in the first or the last block's segment (the target on it); the
+    class-index rows of the core's public calls too, close to the one-block
+    kernels'; the same bits with the blocks' threads taking turns first to last,
+    last to first, and the cluster's last block first (a block that runs ahead of
+    another), and written over the input; close to (not the bits of) the one-block
+    kernels, whose sums run in another order; and every row kernel launched is the
+    split one."""
     if _emu.compiler() is None:
         pytest.skip(NO_CXX)
     itemsize = np.dtype(dtype).itemsize
@@ -836,7 +860,8 @@ def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
         for order in ("reverse", "blocks reversed"):
             for a, b in zip(parts, runs[order][key], strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"{order}: {key}")
-    for op in [*SPLIT_OPS[:2], *(f"ce_grad {eps}" for eps, _ in SPLIT_CE)]:
+    in_place = [*SPLIT_OPS[:2], *(op for op, _ in SPLIT_BACKWARD)]
+    for op in in_place + [f"ce_grad {eps}" for eps, _ in SPLIT_CE]:
         for a, b in zip(got[op + " in place"], got[op], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=op)
     for op in SPLIT_OPS:
@@ -851,6 +876,14 @@ def test_split_rows(tmp_path_factory, monkeypatch, dtype, cl):
     np.testing.assert_array_equal(
         got["softmax_rows"][0][7], np.float64(1 / c).astype(dtype)
     )
+    for op, saved in SPLIT_BACKWARD:
+        g, y = _split_backward_args(x, saved)
+        ref = np.empty_like(x)
+        getattr(reference, op)(g, y, ref)
+        (mine,) = got[op]
+        _close(mine, ref, dtype, f"{op} C={c}")
+        _close(mine, runs["one block"][op][0], dtype, f"{op} against one block")
+        assert np.isnan(mine[1:4]).all(), op
     for eps, weighted in SPLIT_CE:
         (target, alpha, beta, cw), _ = _split_ce_args(x, eps, weighted)
         rloss, rgrad = np.empty(8), np.empty_like(x)
@@ -1138,16 +1171,18 @@ def test_the_split_row_bench_on_a_stand_in_for_cupy():
     assert (split, threads) == (K.SPLIT, K.SPLIT_THREADS)  # as shipped, restored
     (k1, even), (k2, odd) = results
     assert k1 == k2 == "split"
-    assert set(even["ratio_by_launch"]) == {
-        "softmax",
-        "log_softmax",
-        "logsumexp",
-        "ce_loss_grad",
-    }
+    ops = {"softmax", "log_softmax", "logsumexp", "ce_loss_grad"}
+    ops |= {"softmax_backward", "log_softmax_backward"}
+    assert set(even["ratio_by_launch"]) == ops
     for by in even["ratio_by_launch"].values():
-        assert by == {"one block": 1.0, "split 4x64": 1.0, "split 2x128": 1.0}
+        assert by == {"one block": 1.0, "split 64": 1.0, "split 128": 1.0}
+    assert even["split_by_launch"] == {
+        "split 64": dict.fromkeys(ops, "4x64"),
+        "split 128": dict.fromkeys(ops, "2x128"),
+    }
     for by in odd["ratio_by_launch"].values():
         assert by == {"one block": 1.0}
+    assert odd["split_by_launch"] == {}
     assert [ln for ln in lines if ln.startswith("split rows [6, 3000] float32: ")]
     assert [ln for ln in lines if "[6, 3001]" in ln and "not split" in ln]
 

@@ -472,7 +472,8 @@ SPLIT_THREADS = 64 if STANDIN else K.SPLIT_THREADS
 @pytest.mark.parametrize(("dtype", "cl"), split_rows.CASES, ids=split_rows.IDS)
 def test_split_rows_on_the_device(dtype, cl, monkeypatch):
     """Rows split over a thread-block cluster (off as shipped; on here): softmax,
-    log_softmax, logsumexp and the CE gradient (kept exps; smoothed and weighted)
+    log_softmax, logsumexp, their backward passes and the CE gradient (kept exps;
+    smoothed and weighted)
     give the reference's values, NaN rows NaN, the maximum in the first or the last
     block's segment, the same bits on every call and written over the input, close
     to the one-block kernels; the device runs clusters (compute capability 9.0
@@ -507,6 +508,29 @@ def test_split_rows_on_the_device(dtype, cl, monkeypatch):
             y = xd.copy()
             getattr(K, op)(y, y)
             np.testing.assert_array_equal(cupy.asnumpy(y), runs[0], err_msg=op)
+    g = np.random.default_rng(13).standard_normal(x.shape).astype(dtype)
+    for op, saved in (
+        ("softmax_backward_rows", "softmax_rows"),
+        ("log_softmax_backward_rows", "log_softmax_rows"),
+    ):  # at 512 threads a block: twice the blocks, or one block where 8 are short
+        y = np.empty_like(x)
+        getattr(reference, saved)(x, y)
+        gd, yd = cupy.asarray(g), cupy.asarray(y)
+        runs = []
+        for split in (True, True, False):
+            monkeypatch.setattr(K, "SPLIT", split)
+            got = cupy.empty_like(xd)
+            getattr(K, op)(gd, yd, got)
+            runs.append(cupy.asnumpy(got))
+        monkeypatch.setattr(K, "SPLIT", True)
+        buf = gd.copy()
+        getattr(K, op)(buf, yd, buf)
+        ref = np.empty_like(x)
+        getattr(reference, op)(g, y, ref)
+        np.testing.assert_array_equal(runs[0], runs[1], err_msg=op)
+        np.testing.assert_array_equal(cupy.asnumpy(buf), runs[0], err_msg=op)
+        _close(runs[0], ref, dtype, f"split {op} C={c}")
+        _close(runs[0], runs[2], dtype, f"split {op} against one block")
     rng = np.random.default_rng(cl)
     for eps, weighted in ((0.0, False), (0.1, True)):  # kept exps; the folded sums
         target = rng.integers(0, c, 7).astype(np.int64)

@@ -242,8 +242,9 @@ def bench_tail_batch(cupy, K, shapes, dtypes, results, rounds=5):
             print(json.dumps(row), flush=True)
 
 
-_SPLIT_OPS = ("softmax", "log_softmax", "logsumexp", "ce_loss_grad")
+_SPLIT_OPS = _TAIL_OPS  # the row ops with a tail are the ones that split
 SPLIT_BLOCKS = (1024, 512)  # threads a block of a split row, timed beside each other
+_SPLIT_KERNEL = {"ce_loss_grad": "ce_grad"}  # the row kernel's op where it differs
 
 
 @contextlib.contextmanager
@@ -260,21 +261,39 @@ def bench_split(cupy, K, shapes, dtypes, results, rounds=5):
     """Rows past one block's registers, one block a row (as shipped) and split over a
     thread-block cluster (``K.SPLIT``; blocks of each of ``SPLIT_BLOCKS`` threads,
     the cluster as wide as the row needs): each op's ratio to the copy, the launches
-    taken in turn ``rounds`` times and the median kept. A launch the split does not
-    apply to (a row too wide for 8 blocks, a device without clusters) is left out."""
+    taken in turn ``rounds`` times and the median kept. ``split_by_launch`` says
+    what each op ran under each setting: ``"<blocks>x<threads>"``, or ``"one
+    block"`` where the split does not apply (the backward passes take blocks of at
+    most 512 threads, so 8 of them cover half the row; a device without clusters;
+    a row not a multiple of the vector). Settings under which no op splits are
+    left out."""
     cc = int(cupy.cuda.Device().compute_capability)
     for dtype in dtypes:
         for n, c in shapes:
             x, _, floor, kernels, _ = _row_case(cupy, K, n, c, dtype)
             size = x.dtype.itemsize
             launches = {"one block": lambda: _split(K, False, K.SPLIT_THREADS)}
+            how: dict = {}
             for t in SPLIT_BLOCKS:
                 with _split(K, True, t):
-                    cl = K.split_launch("softmax", c, size)
-                if cl and cc >= 90 and c % K._VEC[size] == 0:
-                    launches[f"split {cl}x{t}"] = lambda t=t: _split(K, True, t)
+                    ran = {}
+                    for op in _SPLIT_OPS:
+                        kop = _SPLIT_KERNEL.get(op, op)
+                        cl = K.split_launch(kop, c, size)
+                        if cl and cc >= 90 and c % K._VEC[size] == 0:
+                            ran[op] = f"{cl}x{K.split_threads(kop)}"
+                        else:
+                            ran[op] = "one block"
+                if set(ran.values()) != {"one block"}:
+                    launches[f"split {t}"] = lambda t=t: _split(K, True, t)
+                    how[f"split {t}"] = ran
             ratios = _in_turn(cupy, kernels, _SPLIT_OPS, launches, floor, rounds)
-            row = {"shape": [n, c], "dtype": str(x.dtype), "ratio_by_launch": ratios}
+            row = {
+                "shape": [n, c],
+                "dtype": str(x.dtype),
+                "ratio_by_launch": ratios,
+                "split_by_launch": how,
+            }
             results.append(("split", row))
             print(json.dumps(row), flush=True)
 
@@ -413,10 +432,11 @@ def summary(results) -> list[str]:
             parts = []
             for op, by in r["ratio_by_launch"].items():
                 one = by["one block"]
+                how = r["split_by_launch"]
                 rest = ", ".join(
-                    f"{k} {q:.2f} ({q / one:.2f}x)"
+                    f"{how[k][op]} {q:.2f} ({q / one:.2f}x)"
                     for k, q in by.items()
-                    if k != "one block"
+                    if k != "one block" and how[k][op] != "one block"
                 )
                 parts.append(f"{op} {one:.2f} ({rest or 'not split'})")
             lines.append(
