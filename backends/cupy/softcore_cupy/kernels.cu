@@ -9,8 +9,8 @@
 //               row (32 / T rows per warp), R rows per block
 //   block mode  blockDim = (T, 1), T a multiple of 32 up to 1024: one block per row
 //   split mode  blockDim = (T, 1), CL blocks of a thread-block cluster per row (sm_90;
-//               softmax, log_softmax, logsumexp, the CE gradient; "Split rows", off
-//               as shipped)
+//               softmax, log_softmax, logsumexp, their backward passes, the CE
+//               gradient; "Split rows", off as shipped)
 // A thread handles the "slots" tid, tid + T, tid + 2T, ... of its row, a slot being
 // VEC consecutive elements read or written with one vector access. The first CACHE
 // slots of a thread are held in registers between the pass that reduces the row and
@@ -505,9 +505,31 @@ __device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
 }
 
 // ---------------------------------------------------------------------------
-// Thread-block clusters (sm_90 and later), for rows split over a cluster's blocks
-// ("Split rows", below): the block's rank, a barrier of the cluster's threads, another
-// block's shared memory, and a value folded over the cluster's blocks.
+// Split rows (sm_90 and later): a row over the CL blocks of a thread-block cluster
+//
+// A row wider than one block's registers hold (float32 past 16384 classes at 1024
+// threads, float64 past 8192) loads its tail a slot at a time, each load waiting on
+// the previous slot's arithmetic ("Tail loops"). Here the CL blocks of a cluster
+// (__cluster_dims__, CL = 2, 4 or 8, consecutive in x) share a row: the block of rank k
+// caches the row's slots [k P, k P + P), P = ceil(nslot / CL), which the launch keeps
+// within its K blockDim.x, so every slot is loaded before any is used, as in a row
+// one block holds. The row's maximum, then its sum of exp(x - M), are each block's
+// (row_max, row_sum over its segment) folded over the cluster's blocks in rank order
+// by every thread, each read from its block's shared memory (distributed shared
+// memory, cluster_ld): the same order in every block, so the same bits, and the
+// order depends on C alone (the launch takes CL and the block from C and the dtype).
+// A fold ends with a cluster barrier, so no block reuses or leaves its shared memory
+// while another may still read it. Every block of a cluster takes the same branches
+// around the folds (M, and so whether the row is finite, is the cluster's).
+// Accuracy as a row held in one block's registers: exp(x - M) summed in double, M the
+// row's maximum. Each split kernel is its one-block kernel with CL > 1: row_segment
+// gives its block's segment, stats_row folds the statistics, and the kernel folds
+// its own sums (the backward passes' dot product or gradient sum, the cross-entropy
+// gradient's weights and smoothing sums) with cluster_fold. Older architectures get
+// entry points that trap; the launch takes them only on sm_90 and later.
+//
+// Below: the block's rank, a barrier of the cluster's threads, another block's shared
+// memory, a value folded over the cluster's blocks, and a block's segment of its row.
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define SC_SPLIT 1
@@ -577,16 +599,20 @@ __device__ __forceinline__ V cluster_fold(V v, Op op, double* slot) {
     return t;
 }
 
-// A split row's segment: the first of the nslot slots of the row that the block of the
-// given rank caches, and how many (P = ceil(nslot / CL) a block, the last block's fewer).
-template <int CL>
-__device__ __forceinline__ i64 split_start(i64 nslot, unsigned rank) {
-    return (i64)rank * ((nslot + CL - 1) / CL);
-}
-template <int CL>
-__device__ __forceinline__ i64 split_slots(i64 nslot, i64 s0) {
-    const i64 per = (nslot + CL - 1) / CL;
-    return s0 >= nslot ? 0 : (nslot - s0 < per ? nslot - s0 : per);
+// The row a block works on, and the slots of it the block takes: s0 + [0, nslot). The
+// whole row (C / N slots, s0 = 0) but where it is split over the CL > 1 blocks of a
+// cluster (gridDim.x = rows * CL): the segment of the block of rank k, slots
+// [k P, k P + P) with P = ceil(C / N / CL), the last block's fewer.
+struct RowSeg {
+    i64 r, s0, nslot;
+};
+template <int N, int CL>
+__device__ __forceinline__ RowSeg row_segment(i64 C) {
+    if (CL == 1) return RowSeg{row_index(), 0, C / N};
+    const i64 all = C / N, per = (all + CL - 1) / CL;
+    const i64 s0 = (i64)cluster_rank() * per;
+    const i64 nslot = s0 >= all ? 0 : (all - s0 < per ? all - s0 : per);
+    return RowSeg{(i64)(blockIdx.x / CL), s0, nslot};
 }
 
 // A row kernel's shared scratch: row_sum's 32 doubles and row_max's 32, and for a row
@@ -840,26 +866,28 @@ __device__ __forceinline__ void write_cached(const Pack<T, N> (&c)[K], i64 nslot
     }
 }
 
-// MODE 0: softmax, 1: log_softmax
-template <typename T, int N, int K, bool A, int MODE>
+// MODE 0: softmax, 1: log_softmax; CL > 1: the row split over a cluster ("Split rows")
+template <typename T, int N, int K, bool A, int MODE, int CL = 1>
 __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
-    __shared__ double sm[64];
-    const i64 r = row_index();
+    SC_ROW_SCRATCH(CL)
+    const RowSeg seg = row_segment<N, CL>(C);
+    const i64 r = seg.r, nslot = seg.nslot;
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 nslot = C / N;
-    const T* xr = x + r * C;
-    T* orow = out + r * C;
+    const T* xr = x + r * C + seg.s0 * N;
+    T* orow = out + r * C + seg.s0 * N;
     Pack<T, N> c[K];
     double m, s, mc;
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true);  // softmax keeps exp
+    // softmax keeps exp
+    stats_row<T, N, K, A, CL>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true);
     // softmax rows held in registers need no log-sum-exp (uniform per row)
-    const bool cached = MODE == 0 && nslot <= (i64)K * nt;
+    const bool cached = MODE == 0 && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
     if (!cached) lse = make_shift(m, s);
     Kept f;
     if (MODE == 0) f = cached ? kept_cached(s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
     write_cached<T, N, K, A, MODE>(c, nslot, orow, f, lse);
+    if (CL > 1) return;  // a split row is all in registers
     const int ns = stage_count<T, N>();
     tail_loop<T, Pack<T, N>>(
         tid + (i64)K * nt, nslot, nt, tid,
@@ -875,15 +903,17 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
 
 // SHIFT = 0: each row's log-sum-exp, as T (logsumexp_rows);
 // SHIFT = 1: each row's Shift (m, ls) as two doubles (for the Jacobians).
-template <typename T, int N, int K, bool A, int SHIFT, typename OutT>
+// CL > 1: the row split over a cluster, written by its first block.
+template <typename T, int N, int K, bool A, int SHIFT, typename OutT, int CL = 1>
 __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
-    __shared__ double sm[64];
-    const i64 r = row_index();
+    SC_ROW_SCRATCH(CL)
+    const RowSeg seg = row_segment<N, CL>(C);
+    const i64 r = seg.r;
     if (r >= rows) return;
     Pack<T, N> c[K];
     double m, s;
-    stats_row<T, N, K, A>(x + r * C, C / N, c, m, s, sm);
-    if (threadIdx.x == 0) {
+    stats_row<T, N, K, A, CL>(x + r * C + seg.s0 * N, seg.nslot, c, m, s, sm);
+    if (threadIdx.x == 0 && seg.s0 == 0) {
         const Shift h = make_shift(m, s);
         if (SHIFT) {
             out[2 * r] = h.m;
@@ -895,58 +925,6 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
 }
 
 // ---------------------------------------------------------------------------
-// Split rows (sm_90 and later): a row over the CL blocks of a thread-block cluster
-//
-// A row wider than one block's registers hold (float32 past 16384 classes at 1024
-// threads, float64 past 8192) loads its tail a slot at a time, each load waiting on
-// the previous slot's arithmetic ("Tail loops"). Here the CL blocks of a cluster
-// (__cluster_dims__, CL = 2, 4 or 8, consecutive in x) share a row: the block of rank k
-// caches the row's slots [k P, k P + P), P = ceil(nslot / CL), which the launch keeps
-// within its K blockDim.x, so every slot is loaded before any is used, as in a row
-// one block holds. The row's maximum, then its sum of exp(x - M), are each block's
-// (row_max, row_sum over its segment) folded over the cluster's blocks in rank order
-// by every thread, each read from its block's shared memory (distributed shared
-// memory, cluster_ld): the same order in every block, so the same bits, and the
-// order depends on C alone (the launch takes CL and the block from C and the dtype).
-// A fold ends with a cluster barrier, so no block reuses or leaves its shared memory
-// while another may still read it. Every block of a cluster takes the same branches
-// around the folds (M, and so whether the row is finite, is the cluster's).
-// Accuracy as a row held in one block's registers: exp(x - M) summed in double, M the
-// row's maximum. softmax, log_softmax and logsumexp take split_impl (below); the
-// cross-entropy gradient takes ce_impl with CL > 1 (stats_row folds the statistics).
-// Older architectures get entry points that trap; the launch takes them only on
-// sm_90 and later.
-
-// MODE 0: softmax, 1: log_softmax, 2: logsumexp (out holds one T a row). Block mode,
-// blockDim.x a multiple of 32 from 64; gridDim.x = rows * CL.
-template <typename T, int N, int K, int MODE, int CL>
-__device__ void split_impl(const T* x, T* out, i64 C) {
-    SC_ROW_SCRATCH(CL)
-    const unsigned rank = cluster_rank();
-    const i64 r = (i64)(blockIdx.x / CL);
-    const i64 s0 = split_start<CL>(C / N, rank);
-    const i64 nseg = split_slots<CL>(C / N, s0);
-    Pack<T, N> c[K];
-    double m, s, mc;
-    stats_row<T, N, K, true, CL>(x + r * C + s0 * N, nseg, c, m, s, sm, MODE == 0, &mc);
-    if (MODE == 2) {
-        if (rank == 0 && threadIdx.x == 0) {
-            const Shift h = make_shift(m, s);
-            out[r] = from_d<T>(h.m + h.ls);
-        }
-        return;
-    }
-    Shift lse;
-    Kept f;
-    if (MODE == 0) {
-        f = kept_cached(s, 1.0);
-    } else {
-        lse = make_shift(m, s);
-    }
-    write_cached<T, N, K, true, MODE>(c, nseg, out + r * C + s0 * N, f, lse);
-}
-
-// ---------------------------------------------------------------------------
 // Vector-Jacobian products
 
 
@@ -955,11 +933,10 @@ __device__ void split_impl(const T* x, T* out, i64 C) {
 template <typename T, int N, int K, bool A, int CL = 1>
 __device__ void softmax_backward_impl(const T* g, const T* p, T* out, i64 rows, i64 C) {
     SC_ROW_SCRATCH(CL)
-    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
+    const RowSeg seg = row_segment<N, CL>(C);
+    const i64 r = seg.r, s0 = seg.s0, nslot = seg.nslot;
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
-    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
     const T* gr = g + r * C + s0 * N;
     const T* pr = p + r * C + s0 * N;
     T* orow = out + r * C + s0 * N;
@@ -1031,11 +1008,10 @@ __device__ __forceinline__ double exp_in(double x) { return exp(x); }
 template <typename T, int N, int K, bool A, int CL = 1>
 __device__ void log_softmax_backward_impl(const T* g, const T* lp, T* out, i64 rows, i64 C) {
     SC_ROW_SCRATCH(CL)
-    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
+    const RowSeg seg = row_segment<N, CL>(C);
+    const i64 r = seg.r, s0 = seg.s0, nslot = seg.nslot;
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
-    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
     const T* gr = g + r * C + s0 * N;
     const T* lr = lp + r * C + s0 * N;
     T* orow = out + r * C + s0 * N;
@@ -1265,11 +1241,10 @@ __device__ __forceinline__ void fill_row(T* row, i64 nslot, T v) {
 template <typename T, int N, int K, bool A, int GRAD, typename P, int CL = 1>
 __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 rows, i64 C) {
     SC_ROW_SCRATCH(CL)
-    const i64 r = CL > 1 ? (i64)(blockIdx.x / CL) : row_index();
+    const RowSeg seg = row_segment<N, CL>(C);
+    const i64 r = seg.r, s0 = seg.s0, nslot = seg.nslot;
     if (r >= rows || plan.halted()) return;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const i64 s0 = CL > 1 ? split_start<CL>(C / N, cluster_rank()) : 0;
-    const i64 nslot = CL > 1 ? split_slots<CL>(C / N, s0) : C / N;
     const bool lead = tid == 0 && (CL == 1 || s0 == 0);  // writes the row's loss
     const T* xr = x + r * C;
     T* grow = GRAD ? grad + r * C + s0 * N : (T*)0;
@@ -1692,11 +1667,6 @@ SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
 #else
 #define SC_SPLIT_ONLY(...) __trap();
 #endif
-#define SC_SPLIT_KERNEL(OP, T, SFX, N, K, MODE, CL)                                      \
-    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
-        sc_split_##OP##_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {            \
-        SC_SPLIT_ONLY(split_impl<T, N, K, MODE, CL>(x, out, C);)                         \
-    }
 #define SC_SPLIT_KERNELS(T, SFX, N, K, CL)                                               \
     extern "C" __global__ void SC_BOUNDS_2 SC_CLUSTER_DIMS(CL)                           \
         sc_split_softmax_backward_##SFX##_c##CL(const T* g, const T* p, T* out, i64 rows, \
@@ -1708,9 +1678,18 @@ SC_ROW_KERNELS(double, f64_v2u, 2, 4, false)
                                                     i64 rows, i64 C) {                   \
         SC_SPLIT_ONLY(log_softmax_backward_impl<T, N, K, true, CL>(g, lp, out, rows, C);) \
     }                                                                                    \
-    SC_SPLIT_KERNEL(softmax, T, SFX, N, K, 0, CL)                                        \
-    SC_SPLIT_KERNEL(log_softmax, T, SFX, N, K, 1, CL)                                    \
-    SC_SPLIT_KERNEL(logsumexp, T, SFX, N, K, 2, CL)                                      \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_softmax_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {           \
+        SC_SPLIT_ONLY(softmax_impl<T, N, K, true, 0, CL>(x, out, rows, C);)              \
+    }                                                                                    \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_log_softmax_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {       \
+        SC_SPLIT_ONLY(softmax_impl<T, N, K, true, 1, CL>(x, out, rows, C);)              \
+    }                                                                                    \
+    extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL)                           \
+        sc_split_logsumexp_##SFX##_c##CL(const T* x, T* out, i64 rows, i64 C) {         \
+        SC_SPLIT_ONLY(lse_impl<T, N, K, true, 0, T, CL>(x, out, rows, C);)               \
+    }                                                                                    \
     extern "C" __global__ void SC_BOUNDS_1 SC_CLUSTER_DIMS(CL) sc_split_ce_grad_##SFX##_c##CL( \
         const T* x, const i64* target, const double* alpha, const double* beta,          \
         const double* cw, double scale, double* loss, T* grad, i64 rows, i64 C) {        \
