@@ -266,13 +266,13 @@ def stage_bytes(
     return max(0, tail) * unit
 
 
-# Split rows ("Split rows" in kernels.cu): softmax, log_softmax, logsumexp and
-# cross-entropy gradient rows wider than a block's registers hold, over the blocks of
-# a thread-block cluster (sm_90 and later), each block caching its segment of the
-# row. Off as shipped until a GPU has timed them beside the one-block kernels
-# (tools/bench_gpu.py, "split rows" lines); the tests run them on the host emulation
-# and, on a GPU, against the references. SPLIT_THREADS: threads a block of a split
-# row.
+# Split rows ("Split rows" in kernels.cu): softmax, log_softmax, logsumexp, their
+# backward passes and cross-entropy gradient rows wider than a block's registers hold,
+# over the blocks of a thread-block cluster (sm_90 and later), each block caching its
+# segment of the row. Off as shipped until a GPU has timed them beside the one-block
+# kernels (tools/bench_gpu.py, "split rows" lines); the tests run them on the host
+# emulation and, on a GPU, against the references. SPLIT_THREADS: threads a block of a
+# split row.
 SPLIT = False
 SPLIT_THREADS = 1024
 _split_capable: dict[int, bool] = {}
@@ -310,29 +310,14 @@ def _device_splits(device_id: int) -> bool:
     return ok
 
 
-def _split_row_launch(op: str, x, arrays, args) -> bool:
-    """Launch the split-row kernel of ``op`` where it applies (``SPLIT`` on, rows
-    of ``_SPLIT_VARIANTS``, a device with clusters); whether it did."""
-    import numpy as np
-
-    if not SPLIT:
-        return False
-    rows, n_classes = x.shape
-    itemsize = x.dtype.itemsize
-    cl = split_launch(op, n_classes, itemsize)
-    if not cl or rows == 0:
-        return False
-    variant = _row_variant(n_classes, itemsize, *arrays)
-    if variant not in _SPLIT_VARIANTS or not _device_splits(x.device.id):
-        return False
-    with x.device:
-        fn = _function(f"sc_split_{op}_{variant}_c{cl}", x.device.id)
-        fn(
-            (rows * cl, 1, 1),
-            (split_threads(op), 1, 1),
-            (*args, np.int64(rows), np.int64(n_classes)),
-        )
-    return True
+def _split_blocks(op: str, x, variant: str) -> int:
+    """Blocks of the cluster each row of ``x`` takes where the split-row kernel
+    applies (``SPLIT`` on, rows of ``_SPLIT_VARIANTS``, a device with clusters);
+    else 0."""
+    if not SPLIT or variant not in _SPLIT_VARIANTS:
+        return 0
+    cl = split_launch(op, x.shape[1], x.dtype.itemsize)
+    return cl if cl and _device_splits(x.device.id) else 0
 
 
 def _row_variant(n_classes: int, itemsize: int, *arrays) -> str:
@@ -353,22 +338,28 @@ def _row_launch(op: str, x, arrays, args, staged: bool = True) -> None:
     rows, n_classes = x.shape
     if rows == 0 or n_classes == 0:  # the core never sends these; nothing to launch
         return
-    if _split_row_launch(op, x, arrays, args):
-        return
     itemsize = x.dtype.itemsize
     variant = _row_variant(n_classes, itemsize, *arrays)
-    name = f"sc_{op}_{variant}"
-    t = threads_per_row(n_classes, itemsize, op)
+    cl = _split_blocks(op, x, variant)
+    t = split_threads(op) if cl else threads_per_row(n_classes, itemsize, op)
     if t not in THREADS_PER_ROW or t > max_threads_per_row(op):
         raise ValueError(f"{t} threads per row is not a launch of sc_{op}")
-    if t <= 32:  # group mode: _GROUP_BLOCK // t rows per block
-        per_block = _GROUP_BLOCK // t
-        block = (t, per_block, 1)
-        grid = (-(-rows // per_block), 1, 1)
-    else:
+    want = 0
+    if cl:  # split mode: cl blocks of a cluster per row
+        name = f"sc_split_{op}_{variant}_c{cl}"
         block = (t, 1, 1)
-        grid = (rows, 1, 1)
-    want = stage_bytes(op, n_classes, itemsize, t, variant) if staged else 0
+        grid = (rows * cl, 1, 1)
+    else:
+        name = f"sc_{op}_{variant}"
+        if t <= 32:  # group mode: _GROUP_BLOCK // t rows per block
+            per_block = _GROUP_BLOCK // t
+            block = (t, per_block, 1)
+            grid = (-(-rows // per_block), 1, 1)
+        else:
+            block = (t, 1, 1)
+            grid = (rows, 1, 1)
+        if staged:
+            want = stage_bytes(op, n_classes, itemsize, t, variant)
     with x.device:
         fn = _function(name, x.device.id)
         shared = 0
