@@ -963,11 +963,11 @@ def _fused_index_loss(
 
 
 def _loss_as(loss: Any, result: Any) -> Any:
-    """Float64 losses (an array) in the result dtype. A 16-bit result goes
-    through float32, the dtype it is computed in, so its losses are the float32
-    call's rounded, bitwise, as every other 16-bit result is; rounded straight
-    from float64 they differed where the float32 loss lies halfway between two
-    16-bit numbers (the kit found a float16 loss of 273.25 where the float32
+    """Float64 losses (an array, or a NumPy scalar) in the result dtype. A 16-bit
+    result goes through float32, the dtype it is computed in, so its losses are the
+    float32 call's rounded, bitwise, as every other 16-bit result is; rounded
+    straight from float64 they differed where the float32 loss lies halfway between
+    two 16-bit numbers (the kit found a float16 loss of 273.25 where the float32
     loss, 273.125, rounds to 273.0)."""
     if result.itemsize == 2:
         loss = loss.astype(_F32)
@@ -990,9 +990,9 @@ def _scalar_loss(
         # a mean over no (or only zero-weight) targets is 0/0 = NaN, as PyTorch
         total = total / normaliser if normaliser else total * np.nan
     if xp is np:
-        if result.itemsize == 2:  # through float32, as _loss_as
+        if result.itemsize == 2:
             with np.errstate(over="ignore"):
-                return result.type(np.float32(total))
+                return _loss_as(np.float64(total), result)
         top = _CAST_MAX.get(result)
         if top is None or abs(total) <= top:  # the cast cannot overflow
             return result.type(total)
@@ -1000,7 +1000,7 @@ def _scalar_loss(
             return result.type(total)
     with np.errstate(over="ignore"):
         if result.itemsize == 2:
-            return xp.asarray(total, dtype=_F32).astype(result)[()]
+            return _loss_as(xp.asarray(total, dtype=_F64), result)[()]
         return xp.asarray(total, dtype=result)[()]
 
 
