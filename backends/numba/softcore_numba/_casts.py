@@ -92,13 +92,10 @@ def _pick(b, cases, default):
     return out
 
 
-@intrinsic
-def half_to_f32(typingctx, h):
-    """The float32 that float16 bits ``h`` (uint16) stand for (exact)."""
-    if h != types.uint16:
-        return None
-
+def _half_to_f32_codegen(keep_snan):
     def codegen(context, b, signature, args):
+        if HARDWARE_HALF and not keep_snan:
+            return b.fpext(b.bitcast(args[0], _HALF), _F32)
         x = b.zext(args[0], _I32)
         a = b.and_(x, _k(0x7FFF))
         sign = b.shl(b.and_(x, _k(0x8000)), _k(16))
@@ -122,17 +119,31 @@ def half_to_f32(typingctx, h):
         )
         return b.bitcast(b.or_(bits, sign), _F32)
 
-    return types.float32(types.uint16), codegen
+    return codegen
 
 
 @intrinsic
-def f32_to_half(typingctx, v):
-    """The float16 bits (uint16) nearest float32 ``v``, ties to even; a NaN keeps
-    its sign and top ten payload bits (``0x7c01`` where those are zero)."""
-    if v != types.float32:
+def half_to_f32(typingctx, h):
+    """The float32 that float16 bits ``h`` (uint16) stand for (exact)."""
+    if h != types.uint16:
         return None
+    return types.float32(types.uint16), _half_to_f32_codegen(True)
 
+
+@intrinsic
+def half_to_f32_quiet(typingctx, h):
+    """:func:`half_to_f32`, but a signalling NaN may come back quiet: for a
+    value that arithmetic takes next, which quiets it anyway. With F16C one
+    instruction, without NumPy's NaN bits restored."""
+    if h != types.uint16:
+        return None
+    return types.float32(types.uint16), _half_to_f32_codegen(False)
+
+
+def _f32_to_half_codegen(keep_snan):
     def codegen(context, b, signature, args):
+        if HARDWARE_HALF and not keep_snan:
+            return b.bitcast(b.fptrunc(args[0], _HALF), _I16)
         x = b.bitcast(args[0], _I32)
         sign = b.and_(b.lshr(x, _k(16)), _k(0x8000))
         a = b.and_(x, _k(0x7FFFFFFF))
@@ -163,7 +174,26 @@ def f32_to_half(typingctx, v):
         )
         return b.trunc(b.or_(r, sign), _I16)
 
-    return types.uint16(types.float32), codegen
+    return codegen
+
+
+@intrinsic
+def f32_to_half(typingctx, v):
+    """The float16 bits (uint16) nearest float32 ``v``, ties to even; a NaN keeps
+    its sign and top ten payload bits (``0x7c01`` where those are zero)."""
+    if v != types.float32:
+        return None
+    return types.uint16(types.float32), _f32_to_half_codegen(True)
+
+
+@intrinsic
+def f32_to_half_quiet(typingctx, v):
+    """:func:`f32_to_half` for a ``v`` that is no signalling NaN (a result of
+    arithmetic): a quiet NaN's top ten payload bits hold the quiet bit, so F16C
+    (one instruction) gives NumPy's bits for it."""
+    if v != types.float32:
+        return None
+    return types.uint16(types.float32), _f32_to_half_codegen(False)
 
 
 @intrinsic

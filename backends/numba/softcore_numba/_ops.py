@@ -310,7 +310,8 @@ def cast(src, dst) -> bool:
 
 
 _ROWS16_MAX_C = 1 << 22
-"""Widest 16-bit row taken whole (a float32 scratch of 16 MiB)."""
+"""Widest 16-bit softmax or log_softmax row taken whole (a float32 scratch of
+16 MiB; the backward passes have none)."""
 
 
 _Rows32 = collections.namedtuple("_Rows32", "shape itemsize")
@@ -341,9 +342,11 @@ def low_precision_rows(kernel, args, out) -> bool:
     """The optional ``low_precision_rows`` hook: ``kernel`` (softmax,
     log_softmax or their backward passes) of float16 or bfloat16 rows
     ``args`` (its inputs) into ``out``, all of one dtype, C-contiguous ``(rows,
-    C)``, ``out`` possibly one of them; converted a block at a time in cache
-    (``_rows16``). False, writing nothing, for rows the float32 softmax would
-    split over threads, rows wider than ``_ROWS16_MAX_C``, or anything else."""
+    C)``, ``out`` possibly one of them; the forward rows converted a block at
+    a time in cache, the backward passes in registers (``_rows16``). False,
+    writing nothing, for rows the float32 softmax would split over threads,
+    softmax and log_softmax rows wider than ``_ROWS16_MAX_C``, or anything
+    else."""
     log = _ROWS16.get(kernel)
     back = _BACK16.get(kernel)
     if (log is None) == (back is None) or len(args) != (1 if back is None else 2):
@@ -355,10 +358,10 @@ def low_precision_rows(kernel, args, out) -> bool:
         if a.dtype != out.dtype or a.shape != out.shape or not a.flags.c_contiguous:
             return False
     n, c = out.shape
-    if c > _ROWS16_MAX_C or n * c == 0:
+    if n * c == 0 or (back is None and c > _ROWS16_MAX_C):
         return False
     os_ = out.view(_U16)
-    if back is not None:
+    if back is not None:  # no scratch but a few rows where out is an input
         g, p = (a.view(_U16) for a in args)
         if n * c <= SERIAL_MAX:
             R.back16_ser(g, p, os_, half, back)

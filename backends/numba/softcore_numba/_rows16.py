@@ -1,32 +1,46 @@
 """softmax, log_softmax and their backward passes on float16 and bfloat16 rows,
-converted in cache.
+converted in cache or in registers.
 
 Through the ``cast`` hook a 16-bit call widens the whole array into a float32
 temporary, runs the float32 kernel over it and rounds a second temporary back:
-three passes over memory and two float32 arrays of the input's size. Here a
-block of rows (``TASK`` elements, in L2) is widened into a float32 scratch, the
-float32 serial driver runs on it in place, and the block is rounded into the
-output: one read and one write of 16-bit data, and a scratch per task.
+three passes over memory and two float32 arrays of the input's size.
 
-The float32 driver is the one ``_ops`` picks for float32 rows of this width
-(``mode``: 0 a row at a time, 1 grouped, 2 short rows; the backward passes have
-one); every mode computes the same bits, so results are bitwise the float32
-kernel's results rounded, as the cast path's are. softmax and log_softmax rows
-that the float32 path would split across threads (a few rows wider than a
-block) are left to the cast path (``_ops`` declines them).
+softmax and log_softmax go a block of rows (``TASK`` elements, in L2) at a
+time: widened into a float32 scratch, the float32 serial driver run on it in
+place, the block rounded into the output. One read and one write of 16-bit
+data, and a scratch per task. The float32 driver is the one ``_ops`` picks for
+float32 rows of this width (``mode``: 0 a row at a time, 1 grouped, 2 short
+rows); every mode computes the same bits. softmax and log_softmax rows that the
+float32 path would split across threads (a few rows wider than a block) are
+left to the cast path (``_ops`` declines them).
+
+The backward passes convert each element as they load and store it (below):
+no scratch, the row read twice from cache.
+
+Either way the results are bitwise the float32 kernel's results rounded, as the
+cast path's are.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
 from . import _kernels as K  # noqa: E402
-from ._casts import _narrow, _widen  # noqa: E402
+from ._casts import (  # noqa: E402
+    _narrow,
+    _widen,
+    bf16_to_f32,
+    f32_to_bf16,
+    f32_to_half_quiet,
+    half_to_f32_quiet,
+)
+from ._vexp import exp32, exp32_nonpos, wide  # noqa: E402
 
 TASK = K.TASK
 """Elements per block of rows (a float32 scratch of 128 KiB)."""
@@ -92,57 +106,205 @@ def rows16_par(x, out, half, mode, log):
         _block(x, out, r0, r1, half, mode, log, np.empty((r1 - r0) * c, np.float32))
 
 
-BACK_TASK = TASK // 2
-"""Elements per block of a backward pass: three float32 scratches of 64 KiB
-(the incoming gradient, the saved output, the result: written over an input,
-the float32 kernels' loops lose their vector form, LLVM's overlap check
-failing)."""
+# ------------------------------------------------------------ backward passes
+#
+# A row's reductions read its 16-bit elements, widening each as it is loaded,
+# and its write loop widens, computes in float32 (float64 where the float32
+# kernel does) and rounds each element as it is stored: one read of each
+# 16-bit input for the reduction, one for the write, one 16-bit write, no
+# scratch. Each loop is the float32 kernel's own loop
+# (``_kernels._softmax_backward_block``, ``_log_softmax_backward_block``) on
+# the widened elements: the same operations, flags and vector shape, so the
+# same sums in the same order and results bitwise the float32 kernel's rounded.
+# ``tests/test_casts.py`` checks that, and the reductions' bits on inputs whose
+# float64 sums round (sums of products of 16-bit numbers of like size are
+# exact in any order, so ordinary rows would not show a change of order).
+#
+# With F16C the float16 conversions are single instructions
+# (``half_to_f32_quiet``, ``f32_to_half_quiet``): every value widened here is
+# taken by arithmetic next, which quiets a signalling NaN anyway, and every
+# value rounded is a result of arithmetic, never a signalling NaN. Against
+# widening blocks into L2 scratches (the way softmax goes), two threads: float16
+# 0.55-0.82 of the time at every shape measured; bfloat16 0.68-0.83 at 8192x1000
+# and 64x32000, 0.73-0.97 at 65536x128, 0.88-0.99 at 512x64 and 256x128
+# (docs/benchmarks.md, "16-bit backward passes converting in registers").
+# float16's conversion to float64, one instruction, is the dot product's cost:
+# 0.3 ns an element against 0.1 for float32's and 0.17 for bfloat16's shift.
+#
+# float16 rows come as uint16 patterns and bfloat16 rows as int16 ones, so that
+# the conversion is chosen when the loop is compiled (:func:`to32`,
+# :func:`to16`), not in it.
+
+
+def to32(v):
+    """The float32 a 16-bit pattern stands for: float16 bits as uint16,
+    bfloat16 bits as int16 (exact)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+def to16(v, row):
+    """The 16-bit pattern nearest float32 ``v``, in ``row``'s integer type
+    (uint16: float16, int16: bfloat16)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(to32, inline="always")
+def _to32_impl(v):
+    if v == types.uint16:
+        return lambda v: half_to_f32_quiet(v)
+    if v == types.int16:
+        return lambda v: bf16_to_f32(np.uint16(v))
+    return None
+
+
+@overload(to16, inline="always")
+def _to16_impl(v, row):
+    if row.dtype == types.uint16:
+        return lambda v, row: f32_to_half_quiet(v)
+    if row.dtype == types.int16:
+        return lambda v, row: np.int16(f32_to_bf16(v))
+    return None
+
+
+_F32_BIG64 = np.float64(K._F32_BIG)
+
+
+@njit(fastmath=K._RED, **_KW)
+def dot16_big(g, p):
+    """:func:`_kernels._dot_row_big` of the widened rows, bit for bit."""
+    wide()
+    s = 0.0
+    big = False
+    for j in range(g.shape[0]):
+        gj = np.float64(to32(g[j]))  # exact: compared in float64 as in float32
+        s += gj * np.float64(to32(p[j]))
+        big |= abs(gj) >= _F32_BIG64
+    return s, big
+
+
+@njit(fastmath=K._RED, **_KW)
+def sum16(g):
+    """:func:`_kernels._sum_row` of the widened row, bit for bit."""
+    wide()
+    s = 0.0
+    for j in range(g.shape[0]):
+        s += np.float64(to32(g[j]))
+    return s
 
 
 @njit(**_KW)
-def _backward32(gb, pb, ob, log):
-    if log:
-        K.log_softmax_backward_ser(gb, pb, ob)
-    else:
-        K.softmax_backward_ser(gb, pb, ob)
+def _nonpos16(lpr):
+    """:func:`_kernels._row_nonpos` of the widened row."""
+    wide()
+    out_ = False
+    for j in range(lpr.shape[0]):
+        v = to32(lpr[j])
+        out_ |= (v < K._NONPOS_MIN32) | (v > 0)
+    return not out_
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _softmax_backward16(g, p, out, r0, r1):
+    """Rows ``r0:r1`` of the softmax backward pass, as the float32 kernel
+    computes them, rounded (``out`` not ``g`` or ``p``: see :func:`_back_rows`)."""
+    wide()
+    for r in range(r0, r1):
+        gr, pr, o = g[r], p[r], out[r]
+        d, big = dot16_big(gr, pr)
+        if not big and abs(d) < K._F32_BIG:
+            dh = np.float32(d)  # split_factor: dh + dl holds d
+            dl = np.float32(d - np.float64(dh))
+            for j in range(gr.shape[0]):
+                o[j] = to16(((to32(gr[j]) - dh) - dl) * to32(pr[j]), o)
+        else:
+            for j in range(gr.shape[0]):
+                pj = np.float64(to32(pr[j]))
+                o[j] = to16(np.float32(pj * (np.float64(to32(gr[j])) - d)), o)
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _log_softmax_backward16(g, lp, out, r0, r1):
+    """Rows ``r0:r1`` of the log_softmax backward pass, as the float32 kernel
+    computes them, rounded (``out`` not ``g`` or ``lp``)."""
+    wide()
+    for r in range(r0, r1):
+        gr, lpr, o = g[r], lp[r], out[r]
+        t = sum16(gr)
+        th = np.float32(t)  # split_factor
+        tl = np.float32(t - np.float64(th)) if abs(th) < np.inf else np.float32(0.0)
+        if abs(th) < np.inf and _nonpos16(lpr):
+            for j in range(gr.shape[0]):
+                e = exp32_nonpos(to32(lpr[j]))
+                o[j] = to16((to32(gr[j]) - e * th) - e * tl, o)
+        else:
+            for j in range(gr.shape[0]):
+                e = np.float64(exp32(to32(lpr[j])))
+                o[j] = to16(np.float32(np.float64(to32(gr[j])) - e * t), o)
 
 
 @njit(inline="always", **_KW)
-def _back_block(g, p, out, r0, r1, half, log, buf):
-    """Rows ``[r0, r1)`` of a backward pass: both inputs widened into ``buf``'s
-    first two thirds, the float32 pass into its last, rounded into ``out``
-    (which may be ``g`` or ``p``: the block is read before it is written)."""
-    c = g.shape[1]
-    m = (r1 - r0) * c
-    k = buf.shape[0] // 3
-    fg = buf[:m]
-    fp = buf[k : k + m]
-    fo = buf[2 * k : 2 * k + m]
-    _widen(g[r0:r1].reshape(m), fg, half)
-    _widen(p[r0:r1].reshape(m), fp, half)
-    shape = (r1 - r0, c)
-    _backward32(fg.reshape(shape), fp.reshape(shape), fo.reshape(shape), log)
-    _narrow(fo, out[r0:r1].reshape(m), half)
+def _back_block(g, p, out, r0, r1, log):
+    if log:
+        _log_softmax_backward16(g, p, out, r0, r1)
+    else:
+        _softmax_backward16(g, p, out, r0, r1)
+
+
+@njit(**_KW)
+def _back_rows(g, p, out, r0, r1, log, alias):
+    """Rows ``r0:r1``. Where ``out`` is ``g`` or ``p`` (``alias``), a few rows
+    at a time into a scratch of ``BACKWARD_TASK`` elements and copied: written
+    over an input, the write loops take their scalar form (LLVM's overlap check
+    fails). softmax_backward over its input, one thread, 32768 elements: 2.3-3.5x
+    the time of a distinct output directly, 1.03-1.12x through the scratch."""
+    if not alias:
+        _back_block(g, p, out, r0, r1, log)
+        return
+    c = out.shape[1]
+    k = max(1, K.BACKWARD_TASK // c)
+    buf = np.empty((min(k, r1 - r0), c), out.dtype)
+    for a in range(r0, r1, k):
+        b = min(r1, a + k)
+        _back_block(g[a:b], p[a:b], buf, 0, b - a, log)
+        m = (b - a) * c
+        src = buf.reshape(buf.size)
+        dst = out[a:b].reshape(m)
+        for i in range(m):  # numba's 2-D slice assignment: 9 us of 32768 elements
+            dst[i] = src[i]
+
+
+@njit(inline="always", **_KW)
+def _overlaps(a, b):
+    """Whether two C-contiguous arrays of one size share memory."""
+    a0 = a.ctypes.data
+    b0 = b.ctypes.data
+    return a0 < b0 + b.nbytes and b0 < a0 + a.nbytes
 
 
 @njit(**_KW)
 def back16_ser(g, p, out, half, log):
     """``out`` the softmax (log_softmax where ``log``) backward pass of
     incoming gradient ``g`` and saved output ``p``, 16-bit patterns as in
-    :func:`rows16_ser`, one thread."""
-    n, c = g.shape
-    R = max(1, BACK_TASK // c)
-    buf = np.empty(3 * min(n, R) * c, np.float32)
-    for r0 in range(0, n, R):
-        _back_block(g, p, out, r0, min(n, r0 + R), half, log, buf)
+    :func:`rows16_ser` (``out`` may be ``g`` or ``p``), one thread."""
+    alias = _overlaps(out, g) or _overlaps(out, p)
+    n = g.shape[0]
+    if half:
+        _back_rows(g, p, out, 0, n, log, alias)
+    else:
+        i16 = np.int16
+        _back_rows(g.view(i16), p.view(i16), out.view(i16), 0, n, log, alias)
 
 
 @njit(parallel=True, **_KW)
 def back16_par(g, p, out, half, log):
+    alias = _overlaps(out, g) or _overlaps(out, p)
     n, c = g.shape
-    R = K._task_rows(g, BACK_TASK)
+    R = max(1, K.BACKWARD_TASK // c)
+    i16 = np.int16
     for t in prange((n + R - 1) // R):
         r0 = t * R
         r1 = min(n, r0 + R)
-        buf = np.empty(3 * (r1 - r0) * c, np.float32)
-        _back_block(g, p, out, r0, r1, half, log, buf)
+        if half:
+            _back_rows(g, p, out, r0, r1, log, alias)
+        else:
+            _back_rows(g.view(i16), p.view(i16), out.view(i16), r0, r1, log, alias)

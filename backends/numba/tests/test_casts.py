@@ -205,13 +205,50 @@ BACKWARD = ["softmax_backward_rows", "log_softmax_backward_rows"]
 
 
 @pytest.mark.parametrize("low", LOW)
+def test_backward_reductions_are_the_float32_ones(rng, low):
+    """The 16-bit backward passes' dot product and sum, converting as they load,
+    are bitwise the float32 kernels' reductions of the widened rows: the same
+    lanes and order. The elements' exponents span 2^-24..2^15 (float16) and
+    2^-60..2^60 (bfloat16), so that the float64 sums round (products of
+    16-bit numbers of like size are exact and sum exactly in any order) and a
+    sequential sum differs from these in most rows: a change of order shows."""
+    from softcore_numba import _kernels, _rows16
+
+    ints = np.uint16 if low == F16 else np.int16
+    span = (-24, 15) if low == F16 else (-60, 60)
+
+    def spread(c):
+        v = rng.uniform(1, 2, c) * np.exp2(rng.integers(*span, c))
+        return (v * rng.choice([-1.0, 1.0], c)).astype(low)
+
+    diffs = 0
+    for c in [1, 7, 16, 31, 33, 64, 127, 129, 1000, 4097, 32000]:
+        for _ in range(8):
+            g, p = spread(c), spread(c)
+            g32, p32 = g.astype(np.float32), p.astype(np.float32)
+            seq = 0.0
+            for a, b in zip(g32.tolist(), p32.tolist(), strict=True):
+                seq += a * b  # exact products: any rounding is the sum's
+            diffs += seq != _kernels._dot_row_big(g32, p32)[0]
+            got = _rows16.dot16_big(g.view(ints), p.view(ints))
+            assert got == _kernels._dot_row_big(g32, p32), c
+            assert _rows16.sum16(g.view(ints)) == _kernels._sum_row(g32), c
+    assert diffs > 30  # of 88 rows: the inputs make the order matter
+
+
+@pytest.mark.parametrize("low", LOW)
 @pytest.mark.parametrize("kernel", BACKWARD)
-@pytest.mark.parametrize(("n", "c"), [(5000, 8), (600, 64), (40, 1000), (4, 40000)])
+@pytest.mark.parametrize(
+    ("n", "c"),
+    [(1000, 30), (100, 64), (5000, 8), (600, 64), (40, 1000), (4, 40000)]
+    + [(2, (1 << 22) + 3)],  # wider than any softmax row taken whole
+)
 def test_low_precision_backward_is_the_float32_pass_rounded(rng, low, kernel, n, c):
-    """16-bit backward passes a block at a time: bitwise the float32 kernel's
-    results rounded, into another array, over either input, and from
-    read-only inputs (a few very wide rows too: the backward pass has no split
-    mode to leave them to)."""
+    """16-bit backward passes converting in registers: bitwise the float32
+    kernel's results rounded, into another array, over either input (a few rows
+    at a time through a scratch), and from read-only inputs; on one thread (the
+    first two shapes) and threaded (a few very wide rows too: the backward pass
+    has no split mode to leave them to)."""
     x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
     g = (rng.standard_normal((n, c)) * 2).astype(low)
     s = np.empty_like(x)
@@ -253,6 +290,12 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
         s = np.abs(rng.standard_normal((n, c))).astype(low)
         s[7, 2] = np.inf
         s[8, 5] = np.nan
+        # signalling NaNs (quiet bit clear, payloads kept by the widening cast)
+        snan = np.array([0x7D01 if low == F16 else 0x7F81], np.uint16).view(low)
+        x[9, 4] = s[10, 6] = snan[0]
+        s[9, 1] = -snan[0]
+        args32 = [x.astype(np.float32)]
+        args = [x]
         args32.append(s.astype(np.float32))
         args.append(s)
     y32 = np.empty((n, c), np.float32)
@@ -301,6 +344,17 @@ got = np.empty(x.size, np.float16)
 assert _ops.cast(x, got)
 with np.errstate(all="ignore"):
     assert (got.view(np.uint16) == x.astype(np.float16).view(np.uint16)).all()
+g = np.random.default_rng(0).standard_normal((300, 100)).astype(np.float16)
+s = np.random.default_rng(1).random((300, 100)).astype(np.float16)
+g[3, 3] = np.array([0x7D01], np.uint16).view(np.float16)[0]
+for kernel in ("softmax_backward_rows", "log_softmax_backward_rows"):
+    y32 = np.empty(g.shape, np.float32)
+    with np.errstate(all="ignore"):
+        getattr(_ops, kernel)(g.astype(np.float32), s.astype(np.float32), y32)
+        want = y32.astype(np.float16)
+    out = np.empty_like(g)
+    assert _ops.low_precision_rows(kernel, (g, s), out)
+    assert out.tobytes() == want.tobytes(), kernel
 print("software float16 conversions: ok")
 """
 
