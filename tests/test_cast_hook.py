@@ -234,3 +234,73 @@ def test_low_precision_rows_hook_takes_softmax_and_log_softmax(op, low):
     small = RowsHooked()
     _run(op, x[:3, :16], small, np.random.default_rng(7))
     assert small.rows_calls == []
+
+
+def _plain_call(op, x, p, backend):
+    """``op`` on plain 16-bit arrays (``p`` a softmax of ``x``): its results."""
+    if op == "softmax":
+        return (sc.softmax(x, backend=backend),)
+    if op == "log_softmax_in_place":
+        y = x.copy()
+        return (sc.log_softmax(y, out=y, backend=backend), y)
+    if op == "softmax_out":
+        out = np.empty_like(x)
+        return (sc.softmax(x, axis=1, out=out, backend=backend), out)
+    if op == "backward":
+        return (sc.log_softmax_backward(x, p, backend=backend),)
+    g = x.copy()  # backward into the incoming gradient
+    return (sc.softmax_backward(g, p, out=g, backend=backend), g)
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize(
+    "op", ["softmax", "log_softmax_in_place", "softmax_out", "backward", "in_place"]
+)
+def test_plain_16bit_calls_go_to_the_rows_hook_at_once(op, low, monkeypatch):
+    """A C-contiguous 2-D 16-bit NumPy array over its last axis (and ``out=``
+    of its own, or itself) is handed to ``low_precision_rows`` without the
+    general steps, with the same bits; where the hook declines, the cast path
+    runs without asking it again."""
+    from softcore import _api
+
+    x = np.asarray(np.random.default_rng(8).standard_normal(BIG) * 3, _dtype(low))
+    p = sc.softmax(x, backend="numpy")
+    want = _plain_call(op, x, p, "numpy")
+
+    def no_general_steps(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    with monkeypatch.context() as m:
+        m.setattr(_api, "_prepare", no_general_steps)
+        hooked = RowsHooked()
+        _same(_plain_call(op, x, p, hooked), want)
+    assert len(hooked.rows_calls) == 1
+    declining = RowsHooked(decline_rows=True)
+    _same(_plain_call(op, x, p, declining), want)
+    assert len(declining.rows_calls) == 1
+    assert (low, "float32") in declining.calls
+
+
+@pytest.mark.parametrize("low", LOW)
+def test_16bit_calls_that_are_not_plain_take_the_general_path(low):
+    """Mixed 16-bit dtypes, a big-endian float16, a read-only ``out`` and
+    mismatched shapes: the same results or errors as without the shortcut."""
+    rng = np.random.default_rng(10)
+    x = np.asarray(rng.standard_normal(BIG) * 3, _dtype(low))
+    p = sc.softmax(x, backend="numpy")
+    hooked = RowsHooked()
+    other = _dtype("float16" if low != "float16" else LOW[-1])
+    q = p.astype(other)
+    _same(
+        (sc.softmax_backward(x, q, backend=hooked),),
+        (sc.softmax_backward(x, q, backend="numpy"),),
+    )
+    if low == "float16":
+        xb = x.astype(">f2")
+        _same((sc.softmax(xb, backend=hooked),), (sc.softmax(xb, backend="numpy"),))
+    ro = np.empty_like(x)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="out is read-only"):
+        sc.softmax(x, out=ro, backend=hooked)
+    with pytest.raises(ValueError, match="shape"):
+        sc.softmax_backward(x, p[:, :-1], backend=hooked)
