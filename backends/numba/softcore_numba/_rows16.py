@@ -9,10 +9,11 @@ softmax and log_softmax go a block of rows (``TASK`` elements, in L2) at a
 time: widened into a float32 scratch, the float32 serial driver run on it in
 place, the block rounded into the output. One read and one write of 16-bit
 data, and a scratch per task. The float32 driver is the one ``_ops`` picks for
-float32 rows of this width (``mode``: 0 a row at a time, 1 grouped, 2 short
-rows); every mode computes the same bits. softmax and log_softmax rows that the
-float32 path would split across threads (a few rows wider than a block) are
-left to the cast path (``_ops`` declines them).
+rows of this width in cache, as every block is (``mode``: 0 a row at a time, 1
+grouped, 2 short rows; ``_ops._mode16``); every mode computes the same bits.
+softmax and log_softmax rows that the float32 path would split across threads
+(a few rows wider than a block) are left to the cast path (``_ops`` declines
+them).
 
 The backward passes convert each element as they load and store it (below):
 no scratch, the row read twice from cache.

@@ -154,9 +154,11 @@ def test_declines_what_it_does_not_convert(src, dst):
 
 
 # (rows, classes) taking each float32 mode, serial and threaded: short rows,
-# grouped, a row at a time, rows wider than a block (one per task)
+# grouped, a row at a time, rows wider than a block (one per task); the last
+# three grouped in 16 bits where the float32 call of their shape, the
+# reference, goes a row at a time
 ROW_SHAPES = [(5000, 8), (100, 64), (600, 64), (2000, 100), (40, 1000), (300, 1000)]
-ROW_SHAPES += [(20, 40000), (1, 7)]
+ROW_SHAPES += [(20, 40000), (1, 7), (300, 256), (200, 512), (3000, 128)]
 
 
 @pytest.mark.parametrize("low", LOW)
@@ -308,23 +310,16 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
 
 
 @pytest.mark.parametrize(
-    ("n", "c"), [(9, 8), (9, 64), (600, 64), (50, 80), (600, 80), (4, 1000), (3, 999)]
+    ("c", "softmax_mode", "log_mode"),
+    [(8, 2, 2), (63, 2, 2), (64, 1, 1), (512, 1, 1), (513, 0, 1), (1024, 0, 1)]
+    + [(1025, 0, 0), (40000, 0, 0)],
 )
-def test_16bit_rows_take_the_float32_rows_mode(n, c):
-    """The blockwise drivers run the float32 driver that a float32 call of the
-    same shape takes (``softmax_rows``' and ``log_softmax_rows``' rule): the
-    bits are the same in every mode, the speed is not."""
-    x = np.empty((n, c), np.float32)
-    rules = {
-        False: (_ops.SOFTMAX_GROUP_ROW_BYTES, _ops.SMALL_GROUP_ROW_BYTES),
-        True: (
-            _ops.LOG_SOFTMAX_GROUP_ROW_BYTES,
-            _ops.LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES,
-        ),
-    }
-    for log, (limit, small) in rules.items():
-        want = 2 if c < _ops.SHORT_C else 1 if _ops._grouped(x, limit, small) else 0
-        assert _ops._mode32(n, c, log) == want
+def test_16bit_rows_take_the_in_cache_mode(c, softmax_mode, log_mode):
+    """The blockwise drivers run the float32 serial driver for rows in cache,
+    whatever the call's size (every block is): short rows, grouped rows to 512
+    classes (softmax) and 1024 (log_softmax), a row at a time beyond."""
+    assert _ops._mode16(c, False) == softmax_mode
+    assert _ops._mode16(c, True) == log_mode
 
 
 SOFTWARE_HALF = """
