@@ -510,11 +510,30 @@ def _lse_rows(
     return converted(lse, result, xp, be).reshape(batch)
 
 
+def _low_precision_lse(
+    be: Any, xp: Any, arr: Any, ax: int, result: Any, batch: tuple
+) -> Any:
+    """A float16 or bfloat16 logsumexp over ``ax`` through the backend's
+    optional ``low_precision_rows`` hook (``"logsumexp_rows"``, the result of
+    shape ``(rows,)``), shaped ``batch``; or None where the backend has no
+    such hook or declines."""
+    hook = getattr(be, "low_precision_rows", None)
+    if hook is None:
+        return None
+    x2 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
+    lse = xp.empty(x2.shape[0], dtype=result)
+    return lse.reshape(batch) if hook("logsumexp_rows", (x2,), lse) else None
+
+
 def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
-    x2 = rows(arr, ax, compute, xp, be) if arr.size else None
-    res = _lse_rows(be, xp, x2, batch, compute, result)
+    res = None
+    if result != compute and arr.size >= CAST_MIN:
+        res = _low_precision_lse(be, xp, arr, ax, result, batch)
+    if res is None:
+        x2 = rows(arr, ax, compute, xp, be) if arr.size else None
+        res = _lse_rows(be, xp, x2, batch, compute, result)
     if keepdims:
         return xp.expand_dims(res, ax)
     return res[()] if res.ndim == 0 else res

@@ -66,11 +66,13 @@ class RowsHooked(Hooked):
 
     def low_precision_rows(self, kernel, args, out):
         assert out.flags.c_contiguous
-        assert out.ndim == 2
+        lse = kernel == "logsumexp_rows"
+        assert out.ndim == 1 if lse else out.ndim == 2
         for a in args:
             assert a.flags.c_contiguous
             assert a.dtype == out.dtype
-            assert a.shape == out.shape
+            assert a.shape[: out.ndim] == out.shape
+            assert a.ndim == 2
         self.rows_calls.append(kernel)
         if self.decline_rows:
             return False
@@ -104,6 +106,11 @@ def _run(op, x, backend, rng):
         return (
             sc.logsumexp(x, backend=backend),
             sc.logsumexp(x.reshape(x.shape[0], 2, -1), axis=(1, 2), backend=backend),
+        )
+    if op == "logsumexp_rows":  # one class axis: the rows hook's
+        return (
+            sc.logsumexp(x, backend=backend),
+            sc.logsumexp(x.T, axis=0, backend=backend),
         )
     if op == "jacobian":
         return (sc.softmax_jacobian(x[:, :40], backend=backend),)
@@ -145,6 +152,7 @@ ROWS_OPS = [
     "softmax_axis0_out",
     "backward",
     "backward_in_place",
+    "logsumexp_rows",
 ]
 OPS = [
     "softmax",
@@ -217,14 +225,15 @@ def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
 @pytest.mark.parametrize("op", ROWS_OPS)
 def test_low_precision_rows_hook_takes_softmax_and_log_softmax(op, low):
     """A backend with ``low_precision_rows`` gets large 16-bit softmax,
-    log_softmax and backward rows in their own dtype (no cast either way),
+    log_softmax, backward and logsumexp rows in their own dtype (no cast either
+    way),
     moved axes and ``out=`` included, with the same bits as the cast path; one
     that declines leaves them to the cast path."""
     x = np.asarray(np.random.default_rng(6).standard_normal(BIG) * 3, _dtype(low))
     want = _run(op, x, "numpy", np.random.default_rng(7))
     hooked = RowsHooked()
     _same(_run(op, x, hooked, np.random.default_rng(7)), want)
-    calls = 2 if op == "backward" else 1  # softmax_backward, log_softmax_backward
+    calls = 2 if op in ("backward", "logsumexp_rows") else 1  # two calls each
     assert len(hooked.rows_calls) == calls
     assert hooked.calls == []
     declining = RowsHooked(decline_rows=True)

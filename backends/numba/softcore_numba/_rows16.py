@@ -1,5 +1,5 @@
-"""softmax, log_softmax and their backward passes on float16 and bfloat16 rows,
-converted in cache or in registers.
+"""softmax, log_softmax, logsumexp and the backward passes on float16 and
+bfloat16 rows, converted in cache or in registers.
 
 Through the ``cast`` hook a 16-bit call widens the whole array into a float32
 temporary, runs the float32 kernel over it and rounds a second temporary back:
@@ -7,7 +7,8 @@ three passes over memory and two float32 arrays of the input's size.
 
 softmax and log_softmax go a block of rows (``TASK`` elements, in L2) at a
 time: widened into a float32 scratch, the float32 serial driver run on it in
-place, the block rounded into the output. One read and one write of 16-bit
+place, the block rounded into the output (logsumexp: the driver into a float32
+row of results, rounded into the output's). One read and one write of 16-bit
 data, and a scratch per task. The float32 driver is the one ``_ops`` picks for
 rows of this width in cache, as every block is (``mode``: 0 a row at a time, 1
 grouped, 2 short rows; ``_ops._mode16``); every mode computes the same bits.
@@ -105,6 +106,52 @@ def rows16_par(x, out, half, mode, log):
         r0 = t * R
         r1 = min(n, r0 + R)
         _block(x, out, r0, r1, half, mode, log, np.empty((r1 - r0) * c, np.float32))
+
+
+@njit(**_KW)
+def _logsumexp32(blk, res, mode):
+    if mode == 0:
+        K.logsumexp_ser(blk, res)
+    elif mode == 1:
+        K.logsumexp_grouped_ser(blk, res)
+    else:
+        K.logsumexp_short_ser(blk, res)
+
+
+@njit(inline="always", **_KW)
+def _lse_block(x, out, r0, r1, half, mode, buf, res):
+    """Rows ``[r0, r1)`` of a logsumexp: widen into ``buf``, the float32
+    driver into ``res``, round into ``out[r0:r1]``."""
+    c = x.shape[1]
+    m = (r1 - r0) * c
+    flat = buf[:m]
+    _widen(x[r0:r1].reshape(m), flat, half)
+    rs = res[: r1 - r0]
+    _logsumexp32(flat.reshape(r1 - r0, c), rs, mode)
+    _narrow(rs, out[r0:r1], half)
+
+
+@njit(**_KW)
+def lse16_ser(x, out, half, mode):
+    """``out`` (``(rows,)``, 16-bit patterns as in :func:`rows16_ser`) the
+    logsumexp of the rows of ``x``, one thread."""
+    n, c = x.shape
+    R = max(1, TASK // c)
+    buf = np.empty(min(n, R) * c, np.float32)
+    res = np.empty(min(n, R), np.float32)
+    for r0 in range(0, n, R):
+        _lse_block(x, out, r0, min(n, r0 + R), half, mode, buf, res)
+
+
+@njit(parallel=True, **_KW)
+def lse16_par(x, out, half, mode):
+    n, c = x.shape
+    R = K._task_rows(x)
+    for t in prange((n + R - 1) // R):
+        r0 = t * R
+        r1 = min(n, r0 + R)
+        buf = np.empty((r1 - r0) * c, np.float32)
+        _lse_block(x, out, r0, r1, half, mode, buf, np.empty(r1 - r0, np.float32))
 
 
 # ------------------------------------------------------------ backward passes

@@ -108,6 +108,12 @@ def _sixteen_bit_entries() -> list[tuple[str, str, tuple]]:
             y = types.Array(types.uint16, 2, "C")
             sig = (x, y, types.boolean, types.int64, types.boolean)
             out.append((f"rows16_{suffix}", "float32", sig))
+    for suffix in ("ser", "par"):  # logsumexp: 16-bit rows in, 16-bit values out
+        for ro in (False, True):
+            x = types.Array(types.uint16, 2, "C", readonly=ro)
+            y = types.Array(types.uint16, 1, "C")
+            sig = (x, y, types.boolean, types.int64)
+            out.append((f"lse16_{suffix}", "float32", sig))
     for suffix in ("ser", "par"):  # backward: incoming gradient, saved output
         for mix in itertools.product((False, True), repeat=2):
             g, p = (types.Array(types.uint16, 2, "C", readonly=ro) for ro in mix)

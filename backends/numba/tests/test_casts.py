@@ -182,11 +182,55 @@ def test_low_precision_rows_are_the_float32_rows_rounded(rng, low, kernel, n, c)
     assert y.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize(("n", "c"), ROW_SHAPES)
+def test_low_precision_logsumexp_is_the_float32_one_rounded(rng, low, n, c):
+    """16-bit logsumexp rows converted a block at a time: bitwise the float32
+    kernel's results rounded, from a writeable and a read-only input, with
+    special rows (NaN, +inf, all -inf, values at the format's largest)."""
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    if n > 4:
+        x[1, 0] = np.nan
+        x[2, 1] = np.inf
+        x[3, :] = -np.inf
+        x[4, :] = 60000.0 if low == F16 else 1e38
+    x = x.astype(low)
+    y32 = np.empty(n, np.float32)
+    _ops.logsumexp_rows(x.astype(np.float32), y32)
+    with np.errstate(over="ignore"):
+        want = y32.astype(low)
+    out = np.empty(n, low)
+    assert _ops.low_precision_rows("logsumexp_rows", (x,), out)
+    assert out.tobytes() == want.tobytes()
+    ro = x.copy()
+    ro.setflags(write=False)
+    out2 = np.empty(n, low)
+    assert _ops.low_precision_rows("logsumexp_rows", (ro,), out2)
+    assert out2.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("x", "out"),
+    [
+        (np.ones((4, 40000), F16), np.empty(4, F16)),
+        (np.ones((40, 100), F16), np.empty(39, F16)),
+        (np.ones((40, 100), F16), np.empty((40, 1), F16)),
+        (np.ones((40, 100), F16), np.empty(40, BF16)),
+        (np.ones((100, 40), F16).T, np.empty(40, F16)),
+    ],
+    ids=["split-rows", "length", "2-d", "mixed", "strided"],
+)
+def test_low_precision_logsumexp_declines(x, out):
+    before = out.copy()
+    assert _ops.low_precision_rows("logsumexp_rows", (x,), out) is False
+    assert out.tobytes() == before.tobytes()
+
+
 @pytest.mark.parametrize(
     ("kernel", "x", "out"),
     [
         ("softmax_rows", np.ones((4, 40000), F16), np.empty((4, 40000), F16)),
-        ("logsumexp_rows", np.ones((40, 100), F16), np.empty((40, 100), F16)),
+        ("softmax_jacobian_rows", np.ones((40, 100), F16), np.empty((40, 100), F16)),
         ("softmax_rows", np.ones((40, 100), np.float32), np.empty((40, 100), F16)),
         ("softmax_rows", np.ones((40, 100), F16), np.empty((40, 100), BF16)),
         ("softmax_rows", np.ones((100, 40), F16).T, np.empty((40, 100), F16)),
@@ -311,15 +355,17 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
 
 @pytest.mark.parametrize(
     ("c", "softmax_mode", "log_mode"),
-    [(8, 2, 2), (63, 2, 2), (64, 1, 1), (512, 1, 1), (513, 0, 1), (1024, 0, 1)]
-    + [(1025, 0, 0), (40000, 0, 0)],
+    [(8, 2, 2), (63, 2, 2), (64, 1, 1), (256, 1, 1), (257, 1, 1), (512, 1, 1)]
+    + [(513, 0, 1), (1024, 0, 1), (1025, 0, 0), (40000, 0, 0)],
 )
 def test_16bit_rows_take_the_in_cache_mode(c, softmax_mode, log_mode):
     """The blockwise drivers run the float32 serial driver for rows in cache,
     whatever the call's size (every block is): short rows, grouped rows to 512
-    classes (softmax) and 1024 (log_softmax), a row at a time beyond."""
+    classes (softmax), 1024 (log_softmax) and 256 (logsumexp), a row at a time
+    beyond."""
     assert _ops._mode16(c, False) == softmax_mode
     assert _ops._mode16(c, True) == log_mode
+    assert _ops._lse_mode16(c) == (2 if c < 64 else 1 if c <= 256 else 0)
 
 
 SOFTWARE_HALF = """

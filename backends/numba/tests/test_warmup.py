@@ -75,6 +75,8 @@ USED = textwrap.dedent(
         h = rng.standard_normal((n, 1000)).astype(np.float16)
         for src in (h, ro(h)):
             assert _ops.low_precision_rows("softmax_rows", (src,), np.empty_like(h))
+            lse = np.empty(n, np.float16)
+            assert _ops.low_precision_rows("logsumexp_rows", (src,), lse)
             for s in (h, ro(h)):
                 assert _ops.low_precision_rows(
                     "softmax_backward_rows", (src, s), np.empty_like(h)
@@ -122,6 +124,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
     assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
     assert {"rows16_ser", "rows16_par", "back16_ser", "back16_par"} <= names
+    assert {"lse16_ser", "lse16_par"} <= names
     # the jobs take the drivers in this order, each once
     grouped = _warmup.by_driver()
     assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))
