@@ -54,6 +54,12 @@ from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
+from ._casts import (  # noqa: E402
+    bf16_to_f32,
+    f32_to_bf16,
+    f32_to_half_quiet,
+    half_to_f32_quiet,
+)
 from ._vexp import (  # noqa: E402
     EXP32_NONPOS_MIN,
     EXP64_NONPOS_MIN,
@@ -101,6 +107,47 @@ def _is_f32(a):
     return isinstance(a, types.Array) and a.dtype == types.float32
 
 
+_BITS16 = (types.uint16, types.int16)
+
+
+def _is_f32_like(a):
+    """:func:`_is_f32`, or a 16-bit row computed in float32 (:func:`ld`)."""
+    return _is_f32(a) or (isinstance(a, types.Array) and a.dtype in _BITS16)
+
+
+def ld(v):
+    """An element as the kernels compute on it: a float as it is, float16 bits
+    (uint16) or bfloat16 bits (int16) widened to float32 (exact; a signalling
+    NaN may come back quiet, as the arithmetic that takes it next would make
+    it). The backward kernels read 16-bit rows through it (``_rows16``)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+def st(v, row):
+    """A result to store into ``row``: a float row stores it as it is (numba
+    casts), a 16-bit row the bits nearest ``float32(v)`` (``v`` a result of
+    arithmetic, never a signalling NaN: F16C's NaN bits are NumPy's then)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(ld, inline="always")
+def _ld_impl(v):
+    if v == types.uint16:
+        return lambda v: half_to_f32_quiet(v)
+    if v == types.int16:
+        return lambda v: bf16_to_f32(np.uint16(v))
+    return lambda v: v
+
+
+@overload(st, inline="always")
+def _st_impl(v, row):
+    if row.dtype == types.uint16:
+        return lambda v, row: f32_to_half_quiet(np.float32(v))
+    if row.dtype == types.int16:
+        return lambda v, row: np.int16(f32_to_bf16(np.float32(v)))
+    return lambda v, row: v
+
+
 def argdiff(v, m, row):
     """``v - m`` for an element ``v`` of ``row`` and a float64 ``m`` that holds a
     value of ``row``'s dtype (a row maximum), in the dtype :func:`expdiff` takes
@@ -140,7 +187,7 @@ def f32_row(row):
 
 @overload(f32_row, inline="always")
 def _f32_row_impl(row):
-    f32 = _is_f32(row)
+    f32 = _is_f32_like(row)
     return lambda row: f32
 
 
@@ -183,7 +230,7 @@ _NONPOS_MIN32 = np.float32(EXP32_NONPOS_MIN)
 
 @overload(nonpos_min, inline="always")
 def _nonpos_min_impl(row):
-    if _is_f32(row):
+    if _is_f32_like(row):
         return lambda row: _NONPOS_MIN32
     return lambda row: EXP64_NONPOS_MIN
 
@@ -349,7 +396,7 @@ def mul_split(v, hi, lo):
 
 @overload(split_factor, inline="always")
 def _split_factor_impl(f, row):
-    if _is_f32(row):
+    if _is_f32_like(row):
         # f = hi + lo to twice float32's precision (lo = 0 where hi is not finite)
         def impl(f, row):
             hi = np.float32(f)
@@ -919,7 +966,7 @@ def _dot_row(g, p):
     wide()
     s = 0.0
     for j in range(g.shape[0]):
-        s += np.float64(g[j]) * np.float64(p[j])
+        s += np.float64(ld(g[j])) * np.float64(ld(p[j]))
     return s
 
 
@@ -932,6 +979,7 @@ def _dot_row(g, p):
 
 
 _F32_BIG = np.float32(2.0**126)
+_F32_BIG64 = np.float64(_F32_BIG)
 """A float32 row's ``g - <g, p>`` cannot overflow where every ``|g_j|`` and
 ``|<g, p>|`` is below this (half of float32's largest, rounded down; exact in
 float64, so the float64 dot product is compared with it as it is)."""
@@ -942,13 +990,19 @@ def _dot_row_big(g, p):
     """``(<g, p>, any |g_j| >= 2^126)`` for a float32 row: the dot product in
     float64, as :func:`_dot_row`, and in the same loop whether the row has an
     element too large for :func:`_softmax_backward_block`'s float32 lanes (NaN
-    is not: a NaN dot product sends the row to float64 anyway)."""
+    is not: a NaN dot product sends the row to float64 anyway). Compared in
+    float64 (the same answer): on float16 rows the widening then folds into
+    one conversion to float64, the float32 rows' loop is 27 instructions
+    where it was 31, and 16-bit rows propagate NaNs in the float32 rows'
+    order (compared in float32, a bfloat16 row holding NaNs of both signs
+    gave the other sign than its float32 widening)."""
     wide()
     s = 0.0
     big = False
     for j in range(g.shape[0]):
-        s += np.float64(g[j]) * np.float64(p[j])
-        big |= abs(g[j]) >= _F32_BIG
+        gj = np.float64(ld(g[j]))  # exact; compared in float64 as in float32
+        s += gj * np.float64(ld(p[j]))
+        big |= abs(gj) >= _F32_BIG64
     return s, big
 
 
@@ -969,6 +1023,10 @@ def _softmax_backward_block(g, p, out, r0, r1):
     32x1000, 0.94-1.0 at 8192x1000 (a Zen 4 host, whose zmm conversions
     between float32 and float64 are dear; on an earlier host a variant with
     the check took 1.0-1.09).
+
+    float16 and bfloat16 rows (uint16 and int16 bits, ``_rows16``) take the
+    float32 rows' loops, each element widened as it is loaded and rounded as
+    it is stored (:func:`ld`, :func:`st`): the float32 results rounded.
     """
     wide()
     for r in range(r0, r1):
@@ -978,13 +1036,13 @@ def _softmax_backward_block(g, p, out, r0, r1):
             if not big and abs(d) < _F32_BIG:
                 dh, dl = split_factor(d, gr)
                 for j in range(gr.shape[0]):
-                    outr[j] = ((gr[j] - dh) - dl) * pr[j]
+                    outr[j] = st(((ld(gr[j]) - dh) - dl) * ld(pr[j]), outr)
                 continue
         else:
             d = _dot_row(gr, pr)
         for j in range(gr.shape[0]):
-            pj = np.float64(pr[j])
-            outr[j] = pj * (np.float64(gr[j]) - d)
+            pj = np.float64(ld(pr[j]))
+            outr[j] = st(pj * (np.float64(ld(gr[j])) - d), outr)
 
 
 @njit(fastmath=_RED, **_KW)
@@ -992,7 +1050,7 @@ def _sum_row(g):
     wide()
     s = 0.0
     for j in range(g.shape[0]):
-        s += np.float64(g[j])
+        s += np.float64(ld(g[j]))
     return s
 
 
@@ -1006,7 +1064,7 @@ def _row_nonpos(lpr):
     lim = nonpos_min(lpr)
     out_ = False
     for j in range(lpr.shape[0]):
-        v = lpr[j]
+        v = ld(lpr[j])
         out_ |= (v < lim) | (v > 0)
     return not out_
 
@@ -1025,6 +1083,7 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
     and float64 ones, take the clamped exp and subtract in float64 (float64
     rows through the check and the unclamped exp: 0.79-0.96 of the time in
     cache, but 1.07-1.17 out of cache, at 8192x1000 and 1024x32000).
+    16-bit rows as in :func:`_softmax_backward_block`.
     """
     wide()
     for r in range(r0, r1):
@@ -1033,12 +1092,12 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
         th, tl = split_factor(t, gr)
         if f32_row(gr) and abs(th) < _INF and _row_nonpos(lpr):
             for j in range(gr.shape[0]):  # float32: th + tl holds t
-                e = exp_elem_nonpos(lpr[j])
-                outr[j] = (gr[j] - e * th) - e * tl
+                e = exp_elem_nonpos(ld(lpr[j]))
+                outr[j] = st((ld(gr[j]) - e * th) - e * tl, outr)
         else:
             for j in range(gr.shape[0]):
-                e = np.float64(exp_elem(lpr[j]))
-                outr[j] = np.float64(gr[j]) - e * t
+                e = np.float64(exp_elem(ld(lpr[j])))
+                outr[j] = st(np.float64(ld(gr[j])) - e * t, outr)
 
 
 # --------------------------------------------------------- cross-entropy, class index

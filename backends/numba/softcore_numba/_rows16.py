@@ -26,23 +26,14 @@ cast path's are.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from . import _runtime
 
 _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
 from . import _kernels as K  # noqa: E402
-from ._casts import (  # noqa: E402
-    _narrow,
-    _widen,
-    bf16_to_f32,
-    f32_to_bf16,
-    f32_to_half_quiet,
-    half_to_f32_quiet,
-)
-from ._vexp import exp32, exp32_nonpos, wide  # noqa: E402
+from ._casts import _narrow, _widen  # noqa: E402
 
 TASK = K.TASK
 """Elements per block of rows (a float32 scratch of 128 KiB)."""
@@ -156,20 +147,20 @@ def lse16_par(x, out, half, mode):
 
 # ------------------------------------------------------------ backward passes
 #
-# A row's reductions read its 16-bit elements, widening each as it is loaded,
-# and its write loop widens, computes in float32 (float64 where the float32
-# kernel does) and rounds each element as it is stored: one read of each
-# 16-bit input for the reduction, one for the write, one 16-bit write, no
-# scratch. Each loop is the float32 kernel's own loop
+# The backward passes run the float32 kernels themselves
 # (``_kernels._softmax_backward_block``, ``_log_softmax_backward_block``) on
-# the widened elements: the same operations, flags and vector shape, so the
+# the 16-bit rows: their loops widen each element as they load it and round
+# each result as they store it (``_kernels.ld``, ``_kernels.st``), so a row's
+# reductions read the 16-bit elements and its write loop writes them: one read
+# of each input for the reduction, one for the write, one 16-bit write, no
+# scratch. The same source, operations and flags as for float32 rows, so the
 # same sums in the same order and results bitwise the float32 kernel's rounded.
 # ``tests/test_casts.py`` checks that, and the reductions' bits on inputs whose
 # float64 sums round (sums of products of 16-bit numbers of like size are
 # exact in any order, so ordinary rows would not show a change of order).
 #
 # With F16C the float16 conversions are single instructions
-# (``half_to_f32_quiet``, ``f32_to_half_quiet``): every value widened here is
+# (``half_to_f32_quiet``, ``f32_to_half_quiet``): every value widened there is
 # taken by arithmetic next, which quiets a signalling NaN anyway, and every
 # value rounded is a result of arithmetic, never a signalling NaN. Against
 # widening blocks into L2 scratches (the way softmax goes), two threads: float16
@@ -180,122 +171,15 @@ def lse16_par(x, out, half, mode):
 # 0.3 ns an element against 0.1 for float32's and 0.17 for bfloat16's shift.
 #
 # float16 rows come as uint16 patterns and bfloat16 rows as int16 ones, so that
-# the conversion is chosen when the loop is compiled (:func:`to32`,
-# :func:`to16`), not in it.
-
-
-def to32(v):
-    """The float32 a 16-bit pattern stands for: float16 bits as uint16,
-    bfloat16 bits as int16 (exact)."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-def to16(v, row):
-    """The 16-bit pattern nearest float32 ``v``, in ``row``'s integer type
-    (uint16: float16, int16: bfloat16)."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-@overload(to32, inline="always")
-def _to32_impl(v):
-    if v == types.uint16:
-        return lambda v: half_to_f32_quiet(v)
-    if v == types.int16:
-        return lambda v: bf16_to_f32(np.uint16(v))
-    return None
-
-
-@overload(to16, inline="always")
-def _to16_impl(v, row):
-    if row.dtype == types.uint16:
-        return lambda v, row: f32_to_half_quiet(v)
-    if row.dtype == types.int16:
-        return lambda v, row: np.int16(f32_to_bf16(v))
-    return None
-
-
-_F32_BIG64 = np.float64(K._F32_BIG)
-
-
-@njit(fastmath=K._RED, **_KW)
-def dot16_big(g, p):
-    """:func:`_kernels._dot_row_big` of the widened rows, bit for bit."""
-    wide()
-    s = 0.0
-    big = False
-    for j in range(g.shape[0]):
-        gj = np.float64(to32(g[j]))  # exact: compared in float64 as in float32
-        s += gj * np.float64(to32(p[j]))
-        big |= abs(gj) >= _F32_BIG64
-    return s, big
-
-
-@njit(fastmath=K._RED, **_KW)
-def sum16(g):
-    """:func:`_kernels._sum_row` of the widened row, bit for bit."""
-    wide()
-    s = 0.0
-    for j in range(g.shape[0]):
-        s += np.float64(to32(g[j]))
-    return s
-
-
-@njit(**_KW)
-def _nonpos16(lpr):
-    """:func:`_kernels._row_nonpos` of the widened row."""
-    wide()
-    out_ = False
-    for j in range(lpr.shape[0]):
-        v = to32(lpr[j])
-        out_ |= (v < K._NONPOS_MIN32) | (v > 0)
-    return not out_
-
-
-@njit(fastmath={"contract"}, **_KW)
-def _softmax_backward16(g, p, out, r0, r1):
-    """Rows ``r0:r1`` of the softmax backward pass, as the float32 kernel
-    computes them, rounded (``out`` not ``g`` or ``p``: see :func:`_back_rows`)."""
-    wide()
-    for r in range(r0, r1):
-        gr, pr, o = g[r], p[r], out[r]
-        d, big = dot16_big(gr, pr)
-        if not big and abs(d) < K._F32_BIG:
-            dh = np.float32(d)  # split_factor: dh + dl holds d
-            dl = np.float32(d - np.float64(dh))
-            for j in range(gr.shape[0]):
-                o[j] = to16(((to32(gr[j]) - dh) - dl) * to32(pr[j]), o)
-        else:
-            for j in range(gr.shape[0]):
-                pj = np.float64(to32(pr[j]))
-                o[j] = to16(np.float32(pj * (np.float64(to32(gr[j])) - d)), o)
-
-
-@njit(fastmath={"contract"}, **_KW)
-def _log_softmax_backward16(g, lp, out, r0, r1):
-    """Rows ``r0:r1`` of the log_softmax backward pass, as the float32 kernel
-    computes them, rounded (``out`` not ``g`` or ``lp``)."""
-    wide()
-    for r in range(r0, r1):
-        gr, lpr, o = g[r], lp[r], out[r]
-        t = sum16(gr)
-        th = np.float32(t)  # split_factor
-        tl = np.float32(t - np.float64(th)) if abs(th) < np.inf else np.float32(0.0)
-        if abs(th) < np.inf and _nonpos16(lpr):
-            for j in range(gr.shape[0]):
-                e = exp32_nonpos(to32(lpr[j]))
-                o[j] = to16((to32(gr[j]) - e * th) - e * tl, o)
-        else:
-            for j in range(gr.shape[0]):
-                e = np.float64(exp32(to32(lpr[j])))
-                o[j] = to16(np.float32(np.float64(to32(gr[j])) - e * t), o)
+# the conversion is chosen when the loop is compiled, not in it.
 
 
 @njit(inline="always", **_KW)
 def _back_block(g, p, out, r0, r1, log):
     if log:
-        _log_softmax_backward16(g, p, out, r0, r1)
+        K._log_softmax_backward_block(g, p, out, r0, r1)
     else:
-        _softmax_backward16(g, p, out, r0, r1)
+        K._softmax_backward_block(g, p, out, r0, r1)
 
 
 @njit(**_KW)

@@ -252,13 +252,14 @@ BACKWARD = ["softmax_backward_rows", "log_softmax_backward_rows"]
 
 @pytest.mark.parametrize("low", LOW)
 def test_backward_reductions_are_the_float32_ones(rng, low):
-    """The 16-bit backward passes' dot product and sum, converting as they load,
-    are bitwise the float32 kernels' reductions of the widened rows: the same
-    lanes and order. The elements' exponents span 2^-24..2^15 (float16) and
+    """The backward passes' dot product and sum on 16-bit rows, converting as
+    they load, are bitwise the same functions on the widened float32 rows: the
+    same lanes and order, though LLVM vectorises each specialisation on its
+    own. The elements' exponents span 2^-24..2^15 (float16) and
     2^-60..2^60 (bfloat16), so that the float64 sums round (products of
     16-bit numbers of like size are exact and sum exactly in any order) and a
     sequential sum differs from these in most rows: a change of order shows."""
-    from softcore_numba import _kernels, _rows16
+    from softcore_numba import _kernels
 
     ints = np.uint16 if low == F16 else np.int16
     span = (-24, 15) if low == F16 else (-60, 60)
@@ -276,9 +277,9 @@ def test_backward_reductions_are_the_float32_ones(rng, low):
             for a, b in zip(g32.tolist(), p32.tolist(), strict=True):
                 seq += a * b  # exact products: any rounding is the sum's
             diffs += seq != _kernels._dot_row_big(g32, p32)[0]
-            got = _rows16.dot16_big(g.view(ints), p.view(ints))
+            got = _kernels._dot_row_big(g.view(ints), p.view(ints))
             assert got == _kernels._dot_row_big(g32, p32), c
-            assert _rows16.sum16(g.view(ints)) == _kernels._sum_row(g32), c
+            assert _kernels._sum_row(g.view(ints)) == _kernels._sum_row(g32), c
     assert diffs > 30  # of 88 rows: the inputs make the order matter
 
 
