@@ -2179,6 +2179,20 @@ still 1.1-1.4x at 48-56. float64 rows win below 16 classes only (the softmax is
 TILE = 4096
 """Elements per tile of short rows."""
 
+SOFTMAX_SHORT_GROUPED_C = 16
+"""float32 softmax rows of this many classes up to ``SHORT_C`` take the grouped
+drivers (``_ops``), not the short ones: ``SHORT_C`` was measured against a row
+at a time, before the grouped passes existed, and these beat the short tiles
+at every width from 16 classes. Time per element, grouped over short, one
+thread at 4096 rows (in cache) / two threads at 65536: 0.83 / 0.78 at 16
+classes, 0.67 / 0.65 at 17, 0.48 / 0.55 at 24, 0.54 / 0.60 at 31, 0.38 /
+0.38 at 32, 0.35 / 0.43 at 33, 0.33 / 0.36 at 48, 0.38 / 0.42 at 55, 0.44 /
+0.46 at 63 (medians of 9 interleaved rounds of 5 calls); at 12 classes 1.30 /
+1.25 and at 8 1.34 / 1.22, so narrower rows stay short. float64 rows stay
+short for their compensated sums (see ``SHORT_C``); log_softmax and logsumexp
+rows too, whose transposed tiles gain nothing from grouping below 32 classes
+and, at 31 or 55, lose (1.3-1.4 at 31)."""
+
 
 def zero_of(v):
     """0 in ``v``'s dtype."""
@@ -2387,7 +2401,8 @@ def _short_scale(e, i, f):
 # column per row, so the maximum, the shift, the exp and the sum each run one
 # vectorised loop across the tile's rows instead of C scalar steps per row. All
 # short log_softmax and logsumexp rows take this path; softmax rows up to NARROW_C
-# classes (its transposed write costs more than the statistics save above that)
+# classes (its transposed write costs more than the statistics save above that;
+# float32 rows from SOFTMAX_SHORT_GROUPED_C take the grouped drivers instead)
 # and class-index cross-entropy rows up to NARROW_CE_C.
 
 NARROW_CE_C = 24

@@ -6,7 +6,8 @@ equal for any number of threads:
 
 * rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
   one vectorised exp per tile) where the op has them, serial or parallel over
-  tiles by the rule below;
+  tiles by the rule below, but for float32 softmax rows of
+  ``SOFTMAX_SHORT_GROUPED_C`` classes or more, which take the grouped drivers;
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy's loss, through log_softmax's grouped statistics)
@@ -147,8 +148,21 @@ def _grouped_serial_max(x) -> int:
     return GROUPED_SERIAL_MAX if x.shape[0] >= GROUPED_THREAD_ROWS else SERIAL_MAX
 
 
+SOFTMAX_SHORT_GROUPED_C = K.SOFTMAX_SHORT_GROUPED_C
+
+
+def _softmax_grouped(x) -> bool:
+    """Whether ``x``'s softmax rows take the grouped drivers: float32 rows from
+    ``SOFTMAX_SHORT_GROUPED_C`` classes to ``SHORT_C``, and by
+    :func:`_grouped` from there."""
+    c = x.shape[1]
+    if c < SHORT_C:
+        return x.itemsize == 4 and c >= SOFTMAX_SHORT_GROUPED_C
+    return _grouped(x, SOFTMAX_GROUP_ROW_BYTES)
+
+
 def softmax_rows(x, out):
-    if _grouped(x, SOFTMAX_GROUP_ROW_BYTES):
+    if _softmax_grouped(x):
         _pick(_SOFTMAX_GROUPED, x, _grouped_serial_max(x))(x, out)
     else:
         _pick(_SOFTMAX, x)(x, out)
@@ -343,9 +357,10 @@ def _lse_mode16(c) -> int:
 def _mode16(c, log) -> int:
     """The float32 serial driver the 16-bit rows of ``c`` classes run on each
     block (softmax, log_softmax where ``log``): 0 a row at a time, 1 grouped,
-    2 short rows. Every mode computes the same bits."""
+    2 short rows: float32's own choice for rows of ``c`` classes (modes 0
+    and 1 compute the same bits, 2 others)."""
     if c < SHORT_C:
-        return 2
+        return 1 if not log and c >= SOFTMAX_SHORT_GROUPED_C else 2
     limit = LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES if log else ROWS16_SOFTMAX_GROUP_ROW_BYTES
     return 1 if 4 * c <= limit else 0
 

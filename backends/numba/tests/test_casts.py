@@ -356,12 +356,14 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
 
 @pytest.mark.parametrize(
     ("c", "softmax_mode", "log_mode"),
-    [(8, 2, 2), (63, 2, 2), (64, 1, 1), (256, 1, 1), (257, 1, 1), (512, 1, 1)]
-    + [(513, 0, 1), (1024, 0, 1), (1025, 0, 0), (40000, 0, 0)],
+    [(8, 2, 2), (15, 2, 2), (16, 1, 2), (63, 1, 2), (64, 1, 1), (256, 1, 1)]
+    + [(257, 1, 1), (512, 1, 1), (513, 0, 1), (1024, 0, 1), (1025, 0, 0)]
+    + [(40000, 0, 0)],
 )
 def test_16bit_rows_take_the_in_cache_mode(c, softmax_mode, log_mode):
     """The blockwise drivers run the float32 serial driver for rows in cache,
-    whatever the call's size (every block is): short rows, grouped rows to 512
+    whatever the call's size (every block is): short rows (softmax grouped from
+    16 classes, as float32 calls of any size), grouped rows to 512
     classes (softmax), 1024 (log_softmax) and 256 (logsumexp), a row at a time
     beyond."""
     assert _ops._mode16(c, False) == softmax_mode

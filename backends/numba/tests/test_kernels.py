@@ -414,7 +414,8 @@ def test_grouped_passes(shape, dtype, rng):
 
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
-    ``SOFTMAX_GROUP_ROW_BYTES``, and in serial calls softmax and cross-entropy
+    ``SOFTMAX_GROUP_ROW_BYTES`` (float32 ones from ``SOFTMAX_SHORT_GROUPED_C``
+    classes), and in serial calls softmax and cross-entropy
     rows up to ``SMALL_GROUP_ROW_BYTES``, and so in calls of at most
     ``CE_GROUP_MAX_BYTES`` cross-entropy with its gradient and the float32 loss
     alone (class-index or, float32 only, probability targets);
@@ -437,8 +438,15 @@ def test_grouped_choice():
         return lambda *args: None
 
     small = _ops.SERIAL_MAX // 128  # rows of a serial call at 128 classes
+    short_grouped = _ops.SOFTMAX_SHORT_GROUPED_C
     softmax_cases = [
-        ((65536, _ops.SHORT_C - 1), np.float32, False),
+        ((65536, short_grouped - 1), np.float32, False),
+        ((small, short_grouped - 1), np.float32, False),
+        ((65536, short_grouped), np.float32, True),
+        ((small, short_grouped), np.float32, True),
+        ((65536, _ops.SHORT_C - 1), np.float32, True),
+        ((65536, _ops.SHORT_C - 1), np.float64, False),
+        ((small, short_grouped), np.float64, False),
         ((65536, _ops.SHORT_C), np.float32, True),
         ((65536, 80), np.float32, True),
         ((65536, 81), np.float32, False),
@@ -809,7 +817,8 @@ def test_short_row_sum_is_compensated(dtype, rng):
 @pytest.mark.parametrize("c", [1, 2, 15, 16, 17, 40, 63])
 def test_transposed_tiles_both_sides_of_the_threshold(c, dtype, rng):
     """Short rows taken transposed (log_softmax and logsumexp always, softmax up to
-    NARROW_C classes) and row-major (softmax above it): the reference's values,
+    NARROW_C classes) and row-major (float64 softmax above it; float32 softmax
+    rows from SOFTMAX_SHORT_GROUPED_C classes are grouped): the reference's values,
     special rows isolated, out aliasing x, and 1000 rows = a partial last tile."""
     assert c < _ops.SHORT_C
     x = _x(rng, (1000, c), dtype)
