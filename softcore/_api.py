@@ -818,7 +818,12 @@ def _ce(
         )
         loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch.loss
         grad = None
-        if n:
+        low = None
+        if n and result != compute and not plan.probs and arr.size >= CAST_MIN:
+            low = _low_precision_ce(be, xp, arr, ax, plan, loss_rows, out, want_grad)
+        if low is not None:
+            grad = low[0]
+        elif n:
             x2 = rows(arr, ax, compute, xp, be)
             if want_grad:
                 # the gradient may overwrite the logits (out=logits), never the
@@ -880,6 +885,43 @@ def _ce(
         return loss, grad
     finally:
         _workspace.give_back(scratch)
+
+
+def _low_precision_ce(
+    be: Any,
+    xp: Any,
+    arr: Any,
+    ax: int,
+    plan: Any,
+    loss_rows: Any,
+    out: Any,
+    want_grad: bool,
+) -> tuple[Any] | None:
+    """A float16 or bfloat16 class-index cross-entropy's row losses (into
+    ``loss_rows``) and, where ``want_grad``, its gradient, as ``(grad,)``,
+    through the backend's optional ``low_precision_rows`` hook
+    (``cross_entropy_rows``, ``cross_entropy_grad_rows``), which converts the
+    rows in cache: no float32 copy of the logits, nor a float32 gradient
+    beside the 16-bit one. None, with nothing written, where the backend has
+    no such hook or declines."""
+    hook = getattr(be, "low_precision_rows", None)
+    if hook is None:
+        return None
+    result = arr.dtype
+    x16 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
+    args = (x16, plan.target, plan.alpha, plan.beta, plan.class_weight)
+    if not want_grad:
+        return (None,) if hook("cross_entropy_rows", args, loss_rows) else None
+    kept_apart = (plan.target, plan.class_weight)
+    g16 = _direct_out(out, ax, x16.shape, result, result, xp, (x16,), kept_apart)
+    direct = g16 is not None
+    if not direct:
+        g16 = xp.empty(x16.shape, dtype=result)
+    if not hook("cross_entropy_grad_rows", (*args, plan.grad_scale, loss_rows), g16):
+        return None
+    if plan.nan_rows is not None:
+        g16[plan.nan_rows] = np.nan
+    return (out if direct else _to_out(g16, arr.shape, ax, out, result, xp),)
 
 
 def _index_rows_call(

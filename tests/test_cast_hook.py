@@ -66,6 +66,8 @@ class RowsHooked(Hooked):
 
     def low_precision_rows(self, kernel, args, out):
         assert out.flags.c_contiguous
+        if kernel.startswith("cross_entropy"):
+            return self._cross_entropy(kernel, args, out)
         lse = kernel == "logsumexp_rows"
         assert out.ndim == 1 if lse else out.ndim == 2
         for a in args:
@@ -79,6 +81,32 @@ class RowsHooked(Hooked):
         y = np.empty(out.shape, np.float32)
         getattr(self._inner, kernel)(*(a.astype(np.float32) for a in args), y)
         np.copyto(out, y, casting="same_kind")
+        return True
+
+    def _cross_entropy(self, kernel, args, out):
+        """The class-index cross-entropy: the float32 kernel's row losses on
+        the widened logits, its gradient rounded."""
+        x = args[0]
+        assert x.ndim == 2
+        assert x.flags.c_contiguous
+        assert all(a.shape == (x.shape[0],) for a in args[1:4])
+        self.rows_calls.append(kernel)
+        if self.decline_rows:
+            return False
+        x32 = x.astype(np.float32)
+        if kernel == "cross_entropy_rows":
+            assert len(args) == 5
+            assert out.dtype == np.float64
+            assert out.shape == (x.shape[0],)
+            self._inner.cross_entropy_rows(x32, *args[1:], out)
+            return True
+        assert kernel == "cross_entropy_grad_rows"
+        assert len(args) == 7
+        assert out.dtype == x.dtype
+        assert out.shape == x.shape
+        g = np.empty(x.shape, np.float32)
+        self._inner.cross_entropy_grad_rows(x32, *args[1:], g)
+        np.copyto(out, g, casting="same_kind")
         return True
 
 
@@ -132,6 +160,28 @@ def _run(op, x, backend, rng):
     if op == "ce_index":
         t = rng.integers(0, x.shape[1], x.shape[0])
         return sc.cross_entropy_with_grad(x, t, backend=backend)
+    if op == "ce_index_loss":
+        t = rng.integers(0, x.shape[1], x.shape[0])
+        return (
+            sc.cross_entropy(x, t, backend=backend),
+            sc.cross_entropy(x, t, reduction="none", backend=backend),
+        )
+    if op == "ce_index_options":  # weights, ignored rows, smoothing, a sum
+        t = rng.integers(0, x.shape[1], x.shape[0])
+        t[::7] = -100
+        w = rng.uniform(0.5, 2.0, x.shape[1])
+        kw = {"weight": w, "label_smoothing": 0.1, "backend": backend}
+        return sc.cross_entropy_with_grad(x, t, reduction="sum", **kw)
+    if op == "ce_index_axis0":
+        t = rng.integers(0, x.shape[0], x.shape[1])
+        return sc.cross_entropy_with_grad(x, t, axis=0, backend=backend)
+    if op == "ce_index_in_place":  # the gradient over the logits
+        t = rng.integers(0, x.shape[1], x.shape[0])
+        y = x.copy()
+        return (sc.cross_entropy_grad(y, t, out=y, backend=backend), y)
+    if op == "ce_index_all_ignored":  # mean over no rows: NaN, as PyTorch's
+        t = np.full(x.shape[0], -100)
+        return sc.cross_entropy_with_grad(x, t, backend=backend)
     if op == "linear":
         w = np.asarray(rng.standard_normal((50, x.shape[1])) * 0.1, dtype=x.dtype)
         b = np.asarray(rng.standard_normal(50), dtype=x.dtype)
@@ -153,6 +203,12 @@ ROWS_OPS = [
     "backward",
     "backward_in_place",
     "logsumexp_rows",
+    "ce_index",
+    "ce_index_loss",
+    "ce_index_options",
+    "ce_index_axis0",
+    "ce_index_in_place",
+    "ce_index_all_ignored",
 ]
 OPS = [
     "softmax",
@@ -223,21 +279,25 @@ def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
 
 @pytest.mark.parametrize("low", LOW)
 @pytest.mark.parametrize("op", ROWS_OPS)
-def test_low_precision_rows_hook_takes_softmax_and_log_softmax(op, low):
+def test_low_precision_rows_hook_takes_16bit_rows(op, low):
     """A backend with ``low_precision_rows`` gets large 16-bit softmax,
-    log_softmax, backward and logsumexp rows in their own dtype (no cast either
-    way),
-    moved axes and ``out=`` included, with the same bits as the cast path; one
-    that declines leaves them to the cast path."""
+    log_softmax, backward, logsumexp and class-index cross-entropy rows in
+    their own dtype (no cast either way), moved axes and ``out=`` included,
+    with the same bits as the cast path; one that declines leaves them to the
+    cast path."""
     x = np.asarray(np.random.default_rng(6).standard_normal(BIG) * 3, _dtype(low))
-    want = _run(op, x, "numpy", np.random.default_rng(7))
+    with np.errstate(invalid="ignore"):  # all rows ignored: 0/0
+        want = _run(op, x, "numpy", np.random.default_rng(7))
     hooked = RowsHooked()
-    _same(_run(op, x, hooked, np.random.default_rng(7)), want)
-    calls = 2 if op in ("backward", "logsumexp_rows") else 1  # two calls each
+    with np.errstate(invalid="ignore"):
+        _same(_run(op, x, hooked, np.random.default_rng(7)), want)
+    two = ("backward", "logsumexp_rows", "ce_index_loss")  # two calls each
+    calls = 2 if op in two else 1
     assert len(hooked.rows_calls) == calls
     assert hooked.calls == []
     declining = RowsHooked(decline_rows=True)
-    _same(_run(op, x, declining, np.random.default_rng(7)), want)
+    with np.errstate(invalid="ignore"):
+        _same(_run(op, x, declining, np.random.default_rng(7)), want)
     assert len(declining.rows_calls) == calls
     assert (low, "float32") in declining.calls
     small = RowsHooked()

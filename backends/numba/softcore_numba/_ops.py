@@ -365,6 +365,62 @@ def _mode16(c, log) -> int:
     return 1 if 4 * c <= limit else 0
 
 
+def _ce_mode16(c) -> int:
+    """:func:`_mode16` for the class-index cross-entropy (its loss alone and
+    with its gradient): float32's rule for calls in cache, grouped rows to
+    ``SMALL_GROUP_ROW_BYTES`` (``CE_GROUP_MAX_BYTES``)."""
+    if c < SHORT_C:
+        return 2
+    return 1 if 4 * c <= SMALL_GROUP_ROW_BYTES else 0
+
+
+_CE16 = {"cross_entropy_rows": False, "cross_entropy_grad_rows": True}
+_NO_GRAD16 = np.empty((0, 0), np.uint16)  # the loss alone's unused gradient
+
+
+def _rows_of(a, n) -> bool:
+    """Whether ``a`` is a C-contiguous NumPy vector of ``n`` entries."""
+    return isinstance(a, np.ndarray) and a.shape == (n,) and a.flags.c_contiguous
+
+
+def _cross_entropy16(kernel, args, out) -> bool:
+    """:func:`low_precision_rows` for the class-index cross-entropy:
+    ``cross_entropy_rows`` with ``args`` ``(x, target, alpha, beta,
+    class_weight)`` and ``out`` the float64 row losses, or
+    ``cross_entropy_grad_rows`` with ``args`` ``(x, target, alpha, beta,
+    class_weight, grad_scale, loss_out)`` and ``out`` the 16-bit gradient,
+    as the float32 methods take them but ``x`` (and the gradient) 16-bit."""
+    grad = _CE16[kernel]
+    if len(args) != (7 if grad else 5):
+        return False
+    x, target, alpha, beta, cw = args[:5]
+    loss = args[6] if grad else out
+    half = _sixteen_bit(x.dtype)
+    if half is None or x.ndim != 2 or not x.flags.c_contiguous:
+        return False
+    n, c = x.shape
+    if n * c == 0 or c > _ROWS16_MAX_C or loss.dtype != np.float64:
+        return False
+    if not all(_rows_of(a, n) for a in (target, alpha, beta, loss)):
+        return False
+    if not (isinstance(cw, np.ndarray) and cw.shape == (c,) and cw.flags.c_contiguous):
+        return False
+    if grad:
+        if out.dtype != x.dtype or out.shape != x.shape or not out.flags.c_contiguous:
+            return False
+        if c > BLOCK and n < SPLIT_ROWS:
+            return False  # the float32 gradient splits these rows over threads
+        g = out.view(_U16)
+    else:
+        g = _NO_GRAD16
+    gs = float(args[5]) if grad else 1.0
+    xs = x.view(_U16)
+    mode = _ce_mode16(c)
+    f = R.ce16_ser if n * c <= SERIAL_MAX else functools.partial(launch, R.ce16_par)
+    f(xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
+    return True
+
+
 _ROWS16 = {"softmax_rows": False, "log_softmax_rows": True}
 _BACK16 = {"softmax_backward_rows": False, "log_softmax_backward_rows": True}
 
@@ -394,8 +450,9 @@ def _logsumexp16(args, out) -> bool:
 
 def low_precision_rows(kernel, args, out) -> bool:
     """The optional ``low_precision_rows`` hook: ``kernel`` (softmax,
-    log_softmax, their backward passes, or logsumexp into a ``(rows,)``
-    ``out``: :func:`_logsumexp16`) of float16 or bfloat16 rows
+    log_softmax, their backward passes, logsumexp into a ``(rows,)``
+    ``out``: :func:`_logsumexp16`, or the class-index cross-entropy:
+    :func:`_cross_entropy16`) of float16 or bfloat16 rows
     ``args`` (its inputs) into ``out``, all of one dtype, C-contiguous ``(rows,
     C)``, ``out`` possibly one of them; the forward rows converted a block at
     a time in cache, the backward passes in registers (``_rows16``). False,
@@ -404,6 +461,8 @@ def low_precision_rows(kernel, args, out) -> bool:
     else."""
     if kernel == "logsumexp_rows":
         return _logsumexp16(args, out)
+    if kernel in _CE16:
+        return _cross_entropy16(kernel, args, out)
     log = _ROWS16.get(kernel)
     back = _BACK16.get(kernel)
     if (log is None) == (back is None) or len(args) != (1 if back is None else 2):

@@ -1,5 +1,6 @@
-"""softmax, log_softmax, logsumexp and the backward passes on float16 and
-bfloat16 rows, converted in cache or in registers.
+"""softmax, log_softmax, logsumexp, the backward passes and the class-index
+cross-entropy on float16 and bfloat16 rows, converted in cache or in
+registers.
 
 Through the ``cast`` hook a 16-bit call widens the whole array into a float32
 temporary, runs the float32 kernel over it and rounds a second temporary back:
@@ -143,6 +144,75 @@ def lse16_par(x, out, half, mode):
         r1 = min(n, r0 + R)
         buf = np.empty((r1 - r0) * c, np.float32)
         _lse_block(x, out, r0, r1, half, mode, buf, np.empty(r1 - r0, np.float32))
+
+
+# ------------------------------------------------------- class-index cross-entropy
+#
+# The class-index cross-entropy's row losses, and its gradient, go a block of
+# rows at a time as softmax's: widened into the scratch, the float32 serial
+# driver run on it (the gradient over the block itself, as ``out=logits``
+# does), the gradient rounded into ``g``. The float64 row losses are the
+# float32 kernel's own. Where the cast path widened the whole logits and kept
+# a float32 gradient beside the 16-bit one, this keeps a scratch per task.
+
+
+@njit(**_KW)
+def _ce32(blk, t, a, b, cw, gs, loss, mode, grad):
+    if grad:
+        if mode == 0:
+            K.cross_entropy_grad_ser(blk, t, a, b, cw, gs, loss, blk)
+        elif mode == 1:
+            K.cross_entropy_grad_grouped_ser(blk, t, a, b, cw, gs, loss, blk)
+        else:
+            K.cross_entropy_grad_short_ser(blk, t, a, b, cw, gs, loss, blk)
+    elif mode == 0:
+        K.cross_entropy_ser(blk, t, a, b, cw, loss)
+    elif mode == 1:
+        K.cross_entropy_grouped_ser(blk, t, a, b, cw, loss)
+    else:
+        K.cross_entropy_short_ser(blk, t, a, b, cw, loss)
+
+
+@njit(inline="always", **_KW)
+def _ce_block(x, t, a, b, cw, gs, loss, g, r0, r1, half, mode, grad, buf):
+    """Rows ``[r0, r1)``: widen into ``buf``, the float32 driver (its losses
+    into ``loss[r0:r1]``, its gradient, where ``grad``, over ``buf``), the
+    gradient rounded into ``g`` (which may be ``x``: the block is read whole
+    first)."""
+    c = x.shape[1]
+    m = (r1 - r0) * c
+    flat = buf[:m]
+    _widen(x[r0:r1].reshape(m), flat, half)
+    blk = flat.reshape(r1 - r0, c)
+    _ce32(blk, t[r0:r1], a[r0:r1], b[r0:r1], cw, gs, loss[r0:r1], mode, grad)
+    if grad:
+        _narrow(flat, g[r0:r1].reshape(m), half)
+
+
+@njit(**_KW)
+def ce16_ser(x, t, a, b, cw, gs, loss, g, half, mode, grad):
+    """The class-index cross-entropy of 16-bit rows ``x`` (patterns as in
+    :func:`rows16_ser`; targets ``t``, the kernels' ``alpha`` ``a`` and
+    ``beta`` ``b``, class weights ``cw``): float64 row losses into ``loss``
+    and, where ``grad``, the gradient scaled by ``gs`` into ``g`` (ignored
+    otherwise), one thread."""
+    n, c = x.shape
+    R = max(1, TASK // c)
+    buf = np.empty(min(n, R) * c, np.float32)
+    for r0 in range(0, n, R):
+        r1 = min(n, r0 + R)
+        _ce_block(x, t, a, b, cw, gs, loss, g, r0, r1, half, mode, grad, buf)
+
+
+@njit(parallel=True, **_KW)
+def ce16_par(x, t, a, b, cw, gs, loss, g, half, mode, grad):
+    n, c = x.shape
+    R = K._task_rows(x)
+    for tk in prange((n + R - 1) // R):
+        r0 = tk * R
+        r1 = min(n, r0 + R)
+        buf = np.empty((r1 - r0) * c, np.float32)
+        _ce_block(x, t, a, b, cw, gs, loss, g, r0, r1, half, mode, grad, buf)
 
 
 # ------------------------------------------------------------ backward passes

@@ -114,6 +114,13 @@ def _sixteen_bit_entries() -> list[tuple[str, str, tuple]]:
             y = types.Array(types.uint16, 1, "C")
             sig = (x, y, types.boolean, types.int64)
             out.append((f"lse16_{suffix}", "float32", sig))
+    i1, f1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
+    for suffix in ("ser", "par"):  # class-index cross-entropy: 16-bit logits
+        for ro in (False, True):
+            x = types.Array(types.uint16, 2, "C", readonly=ro)
+            g = types.Array(types.uint16, 2, "C")
+            rest = (types.float64, f1, g, types.boolean, types.int64, types.boolean)
+            out.append((f"ce16_{suffix}", "float32", (x, i1, f1, f1, f1, *rest)))
     for suffix in ("ser", "par"):  # backward: incoming gradient, saved output
         for mix in itertools.product((False, True), repeat=2):
             g, p = (types.Array(types.uint16, 2, "C", readonly=ro) for ro in mix)

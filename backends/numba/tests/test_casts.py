@@ -247,6 +247,99 @@ def test_low_precision_rows_declines(kernel, x, out):
     assert out.tobytes() == before.tobytes()
 
 
+CE_SHAPES = [(1000, 8), (600, 30), (500, 64), (300, 128), (40, 1000), (4000, 64)]
+CE_SHAPES += [(20, 40000), (4, 40000)]  # wide rows: the last the float32 path splits
+
+
+def _ce_args(rng, n, c, low):
+    """Logits with special rows (NaN, +inf, all -inf, the format's largest),
+    targets, per-row ``alpha`` and ``beta`` (rows ignored, smoothed or not)
+    and class weights, as the core hands them over."""
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    x[1, 0] = np.nan
+    x[2, 1] = np.inf
+    x[3, :] = -np.inf
+    x[0, :2] = 60000.0 if low == F16 else 1e38
+    t = rng.integers(0, c, n)
+    alpha = rng.choice([0.0, 0.9, 1.0], n)
+    beta = rng.choice([0.0, 0.1 / c], n)
+    return x.astype(low), t, alpha, beta, rng.uniform(0.5, 2.0, c)
+
+
+def _same_losses(got, want):
+    """Row losses bitwise equal, a NaN's sign aside: the float32 kernels' own
+    NaN loss of a row of only ``-inf`` takes either sign by the driver (x86's
+    default NaN is negative, the kernels' constant positive)."""
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize(("n", "c"), CE_SHAPES)
+def test_low_precision_cross_entropy_is_the_float32_one(rng, low, n, c):
+    """The class-index cross-entropy on 16-bit rows converted a block at a
+    time: row losses bitwise the float32 kernel's on the widened logits, the
+    gradient its gradient rounded, into another array and over the logits,
+    from a read-only input too; on one thread and threaded; the gradient of
+    rows the float32 path splits declined, nothing written."""
+    x, t, alpha, beta, cw = _ce_args(rng, n, c, low)
+    x32 = x.astype(np.float32)
+    with np.errstate(all="ignore"):
+        want_loss = np.empty(n)
+        g32 = np.empty((n, c), np.float32)
+        _ops.cross_entropy_grad_rows(x32, t, alpha, beta, cw, 0.5, want_loss, g32)
+        want_grad = g32.astype(low)
+        want_alone = np.empty(n)
+        _ops.cross_entropy_rows(x32, t, alpha, beta, cw, want_alone)
+    ro = x.copy()
+    ro.setflags(write=False)
+    loss = np.empty(n)
+    assert _ops.low_precision_rows("cross_entropy_rows", (ro, t, alpha, beta, cw), loss)
+    _same_losses(loss, want_alone)
+    split = c > _ops.BLOCK and n < _ops.SPLIT_ROWS
+    for into in ("other", "logits"):
+        xs = x.copy()
+        g = xs if into == "logits" else np.full_like(x, 7)
+        before = g.copy()
+        loss = np.full(n, 7.0)
+        args = (ro if into == "other" else xs, t, alpha, beta, cw, 0.5, loss)
+        done = _ops.low_precision_rows("cross_entropy_grad_rows", args, g)
+        assert done is not split
+        if split:
+            assert g.tobytes() == before.tobytes()
+            assert (loss == 7.0).all()
+            continue
+        _same_losses(loss, want_loss)
+        assert g.tobytes() == want_grad.tobytes()
+
+
+def test_low_precision_cross_entropy_declines():
+    """Other layouts and dtypes, vectors of the wrong length, a gradient of
+    another dtype or shape: False and nothing written."""
+    n, c = 40, 100
+    x = np.ones((n, c), F16)
+    t, a, b, cw = np.zeros(n, np.int64), np.ones(n), np.zeros(n), np.ones(c)
+    loss = np.zeros(n)
+    ok = (x, t, a, b, cw)
+    for args, out in [
+        ((np.ones((c, n), F16).T, t, a, b, cw), loss),
+        ((x.astype(np.float32), t, a, b, cw), loss),
+        ((x, t[:-1], a, b, cw), loss),
+        ((x, t, a, b, cw[:-1]), loss),
+        (ok, np.zeros(n, np.float32)),
+        (ok[:4], loss),
+    ]:
+        assert _ops.low_precision_rows("cross_entropy_rows", args, out) is False
+    assert (loss == 0).all()
+    grads = (np.zeros((n, c), BF16), np.zeros((n, c - 1), F16), np.zeros((c, n), F16).T)
+    for g in grads:
+        args = (*ok, 1.0, loss)
+        assert _ops.low_precision_rows("cross_entropy_grad_rows", args, g) is False
+        assert not np.asarray(g, np.float32).any()
+    assert (loss == 0).all()
+
+
 BACKWARD = ["softmax_backward_rows", "log_softmax_backward_rows"]
 
 

@@ -81,6 +81,13 @@ USED = textwrap.dedent(
                 assert _ops.low_precision_rows(
                     "softmax_backward_rows", (src, s), np.empty_like(h)
                 )
+            y, cw = rng.integers(0, 1000, n), np.ones(1000)
+            ce = (src, y, np.ones(n), np.zeros(n), cw)
+            loss = np.empty(n)
+            assert _ops.low_precision_rows("cross_entropy_rows", ce, loss)
+            assert _ops.low_precision_rows(
+                "cross_entropy_grad_rows", (*ce, 1.0, loss), np.empty_like(h)
+            )
     assert softcore.testing.check("numba", max_examples=2) == 0
 
     used, compiled = [], []
@@ -125,6 +132,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
     assert {"rows16_ser", "rows16_par", "back16_ser", "back16_par"} <= names
     assert {"lse16_ser", "lse16_par"} <= names
+    assert {"ce16_ser", "ce16_par"} <= names
     # the jobs take the drivers in this order, each once
     grouped = _warmup.by_driver()
     assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))
