@@ -656,6 +656,14 @@ def _mem_child(spec_json: str) -> int:
     return 0
 
 
+def _measures_memory(op: Op, dtype: str) -> bool:
+    """Whether ``--memory`` measures ``op`` in ``dtype``: linear CE, and
+    cross-entropy of float16 or bfloat16 logits."""
+    return op.family == "linear_ce" or (
+        op.family == "ce" and dtype in ("float16", "bfloat16")
+    )
+
+
 def peak_extra_mib(
     op: Op, variant: str, shape: tuple[int, ...], dtype: str, who: str, threads: int
 ) -> tuple[float | None, str]:
@@ -896,7 +904,8 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
     if not plan:
         raise SystemExit("no case matches the filters")
 
-    # Memory is measured only for linear CE (peakmem is its performance target).
+    # Memory is measured for linear CE (peakmem is its performance target) and
+    # for 16-bit cross-entropy, where a float32 copy of the logits would show.
     results: list[Result] = []
     progress = Progress(len(plan), enabled=not args.no_progress)
     jax_pending: list[tuple[int, int | None, dict[str, Any]]] = []
@@ -958,7 +967,7 @@ def run_matrix(args: argparse.Namespace) -> list[Result]:
             )
             for label, (t, f) in device_rows.items()
         )
-        if op.family == "linear_ce" and args.memory:
+        if args.memory and _measures_memory(op, dtype):
             for r in group:
                 who = r.backend if r.backend != "numpy-naive" else None
                 if who is None or who == "jax":
@@ -1400,7 +1409,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="peak extra memory of linear CE, one subprocess per case",
+        help="peak extra memory of linear CE and of 16-bit cross-entropy, one "
+        "subprocess per case",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw ratio bars (matplotlib)")

@@ -8,12 +8,16 @@ from __future__ import annotations
 from .common import (
     BACKENDS,
     DTYPES,
+    LOW_DTYPES,
+    LOW_SHAPES,
     ROW_SHAPES,
     Case,
+    _PeakExtraMemory,
     _RatioToCopy,
     _RatioToPeer,
     _TimeOp,
     peer_supported,
+    require_dtype,
     require_peer,
 )
 
@@ -61,3 +65,18 @@ class CrossEntropyPeers(_RatioToPeer):
         if op != "cross_entropy_with_grad" and variant != "plain":
             raise NotImplementedError("options are benchmarked on the fused op")
         self.case = Case(op, variant, backend, shape, dtype)
+
+
+class CrossEntropyLowPrecision(_TimeOp, _PeakExtraMemory):
+    """float16 and bfloat16 class-index cross-entropy (computed in float32):
+    time, and the peak extra memory of one call (a float32 copy of the logits,
+    or a float32 gradient beside the 16-bit one, would show there)."""
+
+    params = [["cross_entropy", "cross_entropy_with_grad"], BACKENDS, LOW_SHAPES]
+    params += [LOW_DTYPES]
+    param_names = ["op", "backend", "shape", "dtype"]
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype):
+        require_dtype(dtype)
+        self.case = Case(op, "plain", backend, shape, dtype)

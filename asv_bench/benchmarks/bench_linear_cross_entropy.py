@@ -10,6 +10,7 @@ from .common import (
     DTYPES,
     LINEAR_SHAPES,
     Case,
+    _PeakExtraMemory,
     _RatioToPeer,
     _TimeOp,
     require_peer,
@@ -18,7 +19,7 @@ from .common import (
 OPS = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
 
 
-class LinearCrossEntropy(_TimeOp):
+class LinearCrossEntropy(_TimeOp, _PeakExtraMemory):
     """``variant``: ``plain`` allocates the gradients each call; ``out`` writes them
     into ``out=(dX, dW, None)`` kept across calls, as a training loop would
     (``linear_cross_entropy_with_grad`` only: the loss alone has no ``out``)."""
@@ -40,19 +41,6 @@ class LinearCrossEntropy(_TimeOp):
         # asv's peakmem is the process's maximum RSS, inputs included;
         # track_peak_extra_mib isolates the call itself.
         self.case.call()
-
-    def track_peak_extra_mib(self, op, variant, backend, shape, dtype):
-        """Peak RSS above the warmed-up process during one call, in a subprocess."""
-        from softcore import _bench
-
-        mib, method = _bench.peak_extra_mib(
-            self.case.op, variant, self.case.shape, dtype, backend, 0
-        )
-        if mib is None:
-            raise RuntimeError(f"memory measurement failed: {method}")
-        return mib
-
-    track_peak_extra_mib.unit = "MiB"
 
 
 class LinearCrossEntropyPeers(_RatioToPeer):

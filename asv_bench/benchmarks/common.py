@@ -112,6 +112,25 @@ class _RatioToCopy:
     track_ratio_copy.unit = "ratio"
 
 
+class _PeakExtraMemory:
+    """``track_peak_extra_mib``: peak RSS above the warmed-up process during one
+    call of the case, measured in a subprocess (asv's ``peakmem`` is the whole
+    process's maximum, inputs included)."""
+
+    def track_peak_extra_mib(self, *params):
+        from softcore import _bench
+
+        c = self.case
+        mib, method = _bench.peak_extra_mib(
+            c.op, c.variant, c.shape, c.dtype, c.backend, 0
+        )
+        if mib is None:
+            raise RuntimeError(f"memory measurement failed: {method}")
+        return mib
+
+    track_peak_extra_mib.unit = "MiB"
+
+
 class _RatioToPeer:
     """``track_ratio_peer``: softcore's time over the peer's, ``peer`` being the
     last parameter of every class that compares with one."""
