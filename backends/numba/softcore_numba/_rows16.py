@@ -288,6 +288,7 @@ def back16_ser(g, p, out, half, log):
     """``out`` the softmax (log_softmax where ``log``) backward pass of
     incoming gradient ``g`` and saved output ``p``, 16-bit patterns as in
     :func:`rows16_ser` (``out`` may be ``g`` or ``p``), one thread."""
+    g, p, out = K.borrow(g), K.borrow(p), K.borrow(out)  # no counts per row
     alias = _overlaps(out, g) or _overlaps(out, p)
     n = g.shape[0]
     if half:
