@@ -151,13 +151,19 @@ def _grouped_serial_max(x) -> int:
 SOFTMAX_SHORT_GROUPED_C = K.SOFTMAX_SHORT_GROUPED_C
 
 
+def _short_softmax_grouped(c) -> bool:
+    """Whether float32 softmax rows of ``c`` classes, fewer than ``SHORT_C``,
+    take the grouped drivers (the 16-bit blocks follow: :func:`_mode16`)."""
+    return SOFTMAX_SHORT_GROUPED_C <= c < SHORT_C
+
+
 def _softmax_grouped(x) -> bool:
     """Whether ``x``'s softmax rows take the grouped drivers: float32 rows from
     ``SOFTMAX_SHORT_GROUPED_C`` classes to ``SHORT_C``, and by
     :func:`_grouped` from there."""
     c = x.shape[1]
     if c < SHORT_C:
-        return x.itemsize == 4 and c >= SOFTMAX_SHORT_GROUPED_C
+        return x.itemsize == 4 and _short_softmax_grouped(c)
     return _grouped(x, SOFTMAX_GROUP_ROW_BYTES)
 
 
@@ -347,31 +353,36 @@ interleaved rounds: 0.79 at 128 classes, 0.93 at 256, 1.00 at 512, 1.07 at
 1000, 1.04 at 4000."""
 
 
-def _lse_mode16(c) -> int:
-    """:func:`_mode16` for logsumexp: grouped to ``LSE16_GROUP_ROW_BYTES``."""
+def _block_mode16(c, limit) -> int:
+    """The float32 serial driver 16-bit rows of ``c`` classes run on each
+    block: 2 short rows below ``SHORT_C``, 1 grouped to ``limit`` float32
+    bytes a row, 0 a row at a time beyond (modes 0 and 1 compute the same
+    bits, 2 others, as float32 calls choose them by ``c``)."""
     if c < SHORT_C:
         return 2
-    return 1 if 4 * c <= LSE16_GROUP_ROW_BYTES else 0
-
-
-def _mode16(c, log) -> int:
-    """The float32 serial driver the 16-bit rows of ``c`` classes run on each
-    block (softmax, log_softmax where ``log``): 0 a row at a time, 1 grouped,
-    2 short rows: float32's own choice for rows of ``c`` classes (modes 0
-    and 1 compute the same bits, 2 others)."""
-    if c < SHORT_C:
-        return 1 if not log and c >= SOFTMAX_SHORT_GROUPED_C else 2
-    limit = LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES if log else ROWS16_SOFTMAX_GROUP_ROW_BYTES
     return 1 if 4 * c <= limit else 0
 
 
+def _lse_mode16(c) -> int:
+    """:func:`_block_mode16` for logsumexp: grouped to ``LSE16_GROUP_ROW_BYTES``."""
+    return _block_mode16(c, LSE16_GROUP_ROW_BYTES)
+
+
+def _mode16(c, log) -> int:
+    """:func:`_block_mode16` for softmax (log_softmax where ``log``): grouped
+    to ``ROWS16_SOFTMAX_GROUP_ROW_BYTES`` (``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``),
+    and short softmax rows grouped where float32's are."""
+    if not log and _short_softmax_grouped(c):
+        return 1
+    limit = LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES if log else ROWS16_SOFTMAX_GROUP_ROW_BYTES
+    return _block_mode16(c, limit)
+
+
 def _ce_mode16(c) -> int:
-    """:func:`_mode16` for the class-index cross-entropy (its loss alone and
-    with its gradient): float32's rule for calls in cache, grouped rows to
+    """:func:`_block_mode16` for the class-index cross-entropy (its loss alone
+    and with its gradient): float32's rule for calls in cache, grouped rows to
     ``SMALL_GROUP_ROW_BYTES`` (``CE_GROUP_MAX_BYTES``)."""
-    if c < SHORT_C:
-        return 2
-    return 1 if 4 * c <= SMALL_GROUP_ROW_BYTES else 0
+    return _block_mode16(c, SMALL_GROUP_ROW_BYTES)
 
 
 _CE16 = {"cross_entropy_rows": False, "cross_entropy_grad_rows": True}
@@ -416,8 +427,10 @@ def _cross_entropy16(kernel, args, out) -> bool:
     gs = float(args[5]) if grad else 1.0
     xs = x.view(_U16)
     mode = _ce_mode16(c)
-    f = R.ce16_ser if n * c <= SERIAL_MAX else functools.partial(launch, R.ce16_par)
-    f(xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
+    if n * c <= SERIAL_MAX:
+        R.ce16_ser(xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
+    else:
+        launch(R.ce16_par, xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
     return True
 
 

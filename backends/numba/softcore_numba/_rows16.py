@@ -63,20 +63,27 @@ def _log_softmax32(blk, mode):
 
 
 @njit(inline="always", **_KW)
-def _block(x, out, r0, r1, half, mode, log, buf):
-    """Rows ``[r0, r1)``: widen into ``buf``, the float32 driver in place, round
-    into ``out``. The block is read whole before any of it is written, so
-    ``out`` may be ``x``."""
+def _widened(x, r0, r1, half, buf):
+    """Rows ``[r0, r1)`` of 16-bit ``x`` widened into the front of ``buf``:
+    ``(flat, blk)``, the float32 block flat and as ``(r1 - r0, C)`` rows."""
     c = x.shape[1]
     m = (r1 - r0) * c
     flat = buf[:m]
     _widen(x[r0:r1].reshape(m), flat, half)
-    blk = flat.reshape(r1 - r0, c)
+    return flat, flat.reshape(r1 - r0, c)
+
+
+@njit(inline="always", **_KW)
+def _block(x, out, r0, r1, half, mode, log, buf):
+    """Rows ``[r0, r1)``: widen into ``buf``, the float32 driver in place, round
+    into ``out``. The block is read whole before any of it is written, so
+    ``out`` may be ``x``."""
+    flat, blk = _widened(x, r0, r1, half, buf)
     if log:
         _log_softmax32(blk, mode)
     else:
         _softmax32(blk, mode)
-    _narrow(flat, out[r0:r1].reshape(m), half)
+    _narrow(flat, out[r0:r1].reshape(flat.shape[0]), half)
 
 
 @njit(**_KW)
@@ -114,12 +121,9 @@ def _logsumexp32(blk, res, mode):
 def _lse_block(x, out, r0, r1, half, mode, buf, res):
     """Rows ``[r0, r1)`` of a logsumexp: widen into ``buf``, the float32
     driver into ``res``, round into ``out[r0:r1]``."""
-    c = x.shape[1]
-    m = (r1 - r0) * c
-    flat = buf[:m]
-    _widen(x[r0:r1].reshape(m), flat, half)
+    blk = _widened(x, r0, r1, half, buf)[1]
     rs = res[: r1 - r0]
-    _logsumexp32(flat.reshape(r1 - r0, c), rs, mode)
+    _logsumexp32(blk, rs, mode)
     _narrow(rs, out[r0:r1], half)
 
 
@@ -179,14 +183,10 @@ def _ce_block(x, t, a, b, cw, gs, loss, g, r0, r1, half, mode, grad, buf):
     into ``loss[r0:r1]``, its gradient, where ``grad``, over ``buf``), the
     gradient rounded into ``g`` (which may be ``x``: the block is read whole
     first)."""
-    c = x.shape[1]
-    m = (r1 - r0) * c
-    flat = buf[:m]
-    _widen(x[r0:r1].reshape(m), flat, half)
-    blk = flat.reshape(r1 - r0, c)
+    flat, blk = _widened(x, r0, r1, half, buf)
     _ce32(blk, t[r0:r1], a[r0:r1], b[r0:r1], cw, gs, loss[r0:r1], mode, grad)
     if grad:
-        _narrow(flat, g[r0:r1].reshape(m), half)
+        _narrow(flat, g[r0:r1].reshape(flat.shape[0]), half)
 
 
 @njit(**_KW)
