@@ -20,6 +20,7 @@ from softcore._validate import (
     check_out,
     check_same_shape,
     class_weight,
+    compute_target,
     contiguous,
     converted,
     first_bad_target,
@@ -801,6 +802,9 @@ def _ce(
                 return loss, None
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
+    # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
+    hooked = bool(n) and result != compute and arr.size >= CAST_MIN
+    hooked = hooked and getattr(be, "low_precision_rows", None) is not None
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:
         plan = plan_cross_entropy(
@@ -815,12 +819,15 @@ def _ce(
             label_smoothing=label_smoothing,
             scratch=scratch,
             be=be,
+            keep=result if hooked else None,
         )
         loss_rows = xp.empty(n, dtype=np.float64) if scratch is None else scratch.loss
         grad = None
         low = None
-        if n and result != compute and not plan.probs and arr.size >= CAST_MIN:
+        if hooked:
             low = _low_precision_ce(be, xp, arr, ax, plan, loss_rows, out, want_grad)
+            if low is None:
+                compute_target(plan, compute, xp, be)
         if low is not None:
             grad = low[0]
         elif n:
@@ -897,27 +904,35 @@ def _low_precision_ce(
     out: Any,
     want_grad: bool,
 ) -> tuple[Any] | None:
-    """A float16 or bfloat16 class-index cross-entropy's row losses (into
-    ``loss_rows``) and, where ``want_grad``, its gradient, as ``(grad,)``,
-    through the backend's optional ``low_precision_rows`` hook
-    (``cross_entropy_rows``, ``cross_entropy_grad_rows``), which converts the
-    rows in cache: no float32 copy of the logits, nor a float32 gradient
-    beside the 16-bit one. None, with nothing written, where the backend has
-    no such hook or declines."""
+    """A float16 or bfloat16 cross-entropy's row losses (into ``loss_rows``)
+    and, where ``want_grad``, its gradient, as ``(grad,)``, through the
+    backend's optional ``low_precision_rows`` hook (``cross_entropy_rows``,
+    ``cross_entropy_grad_rows``; ``cross_entropy_prob_rows``,
+    ``cross_entropy_prob_grad_rows`` for probability targets, which come in
+    the logits' dtype where the user's were, else in float32), which
+    converts the rows in cache: no float32 copy of the logits (nor of 16-bit
+    probabilities), nor a float32 gradient beside the 16-bit one. None, with
+    nothing written, where the backend has no such hook or declines."""
     hook = getattr(be, "low_precision_rows", None)
     if hook is None:
         return None
     result = arr.dtype
     x16 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
-    args = (x16, plan.target, plan.alpha, plan.beta, plan.class_weight)
+    args: tuple[Any, ...]
+    if plan.probs:
+        kernel = "cross_entropy_prob"
+        args = (x16, plan.target, plan.smoothing, plan.class_weight)
+    else:
+        kernel = "cross_entropy"
+        args = (x16, plan.target, plan.alpha, plan.beta, plan.class_weight)
     if not want_grad:
-        return (None,) if hook("cross_entropy_rows", args, loss_rows) else None
+        return (None,) if hook(f"{kernel}_rows", args, loss_rows) else None
     kept_apart = (plan.target, plan.class_weight)
     g16 = _direct_out(out, ax, x16.shape, result, result, xp, (x16,), kept_apart)
     direct = g16 is not None
     if not direct:
         g16 = xp.empty(x16.shape, dtype=result)
-    if not hook("cross_entropy_grad_rows", (*args, plan.grad_scale, loss_rows), g16):
+    if not hook(f"{kernel}_grad_rows", (*args, plan.grad_scale, loss_rows), g16):
         return None
     if plan.nan_rows is not None:
         g16[plan.nan_rows] = np.nan

@@ -54,8 +54,9 @@ class Backend(Protocol):
     ``cast(src, dst)``, float16 or bfloat16 to or from float32 in NumPy's and
     ml_dtypes' bits, returning False (nothing written) to decline;
     ``low_precision_rows(kernel, args, out)``, a float16 or bfloat16 softmax,
-    log_softmax, logsumexp, backward pass or class-index cross-entropy (loss
-    rows, and gradient) in its own dtype, or False to decline.
+    log_softmax, logsumexp, backward pass or cross-entropy (loss rows, and
+    gradient; class-index or probability targets) in its own dtype, or False
+    to decline.
     """
 
     name: str

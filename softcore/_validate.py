@@ -456,10 +456,12 @@ def first_bad_target(t: Any, n_classes: int, ignore_index: int, xp: Any) -> str 
 class CrossEntropyPlan:
     """Cross-entropy options resolved into what the row kernels take.
 
-    Attributes: ``probs`` (probability targets?), ``target`` (int64 ``(rows,)`` or
-    ``(rows, C)`` of the compute dtype), ``alpha``/``beta`` (float64 ``(rows,)``,
-    class-index only), ``smoothing``, ``class_weight`` (float64 ``(C,)``),
-    ``normaliser`` (the mean's denominator) and ``grad_scale``.
+    Attributes: ``probs`` (probability targets?), ``target`` (int64
+    ``(rows,)`` or ``(rows, C)`` of the compute dtype, or of the logits' 16-bit
+    dtype where :func:`plan_cross_entropy` was asked to keep it),
+    ``alpha``/``beta`` (float64 ``(rows,)``, class-index only),
+    ``smoothing``, ``class_weight`` (float64 ``(C,)``), ``normaliser`` (the
+    mean's denominator) and ``grad_scale``.
     """
 
     __slots__ = (
@@ -500,6 +502,7 @@ def plan_cross_entropy(
     logits_name: str = "logits",
     scratch: Any = None,
     be: Any = None,
+    keep: Any = None,
 ) -> CrossEntropyPlan:
     """Check ``target`` and the options and resolve them per row.
 
@@ -508,7 +511,10 @@ def plan_cross_entropy(
     the per-row arrays of a class-index target (``alpha``, ``beta`` and, where
     they must be copied, the targets); its ``loss`` is the caller's. ``be``, the
     call's backend, converts float16 and bfloat16 probability targets where it
-    has a ``cast`` hook (:func:`contiguous`).
+    has a ``cast`` hook (:func:`contiguous`). A probability target of dtype
+    ``keep`` (the 16-bit logits' dtype, where the caller may hand both to the
+    backend's ``low_precision_rows`` hook) stays in it, as ``(rows, C)`` rows;
+    the caller converts it (:func:`compute_target`) where the hook declines.
     """
     eps = check_ce_options(reduction, label_smoothing, ignore_index)
     n_classes = logits_shape[axis]
@@ -639,7 +645,8 @@ def plan_cross_entropy(
             )
         plan.probs = True
         plan.class_weight = class_weight(weight, n_classes, xp)
-        plan.target = rows(t, axis, compute, xp, be)
+        kept = keep is not None and t.dtype == keep
+        plan.target = rows(t, axis, t.dtype if kept else compute, xp, be)
         plan.alpha = plan.beta = None
         plan.normaliser = float(n_rows)
     else:
@@ -648,6 +655,15 @@ def plan_cross_entropy(
             "floating class probabilities"
         )
     return _with_grad_scale(plan, reduction)
+
+
+def compute_target(
+    plan: CrossEntropyPlan, compute: np.dtype, xp: Any, be: Any = None
+) -> None:
+    """Convert a probability target that :func:`plan_cross_entropy` kept in its
+    16-bit dtype into ``compute``, as it would have."""
+    if plan.probs and plan.target.dtype != compute:
+        plan.target = rows(plan.target, 1, compute, xp, be)
 
 
 def _with_grad_scale(plan: CrossEntropyPlan, reduction: str) -> CrossEntropyPlan:

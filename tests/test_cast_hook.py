@@ -63,6 +63,7 @@ class RowsHooked(Hooked):
         super().__init__()
         self.decline_rows = decline_rows
         self.rows_calls = []
+        self.target_dtypes = []
 
     def low_precision_rows(self, kernel, args, out):
         assert out.flags.c_contiguous
@@ -84,28 +85,37 @@ class RowsHooked(Hooked):
         return True
 
     def _cross_entropy(self, kernel, args, out):
-        """The class-index cross-entropy: the float32 kernel's row losses on
-        the widened logits, its gradient rounded."""
-        x = args[0]
+        """The cross-entropy: the float32 kernel's row losses on the widened
+        logits (and probabilities), its gradient rounded. Records the
+        probabilities' dtype in ``target_dtypes``."""
+        x, t = args[0], args[1]
         assert x.ndim == 2
         assert x.flags.c_contiguous
-        assert all(a.shape == (x.shape[0],) for a in args[1:4])
+        probs = "_prob" in kernel
+        if probs:
+            assert t.shape == x.shape
+            assert t.flags.c_contiguous
+            assert t.dtype in (x.dtype, np.float32)
+            self.target_dtypes.append(t.dtype)
+            t = t.astype(np.float32)
+        else:
+            assert all(a.shape == (x.shape[0],) for a in args[1:4])
         self.rows_calls.append(kernel)
         if self.decline_rows:
             return False
         x32 = x.astype(np.float32)
-        if kernel == "cross_entropy_rows":
-            assert len(args) == 5
+        alone = 4 if probs else 5
+        if not kernel.endswith("_grad_rows"):
+            assert len(args) == alone
             assert out.dtype == np.float64
             assert out.shape == (x.shape[0],)
-            self._inner.cross_entropy_rows(x32, *args[1:], out)
+            getattr(self._inner, kernel)(x32, t, *args[2:], out)
             return True
-        assert kernel == "cross_entropy_grad_rows"
-        assert len(args) == 7
+        assert len(args) == alone + 2
         assert out.dtype == x.dtype
         assert out.shape == x.shape
         g = np.empty(x.shape, np.float32)
-        self._inner.cross_entropy_grad_rows(x32, *args[1:], g)
+        getattr(self._inner, kernel)(x32, t, *args[2:], g)
         np.copyto(out, g, casting="same_kind")
         return True
 
@@ -157,6 +167,27 @@ def _run(op, x, backend, rng):
         p = sc.softmax(x * 0.5, backend="numpy")
         loss, grad = sc.cross_entropy_with_grad(x, p, reduction="none", backend=backend)
         return loss, grad
+    if op.startswith("ce_prob_"):  # probabilities of other dtypes, options
+        p = sc.softmax(np.asarray(x, np.float32) * 0.5, backend="numpy")
+        if op == "ce_prob_float32":
+            return sc.cross_entropy_with_grad(x, p, backend=backend)
+        if op == "ce_prob_float64":
+            return sc.cross_entropy_with_grad(x, p.astype(np.float64), backend=backend)
+        p = p.astype(x.dtype)
+        if op == "ce_prob_loss":
+            return (
+                sc.cross_entropy(x, p, backend=backend),
+                sc.cross_entropy(x, p, reduction="none", backend=backend),
+            )
+        if op == "ce_prob_options":
+            w = rng.uniform(0.5, 2.0, x.shape[1])
+            kw = {"weight": w, "label_smoothing": 0.1, "backend": backend}
+            return sc.cross_entropy_with_grad(x, p, reduction="sum", **kw)
+        if op == "ce_prob_axis0":
+            return sc.cross_entropy_with_grad(x.T, p.T, axis=0, backend=backend)
+        assert op == "ce_prob_in_place"  # the gradient over the logits
+        y = x.copy()
+        return (sc.cross_entropy_grad(y, p, out=y, backend=backend), y)
     if op == "ce_index":
         t = rng.integers(0, x.shape[1], x.shape[0])
         return sc.cross_entropy_with_grad(x, t, backend=backend)
@@ -209,6 +240,13 @@ ROWS_OPS = [
     "ce_index_axis0",
     "ce_index_in_place",
     "ce_index_all_ignored",
+    "ce_prob",
+    "ce_prob_float32",
+    "ce_prob_float64",
+    "ce_prob_loss",
+    "ce_prob_options",
+    "ce_prob_axis0",
+    "ce_prob_in_place",
 ]
 OPS = [
     "softmax",
@@ -281,20 +319,23 @@ def test_small_arrays_and_other_dtypes_do_not_call_the_hook(op):
 @pytest.mark.parametrize("op", ROWS_OPS)
 def test_low_precision_rows_hook_takes_16bit_rows(op, low):
     """A backend with ``low_precision_rows`` gets large 16-bit softmax,
-    log_softmax, backward, logsumexp and class-index cross-entropy rows in
-    their own dtype (no cast either way), moved axes and ``out=`` included,
-    with the same bits as the cast path; one that declines leaves them to the
-    cast path."""
+    log_softmax, backward, logsumexp and cross-entropy rows in their own dtype
+    (no cast either way; 16-bit probabilities in theirs, others in float32),
+    moved axes and ``out=`` included, with the same bits as the cast path; one
+    that declines leaves them to the cast path."""
     x = np.asarray(np.random.default_rng(6).standard_normal(BIG) * 3, _dtype(low))
     with np.errstate(invalid="ignore"):  # all rows ignored: 0/0
         want = _run(op, x, "numpy", np.random.default_rng(7))
     hooked = RowsHooked()
     with np.errstate(invalid="ignore"):
         _same(_run(op, x, hooked, np.random.default_rng(7)), want)
-    two = ("backward", "logsumexp_rows", "ce_index_loss")  # two calls each
-    calls = 2 if op in two else 1
+    two = ("backward", "logsumexp_rows", "ce_index_loss", "ce_prob_loss")
+    calls = 2 if op in two else 1  # two calls each
     assert len(hooked.rows_calls) == calls
     assert hooked.calls == []
+    if op.startswith("ce_prob"):  # 16-bit probabilities come as they are
+        wide = op in ("ce_prob_float32", "ce_prob_float64")
+        assert hooked.target_dtypes == [np.float32 if wide else x.dtype] * calls
     declining = RowsHooked(decline_rows=True)
     with np.errstate(invalid="ignore"):
         _same(_run(op, x, declining, np.random.default_rng(7)), want)

@@ -385,7 +385,12 @@ def _ce_mode16(c) -> int:
     return _block_mode16(c, SMALL_GROUP_ROW_BYTES)
 
 
-_CE16 = {"cross_entropy_rows": False, "cross_entropy_grad_rows": True}
+_CE16 = {  # kernel: (probability targets, with the gradient)
+    "cross_entropy_rows": (False, False),
+    "cross_entropy_grad_rows": (False, True),
+    "cross_entropy_prob_rows": (True, False),
+    "cross_entropy_prob_grad_rows": (True, True),
+}
 _NO_GRAD16 = np.empty((0, 0), np.uint16)  # the loss alone's unused gradient
 
 
@@ -394,43 +399,71 @@ def _rows_of(a, n) -> bool:
     return isinstance(a, np.ndarray) and a.shape == (n,) and a.flags.c_contiguous
 
 
+def _cep_mode16(c) -> int:
+    """The float32 driver of a probability-target loss alone on 16-bit
+    blocks: 1 grouped (rows of ``SHORT_C`` classes to ``SMALL_GROUP_ROW_BYTES``
+    float32 bytes, float32's rule for calls in cache), else 0 a row at a time:
+    the same bits. With its gradient it has one driver."""
+    return 1 if SHORT_C <= c and 4 * c <= SMALL_GROUP_ROW_BYTES else 0
+
+
 def _cross_entropy16(kernel, args, out) -> bool:
-    """:func:`low_precision_rows` for the class-index cross-entropy:
+    """:func:`low_precision_rows` for the cross-entropy, with the float32
+    methods' arguments but ``x`` (and the gradient) 16-bit:
     ``cross_entropy_rows`` with ``args`` ``(x, target, alpha, beta,
     class_weight)`` and ``out`` the float64 row losses, or
     ``cross_entropy_grad_rows`` with ``args`` ``(x, target, alpha, beta,
-    class_weight, grad_scale, loss_out)`` and ``out`` the 16-bit gradient,
-    as the float32 methods take them but ``x`` (and the gradient) 16-bit."""
-    grad = _CE16[kernel]
-    if len(args) != (7 if grad else 5):
+    class_weight, grad_scale, loss_out)`` and ``out`` the 16-bit gradient;
+    ``cross_entropy_prob_rows`` with ``(x, target, smoothing, class_weight)``
+    and ``cross_entropy_prob_grad_rows`` with ``(x, target, smoothing,
+    class_weight, grad_scale, loss_out)`` likewise, the probabilities of
+    ``x``'s shape in its dtype or in float32."""
+    probs, grad = _CE16[kernel]
+    k = 4 if probs else 5  # the loss alone's arguments
+    if len(args) != (k + 2 if grad else k):
         return False
-    x, target, alpha, beta, cw = args[:5]
-    loss = args[6] if grad else out
+    x, target, cw = args[0], args[1], args[k - 1]
+    loss = args[-1] if grad else out
     half = _sixteen_bit(x.dtype)
     if half is None or x.ndim != 2 or not x.flags.c_contiguous:
         return False
     n, c = x.shape
     if n * c == 0 or c > _ROWS16_MAX_C or loss.dtype != np.float64:
         return False
-    if not all(_rows_of(a, n) for a in (target, alpha, beta, loss)):
+    if not (_rows_of(loss, n) and _rows_of(cw, c)):
         return False
-    if not (isinstance(cw, np.ndarray) and cw.shape == (c,) and cw.flags.c_contiguous):
+    if probs:
+        if not isinstance(target, np.ndarray) or target.shape != x.shape:
+            return False
+        if target.dtype not in (x.dtype, _F32_TYPE) or not target.flags.c_contiguous:
+            return False
+    elif not all(_rows_of(a, n) for a in args[1:4]):
         return False
     if grad:
         if out.dtype != x.dtype or out.shape != x.shape or not out.flags.c_contiguous:
             return False
-        if c > BLOCK and n < SPLIT_ROWS:
+        if not probs and c > BLOCK and n < SPLIT_ROWS:
             return False  # the float32 gradient splits these rows over threads
         g = out.view(_U16)
     else:
         g = _NO_GRAD16
-    gs = float(args[5]) if grad else 1.0
+    gs = float(args[k]) if grad else 1.0
     xs = x.view(_U16)
+    serial = n * c <= SERIAL_MAX
+    if probs:
+        t = target if target.dtype == _F32_TYPE else target.view(_U16)
+        eps, mode = float(args[2]), _cep_mode16(c)
+        if serial:
+            R.cep16_ser(xs, t, eps, cw, gs, loss, g, half, mode, grad)
+        else:
+            launch(R.cep16_par, xs, t, eps, cw, gs, loss, g, half, mode, grad)
+        return True
+    _, t, a, b = args[:4]
     mode = _ce_mode16(c)
-    if n * c <= SERIAL_MAX:
-        R.ce16_ser(xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
+    if serial:
+        R.ce16_ser(xs, t, a, b, cw, gs, loss, g, half, mode, grad)
     else:
-        launch(R.ce16_par, xs, target, alpha, beta, cw, gs, loss, g, half, mode, grad)
+        launch(R.ce16_par, xs, t, a, b, cw, gs, loss, g, half, mode, grad)
     return True
 
 
@@ -464,7 +497,7 @@ def _logsumexp16(args, out) -> bool:
 def low_precision_rows(kernel, args, out) -> bool:
     """The optional ``low_precision_rows`` hook: ``kernel`` (softmax,
     log_softmax, their backward passes, logsumexp into a ``(rows,)``
-    ``out``: :func:`_logsumexp16`, or the class-index cross-entropy:
+    ``out``: :func:`_logsumexp16`, or the cross-entropy:
     :func:`_cross_entropy16`) of float16 or bfloat16 rows
     ``args`` (its inputs) into ``out``, all of one dtype, C-contiguous ``(rows,
     C)``, ``out`` possibly one of them; the forward rows converted a block at

@@ -1,6 +1,6 @@
-"""softmax, log_softmax, logsumexp, the backward passes and the class-index
-cross-entropy on float16 and bfloat16 rows, converted in cache or in
-registers.
+"""softmax, log_softmax, logsumexp, the backward passes and the cross-entropy
+(class-index and probability targets) on float16 and bfloat16 rows, converted
+in cache or in registers.
 
 Through the ``cast`` hook a 16-bit call widens the whole array into a float32
 temporary, runs the float32 kernel over it and rounds a second temporary back:
@@ -27,7 +27,8 @@ cast path's are.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from . import _runtime
 
@@ -213,6 +214,92 @@ def ce16_par(x, t, a, b, cw, gs, loss, g, half, mode, grad):
         r1 = min(n, r0 + R)
         buf = np.empty((r1 - r0) * c, np.float32)
         _ce_block(x, t, a, b, cw, gs, loss, g, r0, r1, half, mode, grad, buf)
+
+
+# ------------------------------------------------- probability-target cross-entropy
+#
+# The same, with the targets a block of rows too: 16-bit targets (the logits'
+# dtype) widened into a second scratch, float32 ones (the core's own, or the
+# user's) read where they are. The row losses are the float32 kernel's on the
+# widened logits and targets, bitwise: the float32 path widens 16-bit targets
+# exactly so.
+
+
+def target_rows(t, r0, r1, half, tbuf):
+    """Rows ``[r0, r1)`` of targets ``t`` as float32 ``(r1 - r0, C)`` rows:
+    widened into ``tbuf`` where ``t`` holds 16-bit patterns (the logits'
+    format, ``half``), else ``t``'s own rows."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(target_rows, inline="always", jit_options=_KW)
+def _target_rows_impl(t, r0, r1, half, tbuf):
+    if t.dtype == types.float32:
+        return lambda t, r0, r1, half, tbuf: t[r0:r1]
+    return lambda t, r0, r1, half, tbuf: _widened(t, r0, r1, half, tbuf)[1]
+
+
+def target_scratch(t, m):
+    """A float32 scratch of ``m`` elements for :func:`target_rows`, none
+    (empty) for float32 targets."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(target_scratch, inline="always", jit_options=_KW)
+def _target_scratch_impl(t, m):
+    if t.dtype == types.float32:
+        return lambda t, m: np.empty(0, np.float32)
+    return lambda t, m: np.empty(m, np.float32)
+
+
+@njit(**_KW)
+def _cep32(blk, tb, eps, cw, gs, loss, mode, grad):
+    if grad:
+        K.cross_entropy_prob_grad_ser(blk, tb, eps, cw, gs, loss, blk)
+    elif mode == 1:
+        K.cross_entropy_prob_grouped_ser(blk, tb, eps, cw, loss)
+    else:
+        K.cross_entropy_prob_ser(blk, tb, eps, cw, loss)
+
+
+@njit(inline="always", **_KW)
+def _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf):
+    """Rows ``[r0, r1)``, as :func:`_ce_block` with probability targets ``t``
+    (16-bit patterns widened into ``tbuf``, or float32)."""
+    flat, blk = _widened(x, r0, r1, half, buf)
+    tb = target_rows(t, r0, r1, half, tbuf)
+    _cep32(blk, tb, eps, cw, gs, loss[r0:r1], mode, grad)
+    if grad:
+        _narrow(flat, g[r0:r1].reshape(flat.shape[0]), half)
+
+
+@njit(**_KW)
+def cep16_ser(x, t, eps, cw, gs, loss, g, half, mode, grad):
+    """The probability-target cross-entropy of 16-bit rows ``x`` (patterns as
+    in :func:`rows16_ser`; targets ``t`` of ``x``'s shape, its patterns or
+    float32, label smoothing ``eps``, class weights ``cw``): float64 row
+    losses into ``loss`` and, where ``grad``, the gradient scaled by ``gs``
+    into ``g`` (ignored otherwise), one thread. ``mode``: the loss alone's
+    float32 driver, 1 grouped, 0 a row at a time (the same bits)."""
+    n, c = x.shape
+    R = max(1, TASK // c)
+    buf = np.empty(min(n, R) * c, np.float32)
+    tbuf = target_scratch(t, buf.shape[0])
+    for r0 in range(0, n, R):
+        r1 = min(n, r0 + R)
+        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf)
+
+
+@njit(parallel=True, **_KW)
+def cep16_par(x, t, eps, cw, gs, loss, g, half, mode, grad):
+    n, c = x.shape
+    R = K._task_rows(x)
+    for tk in prange((n + R - 1) // R):
+        r0 = tk * R
+        r1 = min(n, r0 + R)
+        buf = np.empty((r1 - r0) * c, np.float32)
+        tbuf = target_scratch(t, buf.shape[0])
+        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf)
 
 
 # ------------------------------------------------------------ backward passes

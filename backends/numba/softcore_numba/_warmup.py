@@ -115,12 +115,22 @@ def _sixteen_bit_entries() -> list[tuple[str, str, tuple]]:
             sig = (x, y, types.boolean, types.int64)
             out.append((f"lse16_{suffix}", "float32", sig))
     i1, f1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
+    u2 = types.uint16
     for suffix in ("ser", "par"):  # class-index cross-entropy: 16-bit logits
         for ro in (False, True):
             x = types.Array(types.uint16, 2, "C", readonly=ro)
             g = types.Array(types.uint16, 2, "C")
             rest = (types.float64, f1, g, types.boolean, types.int64, types.boolean)
             out.append((f"ce16_{suffix}", "float32", (x, i1, f1, f1, f1, *rest)))
+    f2 = types.float32
+    for suffix in ("ser", "par"):  # probability targets: 16-bit or float32
+        for ro, t_ro, t_dt in itertools.product((False, True), (False, True), (u2, f2)):
+            x = types.Array(types.uint16, 2, "C", readonly=ro)
+            t = types.Array(t_dt, 2, "C", readonly=t_ro)
+            g = types.Array(types.uint16, 2, "C")
+            rest = (f1, g, types.boolean, types.int64, types.boolean)
+            sig = (x, t, types.float64, f1, types.float64, *rest)
+            out.append((f"cep16_{suffix}", "float32", sig))
     for suffix in ("ser", "par"):  # backward: incoming gradient, saved output
         for mix in itertools.product((False, True), repeat=2):
             g, p = (types.Array(types.uint16, 2, "C", readonly=ro) for ro in mix)

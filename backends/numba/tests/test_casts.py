@@ -314,6 +314,86 @@ def test_low_precision_cross_entropy_is_the_float32_one(rng, low, n, c):
         assert g.tobytes() == want_grad.tobytes()
 
 
+def _prob_args(rng, n, c, low):
+    """:func:`_ce_args`' logits with probability targets (a NaN among them,
+    a row of one class) and class weights."""
+    x = _ce_args(rng, n, c, low)[0]
+    t = rng.random((n, c)).astype(np.float32)
+    t /= t.sum(axis=1, keepdims=True)
+    t[min(5, n - 1), 3] = np.nan
+    t[min(6, n - 1)] = np.eye(c, dtype=np.float32)[c // 2]
+    return x, t, rng.uniform(0.5, 2.0, c)
+
+
+@pytest.mark.parametrize("low", LOW)
+@pytest.mark.parametrize(("n", "c"), CE_SHAPES)
+def test_low_precision_prob_cross_entropy_is_the_float32_one(rng, low, n, c):
+    """The probability-target cross-entropy on 16-bit rows, its targets in
+    the logits' dtype or in float32 (read-only too), with and without label
+    smoothing: row losses bitwise the float32 kernel's on the widened logits
+    and targets, the gradient its gradient rounded, into another array and
+    over the logits; on one thread and threaded, wide rows included (its
+    gradient has no split mode)."""
+    x, t32, cw = _prob_args(rng, n, c, low)
+    x32 = x.astype(np.float32)
+    for tdt, eps in [(low, 0.0), (low, 0.1), (np.float32, 0.1)]:
+        t = t32.astype(tdt)
+        t.setflags(write=False)
+        tw = t.astype(np.float32)
+        with np.errstate(all="ignore"):
+            want_loss = np.empty(n)
+            g32 = np.empty((n, c), np.float32)
+            _ops.cross_entropy_prob_grad_rows(x32, tw, eps, cw, 0.5, want_loss, g32)
+            want_grad = g32.astype(low)
+            want_alone = np.empty(n)
+            _ops.cross_entropy_prob_rows(x32, tw, eps, cw, want_alone)
+        ro = x.copy()
+        ro.setflags(write=False)
+        loss = np.empty(n)
+        args = (ro, t, eps, cw)
+        assert _ops.low_precision_rows("cross_entropy_prob_rows", args, loss)
+        _same_losses(loss, want_alone)
+        for into in ("other", "logits"):
+            xs = x.copy()
+            g = xs if into == "logits" else np.full_like(x, 7)
+            loss = np.full(n, 7.0)
+            args = (ro if into == "other" else xs, t, eps, cw, 0.5, loss)
+            assert _ops.low_precision_rows("cross_entropy_prob_grad_rows", args, g)
+            _same_losses(loss, want_loss)
+            assert g.tobytes() == want_grad.tobytes()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_low_precision_prob_cross_entropy_declines(grad):
+    """Probabilities of another dtype, shape or layout, vectors of the wrong
+    length, a gradient of another dtype: False and nothing written."""
+    n, c = 40, 100
+    x = np.ones((n, c), F16)
+    t, cw = np.full((n, c), 0.01, F16), np.ones(c)
+    kernel = "cross_entropy_prob_grad_rows" if grad else "cross_entropy_prob_rows"
+    loss = np.zeros(n)
+    cases = [
+        ((x, t.astype(np.float64), 0.0, cw), None),
+        ((x, t.astype(BF16), 0.0, cw), None),
+        ((x, t[:, :-1], 0.0, cw), None),
+        ((x, np.ones((c, n), F16).T, 0.0, cw), None),
+        ((x, t, 0.0, cw[:-1]), None),
+        ((x.astype(np.float32), t.astype(np.float32), 0.0, cw), None),
+        ((x, t, 0.0), None),
+    ]
+    if grad:
+        cases.append(((x, t, 0.0, cw), np.zeros((n, c), BF16)))
+    for args, g in cases:
+        if grad:
+            g = np.zeros((n, c), F16) if g is None else g
+            got = _ops.low_precision_rows(kernel, (*args, 1.0, loss), g)
+            assert not np.asarray(g, np.float32).any()
+        else:
+            got = _ops.low_precision_rows(kernel, args, loss)
+        assert got is False
+    assert (loss == 0).all()
+
+
 def test_low_precision_cross_entropy_declines():
     """Other layouts and dtypes, vectors of the wrong length, a gradient of
     another dtype or shape: False and nothing written."""

@@ -88,6 +88,15 @@ USED = textwrap.dedent(
             assert _ops.low_precision_rows(
                 "cross_entropy_grad_rows", (*ce, 1.0, loss), np.empty_like(h)
             )
+            th = np.full_like(h, 1e-3)
+            for t in (th, ro(th), th.astype(np.float32), ro(th.astype(np.float32))):
+                assert _ops.low_precision_rows(
+                    "cross_entropy_prob_rows", (src, t, 0.0, cw), loss
+                )
+                assert _ops.low_precision_rows(
+                    "cross_entropy_prob_grad_rows", (src, t, 0.0, cw, 1.0, loss),
+                    np.empty_like(h),
+                )
     assert softcore.testing.check("numba", max_examples=2) == 0
 
     used, compiled = [], []
@@ -132,7 +141,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
     assert {"rows16_ser", "rows16_par", "back16_ser", "back16_par"} <= names
     assert {"lse16_ser", "lse16_par"} <= names
-    assert {"ce16_ser", "ce16_par"} <= names
+    assert {"ce16_ser", "ce16_par", "cep16_ser", "cep16_par"} <= names
     # the jobs take the drivers in this order, each once
     grouped = _warmup.by_driver()
     assert list(grouped) == list(dict.fromkeys(n for n, _, _ in entries))
