@@ -1527,7 +1527,11 @@ def _ce_prob_grad_tail(xr, tr, gr, cw, k1, k0, gs, ip, M, S, log_s, lo):
 def _ce_prob_grad_group(x, target, cw, k1, k0, gs, ip, r0, r1, buf, st, lo, go):
     """Every row's statistics first (nothing is written yet: ``go`` may be
     ``x``), their logs in one loop, then each row's loss and gradient
-    (``st``: four rows, the fourth for the rows' minima)."""
+    (``st``: four rows, the fourth for the rows' minima). One-block rows
+    into another array take :func:`_ce_prob_grad_stored`."""
+    if not ip and x.shape[1] <= BLOCK:
+        _ce_prob_grad_stored(x, target, cw, k1, k0, gs, r0, r1, buf, st, lo, go)
+        return
     _group_stats_lo(x, r0, r1, buf, st)
     _log_group(st, r1 - r0)
     for r in range(r0, r1):
@@ -1536,6 +1540,37 @@ def _ce_prob_grad_group(x, target, cw, k1, k0, gs, ip, r0, r1, buf, st, lo, go):
             x[r], target[r], go[r], cw, k1, k0, gs, ip,
             st[0, i], st[1, i], st[2, i], st[3, i],
         )  # fmt: skip
+
+
+@njit(**_GLUE)
+def _ce_prob_grad_stored(x, target, cw, k1, k0, gs, r0, r1, buf, st, lo, go):
+    """:func:`_ce_prob_grad_group` of one-block rows into another array with
+    one exp an element, not two: each row's ``exp(x - M)`` is stored in its
+    gradient row as it is summed (as softmax does), the logs taken in one
+    loop, then the loss read from ``x`` (still whole) and the affine map
+    applied to the stored exps. The same ``(M, S)``, exps and arithmetic as
+    the statistics-first path, so the same bits; a row of no finite maximum
+    (only ``-inf`` and NaN) takes that path, for its NaNs' bits."""
+    C = x.shape[1]
+    for r in range(r0, r1):
+        i = r - r0
+        m, sb = _block_exp_store(x[r], go[r], 0, C, False)
+        M, S = _combine(_NINF, 0.0, m, sb)
+        st[0, i], st[1, i] = _finish(M, S)
+    _log_group(st, r1 - r0)
+    for r in range(r0, r1):
+        i = r - r0
+        xr, tr, gr = x[r], target[r], go[r]
+        M, S, log_s = st[0, i], st[1, i], st[2, i]
+        if not M > _NINF:
+            M, S, mn = _row_stats_lo(xr, buf)
+            log_s = log64(S)
+            lo[r] = _ce_prob_grad_tail(
+                xr, tr, gr, cw, k1, k0, gs, False, M, S, log_s, mn
+            )
+            continue
+        lo[r] = _prob_loss(xr, tr, cw, k1, k0, M, log_s)
+        _prob_affine(tr, gr, cw, k1, k0, gs * _prob_A(tr, cw, k1, k0) / S, gs)
 
 
 # ------------------------------------------------------------------- Jacobian rows

@@ -222,7 +222,10 @@ def ce16_par(x, t, a, b, cw, gs, loss, g, half, mode, grad):
 # dtype) widened into a second scratch, float32 ones (the core's own, or the
 # user's) read where they are. The row losses are the float32 kernel's on the
 # widened logits and targets, bitwise: the float32 path widens 16-bit targets
-# exactly so.
+# exactly so. The gradient goes into a third scratch, not over the widened
+# logits: into another array the float32 kernel stores each one-block row's
+# exps as it sums them, one exp an element where over its input it takes two
+# (the same bits either way).
 
 
 def target_rows(t, r0, r1, half, tbuf):
@@ -253,9 +256,9 @@ def _target_scratch_impl(t, m):
 
 
 @njit(**_KW)
-def _cep32(blk, tb, eps, cw, gs, loss, mode, grad):
+def _cep32(blk, tb, eps, cw, gs, loss, gblk, mode, grad):
     if grad:
-        K.cross_entropy_prob_grad_ser(blk, tb, eps, cw, gs, loss, blk)
+        K.cross_entropy_prob_grad_ser(blk, tb, eps, cw, gs, loss, gblk)
     elif mode == 1:
         K.cross_entropy_prob_grouped_ser(blk, tb, eps, cw, loss)
     else:
@@ -263,14 +266,28 @@ def _cep32(blk, tb, eps, cw, gs, loss, mode, grad):
 
 
 @njit(inline="always", **_KW)
-def _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf):
+def _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, bufs):
     """Rows ``[r0, r1)``, as :func:`_ce_block` with probability targets ``t``
-    (16-bit patterns widened into ``tbuf``, or float32)."""
+    (16-bit patterns widened into the second of ``bufs``, or float32), the
+    gradient into the third (one-block rows into another array take one exp
+    an element, not two: ``_kernels._ce_prob_grad_stored``)."""
+    buf, tbuf, gbuf = bufs
     flat, blk = _widened(x, r0, r1, half, buf)
     tb = target_rows(t, r0, r1, half, tbuf)
-    _cep32(blk, tb, eps, cw, gs, loss[r0:r1], mode, grad)
+    gflat = gbuf[: flat.shape[0]] if grad else flat  # the loss alone: unused
+    _cep32(blk, tb, eps, cw, gs, loss[r0:r1], gflat.reshape(blk.shape), mode, grad)
     if grad:
-        _narrow(flat, g[r0:r1].reshape(flat.shape[0]), half)
+        _narrow(gflat, g[r0:r1].reshape(flat.shape[0]), half)
+
+
+@njit(inline="always", **_KW)
+def _cep_scratch(t, m, grad):
+    """:func:`_cep_block`'s scratches for blocks of ``m`` elements."""
+    return (
+        np.empty(m, np.float32),
+        target_scratch(t, m),
+        np.empty(m if grad else 0, np.float32),
+    )
 
 
 @njit(**_KW)
@@ -283,11 +300,10 @@ def cep16_ser(x, t, eps, cw, gs, loss, g, half, mode, grad):
     float32 driver, 1 grouped, 0 a row at a time (the same bits)."""
     n, c = x.shape
     R = max(1, TASK // c)
-    buf = np.empty(min(n, R) * c, np.float32)
-    tbuf = target_scratch(t, buf.shape[0])
+    bufs = _cep_scratch(t, min(n, R) * c, grad)
     for r0 in range(0, n, R):
         r1 = min(n, r0 + R)
-        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf)
+        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, bufs)
 
 
 @njit(parallel=True, **_KW)
@@ -297,9 +313,8 @@ def cep16_par(x, t, eps, cw, gs, loss, g, half, mode, grad):
     for tk in prange((n + R - 1) // R):
         r0 = tk * R
         r1 = min(n, r0 + R)
-        buf = np.empty((r1 - r0) * c, np.float32)
-        tbuf = target_scratch(t, buf.shape[0])
-        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, buf, tbuf)
+        bufs = _cep_scratch(t, (r1 - r0) * c, grad)
+        _cep_block(x, t, eps, cw, gs, loss, g, r0, r1, half, mode, grad, bufs)
 
 
 # ------------------------------------------------------------ backward passes

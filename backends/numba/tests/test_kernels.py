@@ -153,6 +153,42 @@ def test_cross_entropy_prob(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(700, 8), (200, 130), (80, 1000), (9, K.BLOCK)])
+def test_prob_grad_stored_exps_same_bits(shape, dtype, rng):
+    """The probability-target gradient of one-block rows into another array
+    stores each row's exps as it sums them (one exp an element); over the
+    logits it takes the statistics first. Both give the same bits, NaNs'
+    signs included (compared as bytes), and the same losses as the loss
+    alone: rows of NaN, of only ``-inf`` (with a NaN too), the format's
+    largest, far from zero, of a range past the unclamped exp's, targets
+    with zeros and a NaN; smoothed or not, serial and threaded."""
+    n, c = shape
+    x = _x(rng, shape, dtype)
+    x[4, :] = np.nan
+    x[5, :] = -np.inf
+    x[5, 3] = np.nan
+    x[6, :2] = np.finfo(dtype).max
+    x[7] = 100.0 + rng.standard_normal(c)
+    x[8] *= 40.0
+    t = rng.uniform(0, 1, shape).astype(dtype)
+    t[:, ::3] = 0.0
+    t /= t.sum(axis=1, keepdims=True)
+    t[2, 1] = np.nan
+    cw = rng.uniform(0.5, 2.0, c)
+    for eps in (0.0, 0.1):
+        for driver in (K.cross_entropy_prob_grad_ser, K.cross_entropy_prob_grad_par):
+            with np.errstate(all="ignore"):
+                la, ga = np.empty(n), np.empty_like(x)
+                driver(x, t, eps, cw, 0.3, la, ga)
+                lb, gb = np.empty(n), x.copy()
+                driver(gb, t, eps, cw, 0.3, lb, gb)
+                lc = np.empty(n)
+                K.cross_entropy_prob_ser(x, t, eps, cw, lc)
+            assert ga.tobytes() == gb.tobytes()
+            assert la.tobytes() == lb.tobytes() == lc.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(3, 40000), (2, 3 * K.BLOCK + 5)], ids=str)
 def test_modes_same_bits(shape, dtype, rng):
     """Serial, parallel-over-rows and split-over-blocks drivers agree bit for bit."""
