@@ -2274,7 +2274,21 @@ classes, 0.67 / 0.65 at 17, 0.48 / 0.55 at 24, 0.54 / 0.60 at 31, 0.38 /
 1.25 and at 8 1.34 / 1.22, so narrower rows stay short. float64 rows stay
 short for their compensated sums (see ``SHORT_C``); log_softmax and logsumexp
 rows too, whose transposed tiles gain nothing from grouping below 32 classes
-and, at 31 or 55, lose (1.3-1.4 at 31)."""
+and, at 31 or 55, lose (1.3-1.4 at 31), but see ``LOG_SHORT_GROUPED_C``."""
+
+LOG_SHORT_GROUPED_C = 32
+"""float32 log_softmax and logsumexp rows of this many classes up to
+``SHORT_C`` whose width is a multiple of ``LOG_SHORT_GROUPED_STEP`` take the
+grouped drivers, not the transposed tiles (the same bits). Grouped over short,
+one thread, 4096 rows in cache, medians of 7 interleaved rounds, log_softmax /
+logsumexp: 0.78 / 0.79 at 32 classes, 0.82 / 0.83 at 40, 0.73 / 0.69 at 48,
+0.80 / 0.76 at 56 (two threads at 65536 rows, log_softmax: 0.76, 0.86, 0.71,
+0.79); other widths gain less or lose (1.03-1.12 at 34-35, 38-39, 42-43,
+46-47; below 32 only 16 and 24 break even, 0.93-1.07), as the grouped
+passes' vector loops end in a scalar tail there. Above 48 most widths gained
+on a Sapphire Rapids host (0.75-0.99) where an earlier host lost at 55; they
+stay short."""
+LOG_SHORT_GROUPED_STEP = 8
 
 
 def zero_of(v):
@@ -2483,7 +2497,8 @@ def _short_scale(e, i, f):
 # Short rows taken transposed: a tile's rows are copied into a (C, k) scratch, one
 # column per row, so the maximum, the shift, the exp and the sum each run one
 # vectorised loop across the tile's rows instead of C scalar steps per row. All
-# short log_softmax and logsumexp rows take this path; softmax rows up to NARROW_C
+# short log_softmax and logsumexp rows take this path (float32 ones of 32, 40, 48
+# and 56 classes, LOG_SHORT_GROUPED_C, the grouped drivers); softmax rows up to NARROW_C
 # classes (its transposed write costs more than the statistics save above that;
 # float32 rows from SOFTMAX_SHORT_GROUPED_C take the grouped drivers instead)
 # and class-index cross-entropy rows up to NARROW_CE_C.

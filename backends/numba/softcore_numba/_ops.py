@@ -7,7 +7,9 @@ equal for any number of threads:
 * rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
   one vectorised exp per tile) where the op has them, serial or parallel over
   tiles by the rule below, but for float32 softmax rows of
-  ``SOFTMAX_SHORT_GROUPED_C`` classes or more, which take the grouped drivers;
+  ``SOFTMAX_SHORT_GROUPED_C`` classes or more, and float32 log_softmax and
+  logsumexp rows of ``LOG_SHORT_GROUPED_C`` classes or more whose width is a
+  multiple of ``LOG_SHORT_GROUPED_STEP``, which take the grouped drivers;
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy's loss, through log_softmax's grouped statistics)
@@ -157,6 +159,26 @@ def _short_softmax_grouped(c) -> bool:
     return SOFTMAX_SHORT_GROUPED_C <= c < SHORT_C
 
 
+LOG_SHORT_GROUPED_C = K.LOG_SHORT_GROUPED_C
+LOG_SHORT_GROUPED_STEP = K.LOG_SHORT_GROUPED_STEP
+
+
+def _short_log_grouped(c) -> bool:
+    """Whether float32 log_softmax and logsumexp rows of ``c`` classes, fewer
+    than ``SHORT_C``, take the grouped drivers (the 16-bit blocks follow)."""
+    return LOG_SHORT_GROUPED_C <= c < SHORT_C and c % LOG_SHORT_GROUPED_STEP == 0
+
+
+def _log_grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:
+    """Whether ``x``'s log_softmax or logsumexp rows take the grouped drivers:
+    float32 rows by :func:`_short_log_grouped` below ``SHORT_C``, and by
+    :func:`_grouped` from there."""
+    c = x.shape[1]
+    if c < SHORT_C:
+        return x.itemsize == 4 and _short_log_grouped(c)
+    return _grouped(x, limit, small_limit)
+
+
 def _softmax_grouped(x) -> bool:
     """Whether ``x``'s softmax rows take the grouped drivers: float32 rows from
     ``SOFTMAX_SHORT_GROUPED_C`` classes to ``SHORT_C``, and by
@@ -175,14 +197,14 @@ def softmax_rows(x, out):
 
 
 def log_softmax_rows(x, out):
-    if _grouped(x, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES):
+    if _log_grouped(x, LOG_SOFTMAX_GROUP_ROW_BYTES, LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES):
         _pick(_LOG_SOFTMAX_GROUPED, x, GROUPED_SERIAL_MAX)(x, out)
     else:
         _pick(_LOG_SOFTMAX, x)(x, out)
 
 
 def logsumexp_rows(x, out):
-    if _grouped(x, LOGSUMEXP_GROUP_ROW_BYTES):
+    if _log_grouped(x, LOGSUMEXP_GROUP_ROW_BYTES):
         _pick(_LOGSUMEXP_GROUPED, x, _grouped_serial_max(x))(x, out)
     else:
         _pick(_LOGSUMEXP, x)(x, out)
@@ -364,15 +386,18 @@ def _block_mode16(c, limit) -> int:
 
 
 def _lse_mode16(c) -> int:
-    """:func:`_block_mode16` for logsumexp: grouped to ``LSE16_GROUP_ROW_BYTES``."""
+    """:func:`_block_mode16` for logsumexp: grouped to ``LSE16_GROUP_ROW_BYTES``,
+    and short rows grouped where float32's are."""
+    if _short_log_grouped(c):
+        return 1
     return _block_mode16(c, LSE16_GROUP_ROW_BYTES)
 
 
 def _mode16(c, log) -> int:
     """:func:`_block_mode16` for softmax (log_softmax where ``log``): grouped
     to ``ROWS16_SOFTMAX_GROUP_ROW_BYTES`` (``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``),
-    and short softmax rows grouped where float32's are."""
-    if not log and _short_softmax_grouped(c):
+    and short rows grouped where float32's are."""
+    if _short_log_grouped(c) if log else _short_softmax_grouped(c):
         return 1
     limit = LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES if log else ROWS16_SOFTMAX_GROUP_ROW_BYTES
     return _block_mode16(c, limit)

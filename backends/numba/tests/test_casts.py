@@ -529,19 +529,21 @@ def test_low_precision_special_values(rng, low, kernel, n, c):
 
 @pytest.mark.parametrize(
     ("c", "softmax_mode", "log_mode"),
-    [(8, 2, 2), (15, 2, 2), (16, 1, 2), (63, 1, 2), (64, 1, 1), (256, 1, 1)]
-    + [(257, 1, 1), (512, 1, 1), (513, 0, 1), (1024, 0, 1), (1025, 0, 0)]
-    + [(40000, 0, 0)],
+    [(8, 2, 2), (15, 2, 2), (16, 1, 2), (24, 1, 2), (31, 1, 2), (32, 1, 1)]
+    + [(33, 1, 2), (40, 1, 1), (47, 1, 2), (56, 1, 1), (63, 1, 2), (64, 1, 1)]
+    + [(256, 1, 1), (257, 1, 1), (512, 1, 1), (513, 0, 1), (1024, 0, 1)]
+    + [(1025, 0, 0), (40000, 0, 0)],
 )
 def test_16bit_rows_take_the_in_cache_mode(c, softmax_mode, log_mode):
     """The blockwise drivers run the float32 serial driver for rows in cache,
     whatever the call's size (every block is): short rows (softmax grouped from
-    16 classes, as float32 calls of any size), grouped rows to 512
-    classes (softmax), 1024 (log_softmax) and 256 (logsumexp), a row at a time
-    beyond."""
+    16 classes, log_softmax and logsumexp at 32, 40, 48 and 56, as float32
+    calls of any size), grouped rows to 512 classes (softmax), 1024
+    (log_softmax) and 256 (logsumexp), a row at a time beyond."""
     assert _ops._mode16(c, False) == softmax_mode
     assert _ops._mode16(c, True) == log_mode
-    assert _ops._lse_mode16(c) == (2 if c < 64 else 1 if c <= 256 else 0)
+    lse = 1 if c < 64 and log_mode == 1 else 2 if c < 64 else 1 if c <= 256 else 0
+    assert _ops._lse_mode16(c) == lse
 
 
 SOFTWARE_HALF = """

@@ -458,7 +458,9 @@ def test_grouped_choice():
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
-    ``SMALL_GROUP_ROW_BYTES``: by shape and dtype alone."""
+    ``SMALL_GROUP_ROW_BYTES``; float32 log_softmax and logsumexp rows shorter
+    than ``SHORT_C`` at multiples of ``LOG_SHORT_GROUPED_STEP`` from
+    ``LOG_SHORT_GROUPED_C``: by shape and dtype alone."""
     picked = []
 
     def pick(drivers, x, serial_max=None):
@@ -528,7 +530,19 @@ def test_grouped_choice():
         ((big + 1, 64), np.float32, False),
         ((big // 2, 128), np.float32, True),
     ]
-    log_softmax_cases = [
+    log_grouped = _ops.LOG_SHORT_GROUPED_C
+    step = _ops.LOG_SHORT_GROUPED_STEP
+    short_log_cases = [  # float32 short rows at the multiples of step from 32
+        ((65536, log_grouped - step), np.float32, False),
+        ((65536, log_grouped - 1), np.float32, False),
+        ((65536, log_grouped), np.float32, True),
+        ((small, log_grouped), np.float32, True),
+        ((65536, log_grouped + 1), np.float32, False),
+        ((65536, log_grouped + step), np.float32, True),
+        ((65536, _ops.SHORT_C - step), np.float32, True),
+        ((65536, log_grouped), np.float64, False),
+    ]
+    log_softmax_cases = short_log_cases + [
         ((65536, _ops.SHORT_C - 1), np.float32, False),
         ((65536, _ops.SHORT_C), np.float32, True),
         ((65536, 64), np.float64, False),
@@ -539,7 +553,7 @@ def test_grouped_choice():
         ((_ops.SERIAL_MAX // 1024, 1024), np.float64, False),
         ((_ops.SERIAL_MAX // 512, 512), np.float64, True),
     ]
-    logsumexp_cases = [
+    logsumexp_cases = short_log_cases + [
         ((65536, _ops.SHORT_C - 1), np.float32, False),
         ((65536, _ops.SHORT_C), np.float32, True),
         ((65536, 65), np.float32, False),
@@ -850,12 +864,14 @@ def test_short_row_sum_is_compensated(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", [1, 2, 15, 16, 17, 40, 63])
+@pytest.mark.parametrize("c", [1, 2, 15, 16, 17, 31, 32, 40, 47, 48, 63])
 def test_transposed_tiles_both_sides_of_the_threshold(c, dtype, rng):
-    """Short rows taken transposed (log_softmax and logsumexp always, softmax up to
+    """Short rows taken transposed (log_softmax and logsumexp, softmax up to
     NARROW_C classes) and row-major (float64 softmax above it; float32 softmax
-    rows from SOFTMAX_SHORT_GROUPED_C classes are grouped): the reference's values,
-    special rows isolated, out aliasing x, and 1000 rows = a partial last tile."""
+    rows from SOFTMAX_SHORT_GROUPED_C classes are grouped, and float32
+    log_softmax and logsumexp rows at 32, 40, 48 and 56): the reference's
+    values, special rows isolated, out aliasing x, and 1000 rows = a partial
+    last tile."""
     assert c < _ops.SHORT_C
     x = _x(rng, (1000, c), dtype)
     for op in ("softmax_rows", "log_softmax_rows", "logsumexp_rows"):
