@@ -7,9 +7,11 @@ equal for any number of threads:
 * rows of fewer than ``SHORT_C`` classes take the short-row kernels (tiles of rows,
   one vectorised exp per tile) where the op has them, serial or parallel over
   tiles by the rule below, but for float32 softmax rows of
-  ``SOFTMAX_SHORT_GROUPED_C`` classes or more, and float32 log_softmax and
+  ``SOFTMAX_SHORT_GROUPED_C`` classes or more, float32 log_softmax and
   logsumexp rows of ``LOG_SHORT_GROUPED_C`` classes or more whose width is a
-  multiple of ``LOG_SHORT_GROUPED_STEP``, which take the grouped drivers;
+  multiple of ``LOG_SHORT_GROUPED_STEP``, and float32 class-index
+  cross-entropy rows of ``CE_SHORT_GROUPED_C`` classes or more, which take the
+  grouped drivers;
 * rows of ``SHORT_C`` classes or more and at most ``SOFTMAX_GROUP_ROW_BYTES``
   (softmax), or ``SMALL_GROUP_ROW_BYTES`` in a serial call (softmax and the
   class-index cross-entropy's loss, through log_softmax's grouped statistics)
@@ -236,6 +238,16 @@ def log_softmax_backward_rows(grad, log_probs, out):
     )
 
 
+CE_SHORT_GROUPED_C = K.CE_SHORT_GROUPED_C
+
+
+def _short_ce_grouped(x) -> bool:
+    """Whether ``x``'s class-index cross-entropy rows, fewer than ``SHORT_C``,
+    take the grouped drivers: float32 rows from ``CE_SHORT_GROUPED_C``
+    classes, in a call of any size (the 16-bit blocks follow)."""
+    return x.itemsize == 4 and CE_SHORT_GROUPED_C <= x.shape[1] < SHORT_C
+
+
 def _f32_loss_grouped(x) -> bool:
     """Whether a float32 loss alone takes the grouped statistics: rows to
     ``SMALL_GROUP_ROW_BYTES`` in calls to ``CE_GROUP_MAX_BYTES`` (in cache)."""
@@ -247,7 +259,7 @@ def _f32_loss_grouped(x) -> bool:
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    grouped = _grouped(x, 0) or _f32_loss_grouped(x)
+    grouped = _short_ce_grouped(x) or _grouped(x, 0) or _f32_loss_grouped(x)
     d = _CE_GROUPED if grouped else _CE
     _pick(d, x)(x, target, alpha, beta, class_weight, loss_out)
 
@@ -255,7 +267,9 @@ def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    grouped = x.nbytes <= CE_GROUP_MAX_BYTES and _grouped(x, SMALL_GROUP_ROW_BYTES)
+    grouped = _short_ce_grouped(x) or (
+        x.nbytes <= CE_GROUP_MAX_BYTES and _grouped(x, SMALL_GROUP_ROW_BYTES)
+    )
     d = _CE_GRAD_GROUPED if grouped else _CE_GRAD
     _pick(d, x)(
         x,
@@ -406,7 +420,10 @@ def _mode16(c, log) -> int:
 def _ce_mode16(c) -> int:
     """:func:`_block_mode16` for the class-index cross-entropy (its loss alone
     and with its gradient): float32's rule for calls in cache, grouped rows to
-    ``SMALL_GROUP_ROW_BYTES`` (``CE_GROUP_MAX_BYTES``)."""
+    ``SMALL_GROUP_ROW_BYTES`` (``CE_GROUP_MAX_BYTES``), and short rows from
+    ``CE_SHORT_GROUPED_C`` classes."""
+    if CE_SHORT_GROUPED_C <= c < SHORT_C:
+        return 1
     return _block_mode16(c, SMALL_GROUP_ROW_BYTES)
 
 

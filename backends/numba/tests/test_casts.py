@@ -538,12 +538,15 @@ def test_16bit_rows_take_the_in_cache_mode(c, softmax_mode, log_mode):
     """The blockwise drivers run the float32 serial driver for rows in cache,
     whatever the call's size (every block is): short rows (softmax grouped from
     16 classes, log_softmax and logsumexp at 32, 40, 48 and 56, as float32
-    calls of any size), grouped rows to 512 classes (softmax), 1024
-    (log_softmax) and 256 (logsumexp), a row at a time beyond."""
+    calls of any size; the class-index cross-entropy from 25), grouped rows to
+    512 classes (softmax), 1024 (log_softmax), 256 (logsumexp) and
+    ``SMALL_GROUP_ROW_BYTES`` (cross-entropy), a row at a time beyond."""
     assert _ops._mode16(c, False) == softmax_mode
     assert _ops._mode16(c, True) == log_mode
     lse = 1 if c < 64 and log_mode == 1 else 2 if c < 64 else 1 if c <= 256 else 0
     assert _ops._lse_mode16(c) == lse
+    small = _ops.SMALL_GROUP_ROW_BYTES // 4  # cross-entropy: grouped from 25
+    assert _ops._ce_mode16(c) == (2 if c <= 24 else 1 if c <= small else 0)
 
 
 SOFTWARE_HALF = """

@@ -460,7 +460,8 @@ def test_grouped_choice():
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
     ``SMALL_GROUP_ROW_BYTES``; float32 log_softmax and logsumexp rows shorter
     than ``SHORT_C`` at multiples of ``LOG_SHORT_GROUPED_STEP`` from
-    ``LOG_SHORT_GROUPED_C``: by shape and dtype alone."""
+    ``LOG_SHORT_GROUPED_C``, and float32 class-index cross-entropy rows from
+    ``CE_SHORT_GROUPED_C`` classes: by shape and dtype alone."""
     picked = []
 
     def pick(drivers, x, serial_max=None):
@@ -496,8 +497,17 @@ def test_grouped_choice():
         ((8192, 1000), np.float32, False),
     ]
     big = _ops.CE_GROUP_MAX_BYTES // (64 * 4)  # rows of 64 float32 classes
-    ce_grad_cases = [
-        ((small, _ops.SHORT_C - 1), np.float32, False),
+    short_ce = _ops.CE_SHORT_GROUPED_C
+    short_ce_cases = [  # float32 short rows from CE_SHORT_GROUPED_C, any size
+        ((65536, short_ce - 1), np.float32, False),
+        ((small, short_ce - 1), np.float32, False),
+        ((65536, short_ce), np.float32, True),
+        ((small, short_ce), np.float32, True),
+        ((65536, _ops.SHORT_C - 1), np.float32, True),
+        ((small, _ops.SHORT_C - 1), np.float64, False),
+    ]
+    ce_grad_cases = short_ce_cases + [
+        ((small, _ops.SHORT_C - 1), np.float32, True),
         ((small, _ops.SHORT_C), np.float32, True),
         ((small + 1, 128), np.float32, True),
         ((small, 64), np.float64, True),
@@ -508,8 +518,8 @@ def test_grouped_choice():
         ((big // 2, 128), np.float32, True),
         ((big, 128), np.float32, False),
     ]
-    ce_loss_cases = [
-        ((small, _ops.SHORT_C - 1), np.float32, False),
+    ce_loss_cases = short_ce_cases + [
+        ((small, _ops.SHORT_C - 1), np.float32, True),
         ((small, _ops.SHORT_C), np.float32, True),
         ((small + 1, 128), np.float32, True),
         ((small, 64), np.float64, True),
