@@ -803,8 +803,9 @@ def _ce(
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
     # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
-    hooked = bool(n) and result != compute and arr.size >= CAST_MIN
-    hooked = hooked and getattr(be, "low_precision_rows", None) is not None
+    hook = getattr(be, "low_precision_rows", None)
+    hooked = hook is not None and bool(n) and result != compute
+    hooked = hooked and arr.size >= CAST_MIN
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:
         plan = plan_cross_entropy(
@@ -825,7 +826,7 @@ def _ce(
         grad = None
         low = None
         if hooked:
-            low = _low_precision_ce(be, xp, arr, ax, plan, loss_rows, out, want_grad)
+            low = _low_precision_ce(hook, xp, arr, ax, plan, loss_rows, out, want_grad)
             if low is None:
                 compute_target(plan, compute, xp, be)
         if low is not None:
@@ -895,7 +896,7 @@ def _ce(
 
 
 def _low_precision_ce(
-    be: Any,
+    hook: Any,
     xp: Any,
     arr: Any,
     ax: int,
@@ -906,16 +907,13 @@ def _low_precision_ce(
 ) -> tuple[Any] | None:
     """A float16 or bfloat16 cross-entropy's row losses (into ``loss_rows``)
     and, where ``want_grad``, its gradient, as ``(grad,)``, through the
-    backend's optional ``low_precision_rows`` hook (``cross_entropy_rows``,
+    backend's optional ``low_precision_rows`` hook, ``hook`` (``cross_entropy_rows``,
     ``cross_entropy_grad_rows``; ``cross_entropy_prob_rows``,
     ``cross_entropy_prob_grad_rows`` for probability targets, which come in
     the logits' dtype where the user's were, else in float32), which
     converts the rows in cache: no float32 copy of the logits (nor of 16-bit
     probabilities), nor a float32 gradient beside the 16-bit one. None, with
-    nothing written, where the backend has no such hook or declines."""
-    hook = getattr(be, "low_precision_rows", None)
-    if hook is None:
-        return None
+    nothing written, where the hook declines."""
     result = arr.dtype
     x16 = rows(arr, ax, result, xp)  # a copy only for a moved or strided axis
     args: tuple[Any, ...]

@@ -241,11 +241,11 @@ def log_softmax_backward_rows(grad, log_probs, out):
 CE_SHORT_GROUPED_C = K.CE_SHORT_GROUPED_C
 
 
-def _short_ce_grouped(x) -> bool:
-    """Whether ``x``'s class-index cross-entropy rows, fewer than ``SHORT_C``,
-    take the grouped drivers: float32 rows from ``CE_SHORT_GROUPED_C``
-    classes, in a call of any size (the 16-bit blocks follow)."""
-    return x.itemsize == 4 and CE_SHORT_GROUPED_C <= x.shape[1] < SHORT_C
+def _short_ce_grouped(c) -> bool:
+    """Whether float32 class-index cross-entropy rows of ``c`` classes, fewer
+    than ``SHORT_C``, take the grouped drivers, in a call of any size (the
+    16-bit blocks follow: :func:`_ce_mode16`)."""
+    return CE_SHORT_GROUPED_C <= c < SHORT_C
 
 
 def _f32_loss_grouped(x) -> bool:
@@ -259,7 +259,8 @@ def _f32_loss_grouped(x) -> bool:
 
 
 def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
-    grouped = _short_ce_grouped(x) or _grouped(x, 0) or _f32_loss_grouped(x)
+    short = x.itemsize == 4 and _short_ce_grouped(x.shape[1])
+    grouped = short or _grouped(x, 0) or _f32_loss_grouped(x)
     d = _CE_GROUPED if grouped else _CE
     _pick(d, x)(x, target, alpha, beta, class_weight, loss_out)
 
@@ -267,7 +268,8 @@ def cross_entropy_rows(x, target, alpha, beta, class_weight, loss_out):
 def cross_entropy_grad_rows(
     x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
 ):
-    grouped = _short_ce_grouped(x) or (
+    short = x.itemsize == 4 and _short_ce_grouped(x.shape[1])
+    grouped = short or (
         x.nbytes <= CE_GROUP_MAX_BYTES and _grouped(x, SMALL_GROUP_ROW_BYTES)
     )
     d = _CE_GRAD_GROUPED if grouped else _CE_GRAD
@@ -422,7 +424,7 @@ def _ce_mode16(c) -> int:
     and with its gradient): float32's rule for calls in cache, grouped rows to
     ``SMALL_GROUP_ROW_BYTES`` (``CE_GROUP_MAX_BYTES``), and short rows from
     ``CE_SHORT_GROUPED_C`` classes."""
-    if CE_SHORT_GROUPED_C <= c < SHORT_C:
+    if _short_ce_grouped(c):
         return 1
     return _block_mode16(c, SMALL_GROUP_ROW_BYTES)
 
