@@ -76,7 +76,9 @@ def _cases(rng, c):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [10, 100])  # short rows, and rows of SHORT_C or more
+# short rows (row-major tiles), float32 rows of CE_SHORT_GROUPED_C..SHORT_C-1
+# classes (grouped, float64 keeps the tiles), and rows of SHORT_C or more
+@pytest.mark.parametrize("c", [10, 40, 100])
 def test_fused_loss_is_the_general_paths(dtype, c, rng, spy, monkeypatch):
     x = (rng.standard_normal((37, c)) * 3).astype(dtype)
     x[4, 2] = np.nan  # a NaN row
@@ -90,9 +92,30 @@ def test_fused_loss_is_the_general_paths(dtype, c, rng, spy, monkeypatch):
         want = _general(monkeypatch, x, t, **kw)
         assert type(got) is type(want)
         assert np.isnan(got) == np.isnan(want), (kw, got, want)
-        if not np.isnan(want):
+        if np.isinf(want):  # a -inf target logit: +inf on both paths
+            assert got == want, (kw, got, want)
+        elif not np.isnan(want):
             bound = _bound(x, t, kw, got, monkeypatch)
             assert abs(float(got) - float(want)) <= bound, (kw, got, want, bound)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [10, 25, 40, 63, 64, 100])
+def test_fused_row_is_the_general_rows_bits(dtype, c, rng, spy, monkeypatch):
+    # one row at a time there is no sum to reorder: the fused total is the
+    # general path's row loss to the bit, at each width rule (tiles, grouped)
+    x = (rng.standard_normal((40, c)) * 3).astype(dtype)
+    t = rng.integers(0, c, 40)
+    for kw in ({}, {"label_smoothing": 0.3}):
+        rows = _general(monkeypatch, x, t, reduction="none", **kw)
+        for i in range(len(t)):
+            del spy[:]
+            got = sc.cross_entropy(
+                x[i : i + 1], t[i : i + 1], reduction="sum", backend="numba", **kw
+            )
+            assert len(spy) == 1
+            assert spy[0] is not None
+            assert got.tobytes() == rows[i].tobytes(), (kw, i, got, rows[i])
 
 
 def test_fused_loss_is_the_float64_formula(rng, spy):
