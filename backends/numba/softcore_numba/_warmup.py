@@ -53,13 +53,10 @@ _FAMILIES = {  # the dearest to compile first
     "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
 }
 DTYPES = ("float32", "float64")
-# Drivers _ops never picks in float64: the loss alone groups float64 rows only in a
-# serial call, and probability targets group float32 losses only.
-_NOT_FLOAT64 = {
-    "cross_entropy_grouped_par",
-    "cross_entropy_prob_grouped_ser",
-    "cross_entropy_prob_grouped_par",
-}
+# Drivers _ops never picks in float64: the class-index loss alone groups float64
+# rows only in a serial call (probability targets group short float64 rows in
+# calls to CE_GROUP_MAX_BYTES, threaded too).
+_NOT_FLOAT64 = {"cross_entropy_grouped_par"}
 
 
 def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tuple:

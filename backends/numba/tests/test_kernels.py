@@ -448,13 +448,48 @@ def test_grouped_passes(shape, dtype, rng):
     np.testing.assert_array_equal(ga, gp)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 2, 7, 8, 16, 25, 33, 63])
+def test_short_prob_loss_grouped(c, dtype, rng):
+    """The probability-target loss alone of short rows, which the backend runs
+    grouped: the bits of a row at a time, serial and parallel, with rows
+    ending inside and outside the unclamped exp's domain, -inf logits under
+    zero and nonzero targets, smoothing and class weights; and the
+    reference's values."""
+    n = 1003
+    x = _x(rng, (n, c), dtype)
+    lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
+    x[5] = np.linspace(0.0, 0.5 * lim, c)
+    x[6] = np.linspace(0.0, 1.5 * lim, c)
+    x[7::11] *= 40  # exps that underflow inside finite rows
+    assert n % K._reread_rows(x)  # a partial last group
+    tp = rng.uniform(size=x.shape)
+    tp[:, ::3] = 0.0  # terms with a_c == 0, also where x_c is -inf
+    tp[9] = 1.0  # a row of all-nonzero targets
+    tp = (tp / np.maximum(tp.sum(axis=1, keepdims=True), 1e-300)).astype(dtype)
+    cw = rng.uniform(0.5, 2.0, c)
+    for eps in (0.0, 0.1):
+        want = np.empty(n)
+        K.cross_entropy_prob_par(x, tp, eps, cw, want)  # a row at a time
+        grouped = (K.cross_entropy_prob_grouped_ser, K.cross_entropy_prob_grouped_par)
+        for driver in grouped:
+            got = np.empty(n)
+            driver(x, tp, eps, cw, got)
+            np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+        rl = np.empty(n)
+        ref.cross_entropy_prob_rows(x, tp, eps, cw, rl)
+        _close(want, rl, dtype, f"eps={eps}")
+
+
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES`` (float32 ones from ``SOFTMAX_SHORT_GROUPED_C``
     classes), and in serial calls softmax and cross-entropy
     rows up to ``SMALL_GROUP_ROW_BYTES``, and so in calls of at most
     ``CE_GROUP_MAX_BYTES`` cross-entropy with its gradient and the float32 loss
-    alone (class-index or, float32 only, probability targets);
+    alone (class-index or, float32 only, probability targets), and the
+    probability-target loss alone of rows shorter than ``SHORT_C`` (float32 in
+    a call of any size, float64 to ``CE_GROUP_MAX_BYTES``);
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
     ``LOGSUMEXP_GROUP_ROW_BYTES``, in serial calls up to
@@ -531,10 +566,16 @@ def test_grouped_choice():
         ((big // 2, 128), np.float32, True),
         ((big, 128), np.float32, False),
     ]
-    ce_prob_cases = [
-        ((small, _ops.SHORT_C - 1), np.float32, False),
+    short64 = _ops.CE_GROUP_MAX_BYTES // (8 * (_ops.SHORT_C - 1))  # float64 rows
+    ce_prob_cases = [  # short rows: float32 at any size, float64 in cache
+        ((small, 1), np.float32, True),
+        ((small, _ops.SHORT_C - 1), np.float32, True),
+        ((4 * big, _ops.SHORT_C - 1), np.float32, True),
+        ((small, 1), np.float64, True),
+        ((short64, _ops.SHORT_C - 1), np.float64, True),
+        ((short64 + 1, _ops.SHORT_C - 1), np.float64, False),
         ((small, _ops.SHORT_C), np.float32, True),
-        ((small, 64), np.float64, False),  # float64: a row at a time
+        ((small, 64), np.float64, False),  # float64 from SHORT_C: a row at a time
         ((small, 129), np.float32, False),
         ((big, 64), np.float32, True),
         ((big + 1, 64), np.float32, False),
