@@ -969,14 +969,16 @@ def _exact_softmax_backward(g, p):
     return p64 * (g64 - d[:, None]), d
 
 
-def test_softmax_backward_float32_lanes_error_bound(rng):
+@pytest.mark.parametrize("c", [31, 32, 47, K.SHORT_C - 1, 257])
+def test_softmax_backward_float32_lanes_error_bound(c, rng):
     """float32 rows written in float32 lanes stay within the docstring's bound:
     2.5 ULP of each result (two roundings of relative 2^-24, each under an ULP
     of the result, and the last, half an ULP), plus what the dot product's
     float64 rounding and its split into two float32 parts carry
     (``2^-47 |d| p``); rows with uniform and peaked probabilities, gradients
-    of mixed scale."""
-    n, c = 96, 257
+    of mixed scale; short rows with and without a scalar tail in the dot
+    product's vector loop."""
+    n = 96
     x = (rng.standard_normal((n, c)) * rng.uniform(0.1, 8, (n, 1))).astype(np.float32)
     p = np.empty_like(x)
     ref.softmax_rows(x, p)
@@ -1005,15 +1007,19 @@ def test_softmax_backward_float32_cancellation_is_exact():
     assert got[1, 2] == 0.0
 
 
+@pytest.mark.parametrize("width", [3, 40])
 @pytest.mark.parametrize("scale", [1.0, 2.0], ids=["below", "at"])
-def test_softmax_backward_float32_lanes_limit(scale):
+def test_softmax_backward_float32_lanes_limit(scale, width):
     """Rows with a gradient just below 2^126 in magnitude run in float32 lanes,
     rows at it in float64; both give the float64 block's result where that is
-    finite, including ``g - <g, p>`` beyond float32's largest."""
+    finite, including ``g - <g, p>`` beyond float32's largest (the large
+    gradients last in the wider rows, in the dot product's scalar tail)."""
     top = np.float32(2.0**126)
     g_big = np.nextafter(top, np.float32(0)) if scale == 1.0 else top
-    g = np.array([[g_big, -g_big, 1.0], [-g_big, 0.5, g_big]], np.float32)
-    p = np.array([[0.25, 0.5, 0.25], [0.75, 0.125, 0.125]], np.float32)
+    g = np.zeros((2, width), np.float32)
+    p = np.zeros((2, width), np.float32)
+    g[:, -3:] = [[g_big, -g_big, 1.0], [-g_big, 0.5, g_big]]
+    p[:, -3:] = [[0.25, 0.5, 0.25], [0.75, 0.125, 0.125]]
     got = np.empty_like(g)
     K.softmax_backward_ser(g, p, got)
     want, _ = _exact_softmax_backward(g, p)
