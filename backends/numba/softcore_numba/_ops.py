@@ -295,7 +295,8 @@ def _prob_loss_grouped(x) -> bool:
     0.84-0.96 in float64, and two threads at 65536-262144 rows of 10-56
     float32 classes 0.73-0.92 (float64 out of cache: 0.93-1.11). The
     transposed tiles of the short log_softmax rows were faster below 16
-    classes but not the same bits where exps underflow."""
+    classes but sum in another order: not the same bits once a row's exps
+    span more than 2^29 (a range of about 20), where the float64 sum rounds."""
     if x.shape[1] < SHORT_C:
         return x.itemsize == 4 or x.nbytes <= CE_GROUP_MAX_BYTES
     return _f32_loss_grouped(x)

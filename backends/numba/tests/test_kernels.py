@@ -461,7 +461,7 @@ def test_short_prob_loss_grouped(c, dtype, rng):
     lim = K.EXP32_NONPOS_MIN if dtype == np.float32 else K.EXP64_NONPOS_MIN
     x[5] = np.linspace(0.0, 0.5 * lim, c)
     x[6] = np.linspace(0.0, 1.5 * lim, c)
-    x[7::11] *= 40  # exps that underflow inside finite rows
+    x[7::11] *= 40  # exps that span more than 2^29, or underflow, in finite rows
     assert n % K._reread_rows(x)  # a partial last group
     tp = rng.uniform(size=x.shape)
     tp[:, ::3] = 0.0  # terms with a_c == 0, also where x_c is -inf
