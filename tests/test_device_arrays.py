@@ -593,6 +593,27 @@ def test_linear_cross_entropy_gradients_through_the_accumulate_hook(bias):
     _same((loss, grads), want)
 
 
+def test_optional_hooks_set_to_none_are_absent(monkeypatch):
+    """An optional hook that is ``None`` on the backend (a class attribute is
+    cheaper to find than a ``__getattr__`` that raises, backends/README.md) is
+    absent to the core: the general path runs and gives the host path's bits."""
+    monkeypatch.setattr(fd.backend, "cross_entropy_index_rows", None)
+    monkeypatch.setattr(fd.backend, "linear_grad_accumulate", None)
+    n, d, c = 13, 4, 6
+    x, w = _logits((n, d)), _logits((c, d))
+    target = RNG.integers(0, c, n)
+    calls = len(fd.backend.calls)
+    for fn in (sc.cross_entropy, sc.cross_entropy_with_grad):
+        got, want = _both(fn, _logits((n, c)), target, label_smoothing=0.1)
+        _same(got, want, fn.__name__)
+    got, want = _both(sc.linear_cross_entropy_with_grad, x, w, target, chunk_size=5)
+    _same(got, want, "linear")
+    ran = set(fd.backend.calls[calls:])
+    assert "cross_entropy_index_rows" not in ran, ran
+    assert "linear_grad_accumulate" not in ran, ran
+    assert "cross_entropy_rows" in ran or "cross_entropy_grad_rows" in ran, ran
+
+
 def test_linear_cross_entropy_of_one_sample():
     d, c = 3, 4
     got, want = _both(

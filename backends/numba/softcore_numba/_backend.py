@@ -44,6 +44,11 @@ class NumbaBackend:
     priority = 50
     threaded = True
     xp = np
+    # Optional hooks this backend does not offer, None to the core (absent).
+    # Looked up on every call, a missing name went through __getattr__'s
+    # AttributeError: 1.2 us of a 5.7-6.9 us cross-entropy loss at 32x10.
+    cross_entropy_index_rows = None
+    linear_grad_accumulate = None
 
     def __init__(self) -> None:
         self._available: bool | str | None = None
