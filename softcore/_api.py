@@ -140,6 +140,7 @@ def _to_out(
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
 
 
 def _plain_2d(x: Any, axis: Any) -> bool:
@@ -777,10 +778,12 @@ def _ce(
     want_grad: bool,
     out: Any = None,
     want_loss: bool = True,
+    fused: bool = True,
 ) -> tuple[Any, Any]:
     """``(loss, grad)``: grad None unless ``want_grad``, loss None unless
     ``want_loss`` (the gradient alone skips the loss's reduction: on a device two
-    kernel launches)."""
+    kernel launches). ``fused=False``: :func:`_plain_index_loss` has offered the
+    call to the fused kernel already, and it was declined."""
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
@@ -792,7 +795,7 @@ def _ce(
         )  # fmt: skip
         if done is not None:
             return done
-    if not want_grad and reduction != "none":
+    if fused and not want_grad and reduction != "none":
         if getattr(be, "cross_entropy_index_sum", None) is not None:
             loss = _fused_index_loss(
                 be, arr, ax, target, weight, ignore_index, reduction,
@@ -1045,6 +1048,10 @@ def _fused_args(
         if cw is None or not is_real(cw.dtype) or cw.shape != (n_classes,):
             return None
         cw = _writable(np.ascontiguousarray(cw, dtype=np.float64))
+    if t.dtype is _I64 and t.ndim == 1:
+        f = t.flags
+        if f.c_contiguous and f.writeable:  # as it comes: 0.2 us sooner
+            return t, cw, ignore, eps
     flat = t if t.ndim == 1 else t.reshape(-1)
     return _writable(np.ascontiguousarray(flat, dtype=np.int64)), cw, ignore, eps
 
@@ -1054,10 +1061,12 @@ def _int64_targets(t: Any, batch: tuple, ignore_index: Any) -> int | None:
     backend's fused path as int64 rows, else None: integers other than uint64
     (int64 cannot hold them all) of the batch's shape, a batch that is not empty,
     an ``ignore_index`` that int64 holds. After :func:`check_ce_options`."""
-    kind = t.dtype.kind
-    if not (kind == "i" or (kind == "u" and t.dtype.itemsize < 8)):
-        return None
-    if tuple(t.shape) != batch or 0 in batch:
+    dt = t.dtype
+    if dt is not _I64:
+        kind = dt.kind
+        if not (kind == "i" or (kind == "u" and dt.itemsize < 8)):
+            return None
+    if t.shape != batch or 0 in batch:  # t a NumPy array: its shape a tuple
         return None
     ignore = int(ignore_index)  # an integer: check_ce_options saw to it
     return ignore if -(1 << 63) <= ignore < 1 << 63 else None
@@ -1111,6 +1120,45 @@ def _fused_index_loss(
     if got is None:
         return None
     return _fused_loss(got, target, shape[ax], args, reduction, result)
+
+
+def _plain_index_loss(
+    logits: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    axis: Any,
+    backend: Any,
+) -> Any:
+    """:func:`cross_entropy` of a plain host call (:func:`_host_rows`) through
+    the fused kernel (:func:`_fused_index_loss`), skipping the general path's
+    steps before it (``_prepare``, :func:`rows`): the same kernel on the same
+    arrays, so the same bits and errors. None where the call is not plain or
+    the backend lacks the kernel (the general path runs, offering it as
+    usual), ``_DECLINED`` where the kernel was offered the call and declined
+    it (the general path runs without offering it again). At 32 x 10 float32
+    the general steps cost 1.7 us of a 5.5 us call."""
+    be = _host_rows(logits, axis, backend)
+    if be is None or reduction == "none" or logits.size > _FUSED_MAX:
+        return None
+    if getattr(be, "cross_entropy_index_rows", None) is not None:
+        return None  # the general path offers the call to that hook first
+    if getattr(be, "cross_entropy_index_sum", None) is None:
+        return None
+    n, c = logits.shape
+    args = _fused_args(
+        target, weight, ignore_index, reduction, label_smoothing, (n,), c
+    )
+    if args is None:
+        return _DECLINED
+    # what rows() and _writable() give _fused_index_loss for a plain array
+    x2 = logits if logits.flags.writeable else logits.copy()
+    got = be.cross_entropy_index_sum(x2, *args)
+    if got is None:
+        return _DECLINED
+    return _fused_loss(got, target, c, args, reduction, logits.dtype)
 
 
 def _loss_as(loss: Any, result: Any) -> Any:
@@ -1216,6 +1264,12 @@ def cross_entropy(
     axis: int = -1,
     backend: Any = None,
 ) -> Any:
+    loss = _plain_index_loss(
+        logits, target, weight, ignore_index, reduction, label_smoothing, axis,
+        backend,
+    )  # fmt: skip
+    if loss is not None and loss is not _DECLINED:
+        return loss
     with _device_of(logits):
         return _ce(
             logits,
@@ -1227,6 +1281,7 @@ def cross_entropy(
             axis,
             backend,
             False,
+            fused=loss is None,
         )[0]
 
 

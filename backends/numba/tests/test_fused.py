@@ -199,7 +199,7 @@ def test_fused_loss_is_the_same_for_every_layout_and_int_type(rng, spy):
     for xi, ti, wi in variants:
         del spy[:]
         got = sc.cross_entropy(xi, ti, weight=wi, backend="numba")
-        assert spy
+        assert len(spy) == 1  # asked once, plain call or not
         assert spy[0] is not None
         assert got == want
     assert ro_x.flags.writeable is False  # the caller's flags untouched
