@@ -782,8 +782,9 @@ def _ce(
 ) -> tuple[Any, Any]:
     """``(loss, grad)``: grad None unless ``want_grad``, loss None unless
     ``want_loss`` (the gradient alone skips the loss's reduction: on a device two
-    kernel launches). ``fused=False``: :func:`_plain_index_loss` has offered the
-    call to the fused kernel already, and it was declined."""
+    kernel launches). ``fused=False``: :func:`_plain_index_loss` (or
+    :func:`_plain_index_grad`) has offered the call to the fused kernel already,
+    and it was declined."""
     be, xp, arr, ax, compute, result = _prepare(logits, axis, backend, "logits")
     if out is not None:
         check_out(out, arr.shape, result, xp)
@@ -803,6 +804,13 @@ def _ce(
             )  # fmt: skip
             if loss is not None:
                 return loss, None
+    if fused and want_grad and reduction != "none" and result == compute:
+        done = _fused_index_grad(
+            be, arr, ax, target, weight, ignore_index, reduction, label_smoothing,
+            compute, xp, out, want_loss,
+        )  # fmt: skip
+        if done is not None:
+            return done
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     n = math.prod(batch)
     # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
@@ -1122,6 +1130,93 @@ def _fused_index_loss(
     return _fused_loss(got, target, shape[ax], args, reduction, result)
 
 
+def _fused_index_grad(
+    be: Any,
+    arr: Any,
+    ax: int,
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    compute: Any,
+    xp: Any,
+    out: Any,
+    want_loss: bool,
+) -> Any:
+    """``(loss, grad)`` of :func:`cross_entropy_with_grad` (``loss`` None
+    unless ``want_loss``) through the backend's optional fused kernel with the
+    gradient, ``cross_entropy_index_grad_sum``: the targets of
+    :func:`_fused_args`, float32 or float64 logits of at most ``_FUSED_MAX``
+    elements on the host, a loss to reduce. The gradient is written as the
+    general path writes it (into ``out`` where :func:`_direct_out` allows,
+    else through a temporary); the loss is the fused loss alone's
+    (:func:`_fused_index_loss`), to the bit. None where the general path must
+    run, the kernel declining included (it then writes nothing)."""
+    hook = getattr(be, "cross_entropy_index_grad_sum", None)
+    if hook is None or xp is not np or arr.size > _FUSED_MAX:
+        return None
+    shape = arr.shape
+    n_classes = shape[ax]
+    args = _fused_args(
+        target, weight, ignore_index, reduction, label_smoothing,
+        shape[:ax] + shape[ax + 1 :], n_classes,
+    )  # fmt: skip
+    if args is None:
+        return None
+    x2 = rows(arr, ax, compute, np, be)
+    # the kernel reads the targets and weights in its own order: out may not
+    # share their memory (a temporary then), as on the general path
+    g2 = _direct_out(out, ax, x2.shape, compute, compute, np, (x2,), args[:2])
+    direct = g2 is not None
+    if not direct:
+        g2 = np.empty(x2.shape, dtype=compute)
+    got = hook(x2, *args, reduction == "mean", g2)
+    if got is None:
+        return None
+    loss = _fused_loss(got, target, n_classes, args, reduction, compute)
+    if direct:
+        grad = out
+    elif out is None and ax == 1 and len(shape) == 2:
+        grad = g2  # what _to_out gives, 0.3 us sooner
+    else:
+        grad = _to_out(g2, shape, ax, out, compute, np, be)
+    return (loss if want_loss else None), grad
+
+
+def _plain_index_grad(
+    logits: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
+    axis: Any,
+    out: Any,
+    backend: Any,
+    want_loss: bool,
+) -> Any:
+    """:func:`_fused_index_grad` of a plain host call (:func:`_host_rows`,
+    ``out`` None or :func:`_plain_out`), as :func:`_plain_index_loss` for the
+    loss alone: its ``(loss, grad)``, None where the call is not plain (the
+    general path runs, offering the call to the kernel as usual), or
+    ``_DECLINED`` where the kernel was offered the call and declined it."""
+    be = _host_rows(logits, axis, backend)
+    if be is None or reduction == "none" or logits.size > _FUSED_MAX:
+        return None
+    if getattr(be, "cross_entropy_index_rows", None) is not None:
+        return None  # the general path offers the call to that hook first
+    if getattr(be, "cross_entropy_index_grad_sum", None) is None:
+        return None
+    if out is not None and not _plain_out(logits, out):
+        return None  # check_out's errors, _direct_out's temporaries
+    done = _fused_index_grad(
+        be, logits, 1, target, weight, ignore_index, reduction, label_smoothing,
+        logits.dtype, np, out, want_loss,
+    )  # fmt: skip
+    return _DECLINED if done is None else done
+
+
 def _plain_index_loss(
     logits: Any,
     target: Any,
@@ -1297,6 +1392,12 @@ def cross_entropy_grad(
     out: Any = None,
     backend: Any = None,
 ) -> Any:
+    done = _plain_index_grad(
+        logits, target, weight, ignore_index, reduction, label_smoothing, axis,
+        out, backend, False,
+    )  # fmt: skip
+    if done is not None and done is not _DECLINED:
+        return done[1]
     with _device_of(logits):
         return _ce(
             logits,
@@ -1310,6 +1411,7 @@ def cross_entropy_grad(
             True,
             out,
             want_loss=False,
+            fused=done is None,
         )[1]
 
 
@@ -1325,6 +1427,12 @@ def cross_entropy_with_grad(
     out: Any = None,
     backend: Any = None,
 ) -> tuple[Any, Any]:
+    done = _plain_index_grad(
+        logits, target, weight, ignore_index, reduction, label_smoothing, axis,
+        out, backend, True,
+    )  # fmt: skip
+    if done is not None and done is not _DECLINED:
+        return done
     with _device_of(logits):
         return _ce(
             logits,
@@ -1337,6 +1445,7 @@ def cross_entropy_with_grad(
             backend,
             True,
             out,
+            fused=done is None,
         )
 
 

@@ -49,6 +49,9 @@ class Backend(Protocol):
     linear cross-entropy; ``cross_entropy_index_sum(x, target, class_weight,
     ignore_index, smoothing)``, a small loss-only class-index call in one step,
     returning ``(bad_row, total, normaliser)`` or None to decline;
+    ``cross_entropy_index_grad_sum(x, target, class_weight, ignore_index,
+    smoothing, mean, grad_out)``, the same with its gradient written into
+    ``grad_out`` (nothing written for a bad row or to decline);
     ``precompile(jobs=None)``, compile every kernel into the on-disk cache ahead of
     first use (``python -m softcore warmup``), returning a line of what it did;
     ``cast(src, dst)``, float16 or bfloat16 to or from float32 in NumPy's and

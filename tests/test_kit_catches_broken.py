@@ -133,6 +133,48 @@ class FusedMeanOverRows(Wrapped):
         return -1, float(total), float(len(target))
 
 
+class FusedGrad(Wrapped):
+    """A correct optional ``cross_entropy_index_grad_sum`` (the fused small
+    loss with its gradient), from the reference's summed loss and gradient
+    scaled by the mean's normaliser (the subclass below breaks it)."""
+
+    def normaliser(self, target: Any, cw: Any, ignore_index: int) -> float:
+        keep = target != ignore_index
+        if not cw.size:
+            return float(keep.sum())
+        return float((cw[np.where(keep, target, 0)] * keep).sum())
+
+    def cross_entropy_index_grad_sum(
+        self, x: Any, target: Any, cw: Any, ignore_index: int, smoothing: float,
+        mean: bool, grad_out: Any,
+    ) -> Any:  # fmt: skip
+        import softcore as sc
+
+        c = x.shape[1]
+        bad = (target != ignore_index) & ((target < 0) | (target >= c))
+        if bad.any():
+            return int(np.argmax(bad)), 0.0, 0.0  # nothing written
+        total, g = sc.cross_entropy_with_grad(
+            x, target, weight=cw if cw.size else None, ignore_index=ignore_index,
+            label_smoothing=smoothing, reduction="sum", backend="numpy",
+        )  # fmt: skip
+        norm = self.normaliser(target, cw, ignore_index)
+        if mean and norm:
+            g = g / norm
+        elif mean:  # a mean over no weight: kept rows NaN (0/0), as PyTorch's
+            g = np.where((target != ignore_index)[:, None], np.nan, 0.0)
+        grad_out[...] = g
+        return -1, float(total), norm
+
+
+class FusedGradMeanOverRows(FusedGrad):
+    """``cross_entropy_index_grad_sum`` whose mean divides by the row count,
+    forgetting ignored rows and class weights."""
+
+    def normaliser(self, target: Any, cw: Any, ignore_index: int) -> float:
+        return float(len(target))
+
+
 class IndexRows(Wrapped):
     """A correct optional ``cross_entropy_index_rows`` on NumPy arrays: the
     reference's (the subclasses below break it)."""
@@ -210,6 +252,8 @@ FAKES = {
     "kit-half-precision": HalfPrecision,
     "kit-ignores-weight": IgnoresWeight,
     "kit-fused-mean-over-rows": FusedMeanOverRows,
+    "kit-fused-grad": FusedGrad,
+    "kit-fused-grad-mean-over-rows": FusedGradMeanOverRows,
     "kit-index-rows": IndexRows,
     "kit-index-rows-writes-first": IndexRowsWritesFirst,
     "kit-index-rows-mean-over-rows": IndexRowsMeanOverRows,
@@ -290,6 +334,12 @@ BROKEN = [
         "expected loss nan",
     ),
     (
+        "kit-fused-grad-mean-over-rows",
+        "cross_entropy_grad_finite_differences",
+        "cross_entropy_grad_finite_differences",
+        "disagrees with central finite differences",
+    ),
+    (
         "kit-index-rows-writes-first",
         "bad_input_raises",
         "bad_input_raises",
@@ -353,4 +403,19 @@ def test_kit_passes_a_correct_index_rows_hook() -> None:
     )
     table = out[out.find("softcore conformance kit:") :]
     assert code == 0, f"the kit failed a correct index-rows hook:\n{table}"
+    assert "PASS  bad_input_raises" in table, table
+
+
+def test_kit_passes_a_correct_fused_grad_hook() -> None:
+    """A correct optional ``cross_entropy_index_grad_sum`` passes the
+    cross-entropy properties and the bad-input one."""
+    code, out = _run_kit(
+        "kit-fused-grad",
+        "-k",
+        "cross_entropy or bad_input or zero_total or ignored",
+        "--max-examples",
+        "10",
+    )
+    table = out[out.find("softcore conformance kit:") :]
+    assert code == 0, f"the kit failed a correct fused-gradient hook:\n{table}"
     assert "PASS  bad_input_raises" in table, table

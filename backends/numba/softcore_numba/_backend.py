@@ -12,7 +12,12 @@ from softcore._backend import KERNELS  # the contract's kernel names
 
 _DEFAULT_L3 = 32 << 20
 # the contract's optional fast paths
-_OPTIONAL = ("cross_entropy_index_sum", "cast", "low_precision_rows")
+_OPTIONAL = (
+    "cross_entropy_index_sum",
+    "cross_entropy_index_grad_sum",
+    "cast",
+    "low_precision_rows",
+)
 
 
 @functools.cache

@@ -3152,3 +3152,68 @@ def cross_entropy_index_sum_rows(x, target, cw, ignore_index, eps):
     else:
         cross_entropy_ser(x, t, alpha, beta, w, loss)
     return -1, _row_sum(loss), norm
+
+
+# The same with the gradient: the core's plan, its gradient scale (``1 / norm``
+# for a mean, 0 where nothing has weight, 1 for a sum), the row kernel the
+# backend's rule picks for a serial call (the same bits as the general path's
+# gradient, given the same scale), and the row losses' sum in row order, as the
+# loss alone sums them. Nothing is written for a bad target.
+
+
+@njit(**_GLUE)
+def _index_grad_scale(norm, mean):
+    if not mean:
+        return 1.0
+    return 1.0 / norm if norm != 0.0 else 0.0
+
+
+@njit(**_GLUE)
+def _nan_kept_rows(target, ignore_index, grad_out):
+    """A mean over kept rows of no weight: their gradient ``w_y / 0`` is NaN,
+    as PyTorch's (the core's ``nan_rows``). ``target`` the caller's rows: the
+    core never hands over a ``grad_out`` that shares memory with them."""
+    for i in range(target.shape[0]):
+        if target[i] != ignore_index:
+            grad_out[i, :] = np.nan
+
+
+@njit(**_KW)
+def cross_entropy_index_grad_sum_short(
+    x, target, cw, ignore_index, eps, mean, grad_out
+):
+    """``(bad, total, norm)`` as :func:`cross_entropy_index_sum_short`, the
+    gradient of the mean (``mean``) or the sum into ``grad_out`` (which may be
+    ``x`` itself); nothing written where ``bad >= 0``."""
+    n, C = x.shape
+    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    gs = _index_grad_scale(norm, mean)
+    loss = np.empty(n)
+    if x.itemsize == 4 and C >= CE_SHORT_GROUPED_C:  # as the backend's rule
+        cross_entropy_grad_grouped_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    else:
+        cross_entropy_grad_short_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    if mean and norm == 0.0:
+        _nan_kept_rows(target, ignore_index, grad_out)
+    return -1, _row_sum(loss), norm
+
+
+@njit(**_KW)
+def cross_entropy_index_grad_sum_rows(x, target, cw, ignore_index, eps, mean, grad_out):
+    """As :func:`cross_entropy_index_grad_sum_short`, for rows of ``SHORT_C``
+    or more."""
+    n, C = x.shape
+    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    gs = _index_grad_scale(norm, mean)
+    loss = np.empty(n)
+    if C * x.itemsize <= SMALL_GROUP_ROW_BYTES:  # as the backend's rule
+        cross_entropy_grad_grouped_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    else:
+        cross_entropy_grad_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    if mean and norm == 0.0:
+        _nan_kept_rows(target, ignore_index, grad_out)
+    return -1, _row_sum(loss), norm

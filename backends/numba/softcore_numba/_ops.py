@@ -336,6 +336,27 @@ def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
     return fused(x, target, class_weight, int(ignore_index), float(smoothing))
 
 
+def cross_entropy_index_grad_sum(
+    x, target, class_weight, ignore_index, smoothing, mean, grad_out
+):
+    """The optional fused small call with its gradient: as
+    :func:`cross_entropy_index_sum`, the gradient of the mean (``mean``) or the
+    sum written into ``grad_out`` (``x`` itself allowed), nothing written for a
+    bad target; None, nothing written, for a batch large enough to thread."""
+    n, c = x.shape
+    if n * c > SERIAL_MAX:
+        return None
+    fused = (
+        K.cross_entropy_index_grad_sum_short
+        if c < SHORT_C
+        else K.cross_entropy_index_grad_sum_rows
+    )
+    return fused(
+        x, target, class_weight, int(ignore_index), float(smoothing), bool(mean),
+        grad_out,
+    )  # fmt: skip
+
+
 _F32_TYPE = np.dtype(np.float32)
 _U16 = np.dtype(np.uint16)
 

@@ -51,6 +51,10 @@ _FAMILIES = {  # the dearest to compile first
     "softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
     "log_softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
     "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
+    "cross_entropy_index_grad_sum": (
+        ("rows", "short"),
+        ("R2", "I1", "F1", "i", "f", "b", "X2"),
+    ),
 }
 DTYPES = ("float32", "float64")
 # Drivers _ops never picks in float64: the class-index loss alone groups float64

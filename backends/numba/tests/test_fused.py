@@ -16,18 +16,9 @@ from softcore_numba import backend as nb
 
 
 @pytest.fixture
-def spy(monkeypatch):
+def spy(spy_on):
     """Record what the fused kernel returned, call by call."""
-    seen = []
-    real = _ops.cross_entropy_index_sum
-
-    def fused(*args):
-        got = real(*args)
-        seen.append(got)
-        return got
-
-    monkeypatch.setattr(nb, "cross_entropy_index_sum", fused, raising=False)
-    return seen
+    return spy_on("cross_entropy_index_sum")
 
 
 def _general(monkeypatch, *args, **kw):

@@ -54,6 +54,8 @@ USED = textwrap.dedent(
                 _ops.cross_entropy_rows(x, y, w, np.zeros(n), cw, loss)
                 _ops.cross_entropy_grad_rows(x, y, w, np.zeros(n), cw, 1.0, loss,
                                              np.empty_like(xw))
+                _ops.cross_entropy_index_grad_sum(x, y, cw, -100, 0.0, True,
+                                                  np.empty_like(xw))
                 for p in (pw, ro(pw)):
                     _ops.cross_entropy_prob_rows(x, p, 0.0, cw, loss)
                     _ops.cross_entropy_prob_grad_rows(x, p, 0.0, cw, 1.0, loss,
@@ -138,6 +140,7 @@ def test_entries_are_the_drivers_of_ops_for_both_dtypes():
     assert bound, "no driver tables found in _ops"
     assert bound <= names, sorted(bound - names)
     assert {"jacobian_ser", "jacobian_par", "cross_entropy_index_sum_rows"} <= names
+    assert {"cross_entropy_index_grad_sum_short"} <= names
     assert {"widen_ser", "widen_par", "narrow_ser", "narrow_par"} <= names
     assert {"rows16_ser", "rows16_par", "back16_ser", "back16_par"} <= names
     assert {"lse16_ser", "lse16_par"} <= names
