@@ -1611,6 +1611,107 @@ def _check_grad_outs(
     return tuple(out)
 
 
+def _chunk_rows(be: Any, n_classes: int, n_features: int, compute: Any) -> int:
+    """Rows per chunk of linear cross-entropy where the caller gave no
+    ``chunk_size``: the backend's hint, else ``_DEFAULT_CHUNK_BYTES`` of logits."""
+    hint = getattr(be, "linear_chunk_rows", None)
+    itemsize = np.dtype(compute).itemsize
+    if hint is not None:
+        return int(hint(n_classes, n_features, itemsize))
+    return _DEFAULT_CHUNK_BYTES // max(1, n_classes * itemsize)
+
+
+def _grad_dests(
+    out: Any,
+    x2: Any,
+    reads: tuple,
+    n_classes: int,
+    compute: Any,
+    result: Any,
+    xp: Any,
+    has_bias: bool,
+) -> tuple:
+    """``(dx, dw, db, direct)`` for linear cross-entropy's gradients: each the
+    caller's ``out`` entry where the kernels may write it directly (the
+    computation's dtype, C-contiguous, sharing no memory with what is still
+    read: d_input may be the input itself, as a chunk's rows of X are read for
+    the last time before its rows of dX are written), else a new array; ``dw``
+    and ``db`` hold zeros, ``dx`` nothing yet. ``reads``: the weight, bias,
+    targets and class weights the chunks read."""
+    n, n_features = x2.shape
+    o = (None, None, None) if out is None else out
+    shapes = ((n, n_features), (n_classes, n_features), (n_classes,))
+    made: list[Any] = []
+    for i, g in enumerate(o):
+        # d_input may be exactly the input; dW and db share nothing read
+        inputs, others = ((x2,), reads) if i == 0 else ((), (x2,) + reads)
+        made.append(
+            None
+            if g is None
+            else _direct_out(
+                g, g.ndim - 1, shapes[i], compute, result, xp, inputs, others
+            )
+        )
+    direct = tuple(g is not None for g in made)
+    dx, dw, db = made
+    if dx is None:
+        dx = xp.empty((n, n_features), dtype=compute)
+    if dw is None:
+        dw = xp.zeros((n_classes, n_features), dtype=compute)
+    elif n == 0:
+        dw[...] = 0
+    if has_bias:
+        if db is None:
+            db = xp.zeros(n_classes, dtype=compute)
+        else:
+            db[...] = 0
+    return dx, dw, db, direct
+
+
+def _grads_out(
+    grads: tuple, direct: tuple, out: Any, batch: tuple, result: Any, xp: Any, be: Any
+) -> tuple:
+    """The gradients ``(dx, dw, db)`` as returned: ``out``'s entries where they
+    were written directly, else delivered (in the result dtype, into ``out``'s
+    entry where given); ``dx`` in the input's batch shape."""
+    o = (None, None, None) if out is None else out
+    dx, dw, db = grads
+    return tuple(
+        o[i] if direct[i] else None if g is None else _deliver(g, o[i], result, xp, be)
+        for i, g in enumerate((dx.reshape(batch + (dx.shape[1],)), dw, db))
+    )
+
+
+def _fused_linear_grads(
+    g: Any,
+    x2: Any,
+    w2: Any,
+    b2: Any,
+    args: tuple,
+    out: Any,
+    batch: tuple,
+    compute: Any,
+    result: Any,
+    be: Any,
+) -> tuple:
+    """A small linear cross-entropy's ``(dX, dW, db)`` from the logits'
+    gradient ``g`` (the fused kernel's, over the logits), by the general path's
+    steps for its one chunk, in its order: the same bits."""
+    dx, dw, db, direct = _grad_dests(
+        out, x2, (w2, b2, args[0], args[1]), g.shape[1], compute, result, np,
+        b2 is not None,
+    )  # fmt: skip
+    accumulate = getattr(be, "linear_grad_accumulate", None)
+    if accumulate is not None:
+        accumulate(g, x2, dw, db, True)
+    else:
+        np.matmul(g.T, x2, out=dw)
+        if db is not None:
+            db += g.sum(axis=0)
+    np.matmul(g, w2, out=dx)  # last: it may overwrite x2
+    return _grads_out((dx, dw, db), direct, out, batch, result, np, be)
+
+
 def _linear_ce(
     input: Any,
     linear_weight: Any,
@@ -1662,6 +1763,7 @@ def _linear_ce(
     batch = tuple(x.shape[:-1])
     logits_shape = batch + (n_classes,)
     n = math.prod(batch)
+    chunk = 0  # rows per chunk: the caller's, else the backend's hint once read
     if chunk_size is not None:
         try:
             chunk = int(chunk_size)
@@ -1684,12 +1786,16 @@ def _linear_ce(
     w2: Any = None
     b2: Any = None
     if (
-        not want_grad
-        and reduction != "none"
-        and xp is np
-        and n * n_classes <= _FUSED_MAX
-    ):  # a small loss: the logits at once, then the backend's fused kernel
-        hook: Any = getattr(be, "cross_entropy_index_sum", None)
+        reduction != "none" and xp is np and n * n_classes <= _FUSED_MAX
+    ):  # a small call: the logits at once, then the backend's fused kernel
+        name = (
+            "cross_entropy_index_grad_sum" if want_grad else "cross_entropy_index_sum"
+        )
+        hook: Any = getattr(be, name, None)
+        if want_grad and chunk and chunk < n:
+            # only where the general path takes one chunk: then the same bits
+            # (dW summed chunk by chunk is not one chunk's dW)
+            hook = None
         args = None
         if hook is not None:
             args = _fused_args(
@@ -1701,11 +1807,22 @@ def _linear_ce(
             z = xp.matmul(x2, w2.T)
             if b2 is not None:
                 z += b2
-            got = hook(z, *args)
-            if got is not None:
-                return _fused_loss(
-                    got, target, n_classes, args, reduction, result
-                ), None
+            if not want_grad:
+                got = hook(z, *args)
+                if got is not None:
+                    return _fused_loss(
+                        got, target, n_classes, args, reduction, result
+                    ), None
+            else:  # the logits' gradient over them, then the general path's GEMMs
+                got = hook(z, *args, reduction == "mean", z)
+                if got is not None:
+                    loss = _fused_loss(got, target, n_classes, args, reduction, result)
+                    if not chunk:  # the hint after the checks: no work before them
+                        chunk = _chunk_rows(be, n_classes, n_features, compute)
+                    if chunk >= n:
+                        return loss, _fused_linear_grads(
+                            z, x2, w2, b2, args, out, batch, compute, result, be
+                        )
     plan = plan_cross_entropy(
         target,
         logits_shape,
@@ -1719,50 +1836,19 @@ def _linear_ce(
         logits_name="input @ linear_weight.T",
         be=be,
     )
-    if chunk_size is None:
-        hint = getattr(be, "linear_chunk_rows", None)
-        itemsize = np.dtype(compute).itemsize
-        if hint is not None:
-            chunk = int(hint(n_classes, n_features, itemsize))
-        else:
-            chunk = _DEFAULT_CHUNK_BYTES // max(1, n_classes * itemsize)
+    if not chunk:
+        chunk = _chunk_rows(be, n_classes, n_features, compute)
     chunk = max(1, min(chunk, n))
     if x2 is None:
         x2, w2, b2 = _linear_operands(x, w, b, n, n_features, compute, xp, be)
     wt = w2.T
     loss_rows = xp.empty(n, dtype=np.float64)
     if want_grad:
-        # the gradients go straight into out= where they may: the computation's
-        # dtype, C-contiguous, and no memory shared with what the chunks still
-        # read (d_input may be the input itself: a chunk's rows of X are read
-        # for the last time before its rows of dX are written)
-        o = (None, None, None) if out is None else out
+        # the gradients go straight into out= where they may (_grad_dests)
         reads = (w2, b2, plan.target, plan.class_weight)
-        shapes = ((n, n_features), (n_classes, n_features), (n_classes,))
-        made: list[Any] = []
-        for i, g in enumerate(o):
-            # d_input may be exactly the input; dW and db share nothing read
-            inputs, others = ((x2,), reads) if i == 0 else ((), (x2,) + reads)
-            made.append(
-                None
-                if g is None
-                else _direct_out(
-                    g, g.ndim - 1, shapes[i], compute, result, xp, inputs, others
-                )
-            )
-        direct = tuple(g is not None for g in made)
-        dx, dw, db = made
-        if dx is None:
-            dx = xp.empty((n, n_features), dtype=compute)
-        if dw is None:
-            dw = xp.zeros((n_classes, n_features), dtype=compute)
-        elif n == 0:
-            dw[...] = 0
-        if b2 is not None:
-            if db is None:
-                db = xp.zeros(n_classes, dtype=compute)
-            else:
-                db[...] = 0
+        dx, dw, db, direct = _grad_dests(
+            out, x2, reads, n_classes, compute, result, xp, b2 is not None
+        )
         dw_part = None
         accumulate = getattr(be, "linear_grad_accumulate", None)
     # the chunk buffer is kept between calls (see _workspace.take_chunk)
@@ -1837,11 +1923,7 @@ def _linear_ce(
     loss = _reduce(loss_rows, plan, batch, result, xp)
     if not want_grad:
         return loss, None
-    grads = tuple(
-        o[i] if direct[i] else None if g is None else _deliver(g, o[i], result, xp, be)
-        for i, g in enumerate((dx.reshape(batch + (n_features,)), dw, db))
-    )
-    return loss, grads
+    return loss, _grads_out((dx, dw, db), direct, out, batch, result, xp, be)
 
 
 _LCE_DOC_PARAMS = """

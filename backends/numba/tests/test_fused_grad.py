@@ -248,3 +248,129 @@ def test_other_calls_take_the_general_path(rng, spy, spy_on, monkeypatch):
     want = _general(monkeypatch, x, t)
     assert _same(got, want[1])
     assert _same(loss, want[0])
+
+
+def _linear_general(monkeypatch, *args, **kw):
+    with monkeypatch.context() as m:
+        m.setattr(nb, "cross_entropy_index_grad_sum", None, raising=False)
+        return sc.linear_cross_entropy_with_grad(*args, backend="numba", **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize(("n", "d", "c"), [(40, 16, 12), (37, 8, 70), (5, 3, 1)])
+def test_fused_linear_grads_are_the_general_paths(
+    dtype, n, d, c, rng, spy, monkeypatch
+):
+    # the logits in one product, their gradient from the fused kernel, then the
+    # general path's products for its one chunk: the same bits (the scale the
+    # same: no class weights with a mean), the loss the loss alone's
+    x = rng.standard_normal((n, d)).astype(dtype)
+    w = rng.standard_normal((c, d)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    t = rng.integers(0, c, n)
+    ign = np.where(rng.uniform(size=n) < 0.2, -100, t)
+    cases = [
+        (t, {}),
+        (ign, {"label_smoothing": 0.1}),
+        (ign, {"weight": rng.uniform(0.5, 2.0, c), "reduction": "sum"}),
+        (np.full(n, -100), {}),
+    ]
+    for tt, kw in cases:
+        for bias in (None, b):
+            del spy[:]
+            loss, grads = sc.linear_cross_entropy_with_grad(
+                x, w, tt, linear_bias=bias, backend="numba", **kw
+            )
+            assert len(spy) == 1
+            assert spy[0] is not None
+            alone = sc.linear_cross_entropy(
+                x, w, tt, linear_bias=bias, backend="numba", **kw
+            )
+            assert _same(loss, alone), kw
+            want_loss, want = _linear_general(
+                monkeypatch, x, w, tt, linear_bias=bias, **kw
+            )
+            assert type(loss) is type(want_loss)
+            for g, gw in zip(grads, want, strict=True):
+                if gw is None:
+                    assert g is None
+                else:
+                    assert g.dtype == gw.dtype
+                    assert g.shape == gw.shape
+                    assert _same(g, gw), kw
+
+
+def test_fused_linear_grads_into_out(rng, spy, monkeypatch):
+    n, d, c = 24, 8, 16
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal((c, d))
+    b = rng.standard_normal(c)
+    t = rng.integers(0, c, n)
+    t[3] = -100
+    loss, want = sc.linear_cross_entropy_with_grad(x, w, t, linear_bias=b)
+    outs = (np.empty_like(x), np.empty_like(w), np.empty_like(b))
+    del spy[:]
+    got_loss, got = sc.linear_cross_entropy_with_grad(
+        x, w, t, linear_bias=b, out=outs, backend="numba"
+    )
+    assert len(spy) == 1
+    assert all(g is o for g, o in zip(got, outs, strict=True))
+    assert all(_same(g, gw) for g, gw in zip(got, want, strict=True))
+    assert _same(got_loss, loss)
+    # d_input over the input itself; dW through a temporary (Fortran order)
+    xi = x.copy()
+    dw = np.asfortranarray(np.empty_like(w))
+    got_loss, got = sc.linear_cross_entropy_with_grad(
+        xi, w, t, linear_bias=b, out=(xi, dw, None), backend="numba"
+    )
+    assert got[0] is xi
+    assert got[1] is dw
+    assert _same(xi, want[0])
+    assert _same(np.ascontiguousarray(dw), want[1])
+    assert _same(got[2], want[2])
+    assert _same(got_loss, loss)
+    # a bad target: the general path's error, nothing written
+    bad = t.copy()
+    bad[7] = c
+    outs = tuple(np.full_like(a, 7.0) for a in (x, w, b))
+    with pytest.raises(ValueError, match="outside") as fused:
+        sc.linear_cross_entropy_with_grad(
+            x, w, bad, linear_bias=b, out=outs, backend="numba"
+        )
+    assert spy[-1][0] == 7
+    assert all((o == 7.0).all() for o in outs)
+    with pytest.raises(ValueError, match="outside") as general:
+        _linear_general(monkeypatch, x, w, bad, linear_bias=b)
+    assert str(fused.value) == str(general.value)
+
+
+def test_fused_linear_grads_only_where_one_chunk(rng, spy, monkeypatch):
+    # dW summed chunk by chunk is not one chunk's: a call the general path
+    # would take in several chunks stays there, its bits its own
+    n, d, c = 40, 8, 12
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    w = rng.standard_normal((c, d)).astype(np.float32)
+    t = rng.integers(0, c, n)
+    for chunk, fused in ((8, False), (39, False), (40, True), (1000, True)):
+        del spy[:]
+        got = sc.linear_cross_entropy_with_grad(
+            x, w, t, chunk_size=chunk, backend="numba"
+        )
+        assert (len(spy) == 1) is fused, chunk
+        want = _linear_general(monkeypatch, x, w, t, chunk_size=chunk)
+        if not fused:  # the one path: the same loss too
+            assert _same(got[0], want[0]), chunk
+        for g, gw in zip(got[1], want[1], strict=True):
+            assert (g is None) == (gw is None)
+            if g is not None:
+                assert _same(g, gw), chunk
+    # the backend's hint, read after the checks (after the kernel, which finds
+    # bad targets): several chunks, the general path's bits
+    monkeypatch.setenv("SOFTCORE_NUMBA_CHUNK_ROWS", "16")
+    got = sc.linear_cross_entropy_with_grad(x, w, t, backend="numba")
+    want = _linear_general(monkeypatch, x, w, t, chunk_size=16)
+    assert _same(got[0], want[0])
+    for g, gw in zip(got[1], want[1], strict=True):
+        assert (g is None) == (gw is None)
+        if g is not None:
+            assert _same(g, gw)
