@@ -1190,6 +1190,21 @@ def _fused_index_grad(
     return (loss if want_loss else None), grad
 
 
+def _plain_fused_backend(
+    logits: Any, axis: Any, backend: Any, reduction: str, hook: str
+) -> Any:
+    """The backend of a plain host call (:func:`_host_rows`) with a loss to
+    reduce whose fused ``hook`` the core may offer it first, or None: the
+    backend lacks the hook, or has ``cross_entropy_index_rows``, which the
+    general path offers the call to before anything else."""
+    be = _host_rows(logits, axis, backend)
+    if be is None or reduction == "none":
+        return None
+    if getattr(be, "cross_entropy_index_rows", None) is not None:
+        return None
+    return be if getattr(be, hook, None) is not None else None
+
+
 def _plain_index_grad(
     logits: Any,
     target: Any,
@@ -1207,12 +1222,10 @@ def _plain_index_grad(
     loss alone: its ``(loss, grad)``, None where the call is not plain (the
     general path runs, offering the call to the kernel as usual), or
     ``_DECLINED`` where the kernel was offered the call and declined it."""
-    be = _host_rows(logits, axis, backend)
-    if be is None or reduction == "none" or logits.size > _FUSED_MAX:
-        return None
-    if getattr(be, "cross_entropy_index_rows", None) is not None:
-        return None  # the general path offers the call to that hook first
-    if getattr(be, "cross_entropy_index_grad_sum", None) is None:
+    be = _plain_fused_backend(
+        logits, axis, backend, reduction, "cross_entropy_index_grad_sum"
+    )
+    if be is None:
         return None
     if out is not None and not _plain_out(logits, out):
         return None  # check_out's errors, _direct_out's temporaries
@@ -1236,25 +1249,26 @@ def _plain_index_loss(
     """:func:`cross_entropy` of a plain host call (:func:`_host_rows`) through
     the fused kernel (:func:`_fused_index_loss`), skipping the general path's
     steps before it (``_prepare``, :func:`rows`): the same kernel on the same
-    arrays, so the same bits and errors. None where the call is not plain or
-    the backend lacks the kernel (the general path runs, offering it as
-    usual), ``_DECLINED`` where the kernel was offered the call and declined
-    it (the general path runs without offering it again). At 32 x 10 float32
-    the general steps cost 1.7 us of a 5.5 us call."""
-    be = _host_rows(logits, axis, backend)
-    if be is None or reduction == "none" or logits.size > _FUSED_MAX:
-        return None
-    if getattr(be, "cross_entropy_index_rows", None) is not None:
-        return None  # the general path offers the call to that hook first
-    if getattr(be, "cross_entropy_index_sum", None) is None:
+    arrays, so the same bits and errors. None where the call is not plain or the backend
+    lacks the kernel (the general path runs, offering it as usual),
+    ``_DECLINED`` where the kernel was offered the call and declined it (the
+    general path runs without offering it again). At 32 x 10 float32 the
+    general steps cost 1.7 us of a 5.5 us call."""
+    be = _plain_fused_backend(
+        logits, axis, backend, reduction, "cross_entropy_index_sum"
+    )
+    if be is None:
         return None
     n, c = logits.shape
+    if n * c > _FUSED_MAX:
+        return _DECLINED  # as _fused_index_loss declines it
     args = _fused_args(
         target, weight, ignore_index, reduction, label_smoothing, (n,), c
     )
     if args is None:
         return _DECLINED
-    # what rows() and _writable() give _fused_index_loss for a plain array
+    # _fused_index_loss's steps for a plain array, without rows() (whose checks
+    # cost 0.3-0.4 us of a 4.4 us call at 32 x 10): it would return the logits
     x2 = logits if logits.flags.writeable else logits.copy()
     got = be.cross_entropy_index_sum(x2, *args)
     if got is None:
@@ -1688,6 +1702,44 @@ def _grads_out(
     )
 
 
+def _chunk_grads(
+    g: Any,
+    xs: Any,
+    w2: Any,
+    dw: Any,
+    db: Any,
+    dx_rows: Any,
+    first: bool,
+    accumulate: Any,
+    dw_part: Any,
+    xp: Any,
+) -> Any:
+    """One chunk's share of linear cross-entropy's gradients from its logits'
+    gradient ``g`` and input rows ``xs``: ``dW (+)= G^T X``, ``db (+)= sum G``
+    (through the backend's ``accumulate`` hook where it has one), then ``dX``'s
+    rows ``= G W``, last, as they may be ``xs`` itself. After the first chunk
+    ``dW`` grows a block of classes at a time, in ``dw_part`` (no C x D
+    temporary), made here on first use and returned for the next chunk."""
+    if accumulate is not None:  # the backend's dW (+)= G^T X, db (+)= sum G
+        accumulate(g, xs, dw, db, first)
+    elif first:
+        xp.matmul(g.T, xs, out=dw)
+    else:  # dW += G^T X, a block of classes at a time
+        n_classes, n_features = dw.shape
+        if dw_part is None:
+            dw_part = xp.empty((_dw_block(n_classes, dw), n_features), dtype=dw.dtype)
+        cb = dw_part.shape[0]
+        for c0 in range(0, n_classes, cb):
+            c1 = min(n_classes, c0 + cb)
+            part = dw_part[: c1 - c0]
+            xp.matmul(g[:, c0:c1].T, xs, out=part)
+            dw[c0:c1] += part
+    if db is not None and accumulate is None:
+        db += g.sum(axis=0)
+    xp.matmul(g, w2, out=dx_rows)
+    return dw_part
+
+
 def _fused_linear_grads(
     g: Any,
     x2: Any,
@@ -1702,19 +1754,13 @@ def _fused_linear_grads(
 ) -> tuple:
     """A small linear cross-entropy's ``(dX, dW, db)`` from the logits'
     gradient ``g`` (the fused kernel's, over the logits), by the general path's
-    steps for its one chunk, in its order: the same bits."""
+    steps for its one chunk (:func:`_chunk_grads`): the same bits."""
     dx, dw, db, direct = _grad_dests(
         out, x2, (w2, b2, args[0], args[1]), g.shape[1], compute, result, np,
         b2 is not None,
     )  # fmt: skip
     accumulate = getattr(be, "linear_grad_accumulate", None)
-    if accumulate is not None:
-        accumulate(g, x2, dw, db, True)
-    else:
-        np.matmul(g.T, x2, out=dw)
-        if db is not None:
-            db += g.sum(axis=0)
-    np.matmul(g, w2, out=dx)  # last: it may overwrite x2
+    _chunk_grads(g, x2, w2, dw, db, dx, True, accumulate, None, np)
     return _grads_out((dx, dw, db), direct, out, batch, result, np, be)
 
 
@@ -1906,24 +1952,9 @@ def _linear_ce(
                 )
             if plan.nan_rows is not None:
                 z[plan.nan_rows[start:stop]] = np.nan
-            if accumulate is not None:  # the backend's dW (+)= G^T X, db (+)= sum G
-                accumulate(z, xs, dw, db, start == 0)
-            elif start == 0:
-                xp.matmul(z.T, xs, out=dw)
-            else:  # dW += G^T X, a block of classes at a time (no C x D temporary)
-                if dw_part is None:
-                    dw_part = xp.empty(
-                        (_dw_block(n_classes, dw), n_features), dtype=compute
-                    )
-                cb = dw_part.shape[0]
-                for c0 in range(0, n_classes, cb):
-                    c1 = min(n_classes, c0 + cb)
-                    part = dw_part[: c1 - c0]
-                    xp.matmul(z[:, c0:c1].T, xs, out=part)
-                    dw[c0:c1] += part
-            if db is not None and accumulate is None:
-                db += z.sum(axis=0)
-            xp.matmul(z, w2, out=dx[start:stop])  # last: it may overwrite xs
+            dw_part = _chunk_grads(
+                z, xs, w2, dw, db, dx[start:stop], start == 0, accumulate, dw_part, xp
+            )
     finally:
         _workspace.give_back_chunk(kept)
     loss = _reduce(loss_rows, plan, batch, result, xp)

@@ -391,31 +391,18 @@ def test_kit_passes_a_jacobian_within_its_tolerance() -> None:
     assert "PASS  backward_is_vector_jacobian_product" in table, table
 
 
-def test_kit_passes_a_correct_index_rows_hook() -> None:
+@pytest.mark.parametrize("name", ["kit-index-rows", "kit-fused-grad"])
+def test_kit_passes_a_correct_optional_cross_entropy_hook(name: str) -> None:
     """A correct optional ``cross_entropy_index_rows`` (which sees bad targets
-    itself) passes the cross-entropy properties and the bad-input one."""
+    itself), or ``cross_entropy_index_grad_sum``, passes the cross-entropy
+    properties and the bad-input one."""
     code, out = _run_kit(
-        "kit-index-rows",
+        name,
         "-k",
         "cross_entropy or bad_input or zero_total or ignored",
         "--max-examples",
         "10",
     )
     table = out[out.find("softcore conformance kit:") :]
-    assert code == 0, f"the kit failed a correct index-rows hook:\n{table}"
-    assert "PASS  bad_input_raises" in table, table
-
-
-def test_kit_passes_a_correct_fused_grad_hook() -> None:
-    """A correct optional ``cross_entropy_index_grad_sum`` passes the
-    cross-entropy properties and the bad-input one."""
-    code, out = _run_kit(
-        "kit-fused-grad",
-        "-k",
-        "cross_entropy or bad_input or zero_total or ignored",
-        "--max-examples",
-        "10",
-    )
-    table = out[out.find("softcore conformance kit:") :]
-    assert code == 0, f"the kit failed a correct fused-gradient hook:\n{table}"
+    assert code == 0, f"the kit failed a correct hook ({name}):\n{table}"
     assert "PASS  bad_input_raises" in table, table
