@@ -183,27 +183,11 @@ def mul64(a, b):
     raise NotImplementedError  # only callable from jitted code
 
 
-def big32(v):
-    """Whether an element's magnitude is at least ``2^126`` (:data:`_F32_BIG`;
-    false for NaN), compared where it is exact and cheapest: a float16
-    element as float32 (it is below 2^16 unless infinite), others in float64
-    (float32 compares there give bfloat16 NaNs another sign, see
-    :func:`_dot_row_big`)."""
-    raise NotImplementedError  # only callable from jitted code
-
-
 @overload(mul64, inline="always")
 def _mul64_impl(a, b):
     if a == types.uint16 and b == types.uint16:
         return lambda a, b: np.float64(ld(a) * ld(b))
     return lambda a, b: np.float64(ld(a)) * np.float64(ld(b))
-
-
-@overload(big32, inline="always")
-def _big32_impl(v):
-    if v == types.uint16:
-        return lambda v: abs(ld(v)) >= _F32_BIG
-    return lambda v: abs(np.float64(ld(v))) >= _F32_BIG64
 
 
 @overload(st, inline="always")
@@ -1030,6 +1014,10 @@ def _lse_group(x, out, r0, r1, buf, st):
 
 @njit(fastmath=_RED, **_KW)
 def _dot_row(g, p):
+    """``<g, p>`` summed in float64, products as :func:`mul64` takes them
+    (float16 rows multiply in float32 and widen only the product: one thread,
+    0.35-0.42 ns an element for the whole softmax_backward pass, where
+    widening each element took 0.46-0.54)."""
     wide()
     s = 0.0
     for j in range(g.shape[0]):
@@ -1045,34 +1033,11 @@ def _dot_row(g, p):
 # bits) are the same wherever the block is compiled.
 
 
-_F32_BIG = np.float32(2.0**126)
-_F32_BIG64 = np.float64(_F32_BIG)
-"""A float32 row's ``g - <g, p>`` cannot overflow where every ``|g_j|`` and
-``|<g, p>|`` is below this (half of float32's largest, rounded down; exact in
-float64, so the float64 dot product is compared with it as it is)."""
-
-
-@njit(fastmath=_RED, **_KW)
-def _dot_row_big(g, p):
-    """``(<g, p>, any |g_j| >= 2^126)`` for a float32 row: the dot product in
-    float64, as :func:`_dot_row`, and in the same loop whether the row has an
-    element too large for :func:`_softmax_backward_block`'s float32 lanes (NaN
-    is not: a NaN dot product sends the row to float64 anyway). Products and
-    compares as :func:`mul64` and :func:`big32` take them. float32 and
-    bfloat16 elements are compared in float64 (the same answer): the float32
-    rows' loop is 27 instructions where it was 31, and bfloat16 rows
-    propagate NaNs in the float32 rows' order (compared in float32, a row
-    holding NaNs of both signs gave the other sign than its float32
-    widening). float16 rows multiply and compare in float32 and widen only
-    the product: one thread, 0.35-0.42 ns an element for the whole
-    softmax_backward pass, where widening each element took 0.46-0.54."""
-    wide()
-    s = 0.0
-    big = False
-    for j in range(g.shape[0]):
-        s += mul64(g[j], p[j])
-        big |= big32(g[j])
-    return s, big
+_F32_LANES_MAX = 2.0**102
+"""A float32 row's ``(g - dh) - dl`` cannot overflow where ``|<g, p>|`` is below
+this, whatever its gradient: ``|dh|`` is then at most 2^102, less than half an
+ULP of float32's largest (2^103), so ``g - dh`` rounds to a finite float32 for
+every finite ``g`` (and ``dl`` is smaller still)."""
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -1080,18 +1045,24 @@ def _softmax_backward_block(g, p, out, r0, r1):
     """``out[r] = p[r] (g[r] - <g[r], p[r]>)`` for rows ``r0:r1`` (a row is
     read before it is written: ``out`` may be ``g`` or ``p``).
 
-    The dot product is summed in float64. A float32 row whose elements and dot
-    product are below 2^126 in magnitude is written in float32 lanes, twice a
-    float64 loop's, as ``((g - dh) - dl) p`` with the dot product split in two
-    float32 parts: ``g - dh`` is exact where it cancels, elsewhere three
-    roundings keep the result within 2.5 ULP (2.05 the worst seen; the
-    float64 write's is 0.5). Other rows, and float64 ones, are written in
-    float64: ``g - <g, p>`` overflows float32 for gradients near its largest
-    where the result need not. One thread, float32, the float32 lanes' time
-    over the float64 write's: 0.75 at 512x64, 0.64 at 64x512, 0.68-0.75 at
-    32x1000, 0.94-1.0 at 8192x1000 (a Zen 4 host, whose zmm conversions
-    between float32 and float64 are dear; on an earlier host a variant with
-    the check took 1.0-1.09).
+    The dot product is summed in float64. A float32 row whose dot product is
+    below 2^102 in magnitude (:data:`_F32_LANES_MAX`) is written in float32
+    lanes, twice a float64 loop's, as ``((g - dh) - dl) p`` with the dot product
+    split in two float32 parts: ``g - dh`` is exact where it cancels,
+    elsewhere three roundings keep the result within 2.5 ULP (2.05 the worst
+    seen; the float64 write's is 0.5). Other rows (a NaN or larger dot
+    product), and float64 ones, are written in float64: ``g - <g, p>``
+    overflows float32 for a gradient near its largest and a dot product of
+    the other sign where the result need not. The bound is on the dot
+    product alone, so the row needs no test of its elements (an element at
+    least 2^126 in magnitude sent the row to float64; without that test in the
+    dot product's loop, float32 calls take 0.68-0.74 of the time at 512x32,
+    0.80-0.90 at 512x64, 0.92-0.94 at 64x512, 0.85-0.95 at 8192x1000).
+    One thread, float32, the float32 lanes' time over the float64 write's:
+    0.75 at 512x64, 0.64 at 64x512, 0.68-0.75 at 32x1000, 0.94-1.0 at
+    8192x1000 (a Zen 4 host, whose zmm conversions between float32 and
+    float64 are dear; on an earlier host a variant with the check took
+    1.0-1.09).
 
     float16 and bfloat16 rows (uint16 and int16 bits, ``_rows16``) take the
     float32 rows' loops, each element widened as it is loaded and rounded as
@@ -1100,15 +1071,13 @@ def _softmax_backward_block(g, p, out, r0, r1):
     wide()
     for r in range(r0, r1):
         gr, pr, outr = g[r], p[r], out[r]
-        if f32_row(gr):
-            d, big = _dot_row_big(gr, pr)
-            if not big and abs(d) < _F32_BIG:
-                dh, dl = split_factor(d, gr)
-                for j in range(gr.shape[0]):
-                    outr[j] = st(((ld(gr[j]) - dh) - dl) * ld(pr[j]), outr)
-                continue
-        else:
-            d = _dot_row(gr, pr)
+        d = _dot_row(gr, pr)
+        if f32_row(gr) and abs(d) < _F32_LANES_MAX:
+            dh = np.float32(d)  # finite here: split_factor's test not needed
+            dl = np.float32(d - np.float64(dh))
+            for j in range(gr.shape[0]):
+                outr[j] = st(((ld(gr[j]) - dh) - dl) * ld(pr[j]), outr)
+            continue
         for j in range(gr.shape[0]):
             pj = np.float64(ld(pr[j]))
             outr[j] = st(pj * (np.float64(ld(gr[j])) - d), outr)

@@ -1004,24 +1004,43 @@ def test_softmax_backward_float32_cancellation_is_exact():
     assert got[1, 2] == 0.0
 
 
-@pytest.mark.parametrize("width", [3, 40])
-@pytest.mark.parametrize("scale", [1.0, 2.0], ids=["below", "at"])
-def test_softmax_backward_float32_lanes_limit(scale, width):
-    """Rows with a gradient just below 2^126 in magnitude run in float32 lanes,
-    rows at it in float64; both give the float64 block's result where that is
-    finite, including ``g - <g, p>`` beyond float32's largest (the large
-    gradients last in the wider rows, in the dot product's scalar tail)."""
-    top = np.float32(2.0**126)
-    g_big = np.nextafter(top, np.float32(0)) if scale == 1.0 else top
+@pytest.mark.parametrize("width", [4, 40])
+@pytest.mark.parametrize(
+    "dot",
+    [
+        2.0**101,
+        float(np.nextafter(np.float32(2.0**102), np.float32(0))),
+        2.0**102,
+        2.0**110,
+    ],
+    ids=["below", "just-below", "at", "above"],
+)
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["pos", "neg"])
+def test_softmax_backward_float32_lanes_limit(dot, sign, width):
+    """float32 rows whose dot product is below 2^102 in magnitude run in float32
+    lanes whatever their gradient: with an element at float32's largest and
+    the dot product of the other sign, ``g - dh`` still rounds to a finite
+    float32 and the result is within the float32 lanes' bound of the exact
+    one. At 2^102 and above, the row runs in float64: at 2^110,
+    ``g - <g, p>`` is beyond float32's largest while the result is not, and it
+    comes back finite. The large elements sit last in the wider rows (the dot
+    product's scalar tail)."""
+    top = np.finfo(np.float32).max
     g = np.zeros((2, width), np.float32)
     p = np.zeros((2, width), np.float32)
-    g[:, -3:] = [[g_big, -g_big, 1.0], [-g_big, 0.5, g_big]]
-    p[:, -3:] = [[0.25, 0.5, 0.25], [0.75, 0.125, 0.125]]
+    # <g, p> = 0.5 * x: the top elements cancel (0.25 top - 0.25 top)
+    x = np.float32(-2.0 * sign * dot)
+    g[0, -4:] = [top, -top, x, 1.0]
+    g[1, -4:] = [-top, top, -x, 1.0]
+    p[:, -4:] = [0.25, 0.25, 0.5, 0.0]
     got = np.empty_like(g)
     K.softmax_backward_ser(g, p, got)
-    want, _ = _exact_softmax_backward(g, p)
+    want, d = _exact_softmax_backward(g, p)
+    assert np.abs(d).tolist() == [dot, dot]
     assert np.isfinite(want).all()
-    np.testing.assert_allclose(got, want, rtol=4 * 2.0**-24)
+    assert np.isfinite(got).all()
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(float)
+    assert (np.abs(got - want) <= 2.5 * ulp).all()
 
 
 def test_backward_huge_gradients():
