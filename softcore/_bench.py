@@ -69,7 +69,13 @@ QUICK_LINEAR_SHAPES: list[tuple[int, ...]] = [(256, 64, 1000)]
 #: The Jacobian output is ``N * C * C`` elements; larger requests are skipped.
 JACOBIAN_MAX_BYTES = 1 << 30
 
-CE_VARIANTS = ("plain", "weight", "smoothing", "ignore", "prob", "all")
+CE_VARIANTS = ("plain", "weight", "smoothing", "ignore", "prob", "all", "masked")
+#: ``masked``: logits under a causal attention mask, row ``i`` keeping its first
+#: ``i % C + 1`` classes and ``-inf`` in the rest (half of them on average; a
+#: class-index target among the kept ones), as softmax over attention scores,
+#: or over a vocabulary padded to a round size, sees them. The backward ops
+#: take the masked softmax's probabilities (zeros) or log-probabilities
+#: (``-inf``). Otherwise the plain call.
 #: The gradient ops also take ``out``: plain inputs, the gradient written into a
 #: preallocated array (no fresh pages to fault in). The peers have no ``out=``;
 #: their plain call stands beside it.
@@ -89,11 +95,11 @@ class Op:
 OPS: dict[str, Op] = {
     op.name: op
     for op in [
-        Op("softmax", "rows", ("out", "alloc"), "copy"),
-        Op("log_softmax", "rows", ("out", "alloc"), "copy"),
-        Op("logsumexp", "rows", ("alloc",), "copy"),
-        Op("softmax_backward", "backward", ("alloc",), "copy"),
-        Op("log_softmax_backward", "backward", ("alloc",), "copy"),
+        Op("softmax", "rows", ("out", "alloc", "masked"), "copy"),
+        Op("log_softmax", "rows", ("out", "alloc", "masked"), "copy"),
+        Op("logsumexp", "rows", ("alloc", "masked"), "copy"),
+        Op("softmax_backward", "backward", ("alloc", "masked"), "copy"),
+        Op("log_softmax_backward", "backward", ("alloc", "masked"), "copy"),
         Op("softmax_jacobian", "jacobian", ("alloc",), "fill"),
         Op("log_softmax_jacobian", "jacobian", ("alloc",), "fill"),
         Op("cross_entropy", "ce", CE_VARIANTS, "copy"),
@@ -179,20 +185,25 @@ def make_inputs(
     n, c = shape
     x = rng.standard_normal((n, c), dtype=dt)
     x *= dt.type(3.0)
+    kept = np.arange(n) % c  # the last class row i keeps under "masked"
+    if variant == "masked":
+        x[np.arange(c) > kept[:, None]] = -np.inf
     x_low = low(x)
     case: dict[str, Any] = {"args": (x_low,), "kwargs": {}, "n": n, "c": c}
     if op.family == "backward":
         g = rng.standard_normal((n, c), dtype=dt)
         p = _np_softmax(x)
         if op.name == "log_softmax_backward":
-            p = np.log(p)
+            with np.errstate(divide="ignore"):  # a masked class's log is -inf
+                p = np.log(p)
         case["args"] = (low(g), low(p))
     elif op.family == "ce":
         kwargs: dict[str, Any] = {}
         if variant == "prob":
             t: Any = low(_np_softmax(rng.standard_normal((n, c), dtype=dt)))
         else:
-            t = rng.integers(0, c, size=n, dtype=np.int64)
+            high = kept + 1 if variant == "masked" else c
+            t = rng.integers(0, high, size=n, dtype=np.int64)
         if variant in ("ignore", "all"):
             t[rng.random(n) < 0.1] = -100
             kwargs["ignore_index"] = -100
@@ -454,7 +465,7 @@ def jax_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] | 
     import jax
     import jax.numpy as jnp
 
-    if variant not in ("plain", "alloc", "out"):
+    if variant not in ("plain", "alloc", "out", "masked"):
         return None  # CE options: no JAX equivalent in jax.nn
     args = [jax.device_put(a) for a in case["args"]]
     name = op.name
@@ -1357,7 +1368,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VARIANTS",
         help="out/alloc for softmax and log_softmax; plain, weight, "
         "smoothing, ignore, prob, all for cross-entropy, and out for its "
-        "gradient ops (peers run their plain call there)",
+        "gradient ops (peers run their plain call there); masked (logits "
+        "under a causal mask, -inf in half) for the row, backward and "
+        "cross-entropy ops",
     )
     p.add_argument(
         "--backend",

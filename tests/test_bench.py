@@ -43,7 +43,9 @@ def test_json_written_and_parsed(tmp_path, capsys):
     assert {(r["op"], r["variant"]) for r in rows} == {
         ("softmax", "out"),
         ("softmax", "alloc"),
+        ("softmax", "masked"),
         ("logsumexp", "alloc"),
+        ("logsumexp", "masked"),
     }
     for r in rows:
         assert r["backend"] == "numpy"
@@ -323,3 +325,36 @@ def test_linear_floor_of_16bit_inputs_is_the_float32_gemms():
     ]
     assert len(arrays) == 5  # x, w and the three products
     assert {a.dtype for a in arrays} == {np.dtype(np.float32)}
+
+
+def test_masked_variant_is_a_causal_mask_with_reachable_targets(tmp_path):
+    """``masked``: row i keeps classes 0..i % C and holds -inf after them; the
+    class-index targets are kept classes (a finite loss), the backward ops get
+    the masked softmax's zeros or ``-inf`` log-probabilities; every op that has
+    the variant runs it."""
+    n, c = 12, 5
+    keep = np.arange(c)[None, :] <= (np.arange(n) % c)[:, None]
+    x = _bench.make_inputs(_bench.OPS["softmax"], "masked", (n, c), "float64")
+    (xm,) = x["args"]
+    np.testing.assert_array_equal(np.isneginf(xm), ~keep)
+    assert np.isfinite(xm[keep]).all()
+    ce = _bench.make_inputs(_bench.OPS["cross_entropy"], "masked", (n, c), "float64")
+    logits, t = ce["args"]
+    np.testing.assert_array_equal(logits, xm)
+    assert (t <= np.arange(n) % c).all()
+    assert len(set(t.tolist())) > 1
+    bw = _bench.OPS["log_softmax_backward"]
+    _, lp = _bench.make_inputs(bw, "masked", (n, c), "float64")["args"]
+    np.testing.assert_array_equal(np.isneginf(lp), ~keep)
+    _, p = _bench.make_inputs(
+        _bench.OPS["softmax_backward"], "masked", (n, c), "float64"
+    )["args"]
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert (p[~keep] == 0).all()
+    rows = run_json(
+        tmp_path, "--variant", "masked", "--backend", "numpy", "--shape", "12x5",
+        "--dtype", "float64", "--no-memory",
+    )  # fmt: skip
+    with_masked = {name for name, op in _bench.OPS.items() if "masked" in op.variants}
+    assert {r["op"] for r in rows} == with_masked
+    assert {"softmax", "softmax_backward", "cross_entropy_with_grad"} <= with_masked
