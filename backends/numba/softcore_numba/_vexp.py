@@ -15,11 +15,28 @@ Algorithms (classic Cody-Waite range reduction plus a polynomial):
     with ``|r| <= ln(2)/2``, ``exp(r)`` by its Taylor series to degree 13
     (truncation error < 1e-17), and ``2**n`` built from exponent bits in two
     halves so that results in the subnormal range are rounded once. ``x`` is
-    clamped to ``[-745.2, 709.79]`` first, which makes overflow give ``+inf``,
-    underflow give ``+0`` (``-inf -> 0``); a NaN passes both clamps (the
-    comparisons are false) and propagates through the arithmetic.
+    clamped to ``709.79`` first, which makes overflow give ``+inf``; below
+    ``EXP64_ZERO_BELOW`` (about -745.13, ``-inf`` too), where ``exp(x)``
+    rounds to ``+0``, the result is selected as ``+0`` and the arithmetic
+    runs on ``0`` instead (see below); a NaN passes the compares (they are
+    false) and propagates through the arithmetic.
 ``exp32(x)``
-    the same in float32 (degree 7), for float32 arguments.
+    the same in float32 (degree 7), for float32 arguments (zero below
+    ``EXP32_ZERO_BELOW``, about -103.97).
+
+Underflow. A product whose result is subnormal or rounds to zero costs an
+Intel core a microcode assist, some hundred cycles, on every lane that has
+one. Computing ``2**n`` for an argument clamped to the bottom of the range
+did exactly that: a row of masked logits (``-inf``, or ``-1e4`` as attention
+masks write them) took 2.4-5x its unmasked time in every op (one thread,
+float32 softmax at 512x64 with half its logits ``-inf``: 51 us against 21
+unmasked; PyTorch 24 us either way). Such lanes now never reach a
+subnormal: their arithmetic runs on a harmless argument and the ``+0`` is a
+select (23 us; the bench command's ``masked`` variant: 0.13-0.62 of the time
+before, every row op and dtype, docs/benchmarks.md). The same bits as the clamped
+arithmetic, for every float32 (all 2^32 compared) and around the float64
+bound. Arguments whose result is itself subnormal (about -103.97 to -87.3
+in float32) still pay the assist, as any exp does that produces them.
 ``exp32_nonpos(x)``, ``exp64_nonpos(x)``
     the same functions, bit for bit, on ``[EXP*_NONPOS_MIN, 0]`` (and NaN): no
     clamps and ``2**n`` applied in one product, since there it is a normal
@@ -50,7 +67,9 @@ _runtime.ensure()  # cache locator before the first @njit(cache=True)
 
 __all__ = [
     "EXP32_NONPOS_MIN",
+    "EXP32_ZERO_BELOW",
     "EXP64_NONPOS_MIN",
+    "EXP64_ZERO_BELOW",
     "exp32",
     "exp32_nonpos",
     "exp64",
@@ -190,7 +209,9 @@ _LN2LO = 1.90821492927058770002e-10  # 0x3dea39ef35793c76
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + _SHIFT rounds x to an integer
 _SHIFT_BITS = 0x4338000000000000
 _XMAX = 709.79  # exp(_XMAX) > DBL_MAX: rounds to +inf
-_XMIN = -745.2  # exp(_XMIN) < 2**-1075: rounds to +0
+EXP64_ZERO_BELOW = -745.1332191019411
+"""The smallest float64 whose :func:`exp64` is not ``+0`` (``5e-324``): every
+argument below rounds to ``+0``."""
 
 # 1 / k! for k = 13 .. 2
 _E13 = 1.0 / 6227020800.0
@@ -236,15 +257,16 @@ def _exp64_parts(x):
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def exp64(x):
     """``exp`` of a float64, branch-free and vectorisable (< 1 ULP)."""
+    zero = x < EXP64_ZERO_BELOW  # rounds to +0: no subnormal arithmetic
     xc = x
     xc = _XMAX if xc > _XMAX else xc
-    xc = _XMIN if xc < _XMIN else xc
+    xc = 0.0 if zero else xc
     p, k = _exp64_parts(xc)
     ni = f64_bits(k) - _SHIFT_BITS
     n1 = ni >> 1
     n2 = ni - n1
     y = (p * f64_from_bits((n1 + 1023) << 52)) * f64_from_bits((n2 + 1023) << 52)
-    return y  # a NaN argument went through the arithmetic: y is NaN
+    return 0.0 if zero else y  # a NaN argument went through: y is NaN
 
 
 EXP64_NONPOS_MIN = -708.0
@@ -275,7 +297,10 @@ _LN2LO_F = _F(-2.12194440e-4)
 _SHIFT_F = _F(12582912.0)  # 1.5 * 2**23
 _SHIFT_F_BITS = 0x4B400000
 _XMAX_F = _F(88.8)  # > log(FLT_MAX)
-_XMIN_F = _F(-104.0)  # exp(_XMIN_F) < 2**-150
+EXP32_ZERO_BELOW = _F(-103.97208)
+"""The smallest float32 whose :func:`exp32` is not ``+0`` (``1e-45``): every
+argument below rounds to ``+0``."""
+_ZERO_F = _F(0.0)
 _ONE_F = _F(1.0)
 _F7 = _F(1.0 / 5040.0)
 _F6 = _F(1.0 / 720.0)
@@ -321,12 +346,13 @@ def _scale2_32(p, ni):
 @njit(fastmath=_FLAGS, cache=True, error_model="numpy")
 def exp32(x):
     """``exp`` of a float32 computed in float32, branch-free and vectorisable."""
+    zero = x < EXP32_ZERO_BELOW  # rounds to +0: no subnormal arithmetic
     xc = x
     xc = _XMAX_F if xc > _XMAX_F else xc
-    xc = _XMIN_F if xc < _XMIN_F else xc
+    xc = _ZERO_F if zero else xc
     p, k = _exp32_parts(xc)
     y = _scale2_32(p, np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS)))
-    return y  # a NaN argument went through the arithmetic: y is NaN
+    return _ZERO_F if zero else y  # a NaN argument went through: y is NaN
 
 
 EXP32_NONPOS_MIN = -87.0

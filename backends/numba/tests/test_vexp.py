@@ -16,7 +16,9 @@ from numba import njit
 
 from softcore_numba._vexp import (
     EXP32_NONPOS_MIN,
+    EXP32_ZERO_BELOW,
     EXP64_NONPOS_MIN,
+    EXP64_ZERO_BELOW,
     exp32,
     exp32_nonpos,
     exp64,
@@ -207,6 +209,45 @@ def _float32_chunks(lo, hi, size=1 << 22):
     a, b = min(a, b), max(a, b)
     for s in range(a, b + 1, size):
         yield np.arange(s, min(b + 1, s + size), dtype=np.int32).view(np.float32)
+
+
+def test_exp32_rounds_to_zero_exactly_below_its_bound():
+    """Every float32 in [-104.5, -103.5] against NumPy's float64 exp rounded to
+    float32: zero exactly where that is (below ``EXP32_ZERO_BELOW``, where the
+    result is now a select, not subnormal arithmetic), and within an ULP of
+    the smallest subnormals above it; the bound is tight (the smallest
+    subnormal at it, zero one float below)."""
+    (x,) = _float32_chunks(-104.5, -103.5)
+    got = _apply(_map_exp32, x, np.float32)
+    want = np.exp(x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(got == 0, want == 0)
+    np.testing.assert_array_equal(got == 0, x < EXP32_ZERO_BELOW)
+    assert (np.abs(got.astype(float) - want) <= 2.0**-149).all()
+    edge = np.float32([EXP32_ZERO_BELOW, np.nextafter(EXP32_ZERO_BELOW, -np.inf)])
+    assert _apply(_map_exp32, edge, np.float32).tolist() == [2.0**-149, 0.0]
+
+
+def test_exp64_rounds_to_zero_exactly_below_its_bound(rng):
+    """``EXP64_ZERO_BELOW`` is where the exact exp crosses half the smallest
+    subnormal (mpmath): exp64 gives that subnormal at the bound and +0 one
+    float below; the exact exp is monotone, so 20000 floats either side and a
+    sample further down are zero exactly where they are below it."""
+    with mpmath.workdps(40):
+        half = mpmath.mpf(2) ** -1075
+        assert mpmath.exp(mpmath.mpf(EXP64_ZERO_BELOW)) > half
+        below = np.nextafter(EXP64_ZERO_BELOW, -np.inf)
+        assert mpmath.exp(mpmath.mpf(float(below))) < half
+    edge = np.array([EXP64_ZERO_BELOW, below])
+    assert _apply(_map_exp64, edge, np.float64).tolist() == [5e-324, 0.0]
+    bits = np.float64(EXP64_ZERO_BELOW).view(np.int64)
+    x = np.concatenate(
+        [
+            (bits + np.arange(-20_000, 20_000)).view(np.float64),
+            rng.uniform(-800.0, -740.0, 100_000),
+        ]
+    )
+    got = _apply(_map_exp64, x, np.float64)
+    np.testing.assert_array_equal(got == 0, x < EXP64_ZERO_BELOW)
 
 
 def test_exp32_nonpos_is_exp32_on_its_domain(rng):
