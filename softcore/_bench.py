@@ -69,13 +69,14 @@ QUICK_LINEAR_SHAPES: list[tuple[int, ...]] = [(256, 64, 1000)]
 #: The Jacobian output is ``N * C * C`` elements; larger requests are skipped.
 JACOBIAN_MAX_BYTES = 1 << 30
 
+#: ``masked`` (here and for the row and backward ops): logits under a causal
+#: attention mask, row ``i`` keeping its first ``i % C + 1`` classes and ``-inf``
+#: in the rest (half of them on average; a class-index target among the kept
+#: ones), as softmax over attention scores, or over a vocabulary padded to a
+#: round size, sees them. The backward ops take the masked softmax's
+#: probabilities (zeros) or log-probabilities (``-inf``). Otherwise the plain
+#: call.
 CE_VARIANTS = ("plain", "weight", "smoothing", "ignore", "prob", "all", "masked")
-#: ``masked``: logits under a causal attention mask, row ``i`` keeping its first
-#: ``i % C + 1`` classes and ``-inf`` in the rest (half of them on average; a
-#: class-index target among the kept ones), as softmax over attention scores,
-#: or over a vocabulary padded to a round size, sees them. The backward ops
-#: take the masked softmax's probabilities (zeros) or log-probabilities
-#: (``-inf``). Otherwise the plain call.
 #: The gradient ops also take ``out``: plain inputs, the gradient written into a
 #: preallocated array (no fresh pages to fault in). The peers have no ``out=``;
 #: their plain call stands beside it.
