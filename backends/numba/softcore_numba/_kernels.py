@@ -1073,7 +1073,11 @@ def _softmax_backward_block(g, p, out, r0, r1):
         gr, pr, outr = g[r], p[r], out[r]
         d = _dot_row(gr, pr)
         if f32_row(gr) and abs(d) < _F32_LANES_MAX:
-            dh = np.float32(d)  # finite here: split_factor's test not needed
+            # split_factor's two parts without its test for an infinite high
+            # part (dh is finite here): with that test the pass took
+            # 1.07-1.17x the time at 512x32 and 512x64 float32 (one thread,
+            # in cache; 0.99-1.04x at 64x512 and 256x128)
+            dh = np.float32(d)
             dl = np.float32(d - np.float64(dh))
             for j in range(gr.shape[0]):
                 outr[j] = st(((ld(gr[j]) - dh) - dl) * ld(pr[j]), outr)
