@@ -25,7 +25,10 @@ dtype. Where every ``x - m`` of a segment is in ``[-87, 0]`` (float32;
 :func:`~softcore_numba._vexp.exp32_nonpos` (``exp64_nonpos``): the same bits
 without the clamps and the second scaling (decided per segment from the
 minimum that the maximum pass also takes, :func:`_range_nonpos`; the short-row
-tiles compare every element, :func:`_seg_nonpos`). Sums are vectorised
+tiles compare every element, :func:`_seg_nonpos`). Elsewhere (a masked row's
+``-inf``, logits spread wider) it is :func:`~softcore_numba._vexp.exp32_neg`
+(``exp64_neg``): the same bits for every argument that is not positive, with
+one clamp and one scaling fewer. Sums are vectorised
 (``reassoc`` on the reduction loops only, which never write; the order is fixed
 by the compiled code, not by the thread count).
 
@@ -65,8 +68,10 @@ from ._vexp import (  # noqa: E402
     EXP32_NONPOS_MIN,
     EXP64_NONPOS_MIN,
     exp32,
+    exp32_neg,
     exp32_nonpos,
     exp64,
+    exp64_neg,
     exp64_nonpos,
     f32_bits,
     f32_from_bits,
@@ -209,7 +214,9 @@ def argdiff(v, m, row):
 
 def expdiff(v, m, row):
     """``exp(v - m)`` as float64 (:func:`argdiff`): :func:`exp64` of the float64
-    difference, or :func:`exp32` of the float32 one (twice as many lanes)."""
+    difference, or :func:`exp32` of the float32 one (twice as many lanes), taken
+    by :func:`exp_elem_neg` (``m`` is a maximum of the values ``v`` comes from:
+    the difference is never positive)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -266,9 +273,22 @@ def _exp_elem_nonpos_impl(v):
     return lambda v: exp64_nonpos(v)
 
 
+def exp_elem_neg(v):
+    """:func:`exp_elem`, bit for bit, for ``v <= 0`` or NaN (no upper clamp,
+    one scaling: ``exp32_neg`` / ``exp64_neg``)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(exp_elem_neg, inline="always")
+def _exp_elem_neg_impl(v):
+    if v == types.float32:
+        return lambda v: exp32_neg(v)
+    return lambda v: exp64_neg(v)
+
+
 @overload(expdiff, inline="always")
 def _expdiff_impl(v, m, row):
-    return lambda v, m, row: np.float64(exp_elem(argdiff(v, m, row)))
+    return lambda v, m, row: np.float64(exp_elem_neg(argdiff(v, m, row)))
 
 
 @overload(expdiff_nonpos, inline="always")
@@ -2286,7 +2306,7 @@ def _flat_exp(t):
             t[i] = exp_elem_nonpos(t[i])
     else:
         for i in range(t.shape[0]):
-            t[i] = exp_elem(t[i])
+            t[i] = exp_elem_neg(t[i])
 
 
 @njit(**_KW)

@@ -42,6 +42,17 @@ in float32) still pay the assist, as any exp does that produces them.
     clamps and ``2**n`` applied in one product, since there it is a normal
     number. About 30% fewer vector instructions; what a softmax row needs, whose
     ``x - max`` is never positive, once a check has seen its smallest value.
+``exp32_neg(x)``, ``exp64_neg(x)``
+    the same functions, bit for bit, for every ``x <= 0`` (and NaN): what a
+    row's ``x - max`` takes when its smallest value is below the unclamped
+    domain (a masked row, or logits spread wider than 87). No upper clamp,
+    and ``2**n`` applied in one exact product with ``2**(n + 64)`` (``+ 512``
+    in float64, a normal number for every such ``n``), then one product with
+    ``2**-64`` that rounds a subnormal result once, as the two halves do. One
+    thread, in cache: 0.21 against 0.27 ns per float32 element (the unclamped
+    one 0.175), 0.71-0.76 against 0.84-0.89 ns per float64 one. Positive
+    arguments from about 43 (float32) and 354 (float64) give meaningless
+    results: callers pass differences from a maximum.
 ``log64(x)``
     ``x = 2**e * m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the exponent
     bits (subnormals are scaled by ``2**54`` first), then
@@ -71,8 +82,10 @@ __all__ = [
     "EXP64_NONPOS_MIN",
     "EXP64_ZERO_BELOW",
     "exp32",
+    "exp32_neg",
     "exp32_nonpos",
     "exp64",
+    "exp64_neg",
     "exp64_nonpos",
     "f32_bits",
     "f32_from_bits",
@@ -288,6 +301,29 @@ def exp64_nonpos(x):
     return p * f64_from_bits((f64_bits(k) - (_SHIFT_BITS - 1023)) << 52)
 
 
+_TWO_M512 = 2.0**-512
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp64_neg(x):
+    """:func:`exp64` for ``x <= 0`` (or NaN), bit for bit, with one upper clamp
+    and one exponent split fewer.
+
+    ``n`` is in ``[-1075, 0]`` there, so ``2**(n + 512)`` is a normal number and
+    ``p * 2**(n + 512)`` is exact; the product with ``2**-512`` is then exact for
+    a normal result and rounds a subnormal one once, as :func:`exp64`'s second
+    half-product does. Arguments below ``EXP64_ZERO_BELOW`` select ``+0`` and
+    compute on ``0``, as there. Correct up to about ``x = 354`` (``n <= 511``);
+    callers pass a difference from a maximum, never positive.
+    """
+    zero = x < EXP64_ZERO_BELOW
+    xc = 0.0 if zero else x
+    p, k = _exp64_parts(xc)
+    s = f64_from_bits((f64_bits(k) - (_SHIFT_BITS - 1023 - 512)) << 52)
+    y = (p * s) * _TWO_M512
+    return 0.0 if zero else y
+
+
 # ---------------------------------------------------------------- exp, float32
 
 _F = np.float32
@@ -373,6 +409,25 @@ def exp32_nonpos(x):
     p, k = _exp32_parts(x)
     e = np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS - 127))
     return p * f32_from_bits(np.int32(e << np.int32(23)))
+
+
+_TWO_M64_F = _F(2.0**-64)
+
+
+@njit(fastmath=_FLAGS, cache=True, error_model="numpy")
+def exp32_neg(x):
+    """:func:`exp32` for ``x <= 0`` (or NaN), bit for bit (all 2^31 such
+    float32 compared), as :func:`exp64_neg` is for float64: ``n`` in
+    ``[-150, 0]``, ``2**(n + 64)`` normal, ``p * 2**(n + 64)`` exact, the
+    product with ``2**-64`` rounding a subnormal result once. Correct up to
+    about ``x = 43`` (``n <= 63``); callers pass a difference from a maximum.
+    """
+    zero = x < EXP32_ZERO_BELOW
+    xc = _ZERO_F if zero else x
+    p, k = _exp32_parts(xc)
+    e = np.int32(f32_bits(k) - np.int32(_SHIFT_F_BITS - 127 - 64))
+    y = (p * f32_from_bits(np.int32(e << np.int32(23)))) * _TWO_M64_F
+    return _ZERO_F if zero else y
 
 
 # ---------------------------------------------------------------- log, float64
