@@ -1131,6 +1131,19 @@ def _row_nonpos(lpr):
     return not out_
 
 
+@njit(**_KW)
+def _row_notpos(lpr):
+    """Whether no element of ``lpr`` is positive, the domain of
+    :func:`exp_elem_neg`: asked of a row that :func:`_row_nonpos` turned down
+    (a masked row's ``-inf``), so that the others pay no second loop (one
+    loop telling both apart took 1.03-1.07x the time at 64x512 and 256x128)."""
+    wide()
+    pos = False
+    for j in range(lpr.shape[0]):
+        pos |= ld(lpr[j]) > 0
+    return not pos
+
+
 @njit(fastmath={"contract"}, **_KW)
 def _log_softmax_backward_block(g, lp, out, r0, r1):
     """``out[r] = g[r] - exp(lp[r]) sum(g[r])`` for rows ``r0:r1``.
@@ -1141,10 +1154,14 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
     float64 exp's lanes, the float64 sum split in two float32 parts so that its
     rounding adds no error where the subtraction cancels (``exp`` is at most 1
     there: no intermediate overflows where the result does not). At 512x64,
-    one thread: 17.7 us with every row in float64, 7.3-8.4 us so. Other rows,
-    and float64 ones, take the clamped exp and subtract in float64 (float64
-    rows through the check and the unclamped exp: 0.79-0.96 of the time in
-    cache, but 1.07-1.17 out of cache, at 8192x1000 and 1024x32000).
+    one thread: 17.7 us with every row in float64, 7.3-8.4 us so. A row with
+    none above 0 but some below that domain (a masked row's ``-inf``) takes
+    the same float32 lanes with :func:`exp_elem_neg`: masked calls 0.67-0.94
+    of the time they took in float64 (float16 0.67-0.86), their error that of
+    the unmasked rows (0.5-1.1 ULP of the kit's metric; 0.5-1.04 in float64).
+    Other rows, and float64 ones, take the clamped exp and subtract in float64
+    (float64 rows through the check and the unclamped exp: 0.79-0.96 of the
+    time in cache, but 1.07-1.17 out of cache, at 8192x1000 and 1024x32000).
     16-bit rows as in :func:`_softmax_backward_block`.
     """
     wide()
@@ -1152,9 +1169,14 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
         gr, lpr, outr = g[r], lp[r], out[r]
         t = _sum_row(gr)
         th, tl = split_factor(t, gr)
-        if f32_row(gr) and abs(th) < _INF and _row_nonpos(lpr):
+        lanes = f32_row(gr) and abs(th) < _INF
+        if lanes and _row_nonpos(lpr):
             for j in range(gr.shape[0]):  # float32: th + tl holds t
                 e = exp_elem_nonpos(ld(lpr[j]))
+                outr[j] = st((ld(gr[j]) - e * th) - e * tl, outr)
+        elif lanes and _row_notpos(lpr):
+            for j in range(gr.shape[0]):
+                e = exp_elem_neg(ld(lpr[j]))
                 outr[j] = st((ld(gr[j]) - e * th) - e * tl, outr)
         else:
             for j in range(gr.shape[0]):

@@ -335,9 +335,11 @@ def test_backward_blocks_same_bits(shape, dtype, rng):
 @pytest.mark.parametrize("C", [7, 64, 1000])
 def test_log_softmax_backward_exp_paths(C, dtype, rng):
     """log_softmax_backward takes the unclamped exp in float32 where a float32
-    row's log-probabilities allow it, the clamped one elsewhere: rows of
-    log-probabilities, and rows with ``-inf``, values below the unclamped
-    domain, positive values (exp overflows in float32) and NaN."""
+    row's log-probabilities allow it, float32 lanes with the exp of arguments
+    that are not positive where none is positive but some fall below that
+    domain (a masked row's ``-inf``), the clamped exp in float64 elsewhere:
+    rows of log-probabilities, and rows with ``-inf``, values below the
+    unclamped domain, positive values (exp overflows in float32) and NaN."""
     x = (rng.standard_normal((8, C)) * 3).astype(dtype)
     lp = np.empty_like(x)
     ref.log_softmax_rows(x, lp)
