@@ -1156,8 +1156,8 @@ def _log_softmax_backward_block(g, lp, out, r0, r1):
     there: no intermediate overflows where the result does not). At 512x64,
     one thread: 17.7 us with every row in float64, 7.3-8.4 us so. A row with
     none above 0 but some below that domain (a masked row's ``-inf``) takes
-    the same float32 lanes with :func:`exp_elem_neg`: masked calls 0.67-0.94
-    of the time they took in float64 (float16 0.67-0.86), their error that of
+    the same float32 lanes with :func:`exp_elem_neg`: masked calls 0.86-0.97
+    of the time they took in float64 (float16 0.67-0.89), their error that of
     the unmasked rows (0.5-1.1 ULP of the kit's metric; 0.5-1.04 in float64).
     Other rows, and float64 ones, take the clamped exp and subtract in float64
     (float64 rows through the check and the unclamped exp: 0.79-0.96 of the
