@@ -33,46 +33,27 @@ TINY64 = np.finfo(np.float64).tiny
 TINY32 = np.finfo(np.float32).tiny
 
 
-@njit(cache=True)
-def _map_exp64(x, out):
-    for i in range(x.size):
-        out[i] = exp64(x[i])
+def _mapped(f):
+    """A jitted loop ``out[i] = f(x[i])`` for the jitted scalar function ``f``.
+    Not cached on disk: a cached loop keeps the code of the ``f`` it inlined
+    when ``f`` changes since (numba checks only this file's timestamp), so a
+    test would pass on a function that no longer exists."""
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    return run
 
 
-@njit(cache=True)
-def _map_log64(x, out):
-    for i in range(x.size):
-        out[i] = log64(x[i])
-
-
-@njit(cache=True)
-def _map_exp32(x, out):
-    for i in range(x.size):
-        out[i] = exp32(x[i])
-
-
-@njit(cache=True)
-def _map_exp32_nonpos(x, out):
-    for i in range(x.size):
-        out[i] = exp32_nonpos(x[i])
-
-
-@njit(cache=True)
-def _map_exp64_nonpos(x, out):
-    for i in range(x.size):
-        out[i] = exp64_nonpos(x[i])
-
-
-@njit(cache=True)
-def _map_exp32_neg(x, out):
-    for i in range(x.size):
-        out[i] = exp32_neg(x[i])
-
-
-@njit(cache=True)
-def _map_exp64_neg(x, out):
-    for i in range(x.size):
-        out[i] = exp64_neg(x[i])
+_map_exp64 = _mapped(exp64)
+_map_log64 = _mapped(log64)
+_map_exp32 = _mapped(exp32)
+_map_exp32_nonpos = _mapped(exp32_nonpos)
+_map_exp64_nonpos = _mapped(exp64_nonpos)
+_map_exp32_neg = _mapped(exp32_neg)
+_map_exp64_neg = _mapped(exp64_neg)
 
 
 def _apply(kernel, x, dtype):
