@@ -1074,8 +1074,15 @@ def test_a_missing_barrier_shows_in_one_order(tmp_path, reverse):
 
 
 # Left out on the stand-in: the kit (test_conformance_kit_on_the_emulation runs it on
-# the same kernels). The -ftz tests run, though only a GPU has -ftz to show.
-ON_HARDWARE_ONLY = ("test_conformance_kit",)
+# the same kernels), and the Jacobian kernels' cases of 1024 and 1100 classes (5.1-7.3
+# s each emulated, 35 s of the run; their Python is the small cases', and
+# test_jacobian_row_groups emulates 2 x 1024 and 3 x 513). The -ftz tests run, though
+# only a GPU has -ftz to show.
+ON_HARDWARE_ONLY = (
+    "test_conformance_kit",
+    "(test_jacobian_kernels and 1024)",
+    "(test_jacobian_kernels and 1100)",
+)
 
 
 def test_the_device_tests_on_a_stand_in_for_cupy():
