@@ -334,6 +334,23 @@ def _order_key_impl(v):
     return None
 
 
+def key_floor(v):
+    """The least :func:`order_key` of ``v``'s width (a NaN's with the sign bit
+    and every payload bit set)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(key_floor, inline="always")
+def _key_floor_impl(v):
+    if v == types.float32:
+        return lambda v: _KEY_FLOOR32
+    return lambda v: _KEY_FLOOR64
+
+
+_KEY_FLOOR32 = np.int32(-(2**31))
+_KEY_FLOOR64 = np.int64(-(2**63))
+
+
 def from_order_key(k):
     """The float that :func:`order_key` maps to ``k``."""
     raise NotImplementedError  # only callable from jitted code
@@ -2269,11 +2286,14 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
 SHORT_C = 64
 """Rows with fewer classes than this take the short-row kernels. Measured against
 the row kernels (2 threads): float32 rows are 2-2.7x faster at 8 classes and
-still 1.1-1.4x at 48-56. float64 rows win below 16 classes only (the softmax is
-1.06x slower at 16, 1.2x at 24, 1.3-1.4x at 32-56), yet keep the short path up to
-64: its compensated sums bring the float64 softmax's largest error from 3.57 ULP
+still 1.1-1.4x at 48-56. float64 rows keep the short path up to 64 for its
+compensated sums, which bring the float64 softmax's largest error from 3.57 ULP
 (the row kernels) to 1.34, below SciPy's 3.36, and log_softmax's from 1.48 to
-1.15."""
+1.15. Its row-major float64 softmax took 2.0-2.3x the row kernels' time per
+element from 24 to 56 classes while its maxima ran as a float maxnum chain and
+its sums as a scalar TwoSum; with the vectorised integer maximum and the split
+sum (:func:`tile_row_sum`) 1.1-1.3x, and 1.0 at 63 (one thread, 4096 rows, in
+cache: 1.7-1.8 against 2.8-3.3 ns an element before)."""
 TILE = 4096
 """Elements per tile of short rows."""
 
@@ -2338,12 +2358,18 @@ def _tile_rows(C):
 
 @njit(**_GLUE)
 def _short_max(x, r):
-    """Maximum of row ``r`` ignoring NaN (NaN if all are)."""
+    """Maximum of row ``r`` ignoring NaN (NaN if all are): the largest order
+    key, a NaN's taken as the least, in a vectorised integer loop (a chain of
+    float maxnum waited its latency an element: 1.0 against 0.27 ns an element
+    at 63 float64 classes)."""
     wide()
-    m = x[r, 0]
-    for j in range(1, x.shape[1]):
-        m = fmaxnum(m, x[r, j])
-    return m
+    xs = x[r]
+    least = key_floor(xs[0])
+    hi = least
+    for j in range(xs.shape[0]):
+        v = xs[j]
+        hi = max(hi, order_key(v) if v == v else least)
+    return from_order_key(hi)
 
 
 @njit(**_GLUE)
@@ -2399,11 +2425,19 @@ def _short_exp(x, e, r0, r1, M):
     maxima (0 for a row of only ``-inf``), and ``M[i] = m`` as float64. ``e`` may
     be those rows of ``x`` itself: each element is read before it is written."""
     wide()
+    _short_maxima(x, r0, r1, M)
     for r in range(r0, r1):
-        m = _short_max(x, r)
-        M[r - r0] = m
-        _short_shift(x, e, r, r - r0, m)
+        _short_shift(x, e, r, r - r0, M[r - r0])
     _flat_exp(e[: r1 - r0].reshape((r1 - r0) * x.shape[1]))
+
+
+@njit(**_GLUE)
+def _short_maxima(x, r0, r1, M):
+    """``M[i]`` the maximum of row ``r0 + i`` (:func:`_short_max`): a loop of
+    its own, as the integer maximum does not vectorise in a loop that also
+    shifts the row (0.27 against 1.0 ns an element)."""
+    for r in range(r0, r1):
+        M[r - r0] = _short_max(x, r)
 
 
 @njit(**_GLUE)
@@ -2421,16 +2455,16 @@ def _short_exp_wdot(x, e, r0, r1, M, D, cw):
     """:func:`_short_exp`, and ``D[i]`` the smoothing sum of each row (as
     :func:`short_wdot`), taken while the row is in cache: one maximum per row."""
     wide()
+    _short_maxima(x, r0, r1, M)
     for r in range(r0, r1):
-        m = _short_max(x, r)
-        M[r - r0] = m
+        m = M[r - r0]
         D[r - r0] = short_wdot(x, r, m, cw)  # before e (maybe x) is written
         _short_shift(x, e, r, r - r0, m)
     _flat_exp(e[: r1 - r0].reshape((r1 - r0) * x.shape[1]))
 
 
 def tile_row_sum(e, i):
-    """The float64 sum of tile row ``i``, in order (too short to vectorise)."""
+    """The float64 sum of tile row ``i`` (exp values, in ``[0, 1]``)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -2454,26 +2488,56 @@ def _tile_row_sum_impl(e, i):
 
         return impl
 
-    # float64: compensated (TwoSum, no branch), so the sum is within about an ULP
-    # for any C, where a plain sum in order could lose C / 2 ULPs; four chains, as
-    # above, then the four partial sums and their errors combined the same way
+    # float64: the terms are exp values in [0, 1] (or NaN). Each is split into a
+    # high part, rounded to a multiple of 2**-q where any sum of C of them is
+    # exact, and the exact rest (:func:`_split_hi`); both kinds are summed in
+    # vector lanes, in any order: the high parts exactly, the rests (each below
+    # 2**-q) with an error far below an ULP of the sum, then one rounding. The
+    # sum is within about half an ULP for any C, where a plain sum could lose
+    # C / 2 ULPs (a compensated TwoSum in four chains did as well, at 3.5-5
+    # times the time: it does not vectorise).
     def impl(e, i):
-        C = e.shape[1]
-        s0 = s1 = s2 = s3 = 0.0
-        c0 = c1 = c2 = c3 = 0.0
-        for j in range(0, C - 3, 4):
-            s0, c0 = _two_sum_acc(s0, c0, e[i, j])
-            s1, c1 = _two_sum_acc(s1, c1, e[i, j + 1])
-            s2, c2 = _two_sum_acc(s2, c2, e[i, j + 2])
-            s3, c3 = _two_sum_acc(s3, c3, e[i, j + 3])
-        for j in range(C - C % 4, C):
-            s0, c0 = _two_sum_acc(s0, c0, e[i, j])
-        s, c = _two_sum_acc(s0, c0 + c1 + c2 + c3, s1)
-        s, c = _two_sum_acc(s, c, s2)
-        s, c = _two_sum_acc(s, c, s3)
-        return s + c
+        return _split_sum(e[i], _split_bias(e.shape[1]))
 
     return impl
+
+
+@njit(**_KW)
+def _split_bias(C):
+    """``1.5 * 2**(k - 1)`` with ``2**k > C`` (``k >= 3``): ``v + b`` for ``v``
+    in ``[0, 1]`` stays in ``b``'s binade, whose spacing ``2**(k - 53)`` makes
+    every sum of ``C`` high parts (below ``2**k``) a float64."""
+    k = 3
+    while (1 << k) <= C:
+        k += 1
+    return 1.5 * np.float64(1 << (k - 1))
+
+
+@njit(**_KW)
+def _split_hi(v, b):
+    """``v`` rounded to a multiple of ``b``'s spacing (``v - hi`` is exact).
+    Compiled apart, without fast-math flags, so that the caller's reassociated
+    loop cannot fold ``(v + b) - b`` to ``v``."""
+    return (v + b) - b
+
+
+@njit(**_KW)
+def _split_lo(v, hi):
+    """``v - hi``, exact, kept apart from the reassociated loop as above."""
+    return v - hi
+
+
+@njit(fastmath=_RED, **_KW)
+def _split_sum(row, b):
+    """The sum of ``row`` (values in ``[0, 1]`` or NaN) by its split parts."""
+    wide()
+    sh = 0.0
+    sl = 0.0
+    for j in range(row.shape[0]):
+        hi = _split_hi(row[j], b)
+        sh += hi
+        sl += _split_lo(row[j], hi)
+    return sh + sl
 
 
 @njit(**_GLUE)

@@ -889,7 +889,10 @@ def test_read_only_input(dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_short_row_sum_is_compensated(dtype, rng):
     """The tile row sum against the exactly rounded sum (``math.fsum``): float64
-    within an ULP (a sum in order loses up to C / 2), float32 summed in float64."""
+    the same bits (its split parts are summed exactly, then the rests, each
+    below ``2**(k - 53)``, with an error near ``2**-90`` relative, then one
+    rounding: only a sum that close to a rounding boundary could differ; a plain
+    sum loses up to C / 2 ULPs, 1-3 on these rows), float32 summed in float64."""
     from numba import njit
 
     @njit
@@ -907,10 +910,29 @@ def test_short_row_sum_is_compensated(dtype, rng):
         got = row_sums(e)
         want = np.array([math.fsum(map(float, r)) for r in e])
         if dtype == np.float64:
-            assert np.all(np.abs(got - want) <= np.spacing(want)), c
+            np.testing.assert_array_equal(got, want, err_msg=f"C={c}")
         else:
             # plain float64 adds of exact terms: at most (c - 1) roundings
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
+
+
+def test_split_sum_any_width(rng):
+    """The float64 split sum beyond the short rows' widths (its bias grows with
+    C, the high parts' spacing with it): exactly rounded sums of exp values at
+    64 to 5000 terms, subnormal terms among them; a NaN gives NaN."""
+    for c in (64, 65, 127, 128, 129, 1000, 5000):
+        e = np.exp(-rng.uniform(0, 40, (50, c)))
+        e[:, 0] = 1.0
+        e[1, 1:] = 1.0  # the largest sum, c
+        e[2, 1:] = 5e-324  # subnormal rests
+        b = K._split_bias(c)
+        assert c < b / 1.5 * 2, c
+        assert b / 1.5 >= 4, c
+        got = np.array([K._split_sum(r, b) for r in e])
+        want = np.array([math.fsum(r) for r in e])
+        np.testing.assert_array_equal(got, want, err_msg=f"C={c}")
+    e[3, 7] = np.nan
+    assert np.isnan(K._split_sum(e[3], K._split_bias(e.shape[1])))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
