@@ -422,18 +422,113 @@ def _range_nonpos(lo, m, row):
     return not argdiff(lo, m, row) < nonpos_min(row)
 
 
+# ------------------------------------------------------- exactly rounded float64 sums
+# A float64 row's sum of exps (each in [0, 1], or NaN) is taken exactly rounded:
+# each term is split into a high part, a multiple of 2**(k - 53) where any sum of
+# the row's terms (fewer than 2**k) is a float64, and the exact rest. The high
+# parts add up exactly in any order and the rests (each below 2**(k - 53)) with an
+# error near 2**-90 of the sum, so both run in reassociated vector loops; then one
+# rounding. A plain vector sum lost up to 2-3 ULPs of the sum (C / 2 in order).
+# float32 rows are summed in float64 as they are: exact enough.
+
+
+@njit(**_KW)
+def _split_bias(n):
+    """``1.5 * 2**(k - 1)`` with ``2**(k - 1) <= max(n, 4) < 2**k``: ``v + b``
+    for ``v`` in ``[0, 1]`` stays in ``b``'s binade, whose spacing
+    ``2**(k - 53)`` makes every sum of ``n`` high parts (below ``2**k``) a
+    float64."""
+    top = f64_bits(np.float64(max(n, 4))) & 0x7FF0000000000000
+    return 1.5 * f64_from_bits(top)
+
+
+@njit(**_KW)
+def _split_hi(v, b):
+    """``v`` rounded to a multiple of ``b``'s spacing (``v - hi`` is exact).
+    Compiled apart, without fast-math flags, so that the caller's reassociated
+    loop cannot fold ``(v + b) - b`` to ``v``."""
+    return (v + b) - b
+
+
+@njit(**_KW)
+def _split_lo(v, hi):
+    """``v - hi``, exact, kept apart from the reassociated loop as above."""
+    return v - hi
+
+
+@njit(fastmath=_RED, **_KW)
+def _split_sum(row, b):
+    """The sum of ``row`` (values in ``[0, 1]`` or NaN) by its split parts."""
+    wide()
+    sh = 0.0
+    sl = 0.0
+    for j in range(row.shape[0]):
+        hi = _split_hi(row[j], b)
+        sh += hi
+        sl += _split_lo(row[j], hi)
+    return sh + sl
+
+
+def sum_bias(row, n):
+    """The split's bias for sums of ``n`` exps of ``row`` (float64 rows; 0.0,
+    unused, for float32 and 16-bit rows)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+def sum_hi(v, b, row):
+    """The high part of a term of ``row``'s sum: ``v`` itself for float32 rows."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+def sum_lo(v, hi, row):
+    """The rest of a term of ``row``'s sum: -0.0 for float32 rows. The rests'
+    sums start at -0.0 too: ``s + -0.0`` is ``s`` for every ``s``, so LLVM
+    drops those adds and a float32 row's loop is the plain sum it was (``+
+    0.0`` would stay: it turns -0.0 into +0.0)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(sum_bias, inline="always")
+def _sum_bias_impl(row, n):
+    if _is_f32_like(row):
+        return lambda row, n: 0.0
+    return lambda row, n: _split_bias(n)
+
+
+@overload(sum_hi, inline="always")
+def _sum_hi_impl(v, b, row):
+    if _is_f32_like(row):
+        return lambda v, b, row: v
+    return lambda v, b, row: _split_hi(v, b)
+
+
+@overload(sum_lo, inline="always")
+def _sum_lo_impl(v, hi, row):
+    if _is_f32_like(row):
+        return lambda v, hi, row: -0.0
+    return lambda v, hi, row: _split_lo(v, hi)
+
+
 @njit(fastmath=_RED, **_KW)
 def _seg_sumexp(xr, j0, j1, m, nonpos):
     wide()
     xs = xr[j0:j1]
-    s = 0.0
+    b = sum_bias(xs, xs.shape[0])
+    sh = 0.0
+    sl = -0.0
     if nonpos:
         for j in range(xs.shape[0]):
-            s += expdiff_nonpos(xs[j], m, xs)
+            v = expdiff_nonpos(xs[j], m, xs)
+            hi = sum_hi(v, b, xs)
+            sh += hi
+            sl += sum_lo(v, hi, xs)
     else:
         for j in range(xs.shape[0]):
-            s += expdiff(xs[j], m, xs)
-    return s
+            v = expdiff(xs[j], m, xs)
+            hi = sum_hi(v, b, xs)
+            sh += hi
+            sl += sum_lo(v, hi, xs)
+    return sh + sl
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -466,10 +561,15 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip, nonpos):
 def _seg_sum(outr, j0, j1):
     wide()
     os_ = outr[j0:j1]
-    s = 0.0
+    b = sum_bias(os_, os_.shape[0])
+    sh = 0.0
+    sl = -0.0
     for j in range(os_.shape[0]):
-        s += np.float64(os_[j])
-    return s
+        v = np.float64(os_[j])
+        hi = sum_hi(v, b, os_)
+        sh += hi
+        sl += sum_lo(v, hi, os_)
+    return sh + sl
 
 
 def split_factor(f, row):
@@ -843,12 +943,17 @@ def _grp_exp_store(x, out, r0, r1, M, lo, ip):
 def _grp_sum(out, r0, r1, S):
     """Rows ``r0:r1``' float64 sums into ``S`` (the loop of :func:`_seg_sum`)."""
     wide()
+    b = sum_bias(out, out.shape[1])
     for r in range(r0, r1):
         os_ = out[r]
-        s = 0.0
+        sh = 0.0
+        sl = -0.0
         for j in range(os_.shape[0]):
-            s += np.float64(os_[j])
-        S[r - r0] = s
+            v = np.float64(os_[j])
+            hi = sum_hi(v, b, os_)
+            sh += hi
+            sl += sum_lo(v, hi, os_)
+        S[r - r0] = sh + sl
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -909,19 +1014,27 @@ def _grp_sumexp(x, r0, r1, M, lo, S):
     """float64 rows ``r0:r1``' ``sum exp(x[r] - m)`` into ``S`` (``m`` as
     :func:`_grp_exp_store` takes it; the loops of :func:`_seg_sumexp`)."""
     wide()
+    b = sum_bias(x, x.shape[1])
     for r in range(r0, r1):
         i = r - r0
         m = M[i]
         sh = m if m > _NINF else 0.0
         xs = x[r]
-        s = 0.0
+        s_hi = 0.0
+        s_lo = -0.0
         if _range_nonpos(lo[i], sh, xs):
             for j in range(xs.shape[0]):
-                s += expdiff_nonpos(xs[j], sh, xs)
+                v = expdiff_nonpos(xs[j], sh, xs)
+                hi = sum_hi(v, b, xs)
+                s_hi += hi
+                s_lo += sum_lo(v, hi, xs)
         else:
             for j in range(xs.shape[0]):
-                s += expdiff(xs[j], sh, xs)
-        S[i] = s
+                v = expdiff(xs[j], sh, xs)
+                hi = sum_hi(v, b, xs)
+                s_hi += hi
+                s_lo += sum_lo(v, hi, xs)
+        S[i] = s_hi + s_lo
 
 
 def grp_sumexp(x, r0, r1, M, lo, S, E):
@@ -2286,10 +2399,12 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
 SHORT_C = 64
 """Rows with fewer classes than this take the short-row kernels. Measured against
 the row kernels (2 threads): float32 rows are 2-2.7x faster at 8 classes and
-still 1.1-1.4x at 48-56. float64 rows keep the short path up to 64 for its
-compensated sums, which bring the float64 softmax's largest error from 3.57 ULP
-(the row kernels) to 1.34, below SciPy's 3.36, and log_softmax's from 1.48 to
-1.15. Its row-major float64 softmax took 2.0-2.3x the row kernels' time per
+still 1.1-1.4x at 48-56. float64 rows kept the short path up to 64 for its
+compensated sums, which brought the float64 softmax's largest error from 3.57
+ULP (the row kernels' plain sums then) to 1.34, below SciPy's 3.36, and
+log_softmax's from 1.48 to 1.15; the row kernels now sum float64 rows exactly
+rounded too (:func:`_split_hi`), so the grouped passes may serve them: not
+measured yet. Its row-major float64 softmax took 2.0-2.3x the row kernels' time per
 element from 24 to 56 classes while its maxima ran as a float maxnum chain and
 its sums as a scalar TwoSum; with the vectorised integer maximum and the split
 sum (:func:`tile_row_sum`) 1.1-1.3x, and 1.0 at 63 (one thread, 4096 rows, in
@@ -2500,44 +2615,6 @@ def _tile_row_sum_impl(e, i):
         return _split_sum(e[i], _split_bias(e.shape[1]))
 
     return impl
-
-
-@njit(**_KW)
-def _split_bias(C):
-    """``1.5 * 2**(k - 1)`` with ``2**k > C`` (``k >= 3``): ``v + b`` for ``v``
-    in ``[0, 1]`` stays in ``b``'s binade, whose spacing ``2**(k - 53)`` makes
-    every sum of ``C`` high parts (below ``2**k``) a float64."""
-    k = 3
-    while (1 << k) <= C:
-        k += 1
-    return 1.5 * np.float64(1 << (k - 1))
-
-
-@njit(**_KW)
-def _split_hi(v, b):
-    """``v`` rounded to a multiple of ``b``'s spacing (``v - hi`` is exact).
-    Compiled apart, without fast-math flags, so that the caller's reassociated
-    loop cannot fold ``(v + b) - b`` to ``v``."""
-    return (v + b) - b
-
-
-@njit(**_KW)
-def _split_lo(v, hi):
-    """``v - hi``, exact, kept apart from the reassociated loop as above."""
-    return v - hi
-
-
-@njit(fastmath=_RED, **_KW)
-def _split_sum(row, b):
-    """The sum of ``row`` (values in ``[0, 1]`` or NaN) by its split parts."""
-    wide()
-    sh = 0.0
-    sl = 0.0
-    for j in range(row.shape[0]):
-        hi = _split_hi(row[j], b)
-        sh += hi
-        sl += _split_lo(row[j], hi)
-    return sh + sl
 
 
 @njit(**_GLUE)
