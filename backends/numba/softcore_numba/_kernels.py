@@ -456,35 +456,18 @@ def _split_lo(v, hi):
     return v - hi
 
 
-@njit(fastmath=_RED, **_KW)
-def _split_sum(row, b):
-    """The sum of ``row`` (values in ``[0, 1]`` or NaN) by its split parts."""
-    wide()
-    sh = 0.0
-    sl = 0.0
-    for j in range(row.shape[0]):
-        hi = _split_hi(row[j], b)
-        sh += hi
-        sl += _split_lo(row[j], hi)
-    return sh + sl
-
-
 def sum_bias(row, n):
     """The split's bias for sums of ``n`` exps of ``row`` (float64 rows; 0.0,
     unused, for float32 and 16-bit rows)."""
     raise NotImplementedError  # only callable from jitted code
 
 
-def sum_hi(v, b, row):
-    """The high part of a term of ``row``'s sum: ``v`` itself for float32 rows."""
-    raise NotImplementedError  # only callable from jitted code
-
-
-def sum_lo(v, hi, row):
-    """The rest of a term of ``row``'s sum: -0.0 for float32 rows. The rests'
-    sums start at -0.0 too: ``s + -0.0`` is ``s`` for every ``s``, so LLVM
-    drops those adds and a float32 row's loop is the plain sum it was (``+
-    0.0`` would stay: it turns -0.0 into +0.0)."""
+def split_add(sh, sl, v, b, row):
+    """``(sh, sl)`` with a term ``v`` of ``row``'s sum added: its high part to
+    ``sh``, its rest to ``sl`` (float64 rows); ``(sh + v, sl)`` for float32
+    and 16-bit rows. The loops start ``sl`` at -0.0: ``sh + -0.0`` is ``sh``
+    for every ``sh``, so for those rows LLVM drops it and the loop is the plain
+    sum it was (``+ 0.0`` would stay: it turns -0.0 into +0.0)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -495,18 +478,16 @@ def _sum_bias_impl(row, n):
     return lambda row, n: _split_bias(n)
 
 
-@overload(sum_hi, inline="always")
-def _sum_hi_impl(v, b, row):
+@overload(split_add, inline="always")
+def _split_add_impl(sh, sl, v, b, row):
     if _is_f32_like(row):
-        return lambda v, b, row: v
-    return lambda v, b, row: _split_hi(v, b)
+        return lambda sh, sl, v, b, row: (sh + v, sl)
 
+    def impl(sh, sl, v, b, row):
+        hi = _split_hi(v, b)
+        return sh + hi, sl + _split_lo(v, hi)
 
-@overload(sum_lo, inline="always")
-def _sum_lo_impl(v, hi, row):
-    if _is_f32_like(row):
-        return lambda v, hi, row: -0.0
-    return lambda v, hi, row: _split_lo(v, hi)
+    return impl
 
 
 @njit(fastmath=_RED, **_KW)
@@ -519,15 +500,11 @@ def _seg_sumexp(xr, j0, j1, m, nonpos):
     if nonpos:
         for j in range(xs.shape[0]):
             v = expdiff_nonpos(xs[j], m, xs)
-            hi = sum_hi(v, b, xs)
-            sh += hi
-            sl += sum_lo(v, hi, xs)
+            sh, sl = split_add(sh, sl, v, b, xs)
     else:
         for j in range(xs.shape[0]):
             v = expdiff(xs[j], m, xs)
-            hi = sum_hi(v, b, xs)
-            sh += hi
-            sl += sum_lo(v, hi, xs)
+            sh, sl = split_add(sh, sl, v, b, xs)
     return sh + sl
 
 
@@ -558,17 +535,16 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip, nonpos):
 
 
 @njit(fastmath=_RED, **_KW)
-def _seg_sum(outr, j0, j1):
+def _exps_sum(os_):
+    """The float64 sum of ``os_`` (exp values, in ``[0, 1]``; float64 rows'
+    exactly rounded): a block's stored exps, and a short tile's row."""
     wide()
-    os_ = outr[j0:j1]
     b = sum_bias(os_, os_.shape[0])
     sh = 0.0
     sl = -0.0
     for j in range(os_.shape[0]):
         v = np.float64(os_[j])
-        hi = sum_hi(v, b, os_)
-        sh += hi
-        sl += sum_lo(v, hi, os_)
+        sh, sl = split_add(sh, sl, v, b, os_)
     return sh + sl
 
 
@@ -629,7 +605,7 @@ def _block_exp_store(xr, outr, j0, j1, ip):
     m, lo = _seg_range(xr, j0, j1)
     sh = m if m > _NINF else 0.0
     _seg_exp_store(xr, outr, j0, j1, sh, ip, _range_nonpos(lo, sh, xr))
-    return m, _seg_sum(outr, j0, j1)
+    return m, _exps_sum(outr[j0:j1])
 
 
 @njit(**_GLUE)
@@ -704,7 +680,7 @@ def _block_sumexp_impl(xr, j0, j1, m, buf, nonpos):
         def impl(xr, j0, j1, m, buf, nonpos):
             n = j1 - j0
             _seg_exp_store(xr[j0:j1], buf, 0, n, m, False, nonpos)
-            return _seg_sum(buf, 0, n)
+            return _exps_sum(buf[:n])
 
         return impl
     return lambda xr, j0, j1, m, buf, nonpos: _seg_sumexp(xr, j0, j1, m, nonpos)
@@ -941,7 +917,7 @@ def _grp_exp_store(x, out, r0, r1, M, lo, ip):
 
 @njit(fastmath=_RED, **_KW)
 def _grp_sum(out, r0, r1, S):
-    """Rows ``r0:r1``' float64 sums into ``S`` (the loop of :func:`_seg_sum`)."""
+    """Rows ``r0:r1``' float64 sums into ``S`` (the loop of :func:`_exps_sum`)."""
     wide()
     b = sum_bias(out, out.shape[1])
     for r in range(r0, r1):
@@ -950,9 +926,7 @@ def _grp_sum(out, r0, r1, S):
         sl = -0.0
         for j in range(os_.shape[0]):
             v = np.float64(os_[j])
-            hi = sum_hi(v, b, os_)
-            sh += hi
-            sl += sum_lo(v, hi, os_)
+            sh, sl = split_add(sh, sl, v, b, os_)
         S[r - r0] = sh + sl
 
 
@@ -1025,15 +999,11 @@ def _grp_sumexp(x, r0, r1, M, lo, S):
         if _range_nonpos(lo[i], sh, xs):
             for j in range(xs.shape[0]):
                 v = expdiff_nonpos(xs[j], sh, xs)
-                hi = sum_hi(v, b, xs)
-                s_hi += hi
-                s_lo += sum_lo(v, hi, xs)
+                s_hi, s_lo = split_add(s_hi, s_lo, v, b, xs)
         else:
             for j in range(xs.shape[0]):
                 v = expdiff(xs[j], sh, xs)
-                hi = sum_hi(v, b, xs)
-                s_hi += hi
-                s_lo += sum_lo(v, hi, xs)
+                s_hi, s_lo = split_add(s_hi, s_lo, v, b, xs)
         S[i] = s_hi + s_lo
 
 
@@ -2612,7 +2582,7 @@ def _tile_row_sum_impl(e, i):
     # C / 2 ULPs (a compensated TwoSum in four chains did as well, at 3.5-5
     # times the time: it does not vectorise).
     def impl(e, i):
-        return _split_sum(e[i], _split_bias(e.shape[1]))
+        return _exps_sum(e[i])
 
     return impl
 
