@@ -916,6 +916,25 @@ def test_short_row_sum_is_compensated(dtype, rng):
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
 
 
+@pytest.mark.parametrize("c", [K.DOT_CHUNK, K.DOT_CHUNK + 1, 16384, 100_000])
+def test_float64_dot_product_bounded_at_any_width(c, rng):
+    """softmax_backward's float64 dot product on rows with one dominant class
+    (its probability near 1, the rest near 1e-17, as in the kit's "dominant"
+    rows): within 4 ULPs of ``sum |g p|`` of the exact sum of the products at
+    any width. Summed in one vector loop, the dominant lane's other terms were
+    each rounded against its product: about 40 ULPs at 100000 classes."""
+    x = rng.standard_normal((4, c))
+    x[:, 0] += 40.0
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g = rng.standard_normal((4, c))
+    for r in range(4):
+        want = math.fsum(float(v) for v in g[r].astype(np.longdouble) * p[r])
+        got = K._dot_row(g[r], p[r])
+        ulp = np.spacing(np.abs(g[r] * p[r]).sum())
+        assert abs(got - want) <= 4 * ulp, (r, got, want, (got - want) / ulp)
+
+
 def test_split_sum_any_width(rng):
     """The float64 split sum beyond the short rows' widths (its bias grows with
     C, the high parts' spacing with it): exactly rounded sums of exp values at
