@@ -233,13 +233,49 @@ __device__ __forceinline__ float neg_inf<float>() { return -sc_inff(); }
 template <>
 __device__ __forceinline__ double neg_inf<double>() { return -sc_inf(); }
 
+// A thread's running sum of exp terms (each in [0, 1], or NaN) of a row of T. A float
+// row's terms are summed in double, 2^29 times more finely than its result rounds. A
+// double row's are compensated (TwoSum): summed plainly, the thread holding a row's
+// dominant term rounded each of its later terms against it, all the same way (terms
+// far below half its ULP were dropped), which reached 26 ULPs of the kit's metric
+// (tolerance 8) on softmax rows of 100000 float64 classes with one class 40 above
+// the rest. The threads' partials are still added as doubles (row_sum): a rounding
+// per step of the fold, each of either sign.
+template <typename T>
+struct ExpSum {
+    double s = 0.0;
+    __device__ __forceinline__ void add(double v) { s += v; }
+    __device__ __forceinline__ void scale(double g) { s *= g; }
+    __device__ __forceinline__ void reset(double v) { s = v; }
+    __device__ __forceinline__ double value() const { return s; }
+};
+template <>
+struct ExpSum<double> {
+    double s = 0.0, c = 0.0;  // the sum is s + c; c gathers the adds' rounding errors
+    __device__ __forceinline__ void add(double v) {
+        double e;
+        s = two_sum(s, v, e);
+        c += e;
+    }
+    __device__ __forceinline__ void scale(double g) {
+        s *= g;
+        c *= g;
+    }
+    __device__ __forceinline__ void reset(double v) {
+        s = v;
+        c = 0.0;
+    }
+    __device__ __forceinline__ double value() const { return s + c; }
+};
+
 // Fold a tile whose maximum is tm into the running (m, s), rescaling s when the
 // maximum grows. Returns whether the tile's terms must still be added (relative to m).
-__device__ __forceinline__ bool stats_raise(double& m, double& s, double tm) {
-    if (tm != tm) { m = sc_nan(); s = sc_nan(); return false; }
+template <typename T>
+__device__ __forceinline__ bool stats_raise(double& m, ExpSum<T>& s, double tm) {
+    if (tm != tm) { m = sc_nan(); s.reset(sc_nan()); return false; }
     if (tm > m) {
         // s == 0 when m == -inf; avoid exp(-inf - -inf) by testing m first
-        s = (m == -sc_inf()) ? 0.0 : s * exp(m - tm);
+        if (m == -sc_inf()) s.reset(0.0); else s.scale(exp(m - tm));
         m = tm;
     }
     return m > -sc_inf() && m == m;
@@ -339,8 +375,8 @@ __device__ __forceinline__ float float_part(double) { return 0.0f; }
 // s += exp(x - m) over a cached slot (mf = (float)m); where keep, the slot becomes its
 // exps (see above). The sum takes the same expf of the rounded difference as stats_pack.
 template <int N>
-__device__ __forceinline__ void add_slot(Pack<float, N>& p, double m, float mf, double& s,
-                                         bool keep) {
+__device__ __forceinline__ void add_slot(Pack<float, N>& p, double m, float mf,
+                                         ExpSum<float>& s, bool keep) {
     Pack<float, N> ek;
     bool low = false;
 #pragma unroll
@@ -348,21 +384,21 @@ __device__ __forceinline__ void add_slot(Pack<float, N>& p, double m, float mf, 
         float dl;
         const float d = two_sum(p.v[e], -mf, dl);
         const float ev = expf(d);
-        s += to_d(ev);
+        s.add(to_d(ev));
         ek.v[e] = d >= -87.0f ? fmaf(ev, dl, ev) : 0.0f;
         low |= d < -87.0f && d >= -104.0f;
     }
     if (keep) p = low ? kept_slot_low<N>(p, m) : ek;
 }
 template <int N>
-__device__ __forceinline__ void add_slot(Pack<double, N>& p, double m, float, double& s,
-                                         bool keep) {
+__device__ __forceinline__ void add_slot(Pack<double, N>& p, double m, float,
+                                         ExpSum<double>& s, bool keep) {
 #pragma unroll
     for (int e = 0; e < N; ++e) {
         double dl;  // x - m = d + dl exactly: a kept exp carries exp's error alone
         const double d = two_sum(p.v[e], -m, dl);
         const double ev = exp(d);
-        s += ev;
+        s.add(ev);
         if (keep) p.v[e] = ev > 0.0 ? fma(ev, dl, ev) : ev;
     }
 }
@@ -463,6 +499,42 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
     return t;
 }
 
+// The row's sum of the threads' sums of exps (ExpSum). A double row's in block mode
+// adds (s, c) pairs, each step's s by TwoSum, so that no step rounds against a
+// dominant partial (the butterfly and the warps' partials took up to 37 roundings at
+// 1024 threads, half an ULP of the largest partial each); every lane still ends with
+// the same bits, as a TwoSum's error is the exact a + b - s whichever operand comes
+// first. The warps' pairs go through sm[0, 32) and sm[32, 64) (row_max's slots, free
+// between reductions). Group mode, a few terms a thread, and float rows: row_sum.
+__device__ __forceinline__ double row_sum(const ExpSum<float>& a, double* sm) {
+    return row_sum(a.value(), sm);
+}
+__device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm) {
+    if (group_mode()) return row_sum(a.value(), sm);
+    double s = a.s, c = a.c, e;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const double bs = __shfl_xor_sync(SC_FULL_MASK, s, o);
+        const double bc = __shfl_xor_sync(SC_FULL_MASK, c, o);
+        s = two_sum(s, bs, e);
+        c = (c + bc) + e;
+    }
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();  // the previous reduction has finished reading sm
+    if (lane == 0) {
+        sm[w] = s;
+        sm[32 + w] = c;
+    }
+    __syncthreads();
+    s = sm[0];
+    c = sm[32];
+    for (int k = 1; k < nw; ++k) {
+        s = two_sum(s, sm[k], e);
+        c = (c + sm[32 + k]) + e;
+    }
+    return s + c;
+}
+
 // The row's maximum of every thread's v, in the row's own type (a float row's
 // maximum is one of its floats: one shuffle per step, not two): a NaN-propagating
 // butterfly over the row's lanes, then in block mode the warps' maxima in index
@@ -490,18 +562,17 @@ __device__ __forceinline__ T row_max(T v, double* sm) {
 // adds 0; a NaN or +inf maximum makes the row NaN (make_shift). Rows held wholly in
 // registers take their maximum before any exp instead (stats_row).
 template <typename T>
-__device__ __forceinline__ void row_stats(double& m, double& s, double* sm) {
+__device__ __forceinline__ void row_stats(double& m, double& s, ExpSum<T>& acc, double* sm) {
     const double mm = to_d(row_max(from_d<T>(m), sm));  // exact: m is a T value
     if (mm != mm || mm == sc_inf()) {
         m = mm;
         s = sc_nan();
         return;
     }
-    const bool same = m == mm || m == -sc_inf();  // s needs no rescale (or is 0)
-    const double g = same ? (m == mm ? 1.0 : 0.0) : exp(m - mm);
-    const double part = same ? s : s * g;
+    // s needs no rescale where m == mm, and is 0 where m == -inf
+    if (!(m == mm || m == -sc_inf())) acc.scale(exp(m - mm));
     m = mm;
-    s = row_sum(part, sm);
+    s = row_sum(acc, sm);
 }
 
 // ---------------------------------------------------------------------------
@@ -736,13 +807,13 @@ __device__ __forceinline__ void load_cache(const T* row, i64 nslot, Pack<T, N> (
 }
 
 template <typename T, int N, bool A>
-__device__ __forceinline__ void stats_pack(double& m, double& s, const Pack<T, N>& p) {
+__device__ __forceinline__ void stats_pack(double& m, ExpSum<T>& s, const Pack<T, N>& p) {
     T tm = neg_inf<T>();
 #pragma unroll
     for (int e = 0; e < N; ++e) tm = nanmax(tm, p.v[e]);
     if (stats_raise(m, s, to_d(tm))) {
 #pragma unroll
-        for (int e = 0; e < N; ++e) s += exp_term(p.v[e], m);
+        for (int e = 0; e < N; ++e) s.add(exp_term(p.v[e], m));
     }
 }
 
@@ -766,8 +837,8 @@ __device__ __forceinline__ T cached_max(const Pack<T, N> (&c)[K], i64 nslot) {
 // s += exp(x - m) over the thread's cached slots, m = tm (a finite value of the row),
 // each slot left as its exps where keep (add_slot).
 template <typename T, int N, int K>
-__device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm, double& s,
-                                           bool keep) {
+__device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm,
+                                           ExpSum<T>& s, bool keep) {
     const int tid = threadIdx.x, nt = blockDim.x;
     const double m = to_d(tm);
 #pragma unroll
@@ -791,7 +862,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
     const int tid = threadIdx.x, nt = blockDim.x;
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
-    s = 0.0;
+    ExpSum<T> acc;  // the thread's terms; s is then the row's sum
     T tm = cached_max<T, N, K>(c, nslot);
     if (CL > 1 || nslot <= (i64)K * nt) {
         // The whole row is in registers (a choice per launch): its maximum M comes
@@ -802,8 +873,8 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         m = to_d(tm);
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
         if (fin) {
-            add_cached<T, N, K>(c, nslot, tm, s, keep);
-            s = row_sum(s, sm);
+            add_cached<T, N, K>(c, nslot, tm, acc, keep);
+            s = row_sum(acc, sm);
             if (CL > 1) s = cluster_fold<CL>(s, OpAdd(), sm + 64);
         } else {
             // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
@@ -813,8 +884,8 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         if (keep) *mc = m;
         return;
     }
-    if (stats_raise(m, s, to_d(tm))) {  // m = tm now
-        add_cached<T, N, K>(c, nslot, tm, s, keep);
+    if (stats_raise(m, acc, to_d(tm))) {  // m = tm now
+        add_cached<T, N, K>(c, nslot, tm, acc, keep);
     } else if (keep) {  // no finite maximum: -inf (terms 0) or NaN (the row is NaN)
 #pragma unroll
         for (int k = 0; k < K; ++k)
@@ -827,9 +898,9 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         tid + (i64)K * nt, nslot, nt, tid, [&](i64 v, int) { return ld<T, N, A>(row, v); },
         [&](i64, int j, const Pack<T, N>& p) {
             if (j < ns) stage_slots<T, N>()[j] = p;
-            stats_pack<T, N, A>(m, s, p);
+            stats_pack<T, N, A>(m, acc, p);
         });
-    row_stats<T>(m, s, sm);
+    row_stats<T>(m, s, acc, sm);
 }
 
 // ---------------------------------------------------------------------------
