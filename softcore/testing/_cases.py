@@ -301,9 +301,10 @@ def ops_of(*families: str, where: Callable[[OpSpec], bool] | None = None) -> lis
 
 
 def _values(
-    rng: np.random.Generator, shape: tuple[int, ...], regime: str
+    rng: np.random.Generator, shape: tuple[int, ...], regime: str, n_classes: int = 1
 ) -> np.ndarray:
-    """Logit values (float64) of a named regime."""
+    """Logit values (float64) of a named regime (``n_classes``: the row width,
+    which "centred" needs)."""
     if regime == "normal":
         return rng.standard_normal(shape) * 3
     if regime == "wide":
@@ -317,6 +318,9 @@ def _values(
         return x
     if regime == "tiny":
         return rng.standard_normal(shape) * 1e-3
+    if regime == "centred":
+        # lse near 0: the row max and log(sum) cancel
+        return rng.standard_normal(shape) * 0.5 - np.log(max(n_classes, 1))
     if regime == "shifted":
         return rng.standard_normal(shape) * 2 + rng.choice([-700.0, 500.0, 1e4])
     if regime == "huge":
@@ -327,7 +331,7 @@ def _values(
     raise ValueError(regime)
 
 
-REGIMES = ("normal", "wide", "ties", "dominant", "tiny", "shifted")
+REGIMES = ("normal", "wide", "ties", "dominant", "tiny", "shifted", "centred")
 EXTREME_REGIMES = ("huge", "near_huge")
 
 
@@ -348,7 +352,7 @@ def build(op: str, spec: dict[str, Any], dtype: Any) -> Inputs:
     if s.family in ("rows", "backward"):
         axis = spec["axis"]
         shape = spec["shape"]
-        x = _cast(_values(rng, shape, regime), dtype)
+        x = _cast(_values(rng, shape, regime, spec["C"]), dtype)
         kwargs: dict[str, Any] = {"axis": axis}
         if op == "logsumexp" and spec.get("keepdims") is not None:
             kwargs["keepdims"] = spec["keepdims"]
@@ -370,7 +374,7 @@ def build(op: str, spec: dict[str, Any], dtype: Any) -> Inputs:
         ndim = len(batch) + 1
         ax = axis % ndim
         shape = batch[:ax] + (n_classes,) + batch[ax:]
-        x = _cast(_values(rng, shape, regime), dtype)
+        x = _cast(_values(rng, shape, regime, n_classes), dtype)
         target = _target(rng, spec, batch, n_classes, shape, ax, dtype)
         kwargs = _ce_options(rng, spec, n_classes, dtype)
         kwargs["axis"] = axis
