@@ -239,8 +239,7 @@ __device__ __forceinline__ double neg_inf<double>() { return -sc_inf(); }
 // dominant term rounded each of its later terms against it, all the same way (terms
 // far below half its ULP were dropped), which reached 26 ULPs of the kit's metric
 // (tolerance 8) on softmax rows of 100000 float64 classes with one class 40 above
-// the rest. The threads' partials are still added as doubles (row_sum): a rounding
-// per step of the fold, each of either sign.
+// the rest. The row's fold adds the threads' pairs the same way (row_sum below).
 template <typename T>
 struct ExpSum {
     double s = 0.0;
@@ -509,16 +508,19 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
 __device__ __forceinline__ double row_sum(const ExpSum<float>& a, double* sm) {
     return row_sum(a.value(), sm);
 }
+// (s, c) += (bs, bc), s by TwoSum: one step of the pairs' fold.
+__device__ __forceinline__ void add_pair(double& s, double& c, double bs, double bc) {
+    double e;
+    s = two_sum(s, bs, e);
+    c = (c + bc) + e;
+}
 __device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm) {
     if (group_mode()) return row_sum(a.value(), sm);
-    double s = a.s, c = a.c, e;
+    double s = a.s, c = a.c;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const double bs = __shfl_xor_sync(SC_FULL_MASK, s, o);
-        const double bc = __shfl_xor_sync(SC_FULL_MASK, c, o);
-        s = two_sum(s, bs, e);
-        c = (c + bc) + e;
-    }
+    for (int o = 16; o > 0; o >>= 1)
+        add_pair(s, c, __shfl_xor_sync(SC_FULL_MASK, s, o),
+                 __shfl_xor_sync(SC_FULL_MASK, c, o));
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();  // the previous reduction has finished reading sm
     if (lane == 0) {
@@ -528,10 +530,7 @@ __device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm) {
     __syncthreads();
     s = sm[0];
     c = sm[32];
-    for (int k = 1; k < nw; ++k) {
-        s = two_sum(s, sm[k], e);
-        c = (c + sm[32 + k]) + e;
-    }
+    for (int k = 1; k < nw; ++k) add_pair(s, c, sm[k], sm[32 + k]);
     return s + c;
 }
 
