@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import softcore as sc
+from softcore._backend import KERNELS
 
 B = "numpy"
 
@@ -1311,9 +1312,9 @@ def test_read_only_targets_and_weights_reach_kernels_writeable(
     rng, monkeypatch, op, weighted, ignore
 ):
     """A JIT types arrays by their writeability: the core hands a kernel the
-    caller's read-only logits as they are (no copy of the large array), but
-    read-only class-index targets and weights as writeable copies, so no kernel
-    meets a mix of the two. The answers are those of writeable inputs."""
+    caller's read-only logits, class-index targets and weights as writeable
+    views of the same memory (no copy), so no kernel meets a read-only array.
+    The answers are those of writeable inputs."""
     n, c = 300, 120  # loss-only calls this size take the general path
     x = rng.standard_normal((n, c))
     y = rng.integers(0, c, n)
@@ -1338,12 +1339,124 @@ def test_read_only_targets_and_weights_reach_kernels_writeable(
     np.testing.assert_array_equal(got, want)
     assert seen, "no row kernel ran"
     for xr, t, cw in seen:
-        assert xr is ro[0], "the logits were copied"
+        assert xr.flags.writeable
+        assert xr.ctypes.data == ro[0].ctypes.data, "the logits were copied"
         assert t.flags.writeable
         assert t.dtype == np.int64
         assert cw.flags.writeable
-        assert not np.shares_memory(t, ro[1])
+        if weighted:
+            assert np.shares_memory(cw, ro[2]), "the weights were copied"
+        if not ignore and not weighted:  # else the core writes its own targets
+            assert np.shares_memory(t, ro[1]), "the targets were copied"
     assert all(not a.flags.writeable for a in ro)  # the caller's flags kept
+
+
+def _read_only(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+_RO_CALLS = {
+    # op: (call, its inputs from logits x (n, c), targets t, probabilities p)
+    "softmax": lambda x, t, p, b: sc.softmax(x, backend=b),
+    "softmax over all axes": lambda x, t, p, b: sc.softmax(x, axis=None, backend=b),
+    "log_softmax": lambda x, t, p, b: sc.log_softmax(x, backend=b),
+    "logsumexp": lambda x, t, p, b: sc.logsumexp(x, backend=b),
+    "logsumexp over all axes": lambda x, t, p, b: sc.logsumexp(
+        x, axis=(0, 1), backend=b
+    ),
+    "softmax_jacobian": lambda x, t, p, b: sc.softmax_jacobian(x, backend=b),
+    "log_softmax_jacobian": lambda x, t, p, b: sc.log_softmax_jacobian(x, backend=b),
+    "softmax_backward": lambda x, t, p, b: sc.softmax_backward(x, p, backend=b),
+    "log_softmax_backward": lambda x, t, p, b: sc.log_softmax_backward(x, p, backend=b),
+    "cross_entropy": lambda x, t, p, b: sc.cross_entropy(x, t, backend=b),
+    "cross_entropy_with_grad": lambda x, t, p, b: sc.cross_entropy_with_grad(
+        x, t, backend=b
+    ),
+    "cross_entropy, probabilities": lambda x, t, p, b: sc.cross_entropy(
+        x, p, backend=b
+    ),
+    "cross_entropy_grad, probabilities": lambda x, t, p, b: sc.cross_entropy_grad(
+        x, p, reduction="sum", backend=b
+    ),
+    "cross_entropy, none": lambda x, t, p, b: sc.cross_entropy(
+        x, t, reduction="none", backend=b
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("n", [4, 300])  # plain calls, and the general path
+@pytest.mark.parametrize("op", list(_RO_CALLS))
+def test_read_only_inputs_reach_every_kernel_writeable(
+    rng, monkeypatch, op, n, dtype, backend
+):
+    """Every op, given read-only arrays: every array a kernel receives is
+    writeable (a read-only one is its own type to a JIT: numba would compile
+    each kernel again for it), the logits are the caller's memory (no copy)
+    where they need no conversion, the answers are bitwise those of writeable
+    inputs, and the caller's arrays keep their flags and values."""
+    c = 24
+    x = rng.standard_normal((n, c)).astype(dtype)
+    t = rng.integers(0, c, n)
+    p = _softmax64(rng.standard_normal((n, c))).astype(dtype)
+    call = _RO_CALLS[op]
+    want = call(x, t, p, backend)
+    be = sc.get_backend(backend)
+    seen = []
+    hooks = ("cast", "low_precision_rows", "cross_entropy_index_sum")
+    for name in (*KERNELS, *hooks, "cross_entropy_index_grad_sum"):
+        kernel = getattr(be, name, None)
+        if kernel is None:
+            continue
+
+        def spy(*args, _kernel=kernel):
+            seen.extend(a for a in args if isinstance(a, np.ndarray))
+            for a in args:
+                if isinstance(a, tuple):  # the 16-bit hook's arguments
+                    seen.extend(b for b in a if isinstance(b, np.ndarray))
+            return _kernel(*args)
+
+        monkeypatch.setattr(be, name, spy)
+    ro = [_read_only(a) for a in (x, t, p)]
+    got = call(*ro, backend)
+    assert seen, "no kernel ran"
+    assert all(a.flags.writeable for a in seen), [a.flags for a in seen]
+    if dtype != np.float16:
+        pointers = {a.ctypes.data for a in seen}
+        assert ro[0].ctypes.data in pointers, "the logits were copied"
+    for g, w in zip(
+        got if isinstance(got, tuple) else (got,),
+        want if isinstance(want, tuple) else (want,),
+        strict=True,
+    ):
+        assert np.asarray(g).tobytes() == np.asarray(w).tobytes()
+    for a, b in zip(ro, (x, t, p), strict=True):
+        assert not a.flags.writeable
+        assert a.tobytes() == b.tobytes()
+
+
+def test_writable_view_keeps_the_memory_alive():
+    """The writeable view of a read-only array holds the array: deleting every
+    other reference leaves the view's values intact, and a writeable array is
+    returned as it is."""
+    import gc
+
+    from softcore._validate import _writable
+
+    a = np.arange(12.0).reshape(3, 4)[:, ::2]  # a strided view, its base unnamed
+    a.setflags(write=False)
+    v = _writable(a)
+    assert v.flags.writeable
+    assert (v.shape, v.strides) == (a.shape, a.strides)
+    assert np.shares_memory(v, a)
+    del a
+    gc.collect()
+    assert v.tolist() == [[0.0, 2.0], [4.0, 6.0], [8.0, 10.0]]
+    w = np.ones(3)
+    assert _writable(w) is w
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")

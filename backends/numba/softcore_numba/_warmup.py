@@ -6,12 +6,9 @@ compiles each driver ``_ops`` may pick, for float32 and float64, with the argume
 types ``_ops`` passes (what the core hands over), by ``Dispatcher.compile``: nothing
 runs, and the code lands in the same cache a first call would read. So are the
 float16/bfloat16 conversions of ``_casts`` and the 16-bit rows of ``_rows16``.
-A read-only array is its own type to numba, so a driver whose inputs may be the caller's
-arrays is compiled for each mix of writeable and read-only ones (as ``np.asarray``
-gives for a JAX array, or a memory map opened "r"): two for one input, four for
-two (a backward pass whose incoming gradient is read-only and whose saved
-softmax is softcore's own). Targets and class weights come writeable (the core
-copies read-only ones: they are small), so those are all the variants.
+A read-only array is its own type to numba, but the core hands every input over
+writeable (a read-only one as a writeable view of its memory, no copy:
+``softcore._validate._writable``), so each driver has one variant per dtype.
 
 ``jobs`` processes (numba compiles on one core) take the drivers one at a time
 from a counter file they share, the dearest families first (a job that drew a
@@ -26,34 +23,31 @@ at a time.
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
 import tempfile
 
 # Driver suffixes, in the order _ops names them, and each family's argument types:
-# "R2" an input of the logits' dtype in 2-D (a read-only array where the caller's
-# is: its own type to numba), "X2" a writeable one in 2-D (an output, or an input
-# the core hands over writeable), "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D,
-# "I1" int64 1-D (the core hands both over writeable); "f" float64, "i" int64,
-# "b" bool.
+# "X2" an array of the logits' dtype in 2-D (an input or an output: the core
+# hands both over writeable), "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D, "I1"
+# int64 1-D; "f" float64, "i" int64, "b" bool.
 _ROWS = ("ser", "par", "split", "short_ser", "short_par", "grouped_ser", "grouped_par")
 _FAMILIES = {  # the dearest to compile first
-    "cross_entropy_grad": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
-    "cross_entropy_prob_grad": (_ROWS, ("R2", "R2", "f", "F1", "f", "F1", "X2")),
-    "cross_entropy_prob": (_ROWS, ("R2", "R2", "f", "F1", "F1")),
-    "softmax": (_ROWS, ("R2", "X2")),
-    "log_softmax": (_ROWS, ("R2", "X2")),
-    "cross_entropy": (_ROWS, ("R2", "I1", "F1", "F1", "F1", "F1")),
-    "jacobian": (("ser", "par"), ("R2", "X3", "b")),
-    "logsumexp": (_ROWS, ("R2", "X1")),
-    "softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
-    "log_softmax_backward": (("ser", "par"), ("R2", "R2", "X2")),
+    "cross_entropy_grad": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob_grad": (_ROWS, ("X2", "X2", "f", "F1", "f", "F1", "X2")),
+    "cross_entropy_prob": (_ROWS, ("X2", "X2", "f", "F1", "F1")),
+    "softmax": (_ROWS, ("X2", "X2")),
+    "log_softmax": (_ROWS, ("X2", "X2")),
+    "cross_entropy": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "F1")),
+    "jacobian": (("ser", "par"), ("X2", "X3", "b")),
+    "logsumexp": (_ROWS, ("X2", "X1")),
+    "softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
+    "log_softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
     "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
     "cross_entropy_index_grad_sum": (
         ("rows", "short"),
-        ("R2", "I1", "F1", "i", "f", "b", "X2"),
+        ("X2", "I1", "F1", "i", "f", "b", "X2"),
     ),
 }
 DTYPES = ("float32", "float64")
@@ -63,18 +57,15 @@ DTYPES = ("float32", "float64")
 _NOT_FLOAT64 = {"cross_entropy_grouped_par"}
 
 
-def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tuple:
-    """The argument types of ``codes``, the ``k``-th "R" input read-only where
-    ``read_only[k]`` is true."""
+def _signature(codes: tuple[str, ...], dtype: str) -> tuple:
+    """The argument types of ``codes`` (arrays writeable and C-contiguous)."""
     from numba import types
 
     x = getattr(types, dtype)
-    flags = iter(read_only)
 
     def one(code):
-        if code[0] in "RX":
-            ro = code[0] == "R" and next(flags, False)
-            return types.Array(x, int(code[1]), "C", readonly=ro)
+        if code[0] == "X":
+            return types.Array(x, int(code[1]), "C")
         return {
             "F1": types.Array(types.float64, 1, "C"),
             "I1": types.Array(types.int64, 1, "C"),
@@ -88,56 +79,33 @@ def _signature(codes: tuple[str, ...], dtype: str, read_only: tuple = ()) -> tup
 
 def _sixteen_bit_entries() -> list[tuple[str, str, tuple]]:
     """The float16/bfloat16 drivers, on uint16 patterns, listed under float32:
-    the conversions of ``_casts`` (``_ops.cast``: 16-bit patterns, the caller's
-    input, writeable or read-only, to float32; float32, softcore's own result,
-    to uint16) and the 16-bit rows of ``_rows16`` (``_ops.low_precision_rows``:
-    inputs writeable or read-only, the output writeable)."""
+    the conversions of ``_casts`` (``_ops.cast``: 16-bit patterns to float32,
+    float32 to 16-bit patterns) and the 16-bit rows of ``_rows16``
+    (``_ops.low_precision_rows``)."""
     from numba import types
 
     f32 = types.Array(types.float32, 1, "C")
+    u16 = types.Array(types.uint16, 1, "C")
+    u2d = types.Array(types.uint16, 2, "C")
+    i1, f1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
+    b, i, f = types.boolean, types.int64, types.float64
     out = []
     for suffix in ("ser", "par"):
-        for ro in (False, True):
-            u16 = types.Array(types.uint16, 1, "C", readonly=ro)
-            out.append((f"widen_{suffix}", "float32", (u16, f32, types.boolean)))
-        u16 = types.Array(types.uint16, 1, "C")
-        out.append((f"narrow_{suffix}", "float32", (f32, u16, types.boolean)))
-    # _rows16 (_ops.low_precision_rows): 16-bit rows in, 16-bit rows out
-    for suffix in ("ser", "par"):
-        for ro in (False, True):
-            x = types.Array(types.uint16, 2, "C", readonly=ro)
-            y = types.Array(types.uint16, 2, "C")
-            sig = (x, y, types.boolean, types.int64, types.boolean)
-            out.append((f"rows16_{suffix}", "float32", sig))
-    for suffix in ("ser", "par"):  # logsumexp: 16-bit rows in, 16-bit values out
-        for ro in (False, True):
-            x = types.Array(types.uint16, 2, "C", readonly=ro)
-            y = types.Array(types.uint16, 1, "C")
-            sig = (x, y, types.boolean, types.int64)
-            out.append((f"lse16_{suffix}", "float32", sig))
-    i1, f1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
-    u2 = types.uint16
-    for suffix in ("ser", "par"):  # class-index cross-entropy: 16-bit logits
-        for ro in (False, True):
-            x = types.Array(types.uint16, 2, "C", readonly=ro)
-            g = types.Array(types.uint16, 2, "C")
-            rest = (types.float64, f1, g, types.boolean, types.int64, types.boolean)
-            out.append((f"ce16_{suffix}", "float32", (x, i1, f1, f1, f1, *rest)))
-    f2 = types.float32
-    for suffix in ("ser", "par"):  # probability targets: 16-bit or float32
-        for ro, t_ro, t_dt in itertools.product((False, True), (False, True), (u2, f2)):
-            x = types.Array(types.uint16, 2, "C", readonly=ro)
-            t = types.Array(t_dt, 2, "C", readonly=t_ro)
-            g = types.Array(types.uint16, 2, "C")
-            rest = (f1, g, types.boolean, types.int64, types.boolean)
-            sig = (x, t, types.float64, f1, types.float64, *rest)
+        out.append((f"widen_{suffix}", "float32", (u16, f32, b)))
+        out.append((f"narrow_{suffix}", "float32", (f32, u16, b)))
+        # 16-bit rows in, 16-bit rows out (softmax, log_softmax)
+        out.append((f"rows16_{suffix}", "float32", (u2d, u2d, b, i, b)))
+        # logsumexp: 16-bit rows in, 16-bit values out
+        out.append((f"lse16_{suffix}", "float32", (u2d, u16, b, i)))
+        # class-index cross-entropy: 16-bit logits and gradient
+        rest = (f, f1, u2d, b, i, b)
+        out.append((f"ce16_{suffix}", "float32", (u2d, i1, f1, f1, f1, *rest)))
+        # probability targets: 16-bit or float32
+        for t in (u2d, types.Array(types.float32, 2, "C")):
+            sig = (u2d, t, f, f1, f, f1, u2d, b, i, b)
             out.append((f"cep16_{suffix}", "float32", sig))
-    for suffix in ("ser", "par"):  # backward: incoming gradient, saved output
-        for mix in itertools.product((False, True), repeat=2):
-            g, p = (types.Array(types.uint16, 2, "C", readonly=ro) for ro in mix)
-            y = types.Array(types.uint16, 2, "C")
-            sig = (g, p, y, types.boolean, types.boolean)
-            out.append((f"back16_{suffix}", "float32", sig))
+        # backward: incoming gradient, saved output, result
+        out.append((f"back16_{suffix}", "float32", (u2d, u2d, u2d, b, b)))
     return out
 
 
@@ -154,15 +122,13 @@ def driver(name: str):
 
 def entries() -> list[tuple[str, str, tuple]]:
     """``(driver name, dtype, argument types)`` for every driver and dtype _ops
-    may call it with, and every mix of writeable and read-only inputs the
-    caller's arrays may bring (all writeable first); the row kernels' families,
-    then the 16-bit drivers (:func:`_sixteen_bit_entries`)."""
+    may call it with: the row kernels' families, then the 16-bit drivers
+    (:func:`_sixteen_bit_entries`)."""
     from . import _ops
 
     K = _ops.K
     out = []
     for family, (suffixes, codes) in _FAMILIES.items():
-        mixes = list(itertools.product((False, True), repeat=codes.count("R2")))
         for suffix in suffixes:
             name = f"{family}_{suffix}"
             if not hasattr(K, name):
@@ -170,8 +136,7 @@ def entries() -> list[tuple[str, str, tuple]]:
             for dtype in DTYPES:
                 if dtype == "float64" and name in _NOT_FLOAT64:
                     continue
-                for mix in mixes:
-                    out.append((name, dtype, _signature(codes, dtype, mix)))
+                out.append((name, dtype, _signature(codes, dtype)))
     return out + _sixteen_bit_entries()
 
 
@@ -264,9 +229,8 @@ def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> in
 
 
 def precompile(jobs: int | None = None) -> str:
-    """Compile every driver for both dtypes, writeable and read-only inputs, into
-    the cache, in ``jobs`` processes (default: one per CPU, at most 4); a line
-    saying what was done."""
+    """Compile every driver for both dtypes into the cache, in ``jobs``
+    processes (default: one per CPU, at most 4); a line saying what was done."""
     jobs = max(1, jobs or min(4, os.cpu_count() or 1))
     try:
         import fcntl  # noqa: F401
@@ -295,7 +259,7 @@ def precompile(jobs: int | None = None) -> str:
         if failed:
             raise RuntimeError(f"precompiling failed in {len(failed)} of {jobs} jobs")
     line = (
-        f"{n} kernels (drivers x float32, float64 x writeable, read-only inputs) "
+        f"{n} kernels (drivers x float32, float64) "
         f"compiled or loaded, cache "
         f"{_runtime.cache_dir()}, {jobs} job{'s' if jobs > 1 else ''}"
     )

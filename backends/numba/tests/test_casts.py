@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from softcore._validate import _writable
 from softcore_numba import _casts, _ops
 
 ml_dtypes = pytest.importorskip(
@@ -110,15 +111,16 @@ def test_known_values():
 
 @pytest.mark.parametrize("low", LOW)
 def test_shapes_and_read_only_inputs(rng, low):
-    """Any C-contiguous shape, both ways; a read-only input (the caller's)."""
+    """Any C-contiguous shape, both ways; a read-only input (the caller's), as
+    the core hands it over: a writeable view of its memory."""
     x = rng.standard_normal((7, 300, 20)).astype(np.float32)
     x.setflags(write=False)
     lo = np.empty(x.shape, low)
-    assert _ops.cast(x, lo)
+    assert _ops.cast(_writable(x), lo)
     assert np.array_equal(_bits(lo), _bits(x.astype(low)))
     lo.setflags(write=False)
     back = np.empty(x.shape, np.float32)
-    assert _ops.cast(lo, back)
+    assert _ops.cast(_writable(lo), back)
     assert np.array_equal(back, lo.astype(np.float32))
 
 
@@ -175,6 +177,7 @@ def test_low_precision_rows_are_the_float32_rows_rounded(rng, low, kernel, n, c)
     out = np.empty_like(x)
     ro = x.copy()
     ro.setflags(write=False)
+    ro = _writable(ro)  # as the core hands it over
     assert _ops.low_precision_rows(kernel, (ro,), out)
     assert out.tobytes() == want.tobytes()
     y = x.copy()
@@ -204,6 +207,7 @@ def test_low_precision_logsumexp_is_the_float32_one_rounded(rng, low, n, c):
     assert out.tobytes() == want.tobytes()
     ro = x.copy()
     ro.setflags(write=False)
+    ro = _writable(ro)  # as the core hands it over
     out2 = np.empty(n, low)
     assert _ops.low_precision_rows("logsumexp_rows", (ro,), out2)
     assert out2.tobytes() == want.tobytes()
@@ -294,6 +298,7 @@ def test_low_precision_cross_entropy_is_the_float32_one(rng, low, n, c):
         _ops.cross_entropy_rows(x32, t, alpha, beta, cw, want_alone)
     ro = x.copy()
     ro.setflags(write=False)
+    ro = _writable(ro)  # as the core hands it over
     loss = np.empty(n)
     assert _ops.low_precision_rows("cross_entropy_rows", (ro, t, alpha, beta, cw), loss)
     _same_losses(loss, want_alone)
@@ -339,6 +344,7 @@ def test_low_precision_prob_cross_entropy_is_the_float32_one(rng, low, n, c):
     for tdt, eps in [(low, 0.0), (low, 0.1), (np.float32, 0.1)]:
         t = t32.astype(tdt)
         t.setflags(write=False)
+        t = _writable(t)
         tw = t.astype(np.float32)
         with np.errstate(all="ignore"):
             want_loss = np.empty(n)
@@ -349,6 +355,7 @@ def test_low_precision_prob_cross_entropy_is_the_float32_one(rng, low, n, c):
             _ops.cross_entropy_prob_rows(x32, tw, eps, cw, want_alone)
         ro = x.copy()
         ro.setflags(write=False)
+        ro = _writable(ro)  # as the core hands it over
         loss = np.empty(n)
         args = (ro, t, eps, cw)
         assert _ops.low_precision_rows("cross_entropy_prob_rows", args, loss)
@@ -480,6 +487,7 @@ def test_low_precision_backward_is_the_float32_pass_rounded(rng, low, kernel, n,
     g_ro, s_ro = g.copy(), s.copy()
     g_ro.setflags(write=False)
     s_ro.setflags(write=False)
+    g_ro, s_ro = _writable(g_ro), _writable(s_ro)  # as the core hands them over
     out = np.empty_like(g)
     assert _ops.low_precision_rows(kernel, (g_ro, s_ro), out)
     assert out.tobytes() == want.tobytes()

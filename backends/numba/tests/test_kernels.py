@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from softcore._reference import backend as ref
+from softcore._validate import _writable
 from softcore_numba import _kernels as K
 from softcore_numba import _ops
 from softcore_numba import backend as nb
@@ -873,9 +874,15 @@ def test_mode_choice_depends_on_shape_only():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_read_only_input(dtype, rng):
-    """The in-place loops write through ``out`` only, so read-only x compiles."""
+    """A read-only x, as the core hands it over (a writeable view of its memory,
+    no copy): the same results, and x untouched (the in-place loops write
+    through ``out`` only)."""
     x = _x(rng, (5, 7), dtype)
+    keep = x.copy()
     x.setflags(write=False)
+    x = _writable(x)
+    assert x.flags.writeable
+    assert not x.base.array.flags.writeable
     for op in ("softmax_rows", "log_softmax_rows"):
         got, want = np.empty_like(x), np.empty_like(x)
         getattr(nb, op)(x, got)
@@ -884,6 +891,7 @@ def test_read_only_input(dtype, rng):
     y, alpha, beta, cw = _ce_args(rng, x)
     loss, grad = np.empty(5), np.empty_like(x)
     nb.cross_entropy_grad_rows(x, y, alpha, beta, cw, 1.0, loss, grad)
+    assert x.tobytes() == keep.tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
