@@ -326,7 +326,8 @@ def _prob_args(rng, n, c, low):
     t = rng.random((n, c)).astype(np.float32)
     t /= t.sum(axis=1, keepdims=True)
     t[min(5, n - 1), 3] = np.nan
-    t[min(6, n - 1)] = np.eye(c, dtype=np.float32)[c // 2]
+    t[min(6, n - 1)] = 0.0
+    t[min(6, n - 1), c // 2] = 1.0
     return x, t, rng.uniform(0.5, 2.0, c)
 
 
