@@ -241,12 +241,22 @@ def _plain_rows16(kernel: str, arrays: tuple, axis: Any, out: Any, backend: Any)
     return y if hook(kernel, arrays, y) else _DECLINED
 
 
+def _read_only(x: Any) -> bool:
+    """Whether ``x`` is a read-only NumPy array. A plain call's checks fail on
+    that flag alone, and are then tried again on a writeable view or copy of
+    ``x`` (``_writable``): a read-only 8x64 float32 softmax took 9.6 us through
+    the general path and a view, 3.1 us with a writeable input."""
+    return type(x) is np.ndarray and not x.flags.writeable
+
+
 def _plain_rowwise(kernel: str, x: Any, axis: Any, out: Any, backend: Any) -> Any:
     """A plain call (:func:`_host_rows`, :func:`_host_rows16`) of a
     row-preserving kernel (softmax, log_softmax), or None for the general
     path."""
     be = _host_rows(x, axis, backend)
     if be is None:
+        if _read_only(x):
+            return _plain_rowwise(kernel, _writable(x), axis, out, backend)
         y = _plain_rows16(kernel, (x,), axis, out, backend)
         if y is _DECLINED:
             return _rowwise(kernel, x, axis, out, backend, rows_hook=False)
@@ -492,6 +502,9 @@ def logsumexp(
     """
     if not keepdims:
         be = _host_rows(x, axis, backend)
+        if be is None and _read_only(x):
+            x = _writable(x)
+            be = _host_rows(x, axis, backend)
         if be is not None:  # the common call
             lse = np.empty(x.shape[0], dtype=x.dtype)
             be.logsumexp_rows(x, lse)
@@ -623,6 +636,8 @@ def _plain_backward(
     us of a 9.2 us call."""
     be = _host_rows(grad, axis, backend)
     if be is None:
+        if _read_only(grad):
+            return _plain_backward(kernel, _writable(grad), saved, axis, out, backend)
         y = _plain_rows16(kernel, (grad, saved), axis, out, backend)
         if y is _DECLINED:
             name = "log_probs" if kernel.startswith("log") else "probs"
@@ -632,9 +647,13 @@ def _plain_backward(
         type(saved) is not np.ndarray
         or saved.dtype is not grad.dtype
         or saved.shape != grad.shape
-        or not saved.flags.carray
     ):
         return None
+    if not saved.flags.carray:
+        if not saved.flags.writeable:
+            saved = _writable(saved)
+        if not saved.flags.carray:  # strided, or unaligned
+            return None
     if out is None:
         y = np.empty(grad.shape, dtype=grad.dtype)
         getattr(be, kernel)(grad, saved, y)
@@ -1229,6 +1248,11 @@ def _plain_index_grad(
         logits, axis, backend, reduction, "cross_entropy_index_grad_sum"
     )
     if be is None:
+        if _read_only(logits):
+            return _plain_index_grad(
+                _writable(logits), target, weight, ignore_index, reduction,
+                label_smoothing, axis, out, backend, want_loss,
+            )  # fmt: skip
         return None
     if out is not None and not _plain_out(logits, out):
         return None  # check_out's errors, _direct_out's temporaries
@@ -1261,6 +1285,11 @@ def _plain_index_loss(
         logits, axis, backend, reduction, "cross_entropy_index_sum"
     )
     if be is None:
+        if _read_only(logits):
+            return _plain_index_loss(
+                _writable(logits), target, weight, ignore_index, reduction,
+                label_smoothing, axis, backend,
+            )  # fmt: skip
         return None
     n, c = logits.shape
     if n * c > _FUSED_MAX:

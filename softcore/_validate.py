@@ -398,10 +398,16 @@ class _ReadOnlyMemory:
     array: Any
 
 
+VIEW_MIN_BYTES = 1 << 16
+"""Read-only arrays of fewer bytes are copied rather than viewed (:func:`_writable`):
+the copy costs less (0.3 us at 2 KiB, 1.7 at 64 KiB, against 3 us for the view)."""
+
+
 def _writable(a: Any) -> Any:
     """Host array ``a`` itself, or where it is read-only (the caller's: a JAX
     array through ``np.asarray``, a memory map opened ``"r"``, a view marked
-    so) a writeable view of the same memory, without a copy.
+    so) a writeable view of the same memory, without a copy (a copy below
+    ``VIEW_MIN_BYTES``, which is cheaper).
 
     The kernels never write their inputs (the conformance kit checks every
     input after every call), but a JIT may compile a variant per writeability
@@ -413,6 +419,8 @@ def _writable(a: Any) -> Any:
     alone (a copy of the logits cost more, and their memory twice)."""
     if a.flags.writeable:
         return a
+    if a.nbytes < VIEW_MIN_BYTES:
+        return a.copy()
     memory = _ReadOnlyMemory()
     iface = dict(a.__array_interface__)
     iface["data"] = (iface["data"][0], False)

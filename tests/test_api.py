@@ -11,6 +11,7 @@ import pytest
 
 import softcore as sc
 from softcore._backend import KERNELS
+from softcore._validate import VIEW_MIN_BYTES
 
 B = "numpy"
 
@@ -1313,8 +1314,9 @@ def test_read_only_targets_and_weights_reach_kernels_writeable(
 ):
     """A JIT types arrays by their writeability: the core hands a kernel the
     caller's read-only logits, class-index targets and weights as writeable
-    views of the same memory (no copy), so no kernel meets a read-only array.
-    The answers are those of writeable inputs."""
+    views of the same memory (no copy; copies below ``VIEW_MIN_BYTES``, which
+    cost less), so no kernel meets a read-only array. The answers are those
+    of writeable inputs."""
     n, c = 300, 120  # loss-only calls this size take the general path
     x = rng.standard_normal((n, c))
     y = rng.integers(0, c, n)
@@ -1338,16 +1340,16 @@ def test_read_only_targets_and_weights_reach_kernels_writeable(
     got = getattr(sc, op)(ro[0], ro[1], weight=ro[2] if weighted else None, backend=B)
     np.testing.assert_array_equal(got, want)
     assert seen, "no row kernel ran"
+    assert ro[0].nbytes >= VIEW_MIN_BYTES > ro[1].nbytes
     for xr, t, cw in seen:
         assert xr.flags.writeable
         assert xr.ctypes.data == ro[0].ctypes.data, "the logits were copied"
         assert t.flags.writeable
         assert t.dtype == np.int64
         assert cw.flags.writeable
+        assert not np.shares_memory(t, ro[1])  # small: a copy
         if weighted:
-            assert np.shares_memory(cw, ro[2]), "the weights were copied"
-        if not ignore and not weighted:  # else the core writes its own targets
-            assert np.shares_memory(t, ro[1]), "the targets were copied"
+            assert not np.shares_memory(cw, ro[2])
     assert all(not a.flags.writeable for a in ro)  # the caller's flags kept
 
 
@@ -1388,7 +1390,7 @@ _RO_CALLS = {
 
 @pytest.mark.parametrize("backend", _host_backends())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-@pytest.mark.parametrize("n", [4, 300])  # plain calls, and the general path
+@pytest.mark.parametrize("n", [4, 1000])  # arrays copied, arrays viewed
 @pytest.mark.parametrize("op", list(_RO_CALLS))
 def test_read_only_inputs_reach_every_kernel_writeable(
     rng, monkeypatch, op, n, dtype, backend
@@ -1396,8 +1398,9 @@ def test_read_only_inputs_reach_every_kernel_writeable(
     """Every op, given read-only arrays: every array a kernel receives is
     writeable (a read-only one is its own type to a JIT: numba would compile
     each kernel again for it), the logits are the caller's memory (no copy)
-    where they need no conversion, the answers are bitwise those of writeable
-    inputs, and the caller's arrays keep their flags and values."""
+    where they need no conversion and are ``VIEW_MIN_BYTES`` or more, the
+    answers are bitwise those of writeable inputs, and the caller's arrays
+    keep their flags and values."""
     c = 24
     x = rng.standard_normal((n, c)).astype(dtype)
     t = rng.integers(0, c, n)
@@ -1424,9 +1427,9 @@ def test_read_only_inputs_reach_every_kernel_writeable(
     got = call(*ro, backend)
     assert seen, "no kernel ran"
     assert all(a.flags.writeable for a in seen), [a.flags for a in seen]
-    if dtype != np.float16:
-        pointers = {a.ctypes.data for a in seen}
-        assert ro[0].ctypes.data in pointers, "the logits were copied"
+    pointers = {a.ctypes.data for a in seen}
+    viewed = ro[0].ctypes.data in pointers
+    assert viewed == (dtype != np.float16 and x.nbytes >= VIEW_MIN_BYTES)
     for g, w in zip(
         got if isinstance(got, tuple) else (got,),
         want if isinstance(want, tuple) else (want,),
@@ -1438,25 +1441,73 @@ def test_read_only_inputs_reach_every_kernel_writeable(
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+def test_read_only_plain_calls_stay_plain(rng, monkeypatch, backend):
+    """A read-only array that is otherwise plain (2-D, C-contiguous, float32 or
+    float64, the last axis) takes the plain call on a writeable view of it,
+    not the general path (whose steps a small call feels): the general path's
+    first step fails here, and the answers are the writeable inputs' bits."""
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    p = _softmax64(x).astype(np.float32)
+    t = rng.integers(0, 64, 8)
+    calls = {
+        "softmax": lambda x, p: sc.softmax(x, backend=backend),
+        "log_softmax": lambda x, p: sc.log_softmax(x, backend=backend),
+        "logsumexp": lambda x, p: sc.logsumexp(x, backend=backend),
+        "softmax_backward": lambda x, p: sc.softmax_backward(x, p, backend=backend),
+        "log_softmax_backward": lambda x, p: sc.log_softmax_backward(
+            x, p, backend=backend
+        ),
+    }
+    if getattr(sc.get_backend(backend), "cross_entropy_index_sum", None):
+        calls["cross_entropy"] = lambda x, p: sc.cross_entropy(x, t, backend=backend)
+        calls["cross_entropy_with_grad"] = lambda x, p: sc.cross_entropy_with_grad(
+            x, t, backend=backend
+        )
+    want = {k: call(x, p) for k, call in calls.items()}
+    from softcore import _api
+
+    def general(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_prepare", general)
+    xr, pr = _read_only(x), _read_only(p)
+    for k, call in calls.items():
+        got = call(xr, pr)
+        for g, w in zip(
+            got if isinstance(got, tuple) else (got,),
+            want[k] if isinstance(want[k], tuple) else (want[k],),
+            strict=True,
+        ):
+            assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), k
+
+
 def test_writable_view_keeps_the_memory_alive():
     """The writeable view of a read-only array holds the array: deleting every
-    other reference leaves the view's values intact, and a writeable array is
-    returned as it is."""
+    other reference leaves the view's values intact; a writeable array is
+    returned as it is, a small read-only one copied."""
     import gc
 
     from softcore._validate import _writable
 
-    a = np.arange(12.0).reshape(3, 4)[:, ::2]  # a strided view, its base unnamed
+    n = VIEW_MIN_BYTES // 8
+    a = np.arange(6.0 * n).reshape(3, 2 * n)[:, ::2]  # strided, its base unnamed
     a.setflags(write=False)
+    want = a.copy()
     v = _writable(a)
     assert v.flags.writeable
     assert (v.shape, v.strides) == (a.shape, a.strides)
     assert np.shares_memory(v, a)
     del a
     gc.collect()
-    assert v.tolist() == [[0.0, 2.0], [4.0, 6.0], [8.0, 10.0]]
+    assert np.array_equal(v, want)
     w = np.ones(3)
     assert _writable(w) is w
+    small = np.ones(3)
+    small.setflags(write=False)
+    c = _writable(small)
+    assert c.flags.writeable
+    assert not np.shares_memory(c, small)
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")

@@ -875,9 +875,9 @@ def test_mode_choice_depends_on_shape_only():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_read_only_input(dtype, rng):
     """A read-only x, as the core hands it over (a writeable view of its memory,
-    no copy): the same results, and x untouched (the in-place loops write
-    through ``out`` only)."""
-    x = _x(rng, (5, 7), dtype)
+    no copy, for an array this large): the same results, and x untouched (the
+    in-place loops write through ``out`` only)."""
+    x = _x(rng, (5, 7000), dtype)
     keep = x.copy()
     x.setflags(write=False)
     x = _writable(x)
