@@ -145,10 +145,9 @@ _I64 = np.dtype(np.int64)
 
 def _plain_2d(x: Any, axis: Any) -> bool:
     """Whether ``x`` is a C-contiguous, aligned and writeable 2-D NumPy array
-    and ``axis`` its last as a Python int: the layout of a plain host call. A
-    read-only array takes the general path, which hands the kernels a writeable
-    view of it (``_writable``); ``carray`` tells all three flags at the cost
-    of one."""
+    and ``axis`` its last as a Python int: the layout of a plain host call.
+    ``carray`` tells all three flags at the cost of one; a read-only array is
+    tried again as a writeable view or copy (:func:`_read_only`)."""
     return (
         type(x) is np.ndarray
         and type(axis) is int

@@ -437,8 +437,8 @@ def _as_unsigned(t: Any) -> Any:
 
 
 def _int64_rows(t: Any, xp: Any, scratch: Any) -> Any:
-    """Flat targets as contiguous int64: ``t`` itself where it is (on the host
-    a writeable view of it where it is read-only), else a copy (into
+    """Flat targets as contiguous int64: ``t`` itself where it is (on the host,
+    :func:`_writable` of it where it is read-only), else a copy (into
     ``scratch.target`` where there is a scratch)."""
     if scratch is None:
         t = xp.ascontiguousarray(t, dtype=np.int64)
