@@ -649,8 +649,7 @@ def _plain_backward(
     ):
         return None
     if not saved.flags.carray:
-        if not saved.flags.writeable:
-            saved = _writable(saved)
+        saved = _writable(saved)  # a read-only one as a view or copy
         if not saved.flags.carray:  # strided, or unaligned
             return None
     if out is None:
