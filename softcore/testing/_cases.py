@@ -385,6 +385,15 @@ def build(op: str, spec: dict[str, Any], dtype: Any) -> Inputs:
         # finite logits: |z| <= sum_d |x_d| |w_cd| <= 3e38 / 4
         xin = _cast(_values(rng, (n, d), regime) / (4 * d), dtype)
         wl = _cast(rng.uniform(-1, 1, (n_classes, d)), dtype)
+    elif regime == "centred":
+        # logits near -log(C), so that lse is near 0 as in the row ops: a
+        # constant first feature whose weight is -log(C), the rest small
+        xin = rng.standard_normal((n, d)) * 0.5
+        wl = rng.standard_normal((n_classes, d)) * (0.5 / np.sqrt(d))
+        if d:
+            xin[:, 0] = 1.0
+            wl[:, 0] -= np.log(max(n_classes, 1))
+        xin, wl = _cast(xin, dtype), _cast(wl, dtype)
     else:
         xin = _cast(_values(rng, (n, d), regime), dtype)
         wl = _cast(rng.standard_normal((n_classes, d)) * 3 / np.sqrt(d), dtype)
