@@ -11,7 +11,6 @@ import numpy as np
 from softcore import _registry as _reg
 from softcore import _workspace
 from softcore._validate import (
-    CAST_MIN,
     _writable,
     as_array,
     check_axes,
@@ -30,6 +29,7 @@ from softcore._validate import (
     may_alias,
     plan_cross_entropy,
     rows,
+    rows_hook_min,
 )
 
 __all__ = [
@@ -197,11 +197,13 @@ def _host_rows16(x: Any, axis: Any, backend: Any) -> Any:
     """The ``low_precision_rows`` hook of a plain 16-bit host call, or None.
 
     Plain: as for :func:`_host_rows`, but ``x`` float16 or bfloat16 in native
-    byte order with ``CAST_MIN`` elements or more, the sizes whose general path
-    offers the rows to that hook, and the backend one that has it. The call may
-    then hand the rows to the hook at once: at 512x64 float16 the general steps
-    cost about 4 us of a 20 us softmax_backward."""
-    if _plain_2d(x, axis) and x.itemsize == 2 and x.size >= CAST_MIN:
+    byte order with ``rows_hook_min`` elements or more, the sizes whose
+    general path offers the rows to that hook, and the backend one that has
+    it. The call may then hand the rows to the hook at once: at 512x64 float16
+    the general steps cost about 4 us of a 20 us softmax_backward."""
+    if _plain_2d(x, axis) and x.itemsize == 2:
+        if x.size < rows_hook_min(x.dtype, "rows"):
+            return None
         compute, result = float_dtypes(x.dtype, "x")
         if compute is _F32 and result == x.dtype:
             be = _reg.resolve(x, backend)
@@ -217,20 +219,23 @@ _DECLINED = object()
 def _plain_rows16(kernel: str, arrays: tuple, axis: Any, out: Any, backend: Any) -> Any:
     """A plain 16-bit call (:func:`_host_rows16`) of softmax, log_softmax or a
     backward pass (``arrays``, its inputs, all of the first one's dtype, shape
-    and layout): its result, None for the general path, or ``_DECLINED`` where
-    the hook declined (writing nothing): the general path without the hook."""
+    and layout; a read-only saved output is taken as a view or copy, as
+    :func:`_plain_backward` takes it): its result, None for the general path,
+    or ``_DECLINED`` where the hook declined (writing nothing): the general
+    path without the hook."""
     x = arrays[0]
     hook = _host_rows16(x, axis, backend)
     if hook is None:
         return None
-    for a in arrays[1:]:
-        if (
-            type(a) is not np.ndarray
-            or a.dtype != x.dtype
-            or a.shape != x.shape
-            or not a.flags.carray
-        ):
+    if len(arrays) == 2:  # a backward pass: its saved output too
+        s = arrays[1]
+        if type(s) is not np.ndarray or s.dtype != x.dtype or s.shape != x.shape:
             return None
+        if not s.flags.carray:
+            s = _writable(s)  # a read-only one as a view or copy
+            if not s.flags.carray:  # strided, or unaligned
+                return None
+            arrays = (x, s)
     if out is None:
         y = np.empty(x.shape, dtype=x.dtype)
     elif all(_plain_out(a, out) for a in arrays):
@@ -281,7 +286,7 @@ def _rowwise(
         check_out(out, arr.shape, result, xp)
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
-    if rows_hook and result != compute and arr.size >= CAST_MIN:
+    if rows_hook and result != compute and arr.size >= rows_hook_min(result, "rows"):
         done = _low_precision_rows(kernel, be, xp, (arr,), ax, out, result)
         if done is not None:
             return done
@@ -545,7 +550,7 @@ def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     res = None
-    if result != compute and arr.size >= CAST_MIN:
+    if result != compute and arr.size >= rows_hook_min(result, "logsumexp"):
         res = _low_precision_lse(be, xp, arr, ax, result, batch)
     if res is None:
         x2 = rows(arr, ax, compute, xp, be) if arr.size else None
@@ -684,7 +689,7 @@ def _backward(
         check_out(out, g.shape, result, xp)
     if g.size == 0:
         return xp.empty(g.shape, dtype=result) if out is None else out
-    if rows_hook and result != compute and g.size >= CAST_MIN:
+    if rows_hook and result != compute and g.size >= rows_hook_min(result, "rows"):
         done = _low_precision_rows(kernel, be, xp, (g, s), ax, out, result)
         if done is not None:
             return done
@@ -839,7 +844,8 @@ def _ce(
     # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
     hook = getattr(be, "low_precision_rows", None)
     hooked = hook is not None and bool(n) and result != compute
-    hooked = hooked and arr.size >= CAST_MIN
+    kind = "ce_grad" if want_grad else "ce_loss"
+    hooked = hooked and arr.size >= rows_hook_min(result, kind)
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:
         plan = plan_cross_entropy(

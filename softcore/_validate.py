@@ -225,6 +225,30 @@ the array module's own cast, not a backend's ``cast`` hook (one call of it
 costs about what NumPy's whole cast of a small array does)."""
 
 
+ROWS_HOOK_SMALL: dict[str, tuple[str, ...]] = {
+    "rows": ("float16", "bfloat16"),
+    "logsumexp": ("float16",),
+    "ce_grad": ("float16",),
+}
+"""The 16-bit dtypes whose arrays of fewer than ``CAST_MIN`` elements the core
+offers a backend's ``low_precision_rows`` hook, by kind of call: ``rows``
+(softmax, log_softmax and their backward passes), ``logsumexp``, and the
+cross-entropy's ``ce_grad`` (with a gradient) and ``ce_loss``. Where one call
+of the numba backend's hook costs less than the two casts around a float32
+call: NumPy casts float16 an element at a time, ml_dtypes casts a small
+bfloat16 array in about a microsecond. Interleaved in one process, 320-1024
+elements (docs/benchmarks.md, 2026-12-07): the row ops 0.18-0.63 of the time
+(float16), 0.64-0.85 (bfloat16); logsumexp 0.82-0.85 (float16) and 1.12-1.22
+(bfloat16); the class-index gradient 0.52-0.92 (float16) and 1.32-1.37
+(bfloat16); the loss rows alone 0.97-1.22 (float16), 1.28-1.48 (bfloat16)."""
+
+
+def rows_hook_min(dtype: Any, kind: str) -> int:
+    """Fewest elements of a 16-bit ``dtype`` array the core offers the
+    ``low_precision_rows`` hook in a call of ``kind`` (``ROWS_HOOK_SMALL``)."""
+    return 0 if dtype.name in ROWS_HOOK_SMALL.get(kind, ()) else CAST_MIN
+
+
 def _cast_hook(be: Any, x: Any, dtype: Any) -> Any:
     """``be``'s ``cast`` hook where it may convert ``x`` to ``dtype``: float16 or
     bfloat16 to or from float32, ``CAST_MIN`` elements or more; else None."""

@@ -1473,6 +1473,51 @@ def test_read_only_plain_calls_stay_plain(rng, monkeypatch, backend):
         assert _same_bits(call(xr, pr), want[k]), k
 
 
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+@pytest.mark.parametrize("size", [256, VIEW_MIN_BYTES], ids=["copied", "viewed"])
+def test_read_only_16bit_plain_calls_stay_plain(rng, monkeypatch, low, size):
+    """The same for 16-bit rows that the backend's ``low_precision_rows`` hook
+    takes whole: read-only inputs, the saved output of a backward pass among
+    them, still reach the hook without the general path, copied or viewed."""
+    be = sc.get_backend("numba") if "numba" in _host_backends() else None
+    if be is None or getattr(be, "low_precision_rows", None) is None:
+        pytest.skip("no host backend with a low_precision_rows hook installed")
+    if low == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(np.float16)
+    x = (rng.standard_normal((size // 64, 64)) * 3).astype(dtype)
+    p = _softmax64(x.astype(np.float64)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    lp = sc.log_softmax(x, backend="numba")
+    calls = {
+        "softmax": lambda x, g, p, lp: sc.softmax(x, backend="numba"),
+        "log_softmax": lambda x, g, p, lp: sc.log_softmax(x, backend="numba"),
+        "softmax_backward": lambda x, g, p, lp: sc.softmax_backward(
+            g, p, backend="numba"
+        ),
+        "log_softmax_backward": lambda x, g, p, lp: sc.log_softmax_backward(
+            g, lp, backend="numba"
+        ),
+    }
+    want = {k: call(x, g, p, lp) for k, call in calls.items()}
+    from softcore import _api
+
+    def general(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_prepare", general)
+    ro = [_read_only(a) for a in (x, g, p, lp)]
+    for k, call in calls.items():
+        # the saved outputs alone read-only, then every input
+        for args in ((x, g, *ro[2:]), ro):
+            assert _same_bits(call(*args), want[k]), k
+    for a, b in zip(ro, (x, g, p, lp), strict=True):
+        assert not a.flags.writeable
+        assert a.tobytes() == b.tobytes()
+
+
 def test_writable_view_keeps_the_memory_alive():
     """The writeable view of a read-only array holds the array: deleting every
     other reference leaves the view's values intact; a writeable array is
