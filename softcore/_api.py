@@ -844,7 +844,8 @@ def _ce(
     # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
     hook = getattr(be, "low_precision_rows", None)
     hooked = hook is not None and bool(n) and result != compute
-    kind = "ce_grad" if want_grad else "ce_loss"
+    index = getattr(getattr(target, "dtype", None), "kind", None) in ("i", "u")
+    kind = "ce_index_grad" if want_grad and index else "ce"
     hooked = hooked and arr.size >= rows_hook_min(result, kind)
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:

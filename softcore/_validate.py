@@ -229,20 +229,21 @@ costs about what NumPy's whole cast of a small array does)."""
 ROWS_HOOK_SMALL: dict[str, tuple[str, ...]] = {
     "rows": ("float16", "bfloat16"),
     "logsumexp": ("float16",),
-    "ce_grad": ("float16",),
+    "ce_index_grad": ("float16",),
 }
 """The 16-bit dtypes whose arrays of fewer than ``CAST_MIN`` elements the core
 offers a backend's ``low_precision_rows`` hook, by kind of call: ``rows``
-(softmax, log_softmax and their backward passes), ``logsumexp``, and the
-cross-entropy's ``ce_grad`` (with a gradient) and ``ce_loss``. Where one call
-of the numba backend's hook costs less than the two casts around a float32
-call: NumPy casts float16 an element at a time, ml_dtypes casts a small
-bfloat16 array in about a microsecond. Interleaved in one process, 320-1024
-elements (docs/benchmarks.md, 2026-12-07): the row ops 0.19-0.76 of the time
-(float16 and bfloat16); logsumexp 0.79-0.94 (float16) and 0.90-1.03
-(bfloat16: even, so the casts stay); the class-index gradient 0.45-0.94
-(float16) and 1.14-1.37 (bfloat16); the loss rows alone 0.93-1.57 (float16),
-1.16-1.48 (bfloat16)."""
+(softmax, log_softmax and their backward passes), ``logsumexp``,
+``ce_index_grad`` (a class-index cross-entropy with its gradient) and ``ce``
+(any other cross-entropy). Where one call of the numba backend's hook costs
+less than the two casts around a float32 call: NumPy casts float16 an element
+at a time, ml_dtypes casts a small bfloat16 array in about a microsecond.
+Interleaved in one process, 320-1024 elements (docs/benchmarks.md,
+2026-12-07): the row ops 0.19-0.76 of the time (float16 and bfloat16);
+logsumexp 0.79-0.94 (float16) and 0.90-1.03 (bfloat16: even, so the casts
+stay); the class-index gradient 0.45-0.94 (float16) and 1.14-1.37
+(bfloat16); the loss rows alone 0.93-1.57 (float16), 1.16-1.48 (bfloat16);
+the float16 probability-target gradient 0.79-1.17."""
 
 
 def rows_hook_min(dtype: Any, kind: str) -> int:
