@@ -240,9 +240,9 @@ less than the two casts around a float32 call: NumPy casts float16 an element
 at a time, ml_dtypes casts a small bfloat16 array in about a microsecond.
 Interleaved in one process, 320-1024 elements (docs/benchmarks.md,
 2026-12-07): the row ops 0.19-0.76 of the time (float16 and bfloat16);
-logsumexp 0.79-0.94 (float16) and 0.90-1.03 (bfloat16: even, so the casts
-stay); the class-index gradient 0.45-0.94 (float16) and 1.14-1.37
-(bfloat16); the loss rows alone 0.93-1.57 (float16), 1.16-1.48 (bfloat16);
+logsumexp 0.79-0.94, once 1.08 (float16), and 0.90-1.03 (bfloat16: even, so
+the casts stay); the class-index gradient 0.45-0.94 (float16) and 1.14-1.37
+(bfloat16); the loss rows alone 0.97-1.57 (float16), 1.16-1.48 (bfloat16);
 the float16 probability-target gradient 0.79-1.17."""
 
 
