@@ -231,11 +231,10 @@ def _plain_rows16(kernel: str, arrays: tuple, axis: Any, out: Any, backend: Any)
         s = arrays[1]
         if type(s) is not np.ndarray or s.dtype != x.dtype or s.shape != x.shape:
             return None
-        if not s.flags.carray:
-            s = _writable(s)  # a read-only one as a view or copy
-            if not s.flags.carray:  # strided, or unaligned
-                return None
-            arrays = (x, s)
+        s = _plain_saved(s)
+        if s is None:
+            return None
+        arrays = (x, s)
     if out is None:
         y = np.empty(x.shape, dtype=x.dtype)
     elif all(_plain_out(a, out) for a in arrays):
@@ -243,6 +242,17 @@ def _plain_rows16(kernel: str, arrays: tuple, axis: Any, out: Any, backend: Any)
     else:
         return None
     return y if hook(kernel, arrays, y) else _DECLINED
+
+
+def _plain_saved(saved: Any) -> Any:
+    """A plain backward call's saved output (a NumPy array of its gradient's
+    dtype and shape) as the kernel takes it: itself where C-contiguous, aligned
+    and writeable, a writeable view or copy where only read-only, else None (a
+    strided or unaligned one: the general path)."""
+    if saved.flags.carray:
+        return saved
+    saved = _writable(saved)
+    return saved if saved.flags.carray else None
 
 
 def _read_only(x: Any) -> bool:
@@ -653,10 +663,9 @@ def _plain_backward(
         or saved.shape != grad.shape
     ):
         return None
-    if not saved.flags.carray:
-        saved = _writable(saved)  # a read-only one as a view or copy
-        if not saved.flags.carray:  # strided, or unaligned
-            return None
+    saved = _plain_saved(saved)
+    if saved is None:
+        return None
     if out is None:
         y = np.empty(grad.shape, dtype=grad.dtype)
         getattr(be, kernel)(grad, saved, y)
@@ -844,9 +853,10 @@ def _ce(
     # 16-bit logits the backend's hook may take whole, with 16-bit probabilities
     hook = getattr(be, "low_precision_rows", None)
     hooked = hook is not None and bool(n) and result != compute
-    index = getattr(getattr(target, "dtype", None), "kind", None) in ("i", "u")
-    kind = "ce_index_grad" if want_grad and index else "ce"
-    hooked = hooked and arr.size >= rows_hook_min(result, kind)
+    if hooked:  # 16-bit logits: the small ones by kind of call
+        index = getattr(getattr(target, "dtype", None), "kind", None) in ("i", "u")
+        kind = "ce_index_grad" if want_grad and index else "ce"
+        hooked = arr.size >= rows_hook_min(result, kind)
     scratch = _workspace.take(xp, n)  # see _workspace: no fresh pages per call
     try:
         plan = plan_cross_entropy(
