@@ -1053,6 +1053,9 @@ def _index_rows_call(
 
 
 _CAST_MAX = {np.dtype(np.float32): float(np.finfo(np.float32).max)}
+_HALF_MAX = {"float16": 65504.0, "bfloat16": float.fromhex("0x1.fep127")}
+"""The largest finite float16 and bfloat16, by scalar type name (a float64
+below it rounds to float32 and on to the 16-bit type without overflow)."""
 
 
 _NO_WEIGHT = np.empty(0)  # the fused kernel's "no class weight"
@@ -1352,6 +1355,10 @@ def _scalar_loss(
         total = total / normaliser if normaliser else total * np.nan
     if xp is np:
         if result.itemsize == 2:
+            if abs(total) <= _HALF_MAX.get(result.type.__name__, 0.0):
+                # neither rounding can overflow: the scalars' own casts, the
+                # bits of _loss_as's (3.6 us under errstate, 0.8 without)
+                return result.type(_F32.type(total))
             with np.errstate(over="ignore"):
                 return _loss_as(np.float64(total), result)
         top = _CAST_MAX.get(result)

@@ -6,6 +6,8 @@ conformance kit (tests/test_conformance.py) checks every backend far more widely
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -384,6 +386,35 @@ def test_16bit_losses_are_the_float32_losses_rounded(backend, low):
         kw = {"reduction": reduction, "backend": backend}
         got = sc.linear_cross_entropy(x, eye.astype(dt), t, **kw)
         same(got, sc.linear_cross_entropy(x32, eye, t, **kw), f"linear, {reduction}")
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_16bit_losses_beyond_the_range_are_inf_without_a_warning(backend, low):
+    """A 16-bit loss too large for its dtype is inf, as the float32 loss
+    rounded is, and no overflow warning escapes; one just inside the range
+    stays finite (the reduced loss's cast is guarded by the range alone)."""
+    if low == "float16":
+        dt, big = np.dtype(np.float16), 4e4
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+        dt, big = np.dtype(ml_dtypes.bfloat16), 2e38
+    x = np.array([[-big, big], [0.0, 1.0]], dtype=np.float32).astype(dt)
+    t = np.array([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for f in (sc.cross_entropy, _ce_loss_only):
+            kw = {"backend": backend}
+            total = f(x, t, reduction="sum", **kw)
+            assert total.dtype == dt, f.__name__
+            assert np.isposinf(total), f.__name__
+            mean = f(x, t, reduction="mean", **kw)  # 2 big / 2: in range
+            assert np.isfinite(mean), f.__name__
+            want = f(x.astype(np.float32), t, reduction="mean", **kw).astype(dt)
+            assert mean.view(np.uint16) == want.view(np.uint16), f.__name__
+            rows = f(x, t, reduction="none", **kw)
+            assert np.isposinf(rows[0]), f.__name__
+            assert np.isfinite(rows[1]), f.__name__
 
 
 def test_any_axis_and_batch_dims(rng):
