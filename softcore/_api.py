@@ -105,7 +105,8 @@ def _direct_out(
     o_last = out if ax == out.ndim - 1 else xp.moveaxis(out, ax, -1)
     if not o_last.flags.c_contiguous:
         return None
-    cand = o_last if o_last.ndim == 2 else o_last.reshape(shape2)
+    # a 2-D out of another shape: all of a 2-D array's axes as one class axis
+    cand = o_last if o_last.shape == shape2 else o_last.reshape(shape2)
     # plain loops, not any() over generators: a small call feels each step
     for a in inputs:
         if may_alias(a, cand, xp):

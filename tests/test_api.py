@@ -769,9 +769,23 @@ def test_several_axes_as_one_class_axis(rng, backend, dtype, axis):
 
 
 @pytest.mark.parametrize("backend", _host_backends())
-@pytest.mark.parametrize("axis", [(1, 2), (0, 2), None], ids=str)
-def test_several_axes_with_out(rng, backend, axis):
-    x = rng.standard_normal((3, 4, 5))
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((3, 4, 5), (1, 2)),
+        ((3, 4, 5), (0, 2)),
+        ((3, 4, 5), None),
+        # every axis of a 2-D array: the out= array keeps its 2-D shape but
+        # stands for one row (softmax wrote into it as (4, 5) rows, wrongly)
+        ((4, 5), None),
+        ((4, 5), (0, 1)),
+        ((4, 5), (1, 0)),
+        ((700, 47), (-2, -1)),
+    ],
+    ids=str,
+)
+def test_several_axes_with_out(rng, backend, shape, axis):
+    x = rng.standard_normal(shape)
     want = sc.softmax(x, axis=axis, backend=backend)
     out = np.full_like(x, 7.0)
     assert sc.softmax(x, axis=axis, out=out, backend=backend) is out
