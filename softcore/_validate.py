@@ -260,7 +260,8 @@ def _cast_hook(be: Any, x: Any, dtype: Any) -> Any:
         return None
     a, b = x.dtype, np.dtype(dtype)
     low = b if a == _F32 else a if b == _F32 else None
-    if low is None or low.itemsize != 2 or not is_floating(low):
+    # the hook converts native bits; NumPy swaps the bytes of any other order
+    if low is None or low.itemsize != 2 or not low.isnative or not is_floating(low):
         return None
     return getattr(be, "cast", None)
 

@@ -801,6 +801,51 @@ def test_several_axes_with_out(rng, backend, shape, axis):
     np.testing.assert_array_equal(out16, want16.astype(np.float16))
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("shape", [(38, 28), (4, 64)], ids=str)
+def test_big_endian_float16_inputs_give_the_native_bits(backend, shape):
+    """Big-endian float16 inputs (every array of the call) give the bits of
+    native copies, past 1024 elements (38x28), where the core widens 16-bit
+    rows through the backend's ``cast`` hook, which reads native bits (the
+    numba backend's softmax of such an array was NaN), and below it (4x64)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float16)
+    g = rng.standard_normal(shape).astype(np.float16)
+    p = sc.softmax(x, backend=backend)
+    lp = sc.log_softmax(x, backend=backend)
+    t = rng.integers(0, shape[1], shape[0])
+    calls = {
+        "softmax": lambda x, g, p, lp: sc.softmax(x, backend=backend),
+        "log_softmax": lambda x, g, p, lp: sc.log_softmax(x, backend=backend),
+        "logsumexp": lambda x, g, p, lp: sc.logsumexp(x, backend=backend),
+        "softmax over all axes": lambda x, g, p, lp: sc.softmax(
+            x, axis=None, backend=backend
+        ),
+        "softmax_backward": lambda x, g, p, lp: sc.softmax_backward(
+            g, p, backend=backend
+        ),
+        "log_softmax_backward": lambda x, g, p, lp: sc.log_softmax_backward(
+            g, lp, backend=backend
+        ),
+        "cross_entropy_with_grad": lambda x, g, p, lp: sc.cross_entropy_with_grad(
+            x, t, label_smoothing=0.1, backend=backend
+        ),
+        "probability targets": lambda x, g, p, lp: sc.cross_entropy_with_grad(
+            x, p, reduction="none", backend=backend
+        ),
+    }
+    for name, f in calls.items():
+        want = f(x, g, p, lp)
+        got = f(*(a.astype(">f2") for a in (x, g, p, lp)))
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        for w, r in zip(want, got, strict=True):
+            assert np.asarray(r).dtype == np.float16, name
+            np.testing.assert_array_equal(
+                np.asarray(r).view(np.uint16), np.asarray(w).view(np.uint16), name
+            )
+
+
 def test_all_axes_of_a_scalar_and_of_empty_arrays():
     assert sc.logsumexp(np.float64(3.0), axis=None, backend=B) == 3.0
     assert sc.softmax(np.float64(3.0), axis=None, backend=B) == 1.0

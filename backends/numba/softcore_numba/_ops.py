@@ -362,8 +362,9 @@ _U16 = np.dtype(np.uint16)
 
 
 def _sixteen_bit(dt) -> bool | None:
-    """True for float16, False for bfloat16, None for any other dtype."""
-    if dt.itemsize != 2:
+    """True for float16, False for bfloat16, None for any other dtype (a
+    16-bit one in the other byte order among them)."""
+    if dt.itemsize != 2 or not dt.isnative:
         return None
     if dt.kind == "f":
         return True

@@ -70,16 +70,17 @@ def test_layouts(
     sc: Any, backend: Any, op: str, layout: str, data: st.DataObject
 ) -> None:
     """Non-contiguous, Fortran, transposed, negatively strided, read-only and
-    big-endian inputs (every array argument) give bitwise the result of contiguous
-    native copies. On a device backend the layouts are made on the device; the
-    read-only and big-endian ones, which only NumPy has, are skipped there."""
+    big-endian inputs (every array argument; float32, float64 or float16) give
+    bitwise the result of contiguous native copies. On a device backend the
+    layouts are made on the device; the read-only and big-endian ones, which
+    only NumPy has, are skipped there."""
     xp = backend.xp
     if xp is not np and layout in NUMPY_ONLY:
         pytest.skip(
             f"{layout} arrays exist only in NumPy; backend {backend.name!r} "
             f"computes on {getattr(xp, '__name__', xp)!r} arrays"
         )
-    dtype = data.draw(st.sampled_from(["float32", "float64"]), label="dtype")
+    dtype = data.draw(st.sampled_from(["float32", "float64", "float16"]), label="dtype")
     spec = draw_spec(data, op)
     inputs = _cases.build(op, spec, dtype)
     plain = inputs.copy()
