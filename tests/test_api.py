@@ -846,6 +846,30 @@ def test_big_endian_float16_inputs_give_the_native_bits(backend, shape):
             )
 
 
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_empty_16bit_logsumexp(backend, low):
+    """A 16-bit logsumexp of an empty array is ``-inf`` (or empty) of the batch
+    shape, along every axis: small float16 calls go to the backend's rows hook
+    from no elements at all, and an empty class axis made the float16 call
+    fail to reshape its rows."""
+    if low == "float16":
+        dt = np.dtype(np.float16)
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    for shape in [(0, 3, 2), (2, 0, 3), (3, 0), (0, 3), (0,)]:
+        for ax in range(-len(shape), len(shape)):
+            x = np.zeros(shape, dt)
+            got = sc.logsumexp(x, axis=ax, backend=backend)
+            batch = shape[: ax % len(shape)] + shape[ax % len(shape) + 1 :]
+            assert np.shape(got) == batch, (shape, ax)
+            assert np.asarray(got).dtype == dt, (shape, ax)
+            if shape[ax] == 0:  # no classes: -inf for every row
+                want = np.full(batch, -np.inf)
+                np.testing.assert_array_equal(np.asarray(got, np.float64), want)
+
+
 def test_all_axes_of_a_scalar_and_of_empty_arrays():
     assert sc.logsumexp(np.float64(3.0), axis=None, backend=B) == 3.0
     assert sc.softmax(np.float64(3.0), axis=None, backend=B) == 1.0
