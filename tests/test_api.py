@@ -429,6 +429,72 @@ def test_any_axis_and_batch_dims(rng):
     assert jac.shape == (3, 4, 2, 5, 5)
 
 
+def _ce_row64(x, y, w, eps):
+    """One class-index row's loss in float64: 0 for a row that carries no
+    weight, else the formula taken literally."""
+    x = np.asarray(x, np.float64)
+    c = x.size
+    w = np.ones(c) if w is None else np.asarray(w, np.float64)
+    if (1 - eps) * w[y] == 0 and eps == 0:
+        return 0.0
+    m = x.max()
+    lse = m + np.log(np.exp(x - m).sum())
+    with np.errstate(invalid="ignore"):
+        loss = (1 - eps) * w[y] * (lse - x[y])
+        return loss + eps / c * np.sum(w * (lse - x)) if eps else loss
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("c", [3, 100, 20000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_takes_zero_times_inf_as_nan(backend, c, dtype):
+    """Label smoothing 1 with the target on a ``-inf`` logit, or a zero class
+    weight on a ``-inf`` logit with smoothing: the class-index loss is its
+    formula taken literally, ``0 * inf = NaN``, as in PyTorch; a row that
+    carries no weight at all (a zero class weight on its target, no smoothing)
+    is 0, as an ignored row is. The row sits among ordinary ones at widths the
+    numba backend takes with its short-row, row and wide kernels, through the
+    fused small call (reduced) and the general path (per row); the gradient
+    stays finite. (numba took these as 0: a loss of inf or a finite one.)"""
+    rng = np.random.default_rng(5)
+    n = 8
+    x = rng.standard_normal((n, c)).astype(dtype)
+    x[0, 0] = -np.inf
+    w0 = np.ones(c)
+    w0[0] = 0.0
+    cases = [  # weight, smoothing, row 0's target, its loss
+        (None, 1.0, 0, np.nan),
+        (w0, 0.5, 0, np.nan),
+        (w0, 0.5, 1, np.nan),  # the smoothing sum's 0 * inf, the target elsewhere
+        (None, 0.5, 0, np.inf),
+        (w0, 0.0, 0, 0.0),
+        (None, 0.0, 1, None),  # finite: the -inf logit is not the target
+        (None, 1.0, 1, np.inf),
+    ]
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for w, eps, y0, want0 in cases:
+        t = rng.integers(1, c, n)
+        t[0] = y0
+        kw = {"weight": w, "label_smoothing": eps, "backend": backend}
+        what = f"weight {w is not None}, smoothing {eps}, target {y0}"
+        rows = np.asarray(sc.cross_entropy(x, t, reduction="none", **kw), np.float64)
+        want = np.array([_ce_row64(x[i], t[i], w, eps) for i in range(n)])
+        if want0 is not None:
+            np.testing.assert_array_equal(want[0], want0, err_msg=what)
+        np.testing.assert_allclose(rows, want, rtol=rtol, err_msg=what)
+        total, grad = sc.cross_entropy_with_grad(x, t, reduction="sum", **kw)
+        np.testing.assert_allclose(
+            np.float64(total), want.sum(), rtol=rtol, err_msg=what
+        )
+        np.testing.assert_allclose(
+            np.float64(sc.cross_entropy(x, t, reduction="sum", **kw)),
+            want.sum(),
+            rtol=rtol,
+            err_msg=what,
+        )
+        assert np.isfinite(grad).all(), what
+
+
 def test_logsumexp_of_1d_is_a_scalar_and_empty_axis_is_minus_inf():
     assert np.ndim(sc.logsumexp(np.zeros(4), backend=B)) == 0
     res = sc.logsumexp(np.zeros((3, 0)), backend=B)

@@ -21,8 +21,15 @@ The cross-entropy functions follow ``torch.nn.functional.cross_entropy``'s formu
   is the gradient of every kept row, as in PyTorch);
 - probability targets: ``t <- (1-e) t + e/C``; ``loss_r = sum_c w_c t_rc (-log
   p_rc)``; the mean divides by the number of rows;
-- terms whose coefficient is exactly 0 add 0 even where the log-probability is
-  ``-inf``; a row whose coefficients are all 0 has loss 0 and a zero gradient.
+- class-index rows take PyTorch's two parts as they are: ``0 * inf`` is NaN, so
+  label smoothing 1 with the target's logit ``-inf``, or a zero class weight on a
+  ``-inf`` logit with smoothing, is a NaN loss; a row whose ``(1-e) w[y_r]`` and
+  ``e`` are both 0 (ignored, or a zero class weight on its target without
+  smoothing) has loss 0 and a zero gradient, even where its target's logit is
+  ``-inf`` (PyTorch: NaN there, the one case softcore reads otherwise);
+- probability-target terms whose coefficient is exactly 0 add 0 even where the
+  log-probability is ``-inf`` (PyTorch: NaN); a row whose coefficients are all 0
+  has loss 0.
 """
 
 from __future__ import annotations
@@ -275,8 +282,14 @@ def cross_entropy_parts(
     magnitude = np.abs(x2) if mag is None else _ld(mag).reshape(x2.shape)
     with np.errstate(all="ignore"):
         nz = a != 0
-        terms = np.where(nz, a * -log_p, LD(0))
-        loss_rows = terms.sum(-1)
+        if index_target:
+            # PyTorch's parts, 0 * inf = NaN; a row with neither part is 0
+            nll = -log_p[np.arange(a.shape[0]), y]
+            smooth = -(w[None, :] * log_p).sum(-1)
+            loss_rows = alpha * nll + np.where(beta != 0, beta * smooth, LD(0))
+            loss_rows = np.where((alpha == 0) & (beta == 0), LD(0), loss_rows)
+        else:
+            loss_rows = np.where(nz, a * -log_p, LD(0)).sum(-1)
         size = np.maximum(
             np.maximum(np.abs(log_p), np.abs(lse)[:, None]), np.maximum(magnitude, 1)
         )

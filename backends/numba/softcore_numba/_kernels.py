@@ -1386,14 +1386,19 @@ def _seg_wdot(xr, j0, j1, M, cw):
     ws = cw[j0:j1]
     acc = 0.0
     for j in range(xs.shape[0]):
-        w = ws[j]
-        acc += (w * (M - np.float64(xs[j]))) if w != 0.0 else 0.0
+        acc += ws[j] * (M - np.float64(xs[j]))  # 0 * inf is NaN, as in PyTorch
     return acc
 
 
 @njit(**_GLUE)
 def _ce_loss(a, b, M, log_s, xy, wdot, W):
-    loss = a * ((M - xy) + log_s) if a != 0.0 else 0.0
+    """A class-index row's loss ``a (lse - x_y) + b sum_j w_j (lse - x_j)``:
+    0 for a row that is not kept (``a = b = 0``), else the formula taken
+    literally, so ``0 * inf`` is NaN there as in PyTorch (label smoothing 1, or
+    a zero class weight, on a ``-inf`` logit)."""
+    if a == 0.0 and b == 0.0:
+        return 0.0
+    loss = a * ((M - xy) + log_s)
     if b != 0.0:
         loss += b * (wdot + W * log_s)
     return loss
@@ -2492,9 +2497,9 @@ def _short_max(x, r):
 
 @njit(**_GLUE)
 def _wdot_term(w, m, v):
-    """A term ``w (m - v)`` of the smoothing sum; 0 where ``w = 0``, so a ``-inf``
-    logit of weight 0 adds nothing."""
-    return (w * (m - np.float64(v))) if w != 0.0 else 0.0
+    """A term ``w (m - v)`` of the smoothing sum; NaN for a ``-inf`` logit of
+    weight 0 (``0 * inf``), as in PyTorch and the reference."""
+    return w * (m - np.float64(v))
 
 
 @njit(**_GLUE)

@@ -218,12 +218,11 @@ def test_neg_inf_entries(
     sc: Any, backend: Any, op: str, dtype: str, data: st.DataObject
 ) -> None:
     """-inf entries of an otherwise finite row: probability 0, log-probability -inf,
-    the rest of the row as if they were absent.
-
-    (Cross-entropy draws no zero class weight and no label smoothing of 1 here: a
-    zero coefficient times an infinite log-probability is NaN in PyTorch's formula
-    but 0 for probability targets in the contract, an ambiguity left untested.)"""
-    spec = draw_spec(data, op, max_c=12, zero_weight=False, label_smoothing=0.1)
+    the rest of the row as if they were absent. Cross-entropy draws zero class
+    weights and label smoothing of 1 too: a class-index row takes PyTorch's
+    formula as it is (``0 * inf`` is NaN), but a row that carries no weight is
+    0; a probability-target term with a zero coefficient adds 0 (``_oracle``)."""
+    spec = draw_spec(data, op, max_c=12)
     inputs = _cases.build(op, spec, dtype)
     rows = rows_view(inputs.x, inputs.class_axis)
     rng = np.random.default_rng(spec["seed"] + 2)
