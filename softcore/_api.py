@@ -842,8 +842,13 @@ def _ce(
                 return loss, None
     # 16-bit logits widened for the loss with its gradient (the loss then the
     # loss alone's bits); the gradient alone keeps their own rows, faster there
-    # (1.03-1.11x the time at 512x32 through float32, bench 2026-12-06 night)
-    if fused and want_grad and reduction != "none" and (want_loss or result == compute):
+    # (1.03-1.11x the time at 512x32 through float32, bench 2026-12-06 night),
+    # but for a weighted mean, whose scale the fused kernel sums in row order
+    # (the general path pairwise): the float32 call's bits rounded, as always
+    widen = (
+        want_loss or result == compute or (weight is not None and reduction == "mean")
+    )
+    if fused and want_grad and reduction != "none" and widen:
         done = _fused_index_grad(
             be, arr, ax, target, weight, ignore_index, reduction, label_smoothing,
             compute, result, xp, out, want_loss,
