@@ -561,11 +561,12 @@ def _logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
     be, xp, arr, ax, compute, result = _prepare(x, axis, backend)
     batch = arr.shape[:ax] + arr.shape[ax + 1 :]
     res = None
-    n = arr.size  # never an empty one: rows_hook_min is 0 for small float16 calls
+    n = arr.size  # an empty array takes the general path (-inf rows), even where
+    # rows_hook_min is 0 (small float16 calls)
     if result != compute and n and n >= rows_hook_min(result, "logsumexp"):
         res = _low_precision_lse(be, xp, arr, ax, result, batch)
     if res is None:
-        x2 = rows(arr, ax, compute, xp, be) if arr.size else None
+        x2 = rows(arr, ax, compute, xp, be) if n else None
         res = _lse_rows(be, xp, x2, batch, compute, result)
     if keepdims:
         return xp.expand_dims(res, ax)
