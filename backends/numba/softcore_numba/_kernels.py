@@ -3241,8 +3241,14 @@ def cross_entropy_grad_short_ser(x, target, alpha, beta, cw, gs, loss_out, grad_
 #
 # A small class-index cross-entropy whole: the core's target plan, the row losses
 # and their sum in one call, for a batch too small to thread (the core's NumPy
-# steps cost more than the arithmetic there). Two entry points, so that a first
-# call compiles only the row kernel its width takes.
+# steps cost more than the arithmetic there). One entry point per row kernel
+# (``_short``, ``_grouped``, ``_rows``: the serial drivers of the same names),
+# picked by ``_ops`` as the backend's rule picks the driver, so that a first call
+# compiles only the row kernel its width takes: a numba function compiles every
+# function it may call, and the entry points that chose between two drivers
+# made a first small ``cross_entropy_with_grad`` compile both (64x100 float32,
+# one process, a cold cache: 30 s, of which the unused driver took 7; at 1000
+# classes the unused grouped driver took 17-22 s).
 
 
 @njit(**_GLUE)
@@ -3284,37 +3290,55 @@ def _row_sum(loss):
     return total
 
 
+@njit(**_GLUE)
+def _index_sum_plan(x, target, cw, ignore_index, eps):
+    """The fused loss's plan and its row-loss buffer: ``(bad, t, alpha, beta,
+    w, norm, loss)``."""
+    bad, t, alpha, beta, w, norm = _index_plan(
+        target, cw, ignore_index, eps, x.shape[1]
+    )
+    return bad, t, alpha, beta, w, norm, np.empty(x.shape[0])
+
+
 @njit(**_KW)
 def cross_entropy_index_sum_short(x, target, cw, ignore_index, eps):
-    """``(bad, total, norm)`` of a small batch of short rows (``C < SHORT_C``):
-    ``bad`` the first row whose target is neither a class nor ``ignore_index``
-    (then nothing is computed), else -1; ``total`` the row losses' sum and
-    ``norm`` the kept rows' summed weight, both in row order. ``target`` int64
-    ``(rows,)`` unchecked; ``cw`` float64 ``(C,)``, or ``(0,)`` for no weight."""
-    n, C = x.shape
-    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    """``(bad, total, norm)`` of a small batch by the short-row driver
+    (``C < SHORT_C``): ``bad`` the first row whose target is neither a class
+    nor ``ignore_index`` (then nothing is computed), else -1; ``total`` the
+    row losses' sum and ``norm`` the kept rows' summed weight, both in row
+    order. ``target`` int64 ``(rows,)`` unchecked; ``cw`` float64 ``(C,)``, or
+    ``(0,)`` for no weight."""
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
     if bad >= 0:
         return bad, 0.0, 0.0
-    loss = np.empty(n)
-    if x.itemsize == 4 and C >= CE_SHORT_GROUPED_C:  # as the backend's rule
-        cross_entropy_grouped_ser(x, t, alpha, beta, w, loss)
-    else:
-        cross_entropy_short_ser(x, t, alpha, beta, w, loss)
+    cross_entropy_short_ser(x, t, alpha, beta, w, loss)
+    return -1, _row_sum(loss), norm
+
+
+@njit(**_KW)
+def cross_entropy_index_sum_grouped(x, target, cw, ignore_index, eps):
+    """As :func:`cross_entropy_index_sum_short`, by the grouped driver."""
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    cross_entropy_grouped_ser(x, t, alpha, beta, w, loss)
     return -1, _row_sum(loss), norm
 
 
 @njit(**_KW)
 def cross_entropy_index_sum_rows(x, target, cw, ignore_index, eps):
-    """As :func:`cross_entropy_index_sum_short`, for rows of ``SHORT_C`` or more."""
-    n, C = x.shape
-    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    """As :func:`cross_entropy_index_sum_short`, a row at a time (rows of
+    ``SHORT_C`` classes or more)."""
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
     if bad >= 0:
         return bad, 0.0, 0.0
-    loss = np.empty(n)
-    if C * x.itemsize <= SMALL_GROUP_ROW_BYTES:  # as the backend's rule
-        cross_entropy_grouped_ser(x, t, alpha, beta, w, loss)
-    else:
-        cross_entropy_ser(x, t, alpha, beta, w, loss)
+    cross_entropy_ser(x, t, alpha, beta, w, loss)
     return -1, _row_sum(loss), norm
 
 
@@ -3342,6 +3366,15 @@ def _nan_kept_rows(target, ignore_index, grad_out):
             grad_out[i, :] = np.nan
 
 
+@njit(**_GLUE)
+def _index_grad_done(target, ignore_index, mean, norm, loss, grad_out):
+    """The fused gradient's end: NaN rows where a mean has no weight, and
+    ``(-1, total, norm)``."""
+    if mean and norm == 0.0:
+        _nan_kept_rows(target, ignore_index, grad_out)
+    return -1, _row_sum(loss), norm
+
+
 @njit(**_KW)
 def cross_entropy_index_grad_sum_short(
     x, target, cw, ignore_index, eps, mean, grad_out
@@ -3349,35 +3382,40 @@ def cross_entropy_index_grad_sum_short(
     """``(bad, total, norm)`` as :func:`cross_entropy_index_sum_short`, the
     gradient of the mean (``mean``) or the sum into ``grad_out`` (which may be
     ``x`` itself); nothing written where ``bad >= 0``."""
-    n, C = x.shape
-    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
     if bad >= 0:
         return bad, 0.0, 0.0
     gs = _index_grad_scale(norm, mean)
-    loss = np.empty(n)
-    if x.itemsize == 4 and C >= CE_SHORT_GROUPED_C:  # as the backend's rule
-        cross_entropy_grad_grouped_ser(x, t, alpha, beta, w, gs, loss, grad_out)
-    else:
-        cross_entropy_grad_short_ser(x, t, alpha, beta, w, gs, loss, grad_out)
-    if mean and norm == 0.0:
-        _nan_kept_rows(target, ignore_index, grad_out)
-    return -1, _row_sum(loss), norm
+    cross_entropy_grad_short_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    return _index_grad_done(target, ignore_index, mean, norm, loss, grad_out)
+
+
+@njit(**_KW)
+def cross_entropy_index_grad_sum_grouped(
+    x, target, cw, ignore_index, eps, mean, grad_out
+):
+    """As :func:`cross_entropy_index_grad_sum_short`, by the grouped driver."""
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    gs = _index_grad_scale(norm, mean)
+    cross_entropy_grad_grouped_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    return _index_grad_done(target, ignore_index, mean, norm, loss, grad_out)
 
 
 @njit(**_KW)
 def cross_entropy_index_grad_sum_rows(x, target, cw, ignore_index, eps, mean, grad_out):
-    """As :func:`cross_entropy_index_grad_sum_short`, for rows of ``SHORT_C``
-    or more."""
-    n, C = x.shape
-    bad, t, alpha, beta, w, norm = _index_plan(target, cw, ignore_index, eps, C)
+    """As :func:`cross_entropy_index_grad_sum_short`, a row at a time (rows of
+    ``SHORT_C`` classes or more)."""
+    bad, t, alpha, beta, w, norm, loss = _index_sum_plan(
+        x, target, cw, ignore_index, eps
+    )
     if bad >= 0:
         return bad, 0.0, 0.0
     gs = _index_grad_scale(norm, mean)
-    loss = np.empty(n)
-    if C * x.itemsize <= SMALL_GROUP_ROW_BYTES:  # as the backend's rule
-        cross_entropy_grad_grouped_ser(x, t, alpha, beta, w, gs, loss, grad_out)
-    else:
-        cross_entropy_grad_ser(x, t, alpha, beta, w, gs, loss, grad_out)
-    if mean and norm == 0.0:
-        _nan_kept_rows(target, ignore_index, grad_out)
-    return -1, _row_sum(loss), norm
+    cross_entropy_grad_ser(x, t, alpha, beta, w, gs, loss, grad_out)
+    return _index_grad_done(target, ignore_index, mean, norm, loss, grad_out)

@@ -321,6 +321,27 @@ def cross_entropy_prob_grad_rows(
     )
 
 
+_FUSED_MODES = ("short", "grouped", "rows")
+_FUSED_LOSS = tuple(getattr(K, f"cross_entropy_index_sum_{m}") for m in _FUSED_MODES)
+_FUSED_GRAD = tuple(
+    getattr(K, f"cross_entropy_index_grad_sum_{m}") for m in _FUSED_MODES
+)
+
+
+def _fused_mode(x) -> int:
+    """The serial row driver of a small class-index cross-entropy, as an index
+    into ``_FUSED_MODES``: the short rows', grouped where float32 rows reach
+    ``CE_SHORT_GROUPED_C`` classes; from ``SHORT_C`` classes, the grouped one
+    for rows of at most ``SMALL_GROUP_ROW_BYTES``, else a row at a time (the
+    rule of :func:`cross_entropy_rows` and :func:`cross_entropy_grad_rows` for
+    a serial call, which gives the same bits). One entry point per driver, so
+    that a first call compiles only the driver it runs."""
+    c = x.shape[1]
+    if c < SHORT_C:
+        return 1 if x.itemsize == 4 and c >= K.CE_SHORT_GROUPED_C else 0
+    return 1 if c * x.itemsize <= SMALL_GROUP_ROW_BYTES else 2
+
+
 def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
     """The optional fused small call, the core's plan, the row losses and their
     sum in one jitted call: ``(bad, total, norm)`` (see the kernels), or None for
@@ -328,11 +349,7 @@ def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
     n, c = x.shape
     if n * c > SERIAL_MAX:
         return None
-    fused = (
-        K.cross_entropy_index_sum_short
-        if c < SHORT_C
-        else K.cross_entropy_index_sum_rows
-    )
+    fused = _FUSED_LOSS[_fused_mode(x)]
     return fused(x, target, class_weight, int(ignore_index), float(smoothing))
 
 
@@ -346,11 +363,7 @@ def cross_entropy_index_grad_sum(
     n, c = x.shape
     if n * c > SERIAL_MAX:
         return None
-    fused = (
-        K.cross_entropy_index_grad_sum_short
-        if c < SHORT_C
-        else K.cross_entropy_index_grad_sum_rows
-    )
+    fused = _FUSED_GRAD[_fused_mode(x)]
     return fused(
         x, target, class_weight, int(ignore_index), float(smoothing), bool(mean),
         grad_out,

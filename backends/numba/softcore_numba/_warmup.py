@@ -33,6 +33,7 @@ import tempfile
 # hands both over writeable), "X1" in 1-D, "X3" in 3-D; "F1" float64 1-D, "I1"
 # int64 1-D; "f" float64, "i" int64, "b" bool.
 _ROWS = ("ser", "par", "split", "short_ser", "short_par", "grouped_ser", "grouped_par")
+_FUSED = ("rows", "grouped", "short")  # the fused small cross-entropy's entry points
 _FAMILIES = {  # the dearest to compile first
     "cross_entropy_grad": (_ROWS, ("X2", "I1", "F1", "F1", "F1", "f", "F1", "X2")),
     "cross_entropy_prob_grad": (_ROWS, ("X2", "X2", "f", "F1", "f", "F1", "X2")),
@@ -44,9 +45,9 @@ _FAMILIES = {  # the dearest to compile first
     "logsumexp": (_ROWS, ("X2", "X1")),
     "softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
     "log_softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
-    "cross_entropy_index_sum": (("rows", "short"), ("X2", "I1", "F1", "i", "f")),
+    "cross_entropy_index_sum": (_FUSED, ("X2", "I1", "F1", "i", "f")),
     "cross_entropy_index_grad_sum": (
-        ("rows", "short"),
+        _FUSED,
         ("X2", "I1", "F1", "i", "f", "b", "X2"),
     ),
 }

@@ -109,6 +109,34 @@ def test_fused_row_is_the_general_rows_bits(dtype, c, rng, spy, monkeypatch):
             assert got.tobytes() == rows[i].tobytes(), (kw, i, got, rows[i])
 
 
+_FUSED_DRIVER = {"short": "short_ser", "grouped": "grouped_ser", "rows": "ser"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [2, 10, 24, 25, 40, 63, 64, 100, 128, 129, 1000])
+def test_fused_entry_point_is_the_driver_the_rows_rule_picks(dtype, c, monkeypatch):
+    # one entry point per serial driver, so that a first call compiles only
+    # the one it runs: the entry point _ops picks calls the driver that the
+    # general path's rule picks for the same (serial) batch
+    x = np.zeros((4, c), dtype)
+    mode = _ops._FUSED_MODES[_ops._fused_mode(x)]
+    assert _ops._FUSED_LOSS[_ops._fused_mode(x)].__name__.endswith("_sum_" + mode)
+    assert _ops._FUSED_GRAD[_ops._fused_mode(x)].__name__.endswith("_sum_" + mode)
+    picked = []
+
+    def spy_pick(drivers, a, serial_max=None):
+        picked.append(orig(drivers, a, serial_max).__name__)
+        return lambda *args: None
+
+    orig = _ops._pick
+    monkeypatch.setattr(_ops, "_pick", spy_pick)
+    y, w, z = np.zeros(4, np.int64), np.ones(4), np.zeros(4)
+    _ops.cross_entropy_rows(x, y, w, z, np.ones(c), np.empty(4))
+    _ops.cross_entropy_grad_rows(x, y, w, z, np.ones(c), 1.0, np.empty(4), x.copy())
+    suffix = _FUSED_DRIVER[mode]
+    assert picked == [f"cross_entropy_{suffix}", f"cross_entropy_grad_{suffix}"]
+
+
 def test_fused_loss_is_the_float64_formula(rng, spy):
     # independently of the general path: mean of w_y ((1-eps) nll + eps mean(-logp))
     n, c = 50, 12
