@@ -13,12 +13,18 @@
   ``lib/``). If TBB cannot be loaded, or the process already chose another
   layer, or the user chose one with ``NUMBA_THREADING_LAYER``, parallel launches
   are serialised by a lock instead (re-created in a forked child).
+* **A first compile says so.** A kernel compiled on its first call takes
+  seconds, with nothing else to show for it; the first compile of this
+  package's code in a process logs one line (``logging``, logger
+  ``softcore_numba``, level WARNING: on stderr unless logging is configured)
+  that names the warmup. Cache loads and the warmup's own compiles say nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
 import threading
@@ -202,6 +208,39 @@ def _choose_layer() -> None:
         numba.config.THREADING_LAYER = "forksafe"
 
 
+COMPILE_NOTICE = (
+    "softcore-numba: compiling kernels on their first use, seconds each (cached "
+    "on disk for later processes); `python -m softcore warmup` compiles them all "
+    "ahead"
+)
+_notice_due = True  # until said once, or the warmup (which says what it does)
+
+
+def _install_compile_notice() -> None:
+    """Log :data:`COMPILE_NOTICE` at the first compile of this package's code:
+    numba announces a compile (not a cache load) as a ``numba:compile`` event."""
+    from numba.core import event
+
+    package = __name__.rpartition(".")[0]
+    log = logging.getLogger(package)
+
+    class _Notice(event.Listener):
+        def on_start(self, ev: event.Event) -> None:
+            global _notice_due
+            if not _notice_due:
+                return
+            fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+            module = getattr(fn, "__module__", None) or ""
+            if module.partition(".")[0] == package:
+                _notice_due = False
+                log.warning(COMPILE_NOTICE)
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    event.register("numba:compile", _Notice())
+
+
 def _reinit_after_fork() -> None:
     global _launch_lock, _setup_lock
     _setup_lock = threading.Lock()
@@ -218,6 +257,7 @@ def ensure() -> None:
         if _ready:
             return
         _install_cache_locator()
+        _install_compile_notice()
         _choose_layer()
         os.register_at_fork(after_in_child=_reinit_after_fork)
         _ready = True

@@ -205,6 +205,9 @@ def compile_drivers(queue: str | None = None, job: int = 0, jobs: int = 1) -> in
     done (the whole takes minutes)."""
     import time
 
+    from . import _runtime
+
+    _runtime._notice_due = False  # the lines below say what is compiled
     if queue is not None:
         _lock_cache_saves()
     by_name = by_driver()

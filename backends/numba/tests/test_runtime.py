@@ -139,6 +139,65 @@ def test_cache_goes_to_user_dir_and_layer_is_tbb(tmp_path):
             assert r.stdout.strip() == "tbb"
 
 
+def test_a_first_compile_says_so_once_and_a_cache_load_does_not(tmp_path):
+    # a cold cache: the first compile of the package's code logs the notice
+    # once, on stderr (logging unconfigured), however many kernels follow; the
+    # same calls in a later process load them and say nothing
+    from softcore_numba import _runtime
+
+    code = (
+        "import numpy as np; from softcore_numba import _ops;"
+        "_ops.K._wsum(np.ones(3)); _ops.K._wsum(np.ones(3, np.float32));"
+        "print('ran')"
+    )
+    env = {"SOFTCORE_NUMBA_CACHE_DIR": str(tmp_path)}
+    cold, warm = _python(code, env), _python(code, env)
+    assert cold.returncode == 0, cold.stderr
+    assert warm.returncode == 0, warm.stderr
+    assert cold.stdout.split() == warm.stdout.split() == ["ran"]
+    assert cold.stderr.count(_runtime.COMPILE_NOTICE) == 1, cold.stderr
+    assert "python -m softcore warmup" in _runtime.COMPILE_NOTICE
+    assert _runtime.COMPILE_NOTICE not in warm.stderr, warm.stderr
+
+
+def test_the_compile_notice_is_for_this_package_only(caplog, monkeypatch):
+    import logging
+
+    from numba import njit
+
+    from softcore_numba import _ops, _runtime
+
+    assert _ops.K is not None  # the listener is installed with the kernels
+    monkeypatch.setattr(_runtime, "_notice_due", True)
+
+    def users(a):
+        return a + 1
+
+    def ours(a):
+        return a + 2
+
+    users.__module__ = "someones_model"
+    ours.__module__ = "softcore_numba._probe"
+    with caplog.at_level(logging.WARNING, logger="softcore_numba"):
+        assert njit(users)(1) == 2  # a user's numba function compiles quietly
+        assert not caplog.records
+        assert njit(ours)(1) == 3
+        assert njit(ours)(1.5) == 3.5  # a second compile: said once only
+    said = [r for r in caplog.records if r.name == "softcore_numba"]
+    assert [r.getMessage() for r in said] == [_runtime.COMPILE_NOTICE]
+    assert said[0].levelno == logging.WARNING
+    assert not _runtime._notice_due
+
+
+def test_the_warmup_says_what_it_compiles_instead(monkeypatch):
+    from softcore_numba import _runtime, _warmup
+
+    monkeypatch.setattr(_runtime, "_notice_due", True)
+    monkeypatch.setattr(_warmup, "by_driver", lambda: {})
+    assert _warmup.compile_drivers() == 0
+    assert not _runtime._notice_due
+
+
 def test_linear_chunk_rows_follows_the_documented_budget(monkeypatch):
     # the README's rule: rows of logits within max(L3 / 2, 128 MiB), 256..8192
     # rows, a multiple of 64; the environment variable overrides it
