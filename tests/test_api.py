@@ -446,6 +446,63 @@ def test_16bit_losses_beyond_the_range_are_inf_without_a_warning(backend, low):
             assert np.isfinite(rows[1]), f.__name__
 
 
+def _rounded(y, dt):
+    with np.errstate(over="ignore"):
+        return np.asarray(y, np.float32).astype(dt)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+@pytest.mark.parametrize("rows", [2, 600])  # NumPy's cast; past CAST_MIN, a hook's
+def test_16bit_arrays_beyond_the_range_are_inf_without_a_warning(backend, low, rows):
+    """A 16-bit array result is the float32 call's rounded, inf where that is
+    past the dtype's range, and no overflow warning escapes (allocated and into
+    ``out=``): the ops whose results can pass it (logsumexp would need
+    millions of classes)."""
+    if low == "float16":
+        dt, big = np.dtype(np.float16), 6e4
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+        dt, big = np.dtype(ml_dtypes.bfloat16), 3e38
+    x = np.tile(np.array([[-big, big, 0.0, 1.0]], np.float32), (rows, 1)).astype(dt)
+    lp = np.full(x.shape, -1.375, np.float32).astype(dt)  # exp: about a quarter
+    g = np.tile(np.array([[big, -big, big, 1.0]], np.float32), (rows, 1)).astype(dt)
+    t = np.zeros(rows, np.int64)
+    kw = {"backend": backend}
+    calls = {
+        "log_softmax": lambda a, **o: sc.log_softmax(a[0], **o, **kw),
+        "softmax_backward": lambda a, **o: sc.softmax_backward(a[1], a[2], **o, **kw),
+        "log_softmax_backward": lambda a, **o: sc.log_softmax_backward(
+            a[1], a[3], **o, **kw
+        ),
+        "d_linear_weight": lambda a, **o: sc.linear_cross_entropy_with_grad(
+            a[0], a[4], t, reduction="sum", **kw
+        )[1][1],
+    }
+    if low == "bfloat16":  # its range is float32's: the GEMMs overflow, not a cast
+        del calls["d_linear_weight"]
+    probs = np.full(x.shape, 1.0, np.float32).astype(dt)
+    w = np.ones((3, 4), np.float32).astype(dt)
+    arrays = (x, g, probs, lp, w)
+    wide = tuple(a.astype(np.float32) for a in arrays)
+    for name, call in calls.items():
+        want = _rounded(call(wide), dt)
+        assert np.isinf(want.astype(np.float32)).any(), name  # the case overflows
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = call(arrays)
+            assert got.dtype == dt, name
+            np.testing.assert_array_equal(
+                got.view(np.uint16), want.view(np.uint16), err_msg=name
+            )
+            if name in ("log_softmax", "softmax_backward", "log_softmax_backward"):
+                out = np.empty(x.shape, dt)
+                assert call(arrays, out=out) is out
+                np.testing.assert_array_equal(
+                    out.view(np.uint16), want.view(np.uint16), err_msg=name
+                )
+
+
 def test_any_axis_and_batch_dims(rng):
     x = rng.standard_normal((3, 5, 4, 2))
     for axis in range(-4, 4):
