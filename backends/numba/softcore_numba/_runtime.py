@@ -101,6 +101,7 @@ def _install_cache_locator() -> None:
 
     impl._locator_classes.insert(0, SoftcoreCacheLocator)
     _mark_folder()
+    _drop_stale_kernels(stamp)
 
 
 SOURCE_MARK = "softcore-source.txt"
@@ -130,6 +131,56 @@ def _mark_folder() -> None:
                 f.write(_PKG_DIR)
     except (OSError, AttributeError):  # read-only cache, or numba's layout moved
         pass
+
+
+STAMP_MARK = "softcore-stamp.txt"
+"""The file in this install's cache folder that names, as a hash, the sources
+(and numba and Python versions) its kernels were compiled from."""
+
+
+def _stamp_text(stamp: tuple) -> str:
+    import hashlib
+
+    import numba
+
+    key = repr((stamp, numba.__version__, sys.version_info[:2]))
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _drop_stale_kernels(stamp: tuple) -> int:
+    """Remove this install's cached kernels where :data:`STAMP_MARK` says they
+    were compiled from other sources (an upgrade in place, an edited checkout,
+    another numba), then record the current ones; the files removed. numba
+    never loads such entries again, and it names their files by function and
+    line, so most would never be overwritten either: each upgrade left its
+    predecessor's tens of MiB behind. Once per process, at set-up: a process
+    that loses a race here only compiles again (numba reads a missing file as
+    a cache miss)."""
+    try:
+        folder = _cache_folder()
+        mark = os.path.join(folder, STAMP_MARK)
+        want = _stamp_text(stamp)
+        try:
+            with open(mark) as f:
+                if f.read().strip() == want:
+                    return 0
+        except OSError:
+            pass
+        removed = 0
+        for entry in os.scandir(folder):
+            if entry.name.endswith((".nbi", ".nbc")):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+        tmp = f"{mark}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(want)
+        os.replace(tmp, mark)
+        return removed
+    except (OSError, AttributeError):  # read-only cache, or numba's layout moved
+        return 0
 
 
 def _gone_folders() -> list[str]:

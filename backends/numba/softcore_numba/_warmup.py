@@ -242,6 +242,7 @@ def precompile(jobs: int | None = None) -> str:
         jobs = 1
     from . import _runtime
 
+    _runtime.ensure()  # stale kernels go now, before any job saves a new one
     pruned = _runtime.prune_folders()
     n = len(entries())
     if jobs == 1:

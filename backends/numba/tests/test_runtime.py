@@ -160,6 +160,41 @@ def test_a_first_compile_says_so_once_and_a_cache_load_does_not(tmp_path):
     assert _runtime.COMPILE_NOTICE not in warm.stderr, warm.stderr
 
 
+def test_kernels_cached_from_other_sources_are_removed(tmp_path):
+    # what an upgrade in place leaves: entries numba will never load again,
+    # under names (function and line) that are never overwritten either
+    from softcore_numba import _runtime
+
+    code = (
+        "import numpy as np; from softcore_numba import _ops;"
+        "_ops.K._wsum(np.ones(3)); print('ran')"
+    )
+    env = {"SOFTCORE_NUMBA_CACHE_DIR": str(tmp_path)}
+    first = _python(code, env)
+    assert first.returncode == 0, first.stderr
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    mark = folder / _runtime.STAMP_MARK
+    current = mark.read_text()
+    fresh = {p.name for p in folder.glob("*.nb?")}
+    assert any(n.endswith(".nbi") for n in fresh), fresh
+    old = [folder / f"_kernels.gone-12.py311.{e}" for e in ("nbi", "1.nbc")]
+    for p in old:
+        p.write_bytes(b"from an older version")
+    same = _python(code, env)  # the same sources: nothing removed, nothing compiled
+    assert same.returncode == 0, same.stderr
+    assert all(p.exists() for p in old)
+    assert _runtime.COMPILE_NOTICE not in same.stderr, same.stderr
+    mark.write_text("the stamp of an older version")
+    upgraded = _python(code, env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.split() == ["ran"]
+    assert not any(p.exists() for p in old)
+    assert mark.read_text() == current
+    assert (folder / _runtime.SOURCE_MARK).exists()
+    assert {p.name for p in folder.glob("*.nb?")} == fresh  # compiled again
+    assert upgraded.stderr.count(_runtime.COMPILE_NOTICE) == 1, upgraded.stderr
+
+
 def test_the_compile_notice_is_for_this_package_only(caplog, monkeypatch):
     import logging
 
