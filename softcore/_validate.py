@@ -306,14 +306,16 @@ def converted(y: Any, dtype: Any, xp: Any, be: Any = None, out: Any = None) -> A
                     return dst
                 y = dst  # into a strided out: NumPy copies, in one dtype
     if dtype != _F16:  # ml_dtypes' bfloat16 cast gives inf without a warning
-        if out is None:
-            return y.astype(dtype)
-        xp.copyto(out, y, casting="same_kind")
-        return out
+        return _cast_into(y, dtype, xp, out)
     with np.errstate(over="ignore"):  # past float16's range: inf
-        if out is None:
-            return y.astype(dtype)
-        xp.copyto(out, y, casting="same_kind")
+        return _cast_into(y, dtype, xp, out)
+
+
+def _cast_into(y: Any, dtype: Any, xp: Any, out: Any) -> Any:
+    """``y`` cast to ``dtype`` by the array module: into ``out`` where given."""
+    if out is None:
+        return y.astype(dtype)
+    xp.copyto(out, y, casting="same_kind")
     return out
 
 

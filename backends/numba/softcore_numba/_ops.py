@@ -330,16 +330,16 @@ _FUSED_GRAD = tuple(
 
 def _fused_mode(x) -> int:
     """The serial row driver of a small class-index cross-entropy, as an index
-    into ``_FUSED_MODES``: the short rows', grouped where float32 rows reach
-    ``CE_SHORT_GROUPED_C`` classes; from ``SHORT_C`` classes, the grouped one
-    for rows of at most ``SMALL_GROUP_ROW_BYTES``, else a row at a time (the
-    rule of :func:`cross_entropy_rows` and :func:`cross_entropy_grad_rows` for
-    a serial call, which gives the same bits). One entry point per driver, so
-    that a first call compiles only the driver it runs."""
+    into ``_FUSED_MODES``, by the rule of :func:`cross_entropy_rows` and
+    :func:`cross_entropy_grad_rows` for a serial call (which gives the same
+    bits): the short rows', grouped for float32 rows of ``CE_SHORT_GROUPED_C``
+    classes and more; from ``SHORT_C`` classes, the grouped one where
+    :func:`_grouped` takes a serial call, else a row at a time. One entry point
+    per driver, so that a first call compiles only the driver it runs."""
     c = x.shape[1]
     if c < SHORT_C:
-        return 1 if x.itemsize == 4 and c >= K.CE_SHORT_GROUPED_C else 0
-    return 1 if c * x.itemsize <= SMALL_GROUP_ROW_BYTES else 2
+        return 1 if x.itemsize == 4 and _short_ce_grouped(c) else 0
+    return 1 if _grouped(x, 0) else 2
 
 
 def cross_entropy_index_sum(x, target, class_weight, ignore_index, smoothing):
