@@ -289,11 +289,8 @@ def converted(y: Any, dtype: Any, xp: Any, be: Any = None, out: Any = None) -> A
     result past float16's range is inf, with no warning, as the hook, ml_dtypes'
     bfloat16 cast and PyTorch give it (1.4-3 us on a small call; the hook costs
     2-3 us more than NumPy's cast below ``CAST_MIN`` elements)."""
-    if y.dtype == dtype:
-        if out is None:
-            return y
-        xp.copyto(out, y, casting="same_kind")
-        return out
+    if y.dtype == dtype:  # nothing to convert, nor an errstate to pay for
+        return y if out is None else _cast_into(y, dtype, xp, out)
     hook = _cast_hook(be, y, dtype)
     if hook is not None and y.flags.c_contiguous:
         if out is not None and out.flags.c_contiguous:

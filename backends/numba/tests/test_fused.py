@@ -119,9 +119,10 @@ def test_fused_entry_point_is_the_driver_the_rows_rule_picks(dtype, c, monkeypat
     # the one it runs: the entry point _ops picks calls the driver that the
     # general path's rule picks for the same (serial) batch
     x = np.zeros((4, c), dtype)
-    mode = _ops._FUSED_MODES[_ops._fused_mode(x)]
-    assert _ops._FUSED_LOSS[_ops._fused_mode(x)].__name__.endswith("_sum_" + mode)
-    assert _ops._FUSED_GRAD[_ops._fused_mode(x)].__name__.endswith("_sum_" + mode)
+    k = _ops._fused_mode(x)
+    mode = _ops._FUSED_MODES[k]
+    assert _ops._FUSED_LOSS[k].__name__.endswith("_sum_" + mode)
+    assert _ops._FUSED_GRAD[k].__name__.endswith("_sum_" + mode)
     picked = []
 
     def spy_pick(drivers, a, serial_max=None):
