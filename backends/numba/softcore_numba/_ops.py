@@ -134,6 +134,9 @@ CE_GROUP_MAX_BYTES = K.CE_GROUP_MAX_BYTES
 _CE_PROB = _drivers("cross_entropy_prob")
 _CE_PROB_GROUPED = _drivers("cross_entropy_prob_grouped")
 _CE_PROB_GRAD = _drivers("cross_entropy_prob_grad")
+_CE_PROB_SHORT = _drivers("cross_entropy_prob_short")
+_CE_PROB_GRAD_SHORT = _drivers("cross_entropy_prob_grad_short")
+NARROW_PROB_C = K.NARROW_PROB_C
 
 
 def _grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:
@@ -293,24 +296,36 @@ def _prob_loss_grouped(x) -> bool:
     rows a row at a time cost 30-60 ns each; grouped, one thread, 512 rows
     of 8-63 classes in cache took 0.58-0.86 of the time in float32 and
     0.84-0.96 in float64, and two threads at 65536-262144 rows of 10-56
-    float32 classes 0.73-0.92 (float64 out of cache: 0.93-1.11). The
-    transposed tiles of the short log_softmax rows were faster below 16
-    classes but sum in another order: not the same bits once a row's exps
-    span more than 2^29 (a range of about 20), where the float64 sum rounds."""
+    float32 classes 0.73-0.92 (float64 out of cache: 0.93-1.11). Rows to
+    ``NARROW_PROB_C`` classes take the transposed tiles before this rule
+    (:func:`_prob_narrow`): they sum in another order (not the grouped
+    statistics' bits once a row's exps span more than 2^29, a range of about
+    20, where the float64 sum rounds), so the gradient's kernel takes them
+    too."""
     if x.shape[1] < SHORT_C:
         return x.itemsize == 4 or x.nbytes <= CE_GROUP_MAX_BYTES
     return _f32_loss_grouped(x)
 
 
+def _prob_narrow(c) -> bool:
+    """Whether probability-target rows of ``c`` classes take the transposed
+    tiles, the loss alone and with its gradient alike (the same loss bits)."""
+    return 0 < c <= NARROW_PROB_C
+
+
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
-    d = _CE_PROB_GROUPED if _prob_loss_grouped(x) else _CE_PROB
+    if _prob_narrow(x.shape[1]):
+        d = _CE_PROB_SHORT
+    else:
+        d = _CE_PROB_GROUPED if _prob_loss_grouped(x) else _CE_PROB
     _pick(d, x)(x, target, float(smoothing), class_weight, loss_out)
 
 
 def cross_entropy_prob_grad_rows(
     x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
 ):
-    _pick(_CE_PROB_GRAD, x)(
+    d = _CE_PROB_GRAD_SHORT if _prob_narrow(x.shape[1]) else _CE_PROB_GRAD
+    _pick(d, x)(
         x,
         target,
         float(smoothing),
@@ -499,7 +514,11 @@ def _cep_mode16(c) -> int:
     """The float32 driver of a probability-target loss alone on 16-bit
     blocks: 1 grouped (rows to ``SMALL_GROUP_ROW_BYTES`` float32 bytes,
     float32's rule for calls in cache: :func:`_prob_loss_grouped`), else 0 a
-    row at a time: the same bits. With its gradient it has one driver."""
+    row at a time: the same bits; 2 the transposed tiles of rows to
+    ``NARROW_PROB_C`` classes, with its gradient too (which has one driver
+    otherwise)."""
+    if _prob_narrow(c):
+        return 2
     return 1 if 4 * c <= SMALL_GROUP_ROW_BYTES else 0
 
 

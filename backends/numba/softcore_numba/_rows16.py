@@ -264,7 +264,12 @@ def _target_scratch_impl(t, m):
 @njit(**_KW)
 def _cep32(blk, tb, eps, cw, gs, loss, gblk, mode, grad):
     if grad:
-        K.cross_entropy_prob_grad_ser(blk, tb, eps, cw, gs, loss, gblk)
+        if mode == 2:
+            K.cross_entropy_prob_grad_short_ser(blk, tb, eps, cw, gs, loss, gblk)
+        else:
+            K.cross_entropy_prob_grad_ser(blk, tb, eps, cw, gs, loss, gblk)
+    elif mode == 2:
+        K.cross_entropy_prob_short_ser(blk, tb, eps, cw, loss)
     elif mode == 1:
         K.cross_entropy_prob_grouped_ser(blk, tb, eps, cw, loss)
     else:
@@ -303,7 +308,8 @@ def cep16_ser(x, t, eps, cw, gs, loss, g, half, mode, grad):
     float32, label smoothing ``eps``, class weights ``cw``): float64 row
     losses into ``loss`` and, where ``grad``, the gradient scaled by ``gs``
     into ``g`` (ignored otherwise), one thread. ``mode``: the loss alone's
-    float32 driver, 1 grouped, 0 a row at a time (the same bits)."""
+    float32 driver, 1 grouped, 0 a row at a time (the same bits); 2 the
+    transposed tiles of narrow rows, with the gradient too."""
     n, c = x.shape
     R = max(1, TASK // c)
     bufs = _cep_scratch(t, min(n, R) * c, grad)

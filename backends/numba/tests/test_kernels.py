@@ -455,10 +455,10 @@ def test_grouped_passes(shape, dtype, rng):
 @pytest.mark.parametrize("c", [1, 2, 7, 8, 16, 25, 33, 63])
 def test_short_prob_loss_grouped(c, dtype, rng):
     """The probability-target loss alone of short rows, which the backend runs
-    grouped: the bits of a row at a time, serial and parallel, with rows
-    ending inside and outside the unclamped exp's domain, -inf logits under
-    zero and nonzero targets, smoothing and class weights; and the
-    reference's values."""
+    grouped above ``NARROW_PROB_C`` classes: the bits of a row at a time,
+    serial and parallel, with rows ending inside and outside the unclamped
+    exp's domain, -inf logits under zero and nonzero targets, smoothing and
+    class weights; and the reference's values."""
     n = 1003
     x = _grouped_rows(rng, (n, c), dtype)
     x[7::11] *= 40  # exps that span more than 2^29, or underflow, in finite rows
@@ -481,6 +481,79 @@ def test_short_prob_loss_grouped(c, dtype, rng):
         _close(want, rl, dtype, f"eps={eps}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 2, 5, 10, 16, K.NARROW_PROB_C])
+def test_narrow_prob_tiles(c, dtype, rng):
+    """The probability-target cross-entropy of rows to ``NARROW_PROB_C``
+    classes, in transposed tiles: serial and threaded (a partial last tile),
+    the loss alone and with its gradient (into another array and over the
+    logits) give the same bits, NaNs' included (compared as bytes); and the
+    reference's values, with rows of NaN, of only ``-inf``, ``+inf``, the
+    format's largest, exps past the unclamped exp's range, ``-inf`` logits
+    under zero and nonzero targets, a NaN target, smoothing and class
+    weights."""
+    R = K._tile_rows(c)
+    n = 2 * R + R // 2 + 11
+    x = _grouped_rows(rng, (n, c), dtype)
+    x[7::13] *= 40.0
+    x[8, :] = np.nan
+    x[9, : (c + 1) // 2] = np.finfo(dtype).max
+    x[10] = 100.0 + rng.standard_normal(c)
+    x[R - 1 : R + 2] = -np.inf  # rows of only -inf across a tile's end
+    x[R, 0] = np.nan
+    t = rng.uniform(size=x.shape)
+    if c > 2:
+        t[:, ::3] = 0.0  # terms with a_c == 0, also where x_c is -inf
+    t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
+    t[11, 0] = np.nan
+    cw = rng.uniform(0.5, 2.0, c)
+    for eps in (0.0, 0.1):
+        with np.errstate(all="ignore"):
+            want_l, want_g = np.empty(n), np.empty_like(x)
+            ref.cross_entropy_prob_grad_rows(x, t, eps, cw, 0.3, want_l, want_g)
+            losses, grads = [], []
+            for suffix in ("ser", "par"):
+                lo = np.empty(n)
+                getattr(K, f"cross_entropy_prob_short_{suffix}")(x, t, eps, cw, lo)
+                losses.append(lo)
+                grad = getattr(K, f"cross_entropy_prob_grad_short_{suffix}")
+                la, ga = np.empty(n), np.empty_like(x)
+                grad(x, t, eps, cw, 0.3, la, ga)
+                lb, gb = np.empty(n), x.copy()
+                grad(gb, t, eps, cw, 0.3, lb, gb)
+                losses += [la, lb]
+                grads += [ga, gb]
+        for lo in losses[1:]:
+            assert lo.tobytes() == losses[0].tobytes()
+        for g in grads[1:]:
+            assert g.tobytes() == grads[0].tobytes()
+        _close(losses[0], want_l, dtype, f"loss eps={eps}")
+        _close(grads[0], want_g, dtype, f"grad eps={eps}")
+
+
+def test_narrow_prob_choice():
+    """Probability-target rows to ``NARROW_PROB_C`` classes take the transposed
+    tiles, the loss alone and with its gradient, serial or threaded by size,
+    in both dtypes; wider ones do not."""
+    picked = []
+
+    def pick(drivers, x, serial_max=None):
+        narrow = (_ops._CE_PROB_SHORT, _ops._CE_PROB_GRAD_SHORT)
+        picked.append(drivers in narrow)
+        return lambda *args: None
+
+    cases = [(1, True), (_ops.NARROW_PROB_C, True), (_ops.NARROW_PROB_C + 1, False)]
+    with mock.patch.object(_ops, "_pick", pick):
+        for rows in (8, 65536):
+            for c, _ in cases:
+                for dtype in DTYPES:
+                    x = np.broadcast_to(dtype(0), (rows, c))
+                    _ops.cross_entropy_prob_rows(x, x, 0.0, None, None)
+                    _ops.cross_entropy_prob_grad_rows(x, x, 0.0, None, 1.0, None, x)
+    assert picked == [want for _ in range(2) for _, want in cases for _ in range(4)]
+    assert [_ops._cep_mode16(c) for c, _ in cases] == [2, 2, 1]
+
+
 def test_grouped_choice():
     """The grouped drivers take softmax rows of ``SHORT_C`` classes up to
     ``SOFTMAX_GROUP_ROW_BYTES`` (float32 ones from ``SOFTMAX_SHORT_GROUPED_C``
@@ -488,7 +561,8 @@ def test_grouped_choice():
     rows up to ``SMALL_GROUP_ROW_BYTES``, and so in calls of at most
     ``CE_GROUP_MAX_BYTES`` cross-entropy with its gradient and the float32 loss
     alone (class-index or, float32 only, probability targets), and the
-    probability-target loss alone of rows shorter than ``SHORT_C`` (float32 in
+    probability-target loss alone of rows wider than ``NARROW_PROB_C`` and
+    shorter than ``SHORT_C`` (float32 in
     a call of any size, float64 to ``CE_GROUP_MAX_BYTES``);
     log_softmax rows up to ``LOG_SOFTMAX_GROUP_ROW_BYTES``, in serial calls up to
     ``LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES``; logsumexp rows up to
@@ -567,11 +641,14 @@ def test_grouped_choice():
         ((big, 128), np.float32, False),
     ]
     short64 = _ops.CE_GROUP_MAX_BYTES // (8 * (_ops.SHORT_C - 1))  # float64 rows
+    narrow = _ops.NARROW_PROB_C  # to this width: the transposed tiles
     ce_prob_cases = [  # short rows: float32 at any size, float64 in cache
-        ((small, 1), np.float32, True),
+        ((small, 1), np.float32, False),
+        ((small, narrow), np.float64, False),
+        ((small, narrow + 1), np.float32, True),
         ((small, _ops.SHORT_C - 1), np.float32, True),
         ((4 * big, _ops.SHORT_C - 1), np.float32, True),
-        ((small, 1), np.float64, True),
+        ((small, narrow + 1), np.float64, True),
         ((short64, _ops.SHORT_C - 1), np.float64, True),
         ((short64 + 1, _ops.SHORT_C - 1), np.float64, False),
         ((small, _ops.SHORT_C), np.float32, True),

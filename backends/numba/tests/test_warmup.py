@@ -37,7 +37,8 @@ USED = textwrap.dedent(
 
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
-        for n, c in [(4, 8), (6000, 8), (4, 64), (400, 64), (512, 64), (2000, 64),
+        for n, c in [(4, 8), (6000, 8), (4, 40), (6000, 40), (4, 64), (400, 64),
+                     (512, 64), (2000, 64),
                      (6, 300), (300, 300), (9, 1500), (40, 2000), (3, 20000)]:
             x = rng.standard_normal((n, c)).astype(dtype)
             g = rng.standard_normal((n, c)).astype(dtype)

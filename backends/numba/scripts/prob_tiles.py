@@ -1,0 +1,92 @@
+"""Probability-target cross-entropy on narrow rows: the transposed tiles
+(``cross_entropy_prob_short_*``, ``cross_entropy_prob_grad_short_*``) against
+the kernels those rows took before them (the grouped statistics for the loss
+alone, a row at a time with the gradient), called directly, interleaved in one
+process, medians of the rounds. Each pair is checked first: the losses agree to
+a few ULPs, and the tiles' loss alone is the bits of their loss with gradient.
+
+Usage::
+
+    python scripts/prob_tiles.py                      # the default widths
+    python scripts/prob_tiles.py --rows 4096 --classes 10,16,24 --rounds 21
+
+Serial or parallel as ``_ops`` picks by size. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import numpy as np
+
+from softcore_numba import _kernels as K
+from softcore_numba import _ops
+
+
+def _drivers(n, c, grad):
+    """(old, new) drivers ``_ops`` would pick for a call of ``n x c``."""
+    suffix = "ser" if n * c <= _ops.SERIAL_MAX else "par"
+    if grad:
+        old = getattr(K, f"cross_entropy_prob_grad_{suffix}")
+        new = getattr(K, f"cross_entropy_prob_grad_short_{suffix}")
+    else:
+        old = getattr(K, f"cross_entropy_prob_grouped_{suffix}")
+        new = getattr(K, f"cross_entropy_prob_short_{suffix}")
+    return old, new
+
+
+def _time(f, calls):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        f()
+    return (time.perf_counter() - t0) / calls
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default="65536,4096,512")
+    p.add_argument("--classes", default="4,8,10,12,16,20,24,32")
+    p.add_argument("--dtype", default="float32,float64")
+    p.add_argument("--rounds", type=int, default=11)
+    a = p.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{'shape':>10} {'dtype':>8} {'loss new/old':>13} {'grad new/old':>13}")
+    for dt in a.dtype.split(","):
+        for n in (int(v) for v in a.rows.split(",")):
+            for c in (int(v) for v in a.classes.split(",")):
+                x = (rng.standard_normal((n, c)) * 3).astype(dt)
+                t = rng.random((n, c)).astype(dt)
+                t /= t.sum(1, keepdims=True)
+                cw = np.ones(c)
+                lo = np.empty(n)
+                g = np.empty_like(x)
+                calls = max(1, 2_000_000 // (n * c))
+                ratios = []
+                for grad in (False, True):
+                    old, new = _drivers(n, c, grad)
+                    args = (x, t, 0.1, cw, 0.5, lo, g) if grad else (x, t, 0.1, cw, lo)
+                    run_old = functools.partial(old, *args)
+                    run_new = functools.partial(new, *args)
+                    run_old()
+                    ref = lo.copy()
+                    run_new()
+                    tol = 1e-12 if dt == "float64" else 1e-5
+                    np.testing.assert_allclose(lo, ref, rtol=tol, atol=tol)
+                    if grad:
+                        loss_alone = np.empty(n)
+                        _drivers(n, c, False)[1](x, t, 0.1, cw, loss_alone)
+                        assert np.array_equal(loss_alone, lo), "loss bits differ"
+                    rs = []
+                    for _ in range(a.rounds):
+                        to = _time(run_old, calls)
+                        tn = _time(run_new, calls)
+                        rs.append(tn / to)
+                    ratios.append(float(np.median(rs)))
+                shape = f"{n}x{c}"
+                print(f"{shape:>10} {dt:>8} {ratios[0]:13.2f} {ratios[1]:13.2f}")
+
+
+if __name__ == "__main__":
+    main()
