@@ -5,10 +5,16 @@ alone, a row at a time with the gradient), called directly, interleaved in one
 process, medians of the rounds. Each pair is checked first: the losses agree to
 a few ULPs, and the tiles' loss alone is the bits of their loss with gradient.
 
+With ``--api`` it times public calls instead (``softcore.cross_entropy`` and
+``cross_entropy_with_grad``, ``backend="numba"``), interleaving the tiles on,
+the tiles off (``_ops.NARROW_PROB_C`` set to 0) and PyTorch's
+``torch.nn.functional.cross_entropy`` (with ``backward`` for the gradient).
+
 Usage::
 
     python scripts/prob_tiles.py                      # the default widths
     python scripts/prob_tiles.py --rows 4096 --classes 10,16,24 --rounds 21
+    python scripts/prob_tiles.py --api --rows 65536,512 --classes 10,16,20
 
 Serial or parallel as ``_ops`` picks by size. Nothing here asserts a time.
 """
@@ -44,14 +50,70 @@ def _time(f, calls):
     return (time.perf_counter() - t0) / calls
 
 
+def _api(n, c, dt, rounds, rng):
+    """Public calls, tiles on / off / PyTorch, interleaved: the medians of
+    new / old and new / PyTorch, the loss alone and with its gradient."""
+    import torch
+
+    import softcore as sc
+
+    x = (rng.standard_normal((n, c)) * 3).astype(dt)
+    t = rng.random((n, c)).astype(dt)
+    t /= t.sum(1, keepdims=True)
+    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+    def torch_grad():
+        xr = xt.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(xr, tt).backward()
+
+    calls = max(1, 3_000_000 // (n * c))
+    narrow = _ops.NARROW_PROB_C
+    out = []
+    for ours, theirs in [
+        (lambda: sc.cross_entropy(x, t, backend="numba"),
+         lambda: torch.nn.functional.cross_entropy(xt, tt)),
+        (lambda: sc.cross_entropy_with_grad(x, t, backend="numba"), torch_grad),
+    ]:  # fmt: skip
+        ours()
+        theirs()
+        old, peer = [], []
+        try:
+            for _ in range(rounds):
+                _ops.NARROW_PROB_C = 0
+                to = _time(ours, calls)
+                _ops.NARROW_PROB_C = narrow
+                tn = _time(ours, calls)
+                tp = _time(theirs, calls)
+                old.append(tn / to)
+                peer.append(tn / tp)
+        finally:
+            _ops.NARROW_PROB_C = narrow
+        out += [float(np.median(old)), float(np.median(peer))]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default="65536,4096,512")
     p.add_argument("--classes", default="4,8,10,12,16,20,24,32")
     p.add_argument("--dtype", default="float32,float64")
     p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--api", action="store_true", help="public calls and PyTorch")
     a = p.parse_args()
     rng = np.random.default_rng(0)
+    if a.api:
+        head = "loss: new/old new/torch  grad: new/old new/torch"
+        print(f"{'shape':>10} {'dtype':>8}  {head}")
+        for dt in a.dtype.split(","):
+            for n in (int(v) for v in a.rows.split(",")):
+                for c in (int(v) for v in a.classes.split(",")):
+                    r = _api(n, c, dt, a.rounds, rng)
+                    print(
+                        f"{f'{n}x{c}':>10} {dt:>8}  {r[0]:13.2f} {r[1]:9.2f}"
+                        f"  {r[2]:13.2f} {r[3]:9.2f}",
+                        flush=True,
+                    )
+        return
     print(f"{'shape':>10} {'dtype':>8} {'loss new/old':>13} {'grad new/old':>13}")
     for dt in a.dtype.split(","):
         for n in (int(v) for v in a.rows.split(",")):
