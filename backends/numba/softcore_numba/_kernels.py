@@ -3261,8 +3261,9 @@ at 10, 0.83-0.98 / 0.73-0.87 at 16, 0.80-1.03 / 0.70-0.85 at 20, 0.85-1.14 /
 @njit(fastmath=_RED, **_KW)
 def _narrow_prob_losses(x, target, cw, k1, k0, M, L, A, r0, k, loss_out):
     """``loss_out[r0 + i] = sum_j a_ij ((M_i - x_ij) + L_i)`` (the terms of
-    ``a_ij = 0`` left out, so a row's unweighted ``-inf`` costs nothing) and
-    ``A[i] = sum_j a_ij`` for the tile's ``k`` rows, ``L`` holding ``log S``."""
+    ``a_ij = 0`` left out, so a ``-inf`` logit under a zero coefficient adds 0,
+    not NaN, as in :func:`_prob_loss`) and ``A[i] = sum_j a_ij`` for the
+    tile's ``k`` rows, ``L`` holding ``log S``."""
     wide()
     for i in range(k):
         r = r0 + i
@@ -3359,7 +3360,8 @@ def _narrow_prob_grad_tile(x, target, cw, k1, k0, gs, loss_out, grad_out, r0, r1
     """The tile's losses, then its gradient: every read of its rows of ``x``
     comes before the first write of ``grad_out`` (which may be ``x``)."""
     Tk = _narrow_prob_tile(x, target, cw, k1, k0, loss_out, r0, r1, sc)
-    _narrow_prob_grads(Tk, target, cw, k1, k0, gs, sc[3], sc[6], r0, r1 - r0, grad_out)
+    S, A = sc[3], sc[6]  # the tile's sums of exps and of a_ij
+    _narrow_prob_grads(Tk, target, cw, k1, k0, gs, S, A, r0, r1 - r0, grad_out)
 
 
 @njit(**_PKW)
