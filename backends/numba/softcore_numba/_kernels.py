@@ -1625,6 +1625,13 @@ def _wsum(cw):
 # ---------------------------------------------------- cross-entropy, probability target
 
 
+@njit(**_GLUE)
+def _prob_coeffs(eps, C):
+    """``(k1, k0)`` of label smoothing ``eps`` over ``C`` classes: a row's
+    coefficient of class ``j`` is ``a_j = (k1 t_j + k0) w_j``."""
+    return 1.0 - eps, eps / C
+
+
 @njit(fastmath=_RED, **_KW)
 def _prob_A(tr, cw, k1, k0):
     wide()
@@ -2112,8 +2119,7 @@ def cross_entropy_grouped_par(x, target, alpha, beta, cw, loss_out):
 @njit(**_PKW)
 def cross_entropy_prob_par(x, target, eps, cw, loss_out):
     wide()
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     n = x.shape[0]
     R = _task_rows(x)
     for t in prange((n + R - 1) // R):
@@ -2129,8 +2135,7 @@ def cross_entropy_prob_par(x, target, eps, cw, loss_out):
 def cross_entropy_prob_ser(x, target, eps, cw, loss_out):
     x, target, cw = borrow(x), borrow(target), borrow(cw)
     wide()
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     n = x.shape[0]
     buf = scratch(x)
     st = group_scratch(3, n)
@@ -2160,8 +2165,7 @@ def _ce_prob_loss_groups(x, target, cw, k1, k0, r0, r1, st, E, loss_out):
 def cross_entropy_prob_grouped_par(x, target, eps, cw, loss_out):
     """The probability-target loss alone by grouped statistics, over tasks."""
     wide()
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     n = x.shape[0]
     R = _task_rows(x)
     for t in prange((n + R - 1) // R):
@@ -2177,8 +2181,7 @@ def cross_entropy_prob_grouped_ser(x, target, eps, cw, loss_out):
     """The probability-target loss alone by grouped statistics."""
     x, target, cw = borrow(x), borrow(target), borrow(cw)
     wide()
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     st = group_scratch(3, x.shape[0])
     E = group_exps(x)
     _ce_prob_loss_groups(x, target, cw, k1, k0, 0, x.shape[0], st, E, loss_out)
@@ -2188,8 +2191,7 @@ def cross_entropy_prob_grouped_ser(x, target, eps, cw, loss_out):
 def cross_entropy_prob_grad_par(x, target, eps, cw, gs, loss_out, grad_out):
     wide()
     ip = x.ctypes.data == grad_out.ctypes.data
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     n = x.shape[0]
     R = _task_rows(x)
     for t in prange((n + R - 1) // R):
@@ -2208,8 +2210,7 @@ def cross_entropy_prob_grad_ser(x, target, eps, cw, gs, loss_out, grad_out):
     x, target, cw, grad_out = borrow(x), borrow(target), borrow(cw), borrow(grad_out)
     wide()
     ip = x.ctypes.data == grad_out.ctypes.data
-    k1 = 1.0 - eps
-    k0 = eps / x.shape[1]
+    k1, k0 = _prob_coeffs(eps, x.shape[1])
     n = x.shape[0]
     buf = scratch(x)
     st = group_scratch(4, n)
@@ -3333,8 +3334,7 @@ def _narrow_prob_tile(x, target, cw, k1, k0, loss_out, r0, r1, sc):
 def cross_entropy_prob_short_par(x, target, eps, cw, loss_out):
     wide()
     n, C = x.shape
-    k1 = 1.0 - eps
-    k0 = eps / C
+    k1, k0 = _prob_coeffs(eps, C)
     R = _tile_rows(C)
     for t in prange((n + R - 1) // R):
         sc = prob_scratch(x, R)
@@ -3347,8 +3347,7 @@ def cross_entropy_prob_short_ser(x, target, eps, cw, loss_out):
     x, target, cw = borrow(x), borrow(target), borrow(cw)
     wide()
     n, C = x.shape
-    k1 = 1.0 - eps
-    k0 = eps / C
+    k1, k0 = _prob_coeffs(eps, C)
     R = _tile_rows(C)
     sc = prob_scratch(x, R)
     for r0 in range(0, n, R):
@@ -3368,8 +3367,7 @@ def _narrow_prob_grad_tile(x, target, cw, k1, k0, gs, loss_out, grad_out, r0, r1
 def cross_entropy_prob_grad_short_par(x, target, eps, cw, gs, loss_out, grad_out):
     wide()
     n, C = x.shape
-    k1 = 1.0 - eps
-    k0 = eps / C
+    k1, k0 = _prob_coeffs(eps, C)
     R = _tile_rows(C)
     for t in prange((n + R - 1) // R):
         sc = prob_scratch(x, R)
@@ -3384,8 +3382,7 @@ def cross_entropy_prob_grad_short_ser(x, target, eps, cw, gs, loss_out, grad_out
     x, target, cw, grad_out = borrow(x), borrow(target), borrow(cw), borrow(grad_out)
     wide()
     n, C = x.shape
-    k1 = 1.0 - eps
-    k0 = eps / C
+    k1, k0 = _prob_coeffs(eps, C)
     R = _tile_rows(C)
     sc = prob_scratch(x, R)
     for r0 in range(0, n, R):

@@ -316,8 +316,10 @@ def _prob_narrow(c) -> bool:
 def cross_entropy_prob_rows(x, target, smoothing, class_weight, loss_out):
     if _prob_narrow(x.shape[1]):
         d = _CE_PROB_SHORT
+    elif _prob_loss_grouped(x):
+        d = _CE_PROB_GROUPED
     else:
-        d = _CE_PROB_GROUPED if _prob_loss_grouped(x) else _CE_PROB
+        d = _CE_PROB
     _pick(d, x)(x, target, float(smoothing), class_weight, loss_out)
 
 
