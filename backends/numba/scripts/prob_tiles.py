@@ -1,9 +1,10 @@
 """Probability-target cross-entropy on narrow rows: the transposed tiles
 (``cross_entropy_prob_short_*``, ``cross_entropy_prob_grad_short_*``) against
-the kernels those rows took before them (the grouped statistics for the loss
-alone, a row at a time with the gradient), called directly, interleaved in one
-process, medians of the rounds. Each pair is checked first: the losses agree to
-a few ULPs, and the tiles' loss alone is the bits of their loss with gradient.
+the kernels those rows took before them (the grouped statistics or a row at a
+time for the loss alone, a row at a time with the gradient), called directly,
+interleaved in one process, medians of the rounds. Each pair is checked
+first: the losses agree to a few ULPs, and the tiles' loss alone is the bits
+of their loss with gradient.
 
 With ``--api`` it times public calls instead (``softcore.cross_entropy`` and
 ``cross_entropy_with_grad``, ``backend="numba"``), interleaving the tiles on,
@@ -16,7 +17,8 @@ Usage::
     python scripts/prob_tiles.py --rows 4096 --classes 10,16,24 --rounds 21
     python scripts/prob_tiles.py --api --rows 65536,512 --classes 10,16,20
 
-Serial or parallel as ``_ops`` picks by size. Nothing here asserts a time.
+The drivers are picked as ``_ops`` picks them (serial or threaded by size; the
+old loss alone grouped or a row at a time). Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ import time
 
 import numpy as np
 
-from softcore_numba import _kernels as K
 from softcore_numba import _ops
 
 
-def _drivers(n, c, grad):
-    """(old, new) drivers ``_ops`` would pick for a call of ``n x c``."""
-    suffix = "ser" if n * c <= _ops.SERIAL_MAX else "par"
+def _drivers(x, grad):
+    """(old, new) drivers for ``x``, picked as ``_ops`` picks them: serial or
+    threaded by size, and for the old loss alone the grouped statistics or a
+    row at a time by ``_ops._prob_loss_grouped``."""
     if grad:
-        old = getattr(K, f"cross_entropy_prob_grad_{suffix}")
-        new = getattr(K, f"cross_entropy_prob_grad_short_{suffix}")
+        old, new = _ops._CE_PROB_GRAD, _ops._CE_PROB_GRAD_SHORT
     else:
-        old = getattr(K, f"cross_entropy_prob_grouped_{suffix}")
-        new = getattr(K, f"cross_entropy_prob_short_{suffix}")
-    return old, new
+        old = _ops._CE_PROB_GROUPED if _ops._prob_loss_grouped(x) else _ops._CE_PROB
+        new = _ops._CE_PROB_SHORT
+    return _ops._pick(old, x), _ops._pick(new, x)
 
 
 def _time(f, calls):
@@ -127,7 +128,7 @@ def main() -> None:
                 calls = max(1, 2_000_000 // (n * c))
                 ratios = []
                 for grad in (False, True):
-                    old, new = _drivers(n, c, grad)
+                    old, new = _drivers(x, grad)
                     args = (x, t, 0.1, cw, 0.5, lo, g) if grad else (x, t, 0.1, cw, lo)
                     run_old = functools.partial(old, *args)
                     run_new = functools.partial(new, *args)
@@ -138,7 +139,7 @@ def main() -> None:
                     np.testing.assert_allclose(lo, ref, rtol=tol, atol=tol)
                     if grad:
                         loss_alone = np.empty(n)
-                        _drivers(n, c, False)[1](x, t, 0.1, cw, loss_alone)
+                        _drivers(x, False)[1](x, t, 0.1, cw, loss_alone)
                         assert np.array_equal(loss_alone, lo), "loss bits differ"
                     rs = []
                     for _ in range(a.rounds):

@@ -3251,12 +3251,13 @@ the transposed tiles, the loss alone and with its gradient alike (so they give
 the same loss bits); wider ones keep the grouped statistics (the loss alone)
 and the row kernels (with the gradient). Against those (``scripts/
 prob_tiles.py``: 512, 4096 and 65536 rows, two threads where ``_ops`` threads,
-medians of 11 interleaved rounds, two runs; float32 / float64), the loss alone
-took 0.63-0.76 / 0.49-0.68 of the time at 4-8 classes, 0.57-0.72 / 0.51-0.61
-at 10, 0.83-0.98 / 0.73-0.87 at 16, 0.80-1.03 / 0.70-0.85 at 20, 0.85-1.14 /
-0.74-0.85 at 24 and 1.15-1.39 / 1.07-1.42 at 32; with its gradient
-0.34-0.50 / 0.33-0.61, 0.40-0.53 / 0.48-0.60, 0.61-0.82 / 0.67-0.94,
-0.63-0.88 / 0.56-0.82, 0.79-0.99 / 0.80-1.04 and 0.90-1.08 / 1.08-1.23."""
+medians of 11 interleaved rounds, two runs, and a third of float64 at 65536
+rows from 16 classes; float32 / float64), the loss alone took 0.63-0.76 /
+0.49-0.68 of the time at 4-8 classes, 0.57-0.72 / 0.51-0.61 at 10, 0.83-0.98 /
+0.73-0.87 at 16, 0.80-1.03 / 0.70-0.77 at 20, 0.85-1.14 / 0.74-0.85 at 24 and
+1.15-1.39 / 0.83-1.42 at 32; with its gradient 0.34-0.50 / 0.33-0.61,
+0.40-0.53 / 0.48-0.60, 0.61-0.82 / 0.67-1.04, 0.63-0.88 / 0.56-0.93,
+0.79-0.99 / 0.80-1.20 and 0.90-1.08 / 1.08-1.23."""
 
 
 @njit(fastmath=_RED, **_KW)
