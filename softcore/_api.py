@@ -1826,6 +1826,15 @@ def _fused_linear_grads(
     return _grads_out((dx, dw, db), direct, out, batch, result, np, be)
 
 
+def _quiet_gemms() -> Any:
+    """NumPy's floating-point warnings off for a linear cross-entropy call:
+    logits of ``input @ linear_weight.T`` past the dtype's range are infinite
+    (and ``inf - inf`` in the bias NaN), as in PyTorch, which says nothing, and
+    as every other op here says nothing of such values. A caller whose warnings
+    are errors would otherwise get an exception after some chunks were done."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 def _linear_ce(
     input: Any,
     linear_weight: Any,
@@ -2060,7 +2069,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     backend: Any = None,
 ) -> Any:
-    with _device_of(input):
+    with _device_of(input), _quiet_gemms():
         return _linear_ce(
             input,
             linear_weight,
@@ -2090,7 +2099,7 @@ def linear_cross_entropy_with_grad(
     out: tuple[Any, Any, Any] | None = None,
     backend: Any = None,
 ) -> tuple[Any, tuple[Any, Any, Any]]:
-    with _device_of(input):
+    with _device_of(input), _quiet_gemms():
         return _linear_ce(
             input,
             linear_weight,

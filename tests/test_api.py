@@ -1854,3 +1854,58 @@ def test_masked_entries_are_an_error(rng, backend):
     p = sc.softmax(mx.filled(-np.inf), backend=backend)
     assert np.all(p[np.eye(4, 5, dtype=bool)] == 0.0)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("chunk_size", [None, 2])  # the fused small path; chunks
+def test_linear_ce_logits_past_the_range_warn_nothing(backend, dt, chunk_size):
+    """Logits of ``input @ linear_weight.T`` past the dtype's range are
+    infinite, as in PyTorch, with no overflow or invalid-value warning from the
+    GEMMs or the bias (every other op is silent on such values), so a caller
+    whose warnings are errors gets the result, not an exception after some
+    chunks of ``out=`` are written. A class whose logit is ``-inf`` (a product
+    past the range) takes probability 0: the loss and gradients are finite and
+    equal the reference's; a row with a ``+inf`` logit has a NaN loss, as in
+    PyTorch. (16-bit inputs compute in float32, where their products fit.)"""
+    big = 1e20 if dt == "float32" else 1e160  # big * big is past the range
+    x = np.array([[big, 0, 1], [0.5, 1, -1], [big, 1, 0], [1, 0, 0]], dt)
+    w = np.array([[-big, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], dt)
+    bias = np.array([0, 0.5, -0.5, 0], dt)
+    t = np.array([1, 2, 3, 0])
+    kw = {"linear_bias": bias, "chunk_size": chunk_size, "backend": backend}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = sc.linear_cross_entropy(x, w, t, reduction="none", **kw)
+        loss, (dx, dw, db) = sc.linear_cross_entropy_with_grad(x, w, t, **kw)
+        outs = (np.empty_like(x), np.empty_like(w), np.empty_like(bias))
+        sc.linear_cross_entropy_with_grad(x, w, t, out=outs, **kw)
+    # the reference in float64, the logits past the dtype's range -inf
+    with np.errstate(over="ignore"):
+        z = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+    z[np.abs(z) > np.finfo(dt).max] = -np.inf
+    assert np.isneginf(z[[0, 2], 0]).all()
+    assert np.isfinite(z[:, 1:]).all()
+    m = z.max(axis=1, keepdims=True)
+    s = np.exp(z - m).sum(axis=1, keepdims=True)
+    p = np.exp(z - m) / s
+    want_rows = (m + np.log(s))[:, 0] - z[np.arange(4), t]  # rows 0, 2: 1e20-ish
+    g = p.copy()
+    g[np.arange(4), t] -= 1
+    g /= 4  # the mean's gradient; 0 in the -inf logits' column
+    want_dx, want_dw = g @ w.astype(np.float64), g.T @ x.astype(np.float64)
+    tol = {"rtol": 2e-6, "atol": 1e-7} if dt == "float32" else {"rtol": 1e-13}
+    np.testing.assert_allclose(rows, want_rows, **tol)
+    np.testing.assert_allclose(float(loss), want_rows.mean(), **tol)
+    np.testing.assert_allclose(dx, want_dx, **tol)
+    np.testing.assert_allclose(db, g.sum(axis=0), **tol)
+    np.testing.assert_allclose(dw, want_dw, rtol=tol["rtol"])  # 1e20 * g entries
+    for got, want in zip(outs, (dx, dw, db), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # a +inf logit: that row's loss is NaN, the others' are not
+    w[0, 0] = big
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = sc.linear_cross_entropy(x, w, t, reduction="none", **kw)
+    assert np.isnan(rows[[0, 2]]).all()
+    assert np.isfinite(rows[[1, 3]]).all()
