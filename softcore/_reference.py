@@ -7,6 +7,7 @@ ULPs) on blocks of rows, so no temporary is larger than one block, whatever N is
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,20 @@ def _blocks(n_rows: int, width: int):
         yield slice(start, min(n_rows, start + step))
 
 
+def _quiet(method):
+    """``method`` with NumPy's floating-point warnings off. NaN and infinite
+    values give the NaN and infinite results the contract names, and no op
+    warns of them, on any backend: a caller whose warnings are errors (a test
+    suite's ``-W error``) gets the result."""
+
+    @functools.wraps(method)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+
+    return quiet
+
+
 def _shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``z = x - max``, ``e = exp(z)``, ``s = sum(e)`` per row, in float64.
 
@@ -31,9 +46,8 @@ def _shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     and the whole row's results are NaN, as the contract asks.
     """
     x = x.astype(np.float64, copy=False)
-    with np.errstate(invalid="ignore"):
-        m = x.max(axis=1, keepdims=True)
-        z = x - m
+    m = x.max(axis=1, keepdims=True)
+    z = x - m
     e = np.exp(z)
     s = e.sum(axis=1, keepdims=True)
     return z, e, s
@@ -58,25 +72,27 @@ class ReferenceBackend:
         return isinstance(x, np.ndarray)  # host array-likes: the registry
 
     # ------------------------------------------------------------- row-wise ops
+    @_quiet
     def softmax_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
             _, e, s = _shifted(x[b])
             out[b] = e / s
 
+    @_quiet
     def log_softmax_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
             z, _, s = _shifted(x[b])
-            with np.errstate(over="ignore"):  # a result past float32's range: -inf
-                out[b] = z - np.log(s)
+            out[b] = z - np.log(s)  # a result past float32's range: -inf
 
+    @_quiet
     def logsumexp_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
             xb = x[b].astype(np.float64, copy=False)
-            with np.errstate(invalid="ignore", over="ignore"):
-                m = xb.max(axis=1)
-                s = np.exp(xb - m[:, None]).sum(axis=1)
-                out[b] = m + np.log(s)  # beyond float32's range: inf, correctly
+            m = xb.max(axis=1)
+            s = np.exp(xb - m[:, None]).sum(axis=1)
+            out[b] = m + np.log(s)  # beyond float32's range: inf, correctly
 
+    @_quiet
     def softmax_jacobian_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         c = x.shape[1]
         for b in _blocks(x.shape[0], c * c):
@@ -86,6 +102,7 @@ class ReferenceBackend:
             jb.reshape(-1, c * c)[:, :: c + 1] += p
             out[b] = jb
 
+    @_quiet
     def log_softmax_jacobian_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         c = x.shape[1]
         for b in _blocks(x.shape[0], c * c):
@@ -95,6 +112,7 @@ class ReferenceBackend:
             jb.reshape(-1, c * c)[:, :: c + 1] += 1.0
             out[b] = jb
 
+    @_quiet
     def softmax_backward_rows(
         self, grad: np.ndarray, probs: np.ndarray, out: np.ndarray
     ) -> None:
@@ -102,17 +120,16 @@ class ReferenceBackend:
             g = grad[b].astype(np.float64)
             p = probs[b].astype(np.float64)
             dot = (g * p).sum(axis=1, keepdims=True)
-            with np.errstate(over="ignore"):  # a result past float32's range: inf
-                out[b] = p * (g - dot)
+            out[b] = p * (g - dot)  # a result past float32's range: inf
 
+    @_quiet
     def log_softmax_backward_rows(
         self, grad: np.ndarray, log_probs: np.ndarray, out: np.ndarray
     ) -> None:
         for b in _blocks(*grad.shape):
             g = grad[b].astype(np.float64)
             total = g.sum(axis=1, keepdims=True)
-            with np.errstate(over="ignore"):  # a result past float32's range: inf
-                out[b] = g - np.exp(log_probs[b].astype(np.float64)) * total
+            out[b] = g - np.exp(log_probs[b].astype(np.float64)) * total  # or inf
 
     # ------------------------------------------------------------ cross-entropy
     def _ce_index(self, x, target, alpha, beta, cw, scale, loss_out, grad_out):
@@ -123,25 +140,25 @@ class ReferenceBackend:
             a, be, y = alpha[b], beta[b], target[b]
             kept = (a != 0) | (be != 0)
             rows = np.arange(z.shape[0])
-            with np.errstate(invalid="ignore"):
-                loss = a * (log_s - z[rows, y])
-                smooth = be != 0
-                if smooth.any():
-                    loss = loss + np.where(smooth, be * (wsum * log_s - z @ cw), 0.0)
+            loss = a * (log_s - z[rows, y])
+            smooth = be != 0
+            if smooth.any():
+                loss = loss + np.where(smooth, be * (wsum * log_s - z @ cw), 0.0)
             loss_out[b] = np.where(kept, loss, 0.0)
             if grad_out is None:
                 continue
-            with np.errstate(invalid="ignore"):
-                g = (e / s) * (a + be * wsum)[:, None]
-                g[rows, y] -= a
-                g -= be[:, None] * cw[None, :]
-                g *= scale
+            g = (e / s) * (a + be * wsum)[:, None]
+            g[rows, y] -= a
+            g -= be[:, None] * cw[None, :]
+            g *= scale
             g[~kept] = 0.0
             grad_out[b] = g
 
+    @_quiet
     def cross_entropy_rows(self, x, target, alpha, beta, class_weight, loss_out):
         self._ce_index(x, target, alpha, beta, class_weight, 1.0, loss_out, None)
 
+    @_quiet
     def cross_entropy_grad_rows(
         self, x, target, alpha, beta, class_weight, grad_scale, loss_out, grad_out
     ):
@@ -154,17 +171,17 @@ class ReferenceBackend:
         for b in _blocks(*x.shape):
             z, e, s = _shifted(x[b])
             a = ((1.0 - eps) * target[b].astype(np.float64) + eps / c) * cw
-            with np.errstate(invalid="ignore"):
-                terms = np.where(a != 0, a * (np.log(s) - z), 0.0)
+            terms = np.where(a != 0, a * (np.log(s) - z), 0.0)
             loss_out[b] = terms.sum(axis=1)
             if grad_out is None:
                 continue
-            with np.errstate(invalid="ignore"):
-                grad_out[b] = scale * ((e / s) * a.sum(axis=1, keepdims=True) - a)
+            grad_out[b] = scale * ((e / s) * a.sum(axis=1, keepdims=True) - a)
 
+    @_quiet
     def cross_entropy_prob_rows(self, x, target, smoothing, class_weight, loss_out):
         self._ce_prob(x, target, smoothing, class_weight, 1.0, loss_out, None)
 
+    @_quiet
     def cross_entropy_prob_grad_rows(
         self, x, target, smoothing, class_weight, grad_scale, loss_out, grad_out
     ):

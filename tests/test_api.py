@@ -1909,3 +1909,63 @@ def test_linear_ce_logits_past_the_range_warn_nothing(backend, dt, chunk_size):
         rows = sc.linear_cross_entropy(x, w, t, reduction="none", **kw)
     assert np.isnan(rows[[0, 2]]).all()
     assert np.isfinite(rows[[1, 3]]).all()
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_special_values_give_their_results_without_a_warning(backend, dt):
+    """NaN, infinite and extreme values in logits, gradients and targets give
+    the contract's results (a row with a NaN, a ``+inf`` or only ``-inf``: NaN
+    in that row only) and no NumPy warning, with warnings as errors: the
+    numpy backend warned from its products and sums (``inf * 0`` in a
+    gradient, ``inf - inf``) where the numba backend and PyTorch say nothing."""
+    big = float(np.finfo(dt).max)
+    x = np.array(
+        [
+            [np.nan, 0, 1],
+            [np.inf, 0, 1],
+            [-np.inf, -np.inf, -np.inf],
+            [big, -big, 0],
+            [0, 1, 2],
+            [-np.inf, 0, 1],
+        ],
+        dt,
+    )
+    nan_rows, fine_rows = [0, 1, 2], [3, 4, 5]
+    g = np.array([[1, 2, 3]] * 3 + [[np.inf, 1, 1], [1, -np.inf, 1], [big, big, 1]], dt)
+    t = np.array([0, 1, 2, 2, 1, 1])
+    p = np.full(x.shape, 1 / 3, dt)
+    kw = {"backend": backend}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = sc.softmax(x, **kw)
+        ls = sc.log_softmax(x, **kw)
+        lse = sc.logsumexp(x, **kw)
+        jac = sc.softmax_jacobian(x, **kw)
+        ljac = sc.log_softmax_jacobian(x, **kw)
+        sb = sc.softmax_backward(g, s, **kw)
+        lb = sc.log_softmax_backward(g, ls, **kw)
+        ce = sc.cross_entropy(x, t, reduction="none", label_smoothing=0.1, **kw)
+        cep, gp = sc.cross_entropy_with_grad(x, p, reduction="none", **kw)
+        _, gi = sc.cross_entropy_with_grad(x, t, weight=np.array([1, 0, 2.0]), **kw)
+    for name, r in (("softmax", s), ("log_softmax", ls), ("jacobian", jac),
+                    ("log_softmax_jacobian", ljac), ("gradient", gp)):  # fmt: skip
+        assert np.isnan(r[nan_rows]).all(), name
+        assert not np.isnan(r[fine_rows]).any(), name
+    for name, r in (("logsumexp", lse), ("loss", ce), ("prob loss", cep)):
+        assert np.isnan(r[nan_rows]).all(), name
+        assert not np.isnan(r[fine_rows]).any(), name
+    # a row's gradient is its own, whatever the others' losses; row 1's target
+    # has weight 0: it carries no weight, so its gradient is 0 (README)
+    assert np.isnan(gi[[0, 2]]).all()
+    assert (gi[1] == 0).all()
+    assert np.isfinite(gi[fine_rows]).all()
+    # the products, as the formulas in float64 give them (inf * 0 is NaN)
+    with np.errstate(all="ignore"):
+        s64, g64 = s.astype(np.float64), g.astype(np.float64)
+        want_sb = s64 * (g64 - (g64 * s64).sum(axis=1, keepdims=True))
+        want_lb = g64 - np.exp(ls.astype(np.float64)) * g64.sum(axis=1, keepdims=True)
+        want_sb, want_lb = want_sb.astype(dt), want_lb.astype(dt)  # past it: inf
+    rtol = 1e-6 if dt == "float32" else 1e-12
+    np.testing.assert_allclose(sb, want_sb, rtol=rtol, equal_nan=True)
+    np.testing.assert_allclose(lb, want_lb, rtol=rtol, equal_nan=True)
