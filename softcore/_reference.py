@@ -27,7 +27,9 @@ def _quiet(method):
     """``method`` with NumPy's floating-point warnings off. NaN and infinite
     values give the NaN and infinite results the contract names, and no op
     warns of them, on any backend: a caller whose warnings are errors (a test
-    suite's ``-W error``) gets the result."""
+    suite's ``-W error``) gets the result. Not ``np.errstate`` as a decorator:
+    before NumPy 2 that kept the saved state on the one shared instance, which
+    threads calling the backend at once would overwrite."""
 
     @functools.wraps(method)
     def quiet(*args: Any, **kwargs: Any) -> Any:
