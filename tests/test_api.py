@@ -1969,3 +1969,48 @@ def test_special_values_give_their_results_without_a_warning(backend, dt):
     rtol = 1e-6 if dt == "float32" else 1e-12
     np.testing.assert_allclose(sb, want_sb, rtol=rtol, equal_nan=True)
     np.testing.assert_allclose(lb, want_lb, rtol=rtol, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+@pytest.mark.parametrize("n", [4, 200])  # a sum in Python, one in NumPy
+@pytest.mark.parametrize("kind", ["index", "probs"])  # numba: fused, general path
+def test_reduced_loss_of_special_rows_warns_nothing(backend, n, kind):
+    """A ``"mean"`` or ``"sum"`` over row losses of ``+inf`` and ``-inf`` (a
+    negative class weight or target) is NaN, and one past float64's range
+    ``inf``, with no NumPy warning: the last case that warned (NumPy's sum of
+    the loss rows)."""
+    x = np.zeros((n, 3))
+    x[:, 0] = -np.inf  # each row's loss at target 0 is +inf
+    t = np.zeros(n, dtype=np.int64)
+    t[1::2] = 1  # rows 1, 3, ...: target 1, weight -1, logit -inf: loss -inf
+    x[1::2, 1] = -np.inf
+    w = np.array([1.0, -1.0, 1.0])
+    big = np.zeros((n, 2))
+    big[:, 1] = -1.5e308  # loss 1.5e308 a row at target 1: the sum passes 1.8e308
+    tb = np.ones(n, dtype=np.int64)
+    if kind == "index":
+        kw = {"backend": backend, "weight": w}
+    else:  # the same losses from probability targets: w[t] at t, else 0
+        t = np.eye(3)[t] * w[t][:, None]
+        tb = np.eye(2)[tb]
+        kw = {"backend": backend}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = sc.cross_entropy(x, t, reduction="none", **kw)
+        got_sum = sc.cross_entropy(x, t, reduction="sum", **kw)
+        got_mean = sc.cross_entropy(x, t, reduction="mean", **kw)
+        with_grad, _ = sc.cross_entropy_with_grad(x, t, reduction="sum", **kw)
+        kw.pop("weight", None)
+        big_rows = sc.cross_entropy(big, tb, reduction="none", **kw)
+        big_sum = sc.cross_entropy(big, tb, reduction="sum", **kw)
+        big_mean, _ = sc.cross_entropy_with_grad(big, tb, reduction="mean", **kw)
+    # the rows themselves: +inf and -inf, the premise of the sums below
+    assert np.isposinf(rows[0::2]).all()
+    assert np.isneginf(rows[1::2]).all()
+    for got in (got_sum, got_mean, with_grad):
+        assert type(got) is np.float64
+        assert np.isnan(got)
+    np.testing.assert_array_equal(big_rows, np.full(n, 1.5e308))
+    # the sum passes the range; the mean divides that sum, as PyTorch's does
+    assert np.isposinf(big_sum)
+    assert np.isposinf(big_mean)

@@ -67,7 +67,10 @@ def _on_device(r: Any) -> np.ndarray:
 
 def _same(got: Any, want: Any, what: str = "") -> None:
     """Device result ``got`` equals the host result ``want`` bitwise, same shape and
-    dtype (tuples elementwise, ``None`` for ``None``)."""
+    dtype (tuples elementwise, ``None`` for ``None``); a reduced cross-entropy
+    loss to 4 units in its last place: the device sums the row losses on the
+    device (pairwise here, in a tree on a GPU), the host in Python up to 128
+    rows, so the totals may differ in their last bits (README)."""
     if isinstance(want, tuple):
         assert isinstance(got, tuple), what
         assert len(got) == len(want), what
@@ -81,6 +84,11 @@ def _same(got: Any, want: Any, what: str = "") -> None:
     w = np.asarray(want)
     assert g.dtype == w.dtype, f"{what}: dtype {g.dtype}, host path {w.dtype}"
     assert g.shape == w.shape, f"{what}: shape {g.shape}, host path {w.shape}"
+    if w.ndim == 0 and "cross_entropy" in what and np.isfinite(w):
+        ulp = float(np.spacing(np.abs(w)))  # in the result's own dtype
+        gap = abs(float(g) - float(w))
+        assert gap <= 4 * ulp, f"{what}: {g!r}, host path {w!r}"
+        return
     np.testing.assert_array_equal(g, w, err_msg=what)
 
 
@@ -580,7 +588,7 @@ def test_linear_cross_entropy_gradients_through_the_accumulate_hook(bias):
     got, want = _both(sc.linear_cross_entropy_with_grad, x, w, target, **opts)
     ran = fd.backend.calls[calls:]
     assert ran.count("linear_grad_accumulate") == 3, ran
-    _same(got, want)
+    _same(got, want, "linear_cross_entropy_with_grad")
     outs = tuple(
         fd.device_array(np.full(s, 7.0), DEV) if s else None
         for s in ((n, d), (c, d), (c,) if bias else None)
@@ -590,7 +598,7 @@ def test_linear_cross_entropy_gradients_through_the_accumulate_hook(bias):
         _to_dev(x), _to_dev(w), _to_dev(target), out=outs, backend=NAME, **dev_opts
     )
     assert all(g is o for g, o in zip(grads, outs, strict=True) if o is not None)
-    _same((loss, grads), want)
+    _same((loss, grads), want, "linear_cross_entropy_with_grad out=")
 
 
 def test_optional_hooks_set_to_none_are_absent(monkeypatch):
