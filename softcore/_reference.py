@@ -247,7 +247,9 @@ def index_rows(
         if mean and not norm:  # PyTorch's 0/0 in every kept row
             grad_out[keep] = np.nan
     if loss_out is not None:
-        total = loss_rows.sum()
+        from softcore._api import _loss_total  # the host path's sum, its bits
+
+        total = _loss_total(loss_rows, np)
         if mean:
             total = total / norm if norm else total * np.nan
         loss_out[0] = total

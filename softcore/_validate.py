@@ -18,7 +18,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 REDUCTIONS = ("mean", "sum", "none")
 _UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}  # by itemsize
-_MAX = np.maximum.reduce
+_MAX: Any = np.maximum.reduce  # (NumPy 2.5's stubs lack its plain overload)
 _SMALL_ROWS = 64
 """Batches of at most this many rows take their targets' range from a Python list
 (one ``tolist`` and two builtins beat NumPy's reduction's fixed cost there)."""

@@ -110,8 +110,8 @@ def _row_stats_mp(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lse = np.empty(rows.shape[0], LD)
     log_p = np.empty(rows.shape, LD)
     p = np.empty(rows.shape, LD)
-    finite = np.abs(rows[np.isfinite(rows)])
-    top = float(finite.max()) if finite.size else 1.0
+    magnitudes = np.abs(rows[np.isfinite(rows)])
+    top = float(magnitudes.max()) if magnitudes.size else 1.0
     # enough digits for the integer part of the largest logit and 40 more
     dps = _MP_DPS + max(0, int(np.log10(max(top, 1.0))) + 1)
     with mpmath.workdps(dps):
