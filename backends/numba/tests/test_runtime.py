@@ -83,6 +83,11 @@ def test_concurrent_calls_from_python_threads():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns of fork() in a process with threads: this test forks one
+# on purpose, after parallel kernels ran, to show the child still computes
+@pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
 def test_fork_child_computes_correctly():
     args = _inputs((2048, 100), np.float64)
     expected = _run_all(*args)  # the parent has launched parallel kernels
