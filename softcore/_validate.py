@@ -393,7 +393,19 @@ def check_ce_options(reduction: Any, label_smoothing: Any, ignore_index: Any) ->
         raise ValueError(
             f"reduction must be one of 'mean', 'sum', 'none'; received {reduction!r}"
         )
+    kind = type(label_smoothing)
     try:
+        if (
+            kind is not float
+            and kind is not int
+            and (
+                # float() would parse a string, and take a 1-element array with
+                # NumPy's DeprecationWarning; PyTorch refuses both
+                isinstance(label_smoothing, str | bytes)
+                or getattr(label_smoothing, "ndim", 0) != 0
+            )
+        ):
+            raise TypeError
         eps = float(label_smoothing)
     except (TypeError, ValueError):
         raise TypeError(

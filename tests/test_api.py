@@ -207,6 +207,10 @@ def test_negative_targets_with_more_classes_than_the_dtype_half(dtype):
         ({"reduction": "avg"}, ValueError, r"reduction must be one of .*'avg'"),
         ({"label_smoothing": 1.5}, ValueError, r"label_smoothing must be in \[0, 1\]"),
         ({"label_smoothing": -0.1}, ValueError, r"label_smoothing must be in"),
+        # float() parses a string; PyTorch refuses it, and None, as these do
+        ({"label_smoothing": "0.1"}, TypeError, r"must be a real number; .*'0.1'"),
+        ({"label_smoothing": None}, TypeError, r"must be a real number; .*None"),
+        ({"label_smoothing": np.array([0.1])}, TypeError, r"must be a real number"),
         (
             {"weight": np.ones(3)},
             ValueError,

@@ -86,6 +86,7 @@ CE_OPTIONS = [
     Bad("unknown_reduction", _kw(reduction="avg"), (ValueError,), ("avg",)),
     Bad("label_smoothing_above_1", _kw(label_smoothing=1.5), (ValueError,), ("1.5",)),
     Bad("label_smoothing_below_0", _kw(label_smoothing=-0.1), (ValueError,), ("-0.1",)),
+    Bad("label_smoothing_string", _kw(label_smoothing="0.1"), (TypeError,), ("'0.1'",)),
     Bad(
         "weight_length",
         _kw(weight=lambda inp, s: np.ones(s["C"] + 1, inp.x.dtype)),
