@@ -1047,7 +1047,9 @@ def _index_rows_call(
     check = hook(x2, t64, cw, ignore, eps, reduction == "mean", loss_rows, total, g2)
     loss = None
     if want_loss:
-        with np.errstate(over="ignore"):  # beyond float16: inf, as it should
+        with np.errstate(
+            over="ignore", under="ignore"
+        ):  # beyond float16: inf, as it should
             if total is None:
                 loss = _loss_as(loss_rows.reshape(batch), result)
             else:
@@ -1349,7 +1351,7 @@ def _loss_as(loss: Any, result: Any) -> Any:
 def _reduce(loss_rows: Any, plan: Any, batch: tuple, result: Any, xp: Any) -> Any:
     # a float64 loss beyond float32's range becomes inf in the cast, as it should
     if plan.reduction == "none":
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             return _loss_as(loss_rows.reshape(batch), result)
     total = _loss_total(loss_rows, xp)
     return _scalar_loss(total, plan.normaliser, plan.reduction, result, xp)
@@ -1389,14 +1391,14 @@ def _scalar_loss(
                 # neither rounding can overflow: the scalars' own casts, the
                 # bits of _loss_as's (3.6 us under errstate, 0.8 without)
                 return result.type(_F32.type(total))
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", under="ignore"):
                 return _loss_as(np.float64(total), result)
         top = _CAST_MAX.get(result)
         if top is None or abs(total) <= top:  # the cast cannot overflow
             return result.type(total)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             return result.type(total)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         if result.itemsize == 2:
             return _loss_as(xp.asarray(total, dtype=_F64), result)[()]
         return xp.asarray(total, dtype=result)[()]
@@ -1853,8 +1855,11 @@ def _quiet_gemms() -> Any:
     logits of ``input @ linear_weight.T`` past the dtype's range are infinite
     (and ``inf - inf`` in the bias NaN), as in PyTorch, which says nothing, and
     as every other op here says nothing of such values. A caller whose warnings
-    are errors would otherwise get an exception after some chunks were done."""
-    return np.errstate(over="ignore", invalid="ignore")
+    are errors would otherwise get an exception after some chunks were done.
+    Underflow too (a product of tiny features is 0 or subnormal): NumPy ignores
+    it by default, but a caller's ``np.errstate(all="raise")`` raised it
+    midway, after ``out=``'s first chunks were written."""
+    return np.errstate(over="ignore", invalid="ignore", under="ignore")
 
 
 def _linear_ce(

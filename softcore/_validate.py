@@ -304,7 +304,7 @@ def converted(y: Any, dtype: Any, xp: Any, be: Any = None, out: Any = None) -> A
                 y = dst  # into a strided out: NumPy copies, in one dtype
     if dtype != _F16:  # ml_dtypes' bfloat16 cast gives inf without a warning
         return _cast_into(y, dtype, xp, out)
-    with np.errstate(over="ignore"):  # past float16's range: inf
+    with np.errstate(over="ignore", under="ignore"):  # past float16's range: inf
         return _cast_into(y, dtype, xp, out)
 
 

@@ -2019,3 +2019,59 @@ def test_reduced_loss_of_special_rows_warns_nothing(backend, n, kind):
     # the sum passes the range; the mean divides that sum, as PyTorch's does
     assert np.isposinf(big_sum)
     assert np.isposinf(big_mean)
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_linear_ce_underflow_under_a_raising_errstate(backend):
+    """Products of tiny features underflow to 0 or subnormals, which NumPy
+    ignores by default; under a caller's ``np.errstate(all="raise")`` the GEMMs
+    raised midway, after ``out=``'s first chunk was written. They give the
+    result, as the float64 formula does with underflow ignored."""
+    x = np.array([[1e-200, 1.0], [0.5, 1e-200], [1.0, -1.0]])
+    w = np.array([[1e-200, 0.0], [0.0, 1.0], [1e-150, 1e-160]])
+    t = np.array([0, 2, 1])
+    outs = (np.full_like(x, 7.0), np.full_like(w, 7.0), None)
+    with np.errstate(all="raise"):
+        loss, (dx, dw, _) = sc.linear_cross_entropy_with_grad(
+            x, w, t, chunk_size=1, out=outs, backend=backend
+        )
+    z = x @ w.T
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = np.mean(-np.log(p[np.arange(3), t]))
+    g = p.copy()
+    g[np.arange(3), t] -= 1
+    g /= 3
+    np.testing.assert_allclose(float(loss), want, rtol=1e-14)
+    np.testing.assert_allclose(dx, g @ w, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(dw, g.T @ x, rtol=1e-14, atol=1e-300)
+    assert dx is outs[0]
+    assert dw is outs[1]
+
+
+@pytest.mark.parametrize("backend", _host_backends())
+def test_float16_results_under_a_raising_errstate(backend):
+    """float32 results that are float16 subnormals or 0 (``exp(-20)``) are
+    cast under the core's own ``errstate``: a caller's ``all="raise"`` raised
+    from that cast on the numpy backend after ``out=`` was written."""
+    x = np.array([[0.0, -20.0, -9.0], [1.0, 2.0, -30.0]], np.float16)
+    t = np.array([1, 2])
+    want_p = _softmax64(x)
+    with np.errstate(all="raise"):
+        out = np.full_like(x, 7)
+        p = sc.softmax(x, out=out, backend=backend)
+        lp = sc.log_softmax(x, backend=backend)
+        jac = sc.softmax_jacobian(x, backend=backend)
+        loss, grad = sc.cross_entropy_with_grad(x, t, reduction="none", backend=backend)
+    assert p is out
+    # float16 results: the float64 values rounded once more, within 1 ULP
+    for got, want in (
+        (p, want_p),
+        (lp, np.log(want_p)),
+        (grad, want_p - np.eye(3)[t]),
+        (loss, -np.log(want_p[np.arange(2), t])),
+    ):
+        assert got.dtype == np.float16
+        ulp = np.spacing(np.abs(want.astype(np.float16)))
+        assert (np.abs(got - want) <= ulp).all(), (got, want)
+    assert jac.shape == (2, 3, 3)
