@@ -1047,9 +1047,8 @@ def _index_rows_call(
     check = hook(x2, t64, cw, ignore, eps, reduction == "mean", loss_rows, total, g2)
     loss = None
     if want_loss:
-        with np.errstate(
-            over="ignore", under="ignore"
-        ):  # beyond float16: inf, as it should
+        # beyond float16: inf, as it should
+        with np.errstate(over="ignore", under="ignore"):
             if total is None:
                 loss = _loss_as(loss_rows.reshape(batch), result)
             else:
