@@ -7,12 +7,12 @@ ULPs) on blocks of rows, so no temporary is larger than one block, whatever N is
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
 import softcore
+from softcore._api import _loss_total
 
 _BLOCK_ELEMENTS = 1 << 16  # temporaries hold at most this many float64 values
 
@@ -23,20 +23,13 @@ def _blocks(n_rows: int, width: int):
         yield slice(start, min(n_rows, start + step))
 
 
-def _quiet(method):
-    """``method`` with NumPy's floating-point warnings off. NaN and infinite
-    values give the NaN and infinite results the contract names, and no op
-    warns of them, on any backend: a caller whose warnings are errors (a test
-    suite's ``-W error``) gets the result. Not ``np.errstate`` as a decorator:
-    before NumPy 2 that kept the saved state on the one shared instance, which
-    threads calling the backend at once would overwrite."""
-
-    @functools.wraps(method)
-    def quiet(*args: Any, **kwargs: Any) -> Any:
-        with np.errstate(all="ignore"):
-            return method(*args, **kwargs)
-
-    return quiet
+_quiet = np.errstate(all="ignore")
+"""The row kernels' decorator: NumPy's floating-point warnings off. NaN and
+infinite values give the NaN and infinite results the contract names, and no
+op warns of them, on any backend: a caller whose warnings are errors (a test
+suite's ``-W error``) gets the result. From NumPy 2.0 (the oldest supported)
+``np.errstate`` as a decorator keeps its state per call, so threads calling
+the backend at once are safe."""
 
 
 def _shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,9 +248,7 @@ def index_rows(
         if mean and not norm:  # PyTorch's 0/0 in every kept row
             grad_out[keep] = np.nan
     if loss_out is not None:
-        from softcore._api import _loss_total  # the host path's sum, its bits
-
-        total = _loss_total(loss_rows, np)
+        total = _loss_total(loss_rows, np)  # the host path's sum, its bits
         if mean:
             total = total / norm if norm else total * np.nan
         loss_out[0] = total
