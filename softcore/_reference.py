@@ -7,7 +7,7 @@ ULPs) on blocks of rows, so no temporary is larger than one block, whatever N is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,10 +32,19 @@ suite's ``-W error``) gets the result. From NumPy 2.0 (the oldest supported)
 the backend at once are safe."""
 
 
-def _shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``z = x - max``, ``e = exp(z)``, ``s = sum(e)`` per row, in float64.
+class _Shifted(NamedTuple):
+    m: np.ndarray  # each row's maximum, (rows, 1)
+    z: np.ndarray  # x - m
+    e: np.ndarray  # exp(z)
+    s: np.ndarray  # sum(e), (rows, 1)
+    log_s: np.ndarray  # log(s), (rows, 1)
 
-    ``logsumexp = max + log(s)`` and ``log_softmax = z - log(s)``.
+
+def _shifted(x: np.ndarray) -> _Shifted:
+    """``m = max``, ``z = x - m``, ``e = exp(z)``, ``s = sum(e)`` and ``log(s)``
+    per row, in float64.
+
+    ``logsumexp = m + log(s)`` and ``log_softmax = z - log(s)``.
 
     A row with NaN, +inf or only -inf has max NaN/+inf/-inf, so ``x - max`` has a NaN
     and the whole row's results are NaN, as the contract asks.
@@ -49,11 +58,16 @@ def _shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # others, which then keep their own relative accuracy, where a sum with
     # the 1 among them rounded each to a unit of 1 (a row of 100000 classes,
     # one 40 above the rest: 10 ULPs of softmax with NumPy 2.2's sum)
+    # ``log(s)`` is ``log1p`` of that rest: where the maximum dominates, ``s``
+    # rounds to a unit of 1 and its log kept nothing of the rest (logsumexp of
+    # ``[0, -40]`` was 0 for 4.2e-18)
     one = np.take_along_axis(e, top, axis=1)
     np.put_along_axis(e, top, 0.0, axis=1)
-    s = e.sum(axis=1, keepdims=True) + one
+    rest = e.sum(axis=1, keepdims=True)
+    s = rest + one
+    log_s = np.log1p(rest + (one - 1.0))  # one - 1: 0, or NaN in a special row
     np.put_along_axis(e, top, one, axis=1)
-    return z, e, s
+    return _Shifted(m, z, e, s, log_s)
 
 
 class ReferenceBackend:
@@ -78,29 +92,27 @@ class ReferenceBackend:
     @_quiet
     def softmax_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
-            _, e, s = _shifted(x[b])
-            out[b] = e / s
+            sh = _shifted(x[b])
+            out[b] = sh.e / sh.s
 
     @_quiet
     def log_softmax_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
-            z, _, s = _shifted(x[b])
-            out[b] = z - np.log(s)  # a result past float32's range: -inf
+            sh = _shifted(x[b])
+            out[b] = sh.z - sh.log_s  # a result past float32's range: -inf
 
     @_quiet
     def logsumexp_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         for b in _blocks(*x.shape):
-            xb = x[b].astype(np.float64, copy=False)
-            m = xb.max(axis=1)
-            s = np.exp(xb - m[:, None]).sum(axis=1)
-            out[b] = m + np.log(s)  # beyond float32's range: inf, correctly
+            sh = _shifted(x[b])
+            out[b] = (sh.m + sh.log_s)[:, 0]  # beyond float32's range: inf
 
     @_quiet
     def softmax_jacobian_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         c = x.shape[1]
         for b in _blocks(x.shape[0], c * c):
-            _, e, s = _shifted(x[b])
-            p = e / s
+            sh = _shifted(x[b])
+            p = sh.e / sh.s
             jb = -p[:, :, None] * p[:, None, :]
             jb.reshape(-1, c * c)[:, :: c + 1] += p
             out[b] = jb
@@ -109,8 +121,8 @@ class ReferenceBackend:
     def log_softmax_jacobian_rows(self, x: np.ndarray, out: np.ndarray) -> None:
         c = x.shape[1]
         for b in _blocks(x.shape[0], c * c):
-            _, e, s = _shifted(x[b])
-            p = e / s
+            sh = _shifted(x[b])
+            p = sh.e / sh.s
             jb = np.broadcast_to(-p[:, None, :], (p.shape[0], c, c)).copy()
             jb.reshape(-1, c * c)[:, :: c + 1] += 1.0
             out[b] = jb
@@ -138,8 +150,8 @@ class ReferenceBackend:
     def _ce_index(self, x, target, alpha, beta, cw, scale, loss_out, grad_out):
         wsum = cw.sum()
         for b in _blocks(*x.shape):
-            z, e, s = _shifted(x[b])
-            log_s = np.log(s[:, 0])  # lse - x_c = log_s - z_c
+            _, z, e, s, log_s2 = _shifted(x[b])
+            log_s = log_s2[:, 0]  # lse - x_c = log_s - z_c
             a, be, y = alpha[b], beta[b], target[b]
             kept = (a != 0) | (be != 0)
             rows = np.arange(z.shape[0])
@@ -172,9 +184,9 @@ class ReferenceBackend:
     def _ce_prob(self, x, target, eps, cw, scale, loss_out, grad_out):
         c = x.shape[1]
         for b in _blocks(*x.shape):
-            z, e, s = _shifted(x[b])
+            _, z, e, s, log_s = _shifted(x[b])
             a = ((1.0 - eps) * target[b].astype(np.float64) + eps / c) * cw
-            terms = np.where(a != 0, a * (np.log(s) - z), 0.0)
+            terms = np.where(a != 0, a * (log_s - z), 0.0)
             loss_out[b] = terms.sum(axis=1)
             if grad_out is None:
                 continue

@@ -235,9 +235,9 @@ class RoundedArgumentJacobian(Wrapped):
         from softcore._reference import _shifted
 
         c = x.shape[1]
-        z, _, s = _shifted(x)
+        sh = _shifted(x)
         with np.errstate(all="ignore"):
-            p = np.exp(z - np.log(s))
+            p = np.exp(sh.z - sh.log_s)
         jb = -p[:, :, None] * p[:, None, :]
         jb.reshape(-1, c * c)[:, :: c + 1] += p
         out[...] = jb

@@ -456,6 +456,36 @@ def _split_lo(v, hi):
     return v - hi
 
 
+# The log of a sum near 1. A row's ``S`` is at least 1 (its maximum's term), and
+# where that term dominates, ``log S`` is small: rounding ``S`` to float64 costs
+# half a unit of 1, which is all of ``log S`` for ``S - 1`` below 2**-53
+# (logsumexp of ``[0, -40]`` was 0 for 4.2e-18, and ``[0, -20]`` 3e-8 off).
+# Every float64 sum therefore also returns its rounding error ``E`` (exact:
+# TwoSum of the split sum's two parts, or of a TwoSum's sum and compensation),
+# and ``log S`` is taken as ``log(S) + E / S`` (:func:`log_sum`): ``log`` is
+# accurate to an ULP of itself near 1, and ``E / S`` is the first-order term of
+# ``log(S + E)``, the rest below 2**-106 relative. float32 and 16-bit rows,
+# whose sums are plain, give ``E = 0``: their results round to float32 far
+# above the float64 sum's error, but for ``S - 1`` below about 1e-9.
+
+
+@njit(**_KW)
+def _sum_parts(a, b):
+    """``(s, e)``: ``s = a + b`` rounded and ``e`` its exact rounding error
+    (Knuth's TwoSum; 0 where ``s`` is not finite). Compiled apart, without
+    fast-math flags, as :func:`_split_hi`, for the reassociated sum loops."""
+    s = a + b
+    bp = s - a
+    e = (a - (s - bp)) + (b - bp)
+    return s, (e if abs(s) < np.inf else 0.0)
+
+
+@njit(**_GLUE)
+def log_sum(S, E):
+    """``log(S + E)`` for a row sum ``S >= 1`` with rounding error ``E``."""
+    return log64(S) + E / S
+
+
 def sum_bias(row, n):
     """The split's bias for sums of ``n`` exps of ``row`` (float64 rows; 0.0,
     unused, for float32 and 16-bit rows)."""
@@ -505,7 +535,7 @@ def _seg_sumexp(xr, j0, j1, m, nonpos):
         for j in range(xs.shape[0]):
             v = expdiff(xs[j], m, xs)
             sh, sl = split_add(sh, sl, v, b, xs)
-    return sh + sl
+    return _sum_parts(sh, sl)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -537,7 +567,8 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip, nonpos):
 @njit(fastmath=_RED, **_KW)
 def _exps_sum(os_):
     """The float64 sum of ``os_`` (exp values, in ``[0, 1]``; float64 rows'
-    exactly rounded): a block's stored exps, and a short tile's row."""
+    exactly rounded) and its rounding error: a block's stored exps, and a short
+    tile's row."""
     wide()
     b = sum_bias(os_, os_.shape[0])
     sh = 0.0
@@ -545,7 +576,7 @@ def _exps_sum(os_):
     for j in range(os_.shape[0]):
         v = np.float64(os_[j])
         sh, sl = split_add(sh, sl, v, b, os_)
-    return sh + sl
+    return _sum_parts(sh, sl)
 
 
 def split_factor(f, row):
@@ -596,16 +627,25 @@ def _seg_scale(outr, j0, j1, f):
 
 
 @njit(**_GLUE)
-def _block_exp_store(xr, outr, j0, j1, ip):
-    """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b)``.
-    An all ``-inf`` block stores zeros (NaN where it holds a NaN)."""
+def _block_exp_store_e(xr, outr, j0, j1, ip):
+    """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b,
+    E_b)``, ``E_b`` the sum's rounding error. An all ``-inf`` block stores zeros
+    (NaN where it holds a NaN)."""
     # these two lines are also _block_stats_lo's: a shared inlined helper
     # returning (m, lo, shift, nonpos) made float32 softmax and logsumexp at 128
     # classes 4-6% slower (interleaved against this code, in cache)
     m, lo = _seg_range(xr, j0, j1)
     sh = m if m > _NINF else 0.0
     _seg_exp_store(xr, outr, j0, j1, sh, ip, _range_nonpos(lo, sh, xr))
-    return m, _exps_sum(outr[j0:j1])
+    s, e = _exps_sum(outr[j0:j1])
+    return m, s, e
+
+
+@njit(**_GLUE)
+def _block_exp_store(xr, outr, j0, j1, ip):
+    """:func:`_block_exp_store_e` without the error: ``(m_b, s_b)``."""
+    m, s, _ = _block_exp_store_e(xr, outr, j0, j1, ip)
+    return m, s
 
 
 @njit(**_GLUE)
@@ -619,27 +659,28 @@ def _block_factor(m, M, S):
 @njit(**_GLUE)
 def _exp_store_row(xr, outr, ip):
     """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
-    ``(M, S)`` and the block maxima (``None`` for a one-block row)."""
+    ``(M, S, E)`` (``E``: the sum's rounding error) and the block maxima."""
     wide()
     C = xr.shape[0]
     if C <= BLOCK:
-        m, sb = _block_exp_store(xr, outr, 0, C, ip)
+        m, sb, E = _block_exp_store_e(xr, outr, 0, C, ip)
         M, S = _combine(_NINF, 0.0, m, sb)
         M, S = _finish(M, S)
         bm = np.empty(1)
         bm[0] = m
-        return M, S, bm
+        return M, S, E, bm
     nb = (C + BLOCK - 1) // BLOCK
     bm = np.empty(nb)
     M = _NINF
     S = 0.0
+    E = 0.0
     for b in range(nb):
         j0 = b * BLOCK
-        m, sb = _block_exp_store(xr, outr, j0, min(C, j0 + BLOCK), ip)
+        m, sb, eb = _block_exp_store_e(xr, outr, j0, min(C, j0 + BLOCK), ip)
         bm[b] = m
-        M, S = _combine(M, S, m, sb)
+        M, S, E = _combine_e(M, S, E, m, sb, eb)
     M, S = _finish(M, S)
-    return M, S, bm
+    return M, S, E, bm
 
 
 @njit(**_GLUE)
@@ -658,8 +699,8 @@ def scratch(x):
 
 
 def block_sumexp(xr, j0, j1, m, buf, nonpos):
-    """``sum exp(xr[j0:j1] - m)`` in float64 (``buf``: from :func:`scratch`;
-    ``nonpos``: as :func:`_seg_nonpos` of the segment)."""
+    """``sum exp(xr[j0:j1] - m)`` in float64 and its rounding error (``buf``:
+    from :func:`scratch`; ``nonpos``: as :func:`_seg_nonpos` of the segment)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -688,19 +729,20 @@ def _block_sumexp_impl(xr, j0, j1, m, buf, nonpos):
 
 @njit(**_GLUE)
 def _block_stats_lo(xr, j0, j1, buf):
-    """``(m_b, s_b, lo_b)`` of one block, ``lo_b`` its minimum; an all ``-inf``
-    block gives ``(-inf, 0)`` (or ``(-inf, NaN)`` if it holds a NaN)."""
+    """``(m_b, s_b, E_b, lo_b)`` of one block, ``E_b`` the sum's rounding error
+    and ``lo_b`` the block's minimum; an all ``-inf`` block gives ``(-inf, 0)``
+    (or ``(-inf, NaN)`` if it holds a NaN)."""
     m, lo = _seg_range(xr, j0, j1)
     sh = m if m > _NINF else 0.0
-    s = block_sumexp(xr, j0, j1, sh, buf, _range_nonpos(lo, sh, xr))
-    return m, s, lo
+    s, e = block_sumexp(xr, j0, j1, sh, buf, _range_nonpos(lo, sh, xr))
+    return m, s, e, lo
 
 
 @njit(**_GLUE)
 def _block_stats(xr, j0, j1, buf):
-    """``(m_b, s_b)`` of one block (:func:`_block_stats_lo`)."""
-    m, s, _ = _block_stats_lo(xr, j0, j1, buf)
-    return m, s
+    """``(m_b, s_b, E_b)`` of one block (:func:`_block_stats_lo`)."""
+    m, s, e, _ = _block_stats_lo(xr, j0, j1, buf)
+    return m, s, e
 
 
 @njit(**_GLUE)
@@ -726,36 +768,72 @@ def _combine(M, S, m, s):
 
 
 @njit(**_GLUE)
+def _combine_e(M, S, E, m, s, e):
+    """:func:`_combine` carrying the sums' rounding errors: ``(M, S, E)`` with
+    ``S`` the same bits. The block holding the row's maximum joins with factor
+    1, so its error stays exact; a scaled block's product rounds relative to
+    itself, which is part of ``S - 1``, not of the 1."""
+    if m == _NINF:
+        S2, r = _sum_parts(S, s)
+        return M, S2, E + e + r
+    if M == _NINF:  # the first block: S is 0 (or NaN)
+        return m, S + s, E + e
+    if m > M:
+        f = exp64(M - m)
+        S2, r = _sum_parts(S * f, s)
+        return m, S2, E * f + e + r
+    f = exp64(m - M)
+    S2, r = _sum_parts(S, s * f)
+    return M, S2, E + e * f + r
+
+
+@njit(**_GLUE)
 def _finish(M, S):
     """``(M, S)`` of a whole row; a row of only ``-inf`` gets ``S = NaN``."""
     return M, (_NAN if M == _NINF else S)
 
 
 @njit(**_GLUE)
-def _row_stats_lo(xr, buf):
-    """A row's ``(M, S)`` and its minimum (for :func:`_range_nonpos` against
-    ``M``; a NaN row may give any minimum, its results are NaN anyway)."""
+def _row_stats_e_lo(xr, buf):
+    """A row's ``(M, S, E)`` (``E``: the sum's rounding error) and its minimum
+    (for :func:`_range_nonpos` against ``M``; a NaN row may give any minimum,
+    its results are NaN anyway)."""
     wide()
     C = xr.shape[0]
     if C <= BLOCK:  # the same arithmetic; a loop around it compiled ~3x slower
-        m, s, lo = _block_stats_lo(xr, 0, C, buf)
+        m, s, e, lo = _block_stats_lo(xr, 0, C, buf)
         M, S = _combine(_NINF, 0.0, m, s)
         M, S = _finish(M, S)
-        return M, S, lo
+        return M, S, e, lo
     M = _NINF
     S = 0.0
+    E = 0.0
     lo = np.inf
     for j0 in range(0, C, BLOCK):
-        m, s, lb = _block_stats_lo(xr, j0, min(C, j0 + BLOCK), buf)
-        M, S = _combine(M, S, m, s)
+        m, s, e, lb = _block_stats_lo(xr, j0, min(C, j0 + BLOCK), buf)
+        M, S, E = _combine_e(M, S, E, m, s, e)
         lo = min(lo, lb)
     M, S = _finish(M, S)
+    return M, S, E, lo
+
+
+@njit(**_GLUE)
+def _row_stats_lo(xr, buf):
+    """A row's ``(M, S)`` and its minimum (:func:`_row_stats_e_lo`)."""
+    M, S, _, lo = _row_stats_e_lo(xr, buf)
     return M, S, lo
 
 
 @njit(**_GLUE)
+def _row_stats_e(xr, buf):
+    """A row's ``(M, S, E)`` (:func:`_row_stats_e_lo`)."""
+    M, S, E, _ = _row_stats_e_lo(xr, buf)
+    return M, S, E
+
+
+@njit(**_GLUE)
 def _row_stats(xr, buf):
-    M, S, _ = _row_stats_lo(xr, buf)
+    M, S, _, _ = _row_stats_e_lo(xr, buf)
     return M, S
 
 
@@ -784,7 +862,7 @@ def _softmax_row(xr, outr, ip):
         M, S = _finish(M, S)
         _seg_scale(outr, 0, C, _block_factor(m, M, S) * 1.0)
         return
-    M, S, bm = _exp_store_row(xr, outr, ip)
+    M, S, _, bm = _exp_store_row(xr, outr, ip)
     _scale_row(outr, M, S, bm, 1.0)
 
 
@@ -916,8 +994,9 @@ def _grp_exp_store(x, out, r0, r1, M, lo, ip):
 
 
 @njit(fastmath=_RED, **_KW)
-def _grp_sum(out, r0, r1, S):
-    """Rows ``r0:r1``' float64 sums into ``S`` (the loop of :func:`_exps_sum`)."""
+def _grp_sum(out, r0, r1, S, E):
+    """Rows ``r0:r1``' float64 sums into ``S`` and their rounding errors into
+    ``E`` (the loop of :func:`_exps_sum`)."""
     wide()
     b = sum_bias(out, out.shape[1])
     for r in range(r0, r1):
@@ -927,7 +1006,7 @@ def _grp_sum(out, r0, r1, S):
         for j in range(os_.shape[0]):
             v = np.float64(os_[j])
             sh, sl = split_add(sh, sl, v, b, os_)
-        S[r - r0] = sh + sl
+        S[r - r0], E[r - r0] = _sum_parts(sh, sl)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -944,10 +1023,11 @@ def _grp_scale(out, r0, r1, F):
 @njit(**_GLUE)
 def _grp_exp_sums(x, out, r0, r1, M, S, lo, ip):
     """The grouped passes up to the sums: ``out[r] = exp(x[r] - M)`` and the
-    rows' ``(M, S)`` as :func:`_finish` gives them (``lo`` is a scratch)."""
+    rows' ``(M, S)`` as :func:`_finish` gives them; ``lo`` holds the rows'
+    minima, then the sums' rounding errors."""
     _grp_range(x, r0, r1, M, lo)
     _grp_exp_store(x, out, r0, r1, M, lo, ip)
-    _grp_sum(out, r0, r1, S)
+    _grp_sum(out, r0, r1, S, lo)
     for i in range(r1 - r0):
         S[i] = _finish(M[i], S[i])[1]
 
@@ -985,7 +1065,8 @@ LOG_SOFTMAX_SMALL_GROUP_ROW_BYTES = 4096
 
 @njit(fastmath=_RED, **_KW)
 def _grp_sumexp(x, r0, r1, M, lo, S):
-    """float64 rows ``r0:r1``' ``sum exp(x[r] - m)`` into ``S`` (``m`` as
+    """float64 rows ``r0:r1``' ``sum exp(x[r] - m)`` into ``S`` and its rounding
+    error into ``lo``, which held the rows' minima (``m`` as
     :func:`_grp_exp_store` takes it; the loops of :func:`_seg_sumexp`)."""
     wide()
     b = sum_bias(x, x.shape[1])
@@ -1004,12 +1085,13 @@ def _grp_sumexp(x, r0, r1, M, lo, S):
             for j in range(xs.shape[0]):
                 v = expdiff(xs[j], sh, xs)
                 s_hi, s_lo = split_add(s_hi, s_lo, v, b, xs)
-        S[i] = s_hi + s_lo
+        S[i], lo[i] = _sum_parts(s_hi, s_lo)  # the minimum was read above
 
 
 def grp_sumexp(x, r0, r1, M, lo, S, E):
     """Rows ``r0:r1``' sums of exps into ``S``, as :func:`block_sumexp` takes a
-    one-block row's (``E``: from :func:`group_exps`)."""
+    one-block row's, and their rounding errors into ``lo``, which held their
+    minima (``E``: from :func:`group_exps`)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -1019,7 +1101,7 @@ def _grp_sumexp_impl(x, r0, r1, M, lo, S, E):
         # the exps in float32 lanes into E, then their float64 sums
         def impl(x, r0, r1, M, lo, S, E):
             _grp_exp_store(x[r0:r1], E, 0, r1 - r0, M, lo, False)
-            _grp_sum(E, 0, r1 - r0, S)
+            _grp_sum(E, 0, r1 - r0, S, lo)  # float32 terms: errors 0
 
         return impl
     return lambda x, r0, r1, M, lo, S, E: _grp_sumexp(x, r0, r1, M, lo, S)
@@ -1059,8 +1141,8 @@ def _grp_log_softmax_write(x, out, r0, r1, M, LS, ip):
 @njit(**_GLUE)
 def _grp_stats(x, r0, r1, M, S, L, E):
     """Rows ``r0:r1``' ``(M, S)`` by the grouped passes (their range, then
-    :func:`grp_sumexp`); ``L`` holds their minima, ``E`` is from
-    :func:`group_exps`."""
+    :func:`grp_sumexp`); ``L`` holds their minima, then the sums' rounding
+    errors (for :func:`_log_group`), ``E`` is from :func:`group_exps`."""
     _grp_range(x, r0, r1, M, L)
     grp_sumexp(x, r0, r1, M, L, S, E)
     for i in range(r1 - r0):
@@ -1076,16 +1158,18 @@ def _log_softmax_groups(x, out, r0, r1, ip, st, E):
         q1 = min(r1, q + G)
         k = q1 - q
         M, S, L = st[0, :k], st[1, :k], st[2, :k]
-        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+        _grp_stats(x, q, q1, M, S, L, E)  # L: the minima, the errors, the logs
         _log_group(st, k)
         _grp_log_softmax_write(x, out, q, q1, M, L, ip)
 
 
 @njit(**_GLUE)
 def _group_stats(x, r0, r1, buf, st):
-    """Rows ``r0:r1``' ``(M, S)`` into ``st[:, :r1 - r0]``."""
+    """Rows ``r0:r1``' ``(M, S, E)`` into ``st[:3, :r1 - r0]`` (``E``, the sums'
+    rounding errors, where :func:`_log_group` puts ``log S``)."""
     for r in range(r0, r1):
-        st[0, r - r0], st[1, r - r0] = _row_stats(x[r], buf)
+        i = r - r0
+        st[0, i], st[1, i], st[2, i] = _row_stats_e(x[r], buf)
 
 
 @njit(**_GLUE)
@@ -1093,26 +1177,28 @@ def _group_stats_lo(x, r0, r1, buf, st):
     """:func:`_group_stats`, and each row's minimum into ``st[3]``."""
     for r in range(r0, r1):
         i = r - r0
-        st[0, i], st[1, i], st[3, i] = _row_stats_lo(x[r], buf)
+        st[0, i], st[1, i], st[2, i], st[3, i] = _row_stats_e_lo(x[r], buf)
 
 
 @njit(fastmath={"contract"}, **_KW)
 def _log_group(st, n):
-    """``st[2, :n] = log(st[1, :n])``, vectorised: a row's scalar ``log64`` cost
+    """``st[2, :n] = log S`` from the sums ``st[1]`` and their rounding errors
+    ``st[2]`` (:func:`log_sum`), vectorised: a row's scalar ``log64`` cost
     15-20 ns, a fifth of a 128-class float32 logsumexp row."""
     wide()
     S = st[1, :n]
     ls = st[2, :n]
     for i in range(ls.shape[0]):
-        ls[i] = log64(S[i])
+        ls[i] = log_sum(S[i], ls[i])
 
 
 @njit(fastmath={"contract"}, **_KW)
 def _lse_group_out(st, os_):
-    """``lse = M + log S`` of a group's rows, rounded once to ``os_``'s dtype."""
+    """``lse = M + log S`` of a group's rows (``st[2]``: the sums' rounding
+    errors), rounded once to ``os_``'s dtype."""
     wide()
     for i in range(os_.shape[0]):
-        os_[i] = st[0, i] + log64(st[1, i])
+        os_[i] = st[0, i] + log_sum(st[1, i], st[2, i])
 
 
 @njit(**_GLUE)
@@ -1406,15 +1492,15 @@ def _ce_loss(a, b, M, log_s, xy, wdot, W):
 
 @njit(**_GLUE)
 def _ce_row_stats(xr, y, b, cw, buf):
-    """A kept row's ``(M, S, x_y, wdot)``: what its loss needs but ``log S``."""
+    """A kept row's ``(M, S, E, x_y, wdot)``: what its loss needs but ``log S``."""
     wide()
-    M, S = _row_stats(xr, buf)
+    M, S, E = _row_stats_e(xr, buf)
     wdot = 0.0
     if b != 0.0:
         C = xr.shape[0]
         for j0 in range(0, C, BLOCK):
             wdot += _seg_wdot(xr, j0, min(C, j0 + BLOCK), M, cw)
-    return M, S, np.float64(xr[y]), wdot
+    return M, S, E, np.float64(xr[y]), wdot
 
 
 # Class-index cross-entropy rows are taken a group of LOG_ROWS rows at a time,
@@ -1424,8 +1510,8 @@ def _ce_row_stats(xr, y, b, cw, buf):
 # log S; then per row the target column and the loss. The scalar exp64 and
 # log64 per row cost 30-40 ns, a fifth of a 128-class float32 row.
 
-_T_M, _T_S, _T_XY, _T_WDOT, _T_EY, _T_LOGS = range(6)  # rows of a group's T
-_T_ROWS = 6
+_T_M, _T_S, _T_XY, _T_WDOT, _T_EY, _T_LOGS, _T_E = range(7)  # rows of a group's T
+_T_ROWS = 7  # _T_E: the sums' rounding errors (log_sum)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -1434,13 +1520,14 @@ def _ce_group_transcendentals(T, n):
     wide()
     for i in range(n):
         T[_T_EY, i] = exp64(T[_T_XY, i] - T[_T_M, i])
-        T[_T_LOGS, i] = log64(T[_T_S, i])
+        T[_T_LOGS, i] = log_sum(T[_T_S, i], T[_T_E, i])
 
 
 @njit(**_GLUE)
-def _put_stats(T, i, M, S, xy, wdot):
+def _put_stats(T, i, M, S, E, xy, wdot):
     T[_T_M, i] = M
     T[_T_S, i] = S
+    T[_T_E, i] = E
     T[_T_XY, i] = xy
     T[_T_WDOT, i] = wdot
 
@@ -1459,8 +1546,8 @@ def _ce_group(x, target, alpha, beta, cw, W, r0, r1, buf, T, loss_out):
         # an ignored row (loss 0 by _group_loss) is read as its neighbours are:
         # skipping it broke the prefetcher's stream (every other row of 128
         # doubles ignored took 1.6x the time of none)
-        M, S, xy, wdot = _ce_row_stats(x[r], target[r], beta[r], cw, buf)
-        _put_stats(T, r - r0, M, S, xy, wdot)
+        M, S, E, xy, wdot = _ce_row_stats(x[r], target[r], beta[r], cw, buf)
+        _put_stats(T, r - r0, M, S, E, xy, wdot)
     _ce_group_transcendentals(T, r1 - r0)
     for r in range(r0, r1):
         loss_out[r] = _group_loss(T, r - r0, alpha[r], beta[r], W)
@@ -1502,27 +1589,27 @@ def _zero_row(gr):
 
 @njit(**_GLUE)
 def _ce_grad_body(xr, gr, y, a, b, cw, W, gs, ip, buf):
-    """A kept row's gradient but its target column; returns ``(M, S, x_y,
+    """A kept row's gradient but its target column; returns ``(M, S, E, x_y,
     wdot)`` for :func:`_ce_grad_fix_e` and :func:`_ce_loss`."""
     wide()
     xy = np.float64(xr[y])  # before gr (possibly xr) is written
     C = xr.shape[0]
     if b == 0.0:  # no smoothing: store exp(x - m_b) in gr, then scale it
         if C <= BLOCK:  # no block-maxima array to allocate
-            m, sb = _block_exp_store(xr, gr, 0, C, ip)
+            m, sb, E = _block_exp_store_e(xr, gr, 0, C, ip)
             M, S = _combine(_NINF, 0.0, m, sb)
             M, S = _finish(M, S)
             _seg_scale(gr, 0, C, _block_factor(m, M, S) * (gs * a))
         else:
-            M, S, bm = _exp_store_row(xr, gr, ip)
+            M, S, E, bm = _exp_store_row(xr, gr, ip)
             _scale_row(gr, M, S, bm, gs * a)
-        return M, S, xy, 0.0
-    M, S, lo = _row_stats_lo(xr, buf)
+        return M, S, E, xy, 0.0
+    M, S, E, lo = _row_stats_e_lo(xr, buf)
     wdot = 0.0
     for j0 in range(0, C, BLOCK):
         j1 = min(C, j0 + BLOCK)
         wdot += _ce_grad_seg(xr, gr, j0, j1, y, a, b, cw, W, gs, M, S, ip, lo)
-    return M, S, xy, wdot
+    return M, S, E, xy, wdot
 
 
 @njit(**_GLUE)
@@ -1537,8 +1624,9 @@ def _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out):
     for q in range(r0, r1, G):
         q1 = min(r1, q + G)
         o = q - r0
-        M, S, F = T[_T_M, o:], T[_T_S, o:], T[_T_LOGS, o:]  # F: lo first
-        _grp_exp_sums(x, grad_out, q, q1, M, S, F, ip)
+        M, S, Er = T[_T_M, o:], T[_T_S, o:], T[_T_E, o:]  # Er: lo first
+        F = T[_T_LOGS, o:]  # the factors, until the logs
+        _grp_exp_sums(x, grad_out, q, q1, M, S, Er, ip)
         for r in range(q, q1):
             i = r - q
             F[i] = _block_factor(M[i], M[i], S[i]) * (gs * alpha[r])
@@ -1561,13 +1649,13 @@ def _ce_grad_rows(x, target, alpha, beta, cw, W, gs, ip, r0, r1, buf, T, grad_ou
         kept = a != 0.0 or b != 0.0
         if not kept:
             a, b = 1.0, 0.0
-        M, S, xy, wdot = _ce_grad_body(
+        M, S, E, xy, wdot = _ce_grad_body(
             x[r], grad_out[r], target[r], a, b, cw, W, gs, ip, buf
         )
         if not kept:
             _zero_row(grad_out[r])
-            M, S, xy, wdot = 0.0, 1.0, 0.0, 0.0
-        _put_stats(T, r - r0, M, S, xy, wdot)
+            M, S, E, xy, wdot = 0.0, 1.0, 0.0, 0.0, 0.0
+        _put_stats(T, r - r0, M, S, E, xy, wdot)
 
 
 @njit(**_GLUE)
@@ -1714,7 +1802,7 @@ def _ce_prob_grad_stored(x, target, cw, k1, k0, gs, r0, r1, buf, st, lo, go):
     C = x.shape[1]
     for r in range(r0, r1):
         i = r - r0
-        m, sb = _block_exp_store(x[r], go[r], 0, C, False)
+        m, sb, st[2, i] = _block_exp_store_e(x[r], go[r], 0, C, False)
         M, S = _combine(_NINF, 0.0, m, sb)
         st[0, i], st[1, i] = _finish(M, S)
     _log_group(st, r1 - r0)
@@ -1723,8 +1811,8 @@ def _ce_prob_grad_stored(x, target, cw, k1, k0, gs, r0, r1, buf, st, lo, go):
         xr, tr, gr = x[r], target[r], go[r]
         M, S, log_s = st[0, i], st[1, i], st[2, i]
         if not M > _NINF:
-            M, S, mn = _row_stats_lo(xr, buf)
-            log_s = log64(S)
+            M, S, Er, mn = _row_stats_e_lo(xr, buf)
+            log_s = log_sum(S, Er)
             lo[r] = _ce_prob_grad_tail(
                 xr, tr, gr, cw, k1, k0, gs, False, M, S, log_s, mn
             )
@@ -2074,8 +2162,8 @@ def _ce_loss_groups(x, target, alpha, beta, cw, W, r0, r1, T, E, loss_out):
     for q in range(r0, r1, G):
         q1 = min(r1, q + G)
         o, k = q - r0, q1 - q
-        M, S, L = T[_T_M, o : o + k], T[_T_S, o : o + k], T[_T_LOGS, o : o + k]
-        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+        M, S, L = T[_T_M, o : o + k], T[_T_S, o : o + k], T[_T_E, o : o + k]
+        _grp_stats(x, q, q1, M, S, L, E)  # L: the minima, then the errors
         for r in range(q, q1):  # the group's rows are still in L1
             if beta[r] != 0.0:
                 T[_T_WDOT, r - r0] = _seg_wdot(x[r], 0, x.shape[1], M[r - q], cw)
@@ -2154,7 +2242,7 @@ def _ce_prob_loss_groups(x, target, cw, k1, k0, r0, r1, st, E, loss_out):
         q1 = min(r1, q + G)
         k = q1 - q
         M, S, L = st[0, :k], st[1, :k], st[2, :k]
-        _grp_stats(x, q, q1, M, S, L, E)  # L holds the minima until the logs
+        _grp_stats(x, q, q1, M, S, L, E)  # L: the minima, the errors, the logs
         _log_group(st, k)
         for r in range(q, q1):  # the group's rows are still in L1
             i = r - q
@@ -2257,23 +2345,28 @@ def jacobian_ser(x, out, log):
 
 
 @njit(**_PKW)
-def _split_stats(x, M, S):
+def _split_stats(x, M, S, E):
+    """Each row's ``(M, S)`` and the sum's rounding error ``E``."""
     wide()
     n, C = x.shape
     nb = (C + BLOCK - 1) // BLOCK
     bm = np.empty((n, nb))
     bs = np.empty((n, nb))
+    be = np.empty((n, nb))
     for k in prange(n * nb):
         r = k // nb
         b = k - r * nb
         j0 = b * BLOCK
-        bm[r, b], bs[r, b] = _block_stats(x[r], j0, min(C, j0 + BLOCK), scratch(x))
+        j1 = min(C, j0 + BLOCK)
+        bm[r, b], bs[r, b], be[r, b] = _block_stats(x[r], j0, j1, scratch(x))
     for r in range(n):
         Mr = _NINF
         Sr = 0.0
+        Er = 0.0
         for b in range(nb):
-            Mr, Sr = _combine(Mr, Sr, bm[r, b], bs[r, b])
+            Mr, Sr, Er = _combine_e(Mr, Sr, Er, bm[r, b], bs[r, b], be[r, b])
         M[r], S[r] = _finish(Mr, Sr)
+        E[r] = Er
 
 
 @njit(**_PKW)
@@ -2314,12 +2407,15 @@ def log_softmax_split(x, out):
     nb = (C + BLOCK - 1) // BLOCK
     M = np.empty(n)
     S = np.empty(n)
-    _split_stats(x, M, S)
+    E = np.empty(n)
+    _split_stats(x, M, S, E)
+    for r in range(n):
+        S[r] = log_sum(S[r], E[r])
     for k in prange(n * nb):
         r = k // nb
         j0 = (k - r * nb) * BLOCK
         j1 = min(C, j0 + BLOCK)
-        _seg_log_softmax(x[r], out[r], j0, j1, M[r], log64(S[r]), ip)
+        _seg_log_softmax(x[r], out[r], j0, j1, M[r], S[r], ip)
 
 
 @njit(**_KW)
@@ -2328,9 +2424,10 @@ def logsumexp_split(x, out):  # parallel inside _split_stats
     n = x.shape[0]
     M = np.empty(n)
     S = np.empty(n)
-    _split_stats(x, M, S)
+    E = np.empty(n)
+    _split_stats(x, M, S, E)
     for r in range(n):
-        out[r] = M[r] + log64(S[r])
+        out[r] = M[r] + log_sum(S[r], E[r])
 
 
 @njit(**_PKW)
@@ -2345,6 +2442,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         xy[r] = np.float64(x[r, target[r]])  # before grad_out (possibly x) is written
     bm = np.empty((n, nb))
     bs = np.empty((n, nb))
+    be = np.empty((n, nb))
     bl = np.empty((n, nb))
     for k in prange(n * nb):
         r = k // nb
@@ -2353,19 +2451,26 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         j1 = min(C, j0 + BLOCK)
         if beta[r] == 0.0:
             if alpha[r] != 0.0:
-                bm[r, b], bs[r, b] = _block_exp_store(x[r], grad_out[r], j0, j1, ip)
+                bm[r, b], bs[r, b], be[r, b] = _block_exp_store_e(
+                    x[r], grad_out[r], j0, j1, ip
+                )
         else:
-            bm[r, b], bs[r, b], bl[r, b] = _block_stats_lo(x[r], j0, j1, scratch(x))
+            bm[r, b], bs[r, b], be[r, b], bl[r, b] = _block_stats_lo(
+                x[r], j0, j1, scratch(x)
+            )
     M = np.empty(n)
     S = np.empty(n)
+    E = np.empty(n)
     for r in range(n):
         if alpha[r] == 0.0 and beta[r] == 0.0:
             continue
         Mr = _NINF
         Sr = 0.0
+        Er = 0.0
         for b in range(nb):
-            Mr, Sr = _combine(Mr, Sr, bm[r, b], bs[r, b])
+            Mr, Sr, Er = _combine_e(Mr, Sr, Er, bm[r, b], bs[r, b], be[r, b])
         M[r], S[r] = _finish(Mr, Sr)
+        E[r] = Er
     part = np.zeros((n, nb))
     for k in prange(n * nb):
         r = k // nb
@@ -2394,7 +2499,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
         for b in range(nb):
             wdot += part[r, b]
         _ce_grad_fix(grad_out[r], target[r], a, be, cw, W, gs, M[r], S[r], xy[r])
-        loss_out[r] = _ce_loss(a, be, M[r], log64(S[r]), xy[r], wdot, W)
+        loss_out[r] = _ce_loss(a, be, M[r], log_sum(S[r], E[r]), xy[r], wdot, W)
 
 
 # ====================================================================== short rows
@@ -2588,7 +2693,8 @@ def _short_exp_wdot(x, e, r0, r1, M, D, cw):
 
 
 def tile_row_sum(e, i):
-    """The float64 sum of tile row ``i`` (exp values, in ``[0, 1]``)."""
+    """The float64 sum of tile row ``i`` (exp values, in ``[0, 1]``) and its
+    rounding error."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -2597,7 +2703,7 @@ def _tile_row_sum_impl(e, i):
     if _is_f32(e):
         # float32 values summed in float64: the error stays far below float32's.
         # Four chains: a sum in order waits an add latency per element.
-        def impl(e, i):
+        def impl(e, i):  # (the sum, 0: no error term)
             C = e.shape[1]
             s0 = s1 = s2 = s3 = 0.0
             for j in range(0, C - 3, 4):
@@ -2608,7 +2714,7 @@ def _tile_row_sum_impl(e, i):
             s = (s0 + s1) + (s2 + s3)
             for j in range(C - C % 4, C):
                 s += np.float64(e[i, j])
-            return s
+            return s, 0.0
 
         return impl
 
@@ -2627,6 +2733,16 @@ def _tile_row_sum_impl(e, i):
 
 
 @njit(**_GLUE)
+def _two_sum_parts(s, c):
+    """:func:`_two_sum_done` and its rounding error (``|c|`` is far below
+    ``|s|``: Fast2Sum; 0 where ``s`` is not finite)."""
+    if abs(s) < np.inf:
+        t = s + c
+        return t, c - (t - s)
+    return s, 0.0
+
+
+@njit(**_GLUE)
 def _two_sum_acc(s, c, v):
     """``s + v`` rounded, and ``c`` plus its rounding error (Knuth's TwoSum)."""
     t = s + v
@@ -2636,19 +2752,21 @@ def _two_sum_acc(s, c, v):
 
 @njit(**_KW)
 def _short_sum(e, i, m):
-    """``S`` of tile row ``i`` (NaN for a row of only ``-inf``)."""
-    s = tile_row_sum(e, i)
-    return _NAN if m == _NINF else s
+    """``S`` of tile row ``i`` (NaN for a row of only ``-inf``) and its rounding
+    error."""
+    s, er = tile_row_sum(e, i)
+    return (_NAN if m == _NINF else s), er
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _short_log_sums(e, M, L, k):
-    """``L[i] = log S_i`` for the first ``k`` tile rows: one vectorised log."""
+def _short_log_sums(e, M, L, Er, k):
+    """``L[i] = log S_i`` for the first ``k`` tile rows: one vectorised log
+    (``Er``: a scratch for the sums' rounding errors)."""
     wide()
     for i in range(k):
-        L[i] = _short_sum(e, i, M[i])
+        L[i], Er[i] = _short_sum(e, i, M[i])
     for i in range(k):
-        L[i] = log64(L[i])
+        L[i] = log_sum(L[i], Er[i])
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -2717,7 +2835,7 @@ def _narrow_in(x, T, r0, k):
 
 def narrow_sums(T, S, c, k):
     """``S[i]``: the float64 sum of column ``i`` of ``T``, in order (float64:
-    compensated); ``c`` a float64 scratch."""
+    compensated), and ``c[i]`` its rounding error (0 for float32 columns)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -2728,6 +2846,7 @@ def _narrow_sums_impl(T, S, c, k):
         def impl(T, S, c, k):
             for i in range(k):
                 S[i] = np.float64(T[0, i])
+                c[i] = 0.0
             for j in range(1, T.shape[0]):
                 for i in range(k):
                     S[i] += np.float64(T[j, i])
@@ -2742,7 +2861,7 @@ def _narrow_sums_impl(T, S, c, k):
             for i in range(k):
                 S[i], c[i] = _two_sum_acc(S[i], c[i], T[j, i])
         for i in range(k):
-            S[i] = _two_sum_done(S[i], c[i])
+            S[i], c[i] = _two_sum_parts(S[i], c[i])
 
     return impl
 
@@ -2803,10 +2922,20 @@ def _narrow_log_softmax_out(x, out, M, S, r0, k):
 
 @njit(fastmath={"contract"}, **_KW)
 def _narrow_logs(S, k):
-    """``S[:k] = log(S[:k])``, one vectorised loop."""
+    """``S[:k] = log(S[:k])``, one vectorised loop (class-index cross-entropy,
+    whose every path takes ``log S`` so)."""
     wide()
     for i in range(k):
         S[i] = log64(S[i])
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _narrow_log_sums_e(S, c, k):
+    """``S[:k] = log S`` from the sums and their rounding errors ``c``
+    (:func:`log_sum`), one vectorised loop."""
+    wide()
+    for i in range(k):
+        S[i] = log_sum(S[i], c[i])
 
 
 def narrow_scratch(x, R):
@@ -2840,7 +2969,7 @@ def _narrow_tile(x, out, r0, r1, sc, what):
     if what == 0:
         _narrow_softmax_out(Tk, out, S, r0, k)
         return
-    _narrow_logs(S, k)
+    _narrow_log_sums_e(S, c, k)
     if what == 1:
         _narrow_log_softmax_out(x, out, M, S, r0, k)
     else:
@@ -2876,7 +3005,7 @@ def _short_softmax_tile(x, out, r0, r1, M):
     _short_exp(x, out[r0:r1], r0, r1, M)
     e = out[r0:r1]
     for i in range(r1 - r0):
-        M[i] = 1.0 / _short_sum(e, i, M[i])
+        M[i] = 1.0 / _short_sum(e, i, M[i])[0]
     _short_scale_rows(e, M, r1 - r0)
 
 
@@ -2965,10 +3094,14 @@ def _tile_losses(x, target, alpha, beta, cw, W, loss_out, r0, r1, M, L):
 
 @njit(**_GLUE)
 def _short_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, e, M, L):
+    """``L``: ``2 R`` float64, the rows' ``log S``, then a scratch for the sums'
+    rounding errors (one allocation)."""
     wide()
+    h = L.shape[0] // 2
     _short_exp(x, e, r0, r1, M)
-    _short_log_sums(e, M, L, r1 - r0)
-    _tile_losses(x, target, alpha, beta, cw, W, loss_out, r0, r1, M, L)
+    Ls, Er = L[:h], L[h:]
+    _short_log_sums(e, M, Ls, Er, r1 - r0)
+    _tile_losses(x, target, alpha, beta, cw, W, loss_out, r0, r1, M, Ls)
 
 
 @njit(**_GLUE)
@@ -2977,7 +3110,7 @@ def _narrow_ce_tile(x, target, alpha, beta, cw, W, loss_out, r0, r1, sc):
     T, m, M, S, c = sc
     k = r1 - r0
     _narrow_stats(x, r0, k, T, m, M, S, c)
-    _narrow_logs(S, k)
+    _narrow_log_sums_e(S, c, k)
     _tile_losses(x, target, alpha, beta, cw, W, loss_out, r0, r1, M, S)
 
 
@@ -2987,7 +3120,7 @@ def _narrow_ce_scalars(M, S, L, X, k):
     vectorised loop."""
     wide()
     for i in range(k):
-        L[i] = log64(S[i])
+        L[i] = log_sum(S[i], L[i])  # L held the sums' rounding errors
         X[2, i] = exp64(X[0, i] - M[i])
 
 
@@ -3081,7 +3214,7 @@ def cross_entropy_short_par(x, target, alpha, beta, cw, loss_out):
     for t in prange((n + R - 1) // R):
         e = np.empty((R, C), x.dtype)
         M = np.empty(R)
-        L = np.empty(R)
+        L = np.empty(2 * R)
         r0 = t * R
         _short_ce_tile(
             x, target, alpha, beta, cw, W, loss_out, r0, min(n, r0 + R), e, M, L
@@ -3104,7 +3237,7 @@ def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
         return
     e = np.empty((R, C), x.dtype)
     M = np.empty(R)
-    L = np.empty(R)
+    L = np.empty(2 * R)
     for r0 in range(0, n, R):
         _short_ce_tile(
             x, target, alpha, beta, cw, W, loss_out, r0, min(n, r0 + R), e, M, L
@@ -3113,13 +3246,14 @@ def cross_entropy_short_ser(x, target, alpha, beta, cw, loss_out):
 
 @njit(fastmath={"contract"}, **_KW)
 def _short_ce_scalars(e, M, xy, T, k):
-    """Per tile row: ``T[0] = S``, ``T[1] = log S``, ``T[2] = exp(x_y - m)``, the
-    logs and exps in one vectorised loop."""
+    """Per tile row: ``T[0] = S``, ``T[1] = log S`` (holding the sum's rounding
+    error first), ``T[2] = exp(x_y - m)``, the logs and exps in one vectorised
+    loop."""
     wide()
     for i in range(k):
-        T[0, i] = _short_sum(e, i, M[i])
+        T[0, i], T[1, i] = _short_sum(e, i, M[i])
     for i in range(k):
-        T[1, i] = log64(T[0, i])
+        T[1, i] = log_sum(T[0, i], T[1, i])
         T[2, i] = exp64(xy[i] - M[i])
 
 
@@ -3281,11 +3415,12 @@ def _narrow_prob_losses(x, target, cw, k1, k0, M, L, A, r0, k, loss_out):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _narrow_log_sums(S, L, k):
-    """``L[:k] = log(S[:k])``, one vectorised loop (``S`` kept)."""
+def _narrow_log_sums(S, c, L, k):
+    """``L[:k] = log S`` from the sums and their rounding errors ``c``
+    (:func:`log_sum`), one vectorised loop (``S`` kept)."""
     wide()
     for i in range(k):
-        L[i] = log64(S[i])
+        L[i] = log_sum(S[i], c[i])
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -3326,7 +3461,7 @@ def _narrow_prob_tile(x, target, cw, k1, k0, loss_out, r0, r1, sc):
     T, m, M, S, c, L, A = sc
     k = r1 - r0
     Tk = _narrow_stats(x, r0, k, T, m, M, S, c)
-    _narrow_log_sums(S, L, k)
+    _narrow_log_sums(S, c, L, k)
     _narrow_prob_losses(x, target, cw, k1, k0, M, L, A, r0, k, loss_out)
     return Tk
 

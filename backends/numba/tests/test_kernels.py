@@ -7,6 +7,7 @@ split drivers must give the same bits.
 """
 
 import math
+from fractions import Fraction
 from unittest import mock
 
 import numpy as np
@@ -983,20 +984,23 @@ def test_short_row_sum_is_compensated(dtype, rng):
     @njit
     def row_sums(e):
         out = np.empty(e.shape[0])
+        err = np.empty(e.shape[0])
         for i in range(e.shape[0]):
-            out[i] = K.tile_row_sum(e, i)
-        return out
+            out[i], err[i] = K.tile_row_sum(e, i)
+        return out, err
 
     for c in (1, 2, 3, 4, 5, 7, 8, 13, 31, 63):
         # exp-like values: one 1, the rest spread over many binades, so the
         # partial sums round at every step
         e = np.exp(-rng.uniform(0, 30, (200, c))).astype(dtype)
         e[:, rng.integers(0, c)] = 1.0
-        got = row_sums(e)
+        got, err = row_sums(e)
         want = np.array([math.fsum(map(float, r)) for r in e])
         if dtype == np.float64:
             np.testing.assert_array_equal(got, want, err_msg=f"C={c}")
+            _assert_sum_errors(e, got, err, f"C={c}")
         else:
+            np.testing.assert_array_equal(err, 0.0)
             # plain float64 adds of exact terms: at most (c - 1) roundings
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
 
@@ -1032,11 +1036,24 @@ def test_split_sum_any_width(rng):
         b = K._split_bias(c)
         assert c < b / 1.5 * 2, c
         assert b / 1.5 >= 4, c
-        got = np.array([K._exps_sum(r) for r in e])
+        parts = [K._exps_sum(r) for r in e]
+        got = np.array([s for s, _ in parts])
         want = np.array([math.fsum(r) for r in e])
         np.testing.assert_array_equal(got, want, err_msg=f"C={c}")
+        _assert_sum_errors(e, got, np.array([er for _, er in parts]), f"C={c}")
     e[3, 7] = np.nan
-    assert np.isnan(K._exps_sum(e[3]))
+    s, er = K._exps_sum(e[3])
+    assert np.isnan(s)
+    assert er == 0.0
+
+
+def _assert_sum_errors(e, S, E, what):
+    """``E`` is each row sum's rounding error, ``sum(e) - S`` computed exactly:
+    to 2**-80 of the sum (the split sum's rests add with an error near 2**-90;
+    an ULP of the sum is 2**-52 of it), for ``log(S) + E / S``."""
+    for r in range(e.shape[0]):
+        exact = float(sum(map(Fraction, e[r].tolist())) - Fraction(S[r]))
+        assert abs(E[r] - exact) <= 2.0**-80 * S[r], (what, r, E[r], exact)
 
 
 @pytest.mark.parametrize("c", [64, 65, 1000, K.BLOCK])
@@ -1055,14 +1072,18 @@ def test_float64_row_sums_are_exactly_rounded(c, rng):
     for r in range(n):
         nonpos = bool(K._range_nonpos(lo[r], M[r], x[r]))
         assert nonpos == (r != 1)
-        got = K._seg_sumexp(x[r], 0, c, M[r], nonpos)
+        got, err = K._seg_sumexp(x[r], 0, c, M[r], nonpos)
         assert got == want[r], (r, got, want[r])
-        assert K._exps_sum(e[r]) == want[r], r
+        _assert_sum_errors(e[r : r + 1], [got], [err], "block sum")
+        assert K._exps_sum(e[r]) == (got, err), r
     S = np.empty(n)
-    K._grp_sum(e, 0, n, S)
+    Er = np.empty(n)
+    K._grp_sum(e, 0, n, S, Er)
     np.testing.assert_array_equal(S, want)
-    K._grp_sumexp(x, 0, n, M, lo, S)
+    _assert_sum_errors(e, S, Er, "group sums")
+    K._grp_sumexp(x, 0, n, M, lo, S)  # the errors into lo
     np.testing.assert_array_equal(S, want)
+    np.testing.assert_array_equal(lo, Er)
 
 
 def _softmax_ulps(got, x):
@@ -1125,16 +1146,18 @@ def test_transposed_column_sum_is_compensated(dtype, rng):
         k = t.shape[1]
         s, c = np.empty(k), np.empty(k)
         K.narrow_sums(t, s, c, k)
-        return s
+        return s, c
 
     for c in (1, 2, 3, 5, 13, 31, 63):
         e = np.exp(-rng.uniform(0, 30, (200, c))).astype(dtype)
         e[:, rng.integers(0, c)] = 1.0
-        got = col_sums(np.ascontiguousarray(e.T))
+        got, err = col_sums(np.ascontiguousarray(e.T))
         want = np.array([math.fsum(map(float, r)) for r in e])
         if dtype == np.float64:
             assert np.all(np.abs(got - want) <= np.spacing(want)), c
+            _assert_sum_errors(e, got, err, f"C={c}")
         else:
+            np.testing.assert_array_equal(err, 0.0)
             np.testing.assert_allclose(got, want, rtol=max(1, c - 1) * 2.0**-53)
 
 
