@@ -24,7 +24,8 @@
 // partials in rank order). There are no atomics.
 //
 // Accuracy: sums are accumulated in double for float inputs too; the row maximum is
-// tracked exactly, and the row's log-sum-exp is formed in double.
+// tracked exactly, and the row's log-sum-exp is formed in double (a float64 row's log of
+// its sum with the sum's rounding error: log_sum).
 //
 // Special values: a row containing NaN or +inf, or only -inf, has a NaN log-sum-exp,
 // which propagates to every output of that row. NVRTC has no INFINITY macro, so the
@@ -281,9 +282,28 @@ __device__ __forceinline__ bool stats_raise(double& m, ExpSum<T>& s, double tm) 
     return m > -sc_inf() && m == m;
 }
 
-__device__ __forceinline__ Shift make_shift(double m, double s) {
+// log S of a row's sum S >= 1 (its maximum's term is exactly 1), carried as s + e: s
+// the sum the kernels form (softmax's 1 / S), e the rounding errors of its adds (a
+// float64 row's ExpSum, row_sum and the cluster's fold), so that s + e is the sum to far
+// better than an ULP of s. Where the maximum dominates, S = 1 + t with t tiny, and s,
+// rounded to a unit of 1, kept nothing of t below half of one: log(s) made logsumexp of
+// [0, -40] 0 for 4.2e-18 (SciPy's log1p of the rest is exact), that of [0, -20] 3e-8 of
+// itself off, and log_softmax's largest entry -log S 0 for -4.2e-18. So (h, r) = s + e
+// as an exact pair (TwoSum: h rounded, r its error) and log S = log(h) + r / h: log is
+// accurate to an ULP of itself near 1, and r / h is the first-order term of log(h + r)
+// (the rest, about r^2 / 2, is below 2^-54 of log S), so log S is accurate relative to
+// itself even where h is exactly 1. e = 0 (float rows, whose sums carry none, and
+// softmax, which keeps its bits): log(s), as log_sum gives it there, without the
+// division.
+__device__ __forceinline__ double log_sum(double s, double e) {
+    double r;
+    const double h = two_sum(s, e, r);
+    return log(h) + r / h;
+}
+
+__device__ __forceinline__ Shift make_shift(double m, double s, double e = 0.0) {
     // NaN for a row with NaN or +inf (m NaN or +inf) and for an all -inf row
-    if (m > -sc_inf() && m < sc_inf()) return shift_of(m, log(s));
+    if (m > -sc_inf() && m < sc_inf()) return shift_of(m, e == 0.0 ? log(s) : log_sum(s, e));
     return shift_of(sc_nan(), sc_nan());
 }
 
@@ -506,7 +526,14 @@ __device__ __forceinline__ double row_sum(double v, double* sm) {
 // the same bits, as a TwoSum's error is the exact a + b - s whichever operand comes
 // first. The warps' pairs go through sm[0, 32) and sm[32, 64) (row_max's slots, free
 // between reductions). Group mode, a few terms a thread, and float rows: row_sum.
-__device__ __forceinline__ double row_sum(const ExpSum<float>& a, double* sm) {
+// err (float64 rows whose log S is taken, see log_sum; else null): the sum's error e,
+// s + e the sum to far better than an ULP of s, 0 where s is not finite. In block mode
+// the rounding error of s + c; in group mode each thread's s + c and its error, folded
+// as pairs, so that s keeps the plain butterfly's bits and e gathers its steps' errors.
+// Float rows carry none: 0.
+__device__ __forceinline__ double row_sum(const ExpSum<float>& a, double* sm,
+                                          double* err = nullptr) {
+    if (err) *err = 0.0;
     return row_sum(a.value(), sm);
 }
 // (s, c) += (bs, bc), s by TwoSum: one step of the pairs' fold.
@@ -515,13 +542,36 @@ __device__ __forceinline__ void add_pair(double& s, double& c, double bs, double
     s = two_sum(s, bs, e);
     c = (c + bc) + e;
 }
-__device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm) {
-    if (group_mode()) return row_sum(a.value(), sm);
-    double s = a.s, c = a.c;
+// The pairs' butterfly over the row's lanes, as lanes_fold's (the same masks and steps).
+__device__ __forceinline__ void lanes_fold_pair(double& s, double& c) {
+    if (blockDim.x >= 32) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        add_pair(s, c, __shfl_xor_sync(SC_FULL_MASK, s, o),
-                 __shfl_xor_sync(SC_FULL_MASK, c, o));
+        for (int o = 16; o > 0; o >>= 1)
+            add_pair(s, c, __shfl_xor_sync(SC_FULL_MASK, s, o),
+                     __shfl_xor_sync(SC_FULL_MASK, c, o));
+    } else {
+        const unsigned mask = row_mask();
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            if (o < (int)blockDim.x)
+                add_pair(s, c, __shfl_xor_sync(mask, s, o), __shfl_xor_sync(mask, c, o));
+    }
+}
+// e of a sum s: 0 where s is not finite (a NaN row's e is meaningless, and log_sum
+// must leave its log(s) as it is)
+__device__ __forceinline__ double finite_err(double s, double e) { return s - s == 0.0 ? e : 0.0; }
+__device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm,
+                                          double* err = nullptr) {
+    if (group_mode()) {
+        if (!err) return row_sum(a.value(), sm);
+        double c;
+        double s = two_sum(a.s, a.c, c);  // value()'s bits
+        lanes_fold_pair(s, c);            // s: lanes_fold's bits
+        *err = finite_err(s, c);
+        return s;
+    }
+    double s = a.s, c = a.c;
+    lanes_fold_pair(s, c);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();  // the previous reduction has finished reading sm
     if (lane == 0) {
@@ -532,7 +582,11 @@ __device__ __forceinline__ double row_sum(const ExpSum<double>& a, double* sm) {
     s = sm[0];
     c = sm[32];
     for (int k = 1; k < nw; ++k) add_pair(s, c, sm[k], sm[32 + k]);
-    return s + c;
+    if (!err) return s + c;
+    double e;
+    const double t = two_sum(s, c, e);  // s + c's bits
+    *err = finite_err(t, e);
+    return t;
 }
 
 // The row's maximum of every thread's v, in the row's own type (a float row's
@@ -560,9 +614,11 @@ __device__ __forceinline__ T row_max(T v, double* sm) {
 // merging the pairs step by step took one per butterfly step, five in a warp, which
 // dominated rows of a few hundred classes. A thread whose m is -inf holds s = 0 and
 // adds 0; a NaN or +inf maximum makes the row NaN (make_shift). Rows held wholly in
-// registers take their maximum before any exp instead (stats_row).
+// registers take their maximum before any exp instead (stats_row). se: as row_sum's err
+// (left as it is for a NaN row).
 template <typename T>
-__device__ __forceinline__ void row_stats(double& m, double& s, ExpSum<T>& acc, double* sm) {
+__device__ __forceinline__ void row_stats(double& m, double& s, ExpSum<T>& acc, double* sm,
+                                          double* se) {
     const double mm = to_d(row_max(from_d<T>(m), sm));  // exact: m is a T value
     if (mm != mm || mm == sc_inf()) {
         m = mm;
@@ -572,7 +628,7 @@ __device__ __forceinline__ void row_stats(double& m, double& s, ExpSum<T>& acc, 
     // s needs no rescale where m == mm, and is 0 where m == -inf
     if (!(m == mm || m == -sc_inf())) acc.scale(exp(m - mm));
     m = mm;
-    s = row_sum(acc, sm);
+    s = row_sum(acc, sm, se);
 }
 
 // ---------------------------------------------------------------------------
@@ -670,6 +726,26 @@ __device__ __forceinline__ V cluster_fold(V v, Op op, double* slot) {
     return t;
 }
 
+// A sum s with its error e (row_sum's err; the same in every thread of the block) added
+// over the cluster's blocks in rank order as pairs (add_pair): s with cluster_fold's
+// bits, e gathering the blocks' errors and the adds' own; 0 where s is not finite.
+// slot[0, 2) is this block's scratch for them.
+template <int CL>
+__device__ __forceinline__ double cluster_sum(double s, double& e, double* slot) {
+    if (threadIdx.x == 0) {
+        slot[0] = s;
+        slot[1] = e;
+    }
+    cluster_sync();
+    double t = cluster_ld(slot, 0), c = cluster_ld(slot + 1, 0);
+#pragma unroll
+    for (int k = 1; k < CL; ++k)
+        add_pair(t, c, cluster_ld(slot, (unsigned)k), cluster_ld(slot + 1, (unsigned)k));
+    cluster_sync();  // every block has read every slot
+    e = finite_err(t, c);
+    return t;
+}
+
 // The row a block works on, and the slots of it the block takes: s0 + [0, nslot). The
 // whole row (C / N slots, s0 = 0) but where it is split over the CL > 1 blocks of a
 // cluster (gridDim.x = rows * CL): the segment of the block of rank k, slots
@@ -687,10 +763,11 @@ __device__ __forceinline__ RowSeg row_segment(i64 C) {
 }
 
 // A row kernel's shared scratch: row_sum's 32 doubles and row_max's 32, and for a row
-// split over a cluster the folds' slot (sm[64]). The host emulation runs a cluster's
-// blocks at once, so a split row's blocks take their own (cta_scratch) there.
+// split over a cluster the folds' slots (sm[64], and sm[65] for cluster_sum's error).
+// The host emulation runs a cluster's blocks at once, so a split row's blocks take their
+// own (cta_scratch) there.
 #ifdef __CUDA_ARCH__
-#define SC_ROW_SCRATCH(CL) __shared__ double sm[(CL) > 1 ? 65 : 64];
+#define SC_ROW_SCRATCH(CL) __shared__ double sm[(CL) > 1 ? 66 : 64];
 #else
 #define SC_ROW_SCRATCH(CL)            \
     __shared__ double sm_static[64]; \
@@ -853,13 +930,16 @@ __device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm,
 // is cached, else the thread's maximum over its cached slots (-inf, all kept terms 0,
 // where it has none). CL > 1: row is the block's segment of a row split over the
 // cluster's CL blocks (which the launch makes fit the cache), and (m, s) the whole
-// row's, folded over the cluster.
+// row's, folded over the cluster. se (the ops that take log S, see log_sum; else
+// null): s's error e, float64 rows only (0 for float rows and where s is not finite).
 template <typename T, int N, int K, bool A, int CL = 1>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
                                           bool keep = false, double* mc = nullptr,
-                                          bool stage = false) {
+                                          bool stage = false, double* se = nullptr) {
     const int tid = threadIdx.x, nt = blockDim.x;
+    if (se) *se = 0.0;
+    if (sizeof(T) != 8) se = nullptr;  // a float row's sum carries no error
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
     ExpSum<T> acc;  // the thread's terms; s is then the row's sum
@@ -874,8 +954,9 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
         if (fin) {
             add_cached<T, N, K>(c, nslot, tm, acc, keep);
-            s = row_sum(acc, sm);
-            if (CL > 1) s = cluster_fold<CL>(s, OpAdd(), sm + 64);
+            s = row_sum(acc, sm, se);
+            if (CL > 1)
+                s = se ? cluster_sum<CL>(s, *se, sm + 64) : cluster_fold<CL>(s, OpAdd(), sm + 64);
         } else {
             // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
             // the kept factor 1 / S, which turns whatever the cache holds into NaN
@@ -900,7 +981,7 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
             if (j < ns) stage_slots<T, N>()[j] = p;
             stats_pack<T, N, A>(m, acc, p);
         });
-    row_stats<T>(m, s, acc, sm);
+    row_stats<T>(m, s, acc, sm, se);
 }
 
 // ---------------------------------------------------------------------------
@@ -948,13 +1029,15 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     const T* xr = x + r * C + seg.s0 * N;
     T* orow = out + r * C + seg.s0 * N;
     Pack<T, N> c[K];
-    double m, s, mc;
-    // softmax keeps exp
-    stats_row<T, N, K, A, CL>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true);
+    double m, s, mc, se;
+    // softmax keeps exp; log_softmax takes log S with s's error (log_sum), softmax
+    // without it (its bits: 1 / S, or exp(x - m - log(s)) past the register cache)
+    stats_row<T, N, K, A, CL>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true,
+                              MODE == 1 ? &se : nullptr);
     // softmax rows held in registers need no log-sum-exp (uniform per row)
     const bool cached = MODE == 0 && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
-    if (!cached) lse = make_shift(m, s);
+    if (!cached) lse = MODE == 1 ? make_shift(m, s, se) : make_shift(m, s);
     Kept f;
     if (MODE == 0) f = cached ? kept_cached(s, 1.0) : kept_factor(mc, lse.m, lse.ls, 1.0);
     write_cached<T, N, K, A, MODE>(c, nslot, orow, f, lse);
@@ -982,10 +1065,11 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
     const i64 r = seg.r;
     if (r >= rows) return;
     Pack<T, N> c[K];
-    double m, s;
-    stats_row<T, N, K, A, CL>(x + r * C + seg.s0 * N, seg.nslot, c, m, s, sm);
+    double m, s, se;
+    stats_row<T, N, K, A, CL>(x + r * C + seg.s0 * N, seg.nslot, c, m, s, sm, false, nullptr,
+                              false, &se);
     if (threadIdx.x == 0 && seg.s0 == 0) {
-        const Shift h = make_shift(m, s);
+        const Shift h = make_shift(m, s, se);
         if (SHIFT) {
             out[2 * r] = h.m;
             out[2 * r + 1] = h.ls;
@@ -1351,12 +1435,12 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
     const double ga = scale * a;
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
-    double m, s, mc;
-    stats_row<T, N, K, A, CL>(xr + s0 * N, nslot, c, m, s, sm, keep, &mc, true);
+    double m, s, mc, se;
+    stats_row<T, N, K, A, CL>(xr + s0 * N, nslot, c, m, s, sm, keep, &mc, true, &se);
     // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
     const bool lean = keep && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
-    if (!lean || tid == 0) lse = make_shift(m, s);
+    if (!lean || tid == 0) lse = make_shift(m, s, se);
     double wsum = 0.0;
     if (GRAD && b != 0.0) {
         if (CL > 1) {  // the segment's weights, then the cluster's
@@ -1605,10 +1689,10 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     T* grow = GRAD ? grad + r * C : (T*)0;
     const double keep = 1.0 - eps, spread = eps / (double)C;
     Pack<T, N> c[K], ct[K];
-    double m, s;
+    double m, s, se;
     load_cache<T, N, K, A>(tr, nslot, ct);
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, false, nullptr, true);
-    const Shift lse = make_shift(m, s);
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, false, nullptr, true, &se);
+    const Shift lse = make_shift(m, s, se);
     double asum = 0.0;
     if (GRAD) {
 #pragma unroll

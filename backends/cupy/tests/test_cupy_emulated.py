@@ -200,6 +200,122 @@ def test_softmax_float64_tiny_probabilities(emu, c):
     assert worst <= 3, f"softmax C={c}: {worst:.2f} ulps"
 
 
+def _dominated_rows(c, tops, seed, at=None):
+    """float64 rows of c logits, one per entry of tops: the row's maximum tops[r] (near
+    0) at at[r] (or a random place), the others 20 to 31 below it (x - m below 32 in
+    size: its rounding moves each term by at most 2^-49 of itself)."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((len(tops), c))
+    for r, top in enumerate(tops):
+        x[r] = top - rng.uniform(20.0, 31.0, c)
+        x[r, rng.integers(c) if at is None else at[r]] = top
+    return x
+
+
+def _log_sum_parts(x):
+    """Each row's argmax, maximum m and log S = log1p(t), t the sum of exp(x - m)
+    over every other class, in long double (the kernels' log S is float64)."""
+    rows = np.arange(x.shape[0])
+    top = x.argmax(axis=1)
+    xl = x.astype(np.longdouble)
+    m = xl[rows, top]
+    e = np.exp(xl - m[:, None])
+    e[rows, top] = 0
+    return top, m, np.log1p(e.sum(axis=1))
+
+
+def _dominated_errors(x):
+    """logsumexp's error in ulps of max(|lse|, |m|), and the log-sum-exp's own log S
+    (the maximum's log_softmax entry -log S, the unsmoothed class-index and
+    probability-target losses log S with the target on the maximum) in ulps of log S,
+    the worst over x's rows: {what: ulps}."""
+    rows, c = x.shape
+    top, m, ls = _log_sum_parts(x)
+    lse, ls64 = (m + ls).astype(np.float64), ls.astype(np.float64)
+    got = {}
+    out = _emu.dev(np.empty(rows))
+    K.logsumexp_rows(_emu.dev(x), out)
+    got["logsumexp"] = np.abs(np.asarray(out) - (m + ls)) / np.spacing(
+        np.maximum(np.abs(lse), np.abs(m.astype(np.float64)))
+    )
+    out = _emu.dev(np.empty_like(x))
+    K.log_softmax_rows(_emu.dev(x), out)
+    got["log_softmax"] = np.abs(np.asarray(out)[np.arange(rows), top] + ls)
+    ones = np.ones(rows)
+    loss, grad = _emu.dev(np.empty(rows)), _emu.dev(np.empty_like(x))
+    K.cross_entropy_grad_rows(
+        _emu.dev(x),
+        *map(_emu.dev, (top.astype(np.int64), ones, 0 * ones, np.ones(c))),
+        1.0,
+        loss,
+        grad,
+    )
+    got["ce"] = np.abs(np.asarray(loss) - ls)
+    onehot = np.zeros_like(x)
+    onehot[np.arange(rows), top] = 1.0
+    loss = _emu.dev(np.empty(rows))
+    K.cross_entropy_prob_rows(
+        _emu.dev(x), _emu.dev(onehot), 0.0, _emu.dev(np.ones(c)), loss
+    )
+    got["ce_prob"] = np.abs(np.asarray(loss) - ls)
+    for what in ("log_softmax", "ce", "ce_prob"):
+        got[what] = got[what] / np.spacing(ls64)
+    return {what: float(np.max(v.astype(np.float64))) for what, v in got.items()}
+
+
+# rows whose maximum dominates: a few classes, several warps' worth (block mode; group
+# mode with a tail under the few-threads launch), and past the register cache of 1024
+# threads (the tail loop; the maximum there in the second row)
+DOMINATED = [
+    (np.array([[0.0, -40.0], [0.0, -20.0], [-40.0, 0.0]]), "two classes"),
+    (
+        np.array(
+            [
+                [1e-4, -20.0, -25.0, -30.0, -22.0],
+                [-1e-4, -25.0, -20.0, -1e-4 - 21, -30.0],
+            ]
+        ),
+        "five classes",
+    ),
+    (_dominated_rows(3000, [0.0, 1e-4, -3e-4, 2.0**-20], 3), "3000 classes"),
+    (_dominated_rows(9000, [0.0, 1e-4], 4, at=[5, 8990]), "9000 classes"),
+]
+
+
+@pytest.mark.parametrize(("x", "what"), DOMINATED, ids=[w for _, w in DOMINATED])
+def test_float64_log_sum_near_1(emu, x, what):
+    """float64 rows whose maximum (near 0) dominates: S = 1 + t rounds to a unit of 1,
+    which was all of log S below t = 2^-53 (logsumexp of [0, -40] was 0 for 4.2e-18,
+    that of [0, -20] 3e-8 of itself off; 3000 classes 20 to 31 below 0: log S 2e-10 of
+    itself off, 8e5 ulps). The kernels take log S as log(S) + E / S, E the sum's
+    rounding error: logsumexp within 4 ulps of max(|lse|, |m|) against long double,
+    and log S itself (log_softmax's entry at the maximum, the losses with the target
+    there) within 32 ulps of itself (x - m rounds: each term up to 2^-49 of itself
+    off). Under every launch: group mode (a few classes; 3000 under the few-threads
+    launch, with a tail), block mode, rows past the register cache."""
+    worst = _dominated_errors(x)
+    assert worst["logsumexp"] <= 4, (what, worst)
+    for op in ("log_softmax", "ce", "ce_prob"):
+        assert worst[op] <= 32, (what, op, worst)
+
+
+@pytest.mark.parametrize("cl", [2, 8])
+def test_float64_log_sum_near_1_split_rows(tmp_path_factory, monkeypatch, cl):
+    """The same on rows split over a cluster's blocks (their sums folded across the
+    blocks; the maximum in the first, a middle or the last block's segment)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    c = split_rows.width(cl, 8, 64)
+    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
+    monkeypatch.setattr(K, "SPLIT", True)
+    x = _dominated_rows(c, [0.0, 1e-4, 0.0], cl, at=[3, c // 2, c - 3])
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        worst = _dominated_errors(x)
+    assert worst["logsumexp"] <= 4, worst
+    for op in ("log_softmax", "ce", "ce_prob"):
+        assert worst[op] <= 32, (op, worst)
+
+
 @pytest.mark.parametrize(("rows", "c"), [(60, 40), (700, 3), (2, 1024), (3, 513)])
 def test_jacobian_row_groups(emu, rows, c, monkeypatch):
     """The shared-memory kernel's groups of JAC_ROWS_MAX // C rows: several per block
