@@ -480,6 +480,59 @@ def _sum_parts(a, b):
     return s, (e if abs(s) < np.inf else 0.0)
 
 
+# float32 rows sum their exps plainly in float64, so the lane that adds the
+# maximum's 1 rounds every later term of it to 2**-53: ``S - 1`` has an
+# absolute error up to ``n 2**-53`` for ``n`` terms, which is nothing against
+# float32's precision unless ``S - 1`` is itself below ``n 2**-23`` (a row whose
+# maximum leads every other logit by about 16 or more; logsumexp of float32
+# ``[0, -40]`` was 0 for 4.2e-18). Such sums are taken again from the stored
+# exps (in L1): the count of exact ones and the float64 sum of the rest, their
+# sum's error kept as the float64 sums' is (:func:`_near_one_f32`).
+
+NEAR_ONE_F32 = 2.0**-23
+"""A float32 row's sum of ``n`` exps is taken again where ``1 <= S < 1 + n
+NEAR_ONE_F32``."""
+
+
+@njit(fastmath=_RED, **_KW)
+def _ones_rest(es):
+    """``(n1, rest)``: how many of the exps ``es`` are exactly 1, and the
+    float64 sum of the others."""
+    wide()
+    n1 = 0.0
+    rest = 0.0
+    for j in range(es.shape[0]):
+        v = np.float64(es[j])
+        one = v == 1.0
+        n1 += 1.0 if one else 0.0
+        rest += 0.0 if one else v
+    return n1, rest
+
+
+@njit(**_KW)
+def _near_one_f32(es, s):
+    """``(S, E)`` of float32 exps ``es`` whose plain float64 sum is ``s``:
+    ``(s, 0)``, or where ``s`` is that near 1, the sum taken again apart from
+    its exact ones, with its rounding error."""
+    if 1.0 <= s < 1.0 + es.shape[0] * NEAR_ONE_F32:
+        n1, rest = _ones_rest(es)
+        return _sum_parts(n1, rest)
+    return s, 0.0
+
+
+def finish_sum(es, sh, sl):
+    """``(S, E)`` of a sum of the exps ``es`` split into ``(sh, sl)`` by
+    :func:`split_add`."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(finish_sum, inline="always")
+def _finish_sum_impl(es, sh, sl):
+    if _is_f32_like(es):
+        return lambda es, sh, sl: _near_one_f32(es, sh)  # sl is -0.0
+    return lambda es, sh, sl: _sum_parts(sh, sl)
+
+
 @njit(**_GLUE)
 def log_sum(S, E):
     """``log(S + E)`` for a row sum ``S >= 1`` with rounding error ``E``."""
@@ -576,7 +629,7 @@ def _exps_sum(os_):
     for j in range(os_.shape[0]):
         v = np.float64(os_[j])
         sh, sl = split_add(sh, sl, v, b, os_)
-    return _sum_parts(sh, sl)
+    return finish_sum(os_, sh, sl)
 
 
 def split_factor(f, row):
@@ -1006,7 +1059,7 @@ def _grp_sum(out, r0, r1, S, E):
         for j in range(os_.shape[0]):
             v = np.float64(os_[j])
             sh, sl = split_add(sh, sl, v, b, os_)
-        S[r - r0], E[r - r0] = _sum_parts(sh, sl)
+        S[r - r0], E[r - r0] = finish_sum(os_, sh, sl)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -2714,7 +2767,7 @@ def _tile_row_sum_impl(e, i):
             s = (s0 + s1) + (s2 + s3)
             for j in range(C - C % 4, C):
                 s += np.float64(e[i, j])
-            return s, 0.0
+            return _near_one_f32(e[i], s)
 
         return impl
 
@@ -2846,10 +2899,11 @@ def _narrow_sums_impl(T, S, c, k):
         def impl(T, S, c, k):
             for i in range(k):
                 S[i] = np.float64(T[0, i])
-                c[i] = 0.0
             for j in range(1, T.shape[0]):
                 for i in range(k):
                     S[i] += np.float64(T[j, i])
+            for i in range(k):
+                S[i], c[i] = _near_one_f32(T[:, i], S[i])
 
         return impl
 
