@@ -482,14 +482,16 @@ def _sum_parts(a, b):
 
 # float32 rows sum their exps plainly in float64, so the lane that adds the
 # maximum's 1 rounds every later term of it to 2**-53: ``S - 1`` has an
-# absolute error up to ``n 2**-53`` for ``n`` terms, which is nothing against
-# float32's precision unless ``S - 1`` is itself below ``n 2**-23`` (a row whose
-# maximum leads every other logit by about 16 or more; logsumexp of float32
-# ``[0, -40]`` was 0 for 4.2e-18). Such sums are taken again from the stored
-# exps (in L1): the count of exact ones and the float64 sum of the rest, their
-# sum's error kept as the float64 sums' is (:func:`_near_one_f32`).
+# absolute error below ``n 2**-52`` for ``n`` terms (``S < 2``, every add in
+# that lane at worst), which stays under 2**-26 of ``S - 1``, a quarter of a
+# float32 ULP of ``log S``, unless ``S - 1`` is itself below ``n 2**-26`` (a
+# row whose maximum leads every other logit by about 18 or more; logsumexp of
+# float32 ``[0, -40]`` was 0 for 4.2e-18). Such sums are taken again from the
+# stored exps (in L1): the count of exact ones and the float64 sum of the rest,
+# their sum's error kept as the float64 sums' is (:func:`_near_one_f32`). The
+# second pass costs those rows 1.3-1.5x their time (docs/benchmarks.md).
 
-NEAR_ONE_F32 = 2.0**-23
+NEAR_ONE_F32 = 2.0**-26
 """A float32 row's sum of ``n`` exps is taken again where ``1 <= S < 1 + n
 NEAR_ONE_F32``."""
 
@@ -503,34 +505,49 @@ def _ones_rest(es):
     rest = 0.0
     for j in range(es.shape[0]):
         v = np.float64(es[j])
-        one = v == 1.0
-        n1 += 1.0 if one else 0.0
-        rest += 0.0 if one else v
+        one = np.float64(v == 1.0)  # branch-free: a conditional did not vectorise
+        n1 += one
+        rest += v - one  # v - 1 = 0 exactly for a one
     return n1, rest
 
 
+@njit(**_GLUE)
+def near_one(s, n):
+    """Whether a float32 row's plain sum ``s`` of ``n`` exps is taken again."""
+    return 1.0 <= s < 1.0 + n * NEAR_ONE_F32
+
+
 @njit(**_KW)
-def _near_one_f32(es, s):
+def _resum(es):
+    """``(S, E)`` of float32 exps ``es``: their exact ones and the rest apart,
+    split exactly (a call only for the rows :func:`near_one` picks: its array
+    argument costs a reference count's atomics, 25 ns, a call)."""
+    n1, rest = _ones_rest(es)
+    return _sum_parts(n1, rest)
+
+
+@njit(**_GLUE)
+def _near_one_f32(es, s, logs):
     """``(S, E)`` of float32 exps ``es`` whose plain float64 sum is ``s``:
-    ``(s, 0)``, or where ``s`` is that near 1, the sum taken again apart from
-    its exact ones, with its rounding error."""
-    if 1.0 <= s < 1.0 + es.shape[0] * NEAR_ONE_F32:
-        n1, rest = _ones_rest(es)
-        return _sum_parts(n1, rest)
+    ``(s, 0)``, or where ``s`` is that near 1 and ``logs`` (the caller takes
+    ``log S``; softmax does not, and keeps its time), the sum taken again apart
+    from its exact ones, with its rounding error."""
+    if logs and near_one(s, es.shape[0]):
+        return _resum(es)
     return s, 0.0
 
 
-def finish_sum(es, sh, sl):
+def finish_sum(es, sh, sl, logs):
     """``(S, E)`` of a sum of the exps ``es`` split into ``(sh, sl)`` by
-    :func:`split_add`."""
+    :func:`split_add` (``logs``: as :func:`_near_one_f32`)."""
     raise NotImplementedError  # only callable from jitted code
 
 
 @overload(finish_sum, inline="always")
-def _finish_sum_impl(es, sh, sl):
+def _finish_sum_impl(es, sh, sl, logs):
     if _is_f32_like(es):
-        return lambda es, sh, sl: _near_one_f32(es, sh)  # sl is -0.0
-    return lambda es, sh, sl: _sum_parts(sh, sl)
+        return lambda es, sh, sl, logs: _near_one_f32(es, sh, logs)  # sl: -0.0
+    return lambda es, sh, sl, logs: _sum_parts(sh, sl)
 
 
 @njit(**_GLUE)
@@ -618,10 +635,10 @@ def _seg_exp_store(xr, outr, j0, j1, m, ip, nonpos):
 
 
 @njit(fastmath=_RED, **_KW)
-def _exps_sum(os_):
+def _exps_sum(os_, logs):
     """The float64 sum of ``os_`` (exp values, in ``[0, 1]``; float64 rows'
     exactly rounded) and its rounding error: a block's stored exps, and a short
-    tile's row."""
+    tile's row (``logs``: as :func:`_near_one_f32`)."""
     wide()
     b = sum_bias(os_, os_.shape[0])
     sh = 0.0
@@ -629,7 +646,7 @@ def _exps_sum(os_):
     for j in range(os_.shape[0]):
         v = np.float64(os_[j])
         sh, sl = split_add(sh, sl, v, b, os_)
-    return finish_sum(os_, sh, sl)
+    return finish_sum(os_, sh, sl, logs)
 
 
 def split_factor(f, row):
@@ -680,7 +697,7 @@ def _seg_scale(outr, j0, j1, f):
 
 
 @njit(**_GLUE)
-def _block_exp_store_e(xr, outr, j0, j1, ip):
+def _block_exp_store_e(xr, outr, j0, j1, ip, logs=True):
     """Store ``e = exp(x - m_b)`` of one block in ``outr``; return ``(m_b, s_b,
     E_b)``, ``E_b`` the sum's rounding error. An all ``-inf`` block stores zeros
     (NaN where it holds a NaN)."""
@@ -690,14 +707,14 @@ def _block_exp_store_e(xr, outr, j0, j1, ip):
     m, lo = _seg_range(xr, j0, j1)
     sh = m if m > _NINF else 0.0
     _seg_exp_store(xr, outr, j0, j1, sh, ip, _range_nonpos(lo, sh, xr))
-    s, e = _exps_sum(outr[j0:j1])
+    s, e = _exps_sum(outr[j0:j1], logs)
     return m, s, e
 
 
 @njit(**_GLUE)
 def _block_exp_store(xr, outr, j0, j1, ip):
     """:func:`_block_exp_store_e` without the error: ``(m_b, s_b)``."""
-    m, s, _ = _block_exp_store_e(xr, outr, j0, j1, ip)
+    m, s, _ = _block_exp_store_e(xr, outr, j0, j1, ip, False)
     return m, s
 
 
@@ -710,13 +727,13 @@ def _block_factor(m, M, S):
 
 
 @njit(**_GLUE)
-def _exp_store_row(xr, outr, ip):
+def _exp_store_row(xr, outr, ip, logs):
     """Store ``exp(x - m_b)`` block by block in ``outr``; return the row's
     ``(M, S, E)`` (``E``: the sum's rounding error) and the block maxima."""
     wide()
     C = xr.shape[0]
     if C <= BLOCK:
-        m, sb, E = _block_exp_store_e(xr, outr, 0, C, ip)
+        m, sb, E = _block_exp_store_e(xr, outr, 0, C, ip, logs)
         M, S = _combine(_NINF, 0.0, m, sb)
         M, S = _finish(M, S)
         bm = np.empty(1)
@@ -729,7 +746,7 @@ def _exp_store_row(xr, outr, ip):
     E = 0.0
     for b in range(nb):
         j0 = b * BLOCK
-        m, sb, eb = _block_exp_store_e(xr, outr, j0, min(C, j0 + BLOCK), ip)
+        m, sb, eb = _block_exp_store_e(xr, outr, j0, min(C, j0 + BLOCK), ip, logs)
         bm[b] = m
         M, S, E = _combine_e(M, S, E, m, sb, eb)
     M, S = _finish(M, S)
@@ -774,7 +791,7 @@ def _block_sumexp_impl(xr, j0, j1, m, buf, nonpos):
         def impl(xr, j0, j1, m, buf, nonpos):
             n = j1 - j0
             _seg_exp_store(xr[j0:j1], buf, 0, n, m, False, nonpos)
-            return _exps_sum(buf[:n])
+            return _exps_sum(buf[:n], True)
 
         return impl
     return lambda xr, j0, j1, m, buf, nonpos: _seg_sumexp(xr, j0, j1, m, nonpos)
@@ -915,7 +932,7 @@ def _softmax_row(xr, outr, ip):
         M, S = _finish(M, S)
         _seg_scale(outr, 0, C, _block_factor(m, M, S) * 1.0)
         return
-    M, S, _, bm = _exp_store_row(xr, outr, ip)
+    M, S, _, bm = _exp_store_row(xr, outr, ip, False)
     _scale_row(outr, M, S, bm, 1.0)
 
 
@@ -1047,7 +1064,7 @@ def _grp_exp_store(x, out, r0, r1, M, lo, ip):
 
 
 @njit(fastmath=_RED, **_KW)
-def _grp_sum(out, r0, r1, S, E):
+def _grp_sum(out, r0, r1, S, E, logs):
     """Rows ``r0:r1``' float64 sums into ``S`` and their rounding errors into
     ``E`` (the loop of :func:`_exps_sum`)."""
     wide()
@@ -1059,7 +1076,7 @@ def _grp_sum(out, r0, r1, S, E):
         for j in range(os_.shape[0]):
             v = np.float64(os_[j])
             sh, sl = split_add(sh, sl, v, b, os_)
-        S[r - r0], E[r - r0] = finish_sum(os_, sh, sl)
+        S[r - r0], E[r - r0] = finish_sum(os_, sh, sl, logs)
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -1074,13 +1091,13 @@ def _grp_scale(out, r0, r1, F):
 
 
 @njit(**_GLUE)
-def _grp_exp_sums(x, out, r0, r1, M, S, lo, ip):
+def _grp_exp_sums(x, out, r0, r1, M, S, lo, ip, logs):
     """The grouped passes up to the sums: ``out[r] = exp(x[r] - M)`` and the
     rows' ``(M, S)`` as :func:`_finish` gives them; ``lo`` holds the rows'
     minima, then the sums' rounding errors."""
     _grp_range(x, r0, r1, M, lo)
     _grp_exp_store(x, out, r0, r1, M, lo, ip)
-    _grp_sum(out, r0, r1, S, lo)
+    _grp_sum(out, r0, r1, S, lo, logs)
     for i in range(r1 - r0):
         S[i] = _finish(M[i], S[i])[1]
 
@@ -1094,7 +1111,7 @@ def _softmax_groups(x, out, r0, r1, ip, st):
         q1 = min(r1, q + G)
         k = q1 - q
         M, S, F = st[0, :k], st[1, :k], st[2, :k]
-        _grp_exp_sums(x, out, q, q1, M, S, F, ip)
+        _grp_exp_sums(x, out, q, q1, M, S, F, ip, False)
         for i in range(k):
             F[i] = _block_factor(M[i], M[i], S[i]) * 1.0
         _grp_scale(out, q, q1, F)
@@ -1154,7 +1171,7 @@ def _grp_sumexp_impl(x, r0, r1, M, lo, S, E):
         # the exps in float32 lanes into E, then their float64 sums
         def impl(x, r0, r1, M, lo, S, E):
             _grp_exp_store(x[r0:r1], E, 0, r1 - r0, M, lo, False)
-            _grp_sum(E, 0, r1 - r0, S, lo)  # float32 terms: errors 0
+            _grp_sum(E, 0, r1 - r0, S, lo, True)
 
         return impl
     return lambda x, r0, r1, M, lo, S, E: _grp_sumexp(x, r0, r1, M, lo, S)
@@ -1654,7 +1671,7 @@ def _ce_grad_body(xr, gr, y, a, b, cw, W, gs, ip, buf):
             M, S = _finish(M, S)
             _seg_scale(gr, 0, C, _block_factor(m, M, S) * (gs * a))
         else:
-            M, S, E, bm = _exp_store_row(xr, gr, ip)
+            M, S, E, bm = _exp_store_row(xr, gr, ip, True)
             _scale_row(gr, M, S, bm, gs * a)
         return M, S, E, xy, 0.0
     M, S, E, lo = _row_stats_e_lo(xr, buf)
@@ -1679,7 +1696,7 @@ def _ce_grad_groups(x, target, alpha, gs, ip, r0, r1, T, grad_out):
         o = q - r0
         M, S, Er = T[_T_M, o:], T[_T_S, o:], T[_T_E, o:]  # Er: lo first
         F = T[_T_LOGS, o:]  # the factors, until the logs
-        _grp_exp_sums(x, grad_out, q, q1, M, S, Er, ip)
+        _grp_exp_sums(x, grad_out, q, q1, M, S, Er, ip, True)
         for r in range(q, q1):
             i = r - q
             F[i] = _block_factor(M[i], M[i], S[i]) * (gs * alpha[r])
@@ -2745,18 +2762,18 @@ def _short_exp_wdot(x, e, r0, r1, M, D, cw):
     _flat_exp(e[: r1 - r0].reshape((r1 - r0) * x.shape[1]))
 
 
-def tile_row_sum(e, i):
+def tile_row_sum(e, i, logs):
     """The float64 sum of tile row ``i`` (exp values, in ``[0, 1]``) and its
     rounding error."""
     raise NotImplementedError  # only callable from jitted code
 
 
 @overload(tile_row_sum, jit_options=_KW)
-def _tile_row_sum_impl(e, i):
+def _tile_row_sum_impl(e, i, logs):
     if _is_f32(e):
         # float32 values summed in float64: the error stays far below float32's.
         # Four chains: a sum in order waits an add latency per element.
-        def impl(e, i):  # (the sum, 0: no error term)
+        def impl(e, i, logs):
             C = e.shape[1]
             s0 = s1 = s2 = s3 = 0.0
             for j in range(0, C - 3, 4):
@@ -2767,7 +2784,9 @@ def _tile_row_sum_impl(e, i):
             s = (s0 + s1) + (s2 + s3)
             for j in range(C - C % 4, C):
                 s += np.float64(e[i, j])
-            return _near_one_f32(e[i], s)
+            if logs and near_one(s, C):  # rare: the row view only then
+                return _resum(e[i])
+            return s, 0.0
 
         return impl
 
@@ -2779,8 +2798,8 @@ def _tile_row_sum_impl(e, i):
     # sum is within about half an ULP for any C, where a plain sum could lose
     # C / 2 ULPs (a compensated TwoSum in four chains did as well, at 3.5-5
     # times the time: it does not vectorise).
-    def impl(e, i):
-        return _exps_sum(e[i])
+    def impl(e, i, logs):
+        return _exps_sum(e[i], logs)
 
     return impl
 
@@ -2804,10 +2823,10 @@ def _two_sum_acc(s, c, v):
 
 
 @njit(**_KW)
-def _short_sum(e, i, m):
+def _short_sum(e, i, m, logs=True):
     """``S`` of tile row ``i`` (NaN for a row of only ``-inf``) and its rounding
     error."""
-    s, er = tile_row_sum(e, i)
+    s, er = tile_row_sum(e, i, logs)
     return (_NAN if m == _NINF else s), er
 
 
@@ -2886,28 +2905,34 @@ def _narrow_in(x, T, r0, k):
             T[j, i] = x[r0 + i, j]
 
 
-def narrow_sums(T, S, c, k):
+def narrow_sums(T, S, c, k, logs):
     """``S[i]``: the float64 sum of column ``i`` of ``T``, in order (float64:
-    compensated), and ``c[i]`` its rounding error (0 for float32 columns)."""
+    compensated), and ``c[i]`` its rounding error (float32 columns: 0, but for
+    sums near 1 taken again where ``logs``, :func:`_near_one_f32`)."""
     raise NotImplementedError  # only callable from jitted code
 
 
 @overload(narrow_sums, jit_options=_KW)
-def _narrow_sums_impl(T, S, c, k):
+def _narrow_sums_impl(T, S, c, k, logs):
     if _is_f32(T):
 
-        def impl(T, S, c, k):
+        def impl(T, S, c, k, logs):
             for i in range(k):
                 S[i] = np.float64(T[0, i])
             for j in range(1, T.shape[0]):
                 for i in range(k):
                     S[i] += np.float64(T[j, i])
+            n = T.shape[0]
+            hits = 0  # a vectorised count first: a branch a column cost 10%
             for i in range(k):
-                S[i], c[i] = _near_one_f32(T[:, i], S[i])
+                c[i] = 0.0
+                hits += near_one(S[i], n)
+            if logs and hits:
+                _narrow_resums(T, S, c, k)
 
         return impl
 
-    def impl(T, S, c, k):  # TwoSum per column, as tile_row_sum
+    def impl(T, S, c, k, logs):  # TwoSum per column, as tile_row_sum
         for i in range(k):
             S[i] = T[0, i]
             c[i] = 0.0
@@ -2920,12 +2945,42 @@ def _narrow_sums_impl(T, S, c, k):
     return impl
 
 
+@njit(fastmath=_RED, **_KW)
+def _narrow_ones_rest(T, n1, rest, k):
+    """:func:`_ones_rest` of the tile's ``k`` columns, across them in one
+    vectorised loop (a call a column on its strided view took 25 ns a row)."""
+    wide()
+    for i in range(k):
+        n1[i] = 0.0
+        rest[i] = 0.0
+    for j in range(T.shape[0]):
+        for i in range(k):
+            v = np.float64(T[j, i])
+            one = np.float64(v == 1.0)
+            n1[i] += one
+            rest[i] += v - one
+
+
+@njit(**_KW)
+def _narrow_resums(T, S, c, k):
+    """The float32 columns whose sums :func:`near_one` picks, taken again
+    (:func:`_resum`), the others' errors left 0."""
+    n1 = np.empty(k)
+    rest = np.empty(k)
+    _narrow_ones_rest(T, n1, rest, k)
+    n = T.shape[0]
+    for i in range(k):
+        if near_one(S[i], n):
+            S[i], c[i] = _sum_parts(n1[i], rest[i])
+
+
 @njit(fastmath={"contract"}, **_KW)
-def _narrow_stats(x, r0, k, buf, m, M, S, c):
+def _narrow_stats(x, r0, k, buf, m, M, S, c, logs=True):
     """The tile's rows ``r0 .. r0 + k``: ``M[i]`` their maxima (ignoring NaN, as
     :func:`_short_max`) and ``S[i] = sum exp(x - M)`` (NaN for a row of only
     ``-inf``). Returns ``T``, the ``(C, k)`` view of the flat scratch ``buf``,
-    holding ``exp(x - M)`` transposed. ``m`` is a scratch in ``x``'s dtype."""
+    holding ``exp(x - M)`` transposed. ``m`` is a scratch in ``x``'s dtype;
+    ``logs``: the caller takes ``log S`` (:func:`narrow_sums`)."""
     wide()
     T = buf[: x.shape[1] * k].reshape((x.shape[1], k))
     _narrow_in(x, T, r0, k)
@@ -2942,7 +2997,7 @@ def _narrow_stats(x, r0, k, buf, m, M, S, c):
         for i in range(k):
             T[j, i] = T[j, i] - m[i]
     _flat_exp(T.reshape(C * k))
-    narrow_sums(T, S, c, k)
+    narrow_sums(T, S, c, k, logs)
     for i in range(k):
         S[i] = _NAN if M[i] == _NINF else S[i]
     return T
@@ -3019,7 +3074,7 @@ def _narrow_tile(x, out, r0, r1, sc, what):
     then 1-D)."""
     T, m, M, S, c = sc
     k = r1 - r0
-    Tk = _narrow_stats(x, r0, k, T, m, M, S, c)
+    Tk = _narrow_stats(x, r0, k, T, m, M, S, c, what != 0)
     if what == 0:
         _narrow_softmax_out(Tk, out, S, r0, k)
         return
@@ -3059,7 +3114,7 @@ def _short_softmax_tile(x, out, r0, r1, M):
     _short_exp(x, out[r0:r1], r0, r1, M)
     e = out[r0:r1]
     for i in range(r1 - r0):
-        M[i] = 1.0 / _short_sum(e, i, M[i])[0]
+        M[i] = 1.0 / _short_sum(e, i, M[i], False)[0]
     _short_scale_rows(e, M, r1 - r0)
 
 

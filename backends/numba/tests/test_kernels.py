@@ -986,7 +986,7 @@ def test_short_row_sum_is_compensated(dtype, rng):
         out = np.empty(e.shape[0])
         err = np.empty(e.shape[0])
         for i in range(e.shape[0]):
-            out[i], err[i] = K.tile_row_sum(e, i)
+            out[i], err[i] = K.tile_row_sum(e, i, True)
         return out, err
 
     for c in (1, 2, 3, 4, 5, 7, 8, 13, 31, 63):
@@ -1036,33 +1036,37 @@ def test_split_sum_any_width(rng):
         b = K._split_bias(c)
         assert c < b / 1.5 * 2, c
         assert b / 1.5 >= 4, c
-        parts = [K._exps_sum(r) for r in e]
+        parts = [K._exps_sum(r, True) for r in e]
         got = np.array([s for s, _ in parts])
         want = np.array([math.fsum(r) for r in e])
         np.testing.assert_array_equal(got, want, err_msg=f"C={c}")
         _assert_sum_errors(e, got, np.array([er for _, er in parts]), f"C={c}")
     e[3, 7] = np.nan
-    s, er = K._exps_sum(e[3])
+    s, er = K._exps_sum(e[3], True)
     assert np.isnan(s)
     assert er == 0.0
 
 
 def _assert_near_one_f32(e, S, E, what):
     """float32 exps (one exactly 1 a row): where the exact sum is below ``1 + n
-    2**-23`` (``n`` terms), the kernels sum the rest apart and ``S + E`` is the
-    exact sum to ``n 2**-53`` of the rest (plain float64 adds of the rest; the
-    split of ``1 + rest`` exact); where it is at least twice that far from 1,
-    ``E`` is 0 (the plain sum kept: its error is far below float32's). Rows whose
-    rest is below 2**-29 need the second sum: ``1 + rest`` is not a float64."""
+    NEAR_ONE_F32`` (``n`` terms; a margin of 2 ULPs of 1 for the plain sum's
+    rounding), the kernels sum the rest apart and ``S + E`` is the exact sum to
+    ``n 2**-53`` of the rest (plain float64 adds of the rest; the split of ``1 +
+    rest`` exact); where it is above, ``E`` is 0 and ``S`` is the plain sum, whose
+    error is below ``n 2**-52``, 2**-26 of the rest (a quarter of a float32 ULP).
+    Rows whose rest is below 2**-29 need the second sum: ``1 + rest`` is not a
+    float64."""
     n = e.shape[1]
+    edge = n * Fraction(K.NEAR_ONE_F32)
     for r in range(e.shape[0]):
         exact = sum(map(Fraction, e[r].astype(np.float64).tolist()))
         rest = exact - 1
-        if rest < n * Fraction(2) ** -23:
-            got = Fraction(S[r]) + Fraction(E[r])
+        got = Fraction(S[r]) + Fraction(E[r])
+        if rest < edge - Fraction(2) ** -51:
             assert abs(got - exact) <= n * Fraction(2) ** -53 * rest, (what, r)
-        elif rest >= 2 * n * Fraction(2) ** -23:
+        elif rest > edge + Fraction(2) ** -51:
             assert E[r] == 0.0, (what, r)
+            assert abs(got - exact) <= Fraction(2) ** -26 * rest, (what, r)
 
 
 def _assert_sum_errors(e, S, E, what):
@@ -1093,10 +1097,10 @@ def test_float64_row_sums_are_exactly_rounded(c, rng):
         got, err = K._seg_sumexp(x[r], 0, c, M[r], nonpos)
         assert got == want[r], (r, got, want[r])
         _assert_sum_errors(e[r : r + 1], [got], [err], "block sum")
-        assert K._exps_sum(e[r]) == (got, err), r
+        assert K._exps_sum(e[r], True) == (got, err), r
     S = np.empty(n)
     Er = np.empty(n)
-    K._grp_sum(e, 0, n, S, Er)
+    K._grp_sum(e, 0, n, S, Er, True)
     np.testing.assert_array_equal(S, want)
     _assert_sum_errors(e, S, Er, "group sums")
     K._grp_sumexp(x, 0, n, M, lo, S)  # the errors into lo
@@ -1163,7 +1167,7 @@ def test_transposed_column_sum_is_compensated(dtype, rng):
     def col_sums(t):
         k = t.shape[1]
         s, c = np.empty(k), np.empty(k)
-        K.narrow_sums(t, s, c, k)
+        K.narrow_sums(t, s, c, k, True)
         return s, c
 
     for c in (1, 2, 3, 5, 13, 31, 63):
