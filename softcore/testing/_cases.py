@@ -321,6 +321,16 @@ def _values(
     if regime == "centred":
         # lse near 0: the row max and log(sum) cancel
         return rng.standard_normal(shape) * 0.5 - np.log(max(n_classes, 1))
+    if regime == "near_zero":
+        # lse near 0 without cancelling: the row max near 0 (exactly 0 in some
+        # rows) leads the rest by 15-45, so lse is log1p of a tiny sum
+        x = -rng.uniform(15, 45, shape)
+        if x.size:
+            rows = x.reshape(-1, shape[-1])
+            top = rng.standard_normal(rows.shape[0]) * 1e-4
+            top[rng.random(rows.shape[0]) < 0.5] = 0.0
+            rows[:, 0] = top
+        return x
     if regime == "shifted":
         return rng.standard_normal(shape) * 2 + rng.choice([-700.0, 500.0, 1e4])
     if regime == "huge":
@@ -331,7 +341,16 @@ def _values(
     raise ValueError(regime)
 
 
-REGIMES = ("normal", "wide", "ties", "dominant", "tiny", "shifted", "centred")
+REGIMES = (
+    "normal",
+    "wide",
+    "ties",
+    "dominant",
+    "tiny",
+    "shifted",
+    "centred",
+    "near_zero",
+)
 EXTREME_REGIMES = ("huge", "near_huge")
 
 

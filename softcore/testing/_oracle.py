@@ -95,7 +95,17 @@ def _row_stats_ld(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = xs - m
         e = np.exp(d)
         s = e.sum(-1, keepdims=True)
-        log_s = np.log(s)
+        if x.shape[-1]:
+            # log S as log1p of the sum without the maximum's term (exactly 1):
+            # log(s) rounds s to 2**-64 first, which is all of log S where the
+            # maximum dominates by 45 or more
+            top = np.argmax(xs, axis=-1)[..., None]
+            one = np.take_along_axis(e, top, -1)
+            rest = e.copy()
+            np.put_along_axis(rest, top, LD(0), -1)
+            log_s = np.log1p(rest.sum(-1, keepdims=True) + (one - 1))
+        else:
+            log_s = np.log(s)
         lse = (m + log_s)[..., 0]
         log_p = d - log_s
         p = e / s
@@ -169,19 +179,22 @@ def log_softmax(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def lse_scale(lse: np.ndarray, x: Any) -> np.ndarray:
-    """logsumexp's error scale: ``max(|lse|, |m|, 1)``, ``m`` each row's largest
-    logit. Every backend (and SciPy) forms ``lse = m + log S`` with ``1 <= S <=
-    C``, and ``log S`` rounds to half an ULP of itself, up to ``log C``, which
-    ``|lse|`` alone misses where ``m`` and ``log S`` cancel (rows near ``-log C``:
-    SciPy's float64 error there reached 4.4 ULPs of ``max(|lse|, 1)`` at 100000
-    classes). The problem's conditioning allows it: ``lse`` moves by
-    ``sum p_i |x_i| u`` when each logit moves by a relative ``u``, which is at
-    least ``|m|`` for ``m < 0`` (every ``|x_i| >= |m|``), and ``|m| <= |lse|``
-    for ``m >= 0``."""
-    x = np.asarray(x)
+    """logsumexp's error scale: ``max(|lse|, sum p_i |x_i|)``, the problem's own
+    conditioning: ``lse`` moves by ``sum p_i |x_i| u`` when each logit moves by
+    a relative ``u``. Every backend (and SciPy) forms ``lse = m + log S`` with
+    ``m`` the row's largest logit and ``1 <= S <= C``, and ``log S`` rounds to
+    half an ULP of itself, up to ``log C``, which ``|lse|`` alone misses where
+    ``m`` and ``log S`` cancel (rows near ``-log C``: SciPy's float64 error
+    there reached 4.4 ULPs of ``max(|lse|, 1)`` at 100000 classes); there
+    ``sum p_i |x_i| >= |m|`` (every ``|x_i| >= |m|`` for ``m < 0``). No floor:
+    where the maximum is near 0 and dominates, ``lse`` is ``log1p`` of the rest
+    and known to its own precision (SciPy's ``logsumexp`` is exact there); a
+    floor of 1 let ``logsumexp([0, -40]) = 0`` pass for 4.2e-18."""
+    x = _ld(np.asarray(x))
     with np.errstate(all="ignore"):
-        m = x.max(-1) if x.shape[-1] else np.zeros(x.shape[:-1])
-        return np.maximum(np.maximum(np.abs(lse), np.abs(m).astype(LD)), 1)
+        p = np.exp(x - lse[..., None])
+        spread = np.where(p > 0, p * np.abs(x), LD(0)).sum(-1)
+        return np.maximum(np.abs(lse), spread)
 
 
 def logsumexp(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:

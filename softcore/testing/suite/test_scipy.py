@@ -29,6 +29,9 @@ BATTERIES = {
     "huge": (64, 33, "huge"),
     "long_rows": (4, 20001, "normal"),
     "long_centred": (4, 20001, "centred"),  # lse near 0: m and log S cancel
+    # lse near 0 where m is near 0 and dominates: SciPy's log1p is exact there
+    "near_zero": (64, 33, "near_zero"),
+    "long_near_zero": (4, 20001, "near_zero"),
 }
 
 

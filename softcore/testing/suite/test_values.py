@@ -259,14 +259,15 @@ drawn shapes (at most 257 classes) never reach."""
 @pytest.mark.parametrize(
     "op", [o for o in ops_of("rows", "backward", "ce") if "jacobian" not in o]
 )
-@pytest.mark.parametrize("regime", ["normal", "centred", "dominant"])
+@pytest.mark.parametrize("regime", ["normal", "centred", "dominant", "near_zero"])
 @pytest.mark.parametrize("n_classes", WIDE_ROWS_C)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_wide_rows(
     sc: Any, backend: Any, op: str, dtype: str, n_classes: int, regime: str
 ) -> None:
     """Three rows of 4096 and of 100000 classes (sums of that many terms; in
-    "centred", ``lse`` near 0 where the row max and ``log S`` cancel),
+    "centred", ``lse`` near 0 where the row max and ``log S`` cancel; in
+    "near_zero", ``lse`` near 0 where the row max is near 0 and dominates),
     cross-entropy with class weights, label smoothing 0.1 and a mean, against
     the oracle. The seed's centred
     rows of 100000 classes took the reference backend's float64 logsumexp (and
