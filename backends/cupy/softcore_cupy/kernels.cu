@@ -24,8 +24,8 @@
 // partials in rank order). There are no atomics.
 //
 // Accuracy: sums are accumulated in double for float inputs too; the row maximum is
-// tracked exactly, and the row's log-sum-exp is formed in double (a float64 row's log of
-// its sum with the sum's rounding error: log_sum).
+// tracked exactly, and the row's log-sum-exp is formed in double (the log of the row's
+// sum with the sum's rounding error where it matters: log_sum, near_one_err).
 //
 // Special values: a row containing NaN or +inf, or only -inf, has a NaN log-sum-exp,
 // which propagates to every output of that row. NVRTC has no INFINITY macro, so the
@@ -292,9 +292,10 @@ __device__ __forceinline__ bool stats_raise(double& m, ExpSum<T>& s, double tm) 
 // as an exact pair (TwoSum: h rounded, r its error) and log S = log(h) + r / h: log is
 // accurate to an ULP of itself near 1, and r / h is the first-order term of log(h + r)
 // (the rest, about r^2 / 2, is below 2^-54 of log S), so log S is accurate relative to
-// itself even where h is exactly 1. e = 0 (float rows, whose sums carry none, and
-// softmax, which keeps its bits): log(s), as log_sum gives it there, without the
-// division.
+// itself even where h is exactly 1. A float row's plain double sum carries no e; those
+// whose sum is near 1 take it from the sum taken again (near_one_err). e = 0 (other
+// float rows, and softmax, which keeps its bits): log(s), as log_sum gives it there,
+// without the division.
 __device__ __forceinline__ double log_sum(double s, double e) {
     double r;
     const double h = two_sum(s, e, r);
@@ -925,21 +926,79 @@ __device__ __forceinline__ void add_cached(Pack<T, N> (&c)[K], i64 nslot, T tm,
     }
 }
 
+// A float row's sum S near 1, taken again. Its terms are summed plainly in double
+// (ExpSum<float>), so once a partial holds the maximum's 1, every later add rounds to
+// the 2^-52 steps of [1, 2): S - 1 is off by about C 2^-53 at most for C terms, under
+// 2^-27 of S - 1 (an eighth of a float32 ULP of log S) unless S - 1 is itself below
+// C 2^-26 (the maximum leads every other logit by about 18 or more; the numba backend
+// takes the same bound). There log(s) lost it all: logsumexp of float32 [0, -40] was 0
+// for 4.2e-18 (float32 holds it; SciPy gives it exactly), rows of 3000 classes 33 to
+// 45 below 0 had log S 1e4 of its float32 ulps off. So where 1 <= s < 1 + C 2^-26
+// (near_one: a test on the folded s, the same in every thread of the row, or of the
+// cluster's blocks) the row's terms are summed again: n1, how many are exactly 1 (the
+// maximum's, and ties), and rest, the double sum of the others, each folded over the
+// row (and the cluster) as s was; (h, r) = TwoSum(n1, rest) is the sum to far better
+// than an ULP, and the result e = (h - s) + r (h - s exact: both lie within a factor
+// 2) its error against s, which log_sum takes. s keeps its bits (softmax's 1 / S).
+// The terms are the first pass's, exp(x - M) as exp_term forms it, from x read again:
+// from memory, or from the staged slots where the statistics pass left some (the row
+// is not written before this). Out of line, and not from the register cache: inlined,
+// the second sum's registers beside the cached slots made ptxas spill on the common
+// path (sm_90: log_softmax float32 v1 68 bytes, the probability-target loss 32, the
+// split CE gradient 16) and doubled the kernels' code. Other rows pay the test alone
+// (a few instructions a row); float64 rows carry e from their compensated sums already.
+#define SC_NEAR_ONE_F32 1.4901161193847656e-8  // 2^-26
+
+__device__ __forceinline__ bool near_one(double s, i64 C) {
+    return s >= 1.0 && s < 1.0 + (double)C * SC_NEAR_ONE_F32;  // false for NaN
+}
+
+template <typename T, int N, int K, bool A, int CL>
+__device__ __noinline__ double near_one_err(const T* row, i64 nslot, double m, double s,
+                                            bool stage, double* sm) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int ns = stage ? stage_count<T, N>() : 0;
+    double n1 = 0.0, rest = 0.0;
+    for (i64 v = tid; v < nslot; v += nt) {
+        const i64 j = v - (i64)K * nt;  // the tail index, staged below ns
+        const Pack<T, N> p = j >= 0 && j < ns ? stage_slots<T, N>()[j] : ld<T, N, A>(row, v);
+#pragma unroll
+        for (int q = 0; q < N; ++q) {
+            const double t = exp_term(p.v[q], m);
+            const bool one = t == 1.0;
+            n1 += one ? 1.0 : 0.0;
+            rest += one ? 0.0 : t;
+        }
+    }
+    n1 = row_sum(n1, sm);
+    rest = row_sum(rest, sm);
+    if (CL > 1) {
+        n1 = cluster_fold<CL>(n1, OpAdd(), sm + 64);
+        rest = cluster_fold<CL>(rest, OpAdd(), sm + 64);
+    }
+    double r;
+    const double h = two_sum(n1, rest, r);
+    return (h - s) + r;
+}
+
 // (m, s) of the whole row; the first K slots of the thread are left in c: as read, or
 // where keep, as exp(x - mc) (add_slot). mc is the row's maximum where the whole row
 // is cached, else the thread's maximum over its cached slots (-inf, all kept terms 0,
 // where it has none). CL > 1: row is the block's segment of a row split over the
 // cluster's CL blocks (which the launch makes fit the cache), and (m, s) the whole
 // row's, folded over the cluster. se (the ops that take log S, see log_sum; else
-// null): s's error e, float64 rows only (0 for float rows and where s is not finite).
+// null): s's error e, 0 where s is not finite: a float64 row's from its compensated
+// sums, a float row's from its sum taken again where it is near 1 (near_one_err; C,
+// the whole row's classes, sets how near), else 0.
 template <typename T, int N, int K, bool A, int CL = 1>
 __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&c)[K],
                                           double& m, double& s, double* sm,
                                           bool keep = false, double* mc = nullptr,
-                                          bool stage = false, double* se = nullptr) {
+                                          bool stage = false, double* se = nullptr,
+                                          i64 C = 0) {
     const int tid = threadIdx.x, nt = blockDim.x;
     if (se) *se = 0.0;
-    if (sizeof(T) != 8) se = nullptr;  // a float row's sum carries no error
+    double* const se64 = sizeof(T) == 8 ? se : nullptr;  // the compensated sums' error
     load_cache<T, N, K, A>(row, nslot, c);
     m = -sc_inf();
     ExpSum<T> acc;  // the thread's terms; s is then the row's sum
@@ -954,14 +1013,17 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
         const bool fin = m > -sc_inf() && m < sc_inf();  // the same for the whole row
         if (fin) {
             add_cached<T, N, K>(c, nslot, tm, acc, keep);
-            s = row_sum(acc, sm, se);
+            s = row_sum(acc, sm, se64);
             if (CL > 1)
-                s = se ? cluster_sum<CL>(s, *se, sm + 64) : cluster_fold<CL>(s, OpAdd(), sm + 64);
+                s = se64 ? cluster_sum<CL>(s, *se64, sm + 64)
+                         : cluster_fold<CL>(s, OpAdd(), sm + 64);
         } else {
             // -inf (no term) or NaN, +inf: the whole row is NaN (make_shift), and so is
             // the kept factor 1 / S, which turns whatever the cache holds into NaN
             s = sc_nan();
         }
+        if (sizeof(T) == 4 && se && near_one(s, C))
+            *se = near_one_err<T, N, K, A, CL>(row, nslot, m, s, false, sm);
         if (keep) *mc = m;
         return;
     }
@@ -981,7 +1043,9 @@ __device__ __forceinline__ void stats_row(const T* row, i64 nslot, Pack<T, N> (&
             if (j < ns) stage_slots<T, N>()[j] = p;
             stats_pack<T, N, A>(m, acc, p);
         });
-    row_stats<T>(m, s, acc, sm, se);
+    row_stats<T>(m, s, acc, sm, se64);
+    if (sizeof(T) == 4 && se && near_one(s, C))
+        *se = near_one_err<T, N, K, A, CL>(row, nslot, m, s, stage, sm);
 }
 
 // ---------------------------------------------------------------------------
@@ -1033,7 +1097,7 @@ __device__ void softmax_impl(const T* x, T* out, i64 rows, i64 C) {
     // softmax keeps exp; log_softmax takes log S with s's error (log_sum), softmax
     // without it (its bits: 1 / S, or exp(x - m - log(s)) past the register cache)
     stats_row<T, N, K, A, CL>(xr, nslot, c, m, s, sm, MODE == 0, &mc, true,
-                              MODE == 1 ? &se : nullptr);
+                              MODE == 1 ? &se : nullptr, C);
     // softmax rows held in registers need no log-sum-exp (uniform per row)
     const bool cached = MODE == 0 && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
@@ -1067,7 +1131,7 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
     Pack<T, N> c[K];
     double m, s, se;
     stats_row<T, N, K, A, CL>(x + r * C + seg.s0 * N, seg.nslot, c, m, s, sm, false, nullptr,
-                              false, &se);
+                              false, &se, C);
     if (threadIdx.x == 0 && seg.s0 == 0) {
         const Shift h = make_shift(m, s, se);
         if (SHIFT) {
@@ -1436,7 +1500,7 @@ __device__ void ce_impl(const T* x, const P plan, double* loss, T* grad, i64 row
     const bool keep = GRAD && b == 0.0 && ga > 0.0 && ga < sc_inf();
     Pack<T, N> c[K];
     double m, s, mc, se;
-    stats_row<T, N, K, A, CL>(xr + s0 * N, nslot, c, m, s, sm, keep, &mc, true, &se);
+    stats_row<T, N, K, A, CL>(xr + s0 * N, nslot, c, m, s, sm, keep, &mc, true, &se, C);
     // kept rows held in registers need the log-sum-exp for the loss alone (thread 0)
     const bool lean = keep && (CL > 1 || nslot <= (i64)K * nt);
     Shift lse;
@@ -1691,7 +1755,7 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     Pack<T, N> c[K], ct[K];
     double m, s, se;
     load_cache<T, N, K, A>(tr, nslot, ct);
-    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, false, nullptr, true, &se);
+    stats_row<T, N, K, A>(xr, nslot, c, m, s, sm, false, nullptr, true, &se, C);
     const Shift lse = make_shift(m, s, se);
     double asum = 0.0;
     if (GRAD) {

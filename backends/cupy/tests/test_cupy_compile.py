@@ -86,10 +86,12 @@ def test_nan_propagating_max_by_architecture(nvrtc):
 
 
 def _entries(ptx):
-    """Each entry point's PTX text (its directives and body), by name."""
+    """Each entry point's PTX text (its directives and body, up to the body's closing
+    brace: the out-of-line functions NVVM places after the last entry are not that
+    entry's), by name."""
     out = {}
     for part in ptx.split(".entry ")[1:]:
-        out[part.split("(", 1)[0]] = part
+        out[part.split("(", 1)[0]] = part.split("\n}\n", 1)[0]
     return out
 
 

@@ -200,16 +200,18 @@ def test_softmax_float64_tiny_probabilities(emu, c):
     assert worst <= 3, f"softmax C={c}: {worst:.2f} ulps"
 
 
-def _dominated_rows(c, tops, seed, at=None):
-    """float64 rows of c logits, one per entry of tops: the row's maximum tops[r] (near
-    0) at at[r] (or a random place), the others 20 to 31 below it (x - m below 32 in
-    size: its rounding moves each term by at most 2^-49 of itself)."""
+def _dominated_rows(c, tops, seed, at=None, below=(20.0, 31.0), dtype=np.float64):
+    """Rows of c logits, one per entry of tops: the row's maximum tops[r] (near 0) at
+    at[r] (or a random place), the others 20 to 31 (or `below`) below it. Below 32,
+    x - m rounds (in the row's type) by at most half an ULP of 16, which moves each
+    term by at most 2^-49 of itself in float64, 2^-20 in float32; x - m is exact where
+    the maximum is 0."""
     rng = np.random.default_rng(seed)
     x = np.empty((len(tops), c))
     for r, top in enumerate(tops):
-        x[r] = top - rng.uniform(20.0, 31.0, c)
+        x[r] = top - rng.uniform(*below, c)
         x[r, rng.integers(c) if at is None else at[r]] = top
-    return x
+    return x.astype(dtype)
 
 
 def _log_sum_parts(x):
@@ -225,19 +227,24 @@ def _log_sum_parts(x):
 
 
 def _dominated_errors(x):
-    """logsumexp's error in ulps of max(|lse|, |m|), and the log-sum-exp's own log S
-    (the maximum's log_softmax entry -log S, the unsmoothed class-index and
-    probability-target losses log S with the target on the maximum) in ulps of log S,
-    the worst over x's rows: {what: ulps}."""
+    """logsumexp's error in ulps of max(|lse|, |m|) (float64) or of the kit's metric
+    max(|lse|, sum p |x|) (float32, whose kernels form x - m in float32: a rounding
+    the metric allows for), and the log-sum-exp's own log S (the maximum's
+    log_softmax entry -log S, the unsmoothed class-index and probability-target
+    losses log S with the target on the maximum) in ulps of log S in x's type, the
+    worst over x's rows: {what: ulps}."""
     rows, c = x.shape
     top, m, ls = _log_sum_parts(x)
-    lse, ls64 = (m + ls).astype(np.float64), ls.astype(np.float64)
+    lse = m + ls
+    if x.dtype == np.float32:
+        xl = x.astype(np.longdouble)
+        scale = np.maximum(np.abs(lse), (np.exp(xl - lse[:, None]) * np.abs(xl)).sum(1))
+    else:
+        scale = np.maximum(np.abs(lse), np.abs(m))
     got = {}
-    out = _emu.dev(np.empty(rows))
+    out = _emu.dev(np.empty(rows, x.dtype))
     K.logsumexp_rows(_emu.dev(x), out)
-    got["logsumexp"] = np.abs(np.asarray(out) - (m + ls)) / np.spacing(
-        np.maximum(np.abs(lse), np.abs(m.astype(np.float64)))
-    )
+    got["logsumexp"] = np.abs(np.asarray(out) - lse) / np.spacing(scale.astype(x.dtype))
     out = _emu.dev(np.empty_like(x))
     K.log_softmax_rows(_emu.dev(x), out)
     got["log_softmax"] = np.abs(np.asarray(out)[np.arange(rows), top] + ls)
@@ -259,7 +266,7 @@ def _dominated_errors(x):
     )
     got["ce_prob"] = np.abs(np.asarray(loss) - ls)
     for what in ("log_softmax", "ce", "ce_prob"):
-        got[what] = got[what] / np.spacing(ls64)
+        got[what] = got[what] / np.spacing(ls.astype(x.dtype))
     return {what: float(np.max(v.astype(np.float64))) for what, v in got.items()}
 
 
@@ -309,6 +316,70 @@ def test_float64_log_sum_near_1_split_rows(tmp_path_factory, monkeypatch, cl):
     monkeypatch.setattr(K, "SPLIT_THREADS", 64)
     monkeypatch.setattr(K, "SPLIT", True)
     x = _dominated_rows(c, [0.0, 1e-4, 0.0], cl, at=[3, c // 2, c - 3])
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        worst = _dominated_errors(x)
+    assert worst["logsumexp"] <= 4, worst
+    for op in ("log_softmax", "ce", "ce_prob"):
+        assert worst[op] <= 32, (op, worst)
+
+
+def _dominated_f32(c, seed, at=None):
+    """float32 rows of c logits whose maximum dominates: two with the maximum exactly
+    0 and the rest 33 to 45 below (x - m exact; S - 1 about c 4e-16, below the plain
+    sum's rounding to 2^-53 as the maximum's 1 is added), two with the maximum
+    +-1e-6 and the rest 24 to 31.5 below (x - m rounds, by at most 2^-20 of each
+    term)."""
+    at0, at1 = (None, None) if at is None else (at[:2], at[2:])
+    zero = _dominated_rows(c, [0.0, 0.0], seed, at0, (33.0, 45.0), np.float32)
+    tiny = _dominated_rows(c, [1e-6, -1e-6], seed + 1, at1, (24.0, 31.5), np.float32)
+    return np.concatenate([zero, tiny])
+
+
+DOMINATED_F32 = [
+    (np.array([[0.0, -40.0], [0.0, -20.0], [-40.0, 0.0]], np.float32), "two classes"),
+    (
+        np.array(
+            [[0.0, -25.0, -30.0], [1e-6, -20.0, -25.0], [-30.0, -1e-6, -21.0]],
+            np.float32,
+        ),
+        "three classes",
+    ),
+    (_dominated_f32(3000, 3), "3000 classes"),
+    (_dominated_f32(17000, 4, at=[5, 16990, 9000, 16999]), "17000 classes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("x", "what"), DOMINATED_F32, ids=[w for _, w in DOMINATED_F32]
+)
+def test_float32_log_sum_near_1(emu, x, what):
+    """float32 rows whose maximum (0 or +-1e-6) dominates. Their exps are summed in
+    double, where the maximum's 1 rounds the rest to 2^-53: logsumexp of [0, -40] was
+    0 for 4.2e-18, and rows of 3000 classes 33 to 45 below 0 had log S off by 1e4 of
+    its float32 ulps. A row whose sum is below 1 + C 2^-26 is summed again, its exact
+    ones apart from the rest: logsumexp within 4 ulps of the kit's metric
+    max(|lse|, sum p |x|), log S itself (log_softmax's entry at the maximum, the
+    losses with the target there) within 32 float32 ulps of itself (half an ulp
+    where the maximum is 0; elsewhere x - m rounds in float32, 8 to 13 ulps). Under
+    every launch: group mode, block mode, rows past the register cache (17000
+    classes, and 3000 under the few-threads launch)."""
+    worst = _dominated_errors(x)
+    assert worst["logsumexp"] <= 4, (what, worst)
+    for op in ("log_softmax", "ce", "ce_prob"):
+        assert worst[op] <= 32, (what, op, worst)
+
+
+@pytest.mark.parametrize("cl", [2, 8])
+def test_float32_log_sum_near_1_split_rows(tmp_path_factory, monkeypatch, cl):
+    """The same on float32 rows split over a cluster's blocks (the sum taken again
+    is folded across the blocks; the maximum in the first, a middle or the last
+    block's segment)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    c = split_rows.width(cl, 4, 64)
+    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
+    monkeypatch.setattr(K, "SPLIT", True)
+    x = _dominated_f32(c, cl, at=[3, c // 2, c - 3, c // 3])
     with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
         worst = _dominated_errors(x)
     assert worst["logsumexp"] <= 4, worst
