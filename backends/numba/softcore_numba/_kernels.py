@@ -3030,15 +3030,6 @@ def _narrow_log_softmax_out(x, out, M, S, r0, k):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _narrow_logs(S, k):
-    """``S[:k] = log(S[:k])``, one vectorised loop (class-index cross-entropy,
-    whose every path takes ``log S`` so)."""
-    wide()
-    for i in range(k):
-        S[i] = log64(S[i])
-
-
-@njit(fastmath={"contract"}, **_KW)
 def _narrow_log_sums_e(S, c, k):
     """``S[:k] = log S`` from the sums and their rounding errors ``c``
     (:func:`log_sum`), one vectorised loop."""
