@@ -827,14 +827,10 @@ def _task_rows(x, task=TASK):
 
 @njit(**_GLUE)
 def _combine(M, S, m, s):
-    """Fold one block's ``(m, s)`` into the running ``(M, S)``."""
-    if m == _NINF:
-        return M, S + s
-    if M == _NINF:  # the first block: no scalar exp (S is 0, or NaN)
-        return m, S + s
-    if m > M:
-        return m, S * exp64(M - m) + s
-    return M, S + s * exp64(m - M)
+    """Fold one block's ``(m, s)`` into the running ``(M, S)`` (:func:`_combine_e`
+    without the errors, which the compiler drops)."""
+    M, S, _ = _combine_e(M, S, 0.0, m, s, 0.0)
+    return M, S
 
 
 @njit(**_GLUE)
@@ -846,7 +842,7 @@ def _combine_e(M, S, E, m, s, e):
     if m == _NINF:
         S2, r = _sum_parts(S, s)
         return M, S2, E + e + r
-    if M == _NINF:  # the first block: S is 0 (or NaN)
+    if M == _NINF:  # the first block: no scalar exp (S is 0, or NaN)
         return m, S + s, E + e
     if m > M:
         f = exp64(M - m)
@@ -2681,8 +2677,8 @@ def _wdot_term(w, m, v):
 @njit(**_GLUE)
 def _two_sum_done(s, c):
     """The compensated sum ``s + c`` (``s`` alone when infinite: inf - inf in the
-    correction would give NaN)."""
-    return s + c if abs(s) < np.inf else s
+    correction would give NaN): :func:`_two_sum_parts` without its error."""
+    return _two_sum_parts(s, c)[0]
 
 
 def short_wdot(x, r, m, cw):
@@ -2806,8 +2802,9 @@ def _tile_row_sum_impl(e, i, logs):
 
 @njit(**_GLUE)
 def _two_sum_parts(s, c):
-    """:func:`_two_sum_done` and its rounding error (``|c|`` is far below
-    ``|s|``: Fast2Sum; 0 where ``s`` is not finite)."""
+    """The compensated sum ``s + c`` (``s`` alone when infinite) and its rounding
+    error (``|c|`` is far below ``|s|``: Fast2Sum; 0 where ``s`` is not
+    finite)."""
     if abs(s) < np.inf:
         t = s + c
         return t, c - (t - s)
