@@ -270,6 +270,27 @@ def _dominated_errors(x):
     return {what: float(np.max(v.astype(np.float64))) for what, v in got.items()}
 
 
+def _assert_near_1(worst, what):
+    """logsumexp within 4 ulps of its scale, log S (log_softmax's entry at the
+    maximum, the losses with the target there) within 32 of itself."""
+    assert worst["logsumexp"] <= 4, (what, worst)
+    for op in ("log_softmax", "ce", "ce_prob"):
+        assert worst[op] <= 32, (what, op, worst)
+
+
+def _split_dominated_errors(tmp_path_factory, monkeypatch, cl, per_thread, rows):
+    """:func:`_dominated_errors` of ``rows(c)``, rows split over a cluster of ``cl``
+    blocks of 64 threads (``c`` as ``split_rows.width`` gives it)."""
+    if _emu.compiler() is None:
+        pytest.skip(NO_CXX)
+    c = split_rows.width(cl, per_thread, 64)
+    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
+    monkeypatch.setattr(K, "SPLIT", True)
+    x = rows(c)
+    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
+        return _dominated_errors(x)
+
+
 # rows whose maximum dominates: a few classes, several warps' worth (block mode; group
 # mode with a tail under the few-threads launch), and past the register cache of 1024
 # threads (the tail loop; the maximum there in the second row)
@@ -300,27 +321,19 @@ def test_float64_log_sum_near_1(emu, x, what):
     there) within 32 ulps of itself (x - m rounds: each term up to 2^-49 of itself
     off). Under every launch: group mode (a few classes; 3000 under the few-threads
     launch, with a tail), block mode, rows past the register cache."""
-    worst = _dominated_errors(x)
-    assert worst["logsumexp"] <= 4, (what, worst)
-    for op in ("log_softmax", "ce", "ce_prob"):
-        assert worst[op] <= 32, (what, op, worst)
+    _assert_near_1(_dominated_errors(x), what)
 
 
 @pytest.mark.parametrize("cl", [2, 8])
 def test_float64_log_sum_near_1_split_rows(tmp_path_factory, monkeypatch, cl):
     """The same on rows split over a cluster's blocks (their sums folded across the
     blocks; the maximum in the first, a middle or the last block's segment)."""
-    if _emu.compiler() is None:
-        pytest.skip(NO_CXX)
-    c = split_rows.width(cl, 8, 64)
-    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
-    monkeypatch.setattr(K, "SPLIT", True)
-    x = _dominated_rows(c, [0.0, 1e-4, 0.0], cl, at=[3, c // 2, c - 3])
-    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
-        worst = _dominated_errors(x)
-    assert worst["logsumexp"] <= 4, worst
-    for op in ("log_softmax", "ce", "ce_prob"):
-        assert worst[op] <= 32, (op, worst)
+
+    def rows(c):
+        return _dominated_rows(c, [0.0, 1e-4, 0.0], cl, at=[3, c // 2, c - 3])
+
+    worst = _split_dominated_errors(tmp_path_factory, monkeypatch, cl, 8, rows)
+    _assert_near_1(worst, f"split over {cl}")
 
 
 def _dominated_f32(c, seed, at=None):
@@ -363,10 +376,7 @@ def test_float32_log_sum_near_1(emu, x, what):
     where the maximum is 0; elsewhere x - m rounds in float32, 8 to 13 ulps). Under
     every launch: group mode, block mode, rows past the register cache (17000
     classes, and 3000 under the few-threads launch)."""
-    worst = _dominated_errors(x)
-    assert worst["logsumexp"] <= 4, (what, worst)
-    for op in ("log_softmax", "ce", "ce_prob"):
-        assert worst[op] <= 32, (what, op, worst)
+    _assert_near_1(_dominated_errors(x), what)
 
 
 @pytest.mark.parametrize("cl", [2, 8])
@@ -374,17 +384,12 @@ def test_float32_log_sum_near_1_split_rows(tmp_path_factory, monkeypatch, cl):
     """The same on float32 rows split over a cluster's blocks (the sum taken again
     is folded across the blocks; the maximum in the first, a middle or the last
     block's segment)."""
-    if _emu.compiler() is None:
-        pytest.skip(NO_CXX)
-    c = split_rows.width(cl, 4, 64)
-    monkeypatch.setattr(K, "SPLIT_THREADS", 64)
-    monkeypatch.setattr(K, "SPLIT", True)
-    x = _dominated_f32(c, cl, at=[3, c // 2, c - 3, c // 3])
-    with _emu.emulated(_emu.build(tmp_path_factory.getbasetemp())):
-        worst = _dominated_errors(x)
-    assert worst["logsumexp"] <= 4, worst
-    for op in ("log_softmax", "ce", "ce_prob"):
-        assert worst[op] <= 32, (op, worst)
+
+    def rows(c):
+        return _dominated_f32(c, cl, at=[3, c // 2, c - 3, c // 3])
+
+    worst = _split_dominated_errors(tmp_path_factory, monkeypatch, cl, 4, rows)
+    _assert_near_1(worst, f"split over {cl}")
 
 
 @pytest.mark.parametrize(("rows", "c"), [(60, 40), (700, 3), (2, 1024), (3, 513)])
