@@ -491,16 +491,29 @@ struct OpMax {
     __device__ __forceinline__ V operator()(V a, V b) const { return nanmax(a, b); }
 };
 
+// A sum s and the rounding errors c gathered with it, folded as one value
+// (OpAddPair, below); a shuffle moves both.
+struct SumPair {
+    double s, c;
+};
+template <typename V>
+__device__ __forceinline__ V shfl_xor(unsigned mask, V v, int o) {
+    return __shfl_xor_sync(mask, v, o);
+}
+__device__ __forceinline__ SumPair shfl_xor(unsigned mask, SumPair p, int o) {
+    return SumPair{__shfl_xor_sync(mask, p.s, o), __shfl_xor_sync(mask, p.c, o)};
+}
+
 template <typename V, typename Op>
 __device__ __forceinline__ V lanes_fold(V v, Op op) {
     if (blockDim.x >= 32) {
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(SC_FULL_MASK, v, o));
+        for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_xor(SC_FULL_MASK, v, o));
     } else {
         const unsigned mask = row_mask();
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
-            if (o < (int)blockDim.x) v = op(v, __shfl_xor_sync(mask, v, o));
+            if (o < (int)blockDim.x) v = op(v, shfl_xor(mask, v, o));
     }
     return v;
 }
@@ -543,20 +556,17 @@ __device__ __forceinline__ void add_pair(double& s, double& c, double bs, double
     s = two_sum(s, bs, e);
     c = (c + bc) + e;
 }
-// The pairs' butterfly over the row's lanes, as lanes_fold's (the same masks and steps).
-__device__ __forceinline__ void lanes_fold_pair(double& s, double& c) {
-    if (blockDim.x >= 32) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            add_pair(s, c, __shfl_xor_sync(SC_FULL_MASK, s, o),
-                     __shfl_xor_sync(SC_FULL_MASK, c, o));
-    } else {
-        const unsigned mask = row_mask();
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            if (o < (int)blockDim.x)
-                add_pair(s, c, __shfl_xor_sync(mask, s, o), __shfl_xor_sync(mask, c, o));
+struct OpAddPair {
+    __device__ __forceinline__ SumPair operator()(SumPair a, SumPair b) const {
+        add_pair(a.s, a.c, b.s, b.c);
+        return a;
     }
+};
+// The pairs' butterfly over the row's lanes: lanes_fold of add_pair.
+__device__ __forceinline__ void lanes_fold_pair(double& s, double& c) {
+    const SumPair p = lanes_fold(SumPair{s, c}, OpAddPair());
+    s = p.s;
+    c = p.c;
 }
 // e of a sum s: 0 where s is not finite (a NaN row's e is meaningless, and log_sum
 // must leave its log(s) as it is)
