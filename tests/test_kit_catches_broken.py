@@ -225,6 +225,39 @@ class BackwardNoDot(Wrapped):
         out[...] = probs * grad
 
 
+def _plain_log_s(x: Any) -> tuple[Any, Any]:
+    """``(x - m, log S)`` with ``S`` rounded before its log, as SciPy's
+    ``log_softmax`` and PyTorch's take it: ``log S`` is 0 where the row
+    maximum dominates (``S - 1`` below an ULP of 1)."""
+    with np.errstate(all="ignore"):
+        z = x - x.max(axis=1, keepdims=True)
+        return z, np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+class RoundedLogS(Wrapped):
+    """log_softmax of the rounded sum: its largest entry is 0 where the maximum
+    dominates (``[0, -40]``: -4.2e-18)."""
+
+    def log_softmax_rows(self, x: Any, out: Any) -> None:
+        z, log_s = _plain_log_s(x)
+        out[...] = z - log_s
+
+
+class RoundedLogSLoss(Wrapped):
+    """The class-index loss from the rounded sum's log: a confident row's loss
+    (its target the dominating class) is 0."""
+
+    def cross_entropy_rows(
+        self, x: Any, target: Any, alpha: Any, beta: Any, cw: Any, loss_out: Any
+    ) -> None:
+        z, log_s2 = _plain_log_s(x)
+        log_s = log_s2[:, 0]
+        with np.errstate(all="ignore"):
+            loss = alpha * (log_s - z[np.arange(z.shape[0]), target])
+            loss += np.where(beta != 0, beta * (cw.sum() * log_s - z @ cw), 0.0)
+        loss_out[...] = np.where((alpha != 0) | (beta != 0), loss, 0.0)
+
+
 class RoundedArgumentJacobian(Wrapped):
     """Within the contract, not broken: a softmax Jacobian from p = exp((x - m) - ls)
     (in float64, as the reference), the argument rounded, which puts |x - lse| / 2
@@ -260,6 +293,8 @@ FAKES = {
     "kit-loopback": Wrapped,
     "kit-backward-no-dot": BackwardNoDot,
     "kit-rounded-argument-jacobian": RoundedArgumentJacobian,
+    "kit-rounded-log-s": RoundedLogS,
+    "kit-rounded-log-s-loss": RoundedLogSLoss,
 }
 
 
@@ -358,6 +393,18 @@ BROKEN = [
         "bad_input_raises",
         "bad_input_raises",
         "out was written before the error",
+    ),
+    (
+        "kit-rounded-log-s",
+        "mpmath_literals and log_softmax",
+        "mpmath_literals",
+        "log_softmax[kit-rounded-log-s] log_probs",
+    ),
+    (
+        "kit-rounded-log-s-loss",
+        "mpmath_literal_losses and not with_grad",
+        "mpmath_literal_losses",
+        "cross_entropy[kit-rounded-log-s-loss] loss",
     ),
     (
         "kit-index-rows-mean-over-rows",

@@ -172,9 +172,15 @@ def softmax(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def log_softmax(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Scale ``max(|log p|, |lse|, sum p|x|)``: ``log p = x - lse``, a difference
+    of terms of those sizes, and ``sum p|x|`` is ``lse``'s conditioning
+    (:func:`lse_scale`). No floor of 1: where the row maximum is near 0 and
+    dominates, the largest entry ``-log S`` is known to its own precision
+    (``[0, -40]`` gives ``-4.2e-18``, where SciPy's ``log_softmax`` and
+    PyTorch's give 0)."""
     lse, log_p, _ = row_stats(x)
     with np.errstate(all="ignore"):
-        scale = np.maximum(np.maximum(np.abs(log_p), np.abs(lse)[..., None]), 1)
+        scale = np.maximum(np.abs(log_p), lse_scale(lse, x)[..., None])
     return [(log_p, _fix_scale(scale, log_p))]
 
 
@@ -303,8 +309,13 @@ def cross_entropy_parts(
             loss_rows = np.where((alpha == 0) & (beta == 0), LD(0), loss_rows)
         else:
             loss_rows = np.where(nz, a * -log_p, LD(0)).sum(-1)
+        # no floor of 1 (as log_softmax's): a confident row's loss, -log p of
+        # its largest logit near 0, is known to the precision of lse's
+        # conditioning, sum p |logit| (each logit's magnitude for linear CE)
+        lse_cond = np.where(p > 0, p * magnitude, LD(0)).sum(-1, keepdims=True)
         size = np.maximum(
-            np.maximum(np.abs(log_p), np.abs(lse)[:, None]), np.maximum(magnitude, 1)
+            np.maximum(np.abs(log_p), np.abs(lse)[:, None]),
+            np.maximum(magnitude, lse_cond),
         )
         loss_scale_rows = np.where(nz, np.abs(a) * size, LD(0)).sum(-1)
         mass = a.sum(-1, keepdims=True)

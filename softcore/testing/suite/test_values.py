@@ -330,9 +330,8 @@ def test_mpmath_literals(sc: Any, backend: Any, op: str, dtype: str, case: str) 
             )
         elif op == "log_softmax":
             exact = np.array([_oracle._mp_to_ld(v) for v in log_p])
-            scale = np.maximum(
-                np.maximum(np.abs(exact), abs(_oracle._mp_to_ld(lse))), 1
-            )
+            lse_ld = np.array(_oracle._mp_to_ld(lse))
+            scale = np.maximum(np.abs(exact), _oracle.lse_scale(lse_ld, x))
         else:
             exact = np.array(_oracle._mp_to_ld(lse))
             scale = _oracle.lse_scale(exact, x)
@@ -347,3 +346,26 @@ def test_mpmath_literals(sc: Any, backend: Any, op: str, dtype: str, case: str) 
         dtype=dtype,
         case=case,
     )
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "cross_entropy_with_grad"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(LITERAL_ROWS))
+def test_mpmath_literal_losses(
+    sc: Any, backend: Any, op: str, dtype: str, case: str
+) -> None:
+    """Each hand-picked row once for every class as its target (``reduction=
+    "none"``), so every ``-log p`` goes through the loss, against the oracle
+    (mpmath). A confident row's loss is known to its own precision: ``[0,
+    -40]`` with target 0 loses ``4.2e-18``, which ``log`` of the rounded sum
+    gives as 0."""
+    x = np.array(LITERAL_ROWS[case], dtype=dtype)
+    if not np.all(np.isfinite(x)):
+        pytest.skip(f"{case!r} is not representable in {dtype}")
+    c = x.shape[0]
+    inputs = Inputs(
+        [np.tile(x, (c, 1)), np.arange(c, dtype=np.int64)],
+        {"reduction": "none"},
+        target_pos=1,
+    )
+    check_against_reference(sc, backend, op, inputs, ctx={"case": case}, record=False)
