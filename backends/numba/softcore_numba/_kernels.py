@@ -487,9 +487,12 @@ def _sum_parts(a, b):
 # float32 ULP of ``log S``, unless ``S - 1`` is itself below ``n 2**-26`` (a
 # row whose maximum leads every other logit by about 18 or more; logsumexp of
 # float32 ``[0, -40]`` was 0 for 4.2e-18). Such sums are taken again from the
-# stored exps (in L1): the count of exact ones and the float64 sum of the rest,
-# their sum's error kept as the float64 sums' is (:func:`_near_one_f32`). The
-# second pass costs those rows 1.3-1.5x their time (docs/benchmarks.md).
+# stored exps (in L1): the float64 sum of the terms below 1, and the count of
+# exact ones, which is the plain sum less that rest, rounded (the plain sum
+# is off by far less than 1/2); their sum's error kept as the float64 sums'
+# is (:func:`_near_one_f32`). The second pass made those rows 1.1-1.5x slower
+# when it compared and counted in float64; the rest alone, ``v - floor(v)`` in
+# float32, takes 0.88-0.97 of that (docs/benchmarks.md).
 
 NEAR_ONE_F32 = 2.0**-26
 """A float32 row's sum of ``n`` exps is taken again where ``1 <= S < 1 + n
@@ -497,18 +500,17 @@ NEAR_ONE_F32``."""
 
 
 @njit(fastmath=_RED, **_KW)
-def _ones_rest(es):
-    """``(n1, rest)``: how many of the exps ``es`` are exactly 1, and the
-    float64 sum of the others."""
+def _rest(es):
+    """The float64 sum of the exps ``es`` (in ``[0, 1]``) that are below 1:
+    ``v - floor(v)`` in their own dtype is 0 for a one and ``v`` otherwise,
+    exactly, without a compare (a conditional did not vectorise; a compare
+    and a count took 7 vector instructions for 8 terms, this 4)."""
     wide()
-    n1 = 0.0
     rest = 0.0
     for j in range(es.shape[0]):
-        v = np.float64(es[j])
-        one = np.float64(v == 1.0)  # branch-free: a conditional did not vectorise
-        n1 += one
-        rest += v - one  # v - 1 = 0 exactly for a one
-    return n1, rest
+        v = es[j]
+        rest += np.float64(v - np.floor(v))
+    return rest
 
 
 @njit(**_GLUE)
@@ -517,13 +519,21 @@ def near_one(s, n):
     return 1.0 <= s < 1.0 + n * NEAR_ONE_F32
 
 
+@njit(**_GLUE)
+def _ones_rest_sum(s, rest):
+    """``(S, E)`` from a plain sum ``s`` near 1 and the exact-ish sum ``rest``
+    of its terms below 1: the ones' count ``rint(s - rest)``, and the two
+    added with the rounding error."""
+    return _sum_parts(np.rint(s - rest), rest)
+
+
 @njit(**_KW)
-def _resum(es):
-    """``(S, E)`` of float32 exps ``es``: their exact ones and the rest apart,
-    split exactly (a call only for the rows :func:`near_one` picks: its array
-    argument costs a reference count's atomics, 25 ns, a call)."""
-    n1, rest = _ones_rest(es)
-    return _sum_parts(n1, rest)
+def _resum(es, s):
+    """``(S, E)`` of float32 exps ``es`` whose plain sum is ``s``: their exact
+    ones and the rest apart, split exactly (a call only for the rows
+    :func:`near_one` picks: its array argument costs a reference count's
+    atomics, 25 ns, a call)."""
+    return _ones_rest_sum(s, _rest(es))
 
 
 @njit(**_GLUE)
@@ -533,7 +543,7 @@ def _near_one_f32(es, s, logs):
     ``log S``; softmax does not, and keeps its time), the sum taken again apart
     from its exact ones, with its rounding error."""
     if logs and near_one(s, es.shape[0]):
-        return _resum(es)
+        return _resum(es, s)
     return s, 0.0
 
 
@@ -2781,7 +2791,7 @@ def _tile_row_sum_impl(e, i, logs):
             for j in range(C - C % 4, C):
                 s += np.float64(e[i, j])
             if logs and near_one(s, C):  # rare: the row view only then
-                return _resum(e[i])
+                return _resum(e[i], s)
             return s, 0.0
 
         return impl
@@ -2943,32 +2953,28 @@ def _narrow_sums_impl(T, S, c, k, logs):
 
 
 @njit(fastmath=_RED, **_KW)
-def _narrow_ones_rest(T, n1, rest, k):
-    """:func:`_ones_rest` of the tile's ``k`` columns, across them in one
+def _narrow_rest(T, rest, k):
+    """:func:`_rest` of the tile's ``k`` columns, across them in one
     vectorised loop (a call a column on its strided view took 25 ns a row)."""
     wide()
     for i in range(k):
-        n1[i] = 0.0
         rest[i] = 0.0
     for j in range(T.shape[0]):
         for i in range(k):
-            v = np.float64(T[j, i])
-            one = np.float64(v == 1.0)
-            n1[i] += one
-            rest[i] += v - one
+            v = T[j, i]
+            rest[i] += np.float64(v - np.floor(v))
 
 
 @njit(**_KW)
 def _narrow_resums(T, S, c, k):
     """The float32 columns whose sums :func:`near_one` picks, taken again
     (:func:`_resum`), the others' errors left 0."""
-    n1 = np.empty(k)
     rest = np.empty(k)
-    _narrow_ones_rest(T, n1, rest, k)
+    _narrow_rest(T, rest, k)
     n = T.shape[0]
     for i in range(k):
         if near_one(S[i], n):
-            S[i], c[i] = _sum_parts(n1[i], rest[i])
+            S[i], c[i] = _ones_rest_sum(S[i], rest[i])
 
 
 @njit(fastmath={"contract"}, **_KW)
