@@ -76,7 +76,14 @@ JACOBIAN_MAX_BYTES = 1 << 30
 #: round size, sees them. The backward ops take the masked softmax's
 #: probabilities (zeros) or log-probabilities (``-inf``). Otherwise the plain
 #: call.
-CE_VARIANTS = ("plain", "weight", "smoothing", "ignore", "prob", "all", "masked")
+#: ``confident`` (here and for the row ops): every logit of a row 20-45 below
+#: its maximum (at a random class, the class-index target), the rows shifted
+#: by N(0, 9): what a trained model's confident rows look like. Their float32
+#: sums fall within ``C 2^-26`` of 1, where the numba backend takes them a
+#: second time for ``log S`` (softmax does not).
+CE_VARIANTS = (
+    "plain", "weight", "smoothing", "ignore", "prob", "all", "masked", "confident"
+)  # fmt: skip
 #: The gradient ops also take ``out``: plain inputs, the gradient written into a
 #: preallocated array (no fresh pages to fault in). The peers have no ``out=``;
 #: their plain call stands beside it.
@@ -96,9 +103,9 @@ class Op:
 OPS: dict[str, Op] = {
     op.name: op
     for op in [
-        Op("softmax", "rows", ("out", "alloc", "masked"), "copy"),
-        Op("log_softmax", "rows", ("out", "alloc", "masked"), "copy"),
-        Op("logsumexp", "rows", ("alloc", "masked"), "copy"),
+        Op("softmax", "rows", ("out", "alloc", "masked", "confident"), "copy"),
+        Op("log_softmax", "rows", ("out", "alloc", "masked", "confident"), "copy"),
+        Op("logsumexp", "rows", ("alloc", "masked", "confident"), "copy"),
         Op("softmax_backward", "backward", ("alloc", "masked"), "copy"),
         Op("log_softmax_backward", "backward", ("alloc", "masked"), "copy"),
         Op("softmax_jacobian", "jacobian", ("alloc",), "fill"),
@@ -189,6 +196,12 @@ def make_inputs(
     kept = np.arange(n) % c  # the last class row i keeps under "masked"
     if variant == "masked":
         x[np.arange(c) > kept[:, None]] = -np.inf
+    top = kept  # "confident": each row's maximum (drawn there, not for the others)
+    if variant == "confident":
+        top = rng.integers(0, c, size=n, dtype=np.int64)
+        x = rng.uniform(-45.0, -20.0, size=(n, c)).astype(dt)
+        x[np.arange(n), top] = 0.0
+        x += (rng.standard_normal((n, 1)) * 3.0).astype(dt)
     x_low = low(x)
     case: dict[str, Any] = {"args": (x_low,), "kwargs": {}, "n": n, "c": c}
     if op.family == "backward":
@@ -202,6 +215,8 @@ def make_inputs(
         kwargs: dict[str, Any] = {}
         if variant == "prob":
             t: Any = low(_np_softmax(rng.standard_normal((n, c), dtype=dt)))
+        elif variant == "confident":
+            t = top
         else:
             high = kept + 1 if variant == "masked" else c
             t = rng.integers(0, high, size=n, dtype=np.int64)
@@ -466,7 +481,7 @@ def jax_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] | 
     import jax
     import jax.numpy as jnp
 
-    if variant not in ("plain", "alloc", "out", "masked"):
+    if variant not in ("plain", "alloc", "out", "masked", "confident"):
         return None  # CE options: no JAX equivalent in jax.nn
     args = [jax.device_put(a) for a in case["args"]]
     name = op.name
@@ -1371,7 +1386,8 @@ def build_parser() -> argparse.ArgumentParser:
         "smoothing, ignore, prob, all for cross-entropy, and out for its "
         "gradient ops (peers run their plain call there); masked (logits "
         "under a causal mask, -inf in half) for the row, backward and "
-        "cross-entropy ops",
+        "cross-entropy ops; confident (the rest 20-45 below each row's "
+        "maximum, the target) for the row and cross-entropy ops",
     )
     p.add_argument(
         "--backend",

@@ -44,8 +44,10 @@ def test_json_written_and_parsed(tmp_path, capsys):
         ("softmax", "out"),
         ("softmax", "alloc"),
         ("softmax", "masked"),
+        ("softmax", "confident"),
         ("logsumexp", "alloc"),
         ("logsumexp", "masked"),
+        ("logsumexp", "confident"),
     }
     for r in rows:
         assert r["backend"] == "numpy"
@@ -351,10 +353,45 @@ def test_masked_variant_is_a_causal_mask_with_reachable_targets(tmp_path):
     )["args"]
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert (p[~keep] == 0).all()
+    with_masked = _every_op_runs(tmp_path, "masked")
+    assert {"softmax", "softmax_backward", "cross_entropy_with_grad"} <= with_masked
+
+
+def _every_op_runs(tmp_path, variant: str) -> set[str]:
+    """The ops that have ``variant``, after checking that a run of it times
+    every one of them (and only them)."""
     rows = run_json(
-        tmp_path, "--variant", "masked", "--backend", "numpy", "--shape", "12x5",
+        tmp_path, "--variant", variant, "--backend", "numpy", "--shape", "12x5",
         "--dtype", "float64", "--no-memory",
     )  # fmt: skip
-    with_masked = {name for name, op in _bench.OPS.items() if "masked" in op.variants}
-    assert {r["op"] for r in rows} == with_masked
-    assert {"softmax", "softmax_backward", "cross_entropy_with_grad"} <= with_masked
+    having = {name for name, op in _bench.OPS.items() if variant in op.variants}
+    assert {r["op"] for r in rows} == having
+    return having
+
+
+def test_confident_variant_rows_lead_by_20_with_the_target_on_top(tmp_path):
+    """``confident``: every row's other logits are 20-45 below its maximum,
+    the class-index target is that maximum (rows of a trained model's
+    confident predictions, whose float32 sums fall within ``C 2^-26`` of 1),
+    the rows are not all shifted alike, and every op that has the variant
+    runs it."""
+    n, c = 40, 7
+    ce = _bench.make_inputs(_bench.OPS["cross_entropy"], "confident", (n, c), "float32")
+    x, t = ce["args"]
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x.argmax(axis=1), t)
+    top = x[np.arange(n), t]
+    rest = np.where(np.arange(c)[None, :] == t[:, None], -np.inf, x)
+    gap = top - rest.max(axis=1)
+    assert (gap >= 20 - 1e-4).all()
+    assert (top[:, None] - x <= 45 + 1e-4).all()
+    assert top.std() > 1.0  # shifted per row
+    assert len(set(t.tolist())) > 1
+    s = np.exp((x - top[:, None]).astype(np.float64)).sum(axis=1)
+    assert (s - 1 < c * 2.0**-26).all()  # the numba backend's second sum
+    (xs,) = _bench.make_inputs(_bench.OPS["softmax"], "confident", (n, c), "float32")[
+        "args"
+    ]
+    np.testing.assert_array_equal(xs, x)
+    with_it = _every_op_runs(tmp_path, "confident")
+    assert {"logsumexp", "cross_entropy", "cross_entropy_with_grad"} <= with_it

@@ -12,15 +12,7 @@ each of them, so these cases guard what the unmasked ones cannot show.
 
 from __future__ import annotations
 
-from .common import (
-    BACKENDS,
-    DTYPES,
-    Case,
-    _RatioToCopy,
-    _RatioToPeer,
-    _TimeOp,
-    require_peer,
-)
+from .common import BACKENDS, DTYPES, _VariantOp, _VariantPeers
 
 MASKED_OPS = [
     "softmax",
@@ -33,22 +25,13 @@ MASKED_OPS = [
 MASKED_SHAPES = ["512x64", "64x512", "8192x1000", "32x10"]
 
 
-class Masked(_TimeOp, _RatioToCopy):
+class Masked(_VariantOp):
+    variant = "masked"
     params = [MASKED_OPS, BACKENDS, MASKED_SHAPES, DTYPES]
-    param_names = ["op", "backend", "shape", "dtype"]
-    timeout = 300
-
-    def setup(self, op, backend, shape, dtype):
-        self.case = Case(op, "masked", backend, shape, dtype)
 
 
-class MaskedPeers(_RatioToPeer):
+class MaskedPeers(_VariantPeers):
     """softcore / the peer on the same masked logits."""
 
+    variant = "masked"
     params = [MASKED_OPS, BACKENDS, MASKED_SHAPES, DTYPES, ["torch", "jax"]]
-    param_names = ["op", "backend", "shape", "dtype", "peer"]
-    timeout = 300
-
-    def setup(self, op, backend, shape, dtype, peer):
-        require_peer(peer)
-        self.case = Case(op, "masked", backend, shape, dtype)

@@ -141,6 +141,32 @@ class _RatioToPeer:
     track_ratio_peer.unit = "ratio"
 
 
+class _VariantOp(_TimeOp, _RatioToCopy):
+    """Time and ratio to a copy of ``(op, backend, shape, dtype)`` cases of the
+    input ``variant`` a subclass names (``params``: those four lists)."""
+
+    variant = ""
+    # asv reads param_names as a class attribute holding a list
+    param_names = ["op", "backend", "shape", "dtype"]  # noqa: RUF012
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype):
+        self.case = Case(op, self.variant, backend, shape, dtype)
+
+
+class _VariantPeers(_RatioToPeer):
+    """softcore / the peer on the same inputs of the subclass's ``variant``
+    (``params``: op, backend, shape, dtype and peer lists)."""
+
+    variant = ""
+    param_names = ["op", "backend", "shape", "dtype", "peer"]  # noqa: RUF012
+    timeout = 300
+
+    def setup(self, op, backend, shape, dtype, peer):
+        require_peer(peer)
+        self.case = Case(op, self.variant, backend, shape, dtype)
+
+
 class Case:
     """One op on one backend, with its floor, built in ``setup``."""
 
