@@ -894,23 +894,10 @@ def _row_stats_e_lo(xr, buf):
 
 
 @njit(**_GLUE)
-def _row_stats_lo(xr, buf):
-    """A row's ``(M, S)`` and its minimum (:func:`_row_stats_e_lo`)."""
-    M, S, _, lo = _row_stats_e_lo(xr, buf)
-    return M, S, lo
-
-
-@njit(**_GLUE)
 def _row_stats_e(xr, buf):
     """A row's ``(M, S, E)`` (:func:`_row_stats_e_lo`)."""
     M, S, E, _ = _row_stats_e_lo(xr, buf)
     return M, S, E
-
-
-@njit(**_GLUE)
-def _row_stats(xr, buf):
-    M, S, _, _ = _row_stats_e_lo(xr, buf)
-    return M, S
 
 
 @njit(fastmath={"contract"}, **_KW)
@@ -2420,6 +2407,19 @@ def jacobian_ser(x, out, log):
 # same left-to-right combine as the row drivers, so the bits are the same.
 
 
+@njit(**_GLUE)
+def _fold_blocks(bm, bs, be, r):
+    """Row ``r``'s ``(M, S, E)`` from its blocks' maxima, sums and the sums'
+    rounding errors (``(rows, blocks)`` arrays), as :func:`_finish` gives them."""
+    M = _NINF
+    S = 0.0
+    E = 0.0
+    for b in range(bm.shape[1]):
+        M, S, E = _combine_e(M, S, E, bm[r, b], bs[r, b], be[r, b])
+    M, S = _finish(M, S)
+    return M, S, E
+
+
 @njit(**_PKW)
 def _split_stats(x, M, S, E):
     """Each row's ``(M, S)`` and the sum's rounding error ``E``."""
@@ -2436,13 +2436,7 @@ def _split_stats(x, M, S, E):
         j1 = min(C, j0 + BLOCK)
         bm[r, b], bs[r, b], be[r, b] = _block_stats(x[r], j0, j1, scratch(x))
     for r in range(n):
-        Mr = _NINF
-        Sr = 0.0
-        Er = 0.0
-        for b in range(nb):
-            Mr, Sr, Er = _combine_e(Mr, Sr, Er, bm[r, b], bs[r, b], be[r, b])
-        M[r], S[r] = _finish(Mr, Sr)
-        E[r] = Er
+        M[r], S[r], E[r] = _fold_blocks(bm, bs, be, r)
 
 
 @njit(**_PKW)
@@ -2540,13 +2534,7 @@ def cross_entropy_grad_split(x, target, alpha, beta, cw, gs, loss_out, grad_out)
     for r in range(n):
         if alpha[r] == 0.0 and beta[r] == 0.0:
             continue
-        Mr = _NINF
-        Sr = 0.0
-        Er = 0.0
-        for b in range(nb):
-            Mr, Sr, Er = _combine_e(Mr, Sr, Er, bm[r, b], bs[r, b], be[r, b])
-        M[r], S[r] = _finish(Mr, Sr)
-        E[r] = Er
+        M[r], S[r], E[r] = _fold_blocks(bm, bs, be, r)
     part = np.zeros((n, nb))
     for k in prange(n * nb):
         r = k // nb
