@@ -178,9 +178,10 @@ def log_softmax(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     dominates, the largest entry ``-log S`` is known to its own precision
     (``[0, -40]`` gives ``-4.2e-18``, where SciPy's ``log_softmax`` and
     PyTorch's give 0)."""
-    lse, log_p, _ = row_stats(x)
+    lse, log_p, p = row_stats(x)
     with np.errstate(all="ignore"):
-        scale = np.maximum(np.abs(log_p), lse_scale(lse, x)[..., None])
+        size = np.maximum(np.abs(lse), _spread(p, np.abs(_ld(np.asarray(x)))))
+        scale = np.maximum(np.abs(log_p), size[..., None])
     return [(log_p, _fix_scale(scale, log_p))]
 
 
@@ -199,8 +200,14 @@ def lse_scale(lse: np.ndarray, x: Any) -> np.ndarray:
     x = _ld(np.asarray(x))
     with np.errstate(all="ignore"):
         p = np.exp(x - lse[..., None])
-        spread = np.where(p > 0, p * np.abs(x), LD(0)).sum(-1)
-        return np.maximum(np.abs(lse), spread)
+        return np.maximum(np.abs(lse), _spread(p, np.abs(x)))
+
+
+def _spread(p: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """``sum p * magnitude`` over the class axis, kept: how far ``lse`` moves
+    when each logit moves by a relative ``u`` (in units of ``u``); classes of
+    probability 0 (``-inf`` logits) add nothing."""
+    return np.where(p > 0, p * magnitude, LD(0)).sum(-1)
 
 
 def logsumexp(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -312,7 +319,7 @@ def cross_entropy_parts(
         # no floor of 1 (as log_softmax's): a confident row's loss, -log p of
         # its largest logit near 0, is known to the precision of lse's
         # conditioning, sum p |logit| (each logit's magnitude for linear CE)
-        lse_cond = np.where(p > 0, p * magnitude, LD(0)).sum(-1, keepdims=True)
+        lse_cond = _spread(p, magnitude)[:, None]
         size = np.maximum(
             np.maximum(np.abs(log_p), np.abs(lse)[:, None]),
             np.maximum(magnitude, lse_cond),
