@@ -476,9 +476,16 @@ def log_softmax(
 
 
 def logsumexp(
-    x: Any, axis: Axes = -1, *, keepdims: bool = False, backend: Any = None
+    x: Any,
+    axis: Axes = -1,
+    *,
+    keepdims: bool = False,
+    b: Any = None,
+    return_sign: bool = False,
+    backend: Any = None,
 ) -> Any:
-    r"""``log(sum(exp(x), axis))`` without overflow.
+    r"""``log(sum(exp(x), axis))`` without overflow; with ``b``,
+    ``log|sum(b * exp(x), axis)|``, as SciPy's and JAX's ``logsumexp``.
 
     Parameters
     ----------
@@ -489,12 +496,20 @@ def logsumexp(
         together, as SciPy and JAX do.
     keepdims : bool, default False
         Keep the reduced axes with length 1.
+    b : array_like, optional
+        Factors of ``exp(x)``, broadcastable to ``x``'s shape (a scalar
+        included); they may be negative, to subtract. The result's dtype is
+        ``x``'s and ``b``'s promoted as NumPy 2 promotes them: a Python number
+        takes ``x``'s dtype, an array or NumPy scalar promotes it.
+    return_sign : bool, default False
+        Also return the sign of the sum: ``1``, ``-1``, or ``0`` where it is 0
+        (NaN where the result is NaN). Without it, a negative sum gives NaN.
     backend : str, optional
         A registered backend's name.
 
     Returns
     -------
-    ndarray or scalar
+    ndarray or scalar, or a pair of them with ``return_sign``
         ``x``'s shape without the reduced axes (with them, length 1, if
         ``keepdims``); a scalar when every axis is reduced. Reducing over no
         elements gives ``-inf``.
@@ -505,6 +520,17 @@ def logsumexp(
     softcore numerical contract, a slice with a NaN, a ``+inf`` or only ``-inf``
     values gives NaN (SciPy gives ``+inf`` / ``-inf`` for the last two).
 
+    With ``b``, the positive and the negative terms are each a logsumexp of
+    ``x + log|b|`` through the backend, taken apart and combined: the result is
+    as exact as those two, except where they cancel, as any method's is. A
+    factor of 0 removes its term, whatever ``x`` holds there (SciPy's rule:
+    ``b`` is also a mask). A slice with no term left (every ``b`` zero or
+    every ``x`` ``-inf``) is NaN, as a slice of only ``-inf`` is without ``b``
+    (SciPy: ``-inf``, sign 0); one whose terms cancel exactly gives ``-inf``
+    with sign 0. A NaN or ``+inf`` in ``x`` where ``b`` is not 0, or in ``b``,
+    makes its slice NaN. ``b`` costs temporaries of ``x``'s size (twice as
+    many where some factor is negative).
+
     See Also
     --------
     softmax, log_softmax
@@ -514,7 +540,14 @@ def logsumexp(
     >>> import numpy as np, softcore as sc
     >>> float(sc.logsumexp(np.array([1e4, 1e4]), backend="numpy"))
     10000.69314718056
+    >>> x, b = np.array([1.0, 1.0]), np.array([1.0, -3.0])
+    >>> res, sign = sc.logsumexp(x, b=b, return_sign=True, backend="numpy")
+    >>> round(float(res), 12), float(sign)  # log|e - 3e| = 1 + log 2
+    (1.69314718056, -1.0)
     """
+    if b is not None or return_sign:
+        with _device_of(x):
+            return _weighted_logsumexp(x, axis, keepdims, b, return_sign, backend)
     if not keepdims:
         be = _host_rows(x, axis, backend)
         if be is None and _read_only(x):
@@ -525,9 +558,137 @@ def logsumexp(
             be.logsumexp_rows(x, lse)
             return lse
     with _device_of(x):
-        if is_multi_axis(axis):
-            return _over_axes("logsumexp_rows", x, axis, None, keepdims, backend)
-        return _logsumexp(x, axis, keepdims, backend)
+        return _plain_logsumexp(x, axis, keepdims, backend)
+
+
+def _plain_logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
+    if is_multi_axis(axis):
+        return _over_axes("logsumexp_rows", x, axis, None, keepdims, backend)
+    return _logsumexp(x, axis, keepdims, backend)
+
+
+def _weighted_logsumexp(
+    x: Any, axis: Any, keepdims: bool, b: Any, return_sign: bool, backend: Any
+) -> Any:
+    """:func:`logsumexp` with factors ``b`` (None: ones) or ``return_sign``:
+    the backend's ``logsumexp_weighted_rows`` hook where it has one, else
+    :func:`_composed` from its logsumexp kernel."""
+    be = _reg.resolve(x, backend)
+    xp = be.xp
+    arr = as_array(x, xp, "x")
+    compute, result = float_dtypes(arr.dtype, "x")
+    if is_multi_axis(axis):
+        axes = check_axes(axis, arr.ndim, "x")
+    else:
+        axes = (check_axis(axis, arr.ndim, "x"),)
+    w = None
+    if b is not None:
+        w = as_array(b, xp, "b")
+        cb, rb = float_dtypes(w.dtype, "b")
+        if type(b) not in (int, float, bool):  # a Python number is weak (NEP 50)
+            compute = np.promote_types(compute, cb)
+            result = np.promote_types(result, rb)
+        try:
+            if w.shape != arr.shape:
+                w = xp.broadcast_to(w, arr.shape)
+        except ValueError:
+            raise ValueError(
+                f"b has shape {tuple(w.shape)}, which does not broadcast to x's "
+                f"shape {tuple(arr.shape)}"
+            ) from None
+
+    hook = getattr(be, "logsumexp_weighted_rows", None)
+    if w is not None and hook is not None and arr.size:
+        res, sign = _weighted_rows(hook, be, xp, arr, w, axes, keepdims, compute)
+    else:
+        with np.errstate(all="ignore"):  # log(0), inf - inf: NaN where they meet
+            res, sign = _composed(be, xp, arr, w, axes, keepdims, compute)
+    if not return_sign:
+        res[sign < 0] = np.nan  # res: a new array of the call's own
+    res = res.astype(result, copy=False)
+    sign = sign.astype(result, copy=False)
+    if res.ndim == 0:
+        res, sign = res[()], sign[()]
+    return (res, sign) if return_sign else res
+
+
+def _composed(
+    be: Any, xp: Any, arr: Any, w: Any, axes: tuple, keepdims: bool, compute: Any
+) -> tuple[Any, Any]:
+    """``(log|S|, sign S)`` (NaN, NaN for a NaN result) where the backend has
+    no ``logsumexp_weighted_rows``: without ``w``, its logsumexp kernel; with
+    it, SciPy's formula ``m + log|sum(w exp(x - m))|`` in ``xp`` operations,
+    in float64 (float32 inputs are exact there, and their sum gains 29 bits)."""
+    if w is None:
+        res = xp.asarray(_plain_logsumexp(arr, axes, keepdims, be.name))
+        res = res.astype(compute, copy=False)
+        sign = xp.where(res == -np.inf, 0.0, xp.where(xp.isnan(res), np.nan, 1.0))
+        return res, sign.astype(compute)
+    xa = arr.astype(np.float64)
+    wa = w.astype(np.float64)
+    kept = tuple(n for a, n in enumerate(arr.shape) if a not in axes)
+    shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
+    if math.prod(arr.shape[a] for a in axes) == 0:  # a sum of nothing: 0
+        res = xp.full(shape, -np.inf, dtype=compute)
+        sign = xp.zeros(shape, dtype=compute)
+    else:
+        live = wa != 0  # a zero factor removes its term; a NaN one stays
+        m = xp.where(live, xa, -np.inf).max(axis=axes, keepdims=True)
+        big = bool(xp.abs(wa).max() > _W_SCALE_ABOVE)  # an inf factor: by 2**0
+        if big:  # a power of two per slice, so that the sum cannot overflow
+            e = xp.frexp(xp.abs(wa).max(axis=axes, keepdims=True))[1]
+            wa = xp.ldexp(wa, -e)
+        t = wa * xp.exp(xp.minimum(xa - m, 0.0))  # NaN where m is NaN or +inf
+        total = xp.where(live, t, 0.0).sum(axis=axes, keepdims=True)
+        res = m + xp.log(xp.abs(total))
+        if big:
+            res = res + e * _LN2
+        # no term (m is -inf): NaN, as for a slice of -inf; an infinite sum
+        # (not scaled) only from an infinite factor: NaN too
+        res = xp.where((m == -np.inf) | (xp.abs(total) == np.inf), np.nan, res)
+        sign = xp.where(xp.isnan(res), np.nan, xp.sign(total))
+        res, sign = res.astype(compute), sign.astype(compute)
+    if not keepdims:
+        res, sign = res.reshape(kept), sign.reshape(kept)
+    return res, sign
+
+
+_LN2 = math.log(2.0)
+_W_SCALE_ABOVE = 2.0**600
+
+
+def _weighted_rows(
+    hook: Any,
+    be: Any,
+    xp: Any,
+    arr: Any,
+    w: Any,
+    axes: tuple,
+    keepdims: bool,
+    compute: Any,
+) -> tuple[Any, Any]:
+    """``(log|S|, sign S)`` through the backend's ``logsumexp_weighted_rows``:
+    ``x`` and ``w`` (broadcast to ``x``'s shape) with the reduced axes moved
+    last and flattened into C-contiguous rows, ``w`` copied only where it
+    was broadcast or strided."""
+    ndim = arr.ndim
+    keep = tuple(a for a in range(ndim) if a not in axes)
+    last = tuple(range(len(keep), ndim))
+    moved = keep + axes != tuple(range(ndim))
+    k = math.prod(arr.shape[a] for a in axes)
+
+    def flat(a: Any) -> Any:
+        t = xp.moveaxis(a, axes, last) if moved else a
+        return contiguous(t, compute, xp, be).reshape(-1, k)
+
+    x2, w2 = flat(arr), flat(w)
+    res = xp.empty(x2.shape[0], dtype=compute)
+    sign = xp.empty(x2.shape[0], dtype=compute)
+    hook(x2, w2, res, sign)
+    shape = tuple(1 if a in axes else arr.shape[a] for a in range(ndim))
+    if not keepdims:
+        shape = tuple(arr.shape[a] for a in keep)
+    return res.reshape(shape), sign.reshape(shape)
 
 
 def _lse_rows(

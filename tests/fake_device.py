@@ -630,6 +630,21 @@ def argmax(a: Any, axis: Any = None) -> ndarray:
     return _require(a, "argmax").argmax(axis)
 
 
+def broadcast_to(a: Any, shape: Any) -> ndarray:
+    return _require(a, "broadcast_to")._view(np.broadcast_to(a._a, shape))
+
+
+def _elementwise(uf: Any) -> Any:
+    def fn(*args: Any) -> ndarray:
+        return _ufunc(uf, *args)
+
+    fn.__name__ = uf.__name__
+    return fn
+
+
+ndarray.__neg__ = _elementwise(np.negative)  # type: ignore[method-assign]
+
+
 xp = types.ModuleType("fakecupy", "A strict stand-in for CuPy's array module.")
 for _f in (
     asarray,
@@ -647,8 +662,11 @@ for _f in (
     matmul,
     where,
     argmax,
+    broadcast_to,
+    *(_elementwise(uf) for uf in (np.log, np.exp, np.minimum, np.isnan, np.sign)),
 ):
     setattr(xp, _f.__name__, _f)
+xp.abs = _elementwise(np.absolute)  # type: ignore[attr-defined]
 xp.ndarray = ndarray  # type: ignore[attr-defined]
 ndarray.__module__ = xp.__name__
 

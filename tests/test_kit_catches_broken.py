@@ -276,7 +276,38 @@ class RoundedArgumentJacobian(Wrapped):
         out[...] = jb
 
 
+class WeightedNoMask(Wrapped):
+    """A ``logsumexp_weighted_rows`` hook that takes ``x + log(b)`` through
+    the logsumexp kernel for each sign, so that a zero factor's ``log 0``
+    meets a NaN or +inf ``x`` as NaN instead of removing it."""
+
+    def logsumexp_weighted_rows(self, x: Any, b: Any, out: Any, sign: Any) -> None:
+        with np.errstate(all="ignore"):
+            parts = []
+            for keep, f in ((b > 0, b), (b < 0, -b)):
+                y = (x + np.log(np.maximum(f, 0))).astype(x.dtype)
+                lse = np.empty(x.shape[0], dtype=x.dtype)
+                self._ref.logsumexp_rows(y, lse)
+                parts.append(np.where(keep.any(axis=1), lse, -np.inf))
+            hi, lo = np.maximum(*parts), np.minimum(*parts)
+            out[...] = hi + np.log1p(-np.exp(lo - hi))
+            sign[...] = np.sign(parts[0] - parts[1])
+
+
+class WeightedSign(Wrapped):
+    """A ``logsumexp_weighted_rows`` hook whose sign is always 1."""
+
+    def logsumexp_weighted_rows(self, x: Any, b: Any, out: Any, sign: Any) -> None:
+        with np.errstate(all="ignore"):
+            m = np.where(b != 0, x, -np.inf).max(axis=1, keepdims=True)
+            s = (np.where(b != 0, b * np.exp(x - m), 0.0)).sum(axis=1)
+            out[...] = m[:, 0] + np.log(np.abs(s))
+            sign[...] = 1.0
+
+
 FAKES = {
+    "kit-weighted-no-mask": WeightedNoMask,
+    "kit-weighted-sign": WeightedSign,
     "kit-no-max-shift": NoMaxShift,
     "kit-grad-sign": GradSign,
     "kit-nan-leak": NanLeak,
@@ -405,6 +436,24 @@ BROKEN = [
         "mpmath_literal_losses and not with_grad",
         "mpmath_literal_losses",
         "cross_entropy[kit-rounded-log-s-loss] loss",
+    ),
+    (
+        "kit-weighted-no-mask",
+        "logsumexp_factors_special_rows",
+        "logsumexp_factors_special_rows",
+        "logsumexp[kit-weighted-no-mask] lse with b",
+    ),
+    (
+        "kit-weighted-no-mask",
+        "logsumexp_factors_against_mpmath and sparse",
+        "logsumexp_factors_against_mpmath",
+        "logsumexp[kit-weighted-no-mask] lse with b",
+    ),
+    (
+        "kit-weighted-sign",
+        "logsumexp_factors_against_mpmath and signed",
+        "logsumexp_factors_against_mpmath",
+        "logsumexp(b=)[kit-weighted-sign] sign",
     ),
     (
         "kit-index-rows-mean-over-rows",

@@ -17,6 +17,7 @@ _OPTIONAL = (
     "cross_entropy_index_grad_sum",
     "cast",
     "low_precision_rows",
+    "logsumexp_weighted_rows",
 )
 
 

@@ -3800,3 +3800,90 @@ def cross_entropy_index_grad_sum_rows(x, target, cw, ignore_index, eps, mean, gr
     gs = _index_grad_scale(norm, mean)
     cross_entropy_grad_ser(x, t, alpha, beta, w, gs, loss, grad_out)
     return _index_grad_done(target, ignore_index, mean, norm, loss, grad_out)
+
+
+# ------------------------------------------------- logsumexp with factors b
+#
+# ``log|sum_j b_j exp(x_j)|`` and its sign, a row at a time, in two passes over
+# ``x`` and ``b``: the largest ``x`` among the terms (``b_j != 0``; a zero factor
+# removes its term whatever ``x_j`` is, as in SciPy) and the largest ``|b|``,
+# then the sum of ``b_j exp(x_j - m)`` (float64 rows: split exactly, as the row
+# sums; float32: plain, in float64). Factors of 1 or more are scaled by a power
+# of two (exact) below 1 first: every term is then in ``(-1, 1)``, where the
+# split sums are exact, and no sum can overflow.
+
+_LN2 = 0.6931471805599453
+
+
+@njit(**_KW)
+def _weighted_range(xs, bs):
+    """``(m, B, bad)``: the largest ``x`` among the terms (``-inf``: none),
+    the largest ``|b|``, and whether a term's ``x`` is NaN or ``+inf`` or a
+    factor is NaN or infinite (the row's result is NaN)."""
+    wide()
+    km = order_key(_NINF)
+    kb = np.int64(0)
+    bad = False
+    for j in range(xs.shape[0]):
+        xv = np.float64(xs[j])
+        bv = np.float64(bs[j])
+        live = bv != 0.0  # NaN factors too
+        km = max(km, order_key(xv if live else _NINF))
+        ab = abs(bv)
+        kb = max(kb, f64_bits(ab))  # non-negative: its bits order as it does
+        bad |= (live & ((xv != xv) | (xv == _INF))) | (ab != ab) | (ab == _INF)
+    return from_order_key(km), f64_from_bits(kb), bad
+
+
+@njit(fastmath=_RED, **_KW)
+def _weighted_sum(xs, bs, m, inv):
+    """``sum_j (b_j inv) exp(x_j - m)`` over the terms, as ``(S, E)``: the
+    sum and its rounding error (float64 rows; 0 for float32)."""
+    wide()
+    b = sum_bias(xs, xs.shape[0])
+    sh = 0.0
+    sl = -0.0
+    for j in range(xs.shape[0]):
+        bv = np.float64(bs[j])
+        t = (bv * inv) * expdiff(xs[j], m, xs)
+        v = t if bv != 0.0 else 0.0  # a removed term's exp may be inf or NaN
+        sh, sl = split_add(sh, sl, v, b, xs)
+    return finish_sum(xs, sh, sl, False)
+
+
+@njit(**_GLUE)
+def _weighted_row(xs, bs):
+    """``(log|S|, sign S)`` of one row (NaN, NaN where the row has no term or
+    a bad entry; ``-inf``, 0 where its terms cancel exactly)."""
+    m, B, bad = _weighted_range(xs, bs)
+    if bad or m == _NINF:
+        return _NAN, _NAN
+    inv = 1.0
+    shift = 0.0
+    if B >= 1.0:
+        e = np.int64(f64_bits(B) >> 52) - 1022  # B < 2**e, e in [1, 1024]
+        inv = f64_from_bits(np.int64(1023 - min(e, 1022)) << 52)
+        if e > 1022:  # 2**-e is subnormal: exact as 2**-1022 times 2**(1022 - e)
+            inv *= f64_from_bits(np.int64(2045 - e) << 52)
+        shift = e * _LN2
+    S, E = _weighted_sum(xs, bs, m, inv)
+    if S == 0.0:
+        return _NINF, 0.0
+    sg = 1.0 if S > 0.0 else -1.0
+    return (m + shift) + log_sum(S * sg, E * sg), sg
+
+
+@njit(**_PKW)
+def logsumexp_weighted_par(x, b, out, sign):
+    n = x.shape[0]
+    R = _task_rows(x)
+    for t in prange((n + R - 1) // R):
+        for r in range(t * R, min(n, t * R + R)):
+            out[r], sign[r] = _weighted_row(x[r], b[r])
+
+
+@njit(**_KW)
+def logsumexp_weighted_ser(x, b, out, sign):
+    x, b, out, sign = borrow(x), borrow(b), borrow(out), borrow(sign)
+    for r in range(x.shape[0]):
+        out[r], sign[r] = _weighted_row(x[r], b[r])

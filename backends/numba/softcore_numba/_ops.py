@@ -139,6 +139,15 @@ _CE_PROB_GRAD_SHORT = _drivers("cross_entropy_prob_grad_short")
 NARROW_PROB_C = K.NARROW_PROB_C
 
 
+_LSE_WEIGHTED = _drivers("logsumexp_weighted")
+
+
+def logsumexp_weighted_rows(x, b, out, sign):
+    """The optional hook: ``log|sum(b exp(x))|`` of each row into ``out``, its
+    sign into ``sign`` (serial to ``SERIAL_MAX`` elements, parallel above)."""
+    _pick(_LSE_WEIGHTED, x)(x, b, out, sign)
+
+
 def _grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:
     """Whether ``x``'s rows take the grouped drivers: rows of ``SHORT_C``
     classes or more and at most ``limit`` bytes, or ``small_limit`` in a serial

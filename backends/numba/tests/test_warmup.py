@@ -52,6 +52,7 @@ USED = textwrap.dedent(
             _ops.softmax_rows(x, out)
             _ops.log_softmax_rows(x, out)
             _ops.logsumexp_rows(x, lse)
+            _ops.logsumexp_weighted_rows(x, g, lse, np.empty(n, dtype))
             _ops.cross_entropy_rows(x, y, w, np.zeros(n), cw, loss)
             _ops.cross_entropy_grad_rows(x, y, w, np.zeros(n), cw, 1.0, loss,
                                          np.empty_like(x))
