@@ -81,6 +81,10 @@ JACOBIAN_MAX_BYTES = 1 << 30
 #: by N(0, 9): what a trained model's confident rows look like. Their float32
 #: sums fall within ``C 2^-26`` of 1, where the numba backend takes them a
 #: second time for ``log S`` (softmax does not).
+#: ``weights`` and ``signed`` (logsumexp only): SciPy's and JAX's factors ``b``,
+#: drawn uniform in ``[0, 2)`` or standard normal (then with ``return_sign``).
+#: PyTorch has no such argument: its peer for ``weights`` is
+#: ``logsumexp(x + log(b))``, and it has none for ``signed``.
 CE_VARIANTS = (
     "plain", "weight", "smoothing", "ignore", "prob", "all", "masked", "confident"
 )  # fmt: skip
@@ -105,7 +109,12 @@ OPS: dict[str, Op] = {
     for op in [
         Op("softmax", "rows", ("out", "alloc", "masked", "confident"), "copy"),
         Op("log_softmax", "rows", ("out", "alloc", "masked", "confident"), "copy"),
-        Op("logsumexp", "rows", ("alloc", "masked", "confident"), "copy"),
+        Op(
+            "logsumexp",
+            "rows",
+            ("alloc", "masked", "confident", "weights", "signed"),
+            "copy",
+        ),
         Op("softmax_backward", "backward", ("alloc", "masked"), "copy"),
         Op("log_softmax_backward", "backward", ("alloc", "masked"), "copy"),
         Op("softmax_jacobian", "jacobian", ("alloc",), "fill"),
@@ -204,6 +213,11 @@ def make_inputs(
         x += (rng.standard_normal((n, 1)) * 3.0).astype(dt)
     x_low = low(x)
     case: dict[str, Any] = {"args": (x_low,), "kwargs": {}, "n": n, "c": c}
+    if variant == "weights":
+        case["kwargs"] = {"b": low(rng.uniform(0.0, 2.0, size=(n, c)).astype(dt))}
+    elif variant == "signed":
+        b = low(rng.standard_normal((n, c), dtype=dt))
+        case["kwargs"] = {"b": b, "return_sign": True}
     if op.family == "backward":
         g = rng.standard_normal((n, c), dtype=dt)
         p = _np_softmax(x)
@@ -333,6 +347,15 @@ def naive_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] 
         return None
     x = case["args"][0]
     if op.name == "logsumexp":
+        b = case["kwargs"].get("b")
+        if b is not None:  # SciPy's formula
+
+            def lse_b() -> Any:
+                m = x.max(axis=-1, keepdims=True)
+                s = (b * np.exp(x - m)).sum(axis=-1)
+                return np.log(np.abs(s)) + m[..., 0], np.sign(s)
+
+            return lse_b
 
         def lse() -> Any:
             m = x.max(axis=-1, keepdims=True)
@@ -399,6 +422,11 @@ def torch_call(
     if op.family == "rows":
         (x,) = args
         if name == "logsumexp":
+            if variant == "signed":
+                return None  # no signed logsumexp in PyTorch
+            if variant == "weights":
+                b = kwargs["b"]
+                return lambda: torch.logsumexp(x + torch.log(b), -1)
             return lambda: torch.logsumexp(x, -1)
         f = torch.softmax if name == "softmax" else torch.log_softmax
         if variant == "out":
@@ -482,9 +510,15 @@ def jax_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] | 
     import jax.numpy as jnp
 
     if variant not in ("plain", "alloc", "out", "masked", "confident"):
-        return None  # CE options: no JAX equivalent in jax.nn
+        if variant not in ("weights", "signed"):
+            return None  # CE options: no JAX equivalent in jax.nn
     args = [jax.device_put(a) for a in case["args"]]
     name = op.name
+    if variant in ("weights", "signed"):
+        args.append(jax.device_put(case["kwargs"]["b"]))
+        sign = variant == "signed"
+        jf = jax.jit(lambda x, b: jax.nn.logsumexp(x, axis=-1, b=b, return_sign=sign))
+        return lambda: jax.block_until_ready(jf(*args))
 
     def timed(f: Callable[..., Any]) -> Callable[[], Any]:
         jf = jax.jit(f)
@@ -1387,7 +1421,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gradient ops (peers run their plain call there); masked (logits "
         "under a causal mask, -inf in half) for the row, backward and "
         "cross-entropy ops; confident (the rest 20-45 below each row's "
-        "maximum, the target) for the row and cross-entropy ops",
+        "maximum, the target) for the row and cross-entropy ops; weights "
+        "and signed (SciPy's factors b, signed with return_sign) for "
+        "logsumexp",
     )
     p.add_argument(
         "--backend",

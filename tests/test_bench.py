@@ -48,6 +48,8 @@ def test_json_written_and_parsed(tmp_path, capsys):
         ("logsumexp", "alloc"),
         ("logsumexp", "masked"),
         ("logsumexp", "confident"),
+        ("logsumexp", "weights"),
+        ("logsumexp", "signed"),
     }
     for r in rows:
         assert r["backend"] == "numpy"
@@ -395,3 +397,31 @@ def test_confident_variant_rows_lead_by_20_with_the_target_on_top(tmp_path):
     np.testing.assert_array_equal(xs, x)
     with_it = _every_op_runs(tmp_path, "confident")
     assert {"logsumexp", "cross_entropy", "cross_entropy_with_grad"} <= with_it
+
+
+@pytest.mark.parametrize("variant", ["weights", "signed"])
+def test_logsumexp_factor_variants(tmp_path, variant):
+    """``weights`` and ``signed``: SciPy's factors ``b`` (non-negative, or
+    signed with ``return_sign``) for logsumexp alone; softcore's call and the
+    naive peer (SciPy's formula) agree, and PyTorch, which has no signed
+    logsumexp, has no peer for ``signed``."""
+    op = _bench.OPS["logsumexp"]
+    case = _bench.make_inputs(op, variant, (30, 6), "float64")
+    b = case["kwargs"]["b"]
+    assert b.shape == (30, 6)
+    if variant == "weights":
+        assert (b >= 0).all()
+        assert (b < 2).all()
+        assert "return_sign" not in case["kwargs"]
+    else:
+        assert (b < 0).any()
+        assert (b > 0).any()
+        assert case["kwargs"]["return_sign"] is True
+    got = _bench.softcore_call(op, variant, case, "numpy")()
+    want = _bench.naive_call(op, variant, case)()
+    if variant == "weights":
+        want = want[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    if _bench.torch_available():
+        assert (_bench.torch_call(op, variant, case) is None) == (variant == "signed")
+    assert _every_op_runs(tmp_path, variant) == {"logsumexp"}
