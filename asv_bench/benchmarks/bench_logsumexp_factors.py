@@ -1,10 +1,11 @@
 """logsumexp with SciPy's factors ``b``: non-negative (``weights``), and
 signed with ``return_sign`` (``signed``).
 
-The core shifts the logits by ``log|b|`` and takes each sign's terms through
-the backend's logsumexp kernel, so these cases time that composition against
-a copy of the logits, PyTorch's ``logsumexp(x + log(b))`` (``weights`` only:
-PyTorch has no signed logsumexp) and JAX's ``jax.nn.logsumexp(b=...)``.
+The numba backend computes it in its own kernel (``logsumexp_weighted_rows``,
+one read of ``x`` and of ``b``); a backend without one gets SciPy's formula
+from the core. These cases time it against a copy of the logits, PyTorch's
+``logsumexp(x + log(b))`` (``weights`` only: PyTorch has no signed
+logsumexp) and JAX's ``jax.nn.logsumexp(b=...)``.
 """
 
 # asv reads params / param_names as class attributes holding lists.
