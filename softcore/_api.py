@@ -520,16 +520,17 @@ def logsumexp(
     softcore numerical contract, a slice with a NaN, a ``+inf`` or only ``-inf``
     values gives NaN (SciPy gives ``+inf`` / ``-inf`` for the last two).
 
-    With ``b``, the positive and the negative terms are each a logsumexp of
-    ``x + log|b|`` through the backend, taken apart and combined: the result is
-    as exact as those two, except where they cancel, as any method's is. A
-    factor of 0 removes its term, whatever ``x`` holds there (SciPy's rule:
-    ``b`` is also a mask). A slice with no term left (every ``b`` zero or
-    every ``x`` ``-inf``) is NaN, as a slice of only ``-inf`` is without ``b``
-    (SciPy: ``-inf``, sign 0); one whose terms cancel exactly gives ``-inf``
-    with sign 0. A NaN or ``+inf`` in ``x`` where ``b`` is not 0, or in ``b``,
-    makes its slice NaN. ``b`` costs temporaries of ``x``'s size (twice as
-    many where some factor is negative).
+    With ``b``: :math:`m + \log|\sum_j b_j e^{x_j - m}|`, ``m`` the largest
+    ``x`` of a term, the sum in float64 (the backend's own kernel where it has
+    one, ``logsumexp_weighted_rows``; else the core's, in ``xp`` operations).
+    The result is as exact as the terms, but where positive and negative ones
+    cancel, as any method's is. A factor of 0 removes its term, whatever ``x``
+    holds there (SciPy's rule: ``b`` is also a mask). A slice with no term
+    left (every ``b`` zero or every ``x`` ``-inf``) is NaN, as a slice of
+    only ``-inf`` is without ``b`` (SciPy: ``-inf``, sign 0); one whose terms
+    cancel exactly gives ``-inf`` with sign 0. A NaN or ``+inf`` in ``x``
+    where ``b`` is not 0, or a NaN or infinite ``b``, makes its slice NaN. A
+    ``b`` that must be broadcast is copied to ``x``'s shape for the kernel.
 
     See Also
     --------
