@@ -3804,15 +3804,21 @@ def cross_entropy_index_grad_sum_rows(x, target, cw, ignore_index, eps, mean, gr
 
 # ------------------------------------------------- logsumexp with factors b
 #
-# ``log|sum_j b_j exp(x_j)|`` and its sign, a row at a time, in two passes over
-# ``x`` and ``b``: the largest ``x`` among the terms (``b_j != 0``; a zero factor
-# removes its term whatever ``x_j`` is, as in SciPy) and the largest ``|b|``,
-# then the sum of ``b_j exp(x_j - m)`` (float64 rows: split exactly, as the row
-# sums; float32: plain, in float64). Factors of 1 or more are scaled by a power
-# of two (exact) below 1 first: every term is then in ``(-1, 1)``, where the
-# split sums are exact, and no sum can overflow.
+# ``log|sum_j b_j exp(x_j)|`` and its sign, a group of rows at a time (rows of
+# ``REREAD_BYTES``, as log_softmax's): per row the largest ``x`` among the
+# terms (``b_j != 0``; a zero factor removes its term whatever ``x_j`` is, as in
+# SciPy) and the largest ``|b|``; then the sums of ``b_j exp(x_j - m)``
+# (float64 rows: split exactly, as the row sums are, the exps in the same loop;
+# float32 rows: the exps in float32 lanes into a scratch first, then summed in
+# float64: a loop with both ran them in float64's 8 lanes); then every row's
+# ``log`` in one vectorised loop. Factors of 1 or more are scaled below 1 by a
+# power of two (exact): every term is in ``(-1, 1)``, where the split sums are
+# exact, and no sum can overflow. Grouped, a float32 row took 0.39 (16
+# classes), 0.47 (64) and 0.81 (1000) of its time a row at a time (one
+# thread, in cache), bitwise the same.
 
 _LN2 = 0.6931471805599453
+_W_ROWS = 6  # st: m, the scale, its log, the sum, its error, whether a term
 
 
 @njit(**_KW)
@@ -3835,10 +3841,31 @@ def _weighted_range(xs, bs):
     return from_order_key(km), f64_from_bits(kb), bad
 
 
+@njit(**_GLUE)
+def _weighted_ranges(x, b, q, k, st):
+    """Rows ``q:q + k``' ``m`` (0 where the row gives NaN), scale ``2**-e``,
+    ``e log 2`` and whether it has a term and no bad entry, into ``st``."""
+    for i in range(k):
+        m, B, bad = _weighted_range(x[q + i], b[q + i])
+        ok = not (bad or m == _NINF)
+        inv = 1.0
+        shift = 0.0
+        if B >= 1.0:
+            e = np.int64(f64_bits(B) >> 52) - 1022  # B < 2**e, e in [1, 1024]
+            inv = f64_from_bits(np.int64(1023 - min(e, 1022)) << 52)
+            if e > 1022:  # 2**-e is subnormal: exact as 2**-1022 times 2**(1022 - e)
+                inv *= f64_from_bits(np.int64(2045 - e) << 52)
+            shift = e * _LN2
+        st[0, i] = m if ok else 0.0
+        st[1, i] = inv
+        st[2, i] = shift
+        st[5, i] = 1.0 if ok else 0.0
+
+
 @njit(fastmath=_RED, **_KW)
 def _weighted_sum(xs, bs, m, inv):
-    """``sum_j (b_j inv) exp(x_j - m)`` over the terms, as ``(S, E)``: the
-    sum and its rounding error (float64 rows; 0 for float32)."""
+    """float64 rows: ``sum_j (b_j inv) exp(x_j - m)`` over the terms, as
+    ``(S, E)``, the sum and its rounding error."""
     wide()
     b = sum_bias(xs, xs.shape[0])
     sh = 0.0
@@ -3851,26 +3878,82 @@ def _weighted_sum(xs, bs, m, inv):
     return finish_sum(xs, sh, sl, False)
 
 
+@njit(fastmath={"contract"}, **_KW)
+def _weighted_exps32(x, E, q, k, st):
+    """float32 rows ``q:q + k``: ``E[i] = exp(x - m)`` in float32 lanes (a
+    removed term's may be anything: its factor drops it)."""
+    wide()
+    for i in range(k):
+        m = np.float32(st[0, i])
+        xs = x[q + i]
+        es = E[i]
+        for j in range(xs.shape[0]):
+            es[j] = exp_elem_neg(xs[j] - m)
+
+
+@njit(fastmath=_RED, **_KW)
+def _weighted_sum32(es, bs, inv):
+    """``sum_j (b_j inv) es_j`` over the terms, in float64."""
+    wide()
+    s = 0.0
+    for j in range(es.shape[0]):
+        bv = np.float64(bs[j])
+        t = (bv * inv) * np.float64(es[j])
+        s += t if bv != 0.0 else 0.0
+    return s
+
+
+def weighted_sums(x, b, q, k, st, E):
+    """Rows ``q:q + k``' sums and their rounding errors into ``st[3]`` and
+    ``st[4]`` (``E``: from :func:`group_exps`)."""
+    raise NotImplementedError  # only callable from jitted code
+
+
+@overload(weighted_sums, inline="always")
+def _weighted_sums_impl(x, b, q, k, st, E):
+    if _is_f32(x):
+
+        def impl32(x, b, q, k, st, E):
+            _weighted_exps32(x, E, q, k, st)
+            for i in range(k):
+                st[3, i] = _weighted_sum32(E[i], b[q + i], st[1, i])
+                st[4, i] = 0.0
+
+        return impl32
+
+    def impl(x, b, q, k, st, E):
+        for i in range(k):
+            st[3, i], st[4, i] = _weighted_sum(x[q + i], b[q + i], st[0, i], st[1, i])
+
+    return impl
+
+
+@njit(fastmath={"contract"}, **_KW)
+def _weighted_finish(st, out, sign, k):
+    """``log|S| + m + e log 2`` and the sign of each row of the group, in one
+    vectorised loop: ``-inf`` and 0 where ``S`` is 0, NaN and NaN where the
+    row has no term or a bad entry."""
+    wide()
+    for i in range(k):
+        S = st[3, i]
+        sg = 1.0 if S > 0.0 else (-1.0 if S < 0.0 else 0.0)
+        a = S * sg
+        v = (st[0, i] + st[2, i]) + log_sum(a if a > 0.0 else 1.0, st[4, i] * sg)
+        ok = st[5, i] == 1.0
+        out[i] = (v if a > 0.0 else _NINF) if ok else _NAN
+        sign[i] = sg if ok else _NAN
+
+
 @njit(**_GLUE)
-def _weighted_row(xs, bs):
-    """``(log|S|, sign S)`` of one row (NaN, NaN where the row has no term or
-    a bad entry; ``-inf``, 0 where its terms cancel exactly)."""
-    m, B, bad = _weighted_range(xs, bs)
-    if bad or m == _NINF:
-        return _NAN, _NAN
-    inv = 1.0
-    shift = 0.0
-    if B >= 1.0:
-        e = np.int64(f64_bits(B) >> 52) - 1022  # B < 2**e, e in [1, 1024]
-        inv = f64_from_bits(np.int64(1023 - min(e, 1022)) << 52)
-        if e > 1022:  # 2**-e is subnormal: exact as 2**-1022 times 2**(1022 - e)
-            inv *= f64_from_bits(np.int64(2045 - e) << 52)
-        shift = e * _LN2
-    S, E = _weighted_sum(xs, bs, m, inv)
-    if S == 0.0:
-        return _NINF, 0.0
-    sg = 1.0 if S > 0.0 else -1.0
-    return (m + shift) + log_sum(S * sg, E * sg), sg
+def _weighted_block(x, b, out, sign, r0, r1):
+    G = _reread_rows(x)
+    st = np.empty((_W_ROWS, G))
+    E = group_exps(x)
+    for q in range(r0, r1, G):
+        k = min(r1, q + G) - q
+        _weighted_ranges(x, b, q, k, st)
+        weighted_sums(x, b, q, k, st, E)
+        _weighted_finish(st, out[q : q + k], sign[q : q + k], k)
 
 
 @njit(**_PKW)
@@ -3878,12 +3961,10 @@ def logsumexp_weighted_par(x, b, out, sign):
     n = x.shape[0]
     R = _task_rows(x)
     for t in prange((n + R - 1) // R):
-        for r in range(t * R, min(n, t * R + R)):
-            out[r], sign[r] = _weighted_row(x[r], b[r])
+        _weighted_block(x, b, out, sign, t * R, min(n, t * R + R))
 
 
 @njit(**_KW)
 def logsumexp_weighted_ser(x, b, out, sign):
     x, b, out, sign = borrow(x), borrow(b), borrow(out), borrow(sign)
-    for r in range(x.shape[0]):
-        out[r], sign[r] = _weighted_row(x[r], b[r])
+    _weighted_block(x, b, out, sign, 0, x.shape[0])
