@@ -221,9 +221,10 @@ def test_weighted_bad_input_is_refused_before_any_work():
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_weighted_logsumexp_wide_rows_and_extreme_factors(backend, dtype):
-    """Rows of 3000 classes, and factors near the dtype's range (float64's
-    past 2**600 are scaled by a power of two so the sum cannot overflow;
-    float32's are summed in float64), against mpmath."""
+    """Rows of 3000 classes, and factors near the dtype's range, against
+    mpmath: both paths scale large factors by a power of two so that no sum
+    can overflow (the numba kernel from 1, the core's formula past 2**600),
+    and sum in float64."""
     rng = np.random.default_rng(13)
     big = 1e300 if dtype == "float64" else 1e37
     x = (rng.standard_normal((6, 3000)) * 5).astype(dtype)
