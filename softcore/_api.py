@@ -347,12 +347,9 @@ def _over_axes(
         return _rowwise(kernel, arr, axes[0], out, backend)
     if out is not None:
         check_out(out, arr.shape, result, xp)
-    keep = tuple(a for a in range(arr.ndim) if a not in axes)
-    perm = keep + axes
-    moved = perm != tuple(range(arr.ndim))
-    last = tuple(range(len(keep), arr.ndim))  # where the class axes go
-    xt = xp.moveaxis(arr, axes, last) if moved else arr
-    batch = tuple(arr.shape[a] for a in keep)
+    xt, last = _axes_last(arr, axes, xp)
+    moved = xt is not arr
+    batch = _reduced_shape(arr.shape, axes, False)
     k = math.prod(arr.shape[a] for a in axes)
     if kernel == "logsumexp_rows":
         x2 = None
@@ -360,9 +357,7 @@ def _over_axes(
             x2 = contiguous(xt, compute, xp, be).reshape(-1, k)
         res = _lse_rows(be, xp, x2, batch, compute, result)
         if keepdims:
-            res = res.reshape(
-                tuple(1 if a in axes else arr.shape[a] for a in range(arr.ndim))
-            )
+            res = res.reshape(_reduced_shape(arr.shape, axes, True))
         return res[()] if res.ndim == 0 else res
     if arr.size == 0:
         return xp.empty(arr.shape, dtype=result) if out is None else out
@@ -380,6 +375,22 @@ def _over_axes(
         y2 = converted(y2, result, xp, be)
     y = y2.reshape(xt.shape)
     return _deliver(xp.moveaxis(y, last, axes) if moved else y, out, result, xp, be)
+
+
+def _axes_last(a: Any, axes: tuple[int, ...], xp: Any) -> tuple[Any, tuple[int, ...]]:
+    """``a`` with the (sorted) ``axes`` moved last, in their order (``a`` itself
+    where they are last already), and the positions they took."""
+    last = tuple(range(a.ndim - len(axes), a.ndim))
+    return (a if axes == last else xp.moveaxis(a, axes, last)), last
+
+
+def _reduced_shape(
+    shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool
+) -> tuple[int, ...]:
+    """``shape`` reduced over ``axes``: without them, or with them of length 1."""
+    if keepdims:
+        return tuple(1 if a in axes else n for a, n in enumerate(shape))
+    return tuple(n for a, n in enumerate(shape) if a not in axes)
 
 
 def softmax(x: Any, axis: Axes = -1, *, out: Any = None, backend: Any = None) -> Any:
@@ -627,9 +638,8 @@ def _composed(
         return res, sign.astype(compute)
     xa = arr.astype(np.float64)
     wa = w.astype(np.float64)
-    kept = tuple(n for a, n in enumerate(arr.shape) if a not in axes)
-    shape = tuple(1 if a in axes else n for a, n in enumerate(arr.shape))
     if math.prod(arr.shape[a] for a in axes) == 0:  # a sum of nothing: 0
+        shape = _reduced_shape(arr.shape, axes, True)
         res = xp.full(shape, -np.inf, dtype=compute)
         sign = xp.zeros(shape, dtype=compute)
     else:
@@ -650,6 +660,7 @@ def _composed(
         sign = xp.where(xp.isnan(res), np.nan, xp.sign(total))
         res, sign = res.astype(compute), sign.astype(compute)
     if not keepdims:
+        kept = _reduced_shape(arr.shape, axes, False)
         res, sign = res.reshape(kept), sign.reshape(kept)
     return res, sign
 
@@ -672,23 +683,16 @@ def _weighted_rows(
     ``x`` and ``w`` (broadcast to ``x``'s shape) with the reduced axes moved
     last and flattened into C-contiguous rows, ``w`` copied only where it
     was broadcast or strided."""
-    ndim = arr.ndim
-    keep = tuple(a for a in range(ndim) if a not in axes)
-    last = tuple(range(len(keep), ndim))
-    moved = keep + axes != tuple(range(ndim))
     k = math.prod(arr.shape[a] for a in axes)
 
     def flat(a: Any) -> Any:
-        t = xp.moveaxis(a, axes, last) if moved else a
-        return contiguous(t, compute, xp, be).reshape(-1, k)
+        return contiguous(_axes_last(a, axes, xp)[0], compute, xp, be).reshape(-1, k)
 
     x2, w2 = flat(arr), flat(w)
     res = xp.empty(x2.shape[0], dtype=compute)
     sign = xp.empty(x2.shape[0], dtype=compute)
     hook(x2, w2, res, sign)
-    shape = tuple(1 if a in axes else arr.shape[a] for a in range(ndim))
-    if not keepdims:
-        shape = tuple(arr.shape[a] for a in keep)
+    shape = _reduced_shape(arr.shape, axes, keepdims)
     return res.reshape(shape), sign.reshape(shape)
 
 
