@@ -216,6 +216,34 @@ def logsumexp(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(lse, _fix_scale(scale, lse))]
 
 
+def weighted_logsumexp_row(x_row: Any, b_row: Any) -> tuple[float, float, float, float]:
+    """``(log|S|, sign S, sum|t| / |S|, sum|t x| / |S|)`` of ``S = sum t``,
+    ``t_j = b_j e^{x_j}`` over one row's terms (``b_j != 0``, ``x_j`` not
+    ``-inf``), in mpmath at 60 digits from the exact inputs: logsumexp with
+    factors, and the two spreads its conditioning takes. ``(-inf, 0, 0, 0)``
+    where ``S`` is 0."""
+    with mpmath.workdps(60):
+        s = mpmath.mpf(0)
+        spread = mpmath.mpf(0)
+        spread_x = mpmath.mpf(0)
+        xs, bs = np.asarray(x_row).tolist(), np.asarray(b_row).tolist()
+        for xv, bv in zip(xs, bs, strict=True):
+            if bv == 0 or xv == -np.inf:
+                continue
+            t = mpmath.mpf(bv) * mpmath.exp(mpmath.mpf(xv))
+            s += t
+            spread += abs(t)
+            spread_x += abs(t) * abs(mpmath.mpf(xv))
+        if s == 0:
+            return -np.inf, 0.0, 0.0, 0.0
+        return (
+            float(mpmath.log(abs(s))),
+            1.0 if s > 0 else -1.0,
+            float(spread / abs(s)),
+            float(spread_x / abs(s)),
+        )
+
+
 def softmax_jacobian(x: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     _, log_p, p = row_stats(x)
     c = p.shape[-1]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import mpmath
 import numpy as np
 import pytest
 
+from softcore.testing import _oracle
 from softcore.testing._assert import assert_identical, assert_ulp
 from softcore.testing._cases import flatten
 from softcore.testing._runtime import to_backend
@@ -46,28 +46,13 @@ def _inputs(kind: str, c: int, dtype: str, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def _exact(x: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(log|S|, sign S, scale)`` of each row from mpmath."""
-    out, sign, scale = [], [], []
-    with mpmath.workdps(60):
-        for xr, br in zip(x.tolist(), b.tolist(), strict=True):
-            s = mpmath.mpf(0)
-            spread = mpmath.mpf(0)
-            for xv, bv in zip(xr, br, strict=True):
-                if bv == 0 or xv == -math.inf:
-                    continue
-                t = mpmath.mpf(bv) * mpmath.exp(mpmath.mpf(xv))
-                s += t
-                spread += abs(t) * abs(mpmath.mpf(xv))
-            if s == 0:
-                out.append(-math.inf)
-                sign.append(0.0)
-                scale.append(1.0)
-                continue
-            v = mpmath.log(abs(s))
-            out.append(float(v))
-            sign.append(1.0 if s > 0 else -1.0)
-            scale.append(float(max(abs(v), spread / abs(s))))
-    return np.array(out), np.array(sign), np.array(scale)
+    """``(log|S|, sign S, scale)`` of each row from mpmath (scale 1 where ``S``
+    is 0)."""
+    rows = [_oracle.weighted_logsumexp_row(xr, br) for xr, br in zip(x, b, strict=True)]
+    out = np.array([r[0] for r in rows])
+    sign = np.array([r[1] for r in rows])
+    scale = np.array([max(abs(v), sx) if sg != 0 else 1.0 for v, sg, _, sx in rows])
+    return out, sign, scale
 
 
 def _call(sc: Any, backend: Any, x: np.ndarray, b: Any, **kw: Any) -> tuple:
