@@ -172,6 +172,41 @@ def test_weighted_special_values(backend):
     assert plain[0] == -inf
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plain_call_agrees_with_the_general_path(backend, dtype):
+    """A plain call (C-contiguous ``x`` and ``b`` of one dtype and shape, the
+    last axis) goes to the backend's hook at once; any other layout takes the
+    general steps. Both give the same bits, the NaN of a negative sum and the
+    scalar of a 1-D slice included."""
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((50, 13)) * 3).astype(dtype)
+    b = rng.standard_normal((50, 13)).astype(dtype)
+    x[0, 3], x[1, :], b[2, :], b[3, 5] = np.nan, -np.inf, 0, np.inf
+    strided = np.repeat(b, 2, axis=1)[:, ::2]  # b's values, another layout
+    assert not strided.flags.c_contiguous
+    for sign in (False, True):
+        plain = sc.logsumexp(x, b=b, return_sign=sign, backend=backend)
+        general = sc.logsumexp(x, b=strided, return_sign=sign, backend=backend)
+        np.testing.assert_array_equal(plain, general)
+        for ax in (None, 0, -1):
+            one = sc.logsumexp(x[4], ax, b=b[4], return_sign=sign, backend=backend)
+            kept = sc.logsumexp(
+                x[4], ax, b=b[4], keepdims=True, return_sign=sign, backend=backend
+            )
+            np.testing.assert_array_equal(one, np.asarray(kept)[..., 0])
+            assert np.ndim(one[0] if sign else one) == 0
+    res, sign = sc.logsumexp(x, b=b, return_sign=True, backend=backend)
+    negative = sign < 0
+    assert negative.any()
+    assert np.isnan(res).any()
+    no_sign = sc.logsumexp(x, b=b, backend=backend)
+    assert np.isnan(no_sign[negative]).all()
+    np.testing.assert_array_equal(no_sign[~negative], res[~negative])
+    with pytest.raises(ValueError, match="axis 1 is out of bounds"):
+        sc.logsumexp(x[0], 1, b=b[0], backend=backend)
+
+
 def test_weighted_dtypes_follow_numpy_promotion():
     x32 = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
     assert sc.logsumexp(x32, b=2).dtype == np.float32  # a Python number is weak
