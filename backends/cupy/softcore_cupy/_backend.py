@@ -135,6 +135,7 @@ class CupyBackend:
     softmax_rows = staticmethod(_kernels.softmax_rows)
     log_softmax_rows = staticmethod(_kernels.log_softmax_rows)
     logsumexp_rows = staticmethod(_kernels.logsumexp_rows)
+    logsumexp_weighted_rows = staticmethod(_kernels.logsumexp_weighted_rows)
     softmax_jacobian_rows = staticmethod(_kernels.softmax_jacobian_rows)
     log_softmax_jacobian_rows = staticmethod(_kernels.log_softmax_jacobian_rows)
     softmax_backward_rows = staticmethod(_kernels.softmax_backward_rows)

@@ -22,6 +22,7 @@ _ROW_OPS = (
     "softmax",
     "log_softmax",
     "logsumexp",
+    "logsumexp_weighted",
     "row_shift",
     "softmax_backward",
     "log_softmax_backward",
@@ -390,6 +391,12 @@ def log_softmax_rows(x, out):
 
 def logsumexp_rows(x, out):
     _row_launch("logsumexp", x, (x,), (x, out))
+
+
+def logsumexp_weighted_rows(x, b, out, sign):
+    """The optional hook: ``log|sum(b exp(x))|`` of each row into ``out``, its sign
+    into ``sign`` (``sc_logsumexp_weighted``: two passes over ``x`` and ``b``)."""
+    _row_launch("logsumexp_weighted", x, (x, b), (x, b, out, sign), staged=False)
 
 
 def softmax_backward_rows(grad, probs, out):

@@ -1154,6 +1154,72 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
 }
 
 // ---------------------------------------------------------------------------
+// logsumexp with factors (SciPy's b): m + log|sum_j b_j exp(x_j - m)| and its sign
+//
+// Two passes over the row's x and b, without a register cache: the largest x among
+// the terms (b_j != 0; a NaN factor counts) and the largest |b_j|, then the sum of
+// b_j exp(x_j - m) in double (a float row's x_j - m exact there), compensated for
+// double rows (ExpSum, row_sum), its log as log_sum takes it. A zero factor removes
+// its term whatever x_j holds. NaN, with a NaN sign, for a row with no term, with a
+// NaN or +inf x among its terms, or with a NaN or infinite factor; -inf with sign 0
+// where the terms cancel exactly. A double row's factors past 2^600 are scaled by
+// 2^-600 (exactly), so that no sum of them overflows: a float row's cannot.
+template <typename T, int N, bool A>
+__device__ void lse_weighted_impl(const T* x, const T* b, T* out, T* sign, i64 rows,
+                                  i64 C) {
+    SC_ROW_SCRATCH(1)
+    const i64 r = row_index();
+    if (r >= rows) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const T* xr = x + r * C;
+    const T* br = b + r * C;
+    const i64 nslot = C / N;
+    T m = neg_inf<T>(), bm = (T)0;
+    for (i64 v = tid; v < nslot; v += nt) {
+        const Pack<T, N> px = ld<T, N, A>(xr, v), pb = ld<T, N, A>(br, v);
+#pragma unroll
+        for (int e = 0; e < N; ++e) {
+            const T f = pb.v[e];
+            if (f != (T)0) {  // true for NaN
+                m = nanmax(m, px.v[e]);
+                bm = nanmax(bm, f < (T)0 ? -f : f);
+            }
+        }
+    }
+    // every lane of the row ends with the same m and bm (row_max), so the branch
+    // below, and the reduction in it, is taken by the whole row or by none of it
+    const double md = to_d(row_max(m, sm)), bd = to_d(row_max(bm, sm));
+    double res = sc_nan(), sg = sc_nan();
+    if (md > -sc_inf() && md < sc_inf() && bd < sc_inf()) {
+        const bool scaled = bd > __longlong_as_double(0x6570000000000000LL);  // 2^600
+        const double f = scaled ? __longlong_as_double(0x1A70000000000000LL) : 1.0;
+        ExpSum<T> acc;
+        for (i64 v = tid; v < nslot; v += nt) {
+            const Pack<T, N> px = ld<T, N, A>(xr, v), pb = ld<T, N, A>(br, v);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+                if (pb.v[e] != (T)0) acc.add((to_d(pb.v[e]) * f) * exp(to_d(px.v[e]) - md));
+        }
+        double err = 0.0;
+        const double s = row_sum(acc, sm, &err);
+        if (s == 0.0) {
+            res = -sc_inf();
+            sg = 0.0;
+        } else if (s == s) {
+            double rr;
+            const double h = two_sum(s, err, rr);
+            const double shift = scaled ? 600.0 * 0.6931471805599453 : 0.0;
+            res = md + ((log(h < 0.0 ? -h : h) + rr / h) + shift);
+            sg = h > 0.0 ? 1.0 : -1.0;
+        }
+    }
+    if (threadIdx.x == 0) {
+        out[r] = from_d<T>(res);
+        sign[r] = from_d<T>(sg);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Vector-Jacobian products
 
 
@@ -1844,6 +1910,10 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_logsumexp_##SFX(const T* x, T* out, i64 rows, i64 C) {   \
         lse_impl<T, N, K, A, 0, T>(x, out, rows, C);                                              \
+    }                                                                                       \
+    extern "C" __global__ void SC_BOUNDS_1 sc_logsumexp_weighted_##SFX(                    \
+        const T* x, const T* b, T* out, T* sign, i64 rows, i64 C) {                         \
+        lse_weighted_impl<T, N, A>(x, b, out, sign, rows, C);                               \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_row_shift_##SFX(const T* x, double* out, i64 rows,      \
                                                   i64 C) {                                  \

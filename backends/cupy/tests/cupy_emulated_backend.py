@@ -56,6 +56,7 @@ class EmulatedCupyBackend:
     softmax_rows = staticmethod(_wrap(_kernels.softmax_rows))
     log_softmax_rows = staticmethod(_wrap(_kernels.log_softmax_rows))
     logsumexp_rows = staticmethod(_wrap(_kernels.logsumexp_rows))
+    logsumexp_weighted_rows = staticmethod(_wrap(_kernels.logsumexp_weighted_rows))
     softmax_jacobian_rows = staticmethod(_wrap(_kernels.softmax_jacobian_rows))
     log_softmax_jacobian_rows = staticmethod(_wrap(_kernels.log_softmax_jacobian_rows))
     softmax_backward_rows = staticmethod(_wrap(_kernels.softmax_backward_rows))

@@ -30,6 +30,9 @@ import split_rows
 from softcore_cupy import _kernels as K
 
 _ref_module = pytest.importorskip("softcore._reference")
+weighted_logsumexp_row = pytest.importorskip(
+    "softcore.testing._oracle"
+).weighted_logsumexp_row
 reference, index_plan = _ref_module.backend, _ref_module.index_plan
 
 DTYPES = [np.float32, np.float64]
@@ -137,6 +140,91 @@ def test_logsumexp(emu, c, dtype):
     ref = np.empty(6, dtype)
     reference.logsumexp_rows(x, ref)
     _close(got, ref, dtype, f"logsumexp C={c}")
+
+
+def _weighted_rows(rng, c, dtype):
+    """Rows of logits and factors for ``sc_logsumexp_weighted``: signed and
+    non-negative factors, zeros that remove NaN and +inf logits, a row with no
+    term, NaN and infinite factors, a -inf logit with a factor, terms that cancel
+    exactly, and (float64) factors near the dtype's largest."""
+    x = (rng.standard_normal((10, c)) * 4).astype(dtype)
+    b = rng.standard_normal((10, c)).astype(dtype)
+    b[1] = np.abs(b[1])
+    x[2, 0], x[2, -1], b[2, 0], b[2, -1] = np.nan, np.inf, 0, 0  # masked by b = 0
+    b[3] = 0  # no term: NaN
+    b[4, c // 2] = np.nan
+    b[5, 0] = np.inf
+    x[6, 0] = -np.inf  # a zero term
+    x[7], b[7] = 0.5, 0  # 3 - 3: exactly 0, -inf with sign 0
+    b[7, 0], b[7, c - 1] = 3, (-3 if c > 1 else 3)
+    b[8] = np.abs(b[8]) * (1e300 if dtype == np.float64 else 1e37)
+    b[9] = np.abs(b[9]) * (1e-300 if dtype == np.float64 else 1e-37)
+    return x, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", WIDTHS)
+def test_logsumexp_weighted(emu, c, dtype):
+    """``sc_logsumexp_weighted`` against mpmath (the kit's bound: 4 ULPs of the
+    sum's conditioning), and its special rows as the contract has them."""
+    x, b = _weighted_rows(np.random.default_rng(c), c, dtype)
+    res, sign = _emu.dev(np.empty(10, dtype)), _emu.dev(np.empty(10, dtype))
+    K.logsumexp_weighted_rows(_emu.dev(x), _emu.dev(b), res, sign)
+    res, sign = np.asarray(res), np.asarray(sign)
+    eps = float(np.finfo(dtype).eps)
+    for i in range(10):
+        if i in (2, 3, 4, 5) or (i == 7 and c > 1) or (i == 6 and c == 1):
+            continue
+        want, want_sign, spread, spread_x = weighted_logsumexp_row(x[i], b[i])
+        assert sign[i] == want_sign, f"row {i}: sign {sign[i]}, want {want_sign}"
+        bound = 4 * eps * (spread + spread_x + abs(want))
+        assert abs(float(res[i]) - want) <= bound, f"row {i}: {res[i]!r}, want {want!r}"
+    # row 2: the masked NaN and +inf are not terms; 3: no term; 4, 5: NaN and inf
+    # factors; 7: two terms that cancel exactly (with more than one class)
+    if c > 2:
+        assert np.isfinite(res[2])
+        assert sign[2] != 0
+    else:  # both masked classes were the row's only ones
+        assert np.isnan(res[2])
+    assert np.isnan(res[3:6]).all()
+    assert np.isnan(sign[3:6]).all()
+    if c == 1:  # the only term's x is -inf: no term, NaN as for a row of -inf
+        assert np.isnan(res[6])
+        assert np.isnan(sign[6])
+    else:
+        assert res[7] == -np.inf
+        assert sign[7] == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_logsumexp_weighted_unaligned_and_wide(emu, dtype):
+    """Operands off the vector alignment take the unaligned kernel with the same
+    bits; a row wider than a block's threads at one element each."""
+    c = 600
+    x, b = _weighted_rows(np.random.default_rng(5), c, dtype)
+    bufs = [np.empty(x.size + 1, dtype) for _ in range(2)]
+    xu, bu = (buf[1:].reshape(x.shape) for buf in bufs)
+    xu[...], bu[...] = x, b
+    assert K._row_variant(c, x.itemsize, _emu.dev(xu), _emu.dev(bu)).endswith("u")
+    out = []
+    for xs, bs in ((x, b), (xu, bu)):
+        res, sign = _emu.dev(np.empty(10, dtype)), _emu.dev(np.empty(10, dtype))
+        K.logsumexp_weighted_rows(_emu.dev(xs), _emu.dev(bs), res, sign)
+        out.append((np.asarray(res), np.asarray(sign)))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    wide = WIDE[dtype]
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((2, wide)) * 4).astype(dtype)
+    b = rng.standard_normal((2, wide)).astype(dtype)
+    res, sign = _emu.dev(np.empty(2, dtype)), _emu.dev(np.empty(2, dtype))
+    K.logsumexp_weighted_rows(_emu.dev(x), _emu.dev(b), res, sign)
+    eps = float(np.finfo(dtype).eps)
+    for i in range(2):
+        want, want_sign, spread, spread_x = weighted_logsumexp_row(x[i], b[i])
+        assert np.asarray(sign)[i] == want_sign
+        bound = 4 * eps * (spread + spread_x + abs(want))
+        assert abs(float(np.asarray(res)[i]) - want) <= bound
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
