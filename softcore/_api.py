@@ -651,8 +651,8 @@ def _weighted_logsumexp(
     else:
         with np.errstate(all="ignore"):  # log(0), inf - inf: NaN where they meet
             res, sign = _composed(be, xp, arr, w, axes, keepdims, compute)
-    if not return_sign:
-        res[sign < 0] = np.nan  # res: a new array of the call's own
+    if not return_sign:  # an elementwise where: no array module waits for it
+        res = xp.where(sign < 0, np.nan, res)
     res = res.astype(result, copy=False)
     sign = sign.astype(result, copy=False)
     if res.ndim == 0:

@@ -13,6 +13,7 @@ temporary) allocated on the wrong device fails.
 from __future__ import annotations
 
 import functools
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,49 @@ def test_logsumexp_with_factors_and_sign(axis, dtype):
     _same(got, want, f"logsumexp return_sign axis={axis}")
     with pytest.raises(TypeError, match=r"b is a numpy\.ndarray"):
         sc.logsumexp(fd.device_array(x, DEV), b=b, backend=NAME)
+
+
+def _weighted_hook(x: Any, b: Any, out: Any, sign: Any) -> None:
+    """A ``logsumexp_weighted_rows`` for fakedev: the contract's operands
+    checked, then the NumPy reference's result written into them."""
+    hx = fd._operand("x", x, fd._FLOATS)
+    hb = fd._operand("b", b, (hx.dtype,), hx.shape)
+    ho = fd._operand("out", out, (hx.dtype,), hx.shape[:1])
+    hs = fd._operand("sign", sign, (hx.dtype,), hx.shape[:1])
+    fd.backend.calls.append("logsumexp_weighted_rows")
+    ho[...], hs[...] = sc.logsumexp(hx, b=hb, return_sign=True, backend="numpy")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2), None], ids=str)
+def test_logsumexp_with_factors_through_a_backend_hook(monkeypatch, axis, dtype):
+    """A backend with ``logsumexp_weighted_rows`` (cupy's) gets device arrays of
+    the contract's layout, ``b`` broadcast and the reduced axes last, and the
+    call reads nothing back to the host."""
+    monkeypatch.setattr(
+        fd.backend, "logsumexp_weighted_rows", _weighted_hook, raising=False
+    )
+    x = _logits(dtype=dtype)
+    b = RNG.standard_normal(SHAPE[1:]).astype(dtype)
+    b[0, 0] = 0
+    dx, db = fd.device_array(x, DEV), fd.device_array(b, DEV)
+    eps = float(np.finfo(dtype).eps)
+    for keepdims, signed in itertools.product((False, True), (False, True)):
+        kw = {"axis": axis, "keepdims": keepdims, "return_sign": signed}
+        calls = len(fd.backend.calls)
+        assert _reads(sc.logsumexp, x, b=b, **kw) == 0
+        assert fd.backend.calls[calls:] == ["logsumexp_weighted_rows"]
+        got = sc.logsumexp(dx, b=db, backend=NAME, **kw)
+        want = sc.logsumexp(x, b=b, backend="numpy", **kw)
+        got, want = (got, want) if signed else ((got, None), (want, None))
+        g, w = _on_device(got[0]), np.asarray(want[0])
+        assert g.dtype == w.dtype, f"axis={axis} keepdims={keepdims}"
+        assert g.shape == w.shape, f"axis={axis} keepdims={keepdims}"
+        # the hook sums each flattened row; the host path over the axes as given
+        np.testing.assert_allclose(g, w, rtol=4 * eps, atol=4 * eps)
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        if signed:
+            np.testing.assert_array_equal(_on_device(got[1]), np.asarray(want[1]))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
