@@ -1407,6 +1407,36 @@ def _bench_on_the_stand_in(code):
     return json.loads(res.stdout.splitlines()[-1])
 
 
+_BENCH_ROWS = """
+import json
+import bench_gpu, cupy
+import softcore as sc
+from softcore_cupy import _kernels as K
+results = []
+bench_gpu.bench_rows(cupy, sc, K, [(8, 100)], [cupy.float32], None, results)
+hook = type(sc.get_backend("cupy")).__dict__["logsumexp_weighted_rows"]
+print(json.dumps([results, bench_gpu.summary(results), hook is not None]))
+"""
+
+
+def test_the_row_bench_on_a_stand_in_for_cupy():
+    """tools/bench_gpu.py's row timings, run on the stand-in: every kernel and
+    public call timed (logsumexp with factors through the kernel and through the
+    core's formula), its summary line, and the hook put back after."""
+    results, summary, hook_back = _bench_on_the_stand_in(_BENCH_ROWS)
+    ((kind, row),) = results
+    assert kind == "rows"
+    for key in (
+        "logsumexp_weighted",
+        "logsumexp_weighted_api",
+        "logsumexp_weighted_formula_api",
+        "ce_loss_grad_plan_api",
+    ):
+        assert key in row, key
+    assert any(line.startswith("sc.logsumexp(b=) [8, 100] float32") for line in summary)
+    assert hook_back
+
+
 _BENCH_TAIL = """
 import json, sys
 import bench_gpu, cupy

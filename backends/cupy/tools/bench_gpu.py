@@ -9,8 +9,9 @@ reported as a ratio to its floor, measured side by side in the same process:
 
 * softmax / log_softmax / CE loss+grad: ``cupy.copyto`` of the same (N, C) array
   (one read + one write, the floor of a fused row kernel); logsumexp and the CE
-  loss alone (one read: about half a copy) and the backward ops (two reads and a
-  write: 1.5 copies) are reported against the same copy;
+  loss alone (one read: about half a copy), logsumexp with factors (two reads:
+  a copy) and the backward ops (two reads and a write: 1.5 copies) are reported
+  against the same copy;
 * Jacobian: writing the (N, C, C) output once (``out.fill``);
 * linear cross-entropy with grad: the three GEMMs it needs (logits, dX, dW) on the
   same shapes, through CuPy (cuBLAS);
@@ -70,11 +71,13 @@ def _row_case(cupy, K, n, c, dtype):
     K.log_softmax_rows(x, lp)
     K.softmax_rows(x, p)
     g = rng.standard_normal((n, c), dtype=cupy.float32).astype(dtype)
-    lse = cupy.empty(n, dtype)
+    lse, sign = cupy.empty(n, dtype), cupy.empty(n, dtype)
+    w = (rng.random((n, c), dtype=cupy.float32) * 2).astype(dtype)  # SciPy's b
     kernels = {
         "softmax": lambda: K.softmax_rows(x, out),
         "log_softmax": lambda: K.log_softmax_rows(x, out),
         "logsumexp": lambda: K.logsumexp_rows(x, lse),
+        "logsumexp_weighted": lambda: K.logsumexp_weighted_rows(x, w, lse, sign),
         "softmax_backward": lambda: K.softmax_backward_rows(g, p, out),
         "log_softmax_backward": lambda: K.log_softmax_backward_rows(g, lp, out),
         "ce_loss": lambda: K.cross_entropy_rows(x, t, a, b, cw, loss),
@@ -82,7 +85,7 @@ def _row_case(cupy, K, n, c, dtype):
             x, t, a, b, cw, 1 / n, loss, out
         ),
     }
-    return x, t, floor, kernels, (g, p)
+    return x, t, floor, kernels, (g, p, w)
 
 
 _STAGED_OPS = (
@@ -112,23 +115,28 @@ def _staging(K, on: bool):
 
 
 @contextlib.contextmanager
-def _core_plan():
-    """The cupy backend without its cross_entropy_index_rows: the core's own plan."""
+def _without_hook(name: str):
+    """The cupy backend without its optional hook ``name``: the core's own path."""
     import softcore_cupy
 
     cls = type(softcore_cupy.backend)
-    hook = cls.__dict__["cross_entropy_index_rows"]
-    cls.cross_entropy_index_rows = None
+    hook = cls.__dict__[name]
+    setattr(cls, name, None)
     try:
         yield
     finally:
-        cls.cross_entropy_index_rows = hook
+        setattr(cls, name, hook)
+
+
+def _core_plan():
+    """The cupy backend without its cross_entropy_index_rows: the core's own plan."""
+    return _without_hook("cross_entropy_index_rows")
 
 
 def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
     for dtype in dtypes:
         for n, c in shapes:
-            x, t, floor, kernels, (g, p) = _row_case(cupy, K, n, c, dtype)
+            x, t, floor, kernels, (g, p, w) = _row_case(cupy, K, n, c, dtype)
             row = {
                 "shape": [n, c],
                 "dtype": str(x.dtype),
@@ -144,6 +152,15 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
                     for op in _STAGED_OPS:
                         row[f"{op}_reread"] = _timer(cupy, kernels[op]) / floor
             row["softmax_api"] = _timer(cupy, lambda: sc.softmax(x)) / floor
+            # logsumexp with factors: the kernel's public call, and the core's
+            # formula in CuPy operations (the backend without its hook) beside it
+            row["logsumexp_weighted_api"] = (
+                _timer(cupy, lambda: sc.logsumexp(x, b=w)) / floor
+            )
+            with _without_hook("logsumexp_weighted_rows"):
+                row["logsumexp_weighted_formula_api"] = (
+                    _timer(cupy, lambda: sc.logsumexp(x, b=w)) / floor
+                )
             # the public call through the backend's cross_entropy_index_rows and
             # through the core's own plan, with every target kept and with one row
             # in eight ignored (a padded batch), side by side
@@ -173,6 +190,11 @@ def bench_rows(cupy, sc, K, shapes, dtypes, torch, results):
                 )
                 row["torch_logsumexp"] = (
                     _timer(cupy, lambda: torch.logsumexp(tx, -1)) / floor
+                )
+                tw = torch.as_tensor(w, device="cuda")
+                row["torch_logsumexp_weighted"] = (
+                    _timer(cupy, lambda: torch.logsumexp(tx + torch.log(tw), -1))
+                    / floor
                 )
                 row["torch_softmax_backward"] = (
                     _timer(
@@ -452,6 +474,17 @@ def summary(results) -> list[str]:
                 f"({r['ce_loss_grad_plan_api']:.2f} through the core's plan), "
                 f"one row in 8 ignored {r['ce_padded_api']:.2f} "
                 f"({r['ce_padded_plan_api']:.2f})"
+            )
+    for kind, r in results:  # logsumexp with factors: kernel, formula, torch
+        if kind == "rows" and "logsumexp_weighted_api" in r:
+            peer = r.get("torch_logsumexp_weighted")
+            lines.append(
+                f"sc.logsumexp(b=) {r['shape']} {r['dtype']}: "
+                f"{r['logsumexp_weighted_api']:.2f} a copy (kernel "
+                f"{r['logsumexp_weighted']:.2f}; the core's formula "
+                f"{r['logsumexp_weighted_formula_api']:.2f}"
+                + (f"; torch logsumexp(x + log b) {peer:.2f}" if peer else "")
+                + ")"
             )
     for kind, r in results:  # the data for the launch rule, one line a case
         if kind != "sweep":
