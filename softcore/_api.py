@@ -541,7 +541,9 @@ def logsumexp(
     only ``-inf`` is without ``b`` (SciPy: ``-inf``, sign 0); one whose terms
     cancel exactly gives ``-inf`` with sign 0. A NaN or ``+inf`` in ``x``
     where ``b`` is not 0, or a NaN or infinite ``b``, makes its slice NaN. A
-    ``b`` that must be broadcast is copied to ``x``'s shape for the kernel.
+    ``b`` that does not vary along the batch (a vector of per-class factors, a
+    scalar) goes to the kernel as one row for every row; one that varies
+    along the batch and must be broadcast is copied to ``x``'s shape.
 
     See Also
     --------
@@ -586,21 +588,27 @@ def _plain_logsumexp(x: Any, axis: Any, keepdims: bool, backend: Any) -> Any:
 def _plain_weighted(x: Any, axis: Any, b: Any, return_sign: bool, backend: Any) -> Any:
     """A plain host call of :func:`logsumexp` with factors: its result, or
     None for the general path. Plain: ``x`` as for :func:`_host_rows` (or a
-    1-D such array, ``axis`` 0, -1 or None), ``b`` an array of ``x``'s own
-    dtype, shape and layout, and the backend one with
+    1-D such array, ``axis`` 0, -1 or None), ``b`` a C-contiguous array of
+    ``x``'s own dtype and shape (or, for a 2-D ``x``, one row of factors for
+    every row: shape ``(C,)`` or ``(1, C)``), and the backend one with
     ``logsumexp_weighted_rows``. The hook then takes both arrays as they
     are: at 32x10 the general steps (promotion, broadcasting, axes,
     conversions) took about 5 us of a 7 us call."""
     if type(x) is not np.ndarray or type(b) is not np.ndarray:
         return None
-    if b.dtype is not x.dtype or b.shape != x.shape or not b.flags.carray:
+    if b.dtype is not x.dtype or not b.flags.carray:
         return None  # x's dtype and layout: _host_rows
     scalar = x.ndim == 1
     if scalar:
+        if b.shape != x.shape:
+            return None
         if axis is not None and (type(axis) is not int or axis not in (0, -1)):
             return None  # the general path names the bad axis
         x, b, axis = x.reshape(1, -1), b.reshape(1, -1), -1
-        return None
+    elif b.shape != x.shape:
+        if x.ndim != 2 or b.shape not in ((x.shape[1],), (1, x.shape[1])):
+            return None
+        b = b.reshape(1, -1)  # shared by every row
     be = _host_rows(x, axis, backend)
     hook = getattr(be, "logsumexp_weighted_rows", None)
     if hook is None:
@@ -636,9 +644,9 @@ def _weighted_logsumexp(
         if type(b) not in (int, float, bool):  # a Python number is weak (NEP 50)
             compute = np.promote_types(compute, cb)
             result = np.promote_types(result, rb)
-        try:
-            if w.shape != arr.shape:
-                w = xp.broadcast_to(w, arr.shape)
+        try:  # checked here, broadcast where it is used
+            if np.broadcast_shapes(tuple(w.shape), tuple(arr.shape)) != arr.shape:
+                raise ValueError
         except ValueError:
             raise ValueError(
                 f"b has shape {tuple(w.shape)}, which does not broadcast to x's "
@@ -649,6 +657,8 @@ def _weighted_logsumexp(
     if w is not None and hook is not None and arr.size:
         res, sign = _weighted_rows(hook, be, xp, arr, w, axes, keepdims, compute)
     else:
+        if w is not None:
+            w = xp.broadcast_to(w, arr.shape)
         with np.errstate(all="ignore"):  # log(0), inf - inf: NaN where they meet
             res, sign = _composed(be, xp, arr, w, axes, keepdims, compute)
     if not return_sign:  # an elementwise where: no array module waits for it
@@ -716,15 +726,24 @@ def _weighted_rows(
     compute: Any,
 ) -> tuple[Any, Any]:
     """``(log|S|, sign S)`` through the backend's ``logsumexp_weighted_rows``:
-    ``x`` and ``w`` (broadcast to ``x``'s shape) with the reduced axes moved
-    last and flattened into C-contiguous rows, ``w`` copied only where it
-    was broadcast or strided."""
+    ``x`` and ``w`` (which broadcasts to ``x``'s shape) with the reduced axes
+    moved last and flattened into C-contiguous rows, ``w`` copied only where
+    it was broadcast or strided; a ``w`` that does not vary along the batch
+    goes as one row, ``(1, k)``, for every row."""
     k = math.prod(arr.shape[a] for a in axes)
 
     def flat(a: Any) -> Any:
         return contiguous(_axes_last(a, axes, xp)[0], compute, xp, be).reshape(-1, k)
 
-    x2, w2 = flat(arr), flat(w)
+    x2 = flat(arr)
+    # factors that do not vary along the batch (a per-class weight vector):
+    # one row of them for every row, not a copy broadcast to x's shape
+    padded = (1,) * (arr.ndim - w.ndim) + tuple(w.shape)
+    if all(padded[a] == 1 for a in range(arr.ndim) if a not in axes):
+        one = tuple(arr.shape[a] if a in axes else 1 for a in range(arr.ndim))
+        w2 = flat(xp.broadcast_to(w.reshape(padded), one))
+    else:
+        w2 = flat(xp.broadcast_to(w, arr.shape))
     res = xp.empty(x2.shape[0], dtype=compute)
     sign = xp.empty(x2.shape[0], dtype=compute)
     hook(x2, w2, res, sign)

@@ -167,9 +167,12 @@ def test_logsumexp_with_factors_and_sign(axis, dtype):
 
 def _weighted_hook(x: Any, b: Any, out: Any, sign: Any) -> None:
     """A ``logsumexp_weighted_rows`` for fakedev: the contract's operands
-    checked, then the NumPy reference's result written into them."""
+    checked (``b`` of ``x``'s shape, or one row shared by every row), then the
+    NumPy reference's result written into them."""
     hx = fd._operand("x", x, fd._FLOATS)
-    hb = fd._operand("b", b, (hx.dtype,), hx.shape)
+    hb = fd._operand("b", b, (hx.dtype,))
+    if hb.shape not in (hx.shape, (1, hx.shape[1])):
+        raise fd.KernelContractError(f"b has shape {hb.shape}, x {hx.shape}")
     ho = fd._operand("out", out, (hx.dtype,), hx.shape[:1])
     hs = fd._operand("sign", sign, (hx.dtype,), hx.shape[:1])
     fd.backend.calls.append("logsumexp_weighted_rows")

@@ -207,6 +207,56 @@ def test_plain_call_agrees_with_the_general_path(backend, dtype):
         sc.logsumexp(x[0], 1, b=b[0], backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_factors_shared_by_every_row_are_not_copied(backend, dtype, monkeypatch):
+    """Factors that do not vary along the batch (a per-class weight vector, a
+    scalar) go to the backend's hook as one row for every row: the same bits
+    as the same factors copied to ``x``'s shape, on the plain call's path
+    (``(C,)``, ``(1, C)``) and on the general one (other axes, more
+    dimensions, ``keepdims``); factors that vary along the batch are copied."""
+    rng = np.random.default_rng(19)
+    x = (rng.standard_normal((3, 40, 9)) * 3).astype(dtype)
+    row = rng.standard_normal(9).astype(dtype)
+    row[2] = 0  # a removed term
+    x[0, 5, 2] = np.nan  # under the zero factor: not a term
+    col = rng.standard_normal((40, 1)).astype(dtype)
+    cases = [
+        (x[0], row, {}),  # the plain call's path
+        (x[0], row[None, :], {}),
+        (x, row, {}),  # the general path
+        (x, row, {"keepdims": True}),
+        (x, col, {"axis": (1, 2)}),
+        (x, col, {"axis": 1}),
+        (x, np.array(1.5, dtype), {"axis": None}),
+        (x, rng.standard_normal((3, 1, 9)).astype(dtype), {}),  # varies: copied
+    ]
+    be = sc.get_backend(backend)
+    hook = getattr(be, "logsumexp_weighted_rows", None)
+    seen = []
+    if hook is not None:  # record the factors' shape the hook is given
+
+        def spy(x2, b2, out, sign):
+            seen.append((x2.shape, b2.shape))
+            hook(x2, b2, out, sign)
+
+        monkeypatch.setattr(be, "logsumexp_weighted_rows", spy, raising=False)
+    for i, (xs, b, kw) in enumerate(cases):
+        full = np.broadcast_to(b, xs.shape).copy()
+        for sign in (False, True):
+            del seen[:]
+            got = sc.logsumexp(xs, b=b, return_sign=sign, backend=backend, **kw)
+            if hook is not None:
+                ((x_shape, b_shape),) = seen
+                want_rows = x_shape[0] if i == len(cases) - 1 else 1
+                assert b_shape == (want_rows, x_shape[1]), f"case {i}"
+            want = sc.logsumexp(xs, b=full, return_sign=sign, backend=backend, **kw)
+            np.testing.assert_array_equal(got, want, err_msg=f"case {i}")
+        # the full factors' values are held to mpmath by the tests above
+        ref = sc.logsumexp(xs, b=full, return_sign=True, backend="numpy", **kw)
+        np.testing.assert_array_equal(got[1], ref[1], err_msg=f"case {i}")
+
+
 def test_weighted_dtypes_follow_numpy_promotion():
     x32 = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
     assert sc.logsumexp(x32, b=2).dtype == np.float32  # a Python number is weak

@@ -395,8 +395,13 @@ def logsumexp_rows(x, out):
 
 def logsumexp_weighted_rows(x, b, out, sign):
     """The optional hook: ``log|sum(b exp(x))|`` of each row into ``out``, its sign
-    into ``sign`` (``sc_logsumexp_weighted``: two passes over ``x`` and ``b``)."""
-    _row_launch("logsumexp_weighted", x, (x, b), (x, b, out, sign), staged=False)
+    into ``sign`` (``sc_logsumexp_weighted``: two passes over ``x`` and ``b``);
+    ``b`` of shape ``(1, C)``: the same factors for every row."""
+    import numpy as np
+
+    bstride = np.int64(0 if b.shape[0] == 1 else b.shape[1])
+    args = (x, b, bstride, out, sign)
+    _row_launch("logsumexp_weighted", x, (x, b), args, staged=False)
 
 
 def softmax_backward_rows(grad, probs, out):

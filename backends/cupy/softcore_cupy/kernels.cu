@@ -1163,16 +1163,17 @@ __device__ void lse_impl(const T* x, OutT* out, i64 rows, i64 C) {
 // its term whatever x_j holds. NaN, with a NaN sign, for a row with no term, with a
 // NaN or +inf x among its terms, or with a NaN or infinite factor; -inf with sign 0
 // where the terms cancel exactly. A double row's factors past 2^600 are scaled by
-// 2^-600 (exactly), so that no sum of them overflows: a float row's cannot.
+// 2^-600 (exactly), so that no sum of them overflows: a float row's cannot. b's
+// rows are bstride elements apart: C, or 0 where every row takes the same factors.
 template <typename T, int N, bool A>
-__device__ void lse_weighted_impl(const T* x, const T* b, T* out, T* sign, i64 rows,
-                                  i64 C) {
+__device__ void lse_weighted_impl(const T* x, const T* b, i64 bstride, T* out, T* sign,
+                                  i64 rows, i64 C) {
     SC_ROW_SCRATCH(1)
     const i64 r = row_index();
     if (r >= rows) return;
     const int tid = threadIdx.x, nt = blockDim.x;
     const T* xr = x + r * C;
-    const T* br = b + r * C;
+    const T* br = b + r * bstride;  // bstride 0: one row of factors for every row
     const i64 nslot = C / N;
     T m = neg_inf<T>(), bm = (T)0;
     for (i64 v = tid; v < nslot; v += nt) {
@@ -1912,8 +1913,8 @@ __device__ void ce_prob_impl(const T* x, const T* t, double eps, const double* c
         lse_impl<T, N, K, A, 0, T>(x, out, rows, C);                                              \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_logsumexp_weighted_##SFX(                    \
-        const T* x, const T* b, T* out, T* sign, i64 rows, i64 C) {                         \
-        lse_weighted_impl<T, N, A>(x, b, out, sign, rows, C);                               \
+        const T* x, const T* b, i64 bstride, T* out, T* sign, i64 rows, i64 C) {            \
+        lse_weighted_impl<T, N, A>(x, b, bstride, out, sign, rows, C);                      \
     }                                                                                       \
     extern "C" __global__ void SC_BOUNDS_1 sc_row_shift_##SFX(const T* x, double* out, i64 rows,      \
                                                   i64 C) {                                  \

@@ -197,6 +197,22 @@ def test_logsumexp_weighted(emu, c, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [3, 64, 600])
+def test_logsumexp_weighted_one_row_of_factors_for_every_row(emu, c, dtype):
+    """``b`` of shape ``(1, C)`` (row stride 0 in the kernel): the same bits as
+    that row copied to every row."""
+    x, b = _weighted_rows(np.random.default_rng(c + 7), c, dtype)
+    out = []
+    for bs in (b[1:2], np.repeat(b[1:2], 10, axis=0)):
+        res, sign = _emu.dev(np.empty(10, dtype)), _emu.dev(np.empty(10, dtype))
+        K.logsumexp_weighted_rows(_emu.dev(x), _emu.dev(bs), res, sign)
+        out.append((np.asarray(res), np.asarray(sign)))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    assert np.isfinite(out[0][0][[0, 1, 6, 8, 9]]).all()  # rows of finite x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_logsumexp_weighted_unaligned_and_wide(emu, dtype):
     """Operands off the vector alignment take the unaligned kernel with the same
     bits; a row wider than a block's threads at one element each."""

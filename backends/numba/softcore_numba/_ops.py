@@ -144,7 +144,8 @@ _LSE_WEIGHTED = _drivers("logsumexp_weighted")
 
 def logsumexp_weighted_rows(x, b, out, sign):
     """The optional hook: ``log|sum(b exp(x))|`` of each row into ``out``, its
-    sign into ``sign`` (serial to ``SERIAL_MAX`` elements, parallel above)."""
+    sign into ``sign`` (serial to ``SERIAL_MAX`` elements, parallel above);
+    ``b`` of shape ``(1, C)``: the same factors for every row."""
     _pick(_LSE_WEIGHTED, x)(x, b, out, sign)
 
 

@@ -165,18 +165,29 @@ def test_logsumexp_factors_broadcast_axes_and_low_precision(
 
 
 def test_logsumexp_factors_independent_of_threads(sc: Any, backend: Any) -> None:
-    """Bitwise the same results with one thread and with all of them."""
+    """Bitwise the same results with one thread and with all of them, for
+    factors of ``x``'s shape and for one row of them broadcast to every row
+    (which equals the same row copied to every row)."""
     if not getattr(backend, "threaded", False):
         pytest.skip(f"backend {backend.name!r} is not threaded (threaded=False)")
     x, b = _inputs("signed", 33, "float32", seed=9)
     x = np.tile(x, (200, 1))
-    b = np.tile(b, (200, 1))
-    n = backend.get_num_threads()
-    try:
-        backend.set_num_threads(1)
-        one = _call(sc, backend, x, b, return_sign=True)
-    finally:
-        backend.set_num_threads(n)
-    every = _call(sc, backend, x, b, return_sign=True)
-    for g, w in zip(every, one, strict=True):
-        assert_identical(g, w, what=f"logsumexp(b=)[{backend.name}] {n} threads")
+    shared = b[7]
+    for what, factors in (("full", np.tile(b, (200, 1))), ("one row", shared)):
+        n = backend.get_num_threads()
+        try:
+            backend.set_num_threads(1)
+            one = _call(sc, backend, x, factors, return_sign=True)
+        finally:
+            backend.set_num_threads(n)
+        every = _call(sc, backend, x, factors, return_sign=True)
+        for g, w in zip(every, one, strict=True):
+            assert_identical(
+                g, w, what=f"logsumexp(b=)[{backend.name}] {what}, {n} threads"
+            )
+    copied = _call(sc, backend, x, np.broadcast_to(shared, x.shape).copy())
+    assert_identical(
+        _call(sc, backend, x, shared),
+        copied,
+        what=f"logsumexp(b=)[{backend.name}] one row of factors, broadcast",
+    )
