@@ -83,8 +83,11 @@ JACOBIAN_MAX_BYTES = 1 << 30
 #: second time for ``log S`` (softmax does not).
 #: ``weights`` and ``signed`` (logsumexp only): SciPy's and JAX's factors ``b``,
 #: drawn uniform in ``[0, 2)`` or standard normal (then with ``return_sign``).
-#: PyTorch has no such argument: its peer for ``weights`` is
-#: ``logsumexp(x + log(b))``, and it has none for ``signed``.
+#: ``class_weights``: uniform in ``[0, 2)`` too, one factor a class (``b`` of
+#: shape ``(C,)``, broadcast over the rows: a mixture's weights).
+#: PyTorch has no such argument: its peer for ``weights`` and
+#: ``class_weights`` is ``logsumexp(x + log(b))``, and it has none for
+#: ``signed``.
 CE_VARIANTS = (
     "plain", "weight", "smoothing", "ignore", "prob", "all", "masked", "confident"
 )  # fmt: skip
@@ -112,7 +115,7 @@ OPS: dict[str, Op] = {
         Op(
             "logsumexp",
             "rows",
-            ("alloc", "masked", "confident", "weights", "signed"),
+            ("alloc", "masked", "confident", "weights", "class_weights", "signed"),
             "copy",
         ),
         Op("softmax_backward", "backward", ("alloc", "masked"), "copy"),
@@ -215,6 +218,8 @@ def make_inputs(
     case: dict[str, Any] = {"args": (x_low,), "kwargs": {}, "n": n, "c": c}
     if variant == "weights":
         case["kwargs"] = {"b": low(rng.uniform(0.0, 2.0, size=(n, c)).astype(dt))}
+    elif variant == "class_weights":
+        case["kwargs"] = {"b": low(rng.uniform(0.0, 2.0, size=c).astype(dt))}
     elif variant == "signed":
         b = low(rng.standard_normal((n, c), dtype=dt))
         case["kwargs"] = {"b": b, "return_sign": True}
@@ -424,7 +429,7 @@ def torch_call(
         if name == "logsumexp":
             if variant == "signed":
                 return None  # no signed logsumexp in PyTorch
-            if variant == "weights":
+            if variant in ("weights", "class_weights"):
                 b = kwargs["b"]
                 return lambda: torch.logsumexp(x + torch.log(b), -1)
             return lambda: torch.logsumexp(x, -1)
@@ -504,17 +509,20 @@ def torch_call(
     return None
 
 
+_FACTOR_VARIANTS = ("weights", "class_weights", "signed")
+
+
 def jax_call(op: Op, variant: str, case: dict[str, Any]) -> Callable[[], Any] | None:
     """The jitted JAX equivalent (run only in the JAX subprocess)."""
     import jax
     import jax.numpy as jnp
 
     if variant not in ("plain", "alloc", "out", "masked", "confident"):
-        if variant not in ("weights", "signed"):
+        if variant not in _FACTOR_VARIANTS:
             return None  # CE options: no JAX equivalent in jax.nn
     args = [jax.device_put(a) for a in case["args"]]
     name = op.name
-    if variant in ("weights", "signed"):
+    if variant in _FACTOR_VARIANTS:
         args.append(jax.device_put(case["kwargs"]["b"]))
         sign = variant == "signed"
         jf = jax.jit(lambda x, b: jax.nn.logsumexp(x, axis=-1, b=b, return_sign=sign))
@@ -1421,9 +1429,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gradient ops (peers run their plain call there); masked (logits "
         "under a causal mask, -inf in half) for the row, backward and "
         "cross-entropy ops; confident (the rest 20-45 below each row's "
-        "maximum, the target) for the row and cross-entropy ops; weights "
-        "and signed (SciPy's factors b, signed with return_sign) for "
-        "logsumexp",
+        "maximum, the target) for the row and cross-entropy ops; weights, "
+        "class_weights (one factor a class) and signed (SciPy's factors b, "
+        "signed with return_sign) for logsumexp",
     )
     p.add_argument(
         "--backend",

@@ -49,6 +49,7 @@ def test_json_written_and_parsed(tmp_path, capsys):
         ("logsumexp", "masked"),
         ("logsumexp", "confident"),
         ("logsumexp", "weights"),
+        ("logsumexp", "class_weights"),
         ("logsumexp", "signed"),
     }
     for r in rows:
@@ -399,17 +400,17 @@ def test_confident_variant_rows_lead_by_20_with_the_target_on_top(tmp_path):
     assert {"logsumexp", "cross_entropy", "cross_entropy_with_grad"} <= with_it
 
 
-@pytest.mark.parametrize("variant", ["weights", "signed"])
+@pytest.mark.parametrize("variant", ["weights", "class_weights", "signed"])
 def test_logsumexp_factor_variants(tmp_path, variant):
-    """``weights`` and ``signed``: SciPy's factors ``b`` (non-negative, or
-    signed with ``return_sign``) for logsumexp alone; softcore's call and the
-    naive peer (SciPy's formula) agree, and PyTorch, which has no signed
-    logsumexp, has no peer for ``signed``."""
+    """``weights``, ``class_weights`` and ``signed``: SciPy's factors ``b``
+    (non-negative, one a class, or signed with ``return_sign``) for logsumexp
+    alone; softcore's call and the naive peer (SciPy's formula) agree, and
+    PyTorch, which has no signed logsumexp, has no peer for ``signed``."""
     op = _bench.OPS["logsumexp"]
     case = _bench.make_inputs(op, variant, (30, 6), "float64")
     b = case["kwargs"]["b"]
-    assert b.shape == (30, 6)
-    if variant == "weights":
+    assert b.shape == ((6,) if variant == "class_weights" else (30, 6))
+    if variant != "signed":
         assert (b >= 0).all()
         assert (b < 2).all()
         assert "return_sign" not in case["kwargs"]
@@ -419,7 +420,7 @@ def test_logsumexp_factor_variants(tmp_path, variant):
         assert case["kwargs"]["return_sign"] is True
     got = _bench.softcore_call(op, variant, case, "numpy")()
     want = _bench.naive_call(op, variant, case)()
-    if variant == "weights":
+    if variant != "signed":
         want = want[0]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     if _bench.torch_available():

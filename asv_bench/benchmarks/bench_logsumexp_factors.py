@@ -1,10 +1,11 @@
-"""logsumexp with SciPy's factors ``b``: non-negative (``weights``), and
+"""logsumexp with SciPy's factors ``b``: non-negative (``weights``), one a
+class (``class_weights``: ``b`` of shape ``(C,)``, a mixture's weights), and
 signed with ``return_sign`` (``signed``).
 
 The numba backend computes it in its own kernel (``logsumexp_weighted_rows``,
 one read of ``x`` and of ``b``); a backend without one gets SciPy's formula
 from the core. These cases time it against a copy of the logits, PyTorch's
-``logsumexp(x + log(b))`` (``weights`` only: PyTorch has no signed
+``logsumexp(x + log(b))`` (not ``signed``: PyTorch has no signed
 logsumexp) and JAX's ``jax.nn.logsumexp(b=...)``.
 """
 
@@ -27,6 +28,18 @@ class LogSumExpWeightsPeers(_VariantPeers):
     """softcore / the peer, non-negative factors."""
 
     variant = "weights"
+    params = [["logsumexp"], BACKENDS, FACTOR_SHAPES, DTYPES, ["torch", "jax"]]
+
+
+class LogSumExpClassWeights(_VariantOp):
+    variant = "class_weights"
+    params = [["logsumexp"], BACKENDS, FACTOR_SHAPES, DTYPES]
+
+
+class LogSumExpClassWeightsPeers(_VariantPeers):
+    """softcore / the peer, one non-negative factor a class."""
+
+    variant = "class_weights"
     params = [["logsumexp"], BACKENDS, FACTOR_SHAPES, DTYPES, ["torch", "jax"]]
 
 
