@@ -257,6 +257,27 @@ def test_factors_shared_by_every_row_are_not_copied(backend, dtype, monkeypatch)
         np.testing.assert_array_equal(got[1], ref[1], err_msg=f"case {i}")
 
 
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend not installed")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("c", [1, 5, 15, 16, 31, 32, 40])
+def test_a_row_does_not_depend_on_its_batch(dtype, c):
+    """Short rows go in transposed tiles, longer ones a row at a time, and a
+    large call in threads: each row's result is the same bits as that row
+    computed alone, whatever tile or task it fell in."""
+    rng = np.random.default_rng(c)
+    x = (rng.standard_normal((5000, c)) * 3).astype(dtype)
+    b = rng.standard_normal((5000, c)).astype(dtype)
+    b[::7, 0] = 0
+    x[::11, -1] = np.nan
+    res, sign = sc.logsumexp(x, b=b, return_sign=True, backend="numba")
+    for r in (0, 1, 7, 11, 2999, 4999):
+        one, one_sign = sc.logsumexp(
+            x[r : r + 1], b=b[r : r + 1], return_sign=True, backend="numba"
+        )
+        np.testing.assert_array_equal(res[r : r + 1], one, err_msg=f"row {r}")
+        np.testing.assert_array_equal(sign[r : r + 1], one_sign, err_msg=f"row {r}")
+
+
 def test_weighted_dtypes_follow_numpy_promotion():
     x32 = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
     assert sc.logsumexp(x32, b=2).dtype == np.float32  # a Python number is weak

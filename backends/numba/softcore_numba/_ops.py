@@ -140,13 +140,16 @@ NARROW_PROB_C = K.NARROW_PROB_C
 
 
 _LSE_WEIGHTED = _drivers("logsumexp_weighted")
+_LSE_WEIGHTED_SHORT = _drivers("logsumexp_weighted_short")
+WEIGHTED_SHORT_C = {4: K.WEIGHTED_SHORT_C32, 8: K.WEIGHTED_SHORT_C64}
 
 
 def logsumexp_weighted_rows(x, b, out, sign):
     """The optional hook: ``log|sum(b exp(x))|`` of each row into ``out``, its
     sign into ``sign`` (serial to ``SERIAL_MAX`` elements, parallel above);
     ``b`` of shape ``(1, C)``: the same factors for every row."""
-    _pick(_LSE_WEIGHTED, x)(x, b, out, sign)
+    short = x.shape[1] < WEIGHTED_SHORT_C[x.itemsize]  # transposed tiles
+    _pick(_LSE_WEIGHTED_SHORT if short else _LSE_WEIGHTED, x)(x, b, out, sign)
 
 
 def _grouped(x, limit, small_limit=SMALL_GROUP_ROW_BYTES) -> bool:

@@ -44,6 +44,7 @@ _FAMILIES = {  # the dearest to compile first
     "jacobian": (("ser", "par"), ("X2", "X3", "b")),
     "logsumexp": (_ROWS, ("X2", "X1")),
     "logsumexp_weighted": (("ser", "par"), ("X2", "X2", "X1", "X1")),
+    "logsumexp_weighted_short": (("ser", "par"), ("X2", "X2", "X1", "X1")),
     "softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
     "log_softmax_backward": (("ser", "par"), ("X2", "X2", "X2")),
     "cross_entropy_index_sum": (_FUSED, ("X2", "I1", "F1", "i", "f")),

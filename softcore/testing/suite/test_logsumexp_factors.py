@@ -164,13 +164,16 @@ def test_logsumexp_factors_broadcast_axes_and_low_precision(
         )
 
 
-def test_logsumexp_factors_independent_of_threads(sc: Any, backend: Any) -> None:
+@pytest.mark.parametrize("c", [9, 33])
+def test_logsumexp_factors_independent_of_threads(
+    sc: Any, backend: Any, c: int
+) -> None:
     """Bitwise the same results with one thread and with all of them, for
     factors of ``x``'s shape and for one row of them broadcast to every row
-    (which equals the same row copied to every row)."""
+    (which equals the same row copied to every row); short and longer rows."""
     if not getattr(backend, "threaded", False):
         pytest.skip(f"backend {backend.name!r} is not threaded (threaded=False)")
-    x, b = _inputs("signed", 33, "float32", seed=9)
+    x, b = _inputs("signed", c, "float32", seed=9)
     x = np.tile(x, (200, 1))
     shared = b[7]
     for what, factors in (("full", np.tile(b, (200, 1))), ("one row", shared)):
