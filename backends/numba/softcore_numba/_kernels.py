@@ -4006,13 +4006,25 @@ WEIGHTED_SHORT_C64 = 32
 
 @njit(**_KW)
 def _wtile_in(x, b, T, Bt, r0, k):
-    """``T[j, i] = x[r0 + i, j]`` and ``Bt[j, i]`` the factor of that element
-    (``b``'s row, or its one row shared by every row)."""
+    """``T[j, i] = x[r0 + i, j]`` and ``Bt[j, i]`` the factor of that element:
+    ``b``'s rows transposed, or its one row shared by every row filled along
+    ``Bt``'s rows (contiguous stores, no strided reads)."""
     wide()
+    C = x.shape[1]
+    if b.shape[0] == 1:
+        for i in range(k):
+            xi = x[r0 + i]
+            for j in range(C):
+                T[j, i] = xi[j]
+        for j in range(C):
+            v = b[0, j]
+            for i in range(k):
+                Bt[j, i] = v
+        return
     for i in range(k):
         xi = x[r0 + i]
-        bi = _brow(b, r0 + i)
-        for j in range(x.shape[1]):
+        bi = b[r0 + i]
+        for j in range(C):
             T[j, i] = xi[j]
             Bt[j, i] = bi[j]
 
