@@ -1444,6 +1444,7 @@ def test_the_row_bench_on_a_stand_in_for_cupy():
     assert kind == "rows"
     for key in (
         "logsumexp_weighted",
+        "logsumexp_class_weighted",
         "logsumexp_weighted_api",
         "logsumexp_weighted_formula_api",
         "ce_loss_grad_plan_api",

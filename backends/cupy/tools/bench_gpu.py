@@ -78,6 +78,10 @@ def _row_case(cupy, K, n, c, dtype):
         "log_softmax": lambda: K.log_softmax_rows(x, out),
         "logsumexp": lambda: K.logsumexp_rows(x, lse),
         "logsumexp_weighted": lambda: K.logsumexp_weighted_rows(x, w, lse, sign),
+        # one row of factors for every row (per-class factors): a row stride of 0
+        "logsumexp_class_weighted": lambda: K.logsumexp_weighted_rows(
+            x, w[:1], lse, sign
+        ),
         "softmax_backward": lambda: K.softmax_backward_rows(g, p, out),
         "log_softmax_backward": lambda: K.log_softmax_backward_rows(g, lp, out),
         "ce_loss": lambda: K.cross_entropy_rows(x, t, a, b, cw, loss),
@@ -481,7 +485,8 @@ def summary(results) -> list[str]:
             lines.append(
                 f"sc.logsumexp(b=) {r['shape']} {r['dtype']}: "
                 f"{r['logsumexp_weighted_api']:.2f} a copy (kernel "
-                f"{r['logsumexp_weighted']:.2f}; the core's formula "
+                f"{r['logsumexp_weighted']:.2f}, one row of factors for every row "
+                f"{r['logsumexp_class_weighted']:.2f}; the core's formula "
                 f"{r['logsumexp_weighted_formula_api']:.2f}"
                 + (f"; torch logsumexp(x + log b) {peer:.2f}" if peer else "")
                 + ")"
