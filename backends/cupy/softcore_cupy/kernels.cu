@@ -1207,11 +1207,12 @@ __device__ void lse_weighted_impl(const T* x, const T* b, i64 bstride, T* out, T
             res = -sc_inf();
             sg = 0.0;
         } else if (s == s) {
-            double rr;
-            const double h = two_sum(s, err, rr);
+            // log|s + err| = log_sum(|s|, err with s's sign): log_sum's log(h) + r / h
+            // holds for any h > 0, and TwoSum of the negated pair is the negated result
+            const bool neg = s < 0.0;
             const double shift = scaled ? 600.0 * 0.6931471805599453 : 0.0;
-            res = md + ((log(h < 0.0 ? -h : h) + rr / h) + shift);
-            sg = h > 0.0 ? 1.0 : -1.0;
+            res = md + (log_sum(neg ? -s : s, neg ? -err : err) + shift);
+            sg = neg ? -1.0 : 1.0;
         }
     }
     if (threadIdx.x == 0) {
