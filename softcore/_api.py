@@ -645,13 +645,14 @@ def _weighted_logsumexp(
             compute = np.promote_types(compute, cb)
             result = np.promote_types(result, rb)
         try:  # checked here, broadcast where it is used
-            if np.broadcast_shapes(tuple(w.shape), tuple(arr.shape)) != arr.shape:
-                raise ValueError
+            joint = np.broadcast_shapes(tuple(w.shape), tuple(arr.shape))
         except ValueError:
+            joint = None
+        if joint != tuple(arr.shape):  # b broadcasts to x, not x to b
             raise ValueError(
                 f"b has shape {tuple(w.shape)}, which does not broadcast to x's "
                 f"shape {tuple(arr.shape)}"
-            ) from None
+            )
 
     hook = getattr(be, "logsumexp_weighted_rows", None)
     if w is not None and hook is not None and arr.size:
