@@ -4054,18 +4054,25 @@ def _wtile_ranges(T, Bt, st, k):
 
 
 @njit(fastmath={"contract"}, **_KW)
-def _wtile_exps(T, st, k):
-    """``T[j, i] = exp(x - m_i)`` in ``T``'s dtype (a removed term's may be
-    anything: its factor drops it)."""
+def _wtile_exps(T, Bt, st, k):
+    """float32 tiles: ``T[j, i] = exp(x - m_i)`` (a removed term's may be
+    anything: its factor drops it); float64 tiles: the terms themselves,
+    ``(b inv) exp(x - m_i)``, 0 for a removed one, for :func:`narrow_sums`."""
     wide()
     for j in range(T.shape[0]):
         for i in range(k):
-            T[j, i] = exp_elem_neg(argdiff(T[j, i], st[0, i], T))
+            e = exp_elem_neg(argdiff(T[j, i], st[0, i], T))
+            if f32_row(T):
+                T[j, i] = e
+            else:
+                bv = Bt[j, i]
+                T[j, i] = (bv * st[1, i]) * e if bv != 0.0 else 0.0
 
 
 def wtile_sums(T, Bt, st, k):
     """The tile's rows' sums of ``(b inv) exp(x - m)`` over their terms into
-    ``st[3]``, their rounding errors into ``st[4]``."""
+    ``st[3]``, their rounding errors into ``st[4]`` (``T`` from
+    :func:`_wtile_exps`)."""
     raise NotImplementedError  # only callable from jitted code
 
 
@@ -4085,19 +4092,8 @@ def _wtile_sums_impl(T, Bt, st, k):
 
         return impl32
 
-    def impl(T, Bt, st, k):  # TwoSum a column, as narrow_sums
-        for i in range(k):
-            st[3, i] = 0.0
-            st[4, i] = 0.0
-        for j in range(T.shape[0]):
-            for i in range(k):
-                bv = Bt[j, i]
-                t = (bv * st[1, i]) * T[j, i]
-                st[3, i], st[4, i] = _two_sum_acc(
-                    st[3, i], st[4, i], t if bv != 0.0 else 0.0
-                )
-        for i in range(k):
-            st[3, i], st[4, i] = _two_sum_parts(st[3, i], st[4, i])
+    def impl(T, Bt, st, k):  # T holds the terms: TwoSum a column
+        narrow_sums(T, st[3], st[4], k, False)
 
     return impl
 
@@ -4115,7 +4111,7 @@ def _weighted_short_block(x, b, out, sign, r0, r1):
         Bk = Bt[: C * k].reshape((C, k))
         _wtile_in(x, b, Tk, Bk, q, k)
         _wtile_ranges(Tk, Bk, st, k)
-        _wtile_exps(Tk, st, k)
+        _wtile_exps(Tk, Bk, st, k)
         wtile_sums(Tk, Bk, st, k)
         _weighted_finish(st, out[q : q + k], sign[q : q + k], k)
 
