@@ -4035,7 +4035,7 @@ def _wtile_ranges(T, Bt, st, k):
     :func:`_weighted_range`: ``m`` the largest ``x`` of a term, ignoring NaN,
     which sets ``bad``), then each row's scale (:func:`_weighted_scale`)."""
     wide()
-    for i in range(k):
+    for i in range(k):  # st[3], the sums' row, holds the bad flags until then
         st[0, i] = _NINF
         st[1, i] = 0.0
         st[3, i] = 0.0
